@@ -1,0 +1,33 @@
+"""One way to reach Temporal for every process: the Temporal CLI's own environment configuration
+(`TEMPORAL_ADDRESS`, `TEMPORAL_NAMESPACE`, `TEMPORAL_API_KEY`, TLS settings, `TEMPORAL_PROFILE`
+and the TOML config file), so a worker started beside `temporal` reaches the same cluster."""
+
+from __future__ import annotations
+
+import os
+
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.envconfig import ClientConfig
+from temporalio.runtime import Runtime
+
+
+def connect_config() -> dict:
+    config = dict(ClientConfig.load_client_connect_config(profile=os.environ.get("TEMPORAL_PROFILE")))
+    config.setdefault("target_host", "localhost:7233")
+    config.setdefault("namespace", "default")
+    return config
+
+
+def describe_target() -> str:
+    """Where we connect, for logs: never the API key."""
+    config = connect_config()
+    return f"{config['target_host']} namespace={config['namespace']}"
+
+
+async def connect_client(runtime: Runtime | None = None) -> Client:
+    return await Client.connect(
+        **connect_config(),
+        data_converter=pydantic_data_converter,
+        runtime=runtime,
+    )

@@ -1,0 +1,110 @@
+"""Binance kline intervals and the `candle_closed` payload (Binance's kline object `k`)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Optional
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
+
+# Binance spot kline intervals. `1M` (calendar month) has no fixed length.
+INTERVAL_MS: dict[str, Optional[int]] = {
+    "1s": 1_000,
+    "1m": 60_000,
+    "3m": 180_000,
+    "5m": 300_000,
+    "15m": 900_000,
+    "30m": 1_800_000,
+    "1h": 3_600_000,
+    "2h": 7_200_000,
+    "4h": 14_400_000,
+    "6h": 21_600_000,
+    "8h": 28_800_000,
+    "12h": 43_200_000,
+    "1d": 86_400_000,
+    "3d": 259_200_000,
+    "1w": 604_800_000,
+    "1M": None,
+}
+
+
+def is_valid_interval(interval: str) -> bool:
+    return interval in INTERVAL_MS
+
+
+def is_valid_symbol(symbol: str) -> bool:
+    # Binance symbols are upper-case letters and digits (e.g. BTCUSDT, 1000SATSUSDT).
+    return 2 <= len(symbol) <= 20 and symbol.isascii() and symbol.isalnum() and symbol.upper() == symbol
+
+
+def _decimal_string(value: object) -> str:
+    # Binance sends prices and volumes as strings; an operator may paste numbers.
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise ValueError("must be a decimal string")
+    try:
+        d = Decimal(str(value))
+    except Exception as exc:  # decimal.InvalidOperation
+        raise ValueError(f"not a decimal: {value!r}") from exc
+    if not d.is_finite() or d < 0:
+        raise ValueError(f"not a finite non-negative decimal: {value!r}")
+    return str(value)
+
+
+class Kline(BaseModel):
+    """Binance's kline object `k`, exactly as sent on the wire, so an operator can paste one
+    into `temporal workflow signal --name candle_closed --input '{...}'`."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    t: int = Field(description="open time, ms since epoch", ge=0)
+    T: int = Field(description="close time, ms since epoch", ge=0)
+    s: str = Field(description="symbol, upper case")
+    i: str = Field(description="interval")
+    o: str
+    h: str
+    l: str  # noqa: E741 - Binance's field name
+    c: str
+    v: str
+    x: StrictBool = Field(description="is this kline closed?")
+    n: Optional[int] = None
+    q: Optional[str] = None
+    V: Optional[str] = None
+    Q: Optional[str] = None
+    B: Optional[str] = None
+    f: Optional[int] = None
+    L: Optional[int] = None
+
+    @field_validator("t", "T", "n", "f", "L", mode="before")
+    @classmethod
+    def _strict_int(cls, value: object) -> object:
+        # A string where a number belongs is a malformed candle, not something to coerce.
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise ValueError("must be an integer")
+        return value
+
+    @field_validator("o", "h", "l", "c", "v", mode="before")
+    @classmethod
+    def _decimal(cls, value: object) -> str:
+        return _decimal_string(value)
+
+    @field_validator("s", "i", mode="before")
+    @classmethod
+    def _strict_str(cls, value: object) -> object:
+        if not isinstance(value, str):
+            raise ValueError("must be a string")
+        return value
+
+    def open_time(self) -> datetime:
+        return datetime.fromtimestamp(self.t / 1000, tz=timezone.utc)
+
+    def close_time(self) -> datetime:
+        return datetime.fromtimestamp(self.T / 1000, tz=timezone.utc)
+
+
+def ms_to_datetime(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+
+
+def datetime_to_ms(value: datetime) -> int:
+    return int(value.timestamp() * 1000)
