@@ -1,0 +1,247 @@
+"""The `analyze_signal` activity: one llm-proxy `analyze-signal` call per attempt.
+
+Temporal owns retries (the httpx transport never retries): errors are raised as ApplicationError
+types the workflow's RetryPolicy understands, with `next_retry_delay` from `Retry-After` on 429.
+The API key lives only in this process's httpx client headers; it is redacted from every message
+that could reach workflow history or a log."""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import time
+from datetime import datetime, timedelta, timezone
+from typing import Any, Optional
+
+import httpx
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from workflows.decisions import normalise_proxy_decision
+from workflows.models import Analysis, AnalyzeSignalInput
+
+TRIGGER_SOURCE = "monitoring-worker"
+MAX_RETRY_AFTER = timedelta(minutes=5)
+_HEARTBEAT_EVERY = 2.0
+
+# Error types, named in the workflow's RetryPolicy.non_retryable_error_types where no retry helps.
+AUTH_ERROR = "LlmProxyAuthError"
+REQUEST_REJECTED = "LlmProxyRequestRejected"
+RATE_LIMITED = "LlmProxyRateLimited"
+SERVER_ERROR = "LlmProxyServerError"
+UNAVAILABLE = "LlmProxyUnavailable"
+TIMEOUT = "LlmProxyTimeout"
+BAD_ANSWER = "LlmProxyBadAnswer"
+NON_RETRYABLE = [AUTH_ERROR, REQUEST_REJECTED]
+
+
+def build_request_body(input: AnalyzeSignalInput) -> dict[str, Any]:
+    ctx = input.context
+    candle = input.candle
+    if candle is None:
+        timestamp = ctx.signal_time
+        price = ctx.price
+        candle_json = None
+    else:
+        timestamp = candle.close_time()
+        price = float(candle.c)
+        candle_json = {
+            "openTime": candle.t,
+            "closeTime": candle.T,
+            "open": candle.o,
+            "high": candle.h,
+            "low": candle.l,
+            "close": candle.c,
+            "volume": candle.v,
+        }
+    params: dict[str, Any] = {
+        "signalId": ctx.signal_id,
+        "symbol": ctx.symbol,
+        "traderId": ctx.trader_id,
+        "userId": ctx.user_id,
+        "timestamp": timestamp.astimezone(timezone.utc).isoformat().replace("+00:00", "Z"),
+        "price": price,
+        "strategy": ctx.strategy if ctx.strategy is not None else {},
+        "interval": ctx.interval,
+        "candle": candle_json,
+        "reanalysis": input.analysis_number,
+        "maxReanalyses": input.max_reanalyses,
+        "previousDecisions": [d.model_dump() for d in input.previous_decisions[-5:]],
+    }
+    if input.candle is None:
+        params["signal"] = {
+            "changePercent": ctx.change_percent,
+            "volume": ctx.volume,
+            "indicatorData": ctx.indicator_data,
+        }
+    return {"operation": "analyze-signal", "params": params}
+
+
+def retry_after(response: httpx.Response) -> Optional[timedelta]:
+    raw = response.headers.get("retry-after")
+    if not raw:
+        return None
+    raw = raw.strip()
+    try:
+        delay = timedelta(seconds=max(0.0, float(raw)))
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(raw)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)
+        delay = max(timedelta(0), when - datetime.now(timezone.utc))
+    return min(delay, MAX_RETRY_AFTER)
+
+
+def parse_answer(body: Any, latency_ms: int) -> Analysis:
+    """The contract's success envelope, or a BadAnswer: never a silent `continue`."""
+
+    def bad(why: str) -> ApplicationError:
+        return ApplicationError(f"llm-proxy gave a bad answer: {why}", type=BAD_ANSWER)
+
+    if not isinstance(body, dict):
+        raise bad("body is not a JSON object")
+    if body.get("success") is not True:
+        error = body.get("error")
+        detail = error.get("message") if isinstance(error, dict) else None
+        raise bad(f"success is not true ({str(detail)[:200] if detail else 'no error message'})")
+    data = body.get("data")
+    if not isinstance(data, dict):
+        raise bad("missing data")
+    decision = normalise_proxy_decision(data.get("decision"))
+    if decision is None:
+        raise bad(f"unknown decision {str(data.get('decision'))[:50]!r}")
+    confidence = data.get("confidence")
+    if isinstance(confidence, bool) or not isinstance(confidence, (int, float)) or not 0 <= confidence <= 100:
+        raise bad(f"confidence {str(confidence)[:50]!r} is not a number from 0 to 100")
+    reasoning = data.get("reasoning")
+    if not isinstance(reasoning, str) or not reasoning.strip():
+        raise bad("empty reasoning")
+    metadata = data.get("metadata") if isinstance(data.get("metadata"), dict) else {}
+    usage = body.get("usage") if isinstance(body.get("usage"), dict) else {}
+    tokens = metadata.get("tokensUsed", usage.get("total_tokens"))
+    raw = metadata.get("rawAiResponse")
+
+    def obj(value: Any) -> Optional[dict]:
+        return value if isinstance(value, dict) else None
+
+    return Analysis(
+        decision=decision,
+        confidence=float(confidence),
+        reasoning=reasoning.strip(),
+        key_levels=obj(data.get("keyLevels")),
+        trade_plan=obj(data.get("tradePlan")),
+        technical_indicators=obj(data.get("technicalIndicators")),
+        raw_ai_response=raw if isinstance(raw, str) else (json.dumps(raw) if raw is not None else None),
+        latency_ms=latency_ms,
+        tokens_used=tokens if isinstance(tokens, int) and not isinstance(tokens, bool) else None,
+        model_name=metadata.get("modelName") if isinstance(metadata.get("modelName"), str) else None,
+    )
+
+
+def _error_detail(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+        error = body.get("error") if isinstance(body, dict) else None
+        if isinstance(error, dict):
+            return f"{error.get('code', '')} {error.get('message', '')}".strip()[:200]
+    except ValueError:
+        pass
+    return response.text[:120].replace("\n", " ")
+
+
+class LlmProxy:
+    """Holds the one httpx client of the worker (its key, its connection pool)."""
+
+    def __init__(self, client: httpx.AsyncClient, url: str, api_key: str):
+        self._client = client
+        self._url = url
+        self._key = api_key
+
+    def _redact(self, text: str) -> str:
+        return text.replace(self._key, "***") if self._key else text
+
+    def _error(self, message: str, type: str, **kwargs: Any) -> ApplicationError:
+        return ApplicationError(self._redact(message), type=type, **kwargs)
+
+    @activity.defn
+    async def analyze_signal(self, input: AnalyzeSignalInput) -> Analysis:
+        info = activity.info()
+        headers = {
+            "Authorization": f"Bearer {self._key}",
+            "x-trigger-source": TRIGGER_SOURCE,
+            "x-correlation-id": f"{input.context.signal_id}:{input.analysis_number}",
+        }
+        started = time.monotonic()
+        request = asyncio.ensure_future(
+            self._client.post(self._url, json=build_request_body(input), headers=headers)
+        )
+        try:
+            # Heartbeats let Temporal notice a dead worker long before the call's own timeout,
+            # and deliver cancellation when an operator cancels the monitor.
+            while True:
+                done, _ = await asyncio.wait({request}, timeout=_HEARTBEAT_EVERY)
+                if done:
+                    break
+                activity.heartbeat()
+            response = request.result()
+        except asyncio.CancelledError:
+            request.cancel()
+            raise
+        except httpx.TimeoutException as exc:
+            raise self._error(f"llm-proxy timed out ({type(exc).__name__})", TIMEOUT) from None
+        except httpx.TransportError as exc:
+            raise self._error(f"llm-proxy unreachable: {type(exc).__name__}: {exc}", UNAVAILABLE) from None
+        latency_ms = int((time.monotonic() - started) * 1000)
+        code = response.status_code
+        where = f"attempt {info.attempt}, HTTP {code}"
+        if code in (401, 403):
+            raise self._error(f"llm-proxy refused the key ({where})", AUTH_ERROR, non_retryable=True)
+        if code == 429:
+            delay = retry_after(response)
+            raise self._error(
+                f"llm-proxy rate limited ({where}, Retry-After {response.headers.get('retry-after', 'absent')})",
+                RATE_LIMITED,
+                next_retry_delay=delay,
+            )
+        if code in (408, 425):
+            raise self._error(f"llm-proxy timed out the request ({where})", TIMEOUT)
+        if 400 <= code < 500:
+            raise self._error(
+                f"llm-proxy rejected the request ({where}): {_error_detail(response)}", REQUEST_REJECTED, non_retryable=True
+            )
+        if code >= 500:
+            raise self._error(f"llm-proxy failed ({where}): {_error_detail(response)}", SERVER_ERROR)
+        if code != 200:
+            raise self._error(f"llm-proxy answered an unexpected status ({where})", BAD_ANSWER)
+        try:
+            body = response.json()
+        except ValueError:
+            raise self._error(f"llm-proxy answer is not JSON ({where})", BAD_ANSWER) from None
+        try:
+            analysis = parse_answer(body, latency_ms)
+        except ApplicationError as exc:
+            raise self._error(str(exc), BAD_ANSWER) from None
+        activity.logger.info(
+            "signal %s analysis %s: %s %.0f (%d ms)",
+            input.context.signal_id,
+            input.analysis_number,
+            analysis.decision,
+            analysis.confidence,
+            latency_ms,
+        )
+        return analysis
+
+
+def new_http_client(timeout_seconds: float, max_connections: int) -> httpx.AsyncClient:
+    # retries=0: Temporal's RetryPolicy is the only retry loop.
+    transport = httpx.AsyncHTTPTransport(retries=0, limits=httpx.Limits(max_connections=max_connections))
+    return httpx.AsyncClient(
+        transport=transport,
+        timeout=httpx.Timeout(timeout_seconds, connect=min(10.0, timeout_seconds)),
+        headers={"Content-Type": "application/json"},
+        follow_redirects=False,
+    )

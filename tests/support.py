@@ -1,0 +1,138 @@
+"""Helpers shared by the core tests: rows for the platform's tables, Binance klines, waiting."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any, Awaitable, Callable, Optional, TypeVar
+
+import asyncpg
+
+from workflows.candles import INTERVAL_MS
+
+T = TypeVar("T")
+
+
+async def eventually(check: Callable[[], Awaitable[T]], timeout: float = 20.0, interval: float = 0.1) -> T:
+    """Poll until `check` returns without AssertionError (visibility and workers are asynchronous)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return await check()
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+        await asyncio.sleep(interval)
+
+
+@dataclass
+class SignalRow:
+    signal_id: str
+    trader_id: str
+    user_id: str
+    symbol: str
+    interval: str
+    timestamp: datetime
+
+    @property
+    def workflow_id(self) -> str:
+        return f"signal-{self.signal_id}"
+
+
+async def insert_signal(
+    db: asyncpg.Connection,
+    *,
+    symbol: str = "BTCUSDT",
+    interval: str = "15m",
+    timestamp: Optional[datetime] = None,
+    max_reanalyses: Optional[int] = None,
+    min_confidence_to_enter: Optional[float] = None,
+    max_monitoring_duration: Optional[timedelta] = None,
+    tier: str = "elite",
+    auto_analyze: bool = True,
+    strategy: Optional[dict] = None,
+    with_trader: bool = True,
+    price: float = 43250.12,
+) -> SignalRow:
+    """A trader and a signal filled only with the platform's columns (plus optional settings)."""
+    user_id, trader_id, signal_id = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    timestamp = timestamp or datetime.now(timezone.utc)
+    await db.execute("INSERT INTO user_profiles (id, subscription_tier) VALUES ($1, $2)", user_id, tier)
+    if with_trader:
+        await db.execute(
+            """INSERT INTO traders (id, user_id, name, enabled, filter, strategy, auto_analyze_signals)
+               VALUES ($1, $2, $3, true, $4::jsonb, $5::jsonb, $6)""",
+            trader_id,
+            user_id,
+            f"trader {str(trader_id)[:8]}",
+            '{"interval": "%s"}' % interval,
+            __import__("json").dumps(strategy or {"instructions": "buy breakouts", "modelTier": "fast"}),
+            auto_analyze,
+        )
+        settings = {
+            "max_reanalyses": max_reanalyses,
+            "min_confidence_to_enter": min_confidence_to_enter,
+            "max_monitoring_duration": max_monitoring_duration,
+        }
+        for column, value in settings.items():
+            if value is not None:
+                await db.execute(f"UPDATE traders SET {column} = $2 WHERE id = $1", trader_id, value)
+    await db.execute(
+        """INSERT INTO signals (id, trader_id, symbol, interval, "timestamp", price_at_signal,
+                                change_percent_at_signal, volume_at_signal, indicator_data, status)
+           VALUES ($1, $2, $3, $4, $5, $6, 2.5, 1234.5, '{"rsi": 61}'::jsonb, 'new')""",
+        signal_id,
+        trader_id,
+        symbol,
+        interval,
+        timestamp,
+        price,
+    )
+    return SignalRow(str(signal_id), str(trader_id), str(user_id), symbol, interval, timestamp)
+
+
+def kline(
+    row: SignalRow,
+    n: int,
+    *,
+    closed: bool = True,
+    symbol: Optional[str] = None,
+    interval: Optional[str] = None,
+    close: str = "43300.50",
+) -> dict[str, Any]:
+    """The n-th candle (1, 2, ...) after the one in progress at the signal's time, as Binance's `k`."""
+    step = INTERVAL_MS[interval or row.interval] or 60_000
+    signal_ms = int(row.timestamp.timestamp() * 1000)
+    t = (signal_ms // step) * step + (n - 1) * step
+    return {
+        "t": t,
+        "T": t + step - 1,
+        "s": symbol or row.symbol,
+        "i": interval or row.interval,
+        "f": 100,
+        "L": 200,
+        "o": "43250.00",
+        "c": close,
+        "h": "43400.00",
+        "l": "43100.00",
+        "v": "12.5",
+        "n": 101,
+        "x": closed,
+        "q": "540000.1",
+        "V": "6.1",
+        "Q": "263000.2",
+        "B": "0",
+    }
+
+
+async def analyses(db: asyncpg.Connection, signal_id: str) -> list[asyncpg.Record]:
+    return await db.fetch(
+        "SELECT * FROM signal_analyses WHERE signal_id = $1 ORDER BY analysis_number", uuid.UUID(signal_id)
+    )
+
+
+async def signal_status(db: asyncpg.Connection, signal_id: str) -> Optional[str]:
+    return await db.fetchval("SELECT status FROM signals WHERE id = $1", uuid.UUID(signal_id))

@@ -1,0 +1,129 @@
+"""`signal-monitor`: the one command operators and scripts use."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from typing import Optional, Sequence
+
+from workers.config import ConfigError, Settings
+from workers.logs import setup_logging
+
+log = logging.getLogger("signal_monitor")
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+
+
+def _cmd_migrate(args: argparse.Namespace) -> int:
+    from workers.migrate import MigrationError, migrate
+
+    settings = Settings.from_env()
+    try:
+        applied = asyncio.run(migrate(settings.require_database()))
+    except MigrationError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    print(f"applied {len(applied)} migration(s)" + (": " + ", ".join(applied) if applied else " (up to date)"))
+    return EXIT_OK
+
+
+def _cmd_worker(args: argparse.Namespace) -> int:
+    from workers.search_attributes import MissingSearchAttributes
+    from workers.worker import run_worker
+
+    try:
+        asyncio.run(run_worker(Settings.from_env()))
+    except MissingSearchAttributes as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    return EXIT_OK
+
+
+async def _summary_for(signal_id: str, settings: Settings) -> Optional[str]:
+    """The workflow's UI summary (symbol, interval, trader), when the database is reachable."""
+    if not settings.database_url:
+        return None
+    import asyncpg
+
+    try:
+        conn = await asyncpg.connect(settings.database_url, timeout=5)
+    except (OSError, asyncpg.PostgresError):
+        return None
+    try:
+        row = await conn.fetchrow(
+            """SELECT s.symbol, coalesce(s.interval, t.filter->>'interval') AS interval, t.name, s.trader_id
+               FROM signals s LEFT JOIN traders t ON t.id = s.trader_id WHERE s.id = $1::uuid""",
+            signal_id,
+        )
+    finally:
+        await conn.close()
+    if row is None:
+        return None
+    return f"{row['symbol']} {row['interval']} · trader {row['name'] or row['trader_id']}"
+
+
+def _cmd_start(args: argparse.Namespace) -> int:
+    from workers.starting import start_monitor
+    from workers.temporal_client import connect_client
+
+    settings = Settings.from_env()
+
+    async def go() -> int:
+        client = await connect_client()
+        summary = await _summary_for(args.signal_id, settings)
+        outcome = await start_monitor(client, args.signal_id, settings.task_queue, summary)
+        wid = outcome.handle.id
+        if outcome.ended_before:
+            print(f"{wid}: a monitor for this signal has already ended; not started again")
+        elif outcome.started:
+            print(f"{wid}: started")
+        else:
+            print(f"{wid}: already running")
+        return EXIT_OK
+
+    try:
+        return asyncio.run(go())
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _cmd_bridge(args: argparse.Namespace) -> int:
+    from signal_bridge.cli import main as bridge_main
+
+    return bridge_main(args.rest)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="signal-monitor", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("migrate", help="apply pending SQL migrations (DATABASE_URL)").set_defaults(func=_cmd_migrate)
+    sub.add_parser("worker", help="run a Temporal worker for the monitors").set_defaults(func=_cmd_worker)
+    p = sub.add_parser("start", help="start monitoring one signal (idempotent)")
+    p.add_argument("signal_id")
+    p.set_defaults(func=_cmd_start)
+    p = sub.add_parser("bridge", help="forward Binance candle closes to the monitors")
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(func=_cmd_bridge)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging()
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,48 @@
+"""Structured (JSON lines) or plain logs for every process. Temporal's workflow and activity
+loggers add a `temporal_workflow` / `temporal_activity` dict; we lift its ids into the line."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from datetime import datetime, timezone
+
+_TEMPORAL_KEYS = ("workflow_id", "run_id", "workflow_type", "activity_type", "activity_id", "attempt", "task_queue")
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict = {
+            "ts": datetime.fromtimestamp(record.created, tz=timezone.utc).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for key in ("temporal_workflow", "temporal_activity"):
+            details = getattr(record, key, None)
+            if isinstance(details, dict):
+                line.update({k: details[k] for k in _TEMPORAL_KEYS if k in details})
+        for key in ("signal_id", "symbol", "interval", "event"):
+            value = getattr(record, key, None)
+            if value is not None:
+                line[key] = value
+        if record.exc_info:
+            line["exc"] = self.formatException(record.exc_info)
+        return json.dumps(line, default=str)
+
+
+def setup_logging(default_format: str = "text") -> None:
+    level = os.environ.get("SIGNAL_MONITOR_LOG_LEVEL", "INFO").upper()
+    fmt = os.environ.get("SIGNAL_MONITOR_LOG_FORMAT", default_format)
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    # httpx logs every request URL at INFO; keep it quiet, the activity logs what matters.
+    logging.getLogger("httpx").setLevel(logging.WARNING)

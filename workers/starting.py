@@ -1,0 +1,49 @@
+"""Starting a monitor: idempotent, whoever calls it (CLI, intake, tests)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Optional
+
+from temporalio.client import Client, WorkflowHandle
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+
+from workflows.models import SignalMonitorInput
+from workflows.names import workflow_id_for
+from workflows.signal_monitor import SignalMonitorWorkflow
+
+
+@dataclass
+class StartOutcome:
+    handle: WorkflowHandle
+    started: bool
+    """False when a monitor for this signal was already running, or had already ended."""
+    ended_before: bool = False
+
+
+async def start_monitor(
+    client: Client, signal_id: str, task_queue: str, summary: Optional[str] = None
+) -> StartOutcome:
+    signal_id = str(uuid.UUID(signal_id))  # ValueError on a bad id, before anything reaches Temporal
+    workflow_id = workflow_id_for(signal_id)
+    try:
+        handle = await client.start_workflow(
+            SignalMonitorWorkflow.run,
+            SignalMonitorInput(signal_id=signal_id),
+            id=workflow_id,
+            task_queue=task_queue,
+            # A second start of a running monitor returns it; one of an ended monitor is refused
+            # (a fresh run would re-analyse a signal that has already decided).
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            static_summary=summary,
+        )
+    except WorkflowAlreadyStartedError:
+        return StartOutcome(
+            client.get_workflow_handle_for(SignalMonitorWorkflow.run, workflow_id), started=False, ended_before=True
+        )
+    response = handle._start_workflow_response  # the server says whether it started a run
+    started = bool(getattr(response, "started", True))
+    return StartOutcome(handle, started=started)

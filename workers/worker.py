@@ -1,0 +1,87 @@
+"""`signal-monitor worker`: the workflow, the database activities and the llm-proxy activity.
+
+Two pollers share one asyncpg pool and one httpx client: the main task queue (workflows and
+database activities) and `<queue>-llm`, whose concurrency and rate caps bind llm-proxy calls only.
+SIGTERM/SIGINT drain: in-flight activities get a grace period, then the process exits."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from datetime import timedelta
+from typing import Optional
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.database import create_pool
+from activities.llm_proxy import LlmProxy, new_http_client
+from activities.signals_db import SignalStore
+from workers.config import Settings
+from workers.search_attributes import ensure_search_attributes
+from workers.temporal_client import connect_client, describe_target
+from workflows.names import llm_task_queue_for
+from workflows.signal_monitor import SignalMonitorWorkflow
+
+log = logging.getLogger(__name__)
+
+
+async def run_worker(
+    settings: Settings,
+    stop: Optional[asyncio.Event] = None,
+    client: Optional[Client] = None,
+    ready: Optional[asyncio.Event] = None,
+) -> None:
+    database_url = settings.require_database()
+    proxy_url, proxy_key = settings.require_llm_proxy()
+    if client is None:
+        log.info("connecting to Temporal at %s", describe_target())
+        client = await connect_client()
+    await ensure_search_attributes(client)
+    stop = stop or _stop_on_signals()
+    pool = await create_pool(database_url, settings.db_pool_size)
+    http = new_http_client(settings.llm_timeout_seconds, settings.llm_max_concurrent)
+    try:
+        store = SignalStore(pool)
+        proxy = LlmProxy(http, proxy_url, proxy_key)
+        main = Worker(
+            client,
+            task_queue=settings.task_queue,
+            workflows=[SignalMonitorWorkflow],
+            activities=[store.load_signal, store.record_analysis, store.finish_signal],
+            max_cached_workflows=settings.max_cached_workflows,
+            graceful_shutdown_timeout=timedelta(seconds=20),
+        )
+        llm = Worker(
+            client,
+            task_queue=llm_task_queue_for(settings.task_queue),
+            activities=[proxy.analyze_signal],
+            max_concurrent_activities=settings.llm_max_concurrent,
+            max_activities_per_second=settings.llm_max_per_second,
+            max_task_queue_activities_per_second=settings.llm_queue_max_per_second,
+            graceful_shutdown_timeout=timedelta(seconds=20),
+        )
+        async with main, llm:
+            log.info(
+                "worker polling %s and %s (llm-proxy: at most %d concurrent calls)",
+                settings.task_queue,
+                llm_task_queue_for(settings.task_queue),
+                settings.llm_max_concurrent,
+            )
+            if ready is not None:
+                ready.set()
+            await stop.wait()
+            log.info("stopping: draining in-flight tasks")
+    finally:
+        await http.aclose()
+        await pool.close()
+    log.info("worker stopped")
+
+
+def _stop_on_signals() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    return stop

@@ -1,0 +1,210 @@
+"""Inputs, results and state of the signal monitor: everything that crosses the workflow/activity
+boundary or is shown to operators. No secret ever belongs in these: they land in workflow history,
+which every Temporal UI user can read."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal, Optional
+
+from pydantic import BaseModel, Field
+
+from workflows.candles import Kline
+
+ProxyDecision = Literal["enter_trade", "bad_setup", "wait"]
+MonitorDecision = Literal["enter", "continue", "abandon"]
+# Signal statuses the monitor writes; `cancelled` and `failed` are its additions.
+EndStatus = Literal["in_position", "expired", "cancelled", "failed"]
+TERMINAL_SIGNAL_STATUSES = frozenset(
+    {"in_position", "expired", "cancelled", "failed", "closed", "rejected"}
+)
+
+
+class SignalMonitorInput(BaseModel):
+    """`{"signal_id": "<uuid>"}` when started by hand; `carried` only across continue-as-new."""
+
+    signal_id: str
+    carried: Optional["CarriedState"] = None
+
+
+# --- activities -------------------------------------------------------------------------------
+
+
+class LoadSignalInput(BaseModel):
+    signal_id: str
+
+
+class SignalContext(BaseModel):
+    """The signal and its trader's monitoring settings, loaded once per monitor."""
+
+    signal_id: str
+    status: Optional[str]
+    symbol: str
+    interval: str
+    signal_time: datetime
+    price: Optional[float] = None
+    change_percent: Optional[float] = None
+    volume: Optional[float] = None
+    indicator_data: Optional[Any] = None
+    trader_found: bool
+    trader_id: Optional[str] = None
+    trader_name: Optional[str] = None
+    user_id: Optional[str] = None
+    strategy: Any = None
+    max_reanalyses: int = 5
+    min_confidence_to_enter: float = 70.0
+    max_monitoring_seconds: float = 24 * 3600.0
+
+
+class PreviousDecision(BaseModel):
+    decision: ProxyDecision
+    confidence: float
+    reasoning: str
+    candleOpenTime: Optional[int] = None
+
+
+class AnalyzeSignalInput(BaseModel):
+    context: SignalContext
+    analysis_number: int = Field(description="0 for the first analysis, then 1, 2, ...")
+    max_reanalyses: int
+    candle: Optional[Kline] = None
+    previous_decisions: list[PreviousDecision] = Field(default_factory=list)
+
+
+class Analysis(BaseModel):
+    """llm-proxy's answer, validated and in the proxy's vocabulary."""
+
+    decision: ProxyDecision
+    confidence: float
+    reasoning: str
+    key_levels: Optional[dict[str, Any]] = None
+    trade_plan: Optional[dict[str, Any]] = None
+    technical_indicators: Optional[dict[str, Any]] = None
+    raw_ai_response: Optional[str] = None
+    latency_ms: int
+    tokens_used: Optional[int] = None
+    model_name: Optional[str] = None
+
+
+class RecordAnalysisInput(BaseModel):
+    signal_id: str
+    trader_id: Optional[str]
+    user_id: Optional[str]
+    symbol: str
+    analysis_number: int
+    candle_open_time: Optional[datetime]
+    analysis: Analysis
+    monitor_decision: MonitorDecision
+    new_status: Literal["monitoring", "in_position", "expired"]
+    reason: Optional[str] = None
+
+
+class RecordedAnalysis(BaseModel):
+    analysis_id: str
+    inserted: bool = Field(description="false when a retry found the row already written")
+    signal_status: Optional[str]
+    order_intent_id: Optional[str] = None
+
+
+class FinishSignalInput(BaseModel):
+    signal_id: str
+    status: EndStatus
+    reason: str
+
+
+class FinishedSignal(BaseModel):
+    signal_status: Optional[str] = Field(
+        description="the status actually stored: an earlier end (e.g. in_position) is never overwritten"
+    )
+
+
+# --- workflow state, results, operator messages ------------------------------------------------
+
+
+class Counts(BaseModel):
+    received: int = 0
+    analysed: int = 0
+    duplicate: int = 0
+    stale: int = 0
+    skipped: int = 0
+    foreign: int = 0
+    open: int = 0
+    malformed: int = 0
+    failed_analyses: int = 0
+
+
+class DecisionRecord(BaseModel):
+    analysis_number: int
+    candle_open_time: Optional[int]
+    proxy_decision: ProxyDecision
+    decision: MonitorDecision
+    confidence: float
+    reasoning: str
+    analysis_id: Optional[str] = None
+    at: datetime
+
+
+class FailedAnalysis(BaseModel):
+    candle_open_time: Optional[int]
+    error: str
+    at: datetime
+
+
+class CarriedState(BaseModel):
+    """Everything a run hands to the next across continue-as-new: the server de-duplicates
+    nothing across runs, so the de-duplication state must travel here."""
+
+    context: SignalContext
+    status: str
+    deadline: datetime
+    max_reanalyses: int
+    initial_done: bool
+    last_taken_t: Optional[int]
+    recent_t: list[int]
+    pending: Optional[Kline]
+    retry_candle: Optional[Kline]
+    retry_initial: bool
+    consecutive_failures: int
+    counts: Counts
+    history: list[DecisionRecord]
+    failures: list[FailedAnalysis]
+    skipped_t: list[int]
+    runs: int
+
+
+class MonitorState(BaseModel):
+    """The `state` query."""
+
+    signal_id: str
+    status: str
+    symbol: Optional[str] = None
+    interval: Optional[str] = None
+    trader_id: Optional[str] = None
+    analyses: int
+    reanalyses: int
+    max_reanalyses: Optional[int] = None
+    counts: Counts
+    last_decision: Optional[DecisionRecord] = None
+    history: list[DecisionRecord]
+    failures: list[FailedAnalysis]
+    skipped_candles: list[int]
+    pending_candle: Optional[int] = None
+    analysing: bool
+    consecutive_failures: int
+    deadline: Optional[datetime] = None
+    end_reason: Optional[str] = None
+    runs: int = 1
+
+
+class MonitorResult(BaseModel):
+    signal_id: str
+    status: str = Field(description="in_position, expired, cancelled or failed; or the platform's own end status")
+    reason: str
+    analyses: int
+    reanalyses: int
+    last_decision: Optional[DecisionRecord] = None
+    order_intent_id: Optional[str] = None
+    counts: Counts
+
+
+SignalMonitorInput.model_rebuild()
