@@ -1,0 +1,157 @@
+"""REST backfill (`GET /api/v3/klines`, httpx): after a (re)connect, a restart or a close that
+never came, forward the newest closed candle each stream may have missed. The still-open last
+row (T >= Binance's server time) is never forwarded; older missed closes are counted, and
+candles REST does not have either (an exchange outage) are logged as gaps, never invented.
+429/418 `Retry-After` pauses every REST call of the bridge."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any, Iterable
+
+import httpx
+from pydantic import ValidationError
+
+from workflows.candles import INTERVAL_MS, Kline
+
+from .config import BridgeConfig
+from .events import emit
+from .frames import KlineEvent, StreamKey
+from .router import CloseRouter
+from .stats import BridgeStats
+
+
+class RestError(Exception):
+    pass
+
+
+def row_to_k(symbol: str, interval: str, row: list) -> dict:
+    """A REST row as the `k` object of a closed kline (REST has no f, L)."""
+    return {
+        "t": row[0], "T": row[6], "s": symbol, "i": interval,
+        "o": row[1], "h": row[2], "l": row[3], "c": row[4], "v": row[5],
+        "n": row[8], "x": True, "q": row[7], "V": row[9], "Q": row[10], "B": row[11],
+    }
+
+
+class Backfiller:
+    def __init__(self, cfg: BridgeConfig, stats: BridgeStats, router: CloseRouter,
+                 http: httpx.AsyncClient | None = None) -> None:
+        self.cfg, self.stats, self.router = cfg, stats, router
+        self.http = http or httpx.AsyncClient(
+            base_url=cfg.rest_url,
+            timeout=cfg.rest_timeout,
+            transport=httpx.AsyncHTTPTransport(retries=0),  # retries are ours, Retry-After aware
+        )
+        self._sem = asyncio.Semaphore(cfg.rest_concurrency)
+        self._paused_until = 0.0
+        self._tasks: set[asyncio.Task] = set()
+
+    async def aclose(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.http.aclose()
+
+    def request(self, keys: Iterable[StreamKey], reason: str) -> None:
+        """Fire-and-forget backfill (called from connection callbacks)."""
+        keys = set(keys)
+        if not keys:
+            return
+        task = asyncio.create_task(self.backfill(keys, reason))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def backfill(self, keys: set[StreamKey], reason: str) -> int:
+        try:
+            server_time = (await self._get("/api/v3/time", {}))["serverTime"]
+            if not isinstance(server_time, int):
+                raise RestError(f"bad serverTime {server_time!r}")
+        except (RestError, httpx.HTTPError, KeyError, TypeError) as exc:
+            self.stats.rest_errors += 1
+            emit("bridge.backfill_failed", logging.WARNING, reason=reason, streams=len(keys), error=repr(exc)[:200])
+            return 0
+        results = await asyncio.gather(*(self._one(key, server_time) for key in sorted(keys)),
+                                       return_exceptions=True)
+        forwarded = sum(1 for r in results if r is True)
+        errors = [r for r in results if isinstance(r, BaseException)]
+        self.stats.rest_errors += len(errors)
+        emit("bridge.backfill", reason=reason, streams=len(keys), forwarded=forwarded, errors=len(errors),
+             **({"first_error": repr(errors[0])[:200]} if errors else {}))
+        return forwarded
+
+    async def _one(self, key: StreamKey, server_time: int) -> bool:
+        symbol, interval = key
+        iv = INTERVAL_MS.get(interval)
+        last = self.router.high_water.get(key)
+        limit = 2
+        if last is not None and iv:
+            limit = int(min(1000, max(2, (server_time - last) // iv + 2)))
+        self.stats.backfill_requests += 1
+        rows = await self._get("/api/v3/klines", {"symbol": symbol, "interval": interval, "limit": limit})
+        if not isinstance(rows, list):
+            raise RestError("klines answer is not a list")
+        closed: list[list] = []
+        for row in rows:
+            if not (isinstance(row, list) and len(row) >= 12 and isinstance(row[0], int) and isinstance(row[6], int)):
+                self.stats.malformed("rest_row")
+                continue
+            if row[6] < server_time:  # the last row is the open candle while T >= now
+                closed.append(row)
+        if not closed:
+            return False
+        newest = max(closed, key=lambda r: r[0])
+        if last is not None:
+            if newest[0] <= last:
+                return False  # nothing missed
+            if iv:
+                self._account(key, last, iv, closed, newest[0])
+        k = row_to_k(symbol, interval, newest)
+        try:
+            Kline.model_validate(k)
+        except ValidationError:
+            self.stats.malformed("rest_row")
+            return False
+        return self.router.on_kline(KlineEvent(key, k, True, None), time.monotonic(), source="rest")
+
+    def _account(self, key: StreamKey, last: int, iv: int, closed: list[list], newest_t: int) -> None:
+        present = {r[0] for r in closed if last < r[0] <= newest_t}
+        self.stats.backfill_missed_candles += max(0, len(present) - 1)
+        window_start = min(r[0] for r in closed)
+        expected = range(max(last + iv, window_start), newest_t + 1, iv)
+        gaps = [t for t in expected if t not in present]
+        if gaps:
+            self.stats.exchange_gaps += len(gaps)
+            emit("bridge.exchange_gap", logging.WARNING, symbol=key[0], interval=key[1],
+                 missing=len(gaps), first_t=gaps[0], last_t=gaps[-1])
+
+    async def _get(self, path: str, params: dict[str, Any]) -> Any:
+        for attempt in range(1, self.cfg.rest_max_attempts + 1):
+            async with self._sem:
+                wait = self._paused_until - time.monotonic()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                resp = await self.http.get(path, params=params)
+            if resp.status_code in (418, 429):
+                retry_after = _retry_after(resp)
+                self.stats.rest_rate_limited += 1
+                self._paused_until = max(self._paused_until, time.monotonic() + retry_after)
+                emit("bridge.rest_rate_limited", logging.WARNING, status=resp.status_code,
+                     retry_after_s=retry_after, attempt=attempt)
+                continue
+            if resp.status_code >= 500:
+                await asyncio.sleep(min(5.0, 0.5 * 2 ** attempt))
+                continue
+            if resp.status_code != 200:
+                raise RestError(f"{path} {params.get('symbol', '')} {resp.status_code} {resp.text[:120]}")
+            return resp.json()
+        raise RestError(f"{path} failed after {self.cfg.rest_max_attempts} attempts")
+
+
+def _retry_after(resp: httpx.Response) -> float:
+    try:
+        return max(0.0, float(resp.headers.get("Retry-After", "")))
+    except ValueError:
+        return 60.0  # Binance always sends it; when absent, be conservative
