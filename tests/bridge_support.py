@@ -1,0 +1,118 @@
+"""Helpers for the bridge tests: a bridge running in this process (or as the real CLI in a
+subprocess) against a FakeBinance, watching only the monitors of one test's task queue."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections import Counter
+from typing import AsyncIterator
+
+from temporalio.client import Client
+
+from fakes.binance import FakeBinance
+from signal_bridge.config import RUNNING_MONITORS_QUERY, BridgeConfig
+from signal_bridge.service import run_bridge
+from signal_bridge.stats import BridgeStats
+from tests.support import analyses
+
+
+def bridge_config(fake: FakeBinance, task_queue: str, **overrides: object) -> BridgeConfig:
+    """Fast settings for tests; the query is narrowed to this test's task queue so monitors of
+    other tests sharing the session's Temporal server are not watched."""
+    values: dict[str, object] = dict(
+        ws_url=fake.ws_url,
+        rest_url=fake.rest_url,
+        refresh_seconds=0.5,
+        query=f"{RUNNING_MONITORS_QUERY} AND TaskQueue = '{task_queue}'",
+        reconnect_initial=0.2,
+        reconnect_max=2.0,
+        missing_close_grace=2.0,
+        retry_initial=0.2,
+        retry_max=2.0,
+        stats_seconds=5.0,
+    )
+    values.update(overrides)
+    cfg = BridgeConfig(**values)  # type: ignore[arg-type]
+    cfg.validate()
+    return cfg
+
+
+@contextlib.asynccontextmanager
+async def running_bridge(client: Client, cfg: BridgeConfig) -> AsyncIterator[BridgeStats]:
+    stop, ready, stats = asyncio.Event(), asyncio.Event(), BridgeStats()
+    task = asyncio.create_task(run_bridge(cfg, client=client, stop=stop, ready=ready, stats=stats))
+    waiter = asyncio.create_task(ready.wait())
+    done, _ = await asyncio.wait({task, waiter}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
+    if task in done:
+        waiter.cancel()
+        task.result()
+    assert waiter in done, "bridge not ready within 30 s"
+    try:
+        yield stats
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+
+
+def bridge_env(fake: FakeBinance, task_queue: str, temporal_address: str, **knobs: object) -> dict[str, str]:
+    """The environment of `signal-monitor bridge` run as a subprocess."""
+    env = dict(os.environ)
+    env.update(
+        BINANCE_WS_URL=fake.ws_url,
+        BINANCE_REST_URL=fake.rest_url,
+        TEMPORAL_ADDRESS=temporal_address,
+        TEMPORAL_NAMESPACE="default",
+        SIGNAL_BRIDGE_REFRESH_SECONDS="0.5",
+        SIGNAL_BRIDGE_QUERY=f"{RUNNING_MONITORS_QUERY} AND TaskQueue = '{task_queue}'",
+        SIGNAL_BRIDGE_RECONNECT_INITIAL="0.2",
+        SIGNAL_BRIDGE_RECONNECT_MAX="2",
+        SIGNAL_BRIDGE_STATS_SECONDS="1",
+    )
+    env.pop("SIGNAL_MONITOR_METRICS_ADDRESS", None)
+    env.update({k: str(v) for k, v in knobs.items()})
+    return env
+
+
+def start_bridge_process(env: dict[str, str], log_path: str) -> subprocess.Popen:
+    log = open(log_path, "wb")
+    return subprocess.Popen([sys.executable, "-m", "workers.cli", "bridge"], env=env, stdout=log,
+                            stderr=subprocess.STDOUT, cwd=os.getcwd())
+
+
+def kill(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+
+
+async def analysed_candles(db, signal_id: str) -> list[int]:
+    """Open times (ms) of the candles the monitor analysed, in analysis order."""
+    rows = await analyses(db, signal_id)
+    return [int(r["candle_open_time"].timestamp() * 1000) for r in rows if r["candle_open_time"] is not None]
+
+
+def assert_each_once(times: list[int]) -> None:
+    doubled = [t for t, n in Counter(times).items() if n > 1]
+    assert not doubled, f"candles analysed more than once: {doubled}"
+
+
+def assert_fake_rules_kept(fake: FakeBinance) -> None:
+    s = fake.stats
+    assert s.rate_limit_closes == 0, "the bridge broke the 5 messages/s rule"
+    assert s.stream_cap_rejections == 0 and s.max_streams_on_a_connection <= 1024
+    assert s.rest_ban_violations == 0, "the bridge called REST during a Retry-After"
+
+
+def forwarded_times(stats: BridgeStats, symbol: str, interval: str) -> list[int]:
+    return [t for s, i, t, _ in stats.recent_forwards if (s, i) == (symbol, interval)]
+
+
+def unique_symbol(prefix: str = "T") -> str:
+    """A symbol no other test uses, so streams are not shared between tests."""
+    return f"{prefix}{uuid.uuid4().hex[:8].upper()}USDT"
