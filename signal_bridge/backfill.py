@@ -48,6 +48,7 @@ class Backfiller:
         self._sem = asyncio.Semaphore(cfg.rest_concurrency)
         self._paused_until = 0.0
         self._tasks: set[asyncio.Task] = set()
+        self._gaps_seen: dict[StreamKey, set[int]] = {}
 
     async def aclose(self) -> None:
         for task in list(self._tasks):
@@ -93,21 +94,24 @@ class Backfiller:
         rows = await self._get("/api/v3/klines", {"symbol": symbol, "interval": interval, "limit": limit})
         if not isinstance(rows, list):
             raise RestError("klines answer is not a list")
-        closed: list[list] = []
+        valid: list[list] = []
         for row in rows:
             if not (isinstance(row, list) and len(row) >= 12 and isinstance(row[0], int) and isinstance(row[6], int)):
                 self.stats.malformed("rest_row")
                 continue
-            if row[6] < server_time:  # the last row is the open candle while T >= now
-                closed.append(row)
+            valid.append(row)
+        if last is not None and iv and valid:
+            self._record_gaps(key, last, iv, valid)
+        # The last row is the still-open candle while its T >= Binance's now: never a close.
+        closed = [row for row in valid if row[6] < server_time]
         if not closed:
             return False
         newest = max(closed, key=lambda r: r[0])
         if last is not None:
             if newest[0] <= last:
                 return False  # nothing missed
-            if iv:
-                self._account(key, last, iv, closed, newest[0])
+            # Only the newest missed close matters to a monitor; older ones are counted.
+            self.stats.backfill_missed_candles += sum(1 for r in closed if last < r[0] < newest[0])
         k = row_to_k(symbol, interval, newest)
         try:
             Kline.model_validate(k)
@@ -116,13 +120,18 @@ class Backfiller:
             return False
         return self.router.on_kline(KlineEvent(key, k, True, None), time.monotonic(), source="rest")
 
-    def _account(self, key: StreamKey, last: int, iv: int, closed: list[list], newest_t: int) -> None:
-        present = {r[0] for r in closed if last < r[0] <= newest_t}
-        self.stats.backfill_missed_candles += max(0, len(present) - 1)
-        window_start = min(r[0] for r in closed)
-        expected = range(max(last + iv, window_start), newest_t + 1, iv)
-        gaps = [t for t in expected if t not in present]
+    def _record_gaps(self, key: StreamKey, last: int, iv: int, rows: list[list]) -> None:
+        """Open times after `last` that REST skips although a later candle exists: the exchange
+        itself has no such candle (an outage). Logged once each; nothing is made up for them."""
+        present = {r[0] for r in rows}
+        seen = self._gaps_seen.setdefault(key, set())
+        start = max(last + iv, min(present))
+        gaps = [t for t in range(start, max(present), iv) if t not in present and t not in seen]
         if gaps:
+            seen.update(gaps)
+            if len(seen) > 1000:  # bounded memory: old gaps cannot come up again
+                for t in sorted(seen)[:-1000]:
+                    seen.discard(t)
             self.stats.exchange_gaps += len(gaps)
             emit("bridge.exchange_gap", logging.WARNING, symbol=key[0], interval=key[1],
                  missing=len(gaps), first_t=gaps[0], last_t=gaps[-1])
