@@ -1,0 +1,100 @@
+"""`python -m bench [--quick] [--only NAME ...] [--db-file PATH]`: see bench/__init__.py."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import subprocess
+import sys
+import time
+
+import asyncpg
+
+from bench import data
+from bench.report import Report, machine_facts, ratio
+from bench.stack import binary, new_queue, stack, start_floor_worker, start_monitor_worker, workers
+
+MEASUREMENTS = ("overhead", "history", "burst", "memory", "llm")
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    p.add_argument("--quick", action="store_true", help="smaller counts: finishes within about a minute and a half")
+    p.add_argument("--only", action="append", choices=MEASUREMENTS, help="run only these measurements")
+    p.add_argument("--db-file", help="file-backed SQLite for the Temporal dev server (default: in memory)")
+    p.add_argument("--closes", type=int, help="closes for the overhead measurement (default 200, quick 50)")
+    return p.parse_args(argv)
+
+
+def temporal_version() -> str:
+    try:
+        out = subprocess.run([binary("temporal"), "--version"], capture_output=True, text=True, timeout=10).stdout
+        return out.strip().replace("temporal version ", "CLI ")
+    except Exception:  # noqa: BLE001 - only a label
+        return "version unknown"
+
+
+async def run_bursts(st, rep, conn, trader, monitor, floor, quick: bool) -> None:
+    from bench import burst
+
+    sizes = (20, 100) if quick else (100, 1000)
+    rep.say(f"\n== 2. burst: one close to {' and '.join(map(str, sizes))} idle monitors ==")
+    results = {}
+    for n in sizes:
+        fleet = await burst.prepare(st, conn, trader, n, monitor.task_queue, floor.task_queue, 60 + n / 5)
+        results[n] = await burst.burst(st, rep, conn, fleet, [floor], 60 + n / 5)
+    for n in sizes:
+        mon, flo = results[n]
+        rep.goal(f"burst_{n}_ratio", ratio(mon.all_started, flo.all_started), 1.2)
+        rep.goal(f"burst_{n}_stored_ratio", ratio(mon.all_stored, flo.all_stored), 1.2)
+        rep.goal(f"burst_{n}_lost_or_doubled", mon.problems, 0)
+
+
+async def main(args: argparse.Namespace) -> int:
+    from bench import overhead
+
+    wanted = set(args.only or MEASUREMENTS)
+    quick = args.quick
+    rep = Report()
+    began = time.monotonic()
+    rep.say(f"signal-monitor benchmarks ({'quick' if quick else 'full'} run), {time.strftime('%Y-%m-%d %H:%M:%S %Z')}")
+    for fact in machine_facts(args.db_file, temporal_version()):
+        rep.say(f"  {fact}")
+    async with stack(args.db_file) as st:
+        conn = await asyncpg.connect(st.database_url)
+        try:
+            trader = await data.new_trader(conn)
+            async with workers(
+                start_monitor_worker(st, new_queue("mon")), start_floor_worker(st, new_queue("floor"))
+            ) as (monitor, floor):
+                if "overhead" in wanted:
+                    closes = args.closes or (50 if quick else 200)
+                    try:
+                        await overhead.run(st, rep, conn, trader, monitor, floor, closes)
+                    except Exception as err:  # noqa: BLE001 - report it, go on with the rest
+                        rep.failed("overhead", err)
+                if "burst" in wanted:
+                    try:
+                        await run_bursts(st, rep, conn, trader, monitor, floor, quick)
+                    except Exception as err:  # noqa: BLE001
+                        rep.failed("burst", err)
+        finally:
+            await conn.close()
+    rep.say(f"\ntotal time {time.monotonic() - began:.0f} s; figures taken while other processes may "
+            "share the CPUs are noisy: rerun on a quiet machine before quoting them")
+    for f in rep.failures:
+        rep.say(f"FAILED {f}")
+    rep.say("")
+    for g in rep.goals:
+        rep.say(g.line())
+    return 1 if rep.failures else 0
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.WARNING)
+    code = asyncio.run(main(parse()))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)  # sdk-python#300: the SDK can crash at interpreter teardown
