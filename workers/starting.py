@@ -15,6 +15,11 @@ from workflows.names import workflow_id_for
 from workflows.signal_monitor import SignalMonitorWorkflow
 
 
+def monitor_summary(symbol: Optional[str], interval: Optional[str], trader_name: Optional[str], trader_id: object) -> str:
+    """The workflow's one-line summary in the Temporal UI's list (symbol, interval, trader)."""
+    return f"{symbol} {interval} · trader {trader_name or trader_id}"
+
+
 @dataclass
 class StartOutcome:
     handle: WorkflowHandle
