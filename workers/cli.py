@@ -64,7 +64,9 @@ async def _summary_for(signal_id: str, settings: Settings) -> Optional[str]:
         await conn.close()
     if row is None:
         return None
-    return f"{row['symbol']} {row['interval']} · trader {row['name'] or row['trader_id']}"
+    from workers.starting import monitor_summary
+
+    return monitor_summary(row["symbol"], row["interval"], row["name"], row["trader_id"])
 
 
 def _cmd_start(args: argparse.Namespace) -> int:
@@ -93,6 +95,35 @@ def _cmd_start(args: argparse.Namespace) -> int:
         return EXIT_USAGE
 
 
+def _cmd_intake(args: argparse.Namespace) -> int:
+    from workers.intake import run_intake
+
+    asyncio.run(run_intake(Settings.from_env()))
+    return EXIT_OK
+
+
+def _cmd_operator(args: argparse.Namespace) -> int:
+    from workers import operator_cli
+    from workers.temporal_client import connect_client, describe_target
+
+    try:
+        operator_cli.check_usage(args)
+    except operator_cli.UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+    async def go() -> int:
+        try:
+            client = await connect_client()
+        except RuntimeError as exc:
+            print(f"error: cannot reach Temporal at {describe_target()}: {exc}", file=sys.stderr)
+            return EXIT_ERROR
+        return await operator_cli.run(args, client)
+
+    # No metrics runtime here: a one-shot command must not take the worker's metrics port.
+    return asyncio.run(go())
+
+
 def _cmd_bridge(args: argparse.Namespace) -> int:
     from signal_bridge.cli import main as bridge_main
 
@@ -107,6 +138,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("start", help="start monitoring one signal (idempotent)")
     p.add_argument("signal_id")
     p.set_defaults(func=_cmd_start)
+    sub.add_parser("intake", help="start a monitor for every new eligible signal (LISTEN/NOTIFY + sweeps)").set_defaults(
+        func=_cmd_intake
+    )
+    from workers.operator_cli import add_commands
+
+    add_commands(sub, _cmd_operator)
     p = sub.add_parser("bridge", help="forward Binance candle closes to the monitors")
     p.add_argument("rest", nargs=argparse.REMAINDER)
     p.set_defaults(func=_cmd_bridge)

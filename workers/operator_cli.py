@@ -1,0 +1,399 @@
+"""Operator commands of `signal-monitor`: status, list, cancel, abandon, reanalyze, set-limit.
+
+Thin wrappers over the Temporal client (the same calls the stock `temporal` CLI makes). Exit codes:
+0 done, 1 not found / refused / no answer (the workflow's own message is printed), 2 usage.
+A signal is named by its uuid or by its workflow id `signal-<uuid>`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import sys
+import uuid
+from datetime import datetime, timezone
+from typing import Any, Callable, Optional, Sequence, TextIO
+
+from temporalio.client import (
+    Client,
+    WorkflowExecutionDescription,
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+)
+from temporalio.exceptions import ApplicationError, CancelledError, FailureError
+from temporalio.service import RPCError, RPCStatusCode
+
+from workflows import names
+from workflows import search_attributes as sa
+from workflows.models import DecisionRecord, MonitorResult, MonitorState
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+_FILTER_VALUE = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
+
+
+class UsageError(Exception):
+    pass
+
+
+class Refused(Exception):
+    """Not found, rejected by a validator, or no answer: exit 1 with this message."""
+
+
+def workflow_id_of(raw: str) -> str:
+    text = raw.strip()
+    if text.startswith("signal-"):
+        text = text[len("signal-") :]
+    try:
+        return names.workflow_id_for(str(uuid.UUID(text)))
+    except ValueError:
+        raise UsageError(f"{raw!r} is neither a signal uuid nor a workflow id signal-<uuid>") from None
+
+
+# --- argument parsing ----------------------------------------------------------------------------
+
+
+def add_commands(sub: argparse._SubParsersAction, entry: Callable[[argparse.Namespace], int]) -> None:
+    """Registers the operator subcommands; `entry` runs one (connects, then `run`)."""
+    p = sub.add_parser("status", help="a monitor's status, counts, last decision and history")
+    p.add_argument("signal", help="signal uuid or workflow id signal-<uuid>")
+    p.add_argument("--json", action="store_true", help="print the state (or result) as JSON")
+    p.set_defaults(func=entry, operator=_status)
+
+    p = sub.add_parser("list", help="monitors, newest first, filtered by their search attributes")
+    p.add_argument("--symbol", help="e.g. BTCUSDT")
+    p.add_argument("--interval", help="e.g. 15m")
+    p.add_argument("--trader", help="trader id")
+    p.add_argument("--status", help="monitor status: analyzing, monitoring, in_position, expired, cancelled, failed")
+    p.add_argument("--running", action="store_true", help="only running workflows")
+    p.add_argument("--limit", type=int, default=50, help="at most this many rows (default 50)")
+    p.set_defaults(func=entry, operator=_list)
+
+    p = sub.add_parser("cancel", help="cancel a monitor: the signal becomes `cancelled`")
+    p.add_argument("signal")
+    p.add_argument("--wait", type=float, default=30.0, help="seconds to wait for the end (0: do not wait)")
+    p.set_defaults(func=entry, operator=_cancel)
+
+    p = sub.add_parser("abandon", help="stop monitoring now: the signal becomes `expired` with a reason")
+    p.add_argument("signal")
+    p.add_argument("--reason", required=True, help="why (shown in the signal's monitor_reason)")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the monitor to answer")
+    p.set_defaults(func=entry, operator=_abandon)
+
+    p = sub.add_parser("reanalyze", help="analyse the newest candle that has no analysis yet, now")
+    p.add_argument("signal")
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the analysis")
+    p.set_defaults(func=entry, operator=_reanalyze)
+
+    p = sub.add_parser("set-limit", help="change this signal's reanalysis limit")
+    p.add_argument("signal")
+    p.add_argument("limit", type=int, help="the new maximum number of reanalyses")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the monitor to answer")
+    p.set_defaults(func=entry, operator=_set_limit)
+
+
+def check_usage(args: argparse.Namespace) -> None:
+    """Usage errors that need no server: raised before connecting."""
+    if getattr(args, "signal", None) is not None:
+        workflow_id_of(args.signal)
+
+
+async def run(args: argparse.Namespace, client: Client, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+    try:
+        check_usage(args)
+        await args.operator(args, client, out)
+    except UsageError as exc:
+        print(f"error: {exc}", file=err)
+        return EXIT_USAGE
+    except Refused as exc:
+        print(f"error: {exc}", file=err)
+        return EXIT_ERROR
+    except RPCError as exc:
+        print(f"error: Temporal refused the request: {exc.status.name}: {exc.message}", file=err)
+        return EXIT_ERROR
+    return EXIT_OK
+
+
+async def run_argv(argv: Sequence[str], client: Client, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+    """Parse and run one operator command against `client` (what `signal-monitor` does after
+    connecting; tests call it in-process)."""
+    parser = argparse.ArgumentParser(prog="signal-monitor")
+    add_commands(parser.add_subparsers(dest="command", required=True), lambda _a: EXIT_OK)
+    try:
+        args = parser.parse_args(list(argv))
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return await run(args, client, out, err)
+
+
+# --- commands ---------------------------------------------------------------------------------------
+
+
+async def _describe(client: Client, wid: str) -> tuple[WorkflowHandle, WorkflowExecutionDescription]:
+    handle = client.get_workflow_handle(wid, result_type=MonitorResult)
+    try:
+        return handle, await handle.describe()
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            raise Refused(f"no monitor for this signal (workflow {wid} not found)") from None
+        raise
+
+
+def _status_name(status: Optional[WorkflowExecutionStatus]) -> str:
+    return status.name.capitalize() if status else "unknown"
+
+
+async def _status(args: argparse.Namespace, client: Client, out: TextIO) -> None:
+    wid = workflow_id_of(args.signal)
+    handle, desc = await _describe(client, wid)
+    attrs = desc.typed_search_attributes
+    running = desc.status == WorkflowExecutionStatus.RUNNING
+    state: Optional[MonitorState] = None
+    result: Optional[MonitorResult] = None
+    ended_with = ""
+    if running:
+        try:
+            state = await handle.query(names.STATE_QUERY, result_type=MonitorState, rpc_timeout=_seconds(10))
+        except (RPCError, asyncio.TimeoutError) as exc:  # no worker polling: describe still answers
+            ended_with = f"(state query unanswered: {getattr(exc, 'message', exc) or 'timeout'})"
+    else:
+        try:
+            result = await handle.result(follow_runs=False, rpc_timeout=_seconds(10))
+        except WorkflowFailureError as exc:
+            ended_with = _failure_text(exc)
+    if args.json:
+        doc = {
+            "workflow_id": wid,
+            "run_id": desc.run_id,
+            "execution_status": desc.status.name if desc.status else None,
+            "search_attributes": _attrs_dict(attrs),
+            "state": state.model_dump(mode="json") if state else None,
+            "result": result.model_dump(mode="json") if result else None,
+            "failure": ended_with or None,
+        }
+        print(json.dumps(doc, indent=2), file=out)
+        return
+    row = [
+        ("workflow", f"{wid} (run {desc.run_id})"),
+        ("execution", _status_name(desc.status)),
+        ("monitor", str(attrs.get(sa.MONITOR_STATUS) or (state.status if state else "-"))),
+        ("signal", f"{attrs.get(sa.SIGNAL_SYMBOL) or '-'} {attrs.get(sa.SIGNAL_INTERVAL) or '-'}"),
+        ("trader", str(attrs.get(sa.TRADER_ID) or "-")),
+        ("started", _when(desc.start_time)),
+    ]
+    if desc.close_time:
+        row.append(("ended", _when(desc.close_time)))
+    if state is not None:
+        row += [
+            ("analyses", f"{state.analyses} (reanalyses {state.reanalyses}/{state.max_reanalyses})"),
+            ("candles", _counts_text(state.counts)),
+            ("deadline", _when(state.deadline)),
+        ]
+        if state.pending_candle is not None:
+            row.append(("pending", f"candle {_ms_text(state.pending_candle)}"))
+        if state.analysing:
+            row.append(("now", "analysing"))
+        if state.last_decision:
+            row.append(("last decision", _decision_text(state.last_decision)))
+    if result is not None:
+        row += [
+            ("result", f"{result.status}: {result.reason}"),
+            ("analyses", f"{result.analyses} (reanalyses {result.reanalyses})"),
+            ("candles", _counts_text(result.counts)),
+        ]
+        if result.last_decision:
+            row.append(("last decision", _decision_text(result.last_decision)))
+        if result.order_intent_id:
+            row.append(("order intent", result.order_intent_id))
+    if ended_with:
+        row.append(("note" if running else "result", ended_with))
+    width = max(len(k) for k, _ in row)
+    for key, value in row:
+        print(f"{key:<{width}}  {value}", file=out)
+    if state is not None and state.history:
+        print("history:", file=out)
+        for d in state.history:
+            print(f"  {_decision_text(d)}", file=out)
+    if state is not None and state.failures:
+        print("failed analyses:", file=out)
+        for f in state.failures[-5:]:
+            print(f"  candle {_ms_text(f.candle_open_time)}: {f.error}", file=out)
+
+
+async def _list(args: argparse.Namespace, client: Client, out: TextIO) -> None:
+    clauses = [f"WorkflowType = '{names.WORKFLOW_TYPE}'"]
+    for value, key, transform in (
+        (args.symbol, sa.SIGNAL_SYMBOL, str.upper),
+        (args.interval, sa.SIGNAL_INTERVAL, str),
+        (args.trader, sa.TRADER_ID, str),
+        (args.status, sa.MONITOR_STATUS, str),
+    ):
+        if value is None:
+            continue
+        if not _FILTER_VALUE.match(value):
+            raise UsageError(f"{value!r} is not a valid filter value (letters, digits, _ . : - only)")
+        clauses.append(f"{key.name} = '{transform(value)}'")
+    if args.running:
+        clauses.append("ExecutionStatus = 'Running'")
+    if args.limit <= 0:
+        raise UsageError("--limit must be positive")
+    query = " AND ".join(clauses)
+    rows = []
+    async for wf in client.list_workflows(query, limit=args.limit):
+        a = wf.typed_search_attributes
+        rows.append(
+            (
+                wf.id,
+                _status_name(wf.status),
+                a.get(sa.MONITOR_STATUS) or "-",
+                a.get(sa.SIGNAL_SYMBOL) or "-",
+                a.get(sa.SIGNAL_INTERVAL) or "-",
+                str(a.get(sa.REANALYSES) if a.get(sa.REANALYSES) is not None else "-"),
+                a.get(sa.TRADER_ID) or "-",
+                _when(wf.start_time),
+            )
+        )
+    if not rows:
+        print(f"no monitors match ({query})", file=out)
+        return
+    header = ("WORKFLOW ID", "EXECUTION", "MONITOR", "SYMBOL", "INTERVAL", "REANALYSES", "TRADER", "STARTED")
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    for r in [header, *rows]:
+        print("  ".join(str(v).ljust(w) for v, w in zip(r, widths)).rstrip(), file=out)
+    print(f"{len(rows)} monitor(s)", file=out)
+
+
+async def _cancel(args: argparse.Namespace, client: Client, out: TextIO) -> None:
+    wid = workflow_id_of(args.signal)
+    handle, desc = await _describe(client, wid)
+    if desc.status != WorkflowExecutionStatus.RUNNING:
+        raise Refused(f"{wid} has already ended ({_ended_text(desc)}); nothing to cancel")
+    await handle.cancel()
+    if args.wait <= 0:
+        print(f"{wid}: cancel requested", file=out)
+        return
+    try:
+        result = await asyncio.wait_for(handle.result(), args.wait)
+    except asyncio.TimeoutError:
+        print(f"{wid}: cancel requested; not ended after {args.wait:.0f} s (is a worker running?)", file=out)
+        return
+    except WorkflowFailureError as exc:
+        if isinstance(exc.cause, CancelledError):
+            print(f"{wid}: cancelled (signal status: cancelled)", file=out)
+            return
+        raise Refused(f"{wid} ended with a failure: {_failure_text(exc)}") from None
+    # The monitor had reached its own end a moment before the cancellation arrived.
+    print(f"{wid}: already ended as {result.status} ({result.reason}); the cancellation changed nothing", file=out)
+
+
+async def _update(args: argparse.Namespace, client: Client, name: str, arg: Any, result_type: type) -> Any:
+    wid = workflow_id_of(args.signal)
+    handle, desc = await _describe(client, wid)
+    if desc.status != WorkflowExecutionStatus.RUNNING:
+        raise Refused(f"{wid} has already ended ({_ended_text(desc)})")
+    call = (
+        handle.execute_update(name, result_type=result_type)
+        if arg is None
+        else handle.execute_update(name, arg, result_type=result_type)
+    )
+    try:
+        return await asyncio.wait_for(call, args.timeout)
+    except asyncio.TimeoutError:
+        raise Refused(
+            f"{wid} did not answer within {args.timeout:.0f} s (is a worker polling task queue {desc.task_queue}?)"
+        ) from None
+    except WorkflowUpdateFailedError as exc:
+        cause = exc.cause
+        message = cause.message if isinstance(cause, FailureError) else str(cause or exc)
+        raise Refused(f"{name} refused: {message}") from None
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:  # ended between describe and update
+            raise Refused(f"{wid} has ended: {exc.message}") from None
+        raise
+
+
+async def _abandon(args: argparse.Namespace, client: Client, out: TextIO) -> None:
+    result: MonitorResult = await _update(args, client, names.ABANDON_UPDATE, {"reason": args.reason}, MonitorResult)
+    print(f"{workflow_id_of(args.signal)}: {result.status}: {result.reason}", file=out)
+
+
+async def _reanalyze(args: argparse.Namespace, client: Client, out: TextIO) -> None:
+    state: MonitorState = await _update(args, client, names.REANALYZE_UPDATE, None, MonitorState)
+    last = state.last_decision
+    print(
+        f"{workflow_id_of(args.signal)}: reanalysed; status {state.status}; "
+        + (f"last decision {_decision_text(last)}" if last else "no decision yet"),
+        file=out,
+    )
+    if state.failures and state.consecutive_failures:
+        print(f"  the analysis failed: {state.failures[-1].error}", file=out)
+
+
+async def _set_limit(args: argparse.Namespace, client: Client, out: TextIO) -> None:
+    state: MonitorState = await _update(args, client, names.SET_LIMIT_UPDATE, args.limit, MonitorState)
+    print(
+        f"{workflow_id_of(args.signal)}: reanalysis limit now {state.max_reanalyses} "
+        f"({state.reanalyses} done); status {state.status}",
+        file=out,
+    )
+
+
+# --- text ----------------------------------------------------------------------------------------
+
+
+def _seconds(n: float):
+    from datetime import timedelta
+
+    return timedelta(seconds=n)
+
+
+def _when(value: Optional[datetime]) -> str:
+    if value is None:
+        return "-"
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _ms_text(ms: Optional[int]) -> str:
+    if ms is None:
+        return "signal"
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _decision_text(d: DecisionRecord) -> str:
+    reasoning = d.reasoning.replace("\n", " ")
+    if len(reasoning) > 100:
+        reasoning = reasoning[:99] + "…"
+    return (
+        f"#{d.analysis_number} {d.decision} ({d.proxy_decision} {d.confidence:.0f}) "
+        f"on candle {_ms_text(d.candle_open_time)}: {reasoning}"
+    )
+
+
+def _counts_text(c: Any) -> str:
+    return (
+        f"received {c.received}, analysed {c.analysed}, duplicate {c.duplicate}, stale {c.stale}, "
+        f"skipped {c.skipped}, foreign {c.foreign}, open {c.open}, malformed {c.malformed}, "
+        f"failed analyses {c.failed_analyses}"
+    )
+
+
+def _attrs_dict(attrs: Any) -> dict:
+    return {key.name: attrs.get(key) for key in sa.ALL if attrs.get(key) is not None}
+
+
+def _ended_text(desc: WorkflowExecutionDescription) -> str:
+    monitor = desc.typed_search_attributes.get(sa.MONITOR_STATUS)
+    return f"{_status_name(desc.status)}" + (f", monitor status {monitor}" if monitor else "")
+
+
+def _failure_text(exc: WorkflowFailureError) -> str:
+    cause = exc.cause
+    if isinstance(cause, CancelledError):
+        return "cancelled"
+    if isinstance(cause, ApplicationError):
+        return f"failed: {cause.type}: {cause.message}"
+    if isinstance(cause, FailureError):
+        return f"{type(cause).__name__}: {cause.message}"
+    return str(cause or exc)
