@@ -1,0 +1,53 @@
+"""Two bridges at once (e.g. during a deploy): both forward every close, the workflow's own
+de-duplication makes each candle analysed exactly once."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from fakes.binance import FakeBinance
+from fakes.llm_proxy import Answer
+from tests.bridge_support import (
+    analysed_candles,
+    assert_each_once,
+    assert_fake_rules_kept,
+    bridge_config,
+    forwarded_times,
+    running_bridge,
+)
+from tests.monitor_harness import monitor_stack
+from tests.support import eventually, insert_signal
+
+
+async def test_two_bridges_each_candle_analysed_once(client, database_url, db):
+    row = await insert_signal(db, symbol="SOLUSDT", interval="1m", timestamp=datetime.now(timezone.utc),
+                              max_reanalyses=100)
+    async with FakeBinance(speed=30, auto_series=True) as fake, \
+            monitor_stack(client, database_url) as m:
+        m.proxy.script(row.signal_id, *[Answer.wait(55) for _ in range(100)])
+        handle = await m.start(row.signal_id)
+        cfg = bridge_config(fake, m.task_queue)
+        async with running_bridge(client, cfg) as a, running_bridge(client, cfg) as b:
+            async def both_delivered_several():
+                common = set(forwarded_times(a, "SOLUSDT", "1m")) & set(forwarded_times(b, "SOLUSDT", "1m"))
+                assert len(common) >= 4 and a.signals_sent >= 4 and b.signals_sent >= 4
+                return common
+
+            await eventually(both_delivered_several, timeout=60, interval=0.2)
+
+            async def workflow_saw_duplicates():
+                state = await handle.query("state")
+                assert state["counts"]["duplicate"] >= 3
+                return state
+
+            state = await eventually(workflow_saw_duplicates, timeout=20)
+        await handle.terminate("test over")
+        times = await analysed_candles(db, row.signal_id)
+
+    assert_each_once(times)
+    assert len(times) >= 3
+    assert_fake_rules_kept(fake)
+    assert fake.stats.connections_opened == 2
+    print(f"\ntwo bridges: A forwarded={a.closes_forwarded} B forwarded={b.closes_forwarded} "
+          f"analysed={len(times)} workflow counts={state['counts']} "
+          f"latency A={a.latency_summary()} B={b.latency_summary()}")
