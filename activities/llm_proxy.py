@@ -18,6 +18,7 @@ import httpx
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities import activity_metrics
 from workflows.decisions import normalise_proxy_decision
 from workflows.models import Analysis, AnalyzeSignalInput
 
@@ -165,6 +166,7 @@ class LlmProxy:
         return text.replace(self._key, "***") if self._key else text
 
     def _error(self, message: str, type: str, **kwargs: Any) -> ApplicationError:
+        activity_metrics.llm_proxy_error(type)
         return ApplicationError(self._redact(message), type=type, **kwargs)
 
     @activity.defn
@@ -192,11 +194,13 @@ class LlmProxy:
             request.cancel()
             raise
         except httpx.TimeoutException as exc:
+            activity_metrics.llm_proxy_answered(timedelta(seconds=time.monotonic() - started), TIMEOUT)
             raise self._error(f"llm-proxy timed out ({type(exc).__name__})", TIMEOUT) from None
         except httpx.TransportError as exc:
             raise self._error(f"llm-proxy unreachable: {type(exc).__name__}: {exc}", UNAVAILABLE) from None
         latency_ms = int((time.monotonic() - started) * 1000)
         code = response.status_code
+        activity_metrics.llm_proxy_answered(timedelta(milliseconds=latency_ms), "ok" if code == 200 else f"http_{code}")
         where = f"attempt {info.attempt}, HTTP {code}"
         if code in (401, 403):
             raise self._error(f"llm-proxy refused the key ({where})", AUTH_ERROR, non_retryable=True)
@@ -225,6 +229,8 @@ class LlmProxy:
             analysis = parse_answer(body, latency_ms)
         except ApplicationError as exc:
             raise self._error(str(exc), BAD_ANSWER) from None
+        if analysis.tokens_used:
+            activity_metrics.tokens_used(analysis.tokens_used)
         activity.logger.info(
             "signal %s analysis %s: %s %.0f (%d ms)",
             input.context.signal_id,

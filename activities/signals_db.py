@@ -11,6 +11,7 @@ import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities import activity_metrics
 from workflows.models import (
     TERMINAL_SIGNAL_STATUSES,
     FinishedSignal,
@@ -165,12 +166,15 @@ class SignalStore:
                 status = input.new_status
             elif status == "in_position":
                 intent_id = await conn.fetchval("SELECT id FROM order_intents WHERE signal_id = $1", signal_id)
-            return RecordedAnalysis(
+            recorded = RecordedAnalysis(
                 analysis_id=str(analysis_id),
                 inserted=inserted,
                 signal_status=status,
                 order_intent_id=str(intent_id) if intent_id else None,
             )
+        if inserted:  # after the commit: a rolled-back row is not an analysis
+            activity_metrics.analysis_recorded(input.monitor_decision, a.decision)
+        return recorded
 
     @staticmethod
     async def _record_order_intent(

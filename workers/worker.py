@@ -18,7 +18,9 @@ from temporalio.worker import Worker
 from activities.database import create_pool
 from activities.llm_proxy import LlmProxy, new_http_client
 from activities.signals_db import SignalStore
+from workers import metrics
 from workers.config import Settings
+from workers.monitor_gauge import publish_running_monitors
 from workers.search_attributes import ensure_search_attributes
 from workers.temporal_client import connect_client, describe_target
 from workflows.names import llm_task_queue_for
@@ -36,6 +38,7 @@ async def run_worker(
     database_url = settings.require_database()
     proxy_url, proxy_key = settings.require_llm_proxy()
     if client is None:
+        metrics.init_runtime()  # before connecting: the runtime serves SIGNAL_MONITOR_METRICS_ADDRESS
         log.info("connecting to Temporal at %s", describe_target())
         client = await connect_client()
     await ensure_search_attributes(client)
@@ -69,9 +72,13 @@ async def run_worker(
                 llm_task_queue_for(settings.task_queue),
                 settings.llm_max_concurrent,
             )
+            gauge = asyncio.create_task(publish_running_monitors(client, settings.task_queue))
             if ready is not None:
                 ready.set()
-            await stop.wait()
+            try:
+                await stop.wait()
+            finally:
+                gauge.cancel()
             log.info("stopping: draining in-flight tasks")
     finally:
         await http.aclose()

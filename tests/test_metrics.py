@@ -1,0 +1,168 @@
+"""Prometheus endpoints of the worker and the intake, as separate processes configured by their
+environment: the Temporal SDK's runtime metrics next to ours, with counts that match what
+happened, and no secret anywhere in a scrape. Also: the intake's JSON log lines carry the signal
+and workflow ids."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import re
+import signal
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+from typing import AsyncIterator
+
+import asyncpg
+import httpx
+
+from temporalio.service import RPCError
+
+from fakes.llm_proxy import Answer, FakeLlmProxy, Fault
+from tests.conftest import create_database, free_port
+from tests.monitor_harness import TEST_KEY
+from tests.support import eventually, insert_signal, kline, signal_status
+from workflows.models import MonitorState
+
+SCRIPT = str(Path(sys.executable).parent / "signal-monitor")
+
+
+@contextlib.asynccontextmanager
+async def process(args: list[str], env: dict, log_path: Path) -> AsyncIterator[asyncio.subprocess.Process]:
+    with open(log_path, "wb") as log:
+        proc = await asyncio.create_subprocess_exec(SCRIPT, *args, env=env, stdout=log, stderr=log)
+    try:
+        yield proc
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(proc.wait(), 30)
+            except asyncio.TimeoutError:
+                proc.kill()
+                await proc.wait()
+
+
+async def scrape(address: str) -> str:
+    try:
+        async with httpx.AsyncClient() as http:
+            response = await http.get(f"http://{address}/metrics", timeout=5)
+    except httpx.TransportError as exc:  # not listening yet: `eventually` tries again
+        raise AssertionError(f"{address}: {exc!r}") from None
+    assert response.status_code == 200
+    return response.text
+
+
+def value(text: str, name: str, **labels: str) -> float:
+    """The sum of every sample of `name` whose labels include `labels` (0 when none)."""
+    total = 0.0
+    for line in text.splitlines():
+        match = re.match(r"^([a-zA-Z_:][\w:]*)(\{(.*)\})? ([-+\w.]+)$", line)
+        if not match or match.group(1) != name:
+            continue
+        have = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', match.group(3) or ""))
+        if all(have.get(k) == v for k, v in labels.items()):
+            total += float(match.group(4))
+    return total
+
+
+async def test_worker_and_intake_metrics_endpoints(client, postgres_server, temporal_address):
+    url = await create_database(postgres_server)
+    db = await asyncpg.connect(url)
+    queue = f"tq-metrics-{uuid.uuid4().hex[:8]}"
+    worker_metrics, intake_metrics = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+    logs = Path(tempfile.mkdtemp(prefix="signal-monitor-metrics-"))
+    proxy = await FakeLlmProxy(api_key=TEST_KEY).start()
+    base = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "TEMPORAL_ADDRESS": temporal_address,
+        "TEMPORAL_NAMESPACE": "default",
+        "SIGNAL_MONITOR_TASK_QUEUE": queue,
+        "SIGNAL_MONITOR_LOG_FORMAT": "json",
+    }
+    worker_env = {
+        **base,
+        "LLM_PROXY_URL": proxy.url,
+        "LLM_PROXY_KEY": TEST_KEY,
+        "SIGNAL_MONITOR_METRICS_ADDRESS": worker_metrics,
+        "SIGNAL_MONITOR_RUNNING_REFRESH_SECONDS": "0.5",
+    }
+    intake_env = {**base, "SIGNAL_MONITOR_METRICS_ADDRESS": intake_metrics, "SIGNAL_MONITOR_INTAKE_SWEEP_SECONDS": "1"}
+    try:
+        async with process(["worker"], worker_env, logs / "worker.log"), process(
+            ["intake"], intake_env, logs / "intake.log"
+        ):
+            # Inserted once both are up; the intake starts it, the worker analyses it.
+            await eventually(lambda: scrape(intake_metrics), timeout=60, interval=0.3)
+            await eventually(lambda: scrape(worker_metrics), timeout=60, interval=0.3)
+            row = await insert_signal(db, symbol="BNBUSDT", interval="1m")
+            await insert_signal(db, tier="pro")  # left alone
+            proxy.script(row.signal_id, Fault.status(500), Answer.wait(50), Answer.enter(90))
+            handle = client.get_workflow_handle(row.workflow_id)
+
+            async def analysed(n: int):
+                try:
+                    state = await handle.query("state", result_type=MonitorState)
+                except RPCError as exc:  # not started by the intake yet
+                    raise AssertionError(exc.message) from None
+                assert state.counts.analysed == n and not state.analysing, state
+
+            await eventually(lambda: analysed(1), timeout=60)
+
+            async def running_gauge(expected: float):
+                text = await scrape(worker_metrics)
+                assert value(text, "signal_monitor_monitors_running", task_queue=queue) == expected
+                return text
+
+            await eventually(lambda: running_gauge(1), timeout=30)
+            await handle.signal("candle_closed", kline(row, 1))
+            await eventually(lambda: _status_is(db, row.signal_id, "in_position"), timeout=30)
+            worker_text = await eventually(lambda: running_gauge(0), timeout=30)
+
+            async def intake_counted():
+                text = await scrape(intake_metrics)
+                assert value(text, "signal_monitor_intake_monitors_started", source="notify") == 1
+                assert value(text, "signal_monitor_intake_signals_ineligible", reason="tier") == 1
+                return text
+
+            intake_text = await eventually(intake_counted, timeout=30)
+    finally:
+        await proxy.stop()
+        await db.close()
+
+    # The SDK's own runtime metrics, from the same endpoint.
+    for name in ("temporal_workflow_completed", "temporal_activity_execution_latency_count"):
+        assert value(worker_text, name) >= 1, name
+    assert "temporal_worker_task_slots_available" in worker_text
+    assert "temporal_request" in intake_text  # the intake's client calls
+
+    # Ours: one analysis per decision, the failed attempt by kind, latency per attempt, tokens.
+    assert value(worker_text, "signal_monitor_analyses", decision="continue", proxy_decision="wait") == 1
+    assert value(worker_text, "signal_monitor_analyses", decision="enter", proxy_decision="enter_trade") == 1
+    assert value(worker_text, "signal_monitor_analyses") == 2
+    assert value(worker_text, "signal_monitor_llm_proxy_errors", kind="LlmProxyServerError") == 1
+    assert value(worker_text, "signal_monitor_llm_proxy_errors") == 1
+    assert value(worker_text, "signal_monitor_llm_proxy_latency_count", outcome="ok") == 2
+    assert value(worker_text, "signal_monitor_llm_proxy_latency_count", outcome="http_500") == 1
+    assert value(worker_text, "signal_monitor_llm_tokens_used") == 2 * 1100
+    assert value(intake_text, "signal_monitor_intake_signals_seen", source="notify") == 2
+    assert value(intake_text, "signal_monitor_intake_listening") == 1
+
+    for text in (worker_text, intake_text):
+        assert TEST_KEY not in text and "sk-test" not in text
+        assert url not in text and "Bearer" not in text
+
+    # Structured logs: the intake's line for the start names the signal and its workflow.
+    lines = [json.loads(line) for line in (logs / "intake.log").read_text().splitlines() if line.startswith("{")]
+    started = [entry for entry in lines if entry.get("signal_id") == row.signal_id and "started" in entry["msg"]]
+    assert started and started[0]["workflow_id"] == row.workflow_id, lines
+    assert TEST_KEY not in (logs / "worker.log").read_text()
+
+
+async def _status_is(db, signal_id: str, expected: str):
+    assert await signal_status(db, signal_id) == expected
