@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from pathlib import Path
 from typing import AsyncIterator, Optional
 
 import asyncpg
@@ -18,7 +19,7 @@ import pytest
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
-from tests.conftest import create_database
+from tests.conftest import binary, create_database, free_port
 from tests.monitor_harness import make_settings, monitor_stack
 from tests.support import eventually, insert_signal, signal_status
 from workers.config import Settings
@@ -37,7 +38,7 @@ async def own_db(postgres_server) -> AsyncIterator[tuple[str, asyncpg.Connection
 
 
 @contextlib.asynccontextmanager
-async def running_intake(client: Client, settings: Settings, sweep_every: float = NO_SWEEP) -> AsyncIterator[None]:
+async def running_intake(client: Optional[Client], settings: Settings, sweep_every: float = NO_SWEEP) -> AsyncIterator[None]:
     stop, ready = asyncio.Event(), asyncio.Event()
     task = asyncio.create_task(run_intake(settings, client=client, stop=stop, ready=ready, sweep_every=sweep_every))
     waiter = asyncio.create_task(ready.wait())
@@ -213,3 +214,64 @@ async def test_reconnects_after_losing_postgresql_and_misses_nothing(client, own
         await eventually(lambda: _started(db, live.signal_id))
     for row in (lost, live):
         assert await describe_or_none(client, row.signal_id) is not None
+
+
+async def _temporal_server(port: int, db_file: Path) -> asyncio.subprocess.Process:
+    proc = await asyncio.create_subprocess_exec(
+        binary("temporal"), "server", "start-dev", "--headless", "--ip", "127.0.0.1", "--port", str(port),
+        "--db-filename", str(db_file), "--log-level", "error",
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )
+
+    async def up() -> None:
+        try:
+            await Client.connect(f"127.0.0.1:{port}")
+        except RuntimeError as exc:
+            raise AssertionError(str(exc)) from None
+
+    await eventually(up, timeout=60, interval=0.3)
+    return proc
+
+
+async def test_keeps_going_after_losing_temporal(own_db, monkeypatch, tmp_path, caplog):
+    """Its own Temporal server, killed and restarted on the same port and state file: the signal
+    that could not be started meanwhile is started once Temporal is back."""
+    url, db = own_db
+    port = free_port()
+    db_file = tmp_path / "temporal.db"
+    monkeypatch.setenv("TEMPORAL_ADDRESS", f"127.0.0.1:{port}")
+    monkeypatch.setenv("TEMPORAL_NAMESPACE", "default")
+    server = await _temporal_server(port, db_file)
+    try:
+        settings = idle_settings(url)
+        async with running_intake(None, settings, sweep_every=1.0):  # the intake connects by itself
+            before = await insert_signal(db)
+            await eventually(lambda: _started(db, before.signal_id))
+            server.kill()
+            await server.wait()
+            during = await insert_signal(db)
+
+            def start_failed():
+                assert any(
+                    during.signal_id in r.getMessage() and "could not start its monitor" in r.getMessage()
+                    for r in caplog.records
+                )
+
+            await eventually(_sync(start_failed), timeout=60)
+            assert await marker(db, during.signal_id) is None  # not marked: a later sweep retries it
+            server = await _temporal_server(port, db_file)
+            await eventually(lambda: _started(db, during.signal_id), timeout=60)
+        own = await Client.connect(f"127.0.0.1:{port}")
+        for row in (before, during):
+            assert await describe_or_none(own, row.signal_id) is not None
+    finally:
+        if server.returncode is None:
+            server.terminate()
+            await server.wait()
+
+
+def _sync(check):
+    async def run():
+        check()
+
+    return run
