@@ -92,7 +92,8 @@ async def test_worker_and_intake_metrics_endpoints(client, postgres_server, temp
         "SIGNAL_MONITOR_METRICS_ADDRESS": worker_metrics,
         "SIGNAL_MONITOR_RUNNING_REFRESH_SECONDS": "0.5",
     }
-    intake_env = {**base, "SIGNAL_MONITOR_METRICS_ADDRESS": intake_metrics, "SIGNAL_MONITOR_INTAKE_SWEEP_SECONDS": "1"}
+    # No periodic sweep racing the notifications: every signal here is counted as source="notify".
+    intake_env = {**base, "SIGNAL_MONITOR_METRICS_ADDRESS": intake_metrics, "SIGNAL_MONITOR_INTAKE_SWEEP_SECONDS": "3600"}
     try:
         async with process(["worker"], worker_env, logs / "worker.log"), process(
             ["intake"], intake_env, logs / "intake.log"
