@@ -48,6 +48,8 @@ class BridgeMetrics:
         self._last: dict[str, int] = {}
         self._last_malformed: dict[str, int] = {}
         stats.latency_hook = self._observe_latency
+        for counter in self._counters.values():
+            counter.add(0)  # exported from the start, so rate() and alerts see a zero
 
     def _observe_latency(self, ms: float, key: tuple[str, str]) -> None:
         self._latency.record(timedelta(milliseconds=ms), {"interval": key[1]})

@@ -1,0 +1,61 @@
+"""`signal-monitor bridge` as operators run it: configuration from the environment, Prometheus
+metrics on SIGNAL_MONITOR_METRICS_ADDRESS, a clean exit on SIGTERM, a clear error on bad config."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+import tempfile
+import uuid
+
+import httpx
+
+from fakes.binance import FakeBinance
+from tests.bridge_support import bridge_env, kill, start_bridge_process
+from tests.conftest import free_port
+from tests.support import eventually
+
+
+async def test_cli_serves_metrics_and_stops_on_sigterm(temporal_address):
+    port = free_port()
+    async with FakeBinance() as fake:
+        env = bridge_env(fake, f"tq-{uuid.uuid4().hex[:8]}", temporal_address,
+                         SIGNAL_MONITOR_METRICS_ADDRESS=f"127.0.0.1:{port}")
+        with tempfile.NamedTemporaryFile(prefix="bridge-", suffix=".log", delete=False) as fh:
+            log_path = fh.name
+        proc = start_bridge_process(env, log_path)
+        try:
+            async def scraped():
+                assert proc.poll() is None, open(log_path).read()[-2000:]
+                try:
+                    async with httpx.AsyncClient() as http:
+                        text = (await http.get(f"http://127.0.0.1:{port}/metrics")).text
+                except httpx.HTTPError as exc:
+                    raise AssertionError(repr(exc)) from None
+                assert "signal_monitor_bridge_streams_watched" in text
+                assert "signal_monitor_bridge_closes_forwarded" in text
+                return text
+
+            text = await eventually(scraped, timeout=30, interval=0.3)
+            proc.send_signal(signal.SIGTERM)
+            for _ in range(100):
+                if proc.poll() is not None:
+                    break
+                await asyncio.sleep(0.1)
+            assert proc.returncode == 0, open(log_path).read()[-2000:]
+        finally:
+            kill(proc)
+    log = open(log_path).read()
+    assert "bridge.stopped" in log
+    assert "sk-" not in log and "sk-" not in text
+
+
+def test_cli_rejects_bad_configuration():
+    out = subprocess.run([sys.executable, "-m", "workers.cli", "bridge"], capture_output=True, text=True,
+                         env={"PATH": "", "SIGNAL_BRIDGE_STREAMS_PER_CONNECTION": "5000"}, timeout=60)
+    assert out.returncode == 2 and "streams_per_connection" in out.stderr
+    out = subprocess.run([sys.executable, "-m", "workers.cli", "bridge"], capture_output=True, text=True,
+                         env={"PATH": "", "SIGNAL_BRIDGE_REFRESH_SECONDS": "soon"}, timeout=60)
+    assert out.returncode == 2 and "soon" in out.stderr
