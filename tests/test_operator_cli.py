@@ -157,3 +157,43 @@ async def test_not_found_usage_and_the_console_script(client, database_url, db, 
         code, out, err = await script("cancel", row.workflow_id)
         assert code == 0, err
         assert "cancelled" in out
+
+
+async def test_the_same_actions_with_the_stock_temporal_cli(client, database_url, db, temporal_address):
+    """What the README shows for operators without `signal-monitor`: the names are the interface."""
+    from tests.conftest import binary
+
+    row = await insert_signal(db, symbol="DOGEUSDT", max_reanalyses=5)
+    wid = row.workflow_id
+
+    async def temporal(*argv: str) -> tuple[int, str]:
+        proc = await asyncio.create_subprocess_exec(
+            binary("temporal"), *argv, "--address", temporal_address, "--namespace", "default",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )
+        out, _ = await asyncio.wait_for(proc.communicate(), 60)
+        return proc.returncode, out.decode()
+
+    async with monitor_stack(client, database_url) as m:
+        handle = await m.start(row.signal_id)
+        await eventually(lambda: idle_after(handle, 1))
+        code, out = await temporal("workflow", "query", "-w", wid, "--name", "state", "-o", "json")
+        assert code == 0 and '"status": "monitoring"' in out, out
+        code, out = await temporal("workflow", "update", "execute", "-w", wid, "--name", "set_limit", "--input", "7")
+        assert code == 0 and "max_reanalyses:7" in out, out
+        code, out = await temporal("workflow", "update", "execute", "-w", wid, "--name", "reanalyze")
+        assert code != 0 and "nothing to reanalyse" in out, out
+
+        async def listed():
+            code, out = await temporal(
+                "workflow", "list", "--query", f"SignalSymbol = 'DOGEUSDT' AND TraderId = '{row.trader_id}' "
+                "AND MonitorStatus = 'monitoring'"
+            )
+            assert code == 0 and wid in out, out
+
+        await eventually(listed)
+        code, out = await temporal(
+            "workflow", "update", "execute", "-w", wid, "--name", "abandon", "--input", '{"reason": "halted"}'
+        )
+        assert code == 0 and "abandoned by operator: halted" in out, out
+    assert await signal_status(db, row.signal_id) == "expired"
