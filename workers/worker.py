@@ -79,6 +79,7 @@ async def run_worker(
                 await stop.wait()
             finally:
                 gauge.cancel()
+                await asyncio.gather(gauge, return_exceptions=True)
             log.info("stopping: draining in-flight tasks")
     finally:
         await http.aclose()
