@@ -41,6 +41,9 @@ class BridgeConfig:
     retry_max: float = 30.0
     dedup_capacity: int = 200_000
     backfill_on_start: bool = True
+    # A stream newly watched after start (a new monitor, or one visibility showed late) gets
+    # its newest closed candle from REST too: the monitor ignores it if it predates the signal.
+    backfill_new_streams: bool = True
     missing_close_grace: float = 5.0  # a close not seen by then (next candle under way): ask REST
     rest_concurrency: int = 4
     rest_timeout: float = 10.0

@@ -75,6 +75,7 @@ class Delivery:
                 await self._attempt(wf, close)
             finally:
                 self._queue.task_done()
+                self.stats.delivery_backlog = self.backlog
 
     async def _attempt(self, wf: str, close: Close, retry: bool = False) -> bool:
         slot = (wf, close.key)
@@ -134,5 +135,6 @@ class Delivery:
             batch = list(self._retry.items())
             self.stats.signals_retried += len(batch)
             results = await asyncio.gather(*(self._attempt(wf, close, retry=True) for (wf, _), close in batch))
+            self.stats.delivery_backlog = self.backlog
             if any(results):
                 backoff.reset()

@@ -31,6 +31,7 @@ class BridgeStats:
     signal_failures: int = 0
     signals_retried: int = 0
     signals_superseded: int = 0
+    delivery_backlog: int = 0  # signals queued or waiting for a retry
     backfill_requests: int = 0
     backfilled: int = 0  # closes forwarded from REST
     backfill_missed_candles: int = 0  # older missed closes not forwarded (the newest was)

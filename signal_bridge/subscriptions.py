@@ -43,7 +43,7 @@ class SubscriptionManager:
             shard.desired.add(stream)
             self.assignment[stream] = shard
             changed.add(shard)
-        self._initial = False
+        initial, self._initial = self._initial, False
         for shard in changed:
             if not shard.desired:
                 self.shards.remove(shard)
@@ -52,6 +52,10 @@ class SubscriptionManager:
                 shard.start()
             else:
                 shard.set_desired(shard.desired)
+        if added and not initial and self.cfg.backfill_new_streams:
+            result = self.on_connected(set(added), "new-streams")
+            if asyncio.iscoroutine(result):
+                asyncio.ensure_future(result)
         self.stats.streams_watched = len(self.assignment)
         if changed:
             emit("bridge.streams", watched=len(self.assignment), added=len(added),
