@@ -33,10 +33,13 @@ SCRIPT = str(Path(sys.executable).parent / "signal-monitor")
 
 @contextlib.asynccontextmanager
 async def process(args: list[str], env: dict, log_path: Path) -> AsyncIterator[asyncio.subprocess.Process]:
+    """The console script; on leaving, SIGTERM, and it must stop cleanly (exit 0)."""
     with open(log_path, "wb") as log:
         proc = await asyncio.create_subprocess_exec(SCRIPT, *args, env=env, stdout=log, stderr=log)
+    clean = False
     try:
         yield proc
+        clean = True
     finally:
         if proc.returncode is None:
             proc.send_signal(signal.SIGTERM)
@@ -45,6 +48,8 @@ async def process(args: list[str], env: dict, log_path: Path) -> AsyncIterator[a
             except asyncio.TimeoutError:
                 proc.kill()
                 await proc.wait()
+    if clean:
+        assert proc.returncode == 0, f"{args[0]} exited {proc.returncode}: {log_path.read_text()[-2000:]}"
 
 
 async def scrape(address: str) -> str:

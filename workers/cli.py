@@ -134,12 +134,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="signal-monitor", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("migrate", help="apply pending SQL migrations (DATABASE_URL)").set_defaults(func=_cmd_migrate)
-    sub.add_parser("worker", help="run a Temporal worker for the monitors").set_defaults(func=_cmd_worker)
+    sub.add_parser("worker", help="run a Temporal worker for the monitors").set_defaults(
+        func=_cmd_worker, skip_teardown=True
+    )
     p = sub.add_parser("start", help="start monitoring one signal (idempotent)")
     p.add_argument("signal_id")
-    p.set_defaults(func=_cmd_start)
+    p.set_defaults(func=_cmd_start, skip_teardown=True)
     sub.add_parser("intake", help="start a monitor for every new eligible signal (LISTEN/NOTIFY + sweeps)").set_defaults(
-        func=_cmd_intake
+        func=_cmd_intake, skip_teardown=True
     )
     from workers.operator_cli import add_commands
 
@@ -154,12 +156,27 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging()
     try:
-        return args.func(args)
+        code = args.func(args)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        code = EXIT_USAGE
     except KeyboardInterrupt:
-        return 130
+        code = 130
+    if getattr(args, "skip_teardown", False):
+        _exit_skipping_teardown(code)
+    return code
+
+
+def _exit_skipping_teardown(code: int) -> None:
+    """The Temporal SDK's Rust threads can abort the interpreter's teardown (SIGABRT, exit 134)
+    after all work is done (sdk-python#300): a command's exit code must be its own, so flush and
+    leave without that teardown."""
+    import os
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()
+    os._exit(code)
 
 
 if __name__ == "__main__":

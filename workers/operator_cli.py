@@ -60,7 +60,7 @@ def add_commands(sub: argparse._SubParsersAction, entry: Callable[[argparse.Name
     p = sub.add_parser("status", help="a monitor's status, counts, last decision and history")
     p.add_argument("signal", help="signal uuid or workflow id signal-<uuid>")
     p.add_argument("--json", action="store_true", help="print the state (or result) as JSON")
-    p.set_defaults(func=entry, operator=_status)
+    p.set_defaults(func=entry, skip_teardown=True, operator=_status)
 
     p = sub.add_parser("list", help="monitors, newest first, filtered by their search attributes")
     p.add_argument("--symbol", help="e.g. BTCUSDT")
@@ -69,29 +69,29 @@ def add_commands(sub: argparse._SubParsersAction, entry: Callable[[argparse.Name
     p.add_argument("--status", help="monitor status: analyzing, monitoring, in_position, expired, cancelled, failed")
     p.add_argument("--running", action="store_true", help="only running workflows")
     p.add_argument("--limit", type=int, default=50, help="at most this many rows (default 50)")
-    p.set_defaults(func=entry, operator=_list)
+    p.set_defaults(func=entry, skip_teardown=True, operator=_list)
 
     p = sub.add_parser("cancel", help="cancel a monitor: the signal becomes `cancelled`")
     p.add_argument("signal")
     p.add_argument("--wait", type=float, default=30.0, help="seconds to wait for the end (0: do not wait)")
-    p.set_defaults(func=entry, operator=_cancel)
+    p.set_defaults(func=entry, skip_teardown=True, operator=_cancel)
 
     p = sub.add_parser("abandon", help="stop monitoring now: the signal becomes `expired` with a reason")
     p.add_argument("signal")
     p.add_argument("--reason", required=True, help="why (shown in the signal's monitor_reason)")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the monitor to answer")
-    p.set_defaults(func=entry, operator=_abandon)
+    p.set_defaults(func=entry, skip_teardown=True, operator=_abandon)
 
     p = sub.add_parser("reanalyze", help="analyse the newest candle that has no analysis yet, now")
     p.add_argument("signal")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the analysis")
-    p.set_defaults(func=entry, operator=_reanalyze)
+    p.set_defaults(func=entry, skip_teardown=True, operator=_reanalyze)
 
     p = sub.add_parser("set-limit", help="change this signal's reanalysis limit")
     p.add_argument("signal")
     p.add_argument("limit", type=int, help="the new maximum number of reanalyses")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the monitor to answer")
-    p.set_defaults(func=entry, operator=_set_limit)
+    p.set_defaults(func=entry, skip_teardown=True, operator=_set_limit)
 
 
 def check_usage(args: argparse.Namespace) -> None:
@@ -223,7 +223,8 @@ async def _status(args: argparse.Namespace, client: Client, out: TextIO) -> None
 
 
 async def _list(args: argparse.Namespace, client: Client, out: TextIO) -> None:
-    clauses = [f"WorkflowType = '{names.WORKFLOW_TYPE}'"]
+    # A monitor that continued-as-new leaves its earlier runs behind: show each signal once.
+    clauses = [f"WorkflowType = '{names.WORKFLOW_TYPE}'", "ExecutionStatus != 'ContinuedAsNew'"]
     for value, key, transform in (
         (args.symbol, sa.SIGNAL_SYMBOL, str.upper),
         (args.interval, sa.SIGNAL_INTERVAL, str),
