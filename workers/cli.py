@@ -148,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_commands(sub, _cmd_operator)
     p = sub.add_parser("bridge", help="forward Binance candle closes to the monitors")
     p.add_argument("rest", nargs=argparse.REMAINDER)
-    p.set_defaults(func=_cmd_bridge)
+    p.set_defaults(func=_cmd_bridge, skip_teardown=True)
     return parser
 
 
