@@ -64,6 +64,12 @@ class Delivery:
     def backlog(self) -> int:
         return self._queue.qsize() + len(self._retry)
 
+    def forget_ended(self, running: set[str]) -> None:
+        """Drop the bookkeeping of monitors no longer running (memory stays bounded by the
+        running monitors). Pending retries are kept: they end by NOT_FOUND on their own."""
+        for slot in [slot for slot in self._delivered_t if slot[0] not in running]:
+            del self._delivered_t[slot]
+
     def submit(self, close: Close, workflow_ids: Iterable[str]) -> None:
         for wf in workflow_ids:
             self._queue.put_nowait((wf, close))
@@ -91,6 +97,7 @@ class Delivery:
                 if exc.status == RPCStatusCode.NOT_FOUND:
                     self.stats.signals_not_found += 1
                     self._retry.pop(slot, None)
+                    self._delivered_t.pop(slot, None)
                     return True
                 self._failed(slot, close, exc)
                 return False

@@ -65,6 +65,7 @@ async def run_bridge(
                      failures=stats.visibility_errors)
             else:
                 subs.update(stream_name(symbol, interval) for symbol, interval in by_stream)
+                delivery.forget_ended(set().union(*by_stream.values()) if by_stream else set())
                 if ready is not None:
                     ready.set()
             with contextlib.suppress(asyncio.TimeoutError):

@@ -26,6 +26,9 @@ class Shard:
         self.on_kline, self.on_connected, self.budget = on_kline, on_connected, budget
         self.backfill_first_connect = backfill_first_connect
         self.desired: set[str] = set()
+        # Newly watched streams whose newest close is fetched from REST once Binance has
+        # confirmed their subscription (earlier, a close could slip between the two).
+        self.fresh: set[str] = set()
         self.conn: StreamConnection | None = None
         self._changed = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -58,6 +61,8 @@ class Shard:
                     return
                 if reason != "start" or self.backfill_first_connect:
                     await self._notify_connected(conn, reason)
+                else:
+                    await self._notify_fresh(conn)
                 reason = await self._serve(conn)
                 if reason == "stop":
                     return
@@ -101,10 +106,12 @@ class Shard:
                     emit("bridge.sync_failed", logging.WARNING, shard=self.index, error=repr(exc))
                     await conn.close()
                     continue
+                await self._notify_fresh(conn)
             if events & {"age", "shutdown"}:
                 conn = await self._rotate(conn, "shutdown" if "shutdown" in events else "age")
                 if conn is None:
                     return "stop"
+                await self._notify_fresh(conn)
 
     async def _rotate(self, old: StreamConnection, why: str) -> StreamConnection | None:
         emit("bridge.rotating", shard=self.index, why=why, age_s=round(old.age, 1))
@@ -140,9 +147,20 @@ class Shard:
                     return None
         return None
 
+    async def _notify_fresh(self, conn: StreamConnection) -> None:
+        self.fresh &= self.desired
+        ready = self.fresh & conn.active
+        if ready:
+            self.fresh -= ready
+            await self._call_on_connected(ready, "new-streams")
+
     async def _notify_connected(self, conn: StreamConnection, reason: str) -> None:
+        self.fresh.clear()  # every active stream is backfilled now
+        await self._call_on_connected(set(conn.active), reason)
+
+    async def _call_on_connected(self, streams: set[str], reason: str) -> None:
         try:
-            result = self.on_connected(set(conn.active), reason)
+            result = self.on_connected(streams, reason)
             if asyncio.iscoroutine(result):
                 await result
         except Exception:

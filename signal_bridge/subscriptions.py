@@ -41,9 +41,11 @@ class SubscriptionManager:
                 self._next_index += 1
                 self.shards.append(shard)
             shard.desired.add(stream)
+            if not self._initial and self.cfg.backfill_new_streams:
+                shard.fresh.add(stream)
             self.assignment[stream] = shard
             changed.add(shard)
-        initial, self._initial = self._initial, False
+        self._initial = False
         for shard in changed:
             if not shard.desired:
                 self.shards.remove(shard)
@@ -52,10 +54,6 @@ class SubscriptionManager:
                 shard.start()
             else:
                 shard.set_desired(shard.desired)
-        if added and not initial and self.cfg.backfill_new_streams:
-            result = self.on_connected(set(added), "new-streams")
-            if asyncio.iscoroutine(result):
-                asyncio.ensure_future(result)
         self.stats.streams_watched = len(self.assignment)
         if changed:
             emit("bridge.streams", watched=len(self.assignment), added=len(added),

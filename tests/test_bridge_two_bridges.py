@@ -22,7 +22,8 @@ from tests.support import eventually, insert_signal
 async def test_two_bridges_each_candle_analysed_once(client, database_url, db):
     row = await insert_signal(db, symbol="SOLUSDT", interval="1m", timestamp=datetime.now(timezone.utc),
                               max_reanalyses=100)
-    async with FakeBinance(speed=30, auto_series=True) as fake, \
+    # Pings every second, 2 s to answer: the bridges' connections live on their pongs.
+    async with FakeBinance(speed=30, auto_series=True, ping_interval=1.0, ping_timeout=2.0) as fake, \
             monitor_stack(client, database_url) as m:
         m.proxy.script(row.signal_id, *[Answer.wait(55) for _ in range(100)])
         handle = await m.start(row.signal_id)
@@ -48,6 +49,7 @@ async def test_two_bridges_each_candle_analysed_once(client, database_url, db):
     assert len(times) >= 3
     assert_fake_rules_kept(fake)
     assert fake.stats.connections_opened == 2
+    assert a.reconnects == 0 and b.reconnects == 0
     print(f"\ntwo bridges: A forwarded={a.closes_forwarded} B forwarded={b.closes_forwarded} "
           f"analysed={len(times)} workflow counts={state['counts']} "
           f"latency A={a.latency_summary()} B={b.latency_summary()}")
