@@ -205,3 +205,21 @@ async def test_injected_faults_and_abrupt_disconnect():
             await fake.publish(kline_frame({**first["k"], "x": True}, fake.clock.now_ms()))
             assert await fake.disconnect_all() == 1
             assert await _closed_with(ws) == 1006  # no close frame: the TCP connection vanished
+
+
+async def test_replays_the_shipped_real_frames_verbatim():
+    from fakes.binance.recorded import load_frames
+
+    frames = load_frames()
+    closed = [json.loads(f.raw)["data"]["k"] for f in frames if json.loads(f.raw)["data"]["k"]["x"] is True]
+    target = f"{closed[0]['s'].lower()}@kline_{closed[0]['i']}"
+    expected = [f.raw for f in frames if f.stream == target]
+    async with FakeBinance() as fake, httpx.AsyncClient(base_url=fake.rest_url) as http:
+        async with websockets.connect(f"{fake.ws_url}/stream?streams={target}") as ws:
+            sent = await fake.replay_recorded(pace=0)
+            got = [await asyncio.wait_for(ws.recv(), 5) for _ in expected]
+        assert sent == len(expected) and got == expected
+        # Its closes are now history REST serves.
+        k = closed[0]
+        rows = (await http.get("/api/v3/klines", params={"symbol": k["s"], "interval": k["i"]})).json()
+        assert [k["t"], k["o"], k["h"], k["l"], k["c"], k["v"], k["T"]] == rows[-1][:7]
