@@ -1,0 +1,52 @@
+"""Continue-as-new when Temporal suggests it (the session's dev server suggests it at 60 events),
+carrying the de-duplication state: a candle analysed in an earlier run stays analysed once."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fakes.llm_proxy import Answer
+from tests.monitor_harness import monitor_stack
+from tests.support import analyses, eventually, insert_signal, kline, signal_status
+from workflows.models import MonitorState
+
+
+async def test_continue_as_new_keeps_deduplication_and_numbering(client, database_url, db):
+    row = await insert_signal(db, interval="5m", max_reanalyses=30)
+    async with monitor_stack(client, database_url) as m:
+        m.proxy.script(row.signal_id, *[Answer.wait(50 + n) for n in range(12)])
+        handle = await m.start(row.signal_id)
+        first_run = handle.result_run_id
+
+        async def analysed(n: int) -> MonitorState:
+            s = await handle.query("state", result_type=MonitorState)
+            assert s.counts.analysed == n and not s.analysing, s.counts
+            return s
+
+        await eventually(lambda: analysed(1), timeout=30)
+        candle = 0
+        while True:
+            candle += 1
+            await handle.signal("candle_closed", kline(row, candle))
+            state = await eventually(lambda: analysed(candle + 1), timeout=30)
+            if state.runs > 1:
+                break
+            assert candle < 10, "continue-as-new was never suggested"
+        latest = await client.get_workflow_handle(row.workflow_id).describe()
+        assert latest.run_id != first_run
+        # Every earlier candle again, in the new run: all recognised, none analysed.
+        for n in range(1, candle + 1):
+            await handle.signal("candle_closed", kline(row, n))
+        await handle.signal("candle_closed", kline(row, candle + 1))
+        state = await eventually(lambda: analysed(candle + 2), timeout=30)
+        assert state.counts.duplicate + state.counts.stale == candle, state.counts
+        assert [d.analysis_number for d in state.history] == list(range(candle + 2))
+        m.proxy.clear_script()
+        m.proxy.script(row.signal_id, Answer.enter(90))
+        await handle.signal("candle_closed", kline(row, candle + 2))
+        result = await asyncio.wait_for(client.get_workflow_handle(row.workflow_id).result(), 30)
+    rows = await analyses(db, row.signal_id)
+    assert [r["analysis_number"] for r in rows] == list(range(candle + 3))
+    assert len({r["candle_open_time"] for r in rows}) == candle + 3
+    assert result["status"] == "in_position"
+    assert await signal_status(db, row.signal_id) == "in_position"
