@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import AsyncIterator, Optional
 
 from temporalio.client import Client, WorkflowHandle
@@ -17,6 +19,8 @@ from workers.starting import start_monitor
 from workers.worker import run_worker
 
 TEST_KEY = "sk-test-" + uuid.uuid4().hex
+# Set to a directory to keep the histories of every monitor the tests run (see tests/test_replay.py).
+RECORD_HISTORIES_ENV = "SIGNAL_MONITOR_RECORD_HISTORIES"
 
 
 def make_settings(database_url: str, proxy_url: str, task_queue: str, **overrides) -> Settings:
@@ -41,6 +45,7 @@ class Monitor:
     client: Client
     proxy: FakeLlmProxy
     settings: Settings
+    started: list[WorkflowHandle] = field(default_factory=list)
 
     @property
     def task_queue(self) -> str:
@@ -48,7 +53,20 @@ class Monitor:
 
     async def start(self, signal_id: str) -> WorkflowHandle:
         outcome = await start_monitor(self.client, signal_id, self.task_queue)
+        self.started.append(outcome.handle)
         return outcome.handle
+
+    async def save_histories(self, directory: Path) -> None:
+        """Every run of the monitors this test started, as JSON, for tests/test_replay.py."""
+        test = os.environ.get("PYTEST_CURRENT_TEST", "run").split("::")[-1].split(" ")[0]
+        directory.mkdir(parents=True, exist_ok=True)
+        for n, handle in enumerate(self.started):
+            async for execution in self.client.list_workflows(f"WorkflowId = '{handle.id}'"):
+                history = await self.client.get_workflow_handle(handle.id, run_id=execution.run_id).fetch_history()
+                if not any(e.HasField("workflow_task_completed_event_attributes") for e in history.events):
+                    continue  # a run that has not run any code yet has nothing to replay
+                name = f"{test}-{n}-{execution.run_id[-8:]}.json"
+                (directory / name).write_text(history.to_json())
 
 
 @contextlib.asynccontextmanager
@@ -78,7 +96,10 @@ async def monitor_stack(
     settings = make_settings(database_url, proxy.url, f"tq-{uuid.uuid4().hex[:10]}", **overrides)
     try:
         async with running_worker(client, settings):
-            yield Monitor(client, proxy, settings)
+            monitor = Monitor(client, proxy, settings)
+            yield monitor
+            if RECORD_HISTORIES_ENV in os.environ:
+                await monitor.save_histories(Path(os.environ[RECORD_HISTORIES_ENV]))
     finally:
         if own_proxy:
             await proxy.stop()
