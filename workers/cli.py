@@ -130,6 +130,12 @@ def _cmd_bridge(args: argparse.Namespace) -> int:
     return bridge_main(args.rest)
 
 
+def _cmd_dev(args: argparse.Namespace) -> int:
+    from workers.dev import main as dev_main
+
+    return dev_main(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="signal-monitor", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -149,6 +155,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bridge", help="forward Binance candle closes to the monitors")
     p.add_argument("rest", nargs=argparse.REMAINDER)
     p.set_defaults(func=_cmd_bridge, skip_teardown=True)
+    p = sub.add_parser(
+        "dev",
+        help="run the whole stack locally, offline: Temporal dev server + UI, PostgreSQL, worker, intake, "
+        "bridge on replayed Binance data, an llm-proxy stand-in, and a demo signal",
+    )
+    p.add_argument("--until-decided", action="store_true", help="stop everything once the demo signal is decided")
+    p.add_argument("--live", action="store_true", help="use the real Binance streams instead of the local replay")
+    p.add_argument("--fresh", action="store_true", help="start from empty state (.dev-state)")
+    p.add_argument("--symbol", default="BTCUSDT")
+    p.add_argument("--interval", default="1m")
+    p.add_argument("--speed", type=float, default=15.0, help="replay clock speed-up (15: a 1m candle every 4 s)")
+    p.add_argument("--temporal-port", type=int, default=7233)
+    p.add_argument("--ui-port", type=int, default=8233)
+    p.set_defaults(func=_cmd_dev, skip_teardown=True)
     return parser
 
 

@@ -1,0 +1,48 @@
+"""The README's first command: `signal-monitor dev` brings up the whole stack from nothing (its
+own Temporal dev server and UI, embedded PostgreSQL, worker, intake, bridge on the local Binance
+replay, the llm-proxy stand-in), monitors a demo signal to a decision and stops cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import subprocess
+import urllib.request
+
+from tests.conftest import free_port
+from tests.processes import BIN, command_env
+
+
+async def test_dev_runs_a_demo_signal_to_a_decision_and_the_ui_link_works(tmp_path):
+    temporal_port, ui_port = free_port(), free_port()
+    env = command_env("", SIGNAL_MONITOR_DEV_STATE=str(tmp_path / "state"))
+    for name in ("TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE", "DATABASE_URL", "LLM_PROXY_URL"):
+        env.pop(name, None)
+    proc = await asyncio.create_subprocess_exec(
+        str(BIN / "signal-monitor"), "dev", "--until-decided", "--speed", "60",
+        "--temporal-port", str(temporal_port), "--ui-port", str(ui_port),
+        env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    lines: list[str] = []
+    ui_status = None
+    try:
+        async with asyncio.timeout(150):
+            while line := (await proc.stdout.readline()).decode():
+                lines.append(line)
+                link = re.search(r"Temporal UI: (http://\S+)", line)
+                if link:
+                    ui_status = await asyncio.to_thread(lambda: urllib.request.urlopen(link.group(1), timeout=10).status)
+            code = await proc.wait()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    output = "".join(lines)
+    assert code == 0, output
+    assert ui_status == 200, output
+    assert re.search(rf"Temporal UI: http://localhost:{ui_port}/namespaces/default/workflows/signal-[0-9a-f-]{{36}}", output)
+    assert "monitor started by the intake" in output
+    assert re.search(r"analysis #1 on candle \d{4}-\d\d-\d\d \d\d:\d\d UTC", output), output
+    assert "monitor ended: signal is in_position" in output, output
+    for part in ("bridge", "intake", "worker", "temporal", "PostgreSQL"):
+        assert f"stopped {part}" in output, output
