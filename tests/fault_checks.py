@@ -1,0 +1,213 @@
+"""The three checks every fault case ends with, shared by tests/test_faults_*.py and bench/faults:
+
+1. every close that should have been analysed was analysed exactly once (the replayed input
+   compared with `signal_analyses`);
+2. no workflow is stuck (each monitor is waiting for a candle, or ended with a reason);
+3. no signal is left in a status that disagrees with its workflow.
+
+`check_monitors` returns the figures (closes in, analyses stored, duplicates, lost, stuck) so the
+bench's FAULTS.md table and the tests' assertions come from the same code."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterable, Mapping, Optional
+
+import asyncpg
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
+from temporalio.service import RPCError
+
+from tests.support import eventually
+from workflows.models import TERMINAL_SIGNAL_STATUSES, MonitorResult, MonitorState
+
+# Set to a file: every checked case appends its figures there (bench/faults collects them).
+RECORD_ENV = "SIGNAL_MONITOR_FAULTS_RECORD"
+
+
+@dataclass
+class Expectation:
+    """What one monitor was fed. `closes` are candle open times (ms) replayed to it while it was
+    meant to be listening; `superseded_allowed` is how many of them the product's own counters
+    say were superseded by a newer close (the monitor only wants the newest candle), so a close
+    missing for that reason is not lost -- as long as a newer close was analysed."""
+
+    signal_id: str
+    closes: set[int] = field(default_factory=set)
+    superseded_allowed: int = 0
+    # The monitor's first analysis (no candle) is expected unless its start was refused.
+    initial: bool = True
+
+
+@dataclass
+class Figures:
+    case: str
+    closes_in: int = 0
+    analyses_stored: int = 0
+    duplicates: int = 0
+    lost: int = 0
+    stuck: int = 0
+    superseded: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not (self.duplicates or self.lost or self.stuck or self.problems)
+
+    def add(self, other: "Figures") -> None:
+        for name in ("closes_in", "analyses_stored", "duplicates", "lost", "stuck", "superseded"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.problems.extend(other.problems)
+
+    def summary(self) -> str:
+        return (
+            f"{self.case}: closes in {self.closes_in}, analyses stored {self.analyses_stored}, "
+            f"duplicates {self.duplicates}, lost {self.lost}, stuck {self.stuck}, superseded {self.superseded}"
+            + (f"; problems: {self.problems}" if self.problems else "")
+        )
+
+
+def _ms(value) -> int:
+    return int(value.timestamp() * 1000)
+
+
+async def _analyses_figures(db: asyncpg.Connection, exp: Expectation, fig: Figures) -> int:
+    rows = await db.fetch(
+        "SELECT analysis_number, candle_open_time FROM signal_analyses WHERE signal_id = $1 ORDER BY analysis_number",
+        uuid.UUID(exp.signal_id),
+    )
+    fig.analyses_stored += len(rows)
+    numbers = [r["analysis_number"] for r in rows]
+    if numbers != list(range(len(numbers))):
+        fig.problems.append(f"{exp.signal_id}: analysis numbers not contiguous: {numbers}")
+    times = [_ms(r["candle_open_time"]) for r in rows if r["candle_open_time"] is not None]
+    initial = sum(1 for r in rows if r["candle_open_time"] is None)
+    counted = Counter(times)
+    fig.duplicates += sum(n - 1 for n in counted.values() if n > 1) + max(0, initial - 1)
+    if exp.initial and rows and initial == 0:
+        fig.problems.append(f"{exp.signal_id}: no first analysis")
+    invented = sorted(set(times) - exp.closes)
+    if invented:
+        fig.problems.append(f"{exp.signal_id}: analysed candles never replayed to it: {invented}")
+    fig.closes_in += len(exp.closes)
+    missing = sorted(exp.closes - set(times))
+    newest = max(times, default=None)
+    # A missing close with a newer analysed one was superseded; one with none newer is lost.
+    superseded = [t for t in missing if newest is not None and t < newest]
+    lost = [t for t in missing if newest is None or t > newest]
+    fig.superseded += len(superseded)
+    fig.lost += len(lost) + max(0, len(superseded) - exp.superseded_allowed)
+    if lost or len(superseded) > exp.superseded_allowed:
+        fig.problems.append(
+            f"{exp.signal_id}: lost {lost}, superseded {superseded} (allowed {exp.superseded_allowed})"
+        )
+    return len(rows)
+
+
+async def _workflow_figures(
+    client: Client, db: asyncpg.Connection, exp: Expectation, stored: int, fig: Figures
+) -> None:
+    handle = client.get_workflow_handle(f"signal-{exp.signal_id}")
+    try:
+        desc = await handle.describe()
+    except RPCError as exc:
+        fig.stuck += 1
+        fig.problems.append(f"{exp.signal_id}: no workflow ({exc})")
+        return
+    db_status = await db.fetchval("SELECT status FROM signals WHERE id = $1", uuid.UUID(exp.signal_id))
+    if desc.status == WorkflowExecutionStatus.RUNNING:
+        state = await handle.query("state", result_type=MonitorState)
+        if state.analysing or state.pending_candle is not None or desc.raw_description.pending_activities:
+            fig.stuck += 1
+            fig.problems.append(f"{exp.signal_id}: running but not waiting for a candle: {state.status}")
+        if state.analyses != stored:
+            fig.problems.append(f"{exp.signal_id}: workflow counts {state.analyses} analyses, table has {stored}")
+        in_progress = db_status is not None and db_status not in TERMINAL_SIGNAL_STATUSES
+        if not in_progress or (state.analyses and db_status != state.status):
+            fig.problems.append(f"{exp.signal_id}: running monitor ({state.status}) but signal is {db_status}")
+    elif desc.status == WorkflowExecutionStatus.COMPLETED:
+        result = await handle.result(result_type=MonitorResult)
+        if not result.reason:
+            fig.stuck += 1
+            fig.problems.append(f"{exp.signal_id}: ended without a reason")
+        if db_status is not None and db_status != result.status:
+            fig.problems.append(f"{exp.signal_id}: monitor ended {result.status} but signal is {db_status}")
+        if result.analyses != stored:
+            fig.problems.append(f"{exp.signal_id}: monitor counts {result.analyses} analyses, table has {stored}")
+    elif desc.status == WorkflowExecutionStatus.CANCELED:
+        if db_status is not None and db_status not in ("cancelled", *TERMINAL_SIGNAL_STATUSES):
+            fig.problems.append(f"{exp.signal_id}: monitor cancelled but signal is {db_status}")
+    elif desc.status == WorkflowExecutionStatus.FAILED:
+        try:
+            await handle.result()
+        except WorkflowFailureError as err:
+            reason = str(err.cause or err)
+        else:
+            reason = ""
+        if not reason:
+            fig.stuck += 1
+            fig.problems.append(f"{exp.signal_id}: failed without a reason")
+        if db_status in ("monitoring", "analyzing"):
+            fig.problems.append(f"{exp.signal_id}: monitor failed but signal is {db_status}")
+    else:
+        # Terminated or timed out: nobody said why, and the signal row was never told.
+        fig.stuck += 1
+        fig.problems.append(f"{exp.signal_id}: workflow {desc.status.name}")
+
+
+async def measure(client: Client, db: asyncpg.Connection, case: str, expected: Iterable[Expectation]) -> Figures:
+    fig = Figures(case)
+    for exp in expected:
+        stored = await _analyses_figures(db, exp, fig)
+        await _workflow_figures(client, db, exp, stored, fig)
+    return fig
+
+
+async def assert_three_checks(
+    client: Client,
+    db: asyncpg.Connection,
+    case: str,
+    expected: Iterable[Expectation] | Mapping[str, Iterable[int]],
+    *,
+    timeout: float = 60.0,
+) -> Figures:
+    """Polls (workers, bridges and retries are asynchronous) until the three checks hold, then
+    records and returns the figures; fails with the last figures after `timeout`."""
+    if isinstance(expected, Mapping):
+        expected = [Expectation(signal_id, set(times)) for signal_id, times in expected.items()]
+    expected = list(expected)
+    last: list[Figures] = []
+
+    async def holds() -> Figures:
+        fig = await measure(client, db, case, expected)
+        last[:] = [fig]
+        assert fig.ok, fig.summary()
+        return fig
+
+    try:
+        fig = await eventually(holds, timeout=timeout, interval=0.5)
+    except AssertionError:
+        if last:
+            record(last[0])
+        raise
+    record(fig)
+    return fig
+
+
+def record(fig: Figures) -> None:
+    path = os.environ.get(RECORD_ENV)
+    if not path:
+        return
+    entry = asdict(fig) | {"ok": fig.ok, "at": time.time()}
+    with Path(path).open("a") as out:
+        out.write(json.dumps(entry) + "\n")
+
+
+def closes_between(times: Iterable[int], after_ms: int, until_ms: Optional[int] = None) -> set[int]:
+    """Open times of the closes in a window: after the signal's own candle, before an end."""
+    return {t for t in times if t > after_ms and (until_ms is None or t <= until_ms)}
