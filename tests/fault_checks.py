@@ -112,7 +112,7 @@ async def _analyses_figures(db: asyncpg.Connection, exp: Expectation, fig: Figur
 async def _workflow_figures(
     client: Client, db: asyncpg.Connection, exp: Expectation, stored: int, fig: Figures
 ) -> None:
-    handle = client.get_workflow_handle(f"signal-{exp.signal_id}")
+    handle = client.get_workflow_handle(f"signal-{exp.signal_id}", result_type=MonitorResult)
     try:
         desc = await handle.describe()
     except RPCError as exc:
@@ -131,7 +131,7 @@ async def _workflow_figures(
         if not in_progress or (state.analyses and db_status != state.status):
             fig.problems.append(f"{exp.signal_id}: running monitor ({state.status}) but signal is {db_status}")
     elif desc.status == WorkflowExecutionStatus.COMPLETED:
-        result = await handle.result(result_type=MonitorResult)
+        result = await handle.result()
         if not result.reason:
             fig.stuck += 1
             fig.problems.append(f"{exp.signal_id}: ended without a reason")

@@ -11,7 +11,7 @@ from typing import Any, Optional
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
@@ -50,6 +50,10 @@ RECENT_CANDLES_KEPT = 64
 SKIPPED_KEPT = 50
 FAILURES_KEPT = 20
 REASONING_KEPT = 500
+# An operator's cancel that arrives while an activity runs reaches the workflow as that activity's
+# cancellation (an ActivityError), not as asyncio.CancelledError: before this patch it was taken
+# for a failed analysis and the monitor kept running.
+CANCEL_DURING_ACTIVITY_PATCH = "cancel-during-activity"
 
 ANALYSIS_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2),
@@ -133,7 +137,9 @@ class SignalMonitorWorkflow:
                     await self._next_step()
             except _Ended as ended:
                 self._result = ended.result
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, ActivityError) as err:
+            if isinstance(err, ActivityError) and not self._cancelled_activity(err):
+                raise
             # Clean-up survives the cancellation: activities scheduled after it run normally.
             finished = await self._finish_activity("cancelled", "cancelled by operator")
             if finished.signal_status == "cancelled" or finished.signal_status is None:
@@ -147,6 +153,11 @@ class SignalMonitorWorkflow:
         # Updates waiting on the end see the result before the run completes.
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self._result
+
+    @staticmethod
+    def _cancelled_activity(err: ActivityError) -> bool:
+        # Only a cancel of this workflow cancels its activities (nothing else requests it).
+        return is_cancelled_exception(err) and workflow.patched(CANCEL_DURING_ACTIVITY_PATCH)
 
     async def _load(self) -> None:
         try:
@@ -263,6 +274,8 @@ class SignalMonitorWorkflow:
             )
         except ActivityError as err:
             self._analysing = False
+            if self._cancelled_activity(err):
+                raise
             await self._analysis_failed(candle, err)
             return
         decision = monitor_decision(analysis.decision, analysis.confidence, ctx.min_confidence_to_enter)
