@@ -64,7 +64,8 @@ async def ensure_search_attributes(client: Client) -> None:
         ) from None
     # Registration is eventually visible: wait until the server lists them all.
     for _ in range(50):
-        if all(k.name in await _existing(client) for k in sa.ALL):
+        existing = await _existing(client)
+        if all(k.name in existing for k in sa.ALL):
             break
         await asyncio.sleep(0.2)
     log.info("created search attributes %s in namespace %s", [k.name for k in missing], client.namespace)
