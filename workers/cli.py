@@ -70,15 +70,22 @@ async def _summary_for(signal_id: str, settings: Settings) -> Optional[str]:
 
 
 def _cmd_start(args: argparse.Namespace) -> int:
+    from workers.operator_cli import UsageError, workflow_id_of
     from workers.starting import start_monitor
     from workers.temporal_client import connect_client
 
     settings = Settings.from_env()
+    try:
+        # The same forms operators use elsewhere: a signal uuid or its workflow id.
+        signal_id = workflow_id_of(args.signal_id).removeprefix("signal-")
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
 
     async def go() -> int:
         client = await connect_client()
-        summary = await _summary_for(args.signal_id, settings)
-        outcome = await start_monitor(client, args.signal_id, settings.task_queue, summary)
+        summary = await _summary_for(signal_id, settings)
+        outcome = await start_monitor(client, signal_id, settings.task_queue, summary)
         wid = outcome.handle.id
         if outcome.ended_before:
             print(f"{wid}: a monitor for this signal has already ended; not started again")
@@ -88,11 +95,7 @@ def _cmd_start(args: argparse.Namespace) -> int:
             print(f"{wid}: already running")
         return EXIT_OK
 
-    try:
-        return asyncio.run(go())
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    return asyncio.run(go())
 
 
 def _cmd_intake(args: argparse.Namespace) -> int:
