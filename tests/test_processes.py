@@ -131,3 +131,21 @@ async def test_signal_monitor_start_is_idempotent_and_refuses_a_bad_id(client, t
     assert desc.task_queue == env["SIGNAL_MONITOR_TASK_QUEUE"]
     assert await desc.static_summary() == f"ETHUSDT 1h · trader trader {row.trader_id[:8]}"
     await client.get_workflow_handle(row.workflow_id).terminate("test done")
+
+
+async def test_unreachable_temporal_or_postgres_is_a_clear_error_without_secrets():
+    env = command_env(
+        "127.0.0.1:1",
+        DATABASE_URL="postgresql://monitor:db-secret-pw@127.0.0.1:1/platform",
+        LLM_PROXY_URL="http://127.0.0.1:1/functions/v1/llm-proxy",
+        LLM_PROXY_KEY=TEST_KEY,
+    )
+    worker = await signal_monitor(env, "worker", check=False)
+    migrate = await signal_monitor(env, "migrate", check=False)
+    missing = await signal_monitor(command_env("127.0.0.1:1"), "worker", check=False)
+    assert worker.returncode == 1 and "error: cannot connect to Temporal at 127.0.0.1:1" in worker.stderr, worker
+    assert migrate.returncode == 1 and "error: cannot use PostgreSQL" in migrate.stderr, migrate
+    assert missing.returncode == 2 and "DATABASE_URL is not set" in missing.stderr, missing
+    for result in (worker, migrate, missing):
+        assert "Traceback" not in result.stderr
+        assert "db-secret-pw" not in result.stdout + result.stderr and TEST_KEY not in result.stdout + result.stderr

@@ -9,7 +9,10 @@ import logging
 import sys
 from typing import Optional, Sequence
 
+import asyncpg
+
 from workers.config import ConfigError, Settings
+from workers.temporal_client import TemporalUnreachable
 from workers.logs import setup_logging
 
 log = logging.getLogger("signal_monitor")
@@ -183,6 +186,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         code = EXIT_USAGE
+    except TemporalUnreachable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        code = EXIT_ERROR
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        # asyncpg names host and port, never the password.
+        print(f"error: cannot use PostgreSQL (DATABASE_URL): {exc}", file=sys.stderr)
+        code = EXIT_ERROR
     except KeyboardInterrupt:
         code = 130
     if getattr(args, "skip_teardown", False):

@@ -25,9 +25,16 @@ def describe_target() -> str:
     return f"{config['target_host']} namespace={config['namespace']}"
 
 
+class TemporalUnreachable(ConnectionError):
+    """Raised instead of the SDK's bare RuntimeError, naming where we tried (never the API key)."""
+
+
 async def connect_client(runtime: Runtime | None = None) -> Client:
-    return await Client.connect(
-        **connect_config(),
-        data_converter=pydantic_data_converter,
-        runtime=runtime,
-    )
+    try:
+        return await Client.connect(
+            **connect_config(),
+            data_converter=pydantic_data_converter,
+            runtime=runtime,
+        )
+    except RuntimeError as exc:
+        raise TemporalUnreachable(f"cannot connect to Temporal at {describe_target()}: {exc}") from None
