@@ -78,7 +78,7 @@ async def main(args: argparse.Namespace) -> int:
                 from bench import memory
 
                 try:
-                    await memory.run(st, rep, conn, trader, (500,) if quick else (1000, 10000))
+                    await memory.run(st, rep, conn, trader, (300,) if quick else (1000, 10000))
                 except Exception as err:  # noqa: BLE001
                     rep.failed("memory", err)
             if "llm" in wanted:

@@ -94,7 +94,7 @@ async def run(st: Stack, rep: Report, conn: asyncpg.Connection, trader: str, qui
     rep.say(f"\n== 3. llm-proxy pressure: {ANSWER_SECONDS:g} s answers, two workers ==")
     results = []
     phase_a = Phase("A", per_worker=3, queue_rps=4.0, monitors=12 if quick else 36)
-    phase_b = Phase("B", per_worker=5, queue_rps=1.0, monitors=8 if quick else 24)
+    phase_b = Phase("B", per_worker=5, queue_rps=1.0, monitors=10 if quick else 24)
     async with second_server(st, ONE_PARTITION) as one:
         results.append(await run_phase(one, rep, conn, trader, phase_a, "1 partition"))
         results.append(await run_phase(one, rep, conn, trader, phase_b, "1 partition"))
