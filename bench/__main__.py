@@ -27,6 +27,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--server-arg", action="append", default=[], metavar="ARG",
                    help="extra argument for `temporal server start-dev` (repeat), e.g. --dynamic-config-value K=V")
     p.add_argument("--closes", type=int, help="closes for the overhead measurement (default 200, quick 50)")
+    p.add_argument("--chain-closes", type=int, help="closes fed to one monitor for the history chain "
+                   "(default 1000; quick 60 on a server suggesting continue-as-new at 600 events)")
+    p.add_argument("--idle-monitors", type=int, nargs="+", metavar="N",
+                   help="idle monitor counts for the memory measurement (default 1000 10000, quick 300)")
     return p.parse_args(argv)
 
 
@@ -65,7 +69,8 @@ async def main(args: argparse.Namespace) -> int:
                     from bench import history_cost
 
                     try:
-                        await history_cost.run(st, rep, conn, trader, monitor, floor, 60 if quick else 1000,
+                        await history_cost.run(st, rep, conn, trader, monitor, floor,
+                                               args.chain_closes or (60 if quick else 1000),
                                                suggest_at=600 if quick else history_cost.SUGGESTED_EVENTS)
                     except Exception as err:  # noqa: BLE001
                         rep.failed("history", err)
@@ -78,7 +83,8 @@ async def main(args: argparse.Namespace) -> int:
                 from bench import memory
 
                 try:
-                    await memory.run(st, rep, conn, trader, (300,) if quick else (1000, 10000))
+                    counts = tuple(sorted(args.idle_monitors or ((300,) if quick else (1000, 10000))))
+                    await memory.run(st, rep, conn, trader, counts)
                 except Exception as err:  # noqa: BLE001
                     rep.failed("memory", err)
             if "llm" in wanted:
