@@ -66,6 +66,7 @@ class Backfiller:
         task.add_done_callback(self._tasks.discard)
 
     async def backfill(self, keys: set[StreamKey], reason: str) -> int:
+        before = {key: self.router.high_water.get(key) for key in keys}
         try:
             server_time = (await self._get("/api/v3/time", {}))["serverTime"]
             if not isinstance(server_time, int):
@@ -74,7 +75,7 @@ class Backfiller:
             self.stats.rest_errors += 1
             emit("bridge.backfill_failed", logging.WARNING, reason=reason, streams=len(keys), error=repr(exc)[:200])
             return 0
-        results = await asyncio.gather(*(self._one(key, server_time) for key in sorted(keys)),
+        results = await asyncio.gather(*(self._one(key, server_time, before[key]) for key in sorted(keys)),
                                        return_exceptions=True)
         forwarded = sum(1 for r in results if r is True)
         errors = [r for r in results if isinstance(r, BaseException)]
@@ -83,7 +84,7 @@ class Backfiller:
              **({"first_error": repr(errors[0])[:200]} if errors else {}))
         return forwarded
 
-    async def _one(self, key: StreamKey, server_time: int) -> bool:
+    async def _one(self, key: StreamKey, server_time: int, before: int | None = None) -> bool:
         symbol, interval = key
         iv = INTERVAL_MS.get(interval)
         last = self.router.high_water.get(key)
@@ -109,7 +110,13 @@ class Backfiller:
         newest = max(closed, key=lambda r: r[0])
         if last is not None:
             if newest[0] <= last:
-                return False  # nothing missed
+                # Nothing left to forward. A newer close may have come over the WebSocket while
+                # this request waited (a Retry-After pause): the misses it superseded are counted.
+                if before is not None:
+                    self.stats.backfill_missed_candles += sum(
+                        1 for r in closed if before < r[0] < last and (symbol, interval, r[0]) not in self.router.seen
+                    )
+                return False
             # Only the newest missed close matters to a monitor; older ones are counted.
             self.stats.backfill_missed_candles += sum(1 for r in closed if last < r[0] < newest[0])
         k = row_to_k(symbol, interval, newest)
