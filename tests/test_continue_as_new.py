@@ -50,3 +50,42 @@ async def test_continue_as_new_keeps_deduplication_and_numbering(client, databas
     assert len({r["candle_open_time"] for r in rows}) == candle + 3
     assert result["status"] == "in_position"
     assert await signal_status(db, row.signal_id) == "in_position"
+
+
+async def test_continue_as_new_is_not_postponed_while_closes_keep_arriving(client, database_url, db):
+    """A close is always waiting when an analysis ends (each analysis takes longer than the gap
+    between closes): the run must still continue-as-new when Temporal suggests it, carrying the
+    waiting close, instead of growing toward the hard history limit."""
+    row = await insert_signal(db, interval="1m", max_reanalyses=40)
+    closes = 10
+    async with monitor_stack(client, database_url) as m:
+        m.proxy.script(row.signal_id, *[Answer.delay(0.4, Answer.wait(50 + n)) for n in range(closes + 1)])
+        handle = await m.start(row.signal_id)
+
+        async def state() -> MonitorState:
+            return await handle.query("state", result_type=MonitorState)
+
+        async def analysing_candle(n: int) -> None:
+            s = await state()
+            assert s.analysing and s.counts.analysed == n, s.counts
+
+        async def analysed(n: int) -> MonitorState:
+            s = await state()
+            assert s.counts.analysed == n and not s.analysing and s.pending_candle is None, s.counts
+            return s
+
+        await eventually(lambda: analysing_candle(0), timeout=30)
+        for candle in range(1, closes + 1):
+            # Sent while the previous analysis runs: it waits, and is there when that one ends.
+            await handle.signal("candle_closed", kline(row, candle))
+            await eventually(lambda c=candle: analysing_candle(c), timeout=30)
+        final = await eventually(lambda: analysed(closes + 1), timeout=30)
+    runs = [e async for e in client.list_workflows(f"WorkflowId = '{row.workflow_id}'")]
+    lengths = [e.history_length for e in runs if e.status is not None and e.status.name == "CONTINUED_AS_NEW"]
+    assert final.runs > 1 and lengths, f"never continued as new: {final.runs} run(s)"
+    # Suggested at 60 events: a run ends within one more candle (~20 events) of the suggestion.
+    assert max(lengths) <= 60 + 25, lengths
+    rows = await analyses(db, row.signal_id)
+    assert [r["analysis_number"] for r in rows] == list(range(closes + 1))
+    assert len({r["candle_open_time"] for r in rows}) == closes + 1
+    assert final.counts.skipped == 0 and final.counts.duplicate == 0

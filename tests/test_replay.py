@@ -18,7 +18,11 @@ from temporalio.workflow import NondeterminismError
 
 from workflows.models import MonitorResult, SignalMonitorInput
 from workflows.names import WORKFLOW_TYPE
-from workflows.signal_monitor import SignalMonitorWorkflow
+from workflows.signal_monitor import (
+    CANCEL_DURING_ACTIVITY_PATCH,
+    CONTINUE_AS_NEW_FIRST_PATCH,
+    SignalMonitorWorkflow,
+)
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 
@@ -41,6 +45,27 @@ def test_histories_cover_every_end_and_message():
     updates = {e["workflowExecutionUpdateAcceptedEventAttributes"]["acceptedRequest"]["input"]["name"]
                for e in events if "workflowExecutionUpdateAcceptedEventAttributes" in e}
     assert {"abandon", "set_limit", "reanalyze"} <= updates
+
+
+def _patch_markers(path: Path) -> set[str]:
+    found = set()
+    for e in json.loads(path.read_text())["events"]:
+        marker = e.get("markerRecordedEventAttributes")
+        if marker and marker["markerName"] == "core_patch":
+            data = marker["details"]["patch-data"]["payloads"][0]["data"]
+            found.add(json.loads(base64.b64decode(data))["id"])
+    return found
+
+
+def test_every_patch_is_guarded_from_both_sides():
+    """Each patch has a history recorded by the code before it (no marker, the old path: running
+    executions replay that way) and one recorded after it (the marker, the new path)."""
+    markers = {p.name: _patch_markers(p) for p in HISTORIES}
+    for patch in (CANCEL_DURING_ACTIVITY_PATCH, CONTINUE_AS_NEW_FIRST_PATCH):
+        assert any(patch in found for found in markers.values()), f"no history takes the {patch!r} path"
+    before = {name for name in markers if name.startswith("unpatched_")}
+    assert any("cancel_during_activity" in name and not markers[name] for name in before)
+    assert any("continue_as_new" in name and not markers[name] for name in before)
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])

@@ -54,6 +54,10 @@ REASONING_KEPT = 500
 # cancellation (an ActivityError), not as asyncio.CancelledError: before this patch it was taken
 # for a failed analysis and the monitor kept running.
 CANCEL_DURING_ACTIVITY_PATCH = "cancel-during-activity"
+# Before this patch a waiting candle was analysed before Temporal's continue-as-new suggestion was
+# looked at, so a monitor that always had a close waiting (closes faster than analyses, or a
+# backlog after an outage) never continued as new and grew toward the hard history limit.
+CONTINUE_AS_NEW_FIRST_PATCH = "continue-as-new-before-waiting-candle"
 
 ANALYSIS_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2),
@@ -227,13 +231,19 @@ class SignalMonitorWorkflow:
             if candle is not None or self._retry_initial:
                 await self._analyse(candle)
             return
-        if self._pending is not None:
+        if self._pending is not None and not self._continue_as_new_first():
             candle, self._pending = self._pending, None
             await self._analyse(candle)
             return
         if workflow.info().is_continue_as_new_suggested():
             await workflow.wait_condition(workflow.all_handlers_finished)
+            # The waiting candle, if any, is carried and analysed first by the next run.
             workflow.continue_as_new(SignalMonitorInput(signal_id=self._signal_id, carried=self._carry()))
+
+    @staticmethod
+    def _continue_as_new_first() -> bool:
+        # The patch marker is only written where it changes the path taken.
+        return workflow.info().is_continue_as_new_suggested() and workflow.patched(CONTINUE_AS_NEW_FIRST_PATCH)
 
     # --- one analysis ----------------------------------------------------------------------------
 
