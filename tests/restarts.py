@@ -136,18 +136,27 @@ async def expectation(client: Client, signal_id: str, closes: set[int]) -> Expec
 
 
 async def activity_attempts(handle, activity_type: str) -> list[int]:
-    """The attempt that completed each scheduled `activity_type` activity of a run, in order."""
+    """The attempt that completed each scheduled `activity_type` activity, in order, across the
+    whole continue-as-new chain from the handle's first run."""
     scheduled: dict[int, str] = {}
     started: dict[int, int] = {}
     attempts: list[int] = []
-    async for event in handle.fetch_history_events():
-        if event.HasField("activity_task_scheduled_event_attributes"):
-            scheduled[event.event_id] = event.activity_task_scheduled_event_attributes.activity_type.name
-        elif event.HasField("activity_task_started_event_attributes"):
-            attrs = event.activity_task_started_event_attributes
-            started[attrs.scheduled_event_id] = attrs.attempt
-        elif event.HasField("activity_task_completed_event_attributes"):
-            sid = event.activity_task_completed_event_attributes.scheduled_event_id
-            if scheduled.get(sid) == activity_type:
-                attempts.append(started.get(sid, 0))
+    run_id = handle.first_execution_run_id or handle.run_id
+    while run_id:
+        run = handle._client.get_workflow_handle(handle.id, run_id=run_id)
+        scheduled.clear()
+        started.clear()
+        run_id = None
+        async for event in run.fetch_history_events():
+            if event.HasField("activity_task_scheduled_event_attributes"):
+                scheduled[event.event_id] = event.activity_task_scheduled_event_attributes.activity_type.name
+            elif event.HasField("activity_task_started_event_attributes"):
+                attrs = event.activity_task_started_event_attributes
+                started[attrs.scheduled_event_id] = attrs.attempt
+            elif event.HasField("activity_task_completed_event_attributes"):
+                sid = event.activity_task_completed_event_attributes.scheduled_event_id
+                if scheduled.get(sid) == activity_type:
+                    attempts.append(started.get(sid, 0))
+            elif event.HasField("workflow_execution_continued_as_new_event_attributes"):
+                run_id = event.workflow_execution_continued_as_new_event_attributes.new_execution_run_id
     return attempts

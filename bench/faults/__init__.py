@@ -1,0 +1,1 @@
+"""Long fault cases, run on demand: `python -m bench.faults` (writes bench/FAULTS.md)."""
