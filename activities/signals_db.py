@@ -110,9 +110,10 @@ class SignalStore:
         async with self._pool.acquire() as conn, conn.transaction():
             # The row lock orders this against an operator's cancel (finish_signal) so an order
             # intent is never recorded for a signal that has already ended.
-            status = await conn.fetchval("SELECT status FROM signals WHERE id = $1 FOR UPDATE", signal_id)
-            if status is None:
+            locked = await conn.fetchrow("SELECT status, monitor_reason FROM signals WHERE id = $1 FOR UPDATE", signal_id)
+            if locked is None:
                 raise ApplicationError(f"signal {signal_id} not found", type="SignalNotFound", non_retryable=True)
+            status, ended_reason = locked["status"], locked["monitor_reason"]
             analysis_id = await conn.fetchval(
                 """
                 INSERT INTO signal_analyses (
@@ -154,7 +155,18 @@ class SignalStore:
                     "analysis %s of signal %s was already stored: not written again", input.analysis_number, signal_id
                 )
             intent_id = None
-            if status not in TERMINAL_SIGNAL_STATUSES:
+            if status not in TERMINAL_SIGNAL_STATUSES and not await self._trader_exists(conn, input.trader_id):
+                # The trader was deleted while its signal was monitored: the analysis happened and
+                # is kept, but nothing is entered on behalf of a trader who is gone.
+                ended_reason = f"trader {input.trader_id} was deleted while the signal was monitored"
+                await conn.execute(
+                    "UPDATE signals SET status = 'failed', monitor_reason = $2, updated_at = now() WHERE id = $1",
+                    signal_id,
+                    ended_reason,
+                )
+                status = "failed"
+                activity.logger.warning("signal %s: %s", signal_id, ended_reason)
+            elif status not in TERMINAL_SIGNAL_STATUSES:
                 if input.monitor_decision == "enter":
                     intent_id = await self._record_order_intent(conn, signal_id, analysis_id, input)
                 await conn.execute(
@@ -164,6 +176,7 @@ class SignalStore:
                     input.reason,
                 )
                 status = input.new_status
+                ended_reason = None
             elif status == "in_position":
                 intent_id = await conn.fetchval("SELECT id FROM order_intents WHERE signal_id = $1", signal_id)
             recorded = RecordedAnalysis(
@@ -171,10 +184,17 @@ class SignalStore:
                 inserted=inserted,
                 signal_status=status,
                 order_intent_id=str(intent_id) if intent_id else None,
+                signal_reason=ended_reason,
             )
         if inserted:  # after the commit: a rolled-back row is not an analysis
             activity_metrics.analysis_recorded(input.monitor_decision, a.decision)
         return recorded
+
+    @staticmethod
+    async def _trader_exists(conn: asyncpg.Connection, trader_id: Optional[str]) -> bool:
+        if not trader_id:
+            return True  # nothing to check against (a signal loaded without a trader never gets here)
+        return await conn.fetchval("SELECT EXISTS (SELECT 1 FROM traders WHERE id = $1)", uuid.UUID(trader_id))
 
     @staticmethod
     async def _record_order_intent(

@@ -104,6 +104,9 @@ class RecordedAnalysis(BaseModel):
     inserted: bool = Field(description="false when a retry found the row already written")
     signal_status: Optional[str]
     order_intent_id: Optional[str] = None
+    signal_reason: Optional[str] = Field(
+        default=None, description="why the signal ended, when it ended otherwise than this analysis decided"
+    )
 
 
 class FinishSignalInput(BaseModel):

@@ -319,7 +319,9 @@ class SignalMonitorWorkflow:
         self._order_intent_id = recorded.order_intent_id or self._order_intent_id
         stored = recorded.signal_status
         if stored in TERMINAL_SIGNAL_STATUSES:
-            # `reason` is None when the signal had ended under us (an operator's cancel won the race).
+            if stored != new_status and recorded.signal_reason:
+                # The signal ended under us (an operator's cancel won the race, the trader was deleted).
+                reason = recorded.signal_reason
             raise _Ended(self._make_result(stored, reason or f"signal is {stored}"))
         self._status = "monitoring"
         self._publish()
@@ -335,7 +337,28 @@ class SignalMonitorWorkflow:
     ) -> RecordedAnalysis:
         ctx = self._context
         assert ctx is not None
-        return await workflow.execute_activity_method(
+        try:
+            return await self._record_activity(ctx, number, candle, analysis, decision, new_status, reason)
+        except ActivityError as err:
+            cause = err.cause
+            if isinstance(cause, ApplicationError) and cause.type == "SignalNotFound":
+                # The signals row was deleted under the monitor: say so, not "Activity task failed".
+                raise ApplicationError(
+                    f"{cause.message}: deleted while it was monitored", type=cause.type, non_retryable=True
+                ) from None
+            raise
+
+    def _record_activity(
+        self,
+        ctx: SignalContext,
+        number: int,
+        candle: Optional[Kline],
+        analysis: Analysis,
+        decision: str,
+        new_status: str,
+        reason: Optional[str],
+    ):
+        return workflow.execute_activity_method(
             SignalStore.record_analysis,
             RecordAnalysisInput(
                 signal_id=ctx.signal_id,
