@@ -94,6 +94,7 @@ async def test_postgres_crashed_during_record_analysis_is_stored_once_when_back(
 
             await eventually(writing, timeout=30)
             await pg.crash()
+            blocker.terminate()
             await asyncio.sleep(2)
             await pg.restart()
             db = await asyncpg.connect(url)

@@ -1,0 +1,173 @@
+"""Long fault cases, restarts of the servers the product stands on (tests/test_faults_restarts.py
+has the fast versions):
+
+- the Temporal dev server stopped and started again on its database file and port, first while
+  six monitors wait (20 s down), then while their analyses are in flight (10 s down); two
+  `signal-monitor worker` processes ride both out;
+- PostgreSQL crashed (`pg_ctl stop -m immediate`) while six analyses are inside `record_analysis`
+  (held on their signals' row locks), 20 s down; then crashed again at a random moment of a burst
+  of closes, 10 s down.
+
+Each case ends with the three checks of tests/fault_checks.py."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
+
+import asyncpg
+
+from fakes.llm_proxy import Answer, FakeLlmProxy, always
+from tests.fault_checks import assert_three_checks
+from tests.monitor_harness import TEST_KEY
+from tests.processes import worker_process
+from tests.restarts import OwnPostgres, OwnTemporal, activity_attempts, expectation, settled, worker_env
+from tests.support import eventually, insert_signal, kline
+from workers.starting import start_monitor
+
+MONITORS = 6
+
+
+async def test_temporal_restarted_while_monitors_wait_and_while_analyses_run(database_url, db):
+    workdir = Path(tempfile.mkdtemp(prefix="signal-monitor-fault-temporal-"))
+    temporal = OwnTemporal(workdir)
+    rows = [await insert_signal(db, interval="1m", max_reanalyses=1000) for _ in range(MONITORS)]
+    sent: dict[str, set[int]] = {row.signal_id: set() for row in rows}
+    try:
+        client = await temporal.start()
+        async with FakeLlmProxy(api_key=TEST_KEY, default=always(Answer.wait(55)), answer_delay=1.5) as proxy:
+            env = worker_env(temporal.address, database_url, proxy)
+            queue = env["SIGNAL_MONITOR_TASK_QUEUE"]
+            async with worker_process(env) as a, worker_process(env) as b:
+                for row in rows:
+                    await start_monitor(client, row.signal_id, queue)
+                for row in rows:
+                    await eventually(lambda r=row: settled(client, r.signal_id, 1), timeout=60)
+
+                async def send(n: int) -> None:
+                    for row in rows:
+                        k = kline(row, n)
+                        await client.get_workflow_handle(row.workflow_id).signal("candle_closed", k)
+                        sent[row.signal_id].add(k["t"])
+
+                async def all_settled(analysed: int) -> None:
+                    for row in rows:
+                        await eventually(lambda r=row: settled(client, r.signal_id, analysed), timeout=120, interval=0.5)
+
+                # 1. Monitors waiting: Temporal away for 20 s.
+                await temporal.stop()
+                await asyncio.sleep(20)
+                client = await temporal.start()
+                await send(1)
+                await all_settled(2)
+                # 2. Every monitor inside its llm-proxy call: Temporal away for 10 s.
+                before = len(proxy.requests)
+                await send(2)
+                await eventually(lambda: _true(len(proxy.requests) >= before + MONITORS), timeout=30)
+                await temporal.stop()
+                await asyncio.sleep(10)
+                client = await temporal.start()
+                await all_settled(3)
+                await send(3)
+                await all_settled(4)
+                assert a.proc.returncode is None and b.proc.returncode is None, a.output()[-2000:] + b.output()[-2000:]
+                expected = [await expectation(client, row.signal_id, sent[row.signal_id]) for row in rows]
+                fig = await assert_three_checks(
+                    client, db, f"temporal: dev server restarted on its database file twice ({MONITORS} monitors; "
+                    "waiting, then mid-analysis)", expected, timeout=120)
+                calls = len(proxy.requests)
+    finally:
+        await temporal.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+    assert fig.closes_in == 3 * MONITORS and fig.analyses_stored == 4 * MONITORS
+    print(f"\n{fig.summary()}; llm-proxy calls {calls} (analyses cut by the restart are asked again)")
+
+
+async def test_postgres_crashed_inside_record_analysis_and_during_a_burst(client, temporal_address):
+    pg = OwnPostgres()
+    rng = random.Random(4)
+    try:
+        url = await pg.start()
+        db = await asyncpg.connect(url)
+        try:
+            rows = [await insert_signal(db, interval="1m", max_reanalyses=1000) for _ in range(MONITORS)]
+        finally:
+            await db.close()
+        sent: dict[str, set[int]] = {row.signal_id: set() for row in rows}
+        async with FakeLlmProxy(api_key=TEST_KEY, default=always(Answer.wait(55)), answer_delay=0.3) as proxy:
+            env = worker_env(temporal_address, url, proxy)
+            queue = env["SIGNAL_MONITOR_TASK_QUEUE"]
+            async with worker_process(env) as worker:
+                handles = [(await start_monitor(client, row.signal_id, queue)).handle for row in rows]
+                for row in rows:
+                    await eventually(lambda r=row: settled(client, r.signal_id, 1), timeout=60)
+
+                async def send(n: int) -> None:
+                    for row, handle in zip(rows, handles):
+                        k = kline(row, n)
+                        await handle.signal("candle_closed", k)
+                        sent[row.signal_id].add(k["t"])
+
+                # 1. Every monitor inside record_analysis (its signal's row held), then the crash.
+                blocker = await asyncpg.connect(url)
+                tx = blocker.transaction()
+                await tx.start()
+                await blocker.execute("SELECT 1 FROM signals WHERE id = ANY($1::uuid[]) FOR UPDATE",
+                                      [uuid.UUID(row.signal_id) for row in rows])
+                await send(1)
+
+                async def all_writing() -> None:
+                    for handle in handles:
+                        desc = await handle.describe()
+                        pending = [p.activity_type.name for p in desc.raw_description.pending_activities]
+                        assert pending == ["record_analysis"], pending
+
+                await eventually(all_writing, timeout=60)
+                await pg.crash()
+                blocker.terminate()
+                await asyncio.sleep(20)
+                await pg.restart()
+                for row in rows:
+                    await eventually(lambda r=row: settled(client, r.signal_id, 2), timeout=120, interval=0.5)
+                # 2. A burst of closes; the crash lands wherever it lands.
+                crash_at = rng.uniform(1.0, 4.0)
+
+                async def crash_later() -> None:
+                    await asyncio.sleep(crash_at)
+                    await pg.crash()
+                    await asyncio.sleep(10)
+                    await pg.restart()
+
+                crasher = asyncio.create_task(crash_later())
+                for n in range(2, 12):
+                    await send(n)
+                    await asyncio.sleep(0.6)
+                await crasher
+                for row in rows:
+                    await eventually(lambda r=row: settled(client, r.signal_id, 3), timeout=120, interval=0.5)
+                assert worker.proc.returncode is None, worker.output()[-3000:]
+                db = await asyncpg.connect(url)
+                try:
+                    expected = [await expectation(client, row.signal_id, sent[row.signal_id]) for row in rows]
+                    fig = await assert_three_checks(
+                        client, db, f"postgres: crashed inside record_analysis ({MONITORS} monitors, 20 s down), "
+                        "then during a burst (10 s down)", expected, timeout=120)
+                finally:
+                    await db.close()
+                first_writes = [(await activity_attempts(h, "record_analysis"))[1] for h in handles]
+                for handle in handles:
+                    await handle.terminate("fault case over")
+    finally:
+        pg.close()
+    # The writes the first crash cut were retried after it, once each.
+    assert all(a >= 2 for a in first_writes), first_writes
+    assert fig.closes_in == MONITORS * 11
+    print(f"\n{fig.summary()}; attempts of the writes cut by the first crash {first_writes}")
+
+
+async def _true(condition: bool) -> None:
+    assert condition
