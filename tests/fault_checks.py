@@ -203,7 +203,9 @@ def record(fig: Figures) -> None:
     path = os.environ.get(RECORD_ENV)
     if not path:
         return
-    entry = asdict(fig) | {"ok": fig.ok, "at": time.time()}
+    # The test that checked (pytest's own variable), so a case that never got here can be named.
+    test = os.environ.get("PYTEST_CURRENT_TEST", "").rsplit(" ", 1)[0]
+    entry = asdict(fig) | {"ok": fig.ok, "at": time.time(), "test": test}
     with Path(path).open("a") as out:
         out.write(json.dumps(entry) + "\n")
 

@@ -23,7 +23,7 @@ from tests.support import eventually, insert_signal, kline
 from workers.starting import start_monitor
 
 MONITORS = 6
-CLOSES = 14  # per monitor
+CLOSES = 12  # per monitor
 CLOSE_EVERY = 1.2  # seconds between two closes of the burst
 
 
