@@ -12,7 +12,7 @@ import email.utils
 import json
 import time
 from datetime import datetime, timedelta, timezone
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import httpx
 from temporalio import activity
@@ -21,6 +21,9 @@ from temporalio.exceptions import ApplicationError
 from activities import activity_metrics
 from workflows.decisions import normalise_proxy_decision
 from workflows.models import Analysis, AnalyzeSignalInput
+
+if TYPE_CHECKING:
+    from activities.llm_pacing import LlmCallPacer
 
 TRIGGER_SOURCE = "monitoring-worker"
 MAX_RETRY_AFTER = timedelta(minutes=5)
@@ -157,10 +160,11 @@ def _error_detail(response: httpx.Response) -> str:
 class LlmProxy:
     """Holds the one httpx client of the worker (its key, its connection pool)."""
 
-    def __init__(self, client: httpx.AsyncClient, url: str, api_key: str):
+    def __init__(self, client: httpx.AsyncClient, url: str, api_key: str, pacer: Optional[LlmCallPacer] = None):
         self._client = client
         self._url = url
         self._key = api_key
+        self._pacer = pacer
 
     def _redact(self, text: str) -> str:
         return text.replace(self._key, "***") if self._key else text
@@ -177,6 +181,8 @@ class LlmProxy:
             "x-trigger-source": TRIGGER_SOURCE,
             "x-correlation-id": f"{input.context.signal_id}:{input.analysis_number}",
         }
+        if self._pacer is not None:
+            await self._pacer.wait_turn(activity.heartbeat, _HEARTBEAT_EVERY)
         started = time.monotonic()
         request = asyncio.ensure_future(
             self._client.post(self._url, json=build_request_body(input), headers=headers)

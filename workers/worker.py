@@ -16,6 +16,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.database import create_pool
+from activities.llm_pacing import LlmCallPacer
 from activities.llm_proxy import LlmProxy, new_http_client
 from activities.signals_db import SignalStore
 from workers import metrics
@@ -47,7 +48,11 @@ async def run_worker(
     http = new_http_client(settings.llm_timeout_seconds, settings.llm_max_concurrent)
     try:
         store = SignalStore(pool)
-        proxy = LlmProxy(http, proxy_url, proxy_key)
+        llm_queue = llm_task_queue_for(settings.task_queue)
+        pacer = None
+        if settings.llm_queue_max_per_second:
+            pacer = LlmCallPacer(pool, llm_queue, settings.llm_queue_max_per_second)
+        proxy = LlmProxy(http, proxy_url, proxy_key, pacer)
         main = Worker(
             client,
             task_queue=settings.task_queue,
@@ -58,7 +63,7 @@ async def run_worker(
         )
         llm = Worker(
             client,
-            task_queue=llm_task_queue_for(settings.task_queue),
+            task_queue=llm_queue,
             activities=[proxy.analyze_signal],
             max_concurrent_activities=settings.llm_max_concurrent,
             max_activities_per_second=settings.llm_max_per_second,
