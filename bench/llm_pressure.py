@@ -4,8 +4,10 @@ task queue, each capped at `SIGNAL_MONITOR_LLM_MAX_CONCURRENT` calls, the queue 
 
 The fake proxy sees every call. Figures: the most calls in flight at once (cap: 2 x per-worker),
 the most calls begun in any sliding 1 s window (cap: the queue rate), and throughput as the
-makespan the caps allow over the makespan measured (first call begun -> last answered):
-allowed = max(ceil(M / concurrency) x answer time, (M - 1) / rate + answer time).
+makespan the caps allow over the makespan measured (first call begun -> last answered). The
+caps allow the ideal schedule that honours both in every second: call i begins 1/rate after call
+i-1 and not before call i-concurrency has been answered (a burst of `concurrency` calls at once
+would break the per-second cap, so it is not "allowed").
 
 Phase A: concurrency binds. Phase B (full run): the queue rate binds; run on a Temporal server
 whose task queues have one partition, as recommended for the llm queue (a partitioned queue
@@ -15,7 +17,6 @@ dev server's default partitions, for comparison."""
 from __future__ import annotations
 
 import bisect
-import math
 import os
 from dataclasses import dataclass
 
@@ -48,6 +49,18 @@ class PhaseResult:
     throughput_ratio: float
 
 
+def allowed_makespan(calls: int, concurrency: int, per_second: float, service: float) -> float:
+    """The shortest makespan that honours both caps at every moment: call i begins 1/rate after
+    call i-1 (never more than `rate` in any second) and not before call i-concurrency has ended."""
+    starts: list[float] = []
+    for i in range(calls):
+        start = starts[-1] + 1.0 / per_second if starts else 0.0
+        if i >= concurrency:
+            start = max(start, starts[i - concurrency] + service)
+        starts.append(start)
+    return starts[-1] + service if starts else 0.0
+
+
 def max_in_window(times: list[float], window: float) -> int:
     times = sorted(times)
     return max((bisect.bisect_left(times, t + window) - i for i, t in enumerate(times)), default=0)
@@ -74,7 +87,7 @@ async def run_phase(st: Stack, rep: Report, conn: asyncpg.Connection, trader: st
     begun = sorted(r.monotonic for r in reqs)
     service = sum(r.completed_monotonic - r.monotonic for r in reqs) / len(reqs)
     n = len(reqs)
-    allowed = max(math.ceil(n / phase.concurrency_cap) * service, (n - 1) / phase.queue_rps + service)
+    allowed = allowed_makespan(n, phase.concurrency_cap, phase.queue_rps, service)
     measured = max(r.completed_monotonic for r in reqs) - begun[0]
     result = PhaseResult(phase, proxy.max_in_flight, max_in_window(begun, 1.0), allowed / measured)
     if os.environ.get("BENCH_DEBUG"):
