@@ -63,23 +63,34 @@ class Process:
 
 
 @contextlib.asynccontextmanager
-async def project_process(args: list[str], env: dict[str, str], ready_text: Optional[str] = None) -> AsyncIterator[Process]:
-    """`signal-monitor <args>` in its own process, output captured to a file for assertions."""
+async def project_process(
+    args: list[str], env: dict[str, str], ready_text: Optional[str] = None, *, stop_cleanly: bool = False
+) -> AsyncIterator[Process]:
+    """`signal-monitor <args>` in its own process, output captured to a file for assertions. On
+    leaving it is killed, or with `stop_cleanly` sent SIGTERM and required to exit 0 (drained)."""
     fd, name = tempfile.mkstemp(prefix="signal-monitor-", suffix=".log")
     with os.fdopen(fd, "wb") as out:
         proc = await asyncio.create_subprocess_exec(
             str(BIN / "signal-monitor"), *args, env=env, stdout=out, stderr=subprocess.STDOUT
         )
     process = Process(proc, Path(name))
+    clean = False
     try:
         if ready_text:
             await process.wait_for_output(ready_text)
         yield process
+        clean = stop_cleanly
     finally:
-        process.kill()
-        await process.proc.wait()
+        if clean:
+            await process.stop()
+        else:
+            process.kill()
+            await process.proc.wait()
         process.final_output = process.output()
         Path(name).unlink(missing_ok=True)
+    if clean:
+        code = process.proc.returncode
+        assert code == 0, f"{args[0]} exited {code} on SIGTERM: {process.final_output[-2000:]}"
 
 
 def worker_process(env: dict[str, str]):

@@ -6,16 +6,10 @@ and workflow ids."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import re
-import signal
-import sys
-import tempfile
 import uuid
-from pathlib import Path
-from typing import AsyncIterator
 
 import asyncpg
 import httpx
@@ -25,32 +19,9 @@ from temporalio.service import RPCError
 from fakes.llm_proxy import Answer, FakeLlmProxy, Fault
 from tests.conftest import create_database, free_port
 from tests.monitor_harness import TEST_KEY
+from tests.processes import project_process
 from tests.support import eventually, insert_signal, kline, signal_status
 from workflows.models import MonitorState
-
-SCRIPT = str(Path(sys.executable).parent / "signal-monitor")
-
-
-@contextlib.asynccontextmanager
-async def process(args: list[str], env: dict, log_path: Path) -> AsyncIterator[asyncio.subprocess.Process]:
-    """The console script; on leaving, SIGTERM, and it must stop cleanly (exit 0)."""
-    with open(log_path, "wb") as log:
-        proc = await asyncio.create_subprocess_exec(SCRIPT, *args, env=env, stdout=log, stderr=log)
-    clean = False
-    try:
-        yield proc
-        clean = True
-    finally:
-        if proc.returncode is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(proc.wait(), 30)
-            except asyncio.TimeoutError:
-                proc.kill()
-                await proc.wait()
-    if clean:
-        assert proc.returncode == 0, f"{args[0]} exited {proc.returncode}: {log_path.read_text()[-2000:]}"
-
 
 async def scrape(address: str) -> str:
     try:
@@ -80,7 +51,6 @@ async def test_worker_and_intake_metrics_endpoints(client, postgres_server, temp
     db = await asyncpg.connect(url)
     queue = f"tq-metrics-{uuid.uuid4().hex[:8]}"
     worker_metrics, intake_metrics = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
-    logs = Path(tempfile.mkdtemp(prefix="signal-monitor-metrics-"))
     proxy = await FakeLlmProxy(api_key=TEST_KEY).start()
     base = {
         **os.environ,
@@ -100,8 +70,9 @@ async def test_worker_and_intake_metrics_endpoints(client, postgres_server, temp
     # No periodic sweep racing the notifications: every signal here is counted as source="notify".
     intake_env = {**base, "SIGNAL_MONITOR_METRICS_ADDRESS": intake_metrics, "SIGNAL_MONITOR_INTAKE_SWEEP_SECONDS": "3600"}
     try:
-        async with process(["worker"], worker_env, logs / "worker.log"), process(
-            ["intake"], intake_env, logs / "intake.log"
+        async with (
+            project_process(["worker"], worker_env, stop_cleanly=True) as worker,
+            project_process(["intake"], intake_env, stop_cleanly=True) as intake,
         ):
             # Inserted once both are up; the intake starts it, the worker analyses it.
             await eventually(lambda: scrape(intake_metrics), timeout=60, interval=0.3)
@@ -164,10 +135,10 @@ async def test_worker_and_intake_metrics_endpoints(client, postgres_server, temp
         assert url not in text and "Bearer" not in text
 
     # Structured logs: the intake's line for the start names the signal and its workflow.
-    lines = [json.loads(line) for line in (logs / "intake.log").read_text().splitlines() if line.startswith("{")]
+    lines = [json.loads(line) for line in intake.output().splitlines() if line.startswith("{")]
     started = [entry for entry in lines if entry.get("signal_id") == row.signal_id and "started" in entry["msg"]]
     assert started and started[0]["workflow_id"] == row.workflow_id, lines
-    assert TEST_KEY not in (logs / "worker.log").read_text()
+    assert TEST_KEY not in worker.output()
 
 
 async def _status_is(db, signal_id: str, expected: str):
