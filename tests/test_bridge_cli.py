@@ -59,3 +59,14 @@ def test_cli_rejects_bad_configuration():
     out = subprocess.run([sys.executable, "-m", "workers.cli", "bridge"], capture_output=True, text=True,
                          env={"PATH": "", "SIGNAL_BRIDGE_REFRESH_SECONDS": "soon"}, timeout=60)
     assert out.returncode == 2 and "soon" in out.stderr
+
+
+def test_cli_passes_its_arguments_to_the_bridge():
+    """`signal-monitor bridge config` and `--help` reach the bridge's own parser (no `--` needed)."""
+    env = {"PATH": "", "BINANCE_WS_URL": "wss://example.invalid:9443"}
+    out = subprocess.run([sys.executable, "-m", "workers.cli", "bridge", "config"], capture_output=True,
+                         text=True, env=env, timeout=60)
+    assert out.returncode == 0 and "ws_url=wss://example.invalid:9443" in out.stdout, out.stderr
+    out = subprocess.run([sys.executable, "-m", "workers.cli", "bridge", "--help"], capture_output=True,
+                         text=True, env=env, timeout=60)
+    assert out.returncode == 0 and "usage: signal-monitor bridge" in out.stdout and "config" in out.stdout

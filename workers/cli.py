@@ -158,7 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
     from workers.operator_cli import add_commands
 
     add_commands(sub, _cmd_operator)
-    p = sub.add_parser("bridge", help="forward Binance candle closes to the monitors")
+    # Listed here for --help; main() hands everything after `bridge` to the bridge's own parser.
+    p = sub.add_parser("bridge", help="forward Binance candle closes to the monitors", add_help=False)
     p.add_argument("rest", nargs=argparse.REMAINDER)
     p.set_defaults(func=_cmd_bridge, skip_teardown=True)
     p = sub.add_parser(
@@ -179,7 +180,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bridge"]:
+        # The bridge parses its own arguments (`signal-monitor bridge --help`, `... config`).
+        args = argparse.Namespace(func=_cmd_bridge, rest=argv[1:], skip_teardown=True)
+    else:
+        args = build_parser().parse_args(argv)
     setup_logging()
     try:
         code = args.func(args)
