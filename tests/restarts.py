@@ -6,6 +6,7 @@ processes' environment, waiting for analyses, and the expectation for a monitor 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import tempfile
 import uuid
@@ -62,6 +63,24 @@ class OwnTemporal:
         if self.env is not None:
             await self.env.shutdown()
             self.env = None
+
+    async def kill(self) -> None:
+        """SIGKILL the server process (no shutdown at all), like a host that disappears."""
+        import psutil
+
+        killed = 0
+        for proc in psutil.Process().children(recursive=True):
+            try:
+                if self.db_file in proc.cmdline():
+                    proc.kill()
+                    proc.wait(10)
+                    killed += 1
+            except psutil.NoSuchProcess:
+                pass
+        assert killed, "no Temporal server process found to kill"
+        with contextlib.suppress(Exception):
+            await self.stop()  # reaps what is left of the environment
+        self.env = None
 
 
 class OwnPostgres:

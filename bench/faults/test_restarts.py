@@ -2,8 +2,9 @@
 has the fast versions):
 
 - the Temporal dev server stopped and started again on its database file and port, first while
-  six monitors wait (20 s down), then while their analyses are in flight (10 s down); two
-  `signal-monitor worker` processes ride both out;
+  six monitors wait (20 s down), then while their analyses are in flight (10 s down), then
+  SIGKILLed while their analyses are in flight (5 s down); two
+  `signal-monitor worker` processes ride them all out;
 - PostgreSQL crashed (`pg_ctl stop -m immediate`) while six analyses are inside `record_analysis`
   (held on their signals' row locks), 20 s down; then crashed again at a random moment of a burst
   of closes, 10 s down.
@@ -72,18 +73,26 @@ async def test_temporal_restarted_while_monitors_wait_and_while_analyses_run(dat
                 await asyncio.sleep(10)
                 client = await temporal.start()
                 await all_settled(3)
+                # 3. Every monitor inside its llm-proxy call again: the server SIGKILLed, 5 s down.
+                before = len(proxy.requests)
                 await send(3)
+                await eventually(lambda: _true(len(proxy.requests) >= before + MONITORS), timeout=30)
+                await temporal.kill()
+                await asyncio.sleep(5)
+                client = await temporal.start()
                 await all_settled(4)
+                await send(4)
+                await all_settled(5)
                 assert a.proc.returncode is None and b.proc.returncode is None, a.output()[-2000:] + b.output()[-2000:]
                 expected = [await expectation(client, row.signal_id, sent[row.signal_id]) for row in rows]
                 fig = await assert_three_checks(
-                    client, db, f"temporal: dev server restarted on its database file twice ({MONITORS} monitors; "
-                    "waiting, then mid-analysis)", expected, timeout=120)
+                    client, db, f"temporal: dev server restarted on its database file 3x ({MONITORS} monitors; "
+                    "waiting, mid-analysis, SIGKILLed mid-analysis)", expected, timeout=120)
                 calls = len(proxy.requests)
     finally:
         await temporal.stop()
         shutil.rmtree(workdir, ignore_errors=True)
-    assert fig.closes_in == 3 * MONITORS and fig.analyses_stored == 4 * MONITORS
+    assert fig.closes_in == 4 * MONITORS and fig.analyses_stored == 5 * MONITORS
     print(f"\n{fig.summary()}; llm-proxy calls {calls} (analyses cut by the restart are asked again)")
 
 
