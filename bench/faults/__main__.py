@@ -141,7 +141,8 @@ def write_report(output: Path, runs: list[Run], rows: list[dict], argv: list[str
         elif test is not None and test.outcome != "passed":
             notes.append(f"- FAIL {row['case']}: the checks held, then the test {test.outcome}: {test.message}")
         if row.get("superseded"):
-            notes.append(f"- {row['case']}: {row['superseded']} closes superseded by a newer analysed close")
+            n = row["superseded"]
+            notes.append(f"- {row['case']}: {n} close{'s' if n != 1 else ''} superseded by a newer analysed close")
     for run in runs:
         for o in run.outcomes:
             # (A test that passed without checking, e.g. one proving the checks catch a loss, is no case.)
