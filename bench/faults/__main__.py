@@ -163,12 +163,13 @@ def write_report(output: Path, runs: list[Run], rows: list[dict], argv: list[str
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.faults", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.faults", description=(
+        "Runs the fault suite (tests/test_faults_*.py and bench/faults/test_*.py) and writes bench/FAULTS.md."))
     parser.add_argument("--only", metavar="EXPR", help="only the cases a pytest -k expression selects")
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--fast-only", action="store_true", help="only tests/test_faults_*.py")
     group.add_argument("--long-only", action="store_true", help="only bench/faults/test_*.py")
-    parser.add_argument("--output", type=Path, default=REPO / "bench" / "FAULTS.md")
+    parser.add_argument("--output", type=Path, default=REPO / "bench" / "FAULTS.md", help="default: bench/FAULTS.md")
     args = parser.parse_args(argv)
     argv = list(argv if argv is not None else sys.argv[1:])
 
