@@ -338,7 +338,24 @@ class SignalMonitorWorkflow:
         ctx = self._context
         assert ctx is not None
         try:
-            return await self._record_activity(ctx, number, candle, analysis, decision, new_status, reason)
+            return await workflow.execute_activity_method(
+                SignalStore.record_analysis,
+                RecordAnalysisInput(
+                    signal_id=ctx.signal_id,
+                    trader_id=ctx.trader_id,
+                    user_id=ctx.user_id,
+                    symbol=ctx.symbol,
+                    analysis_number=number,
+                    candle_open_time=candle.open_time() if candle else None,
+                    analysis=analysis,
+                    monitor_decision=decision,
+                    new_status=new_status,
+                    reason=reason,
+                ),
+                start_to_close_timeout=DB_TIMEOUT,
+                retry_policy=DB_RETRY,
+                summary=f"record analysis #{number} · candle {_utc(candle.t if candle else None)} · {decision}",
+            )
         except ActivityError as err:
             cause = err.cause
             if isinstance(cause, ApplicationError) and cause.type == "SignalNotFound":
@@ -347,35 +364,6 @@ class SignalMonitorWorkflow:
                     f"{cause.message}: deleted while it was monitored", type=cause.type, non_retryable=True
                 ) from None
             raise
-
-    def _record_activity(
-        self,
-        ctx: SignalContext,
-        number: int,
-        candle: Optional[Kline],
-        analysis: Analysis,
-        decision: str,
-        new_status: str,
-        reason: Optional[str],
-    ):
-        return workflow.execute_activity_method(
-            SignalStore.record_analysis,
-            RecordAnalysisInput(
-                signal_id=ctx.signal_id,
-                trader_id=ctx.trader_id,
-                user_id=ctx.user_id,
-                symbol=ctx.symbol,
-                analysis_number=number,
-                candle_open_time=candle.open_time() if candle else None,
-                analysis=analysis,
-                monitor_decision=decision,
-                new_status=new_status,
-                reason=reason,
-            ),
-            start_to_close_timeout=DB_TIMEOUT,
-            retry_policy=DB_RETRY,
-            summary=f"record analysis #{number} · candle {_utc(candle.t if candle else None)} · {decision}",
-        )
 
     async def _analysis_failed(self, candle: Optional[Kline], err: ActivityError) -> None:
         cause = err.cause
