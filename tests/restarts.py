@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Optional
 
 import asyncpg
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
@@ -23,7 +23,9 @@ from tests.conftest import binary, free_port
 from tests.fault_checks import Expectation
 from tests.monitor_harness import TEST_KEY
 from tests.processes import command_env
+from tests.support import eventually
 from workers.migrate import migrate
+from workers.starting import start_monitor
 from workflows import search_attributes as sa
 from workflows.models import MonitorState
 
@@ -145,6 +147,19 @@ async def settled(client: Client, signal_id: str, analysed: int) -> MonitorState
     state = await state_of(client, signal_id)
     assert state.counts.analysed >= analysed and not state.analysing and state.pending_candle is None, state
     return state
+
+
+async def all_settled(client: Client, rows, analysed: int, *, timeout: float, interval: float = 0.1) -> None:
+    """Every monitor of `rows` has analysed `analysed` times and waits for a candle again."""
+    for row in rows:
+        await eventually(lambda r=row: settled(client, r.signal_id, analysed), timeout=timeout, interval=interval)
+
+
+async def start_settled(client: Client, rows, task_queue: str, *, timeout: float = 60.0) -> list[WorkflowHandle]:
+    """A monitor started for each row, each waited for until its first analysis is stored."""
+    handles = [(await start_monitor(client, row.signal_id, task_queue)).handle for row in rows]
+    await all_settled(client, rows, 1, timeout=timeout)
+    return handles
 
 
 async def expectation(client: Client, signal_id: str, closes: set[int]) -> Expectation:

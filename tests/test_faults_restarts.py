@@ -23,9 +23,17 @@ from fakes.llm_proxy import Answer, FakeLlmProxy, always
 from tests.fault_checks import assert_three_checks
 from tests.monitor_harness import TEST_KEY, monitor_stack
 from tests.processes import worker_process
-from tests.restarts import OwnPostgres, OwnTemporal, activity_attempts, expectation, settled, worker_env
+from tests.restarts import (
+    OwnPostgres,
+    OwnTemporal,
+    activity_attempts,
+    all_settled,
+    expectation,
+    settled,
+    start_settled,
+    worker_env,
+)
 from tests.support import eventually, insert_signal, kline
-from workers.starting import start_monitor
 
 
 async def test_temporal_restarted_on_its_database_while_monitors_wait(database_url, db):
@@ -37,10 +45,7 @@ async def test_temporal_restarted_on_its_database_while_monitors_wait(database_u
         async with FakeLlmProxy(api_key=TEST_KEY, default=always(Answer.wait(55))) as proxy:
             env = worker_env(temporal.address, database_url, proxy)
             async with worker_process(env) as worker:
-                for row in rows:
-                    await start_monitor(client, row.signal_id, env["SIGNAL_MONITOR_TASK_QUEUE"])
-                for row in rows:
-                    await eventually(lambda r=row: settled(client, r.signal_id, 1), timeout=30)
+                await start_settled(client, rows, env["SIGNAL_MONITOR_TASK_QUEUE"], timeout=30)
                 await temporal.stop()
                 await asyncio.sleep(3)
                 assert worker.proc.returncode is None, "the worker gave up while Temporal was away:\n" + worker.output()
@@ -51,8 +56,7 @@ async def test_temporal_restarted_on_its_database_while_monitors_wait(database_u
                         k = kline(row, n)
                         await client.get_workflow_handle(row.workflow_id).signal("candle_closed", k)
                         sent[row.signal_id].append(k["t"])
-                    for row in rows:
-                        await eventually(lambda r=row, n=n: settled(client, r.signal_id, 1 + n), timeout=60)
+                    await all_settled(client, rows, 1 + n, timeout=60)
                 expected = [await expectation(client, row.signal_id, set(sent[row.signal_id])) for row in rows]
                 fig = await assert_three_checks(client, db, "temporal: dev server stopped and restarted on its "
                                                 "database file while monitors wait", expected)

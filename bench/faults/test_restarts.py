@@ -26,9 +26,16 @@ from fakes.llm_proxy import Answer, FakeLlmProxy, always
 from tests.fault_checks import assert_three_checks
 from tests.monitor_harness import TEST_KEY
 from tests.processes import worker_process
-from tests.restarts import OwnPostgres, OwnTemporal, activity_attempts, expectation, settled, worker_env
+from tests.restarts import (
+    OwnPostgres,
+    OwnTemporal,
+    activity_attempts,
+    all_settled,
+    expectation,
+    start_settled,
+    worker_env,
+)
 from tests.support import eventually, insert_signal, kline
-from workers.starting import start_monitor
 
 MONITORS = 6
 
@@ -44,10 +51,7 @@ async def test_temporal_restarted_while_monitors_wait_and_while_analyses_run(dat
             env = worker_env(temporal.address, database_url, proxy)
             queue = env["SIGNAL_MONITOR_TASK_QUEUE"]
             async with worker_process(env) as a, worker_process(env) as b:
-                for row in rows:
-                    await start_monitor(client, row.signal_id, queue)
-                for row in rows:
-                    await eventually(lambda r=row: settled(client, r.signal_id, 1), timeout=60)
+                await start_settled(client, rows, queue)
 
                 async def send(n: int) -> None:
                     for row in rows:
@@ -55,16 +59,12 @@ async def test_temporal_restarted_while_monitors_wait_and_while_analyses_run(dat
                         await client.get_workflow_handle(row.workflow_id).signal("candle_closed", k)
                         sent[row.signal_id].add(k["t"])
 
-                async def all_settled(analysed: int) -> None:
-                    for row in rows:
-                        await eventually(lambda r=row: settled(client, r.signal_id, analysed), timeout=120, interval=0.5)
-
                 # 1. Monitors waiting: Temporal away for 20 s.
                 await temporal.stop()
                 await asyncio.sleep(20)
                 client = await temporal.start()
                 await send(1)
-                await all_settled(2)
+                await all_settled(client, rows, 2, timeout=120, interval=0.5)
                 # 2. Every monitor inside its llm-proxy call: Temporal away for 10 s.
                 before = len(proxy.requests)
                 await send(2)
@@ -72,7 +72,7 @@ async def test_temporal_restarted_while_monitors_wait_and_while_analyses_run(dat
                 await temporal.stop()
                 await asyncio.sleep(10)
                 client = await temporal.start()
-                await all_settled(3)
+                await all_settled(client, rows, 3, timeout=120, interval=0.5)
                 # 3. Every monitor inside its llm-proxy call again: the server SIGKILLed, 5 s down.
                 before = len(proxy.requests)
                 await send(3)
@@ -80,9 +80,9 @@ async def test_temporal_restarted_while_monitors_wait_and_while_analyses_run(dat
                 await temporal.kill()
                 await asyncio.sleep(5)
                 client = await temporal.start()
-                await all_settled(4)
+                await all_settled(client, rows, 4, timeout=120, interval=0.5)
                 await send(4)
-                await all_settled(5)
+                await all_settled(client, rows, 5, timeout=120, interval=0.5)
                 assert a.proc.returncode is None and b.proc.returncode is None, a.output()[-2000:] + b.output()[-2000:]
                 expected = [await expectation(client, row.signal_id, sent[row.signal_id]) for row in rows]
                 fig = await assert_three_checks(
@@ -111,9 +111,7 @@ async def test_postgres_crashed_inside_record_analysis_and_during_a_burst(client
             env = worker_env(temporal_address, url, proxy)
             queue = env["SIGNAL_MONITOR_TASK_QUEUE"]
             async with worker_process(env) as worker:
-                handles = [(await start_monitor(client, row.signal_id, queue)).handle for row in rows]
-                for row in rows:
-                    await eventually(lambda r=row: settled(client, r.signal_id, 1), timeout=60)
+                handles = await start_settled(client, rows, queue)
 
                 async def send(n: int) -> None:
                     for row, handle in zip(rows, handles):
@@ -140,8 +138,7 @@ async def test_postgres_crashed_inside_record_analysis_and_during_a_burst(client
                 blocker.terminate()
                 await asyncio.sleep(20)
                 await pg.restart()
-                for row in rows:
-                    await eventually(lambda r=row: settled(client, r.signal_id, 2), timeout=120, interval=0.5)
+                await all_settled(client, rows, 2, timeout=120, interval=0.5)
                 # 2. A burst of closes; the crash lands wherever it lands.
                 crash_at = rng.uniform(1.0, 4.0)
 
@@ -156,8 +153,7 @@ async def test_postgres_crashed_inside_record_analysis_and_during_a_burst(client
                     await send(n)
                     await asyncio.sleep(0.6)
                 await crasher
-                for row in rows:
-                    await eventually(lambda r=row: settled(client, r.signal_id, 3), timeout=120, interval=0.5)
+                await all_settled(client, rows, 3, timeout=120, interval=0.5)
                 assert worker.proc.returncode is None, worker.output()[-3000:]
                 db = await asyncpg.connect(url)
                 try:

@@ -18,9 +18,8 @@ from fakes.llm_proxy import Answer, FakeLlmProxy, always
 from tests.fault_checks import assert_three_checks
 from tests.monitor_harness import TEST_KEY
 from tests.processes import worker_process
-from tests.restarts import activity_attempts, expectation, settled, worker_env
+from tests.restarts import activity_attempts, all_settled, expectation, start_settled, worker_env
 from tests.support import eventually, insert_signal, kline
-from workers.starting import start_monitor
 
 MONITORS = 6
 CLOSES = 12  # per monitor
@@ -35,9 +34,7 @@ async def test_two_workers_one_killed_repeatedly_during_a_burst(client, temporal
         env = worker_env(temporal_address, database_url, proxy)
         queue = env["SIGNAL_MONITOR_TASK_QUEUE"]
         async with worker_process(env) as steady:
-            handles = [(await start_monitor(client, row.signal_id, queue)).handle for row in rows]
-            for row in rows:
-                await eventually(lambda r=row: settled(client, r.signal_id, 1), timeout=60)
+            handles = await start_settled(client, rows, queue)
             burst_over = asyncio.Event()
 
             async def victim() -> None:
@@ -63,8 +60,7 @@ async def test_two_workers_one_killed_repeatedly_during_a_burst(client, temporal
                 await killing
             assert steady.proc.returncode is None, steady.output()[-3000:]
             # Attempts cut by a kill time out (heartbeat 10 s, database activities 30 s) and retry.
-            for row in rows:
-                await eventually(lambda r=row: settled(client, r.signal_id, 2), timeout=120, interval=1)
+            await all_settled(client, rows, 2, timeout=120, interval=1)
             expected = [await expectation(client, row.signal_id, sent[row.signal_id]) for row in rows]
             fig = await assert_three_checks(
                 client, db, f"workers: 2 workers, one SIGKILLed {kills}x during a burst "
@@ -96,9 +92,7 @@ async def test_worker_killed_during_llm_calls_new_worker_takes_over(client, temp
         queue = env["SIGNAL_MONITOR_TASK_QUEUE"]
         handles = []
         async with worker_process(env) as first:
-            handles = [(await start_monitor(client, row.signal_id, queue)).handle for row in rows]
-            for row in rows:
-                await eventually(lambda r=row: settled(client, r.signal_id, 1), timeout=60)
+            handles = await start_settled(client, rows, queue)
             first.kill()
         started = time.monotonic()
         for r in range(1, ROUNDS + 1):
@@ -110,8 +104,7 @@ async def test_worker_killed_during_llm_calls_new_worker_takes_over(client, temp
                 worker.kill()  # every monitor's llm-proxy call is in flight
                 await worker.proc.wait()
             async with worker_process(env):
-                for row in rows:
-                    await eventually(lambda row=row, r=r: settled(client, row.signal_id, 1 + r), timeout=90, interval=0.5)
+                await all_settled(client, rows, 1 + r, timeout=90, interval=0.5)
         took = time.monotonic() - started
         async with worker_process(env):
             expected = [await expectation(client, row.signal_id, {kline(row, r)["t"] for r in range(1, ROUNDS + 1)})
