@@ -32,6 +32,4 @@ def llm_proxy_error(kind: str) -> None:
 
 
 def tokens_used(tokens: int) -> None:
-    activity.metric_meter().create_counter(
-        PREFIX + "llm_tokens_used", "model tokens reported by llm-proxy"
-    ).add(tokens)
+    activity.metric_meter().create_counter(PREFIX + "llm_tokens_used", "model tokens reported by llm-proxy").add(tokens)

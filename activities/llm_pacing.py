@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import asyncpg
 
@@ -45,7 +45,7 @@ class LlmCallPacer:
         be the reason an analysis is lost."""
         try:
             wait = await self._pool.fetchval(_TAKE_SLOT, self._queue, self._gap, timeout=5)
-        except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             log.warning("llm-proxy call pacing unavailable, calling unpaced: %s", type(exc).__name__)
             return 0.0
         waited = max(0.0, wait or 0.0)

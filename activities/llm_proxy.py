@@ -11,8 +11,8 @@ import asyncio
 import email.utils
 import json
 import time
-from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any, Optional
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from temporalio import activity
@@ -64,7 +64,7 @@ def build_request_body(input: AnalyzeSignalInput) -> dict[str, Any]:
         "symbol": ctx.symbol,
         "traderId": ctx.trader_id,
         "userId": ctx.user_id,
-        "timestamp": timestamp.astimezone(timezone.utc).isoformat().replace("+00:00", "Z"),
+        "timestamp": timestamp.astimezone(UTC).isoformat().replace("+00:00", "Z"),
         "price": price,
         "strategy": ctx.strategy if ctx.strategy is not None else {},
         "interval": ctx.interval,
@@ -82,7 +82,7 @@ def build_request_body(input: AnalyzeSignalInput) -> dict[str, Any]:
     return {"operation": "analyze-signal", "params": params}
 
 
-def retry_after(response: httpx.Response) -> Optional[timedelta]:
+def retry_after(response: httpx.Response) -> timedelta | None:
     raw = response.headers.get("retry-after")
     if not raw:
         return None
@@ -95,8 +95,8 @@ def retry_after(response: httpx.Response) -> Optional[timedelta]:
         except (TypeError, ValueError):
             return None
         if when.tzinfo is None:
-            when = when.replace(tzinfo=timezone.utc)
-        delay = max(timedelta(0), when - datetime.now(timezone.utc))
+            when = when.replace(tzinfo=UTC)
+        delay = max(timedelta(0), when - datetime.now(UTC))
     return min(delay, MAX_RETRY_AFTER)
 
 
@@ -129,7 +129,7 @@ def parse_answer(body: Any, latency_ms: int) -> Analysis:
     tokens = metadata.get("tokensUsed", usage.get("total_tokens"))
     raw = metadata.get("rawAiResponse")
 
-    def obj(value: Any) -> Optional[dict]:
+    def obj(value: Any) -> dict | None:
         return value if isinstance(value, dict) else None
 
     return Analysis(
@@ -160,7 +160,7 @@ def _error_detail(response: httpx.Response) -> str:
 class LlmProxy:
     """Holds the one httpx client of the worker (its key, its connection pool)."""
 
-    def __init__(self, client: httpx.AsyncClient, url: str, api_key: str, pacer: Optional[LlmCallPacer] = None):
+    def __init__(self, client: httpx.AsyncClient, url: str, api_key: str, pacer: LlmCallPacer | None = None):
         self._client = client
         self._url = url
         self._key = api_key
@@ -184,9 +184,7 @@ class LlmProxy:
         if self._pacer is not None:
             await self._pacer.wait_turn(activity.heartbeat, _HEARTBEAT_EVERY)
         started = time.monotonic()
-        request = asyncio.ensure_future(
-            self._client.post(self._url, json=build_request_body(input), headers=headers)
-        )
+        request = asyncio.ensure_future(self._client.post(self._url, json=build_request_body(input), headers=headers))
         try:
             # Heartbeats let Temporal notice a dead worker long before the call's own timeout,
             # and deliver cancellation when an operator cancels the monitor.
@@ -221,7 +219,9 @@ class LlmProxy:
             raise self._error(f"llm-proxy timed out the request ({where})", TIMEOUT)
         if 400 <= code < 500:
             raise self._error(
-                f"llm-proxy rejected the request ({where}): {_error_detail(response)}", REQUEST_REJECTED, non_retryable=True
+                f"llm-proxy rejected the request ({where}): {_error_detail(response)}",
+                REQUEST_REJECTED,
+                non_retryable=True,
             )
         if code >= 500:
             raise self._error(f"llm-proxy failed ({where}): {_error_detail(response)}", SERVER_ERROR)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from decimal import Decimal
-from typing import Any, Optional
+from typing import Any
 
 import asyncpg
 from temporalio import activity
@@ -32,7 +32,7 @@ def _uuid(value: str, what: str) -> uuid.UUID:
         raise ApplicationError(f"{what} {value!r} is not a UUID", type="InvalidSignalId", non_retryable=True) from None
 
 
-def _float(value: Optional[Decimal]) -> Optional[float]:
+def _float(value: Decimal | None) -> float | None:
     return None if value is None else float(value)
 
 
@@ -51,7 +51,7 @@ def order_side(key_levels: dict[str, Any] | None) -> str:
     return "buy"
 
 
-def _positive_number(value: Any) -> Optional[float]:
+def _positive_number(value: Any) -> float | None:
     if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
         return float(value)
     return None
@@ -110,7 +110,9 @@ class SignalStore:
         async with self._pool.acquire() as conn, conn.transaction():
             # The row lock orders this against an operator's cancel (finish_signal) so an order
             # intent is never recorded for a signal that has already ended.
-            locked = await conn.fetchrow("SELECT status, monitor_reason FROM signals WHERE id = $1 FOR UPDATE", signal_id)
+            locked = await conn.fetchrow(
+                "SELECT status, monitor_reason FROM signals WHERE id = $1 FOR UPDATE", signal_id
+            )
             if locked is None:
                 raise ApplicationError(f"signal {signal_id} not found", type="SignalNotFound", non_retryable=True)
             status, ended_reason = locked["status"], locked["monitor_reason"]
@@ -191,7 +193,7 @@ class SignalStore:
         return recorded
 
     @staticmethod
-    async def _trader_exists(conn: asyncpg.Connection, trader_id: Optional[str]) -> bool:
+    async def _trader_exists(conn: asyncpg.Connection, trader_id: str | None) -> bool:
         if not trader_id:
             return True  # nothing to check against (a signal loaded without a trader never gets here)
         return await conn.fetchval("SELECT EXISTS (SELECT 1 FROM traders WHERE id = $1)", uuid.UUID(trader_id))

@@ -24,13 +24,27 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="smaller counts: finishes within about a minute and a half")
     p.add_argument("--only", action="append", choices=MEASUREMENTS, help="run only these measurements")
     p.add_argument("--db-file", help="file-backed SQLite for the Temporal dev server (default: in memory)")
-    p.add_argument("--server-arg", action="append", default=[], metavar="ARG",
-                   help="extra argument for `temporal server start-dev` (repeat), e.g. --dynamic-config-value K=V")
+    p.add_argument(
+        "--server-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="extra argument for `temporal server start-dev` (repeat), e.g. --dynamic-config-value K=V",
+    )
     p.add_argument("--closes", type=int, help="closes for the overhead measurement (default 200, quick 50)")
-    p.add_argument("--chain-closes", type=int, help="closes fed to one monitor for the history chain "
-                   "(default 1000; quick 60 on a server suggesting continue-as-new at 600 events)")
-    p.add_argument("--idle-monitors", type=int, nargs="+", metavar="N",
-                   help="idle monitor counts for the memory measurement (default 1000 10000, quick 300)")
+    p.add_argument(
+        "--chain-closes",
+        type=int,
+        help="closes fed to one monitor for the history chain "
+        "(default 1000; quick 60 on a server suggesting continue-as-new at 600 events)",
+    )
+    p.add_argument(
+        "--idle-monitors",
+        type=int,
+        nargs="+",
+        metavar="N",
+        help="idle monitor counts for the memory measurement (default 1000 10000, quick 300)",
+    )
     return p.parse_args(argv)
 
 
@@ -38,7 +52,7 @@ def temporal_version() -> str:
     try:
         out = subprocess.run([binary("temporal"), "--version"], capture_output=True, text=True, timeout=10).stdout
         return out.strip().replace("temporal version ", "CLI ")
-    except Exception:  # noqa: BLE001 - only a label
+    except Exception:
         return "version unknown"
 
 
@@ -63,21 +77,28 @@ async def main(args: argparse.Namespace) -> int:
                     closes = args.closes or (50 if quick else 200)
                     try:
                         await overhead.run(st, rep, conn, trader, monitor, floor, closes)
-                    except Exception as err:  # noqa: BLE001 - report it, go on with the rest
+                    except Exception as err:
                         rep.failed("overhead", err)
                 if "history" in wanted:
                     from bench import history_cost
 
                     try:
-                        await history_cost.run(st, rep, conn, trader, monitor, floor,
-                                               args.chain_closes or (60 if quick else 1000),
-                                               suggest_at=600 if quick else history_cost.SUGGESTED_EVENTS)
-                    except Exception as err:  # noqa: BLE001
+                        await history_cost.run(
+                            st,
+                            rep,
+                            conn,
+                            trader,
+                            monitor,
+                            floor,
+                            args.chain_closes or (60 if quick else 1000),
+                            suggest_at=600 if quick else history_cost.SUGGESTED_EVENTS,
+                        )
+                    except Exception as err:
                         rep.failed("history", err)
                 if "burst" in wanted:
                     try:
                         await burst.run(st, rep, conn, trader, monitor, floor, quick)
-                    except Exception as err:  # noqa: BLE001
+                    except Exception as err:
                         rep.failed("burst", err)
             if "memory" in wanted:
                 from bench import memory
@@ -85,19 +106,21 @@ async def main(args: argparse.Namespace) -> int:
                 try:
                     counts = tuple(sorted(args.idle_monitors or ((300,) if quick else (1000, 10000))))
                     await memory.run(st, rep, conn, trader, counts)
-                except Exception as err:  # noqa: BLE001
+                except Exception as err:
                     rep.failed("memory", err)
             if "llm" in wanted:
                 from bench import llm_pressure
 
                 try:
                     await llm_pressure.run(st, rep, conn, trader, quick)
-                except Exception as err:  # noqa: BLE001
+                except Exception as err:
                     rep.failed("llm", err)
         finally:
             await conn.close()
-    rep.say(f"\ntotal time {time.monotonic() - began:.0f} s; figures taken while other processes may "
-            "share the CPUs are noisy: rerun on a quiet machine before quoting them")
+    rep.say(
+        f"\ntotal time {time.monotonic() - began:.0f} s; figures taken while other processes may "
+        "share the CPUs are noisy: rerun on a quiet machine before quoting them"
+    )
     for f in rep.failures:
         rep.say(f"FAILED {f}")
     rep.say("")

@@ -49,8 +49,9 @@ class Fleet:
     next_candle: int = 1
 
 
-async def prepare(st: Stack, conn: asyncpg.Connection, trader: str, n: int, monitor_queue: str,
-                  floor_queue: str, timeout: float) -> Fleet:
+async def prepare(
+    st: Stack, conn: asyncpg.Connection, trader: str, n: int, monitor_queue: str, floor_queue: str, timeout: float
+) -> Fleet:
     symbol = data.symbol_for(f"b{n}")
     sids = await data.new_signals(conn, trader, n, symbol)
     wfs = await data.start_monitors(st.client, sids, monitor_queue)
@@ -69,7 +70,7 @@ async def _monitor_burst(st: Stack, conn: asyncpg.Connection, fleet: Fleet, k: d
     timings = await history.timings_of(st.client, fleet.monitor_ids, ANALYSE, RECORD)
     problems = 0
     last = []
-    for w, ts in timings.items():
+    for _w, ts in timings.items():
         mine = [t for t in ts if t.signaled_at >= t0 - 0.01]
         problems += abs(len(mine) - 1)
         last.extend(mine)
@@ -94,31 +95,51 @@ async def _floor_burst(st: Stack, floors: list[WorkerProcess], fleet: Fleet, k: 
     await wait_floor_done(floors, {f"{w} {k['t']}" for w in fleet.floor_ids}, timeout)
     timings = await history.timings_of(st.client, fleet.floor_ids, NOOP_ACTIVITY, NOOP_ACTIVITY)
     problems, last = 0, []
-    for w, ts in timings.items():
+    for _w, ts in timings.items():
         mine = [t for t in ts if t.signaled_at >= t0 - 0.01]
         problems += abs(len(mine) - 1)
         last.extend(mine)
     return BurstTimes(n, max(t.started_at for t in last) - t0, max(t.stored_at for t in last) - t0, sent, problems)
 
 
-async def burst(st: Stack, rep: Report, conn: asyncpg.Connection, fleet: Fleet, floors: list[WorkerProcess],
-                timeout: float, label: str = "") -> tuple[BurstTimes, BurstTimes]:
+async def burst(
+    st: Stack,
+    rep: Report,
+    conn: asyncpg.Connection,
+    fleet: Fleet,
+    floors: list[WorkerProcess],
+    timeout: float,
+    label: str = "",
+) -> tuple[BurstTimes, BurstTimes]:
     k = data.kline(fleet.next_candle, fleet.symbol)
     mon = await _monitor_burst(st, conn, fleet, k, timeout)
     flo = await _floor_burst(st, floors, fleet, k, timeout)
     fleet.next_candle += 1
     n = mon.n
-    rep.figure(f"burst {n}{label}: all analyses started", f"{mon.all_started:.2f} s (floor {flo.all_started:.2f} s)",
-               detail=f"ratio {ratio(mon.all_started, flo.all_started):.2f}")
-    rep.figure(f"burst {n}{label}: all results stored", f"{mon.all_stored:.2f} s (floor {flo.all_stored:.2f} s)",
-               detail=f"ratio {ratio(mon.all_stored, flo.all_stored):.2f}")
+    rep.figure(
+        f"burst {n}{label}: all analyses started",
+        f"{mon.all_started:.2f} s (floor {flo.all_started:.2f} s)",
+        detail=f"ratio {ratio(mon.all_started, flo.all_started):.2f}",
+    )
+    rep.figure(
+        f"burst {n}{label}: all results stored",
+        f"{mon.all_stored:.2f} s (floor {flo.all_stored:.2f} s)",
+        detail=f"ratio {ratio(mon.all_stored, flo.all_stored):.2f}",
+    )
     rep.figure(f"burst {n}{label}: signals handed to server", f"{mon.send_time:.2f} s (floor {flo.send_time:.2f} s)")
     rep.figure(f"burst {n}{label}: lost or doubled", f"{mon.problems} (floor {flo.problems})")
     return mon, flo
 
 
-async def run(st: Stack, rep: Report, conn: asyncpg.Connection, trader: str, monitor: WorkerProcess,
-              floor: WorkerProcess, quick: bool) -> None:
+async def run(
+    st: Stack,
+    rep: Report,
+    conn: asyncpg.Connection,
+    trader: str,
+    monitor: WorkerProcess,
+    floor: WorkerProcess,
+    quick: bool,
+) -> None:
     sizes = (20, 100) if quick else (100, 1000)
     rep.say(f"\n== 2. burst: one close to {' and '.join(map(str, sizes))} idle monitors (one worker each) ==")
     results: dict[int, tuple[BurstTimes, BurstTimes]] = {}
@@ -140,19 +161,30 @@ async def run(st: Stack, rep: Report, conn: asyncpg.Connection, trader: str, mon
     slope_stored = (mb.all_stored - ms.all_stored) / span * 1000
     fslope_stored = (fb.all_stored - fs.all_stored) / span * 1000
     rep.figure(f"slope {small}->{big}, all started", f"{slope:.2f} ms per monitor", detail=f"floor {fslope:.2f}")
-    rep.figure(f"slope {small}->{big}, all stored", f"{slope_stored:.2f} ms per monitor",
-               detail=f"floor {fslope_stored:.2f}")
+    rep.figure(
+        f"slope {small}->{big}, all stored", f"{slope_stored:.2f} ms per monitor", detail=f"floor {fslope_stored:.2f}"
+    )
     rep.goal("fanout_slope_ratio", ratio(slope, fslope), 1.2)
 
     # The same biggest burst with two worker processes of each kind on fresh queues.
     mq, fq = new_queue("mon2"), new_queue("floor2")
-    async with workers(start_monitor_worker(st, mq), start_monitor_worker(st, mq),
-                       start_floor_worker(st, fq), start_floor_worker(st, fq)) as procs:
+    async with workers(
+        start_monitor_worker(st, mq),
+        start_monitor_worker(st, mq),
+        start_floor_worker(st, fq),
+        start_floor_worker(st, fq),
+    ) as procs:
         fleet = await prepare(st, conn, trader, big, mq, fq, 60 + big / 4)
         mon2, flo2 = await burst(st, rep, conn, fleet, procs[2:], 60 + big / 4, label=" (2 workers)")
-    rep.figure(f"second worker, burst {big} all started", f"{mb.all_started:.2f} s -> {mon2.all_started:.2f} s",
-               detail=f"floor {fb.all_started:.2f} s -> {flo2.all_started:.2f} s")
-    rep.figure(f"second worker, burst {big} all stored", f"{mb.all_stored:.2f} s -> {mon2.all_stored:.2f} s",
-               detail=f"floor {fb.all_stored:.2f} s -> {flo2.all_stored:.2f} s")
+    rep.figure(
+        f"second worker, burst {big} all started",
+        f"{mb.all_started:.2f} s -> {mon2.all_started:.2f} s",
+        detail=f"floor {fb.all_started:.2f} s -> {flo2.all_started:.2f} s",
+    )
+    rep.figure(
+        f"second worker, burst {big} all stored",
+        f"{mb.all_stored:.2f} s -> {mon2.all_stored:.2f} s",
+        detail=f"floor {fb.all_stored:.2f} s -> {flo2.all_stored:.2f} s",
+    )
     rep.goal(f"burst_{big}_two_workers_ratio", ratio(mon2.all_started, flo2.all_started), 1.2)
     rep.goal(f"burst_{big}_two_workers_lost_or_doubled", mon2.problems, 0)

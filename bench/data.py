@@ -6,8 +6,9 @@ import asyncio
 import json
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
-from typing import Any, Iterable
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import asyncpg
 from temporalio.client import Client
@@ -20,7 +21,7 @@ from workflows.names import workflow_id_for
 INTERVAL = "1m"
 STEP = INTERVAL_MS[INTERVAL]
 # Every signal is raised a little before now, so the n-th close after it is a candle the monitor takes.
-SIGNAL_TIME = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(minutes=1)
+SIGNAL_TIME = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
 
 
 async def new_trader(conn: asyncpg.Connection) -> str:
@@ -43,8 +44,18 @@ async def new_signals(conn: asyncpg.Connection, trader_id: str, n: int, symbol: 
     ids = [uuid.uuid4() for _ in range(n)]
     await conn.copy_records_to_table(
         "signals",
-        columns=["id", "trader_id", "symbol", "interval", "timestamp", "price_at_signal",
-                 "change_percent_at_signal", "volume_at_signal", "indicator_data", "status"],
+        columns=[
+            "id",
+            "trader_id",
+            "symbol",
+            "interval",
+            "timestamp",
+            "price_at_signal",
+            "change_percent_at_signal",
+            "volume_at_signal",
+            "indicator_data",
+            "status",
+        ],
         records=[
             (i, uuid.UUID(trader_id), symbol, INTERVAL, SIGNAL_TIME, 43250.12, 2.5, 1234.5, '{"rsi": 61}', "new")
             for i in ids
@@ -70,9 +81,7 @@ async def start_monitors(client: Client, signal_ids: list[str], task_queue: str)
 
 async def start_floors(client: Client, n: int, task_queue: str) -> list[str]:
     ids = [f"floor-{uuid.uuid4()}" for _ in range(n)]
-    await gather_limited(
-        (client.start_workflow(FLOOR_WORKFLOW, id=i, task_queue=task_queue) for i in ids), 32
-    )
+    await gather_limited((client.start_workflow(FLOOR_WORKFLOW, id=i, task_queue=task_queue) for i in ids), 32)
     return ids
 
 
@@ -102,17 +111,29 @@ def kline(n: int, symbol: str) -> dict[str, Any]:
     signal_ms = int(SIGNAL_TIME.timestamp() * 1000)
     t = (signal_ms // STEP) * STEP + (n - 1) * STEP
     return {
-        "t": t, "T": t + STEP - 1, "s": symbol, "i": INTERVAL, "f": 100, "L": 200,
-        "o": "43250.00", "c": "43300.50", "h": "43400.00", "l": "43100.00", "v": "12.5",
-        "n": 101, "x": True, "q": "540000.1", "V": "6.1", "Q": "263000.2", "B": "0",
+        "t": t,
+        "T": t + STEP - 1,
+        "s": symbol,
+        "i": INTERVAL,
+        "f": 100,
+        "L": 200,
+        "o": "43250.00",
+        "c": "43300.50",
+        "h": "43400.00",
+        "l": "43100.00",
+        "v": "12.5",
+        "n": 101,
+        "x": True,
+        "q": "540000.1",
+        "V": "6.1",
+        "Q": "263000.2",
+        "B": "0",
     }
 
 
 async def send_closes(client: Client, workflow_ids: list[str], k: dict, concurrency: int = 32) -> None:
     """One close to many workflows, as a bridge fans it out: bounded concurrent signal RPCs."""
-    await gather_limited(
-        (client.get_workflow_handle(w).signal("candle_closed", k) for w in workflow_ids), concurrency
-    )
+    await gather_limited((client.get_workflow_handle(w).signal("candle_closed", k) for w in workflow_ids), concurrency)
 
 
 def symbol_for(label: str) -> str:

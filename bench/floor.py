@@ -44,9 +44,7 @@ class BareFloorWorkflow:
         while True:
             await workflow.wait_condition(lambda: bool(self._queue))
             t = self._queue.pop(0)
-            await workflow.execute_activity(
-                floor_noop, t, start_to_close_timeout=timedelta(seconds=30)
-            )
+            await workflow.execute_activity(floor_noop, t, start_to_close_timeout=timedelta(seconds=30))
 
     @workflow.signal(name="candle_closed")
     def candle_closed(self, payload: Any) -> None:

@@ -7,7 +7,6 @@ when the attempt ends, stamped with its start): that is "the analysis started"."
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
@@ -26,7 +25,7 @@ def ts(event: HistoryEvent) -> float:
     return event.event_time.seconds + event.event_time.nanos / 1e9
 
 
-async def events(client: Client, workflow_id: str, run_id: Optional[str] = None) -> list[HistoryEvent]:
+async def events(client: Client, workflow_id: str, run_id: str | None = None) -> list[HistoryEvent]:
     history = await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
     return list(history.events)
 
@@ -65,8 +64,8 @@ def candle_timings(evs: list[HistoryEvent], start_activity: str, end_activity: s
         e.activity_task_completed_event_attributes.scheduled_event_id: e for e in evs if e.event_type == COMPLETED
     }
     out: list[CandleTiming] = []
-    pending_signal: Optional[HistoryEvent] = None
-    waiting_end: Optional[tuple[HistoryEvent, HistoryEvent]] = None
+    pending_signal: HistoryEvent | None = None
+    waiting_end: tuple[HistoryEvent, HistoryEvent] | None = None
     for e in evs:
         if e.event_type == SIGNALED and e.workflow_execution_signaled_event_attributes.signal_name == "candle_closed":
             if pending_signal is None and waiting_end is None:

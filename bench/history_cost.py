@@ -47,8 +47,17 @@ async def _duplicates_seen(client: Client, workflow_id: str) -> int:
     return state.counts.duplicate
 
 
-async def run(st: Stack, rep: Report, conn: asyncpg.Connection, trader: str, monitor: WorkerProcess,
-              floor: WorkerProcess, closes: int, per_kind: int = 10, suggest_at: int = SUGGESTED_EVENTS) -> None:
+async def run(
+    st: Stack,
+    rep: Report,
+    conn: asyncpg.Connection,
+    trader: str,
+    monitor: WorkerProcess,
+    floor: WorkerProcess,
+    closes: int,
+    per_kind: int = 10,
+    suggest_at: int = SUGGESTED_EVENTS,
+) -> None:
     client = st.client
     rep.say(f"\n== 4. history cost: {per_kind} candles and {per_kind} duplicates; {closes} closes in one monitor ==")
     symbol = data.symbol_for("hist")
@@ -83,35 +92,49 @@ async def run(st: Stack, rep: Report, conn: asyncpg.Connection, trader: str, mon
     ev_d, by_d = per(analysed, dups)
     fev_c, fby_c = per(fbase, fanalysed)
     fev_d, fby_d = per(fanalysed, fdups)
-    rep.figure("per analysed candle", f"{ev_c:.1f} events, {by_c:.0f} bytes",
-               detail=f"floor {fev_c:.1f} events, {fby_c:.0f} bytes")
-    rep.figure("per ignored duplicate", f"{ev_d:.1f} events, {by_d:.0f} bytes",
-               detail=f"floor {fev_d:.1f} events, {fby_d:.0f} bytes")
+    rep.figure(
+        "per analysed candle",
+        f"{ev_c:.1f} events, {by_c:.0f} bytes",
+        detail=f"floor {fev_c:.1f} events, {fby_c:.0f} bytes",
+    )
+    rep.figure(
+        "per ignored duplicate",
+        f"{ev_d:.1f} events, {by_d:.0f} bytes",
+        detail=f"floor {fev_d:.1f} events, {fby_d:.0f} bytes",
+    )
 
     # A monitor taking `closes` candles, each once the previous one is stored.
     if suggest_at == SUGGESTED_EVENTS:
         events, sizes, took, each = await _chain(st, conn, trader, monitor.task_queue, closes, symbol)
     else:
         # Quick run: the same on a server suggesting continue-as-new earlier, so a short chain crosses it.
-        async with second_server(st, ("--dynamic-config-value",
-                                      f"limit.historyCount.suggestContinueAsNew={suggest_at}")) as other:
+        async with second_server(
+            st, ("--dynamic-config-value", f"limit.historyCount.suggestContinueAsNew={suggest_at}")
+        ) as other:
             async with workers(start_monitor_worker(other, new_queue("chain"))) as (w,):
                 events, sizes, took, each = await _chain(other, conn, trader, w.task_queue, closes, symbol)
     tenth = max(1, closes // 10)
-    rep.figure("close -> stored, first/last tenth", f"{sum(each[:tenth]) / tenth * 1000:.0f} / "
-               f"{sum(each[-tenth:]) / tenth * 1000:.0f} ms", detail="closes back to back (10 ms apart)")
+    rep.figure(
+        "close -> stored, first/last tenth",
+        f"{sum(each[:tenth]) / tenth * 1000:.0f} / {sum(each[-tenth:]) / tenth * 1000:.0f} ms",
+        detail="closes back to back (10 ms apart)",
+    )
     rep.figure(f"{closes} closes analysed", f"{took:.1f} s", detail=f"{took / closes * 1000:.0f} ms per close")
     rep.figure("runs (continue-as-new chain)", len(events), detail="events per run: " + ", ".join(map(str, events)))
-    rep.figure("largest run", f"{max(events)} events, {max(sizes) / 1024:.0f} KiB",
-               detail=f"continue-as-new suggested at {suggest_at} events / 4096 KiB")
+    rep.figure(
+        "largest run",
+        f"{max(events)} events, {max(sizes) / 1024:.0f} KiB",
+        detail=f"continue-as-new suggested at {suggest_at} events / 4096 KiB",
+    )
     rep.goal("history_events_per_candle", round(ev_c, 1), 20)
     rep.goal("history_events_per_duplicate", round(ev_d, 1), 4)
     rep.goal(f"history_max_run_events_{closes}_closes", max(events), suggest_at + round(ev_c))
     rep.goal(f"history_max_run_kib_{closes}_closes", round(max(sizes) / 1024), SUGGESTED_BYTES // 1024)
 
 
-async def _chain(st: Stack, conn: asyncpg.Connection, trader: str, queue: str, closes: int,
-                 symbol: str) -> tuple[list[int], list[int], float, list[float]]:
+async def _chain(
+    st: Stack, conn: asyncpg.Connection, trader: str, queue: str, closes: int, symbol: str
+) -> tuple[list[int], list[int], float, list[float]]:
     client = st.client
     [sid] = await data.new_signals(conn, trader, 1, symbol)
     [wf] = await data.start_monitors(client, [sid], queue)

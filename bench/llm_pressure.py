@@ -66,8 +66,9 @@ def max_in_window(times: list[float], window: float) -> int:
     return max((bisect.bisect_left(times, t + window) - i for i, t in enumerate(times)), default=0)
 
 
-async def run_phase(st: Stack, rep: Report, conn: asyncpg.Connection, trader: str, phase: Phase,
-                    where: str) -> PhaseResult:
+async def run_phase(
+    st: Stack, rep: Report, conn: asyncpg.Connection, trader: str, phase: Phase, where: str
+) -> PhaseResult:
     proxy = new_proxy(delay=ANSWER_SECONDS)
     await proxy.start()
     try:
@@ -93,13 +94,23 @@ async def run_phase(st: Stack, rep: Report, conn: asyncpg.Connection, trader: st
     if os.environ.get("BENCH_DEBUG"):
         rep.say("  begun at: " + " ".join(f"{t - begun[0]:.2f}" for t in begun))
     p = phase.name
-    rep.figure(f"phase {p}: caps", f"{phase.per_worker}/worker x 2 = {phase.concurrency_cap} concurrent, "
-               f"{phase.queue_rps:g}/s on the queue; {n} calls; {where}")
+    rep.figure(
+        f"phase {p}: caps",
+        f"{phase.per_worker}/worker x 2 = {phase.concurrency_cap} concurrent, "
+        f"{phase.queue_rps:g}/s on the queue; {n} calls; {where}",
+    )
     rep.figure(f"phase {p}: max in flight", result.max_in_flight, detail=f"cap {phase.concurrency_cap}")
-    rep.figure(f"phase {p}: max begun in any 1 s", result.max_in_1s,
-               detail=f"cap {phase.queue_rps:g}/s; in any 10 s: {max_in_window(begun, 10.0)}")
-    rep.figure(f"phase {p}: makespan", f"{measured:.2f} s", detail=f"caps allow {allowed:.2f} s "
-               f"(answer {service:.2f} s incl. HTTP); throughput ratio {result.throughput_ratio:.3f}")
+    rep.figure(
+        f"phase {p}: max begun in any 1 s",
+        result.max_in_1s,
+        detail=f"cap {phase.queue_rps:g}/s; in any 10 s: {max_in_window(begun, 10.0)}",
+    )
+    rep.figure(
+        f"phase {p}: makespan",
+        f"{measured:.2f} s",
+        detail=f"caps allow {allowed:.2f} s "
+        f"(answer {service:.2f} s incl. HTTP); throughput ratio {result.throughput_ratio:.3f}",
+    )
     return result
 
 
@@ -114,8 +125,10 @@ async def run(st: Stack, rep: Report, conn: asyncpg.Connection, trader: str, qui
     if not quick:
         b4 = Phase("B4", per_worker=5, queue_rps=1.0, monitors=24)
         b4_result = await run_phase(st, rep, conn, trader, b4, "dev server default partitions (4)")
-        rep.say(f"  (B4 is for comparison only: a queue rate cap on a partitioned queue delivers "
-                f"{b4_result.throughput_ratio:.2f} of what it allows)")
+        rep.say(
+            f"  (B4 is for comparison only: a queue rate cap on a partitioned queue delivers "
+            f"{b4_result.throughput_ratio:.2f} of what it allows)"
+        )
     for r in results:
         rep.goal(f"llm_cap_max_concurrent_{r.phase.name}", r.max_in_flight, r.phase.concurrency_cap)
         rep.goal(f"llm_cap_max_per_second_{r.phase.name}", r.max_in_1s, r.phase.queue_rps)

@@ -26,8 +26,9 @@ async def _settle() -> None:
 async def run(st: Stack, rep: Report, conn: asyncpg.Connection, trader: str, counts: tuple[int, ...]) -> None:
     rep.say(f"\n== 5. memory: worker RSS with {' and '.join(map(str, counts))} idle monitors, cache {CACHE} ==")
     queue, fqueue = new_queue("mem"), new_queue("memfloor")
-    async with workers(start_monitor_worker(st, queue, max_cached=CACHE),
-                       start_floor_worker(st, fqueue, max_cached=CACHE)) as (mon, flo):
+    async with workers(
+        start_monitor_worker(st, queue, max_cached=CACHE), start_floor_worker(st, fqueue, max_cached=CACHE)
+    ) as (mon, flo):
         await _settle()
         idle0, fidle0 = mon.rss_mb(), flo.rss_mb()
         rep.figure("worker RSS, no workflow", f"{idle0:.0f} MB", detail=f"floor worker {fidle0:.0f} MB")
@@ -43,8 +44,11 @@ async def run(st: Stack, rep: Report, conn: asyncpg.Connection, trader: str, cou
             have = n
             await _settle()
             rss[n] = mon.rss_mb()
-            rep.figure(f"worker RSS, {n} idle monitors", f"{rss[n]:.0f} MB",
-                       detail=f"{len(sids)} started and first-analysed in {took:.1f} s ({len(sids) / took:.0f}/s)")
+            rep.figure(
+                f"worker RSS, {n} idle monitors",
+                f"{rss[n]:.0f} MB",
+                detail=f"{len(sids)} started and first-analysed in {took:.1f} s ({len(sids) / took:.0f}/s)",
+            )
         fids = await data.start_floors(st.client, min(counts[0], CACHE), fqueue)
         # A floor is idle once started: its first workflow task ran. Give the worker a moment.
         await asyncio.sleep(2.0)
@@ -52,9 +56,12 @@ async def run(st: Stack, rep: Report, conn: asyncpg.Connection, trader: str, cou
         frss = flo.rss_mb()
         rep.figure(f"floor worker RSS, {min(counts[0], CACHE)} idle floors", f"{frss:.0f} MB")
         per_cached = (rss[counts[0]] - idle0) / min(counts[0], CACHE) * 1024
-        rep.figure("RSS per cached monitor", f"{per_cached:.0f} KB",
-                   detail=f"floor {(frss - fidle0) / min(counts[0], CACHE) * 1024:.0f} KB; a cache of 10,000 "
-                   f"would need about {idle0 + per_cached * 10000 / 1024:.0f} MB")
+        rep.figure(
+            "RSS per cached monitor",
+            f"{per_cached:.0f} KB",
+            detail=f"floor {(frss - fidle0) / min(counts[0], CACHE) * 1024:.0f} KB; a cache of 10,000 "
+            f"would need about {idle0 + per_cached * 10000 / 1024:.0f} MB",
+        )
     for n in counts:
         rep.goal(f"memory_rss_{n}_idle_mb", round(rss[n]), 512)
     if len(counts) > 1:

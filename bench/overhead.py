@@ -13,20 +13,19 @@ import asyncio
 import contextlib
 import os
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import AsyncIterator
 
 import asyncpg
-
-from fakes.binance import FakeBinance, stream_name
-from signal_bridge.config import RUNNING_MONITORS_QUERY, BridgeConfig
-from signal_bridge.service import run_bridge
-from signal_bridge.stats import BridgeStats
 
 from bench import data, history
 from bench.floor import NOOP_ACTIVITY
 from bench.report import Report, percentile, ratio
 from bench.stack import Stack, WorkerProcess, wait_floor_done
+from fakes.binance import FakeBinance, stream_name
+from signal_bridge.config import RUNNING_MONITORS_QUERY, BridgeConfig
+from signal_bridge.service import run_bridge
+from signal_bridge.stats import BridgeStats
 
 ANALYSE, RECORD = "analyze_signal", "record_analysis"
 IDLE = 0.1
@@ -44,9 +43,9 @@ def _latencies(sent: dict[int, float], timings: list[history.CandleTiming]) -> L
     if len(timings) != len(order):
         raise AssertionError(f"{len(order)} closes sent, {len(timings)} found in the history")
     return Latencies(
-        to_start=[t.started_at - s for s, t in zip(order, timings)],
+        to_start=[t.started_at - s for s, t in zip(order, timings, strict=False)],
         signal_to_start=[t.started_at - t.signaled_at for t in timings],
-        to_stored=[t.stored_at - s for s, t in zip(order, timings)],
+        to_stored=[t.stored_at - s for s, t in zip(order, timings, strict=False)],
     )
 
 
@@ -87,8 +86,15 @@ def frame(k: dict) -> dict:
     return {"stream": stream_name(k["s"], k["i"]), "data": {"e": "kline", "E": k["T"] + 300, "s": k["s"], "k": k}}
 
 
-async def run(st: Stack, rep: Report, conn: asyncpg.Connection, trader: str, monitor: WorkerProcess,
-              floor: WorkerProcess, closes: int) -> None:
+async def run(
+    st: Stack,
+    rep: Report,
+    conn: asyncpg.Connection,
+    trader: str,
+    monitor: WorkerProcess,
+    floor: WorkerProcess,
+    closes: int,
+) -> None:
     rep.say(f"\n== 1. close-to-analysis overhead: {closes} closes, one at a time; monitor through the bridge ==")
     client = st.client
     symbol = data.symbol_for("ovh")
@@ -99,14 +105,25 @@ async def run(st: Stack, rep: Report, conn: asyncpg.Connection, trader: str, mon
     async with bridge(st, monitor.task_queue, symbol) as (fake, stats):
         mon_sent, floor_sent = await _alternate(st, conn, floor, sid, fwf, symbol, closes, fake)
         snap = stats.snapshot()
-    rep.figure("bridge: closes received/forwarded", f"{snap['closes_received']}/{snap['closes_forwarded']}",
-               detail=f"signals {snap['signals_sent']}, failures {snap['signal_failures']}, "
-               f"frame->signal delivered ms {snap['signal_latency_ms']}")
+    rep.figure(
+        "bridge: closes received/forwarded",
+        f"{snap['closes_received']}/{snap['closes_forwarded']}",
+        detail=f"signals {snap['signals_sent']}, failures {snap['signal_failures']}, "
+        f"frame->signal delivered ms {snap['signal_latency_ms']}",
+    )
     await _report(st, rep, wf, fwf, mon_sent, floor_sent, closes)
 
 
-async def _alternate(st: Stack, conn: asyncpg.Connection, floor: WorkerProcess, sid: str, fwf: str, symbol: str,
-                     closes: int, fake: FakeBinance) -> tuple[dict[int, float], dict[int, float]]:
+async def _alternate(
+    st: Stack,
+    conn: asyncpg.Connection,
+    floor: WorkerProcess,
+    sid: str,
+    fwf: str,
+    symbol: str,
+    closes: int,
+    fake: FakeBinance,
+) -> tuple[dict[int, float], dict[int, float]]:
     client = st.client
     mon_sent: dict[int, float] = {}
     floor_sent: dict[int, float] = {}
@@ -125,8 +142,9 @@ async def _alternate(st: Stack, conn: asyncpg.Connection, floor: WorkerProcess, 
     return mon_sent, floor_sent
 
 
-async def _report(st: Stack, rep: Report, wf: str, fwf: str, mon_sent: dict[int, float],
-                  floor_sent: dict[int, float], closes: int) -> None:
+async def _report(
+    st: Stack, rep: Report, wf: str, fwf: str, mon_sent: dict[int, float], floor_sent: dict[int, float], closes: int
+) -> None:
     client = st.client
     if os.environ.get("BENCH_DEBUG"):
         from temporalio.api.enums.v1 import EventType
@@ -137,15 +155,27 @@ async def _report(st: Stack, rep: Report, wf: str, fwf: str, mon_sent: dict[int,
             t0 = t if e.event_type == history.SIGNALED else t0
             rep.say(f"  {e.event_id:5d} {EventType.Name(e.event_type)[11:]:36s} {(t - (t0 or t)) * 1000:7.1f} ms")
     mon = _latencies(mon_sent, history.candle_timings(await history.events(client, wf), ANALYSE, RECORD)[-closes:])
-    flo = _latencies(floor_sent, history.candle_timings(await history.events(client, fwf), NOOP_ACTIVITY, NOOP_ACTIVITY))
+    flo = _latencies(
+        floor_sent, history.candle_timings(await history.events(client, fwf), NOOP_ACTIVITY, NOOP_ACTIVITY)
+    )
     ms = 1000
     for label, lat in (("monitor", mon), ("floor", flo)):
-        rep.figure(f"{label} close->activity start p50/p99", f"{percentile(lat.to_start, 50)*ms:.1f} / "
-                   f"{percentile(lat.to_start, 99)*ms:.1f}", "ms")
-        rep.figure(f"{label} signal event->start p50/p99", f"{percentile(lat.signal_to_start, 50)*ms:.1f} / "
-                   f"{percentile(lat.signal_to_start, 99)*ms:.1f}", "ms", "server clock only")
-        rep.figure(f"{label} close->stored p50/p99", f"{percentile(lat.to_stored, 50)*ms:.1f} / "
-                   f"{percentile(lat.to_stored, 99)*ms:.1f}", "ms",
-                   "monitor: record_analysis done; floor: no-op done")
+        rep.figure(
+            f"{label} close->activity start p50/p99",
+            f"{percentile(lat.to_start, 50) * ms:.1f} / {percentile(lat.to_start, 99) * ms:.1f}",
+            "ms",
+        )
+        rep.figure(
+            f"{label} signal event->start p50/p99",
+            f"{percentile(lat.signal_to_start, 50) * ms:.1f} / {percentile(lat.signal_to_start, 99) * ms:.1f}",
+            "ms",
+            "server clock only",
+        )
+        rep.figure(
+            f"{label} close->stored p50/p99",
+            f"{percentile(lat.to_stored, 50) * ms:.1f} / {percentile(lat.to_stored, 99) * ms:.1f}",
+            "ms",
+            "monitor: record_analysis done; floor: no-op done",
+        )
     rep.goal("overhead_p50_ratio", ratio(percentile(mon.to_start, 50), percentile(flo.to_start, 50)), 1.2)
     rep.goal("overhead_p99_ratio", ratio(percentile(mon.to_start, 99), percentile(flo.to_start, 99)), 1.2)

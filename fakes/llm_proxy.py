@@ -36,8 +36,8 @@ import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Union
+from datetime import UTC, datetime
+from typing import Any
 
 from aiohttp import web
 
@@ -48,9 +48,9 @@ __all__ = [
     "REASONING_PREFIX",
     "Answer",
     "DecisionAnswer",
+    "FakeLlmProxy",
     "Fault",
     "FaultStep",
-    "FakeLlmProxy",
     "RawAnswer",
     "RecordedRequest",
     "Step",
@@ -133,7 +133,7 @@ class FaultStep:
         return dataclasses.replace(self, delay=seconds)
 
 
-Step = Union[DecisionAnswer, RawAnswer, FaultStep]
+Step = DecisionAnswer | RawAnswer | FaultStep
 DefaultPolicy = Callable[[dict[str, Any]], Step]
 
 
@@ -141,21 +141,28 @@ class Answer:
     """Constructors for well-formed answers (namespace; not instantiated)."""
 
     @staticmethod
-    def decision(decision: str, confidence: Any = 60, *, reasoning: str | None = None,
-                 delay: float = 0.0, **kwargs: Any) -> DecisionAnswer:
+    def decision(
+        decision: str, confidence: Any = 60, *, reasoning: str | None = None, delay: float = 0.0, **kwargs: Any
+    ) -> DecisionAnswer:
         """Any decision word (also the old synonyms, e.g. ``"continue_monitoring"``)."""
-        return DecisionAnswer(decision=decision, confidence=confidence, reasoning=reasoning,
-                              delay=delay, **kwargs)
+        return DecisionAnswer(decision=decision, confidence=confidence, reasoning=reasoning, delay=delay, **kwargs)
 
     @staticmethod
     def wait(confidence: Any = 60, **kwargs: Any) -> DecisionAnswer:
         return Answer.decision("wait", confidence, **kwargs)
 
     @staticmethod
-    def enter(confidence: Any = 85, *, entry: float | None = None, stop_loss: float | None = None,
-              take_profit: list[float] | None = None, **kwargs: Any) -> DecisionAnswer:
-        return Answer.decision("enter_trade", confidence, entry=entry, stop_loss=stop_loss,
-                               take_profit=take_profit, **kwargs)
+    def enter(
+        confidence: Any = 85,
+        *,
+        entry: float | None = None,
+        stop_loss: float | None = None,
+        take_profit: list[float] | None = None,
+        **kwargs: Any,
+    ) -> DecisionAnswer:
+        return Answer.decision(
+            "enter_trade", confidence, entry=entry, stop_loss=stop_loss, take_profit=take_profit, **kwargs
+        )
 
     @staticmethod
     def abandon(confidence: Any = 80, **kwargs: Any) -> DecisionAnswer:
@@ -165,10 +172,14 @@ class Answer:
     bad_setup = abandon
 
     @staticmethod
-    def raw(body: Any, status: int = 200, headers: Mapping[str, str] | None = None,
-            content_type: str | None = None, delay: float = 0.0) -> RawAnswer:
-        return RawAnswer(status=status, body=body, headers=headers, content_type=content_type,
-                         delay=delay)
+    def raw(
+        body: Any,
+        status: int = 200,
+        headers: Mapping[str, str] | None = None,
+        content_type: str | None = None,
+        delay: float = 0.0,
+    ) -> RawAnswer:
+        return RawAnswer(status=status, body=body, headers=headers, content_type=content_type, delay=delay)
 
     @staticmethod
     def delay(seconds: float, answer: Step) -> Step:
@@ -177,15 +188,15 @@ class Answer:
 
 
 BAD_ANSWER_KINDS = (
-    "unknown_decision",        # decision "maybe_later" (or value=)
-    "missing_decision",        # no "decision" key
+    "unknown_decision",  # decision "maybe_later" (or value=)
+    "missing_decision",  # no "decision" key
     "confidence_out_of_range",  # confidence 150 (or value=, e.g. -5)
-    "confidence_not_number",   # confidence "high" (or value=)
-    "missing_confidence",      # no "confidence" key
-    "empty_reasoning",         # reasoning "" (or value=, e.g. "   ")
-    "missing_reasoning",       # no "reasoning" key
-    "missing_data",            # success true, no "data" key
-    "null_data",               # success true, "data": null
+    "confidence_not_number",  # confidence "high" (or value=)
+    "missing_confidence",  # no "confidence" key
+    "empty_reasoning",  # reasoning "" (or value=, e.g. "   ")
+    "missing_reasoning",  # no "reasoning" key
+    "missing_data",  # success true, no "data" key
+    "null_data",  # success true, "data": null
 )
 
 
@@ -193,8 +204,9 @@ class Fault:
     """Constructors for failure modes (namespace; not instantiated)."""
 
     @staticmethod
-    def status(status: int, *, retry_after: int | float | str | None = None, body: Any = None,
-               delay: float = 0.0) -> FaultStep:
+    def status(
+        status: int, *, retry_after: int | float | str | None = None, body: Any = None, delay: float = 0.0
+    ) -> FaultStep:
         """An HTTP error. Default bodies: 500 -> the contract's ``INTERNAL_ERROR`` JSON;
         401/403 -> ``UNAUTHORIZED``/``FORBIDDEN`` JSON; 429 -> ``RATE_LIMITED`` JSON (+ ``Retry-After``
         when given); 502 -> HTML, 503 -> plain text, 504 -> HTML (gateway-style); others -> JSON."""
@@ -224,11 +236,11 @@ class Fault:
         return FaultStep(kind="not_json", body=body, status=status)
 
     @staticmethod
-    def success_false(code: str = "INTERNAL_ERROR", message: str = "analysis failed",
-                      status: int = 200) -> FaultStep:
+    def success_false(code: str = "INTERNAL_ERROR", message: str = "analysis failed", status: int = 200) -> FaultStep:
         """``{"success": false, "error": {...}}`` with HTTP 200 (by default)."""
-        return FaultStep(kind="success_false", status=status,
-                         body={"success": False, "error": {"code": code, "message": message}})
+        return FaultStep(
+            kind="success_false", status=status, body={"success": False, "error": {"code": code, "message": message}}
+        )
 
     @staticmethod
     def bad_answer(kind: str, value: Any = None) -> FaultStep:
@@ -251,8 +263,7 @@ class Fault:
 
 def _request_price(params: Mapping[str, Any]) -> float:
     candle = params.get("candle")
-    for raw in ((candle or {}).get("close") if isinstance(candle, Mapping) else None,
-                params.get("price")):
+    for raw in ((candle or {}).get("close") if isinstance(candle, Mapping) else None, params.get("price")):
         try:
             if raw is not None and raw != "":
                 return float(raw)
@@ -274,16 +285,28 @@ def reanalysis_policy(params: dict[str, Any]) -> Step:
     symbol = params.get("symbol", "?")
     price = _request_price(params)
     if n <= 0:
-        return Answer.wait(55, reasoning=(
-            f"{REASONING_PREFIX}reanalysis {n}: {symbol} at {price:g} has no confirmation yet; "
-            "waiting for the next candle. Deterministic stand-in, not a model."))
+        return Answer.wait(
+            55,
+            reasoning=(
+                f"{REASONING_PREFIX}reanalysis {n}: {symbol} at {price:g} has no confirmation yet; "
+                "waiting for the next candle. Deterministic stand-in, not a model."
+            ),
+        )
     if n == 1:
-        return Answer.wait(62, reasoning=(
-            f"{REASONING_PREFIX}reanalysis {n}: {symbol} at {price:g} is improving but not confirmed; "
-            "waiting one more candle. Deterministic stand-in, not a model."))
-    return Answer.enter(78, reasoning=(
-        f"{REASONING_PREFIX}reanalysis {n}: {symbol} setup confirmed at {price:g}; entering with "
-        "stop 2% below and targets 2% and 4% above. Deterministic stand-in, not a model."))
+        return Answer.wait(
+            62,
+            reasoning=(
+                f"{REASONING_PREFIX}reanalysis {n}: {symbol} at {price:g} is improving but not confirmed; "
+                "waiting one more candle. Deterministic stand-in, not a model."
+            ),
+        )
+    return Answer.enter(
+        78,
+        reasoning=(
+            f"{REASONING_PREFIX}reanalysis {n}: {symbol} setup confirmed at {price:g}; entering with "
+            "stop 2% below and targets 2% and 4% above. Deterministic stand-in, not a model."
+        ),
+    )
 
 
 def always(step: Step) -> DefaultPolicy:
@@ -304,26 +327,41 @@ def _success_envelope(ans: DecisionAnswer, params: Mapping[str, Any], latency_ms
     price = _request_price(params)
     entry = _r(ans.entry if ans.entry is not None else price)
     stop = _r(ans.stop_loss if ans.stop_loss is not None else price * 0.98)
-    tps = [_r(t) for t in ans.take_profit] if ans.take_profit is not None else [
-        _r(price * 1.02), _r(price * 1.04)]
+    tps = [_r(t) for t in ans.take_profit] if ans.take_profit is not None else [_r(price * 1.02), _r(price * 1.04)]
     support = list(ans.support) if ans.support is not None else [_r(price * 0.99)]
     resistance = list(ans.resistance) if ans.resistance is not None else [_r(price * 1.01)]
     risk = entry - stop
     rr = round((tps[-1] - entry) / risk, 2) if tps and risk > 0 else 0
-    reasoning = ans.reasoning if ans.reasoning is not None else (
-        f"{REASONING_PREFIX}scripted {ans.decision} at confidence {ans.confidence}")
-    key_levels = {"entry": entry, "stopLoss": stop, "takeProfit": tps,
-                  "support": support, "resistance": resistance}
-    trade_plan = dict(ans.trade_plan) if ans.trade_plan is not None else {
-        "setup": f"{REASONING_PREFIX}synthetic setup for {params.get('symbol', '?')}",
-        "execution": f"enter at {entry:g}" if ans.decision in ("enter_trade", "enter") else "no entry yet",
-        "invalidation": f"close below {stop:g}",
-        "riskReward": rr,
-    }
-    indicators = dict(ans.technical_indicators) if ans.technical_indicators is not None else {
-        "source": FAKE_MODEL_NAME, "rsi": 50.0, "trend": "neutral"}
-    raw_ai = json.dumps({"decision": ans.decision, "confidence": ans.confidence,
-                         "reasoning": reasoning, "keyLevels": key_levels, "tradePlan": trade_plan})
+    reasoning = (
+        ans.reasoning
+        if ans.reasoning is not None
+        else (f"{REASONING_PREFIX}scripted {ans.decision} at confidence {ans.confidence}")
+    )
+    key_levels = {"entry": entry, "stopLoss": stop, "takeProfit": tps, "support": support, "resistance": resistance}
+    trade_plan = (
+        dict(ans.trade_plan)
+        if ans.trade_plan is not None
+        else {
+            "setup": f"{REASONING_PREFIX}synthetic setup for {params.get('symbol', '?')}",
+            "execution": f"enter at {entry:g}" if ans.decision in ("enter_trade", "enter") else "no entry yet",
+            "invalidation": f"close below {stop:g}",
+            "riskReward": rr,
+        }
+    )
+    indicators = (
+        dict(ans.technical_indicators)
+        if ans.technical_indicators is not None
+        else {"source": FAKE_MODEL_NAME, "rsi": 50.0, "trend": "neutral"}
+    )
+    raw_ai = json.dumps(
+        {
+            "decision": ans.decision,
+            "confidence": ans.confidence,
+            "reasoning": reasoning,
+            "keyLevels": key_levels,
+            "tradePlan": trade_plan,
+        }
+    )
     data: dict[str, Any] = {
         "signalId": ans.signal_id if ans.signal_id is not None else params.get("signalId"),
         "decision": ans.decision,
@@ -332,8 +370,12 @@ def _success_envelope(ans: DecisionAnswer, params: Mapping[str, Any], latency_ms
         "keyLevels": key_levels,
         "tradePlan": trade_plan,
         "technicalIndicators": indicators,
-        "metadata": {"analysisLatencyMs": latency_ms, "tokensUsed": ans.tokens_used,
-                     "modelName": ans.model_name, "rawAiResponse": raw_ai},
+        "metadata": {
+            "analysisLatencyMs": latency_ms,
+            "tokensUsed": ans.tokens_used,
+            "modelName": ans.model_name,
+            "rawAiResponse": raw_ai,
+        },
     }
     if ans.data_overrides:
         data.update(ans.data_overrides)
@@ -365,25 +407,34 @@ def _bad_envelope(kind: str, value: Any, params: Mapping[str, Any], latency_ms: 
 
 
 _GATEWAY_BODIES: dict[int, tuple[str, str]] = {
-    502: ("text/html",
-          "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
-          "<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>fake-gateway</center>\r\n"
-          "</body>\r\n</html>\r\n"),
-    503: ("text/plain",
-          "upstream connect error or disconnect/reset before headers. reset reason: overflow"),
-    504: ("text/html",
-          "<html>\r\n<head><title>504 Gateway Time-out</title></head>\r\n<body>\r\n"
-          "<center><h1>504 Gateway Time-out</h1></center>\r\n<hr><center>fake-gateway</center>\r\n"
-          "</body>\r\n</html>\r\n"),
+    502: (
+        "text/html",
+        "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
+        "<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>fake-gateway</center>\r\n"
+        "</body>\r\n</html>\r\n",
+    ),
+    503: ("text/plain", "upstream connect error or disconnect/reset before headers. reset reason: overflow"),
+    504: (
+        "text/html",
+        "<html>\r\n<head><title>504 Gateway Time-out</title></head>\r\n<body>\r\n"
+        "<center><h1>504 Gateway Time-out</h1></center>\r\n<hr><center>fake-gateway</center>\r\n"
+        "</body>\r\n</html>\r\n",
+    ),
 }
 
-_STATUS_ERROR_CODES = {400: "BAD_REQUEST", 401: "UNAUTHORIZED", 403: "FORBIDDEN", 404: "NOT_FOUND",
-                       405: "METHOD_NOT_ALLOWED", 429: "RATE_LIMITED", 500: "INTERNAL_ERROR"}
+_STATUS_ERROR_CODES = {
+    400: "BAD_REQUEST",
+    401: "UNAUTHORIZED",
+    403: "FORBIDDEN",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    429: "RATE_LIMITED",
+    500: "INTERNAL_ERROR",
+}
 
 
 def _error_body(status: int, message: str) -> dict[str, Any]:
-    return {"success": False,
-            "error": {"code": _STATUS_ERROR_CODES.get(status, f"HTTP_{status}"), "message": message}}
+    return {"success": False, "error": {"code": _STATUS_ERROR_CODES.get(status, f"HTTP_{status}"), "message": message}}
 
 
 @dataclass
@@ -461,9 +512,18 @@ class FakeLlmProxy:
     ``start()`` after ``stop()`` rebinds the same port, so an outage can be simulated.
     """
 
-    def __init__(self, api_key: str = DEFAULT_API_KEY, *, host: str = "127.0.0.1", port: int = 0,
-                 path: str = DEFAULT_PATH, default: DefaultPolicy = reanalysis_policy,
-                 answer_delay: float = 0.0, shutdown_timeout: float = 2.0, backlog: int = 1024) -> None:
+    def __init__(
+        self,
+        api_key: str = DEFAULT_API_KEY,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        path: str = DEFAULT_PATH,
+        default: DefaultPolicy = reanalysis_policy,
+        answer_delay: float = 0.0,
+        shutdown_timeout: float = 2.0,
+        backlog: int = 1024,
+    ) -> None:
         if not api_key:
             raise ValueError("api_key must be a non-empty string")
         self._api_key = api_key
@@ -510,12 +570,12 @@ class FakeLlmProxy:
         self._new_request = asyncio.Event()
         app = web.Application()
         app.router.add_route("*", self.path, self._handle)
-        runner = web.AppRunner(app, access_log=None, handler_cancellation=True,
-                               shutdown_timeout=self._shutdown_timeout)
+        runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=self._shutdown_timeout)
         await runner.setup()
         # after a stop(), start() again binds the same port, so proxy.url stays valid (outage tests)
-        site = web.TCPSite(runner, self.host, self.port if self.port is not None else self._requested_port,
-                           backlog=self._backlog)
+        site = web.TCPSite(
+            runner, self.host, self.port if self.port is not None else self._requested_port, backlog=self._backlog
+        )
         try:
             await site.start()
         except BaseException:
@@ -605,18 +665,24 @@ class FakeLlmProxy:
         return self.completed / span if span > 0 else 0.0
 
     def stats(self) -> dict[str, Any]:
-        span = (self._last_end - self._first_start
-                if self._first_start is not None and self._last_end is not None else 0.0)
-        return {"calls": self.calls, "completed": self.completed, "in_flight": self.in_flight,
-                "max_in_flight": self.max_in_flight, "status_counts": dict(self.status_counts),
-                "outcome_counts": dict(self.outcome_counts), "elapsed_s": round(span, 6),
-                "calls_per_second": round(self.calls_per_second, 3)}
+        span = (
+            self._last_end - self._first_start if self._first_start is not None and self._last_end is not None else 0.0
+        )
+        return {
+            "calls": self.calls,
+            "completed": self.completed,
+            "in_flight": self.in_flight,
+            "max_in_flight": self.max_in_flight,
+            "status_counts": dict(self.status_counts),
+            "outcome_counts": dict(self.outcome_counts),
+            "elapsed_s": round(span, 6),
+            "calls_per_second": round(self.calls_per_second, 3),
+        }
 
     def requests_for(self, signal_id: Any) -> list[RecordedRequest]:
         return [r for r in self.requests if r.signal_id == signal_id]
 
-    async def wait_for_requests(self, n: int, timeout: float = 5.0,
-                                signal_id: Any = ...) -> list[RecordedRequest]:
+    async def wait_for_requests(self, n: int, timeout: float = 5.0, signal_id: Any = ...) -> list[RecordedRequest]:
         """Wait until at least ``n`` requests (for ``signal_id`` if given) were received."""
         assert self._new_request is not None, "not started"
 
@@ -630,7 +696,7 @@ class FakeLlmProxy:
 
         try:
             await asyncio.wait_for(_wait(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise AssertionError(f"expected {n} requests within {timeout}s, got {len(matching())}") from None
         return matching()
 
@@ -642,7 +708,7 @@ class FakeLlmProxy:
         assert self._stopping is not None
         try:
             await asyncio.wait_for(self._stopping.wait(), seconds)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return
         raise _Stopping()
 
@@ -666,9 +732,16 @@ class FakeLlmProxy:
             if k == "authorization":
                 continue
             headers[k] = f"{headers[k]}, {v}" if k in headers else v
-        rec = RecordedRequest(method=request.method, path=request.path, headers=headers,
-                              authorized=self._authorized(request), body=None, body_text=None,
-                              received_at=datetime.now(timezone.utc), monotonic=now)
+        rec = RecordedRequest(
+            method=request.method,
+            path=request.path,
+            headers=headers,
+            authorized=self._authorized(request),
+            body=None,
+            body_text=None,
+            received_at=datetime.now(UTC),
+            monotonic=now,
+        )
         self.requests.append(rec)
         try:
             raw = await request.read()
@@ -694,22 +767,33 @@ class FakeLlmProxy:
             self.outcome_counts[rec.outcome] += 1
             if rec.status is not None:
                 self.status_counts[rec.status] += 1
-            log.debug("fake llm-proxy %s %s signal=%s -> %s (%s)", rec.method, rec.path,
-                      rec.signal_id, rec.status, rec.outcome)
+            log.debug(
+                "fake llm-proxy %s %s signal=%s -> %s (%s)",
+                rec.method,
+                rec.path,
+                rec.signal_id,
+                rec.status,
+                rec.outcome,
+            )
 
     def _reply(self, rec: RecordedRequest, rendered: _Rendered, outcome: str = "answered") -> web.Response:
         rec.status, rec.outcome = rendered.status, outcome
-        return web.Response(status=rendered.status, body=rendered.body,
-                            content_type=rendered.content_type, headers=rendered.headers)
+        return web.Response(
+            status=rendered.status, body=rendered.body, content_type=rendered.content_type, headers=rendered.headers
+        )
 
     async def _respond(self, request: web.Request, rec: RecordedRequest) -> web.StreamResponse:
         if request.method != "POST":
             rec.outcome = "rejected"
-            return self._reply(rec, _Rendered(405, *_encode(_error_body(405, "Method not allowed"), None),
-                                              headers={"Allow": "POST"}), "rejected")
+            return self._reply(
+                rec,
+                _Rendered(405, *_encode(_error_body(405, "Method not allowed"), None), headers={"Allow": "POST"}),
+                "rejected",
+            )
         if not rec.authorized:
-            return self._reply(rec, _Rendered(401, *_encode(
-                _error_body(401, "Invalid or missing API key"), None)), "rejected")
+            return self._reply(
+                rec, _Rendered(401, *_encode(_error_body(401, "Invalid or missing API key"), None)), "rejected"
+            )
         body = rec.body
         problem = None
         if not isinstance(body, dict):
@@ -751,8 +835,7 @@ class FakeLlmProxy:
 
         if isinstance(step, FaultStep) and step.kind in ("truncated", "slow_trickle"):
             inner = step.then if step.then is not None else self.default(params)
-            if isinstance(inner, FaultStep) and inner.kind in ("timeout", "disconnect", "truncated",
-                                                               "slow_trickle"):
+            if isinstance(inner, FaultStep) and inner.kind in ("timeout", "disconnect", "truncated", "slow_trickle"):
                 raise RuntimeError(f"fake llm-proxy: cannot {step.kind} a {inner.kind} step")
             if step.kind == "slow_trickle":
                 rendered = self._render(inner, params, started)
@@ -760,8 +843,9 @@ class FakeLlmProxy:
             rendered = self._render(inner, params, started)
             half = rendered.body[: max(1, len(rendered.body) // 2)]
             if not step.abort:
-                return self._reply(rec, _Rendered(rendered.status, half, rendered.content_type,
-                                                  rendered.headers), "truncated")
+                return self._reply(
+                    rec, _Rendered(rendered.status, half, rendered.content_type, rendered.headers), "truncated"
+                )
             rec.status, rec.outcome = rendered.status, "truncated"
             resp = web.StreamResponse(status=rendered.status, headers=rendered.headers)
             resp.content_type = rendered.content_type
@@ -775,8 +859,9 @@ class FakeLlmProxy:
 
         return self._reply(rec, self._render(step, params, started))
 
-    async def _trickle(self, request: web.Request, rec: RecordedRequest, rendered: _Rendered,
-                       seconds: float, chunks: int) -> web.StreamResponse:
+    async def _trickle(
+        self, request: web.Request, rec: RecordedRequest, rendered: _Rendered, seconds: float, chunks: int
+    ) -> web.StreamResponse:
         rec.status, rec.outcome = rendered.status, "answered"
         resp = web.StreamResponse(status=rendered.status, headers=rendered.headers)
         resp.content_type = rendered.content_type
@@ -784,7 +869,7 @@ class FakeLlmProxy:
         await resp.prepare(request)
         data = rendered.body
         size = max(1, -(-len(data) // chunks))
-        pieces = [data[i:i + size] for i in range(0, len(data), size)] or [b""]
+        pieces = [data[i : i + size] for i in range(0, len(data), size)] or [b""]
         pause = seconds / max(1, len(pieces))
         for piece in pieces:
             await self._sleep(pause)
@@ -810,14 +895,22 @@ class FakeLlmProxy:
             if status in _GATEWAY_BODIES:
                 ctype, text = _GATEWAY_BODIES[status]
                 return _Rendered(status, text.encode(), ctype, headers)
-            message = {500: "Analysis failed: upstream model error (fake llm-proxy)",
-                       401: "Invalid or missing API key", 403: "Forbidden",
-                       429: "Rate limit exceeded"}.get(status, f"HTTP {status} (fake llm-proxy)")
+            message = {
+                500: "Analysis failed: upstream model error (fake llm-proxy)",
+                401: "Invalid or missing API key",
+                403: "Forbidden",
+                429: "Rate limit exceeded",
+            }.get(status, f"HTTP {status} (fake llm-proxy)")
             return _Rendered(status, *_encode(_error_body(status, message), None), headers=headers)
         if step.kind == "not_json":
-            text = step.body if step.body is not None else (
-                "<!DOCTYPE html><html><head><title>Welcome</title></head>"
-                "<body><h1>It works!</h1><p>fake llm-proxy: not JSON</p></body></html>")
+            text = (
+                step.body
+                if step.body is not None
+                else (
+                    "<!DOCTYPE html><html><head><title>Welcome</title></head>"
+                    "<body><h1>It works!</h1><p>fake llm-proxy: not JSON</p></body></html>"
+                )
+            )
             return _Rendered(step.status or 200, text.encode(), "text/html")
         if step.kind == "success_false":
             return _Rendered(step.status or 200, *_encode(step.body, None))
@@ -833,8 +926,7 @@ class FakeLlmProxy:
 
 
 async def _serve(args: argparse.Namespace) -> None:
-    proxy = FakeLlmProxy(api_key=args.api_key, host=args.host, port=args.port, path=args.path,
-                         answer_delay=args.delay)
+    proxy = FakeLlmProxy(api_key=args.api_key, host=args.host, port=args.port, path=args.path, answer_delay=args.delay)
     await proxy.start()
     print(f"fake llm-proxy (deterministic stand-in, NOT a model) listening on {proxy.url}", flush=True)
     stop = asyncio.Event()
@@ -852,20 +944,25 @@ async def _serve(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m fakes.llm_proxy",
-                                description="Deterministic local stand-in for llm-proxy analyze-signal.")
+    p = argparse.ArgumentParser(
+        prog="python -m fakes.llm_proxy", description="Deterministic local stand-in for llm-proxy analyze-signal."
+    )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8787, help="0 picks a free port")
-    p.add_argument("--api-key", default=os.environ.get("FAKE_LLM_PROXY_API_KEY"),
-                   help="bearer key to require (default: $FAKE_LLM_PROXY_API_KEY)")
+    p.add_argument(
+        "--api-key",
+        default=os.environ.get("FAKE_LLM_PROXY_API_KEY"),
+        help="bearer key to require (default: $FAKE_LLM_PROXY_API_KEY)",
+    )
     p.add_argument("--delay", type=float, default=0.0, help="seconds to wait before every answer")
     p.add_argument("--path", default=DEFAULT_PATH)
     p.add_argument("--log-level", default="INFO")
     args = p.parse_args(argv)
     if not args.api_key:
         p.error("--api-key (or FAKE_LLM_PROXY_API_KEY) is required")
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=args.log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     try:
         asyncio.run(_serve(args))
     except KeyboardInterrupt:  # pragma: no cover

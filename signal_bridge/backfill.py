@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import httpx
 from pydantic import ValidationError
@@ -30,15 +31,28 @@ class RestError(Exception):
 def row_to_k(symbol: str, interval: str, row: list) -> dict:
     """A REST row as the `k` object of a closed kline (REST has no f, L)."""
     return {
-        "t": row[0], "T": row[6], "s": symbol, "i": interval,
-        "o": row[1], "h": row[2], "l": row[3], "c": row[4], "v": row[5],
-        "n": row[8], "x": True, "q": row[7], "V": row[9], "Q": row[10], "B": row[11],
+        "t": row[0],
+        "T": row[6],
+        "s": symbol,
+        "i": interval,
+        "o": row[1],
+        "h": row[2],
+        "l": row[3],
+        "c": row[4],
+        "v": row[5],
+        "n": row[8],
+        "x": True,
+        "q": row[7],
+        "V": row[9],
+        "Q": row[10],
+        "B": row[11],
     }
 
 
 class Backfiller:
-    def __init__(self, cfg: BridgeConfig, stats: BridgeStats, router: CloseRouter,
-                 http: httpx.AsyncClient | None = None) -> None:
+    def __init__(
+        self, cfg: BridgeConfig, stats: BridgeStats, router: CloseRouter, http: httpx.AsyncClient | None = None
+    ) -> None:
         self.cfg, self.stats, self.router = cfg, stats, router
         self.http = http or httpx.AsyncClient(
             base_url=cfg.rest_url,
@@ -75,13 +89,20 @@ class Backfiller:
             self.stats.rest_errors += 1
             emit("bridge.backfill_failed", logging.WARNING, reason=reason, streams=len(keys), error=repr(exc)[:200])
             return 0
-        results = await asyncio.gather(*(self._one(key, server_time, before[key]) for key in sorted(keys)),
-                                       return_exceptions=True)
+        results = await asyncio.gather(
+            *(self._one(key, server_time, before[key]) for key in sorted(keys)), return_exceptions=True
+        )
         forwarded = sum(1 for r in results if r is True)
         errors = [r for r in results if isinstance(r, BaseException)]
         self.stats.rest_errors += len(errors)
-        emit("bridge.backfill", reason=reason, streams=len(keys), forwarded=forwarded, errors=len(errors),
-             **({"first_error": repr(errors[0])[:200]} if errors else {}))
+        emit(
+            "bridge.backfill",
+            reason=reason,
+            streams=len(keys),
+            forwarded=forwarded,
+            errors=len(errors),
+            **({"first_error": repr(errors[0])[:200]} if errors else {}),
+        )
         return forwarded
 
     async def _one(self, key: StreamKey, server_time: int, before: int | None = None) -> bool:
@@ -140,8 +161,15 @@ class Backfiller:
                 for t in sorted(seen)[:-1000]:
                     seen.discard(t)
             self.stats.exchange_gaps += len(gaps)
-            emit("bridge.exchange_gap", logging.WARNING, symbol=key[0], interval=key[1],
-                 missing=len(gaps), first_t=gaps[0], last_t=gaps[-1])
+            emit(
+                "bridge.exchange_gap",
+                logging.WARNING,
+                symbol=key[0],
+                interval=key[1],
+                missing=len(gaps),
+                first_t=gaps[0],
+                last_t=gaps[-1],
+            )
 
     async def _get(self, path: str, params: dict[str, Any]) -> Any:
         for attempt in range(1, self.cfg.rest_max_attempts + 1):
@@ -154,11 +182,16 @@ class Backfiller:
                 retry_after = _retry_after(resp)
                 self.stats.rest_rate_limited += 1
                 self._paused_until = max(self._paused_until, time.monotonic() + retry_after)
-                emit("bridge.rest_rate_limited", logging.WARNING, status=resp.status_code,
-                     retry_after_s=retry_after, attempt=attempt)
+                emit(
+                    "bridge.rest_rate_limited",
+                    logging.WARNING,
+                    status=resp.status_code,
+                    retry_after_s=retry_after,
+                    attempt=attempt,
+                )
                 continue
             if resp.status_code >= 500:
-                await asyncio.sleep(min(5.0, 0.5 * 2 ** attempt))
+                await asyncio.sleep(min(5.0, 0.5 * 2**attempt))
                 continue
             if resp.status_code != 200:
                 raise RestError(f"{path} {params.get('symbol', '')} {resp.status_code} {resp.text[:120]}")

@@ -19,7 +19,7 @@ class Backoff:
         self._rng = rng or random.Random()
 
     def next_delay(self) -> float:
-        ceiling = min(self.maximum, self.initial * self.factor ** self.attempt)
+        ceiling = min(self.maximum, self.initial * self.factor**self.attempt)
         self.attempt += 1
         return ceiling / 2 + self._rng.uniform(0, ceiling / 2)
 

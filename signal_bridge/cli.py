@@ -23,12 +23,21 @@ ENV_HELP = """environment:
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="signal-monitor bridge", description=__doc__, epilog=ENV_HELP,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="signal-monitor bridge",
+        description=__doc__,
+        epilog=ENV_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     # A positional word rather than a flag: `signal-monitor bridge` hands over its remaining
     # arguments with argparse.REMAINDER, which cannot start with an option.
-    p.add_argument("action", nargs="?", choices=("run", "config"), default="run",
-                   help="run (default) or config: print the effective settings and exit")
+    p.add_argument(
+        "action",
+        nargs="?",
+        choices=("run", "config"),
+        default="run",
+        help="run (default) or config: print the effective settings and exit",
+    )
     return p.parse_args(argv)
 
 

@@ -4,8 +4,8 @@ knob is `SIGNAL_BRIDGE_*`. Defaults are the values that are safe against the rea
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Mapping
 
 from workflows.names import WORKFLOW_TYPE
 

@@ -10,7 +10,7 @@ import itertools
 import json
 import logging
 import time
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import websockets
 from websockets.asyncio.client import ClientConnection
@@ -75,7 +75,7 @@ class StreamConnection:
         if self._reader is not None:
             try:
                 await asyncio.wait_for(asyncio.shield(self._reader), timeout=3)
-            except (asyncio.TimeoutError, asyncio.CancelledError):
+            except (TimeoutError, asyncio.CancelledError):
                 self._reader.cancel()
 
     # ---- control ---------------------------------------------------------------------------
@@ -170,13 +170,14 @@ class StreamConnection:
         # Log the first few in full, then every 100th: a flood must not flood the logs too.
         self._malformed_logged += 1
         if self._malformed_logged <= 5 or self._malformed_logged % 100 == 0:
-            emit("bridge.malformed_frame", logging.WARNING, conn=self.name, reason=exc,
-                 count=self.stats.malformed_frames)
+            emit(
+                "bridge.malformed_frame", logging.WARNING, conn=self.name, reason=exc, count=self.stats.malformed_frames
+            )
 
 
 def _batches(items: list[str], size: int) -> Iterable[list[str]]:
     for i in range(0, len(items), size):
-        yield items[i:i + size]
+        yield items[i : i + size]
 
 
 def _dumps(method: str, params: list[str], req_id: int) -> str:

@@ -8,9 +8,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Iterable
 
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
@@ -47,14 +47,15 @@ class Delivery:
         self._sem = asyncio.Semaphore(cfg.signal_concurrency)
 
     def start(self) -> None:
-        self._tasks = [asyncio.create_task(self._worker(), name=f"bridge-signal-{i}")
-                       for i in range(self.cfg.signal_concurrency)]
+        self._tasks = [
+            asyncio.create_task(self._worker(), name=f"bridge-signal-{i}") for i in range(self.cfg.signal_concurrency)
+        ]
         self._tasks.append(asyncio.create_task(self._retry_loop(), name="bridge-signal-retry"))
 
     async def stop(self, drain_timeout: float = 2.0) -> None:
         try:
             await asyncio.wait_for(self._queue.join(), timeout=drain_timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
         for task in self._tasks:
             task.cancel()
@@ -123,8 +124,16 @@ class Delivery:
         self._retry[slot] = close
         self._retry_wake.set()
         if self.stats.signal_failures <= 5 or self.stats.signal_failures % 100 == 0:
-            emit("bridge.signal_failed", logging.WARNING, workflow_id=slot[0], symbol=close.key[0],
-                 interval=close.key[1], t=close.t, error=repr(exc)[:200], failures=self.stats.signal_failures)
+            emit(
+                "bridge.signal_failed",
+                logging.WARNING,
+                workflow_id=slot[0],
+                symbol=close.key[0],
+                interval=close.key[1],
+                t=close.t,
+                error=repr(exc)[:200],
+                failures=self.stats.signal_failures,
+            )
 
     def _drop_retry(self, slot: Slot, close: Close, superseded: bool) -> None:
         if self._retry.get(slot) is close:

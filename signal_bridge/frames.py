@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -48,7 +48,7 @@ class ServerShutdown:
     event_ms: int | None
 
 
-Frame = Union[KlineEvent, ControlReply, ServerShutdown]
+Frame = KlineEvent | ControlReply | ServerShutdown
 
 
 class Malformed(Exception):
@@ -64,7 +64,7 @@ def parse_frame(text: str | bytes) -> Frame:
         raise Malformed("invalid_json", str(exc)[:80]) from None
     if not isinstance(msg, dict):
         raise Malformed("not_an_object")
-    if "id" in msg and ("result" in msg or "error" in msg) or ("error" in msg and "data" not in msg):
+    if ("id" in msg and ("result" in msg or "error" in msg)) or ("error" in msg and "data" not in msg):
         error = msg.get("error")
         if error is not None and not isinstance(error, dict):
             error = {"msg": str(error)}

@@ -44,7 +44,8 @@ class BridgeMetrics:
         self._malformed = meter.create_counter(PREFIX + "malformed_frames", "bad frames skipped, by kind")
         self._gauges = {name: meter.create_gauge(PREFIX + name, desc) for name, (_, desc) in GAUGES.items()}
         self._latency = meter.create_histogram_timedelta(
-            PREFIX + "close_to_signal_latency", "close frame (or REST row) received -> signal accepted")
+            PREFIX + "close_to_signal_latency", "close frame (or REST row) received -> signal accepted"
+        )
         self._last: dict[str, int] = {}
         self._last_malformed: dict[str, int] = {}
         stats.latency_hook = self._observe_latency

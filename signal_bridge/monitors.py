@@ -38,8 +38,13 @@ class MonitorDirectory:
             if not is_valid_symbol(symbol) or not is_valid_interval(interval):
                 if wf.id not in self._warned:
                     self._warned.add(wf.id)
-                    emit("bridge.monitor_unwatchable", logging.WARNING, workflow_id=wf.id,
-                         symbol=symbol, interval=interval)
+                    emit(
+                        "bridge.monitor_unwatchable",
+                        logging.WARNING,
+                        workflow_id=wf.id,
+                        symbol=symbol,
+                        interval=interval,
+                    )
                 continue
             found[(symbol, interval)].add(wf.id)
             count += 1

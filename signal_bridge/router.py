@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from workflows.candles import INTERVAL_MS
 
@@ -23,8 +23,14 @@ RequestBackfill = Callable[[set[StreamKey], str], None]
 
 
 class CloseRouter:
-    def __init__(self, directory: MonitorDirectory, delivery: Delivery, stats: BridgeStats,
-                 capacity: int, missing_close_grace: float) -> None:
+    def __init__(
+        self,
+        directory: MonitorDirectory,
+        delivery: Delivery,
+        stats: BridgeStats,
+        capacity: int,
+        missing_close_grace: float,
+    ) -> None:
         self.directory, self.delivery, self.stats = directory, delivery, stats
         self.seen = SeenCloses(capacity)
         self.high_water: dict[StreamKey, int] = {}  # newest open time forwarded per stream
@@ -52,7 +58,15 @@ class CloseRouter:
         if source == "rest":
             self.stats.backfilled += 1
         self.delivery.submit(Close(ev.key, t, ev.k, received_at or time.monotonic(), source), monitors)
-        emit("bridge.close", logging.DEBUG, symbol=ev.key[0], interval=ev.key[1], t=t, source=source, monitors=len(monitors))
+        emit(
+            "bridge.close",
+            logging.DEBUG,
+            symbol=ev.key[0],
+            interval=ev.key[1],
+            t=t,
+            source=source,
+            monitors=len(monitors),
+        )
         return True
 
     def _check_missing(self, ev: KlineEvent) -> None:

@@ -52,8 +52,13 @@ async def run_bridge(
 
     subs = SubscriptionManager(cfg, stats, router.on_kline, on_connected)
     delivery.start()
-    emit("bridge.starting", ws=cfg.ws_url, rest=cfg.rest_url, refresh_s=cfg.refresh_seconds,
-         streams_per_connection=cfg.streams_per_connection)
+    emit(
+        "bridge.starting",
+        ws=cfg.ws_url,
+        rest=cfg.rest_url,
+        refresh_s=cfg.refresh_seconds,
+        streams_per_connection=cfg.streams_per_connection,
+    )
     reporter = asyncio.create_task(_report(cfg, stats, stop), name="bridge-stats")
     try:
         while not stop.is_set():
@@ -61,8 +66,9 @@ async def run_bridge(
                 by_stream = await asyncio.wait_for(directory.refresh(), timeout=max(10.0, cfg.refresh_seconds))
             except Exception as exc:  # Temporal unreachable for a while: keep what we watch
                 stats.visibility_errors += 1
-                emit("bridge.visibility_failed", logging.WARNING, error=repr(exc)[:200],
-                     failures=stats.visibility_errors)
+                emit(
+                    "bridge.visibility_failed", logging.WARNING, error=repr(exc)[:200], failures=stats.visibility_errors
+                )
             else:
                 subs.update(stream_name(symbol, interval) for symbol, interval in by_stream)
                 delivery.forget_ended(set().union(*by_stream.values()) if by_stream else set())
@@ -93,7 +99,21 @@ async def _report(cfg: BridgeConfig, stats: BridgeStats, stop: asyncio.Event) ->
 
 def _log_stats(stats: BridgeStats, event: str) -> None:
     snap = stats.snapshot()
-    keys = ("monitors_watched", "streams_watched", "connections_open", "connects", "reconnects", "rotations",
-            "closes_received", "closes_forwarded", "duplicates_dropped", "backfilled", "signals_sent",
-            "signals_not_found", "signal_failures", "malformed_frames", "exchange_gaps")
+    keys = (
+        "monitors_watched",
+        "streams_watched",
+        "connections_open",
+        "connects",
+        "reconnects",
+        "rotations",
+        "closes_received",
+        "closes_forwarded",
+        "duplicates_dropped",
+        "backfilled",
+        "signals_sent",
+        "signals_not_found",
+        "signal_failures",
+        "malformed_frames",
+        "exchange_gaps",
+    )
     emit(event, **{k: snap[k] for k in keys}, latency_ms=snap["signal_latency_ms"] or "-")

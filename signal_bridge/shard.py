@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 from .backoff import AttemptBudget, Backoff
 from .config import BridgeConfig
@@ -20,8 +20,16 @@ OnConnected = Callable[[set[str], str], Awaitable[None] | None]  # (streams, rea
 
 
 class Shard:
-    def __init__(self, index: int, cfg: BridgeConfig, stats: BridgeStats, on_kline: OnKline,
-                 on_connected: OnConnected, budget: AttemptBudget, backfill_first_connect: bool) -> None:
+    def __init__(
+        self,
+        index: int,
+        cfg: BridgeConfig,
+        stats: BridgeStats,
+        on_kline: OnKline,
+        on_connected: OnConnected,
+        budget: AttemptBudget,
+        backfill_first_connect: bool,
+    ) -> None:
         self.index, self.cfg, self.stats = index, cfg, stats
         self.on_kline, self.on_connected, self.budget = on_kline, on_connected, budget
         self.backfill_first_connect = backfill_first_connect
@@ -48,7 +56,7 @@ class Shard:
         if self._task is not None:
             try:
                 await asyncio.wait_for(self._task, timeout=5)
-            except (asyncio.TimeoutError, asyncio.CancelledError):
+            except (TimeoutError, asyncio.CancelledError):
                 self._task.cancel()
 
     # ---- lifecycle -------------------------------------------------------------------------
@@ -67,8 +75,14 @@ class Shard:
                 if reason == "stop":
                     return
                 delay = self._backoff.next_delay()
-                emit("bridge.reconnecting", logging.WARNING, shard=self.index, code=conn.close_code,
-                     reason=conn.close_reason or "-", delay_s=round(delay, 2))
+                emit(
+                    "bridge.reconnecting",
+                    logging.WARNING,
+                    shard=self.index,
+                    code=conn.close_code,
+                    reason=conn.close_reason or "-",
+                    delay_s=round(delay, 2),
+                )
                 if await self._sleep_or_stop(delay):
                     return
         finally:
@@ -102,7 +116,7 @@ class Shard:
                 self._changed.clear()
                 try:
                     await conn.sync(self.desired)
-                except (ConnectionError, asyncio.TimeoutError) as exc:
+                except (TimeoutError, ConnectionError) as exc:
                     emit("bridge.sync_failed", logging.WARNING, shard=self.index, error=repr(exc))
                     await conn.close()
                     continue
@@ -141,8 +155,13 @@ class Shard:
                 self.stats.connect_failures += 1
                 await conn.close()
                 delay = self._backoff.next_delay()
-                emit("bridge.connect_failed", logging.WARNING, shard=self.index, error=repr(exc)[:200],
-                     delay_s=round(delay, 2))
+                emit(
+                    "bridge.connect_failed",
+                    logging.WARNING,
+                    shard=self.index,
+                    error=repr(exc)[:200],
+                    delay_s=round(delay, 2),
+                )
                 if await self._sleep_or_stop(delay):
                     return None
         return None
@@ -170,5 +189,5 @@ class Shard:
         try:
             await asyncio.wait_for(self._stopping.wait(), timeout=delay)
             return True
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return False

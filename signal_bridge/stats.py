@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import collections
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
-from typing import Callable, Optional
 
 
 @dataclass
@@ -49,7 +49,7 @@ class BridgeStats:
     # operator or a test checks for a lost or doubled close.
     recent_forwards: collections.deque = field(default_factory=lambda: collections.deque(maxlen=10_000))
     # Called with (ms, stream key) for each delivered signal (the Prometheus histogram).
-    latency_hook: Optional[Callable[[float, tuple[str, str]], None]] = field(default=None, repr=False)
+    latency_hook: Callable[[float, tuple[str, str]], None] | None = field(default=None, repr=False)
 
     def record_latency(self, ms: float, key: tuple[str, str]) -> None:
         self.signal_latency_ms.append(ms)

@@ -5,7 +5,7 @@ an unsubscribe/subscribe gap), and an emptied shard's connection is closed."""
 from __future__ import annotations
 
 import asyncio
-from typing import Iterable
+from collections.abc import Iterable
 
 from .backoff import AttemptBudget
 from .config import BridgeConfig
@@ -23,6 +23,8 @@ class SubscriptionManager:
         self.assignment: dict[str, Shard] = {}
         self.budget = AttemptBudget(cfg.connect_attempts_per_5min)
         self._next_index = 0
+        # Shards being stopped in the background: held so the task is not garbage-collected mid-stop.
+        self._stopping: set[asyncio.Future[None]] = set()
         self._initial = True  # shards created by the first update are backfilled on connect
 
     def update(self, desired: Iterable[str]) -> None:
@@ -36,8 +38,15 @@ class SubscriptionManager:
         for stream in added:
             shard = next((s for s in self.shards if len(s.desired) < self.cfg.streams_per_connection), None)
             if shard is None:
-                shard = Shard(self._next_index, self.cfg, self.stats, self.on_kline, self.on_connected,
-                              self.budget, backfill_first_connect=self._initial and self.cfg.backfill_on_start)
+                shard = Shard(
+                    self._next_index,
+                    self.cfg,
+                    self.stats,
+                    self.on_kline,
+                    self.on_connected,
+                    self.budget,
+                    backfill_first_connect=self._initial and self.cfg.backfill_on_start,
+                )
                 self._next_index += 1
                 self.shards.append(shard)
             shard.desired.add(stream)
@@ -49,15 +58,16 @@ class SubscriptionManager:
         for shard in changed:
             if not shard.desired:
                 self.shards.remove(shard)
-                asyncio.ensure_future(shard.stop())
+                stopping = asyncio.ensure_future(shard.stop())
+                self._stopping.add(stopping)
+                stopping.add_done_callback(self._stopping.discard)
             elif shard._task is None:
                 shard.start()
             else:
                 shard.set_desired(shard.desired)
         self.stats.streams_watched = len(self.assignment)
         if changed:
-            emit("bridge.streams", watched=len(self.assignment), added=len(added),
-                 shards=len(self.shards))
+            emit("bridge.streams", watched=len(self.assignment), added=len(added), shards=len(self.shards))
 
     async def stop(self) -> None:
         await asyncio.gather(*(s.stop() for s in self.shards), return_exceptions=True)

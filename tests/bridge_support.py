@@ -11,7 +11,7 @@ import subprocess
 import sys
 import uuid
 from collections import Counter
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 from temporalio.client import Client
 
@@ -81,8 +81,9 @@ def bridge_env(fake: FakeBinance, task_queue: str, temporal_address: str, **knob
 
 def start_bridge_process(env: dict[str, str], log_path: str) -> subprocess.Popen:
     log = open(log_path, "wb")
-    return subprocess.Popen([sys.executable, "-m", "workers.cli", "bridge"], env=env, stdout=log,
-                            stderr=subprocess.STDOUT, cwd=os.getcwd())
+    return subprocess.Popen(
+        [sys.executable, "-m", "workers.cli", "bridge"], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=os.getcwd()
+    )
 
 
 def kill(proc: subprocess.Popen) -> None:

@@ -15,9 +15,9 @@ import os
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterable, Mapping, Optional
 
 import asyncpg
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
@@ -59,7 +59,7 @@ class Figures:
     def ok(self) -> bool:
         return not (self.duplicates or self.lost or self.stuck or self.problems)
 
-    def add(self, other: "Figures") -> None:
+    def add(self, other: Figures) -> None:
         for name in ("closes_in", "analyses_stored", "duplicates", "lost", "stuck", "superseded"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.problems.extend(other.problems)
@@ -103,9 +103,7 @@ async def _analyses_figures(db: asyncpg.Connection, exp: Expectation, fig: Figur
     fig.superseded += len(superseded)
     fig.lost += len(lost) + max(0, len(superseded) - exp.superseded_allowed)
     if lost or len(superseded) > exp.superseded_allowed:
-        fig.problems.append(
-            f"{exp.signal_id}: lost {lost}, superseded {superseded} (allowed {exp.superseded_allowed})"
-        )
+        fig.problems.append(f"{exp.signal_id}: lost {lost}, superseded {superseded} (allowed {exp.superseded_allowed})")
     return len(rows)
 
 
@@ -210,6 +208,6 @@ def record(fig: Figures) -> None:
         out.write(json.dumps(entry) + "\n")
 
 
-def closes_between(times: Iterable[int], after_ms: int, until_ms: Optional[int] = None) -> set[int]:
+def closes_between(times: Iterable[int], after_ms: int, until_ms: int | None = None) -> set[int]:
     """Open times of the closes in a window: after the signal's own candle, before an end."""
     return {t for t in times if t > after_ms and (until_ms is None or t <= until_ms)}

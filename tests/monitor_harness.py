@@ -7,9 +7,9 @@ import asyncio
 import contextlib
 import os
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import AsyncIterator, Optional
 
 from temporalio.client import Client, WorkflowHandle
 
@@ -87,7 +87,7 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[No
 
 @contextlib.asynccontextmanager
 async def monitor_stack(
-    client: Client, database_url: str, proxy: Optional[FakeLlmProxy] = None, **overrides
+    client: Client, database_url: str, proxy: FakeLlmProxy | None = None, **overrides
 ) -> AsyncIterator[Monitor]:
     own_proxy = proxy is None
     proxy = proxy or FakeLlmProxy(api_key=TEST_KEY)

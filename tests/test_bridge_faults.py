@@ -4,7 +4,7 @@ exchange itself is logged as a gap, never invented. Each candle is analysed once
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from fakes.binance import FakeBinance
 from fakes.llm_proxy import Answer
@@ -23,14 +23,13 @@ KEY = ("XRPUSDT", "1m")
 
 
 async def test_duplicate_late_dropped_and_missing_candles(client, database_url, db):
-    row = await insert_signal(db, symbol=KEY[0], interval=KEY[1], timestamp=datetime.now(timezone.utc),
-                              max_reanalyses=100)
-    async with FakeBinance(speed=30, auto_series=True) as fake, \
-            monitor_stack(client, database_url) as m:
+    row = await insert_signal(db, symbol=KEY[0], interval=KEY[1], timestamp=datetime.now(UTC), max_reanalyses=100)
+    async with FakeBinance(speed=30, auto_series=True) as fake, monitor_stack(client, database_url) as m:
         m.proxy.script(row.signal_id, *[Answer.wait(55) for _ in range(100)])
         handle = await m.start(row.signal_id)
         cfg = bridge_config(fake, m.task_queue, missing_close_grace=0.3)
         async with running_bridge(client, cfg) as stats:
+
             async def check(condition):
                 assert condition()
 
@@ -40,8 +39,9 @@ async def test_duplicate_late_dropped_and_missing_candles(client, database_url, 
             fake.delay_next_close(*KEY, seconds=0.4)
             await eventually(lambda: check(lambda: fake.stats.closes_delayed >= 1), timeout=20)
             fake.drop_next_close(*KEY)
-            await eventually(lambda: check(lambda: stats.backfilled >= 1 and stats.missing_closes_detected >= 1),
-                             timeout=20)
+            await eventually(
+                lambda: check(lambda: stats.backfilled >= 1 and stats.missing_closes_detected >= 1), timeout=20
+            )
             fake.exchange_gap(*KEY)
             await eventually(lambda: check(lambda: stats.exchange_gaps == 1), timeout=20)
             n = stats.closes_forwarded
@@ -67,6 +67,8 @@ async def test_duplicate_late_dropped_and_missing_candles(client, database_url, 
     assert_each_once(times)
     assert set(times) <= set(fwd)
     assert_fake_rules_kept(fake)
-    print(f"\nfaults: forwarded={snap['closes_forwarded']} duplicates dropped={snap['duplicates_dropped']} "
-          f"missing detected={snap['missing_closes_detected']} backfilled={snap['backfilled']} "
-          f"superseded missed={snap['backfill_missed_candles']} exchange gaps={snap['exchange_gaps']} latency ms={snap['signal_latency_ms']}")
+    print(
+        f"\nfaults: forwarded={snap['closes_forwarded']} duplicates dropped={snap['duplicates_dropped']} "
+        f"missing detected={snap['missing_closes_detected']} backfilled={snap['backfilled']} "
+        f"superseded missed={snap['backfill_missed_candles']} exchange gaps={snap['exchange_gaps']} latency ms={snap['signal_latency_ms']}"
+    )

@@ -4,10 +4,9 @@ Retry-After is obeyed."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from fakes.binance import FakeBinance
 from fakes.llm_proxy import Answer
@@ -29,17 +28,16 @@ IV = 60_000
 
 
 async def test_killed_bridge_restarts_and_backfills_the_missed_close(client, database_url, db, temporal_address):
-    row = await insert_signal(db, symbol="ETHUSDT", interval="1m", timestamp=datetime.now(timezone.utc),
-                              max_reanalyses=100)
+    row = await insert_signal(db, symbol="ETHUSDT", interval="1m", timestamp=datetime.now(UTC), max_reanalyses=100)
     # speed 20: a 1m candle every 3 s.
-    async with FakeBinance(speed=20, auto_series=True) as fake, \
-            monitor_stack(client, database_url) as m:
+    async with FakeBinance(speed=20, auto_series=True) as fake, monitor_stack(client, database_url) as m:
         m.proxy.script(row.signal_id, *[Answer.wait(50 + i % 10) for i in range(100)])
         handle = await m.start(row.signal_id)
         with tempfile.NamedTemporaryFile(prefix="bridge-", suffix=".log", delete=False) as fh:
             log_path = fh.name
         proc = start_bridge_process(bridge_env(fake, m.task_queue, temporal_address), log_path)
         try:
+
             async def two_candles_analysed():
                 assert proc.poll() is None, open(log_path).read()[-3000:]
                 times = await analysed_candles(db, row.signal_id)
@@ -59,6 +57,7 @@ async def test_killed_bridge_restarts_and_backfills_the_missed_close(client, dat
         # The restarted bridge's first REST call is rate limited: it must wait, not hammer.
         fake.rest_rate_limit(times=1, retry_after=1)
         async with running_bridge(client, bridge_config(fake, m.task_queue)) as stats:
+
             async def backfilled():
                 assert stats.backfilled >= 1
                 return [t for _, _, t, src in stats.recent_forwards if src == "rest"]
@@ -83,7 +82,9 @@ async def test_killed_bridge_restarts_and_backfills_the_missed_close(client, dat
     assert_each_once(times)
     assert snap["rest_rate_limited"] == 1
     assert_fake_rules_kept(fake)
-    print(f"\nbridge restart: analysed before kill={len(before)} last={last_seen} backfilled t={missed} "
-          f"(+{(missed - last_seen) // IV} candles) forwarded={snap['closes_forwarded']} "
-          f"backfilled={snap['backfilled']} duplicates dropped={snap['duplicates_dropped']} "
-          f"latency ms={snap['signal_latency_ms']} workflow counts={state['counts']}")
+    print(
+        f"\nbridge restart: analysed before kill={len(before)} last={last_seen} backfilled t={missed} "
+        f"(+{(missed - last_seen) // IV} candles) forwarded={snap['closes_forwarded']} "
+        f"backfilled={snap['backfilled']} duplicates dropped={snap['duplicates_dropped']} "
+        f"latency ms={snap['signal_latency_ms']} workflow counts={state['counts']}"
+    )

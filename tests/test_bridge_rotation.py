@@ -4,7 +4,7 @@ before the age limit, Binance's `serverShutdown` then 1001, and a bare 1001 cut.
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from fakes.binance import FakeBinance
 from fakes.llm_proxy import Answer
@@ -23,15 +23,17 @@ IV = 60_000
 
 
 async def test_rotations_lose_nothing(client, database_url, db):
-    row = await insert_signal(db, symbol="BNBUSDT", interval="1m", timestamp=datetime.now(timezone.utc),
-                              max_reanalyses=100)
-    async with FakeBinance(speed=30, auto_series=True, shutdown_grace=0.5) as fake, \
-            monitor_stack(client, database_url) as m:
+    row = await insert_signal(db, symbol="BNBUSDT", interval="1m", timestamp=datetime.now(UTC), max_reanalyses=100)
+    async with (
+        FakeBinance(speed=30, auto_series=True, shutdown_grace=0.5) as fake,
+        monitor_stack(client, database_url) as m,
+    ):
         m.proxy.script(row.signal_id, *[Answer.wait(55) for _ in range(100)])
         handle = await m.start(row.signal_id)
         # The bridge rotates its own connection every 3 s (the 24 h rule, compressed).
         cfg = bridge_config(fake, m.task_queue, max_connection_age=3.0)
         async with running_bridge(client, cfg) as stats:
+
             async def forwarded(n):
                 times = forwarded_times(stats, "BNBUSDT", "1m")
                 assert len(times) >= n
@@ -63,9 +65,11 @@ async def test_rotations_lose_nothing(client, database_url, db):
     assert fake.stats.age_closes >= 2
     assert_each_once(times)
     assert_fake_rules_kept(fake)
-    print(f"\nrotation: rotations={snap['rotations']} reconnects={snap['reconnects']} forwarded={len(fwd)} "
-          f"duplicates dropped={snap['duplicates_dropped']} backfilled={snap['backfilled']} "
-          f"latency ms={snap['signal_latency_ms']}")
+    print(
+        f"\nrotation: rotations={snap['rotations']} reconnects={snap['reconnects']} forwarded={len(fwd)} "
+        f"duplicates dropped={snap['duplicates_dropped']} backfilled={snap['backfilled']} "
+        f"latency ms={snap['signal_latency_ms']}"
+    )
 
 
 async def _true(condition: bool) -> None:

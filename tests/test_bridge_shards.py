@@ -35,12 +35,17 @@ async def test_more_than_1024_streams_open_two_connections(client):
     async def start(i: int):
         async with sem:
             return await client.start_workflow(
-                WORKFLOW_TYPE, {"signal_id": str(uuid.uuid4())}, id=f"shard-test-{task_queue}-{i}",
-                task_queue=task_queue, execution_timeout=timedelta(minutes=3),
-                search_attributes=TypedSearchAttributes([
-                    SearchAttributePair(sa.SIGNAL_SYMBOL, _symbol(i)),
-                    SearchAttributePair(sa.SIGNAL_INTERVAL, "1m"),
-                ]),
+                WORKFLOW_TYPE,
+                {"signal_id": str(uuid.uuid4())},
+                id=f"shard-test-{task_queue}-{i}",
+                task_queue=task_queue,
+                execution_timeout=timedelta(minutes=3),
+                search_attributes=TypedSearchAttributes(
+                    [
+                        SearchAttributePair(sa.SIGNAL_SYMBOL, _symbol(i)),
+                        SearchAttributePair(sa.SIGNAL_INTERVAL, "1m"),
+                    ]
+                ),
             )
 
     t0 = time.monotonic()
@@ -51,6 +56,7 @@ async def test_more_than_1024_streams_open_two_connections(client):
             # (No REST backfill: 1,025 REST calls are not what this test is about.)
             cfg = bridge_config(fake, task_queue, backfill_on_start=False, backfill_new_streams=False)
             async with running_bridge(client, cfg) as stats:
+
                 async def two_connections_carry_all():
                     assert stats.streams_watched == N
                     sizes = sorted(len(c.streams) for c in fake.connections)
@@ -68,9 +74,25 @@ async def test_more_than_1024_streams_open_two_connections(client):
                 # A close on each connection reaches its monitor.
                 now = fake.clock.now_ms() // 60_000 * 60_000
                 for i in (lone, other):
-                    k = {"t": now - 60_000, "T": now - 1, "s": _symbol(i), "i": "1m", "f": -1, "L": -1,
-                         "o": "1.0", "c": "1.0", "h": "1.0", "l": "1.0", "v": "0", "n": 0, "x": True,
-                         "q": "0", "V": "0", "Q": "0", "B": "0"}
+                    k = {
+                        "t": now - 60_000,
+                        "T": now - 1,
+                        "s": _symbol(i),
+                        "i": "1m",
+                        "f": -1,
+                        "L": -1,
+                        "o": "1.0",
+                        "c": "1.0",
+                        "h": "1.0",
+                        "l": "1.0",
+                        "v": "0",
+                        "n": 0,
+                        "x": True,
+                        "q": "0",
+                        "V": "0",
+                        "Q": "0",
+                        "B": "0",
+                    }
                     await fake.publish(kline_frame(k, now + 300))
 
                 async def delivered():
@@ -87,12 +109,18 @@ async def test_more_than_1024_streams_open_two_connections(client):
                 await eventually(followed, timeout=30, interval=0.25)
                 assert fake.stats.unsubscribe_requests >= 1
             assert_fake_rules_kept(fake)
-            print(f"\nshards: {N} monitors started in {started_s:.1f} s; connections opened="
-                  f"{fake.stats.connections_opened} max streams on one={fake.stats.max_streams_on_a_connection} "
-                  f"control messages={fake.stats.control_messages}")
+            print(
+                f"\nshards: {N} monitors started in {started_s:.1f} s; connections opened="
+                f"{fake.stats.connections_opened} max streams on one={fake.stats.max_streams_on_a_connection} "
+                f"control messages={fake.stats.control_messages}"
+            )
     finally:
-        await client.workflow_service.start_batch_operation(StartBatchOperationRequest(
-            namespace=client.namespace, job_id=str(uuid.uuid4()), reason="test over",
-            visibility_query=f"TaskQueue = '{task_queue}' AND ExecutionStatus = 'Running'",
-            termination_operation=BatchOperationTermination(),
-        ))
+        await client.workflow_service.start_batch_operation(
+            StartBatchOperationRequest(
+                namespace=client.namespace,
+                job_id=str(uuid.uuid4()),
+                reason="test over",
+                visibility_query=f"TaskQueue = '{task_queue}' AND ExecutionStatus = 'Running'",
+                termination_operation=BatchOperationTermination(),
+            )
+        )

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -76,18 +76,17 @@ class Relay:
 
 
 async def test_closes_survive_a_temporal_outage(client, database_url, db, temporal_address):
-    row = await insert_signal(db, symbol=KEY[0], interval=KEY[1], timestamp=datetime.now(timezone.utc),
-                              max_reanalyses=100)
+    row = await insert_signal(db, symbol=KEY[0], interval=KEY[1], timestamp=datetime.now(UTC), max_reanalyses=100)
     relay = Relay(temporal_address)
     address = await relay.start()
     bridge_client = await Client.connect(address, namespace=client.namespace, data_converter=pydantic_data_converter)
     try:
-        async with FakeBinance(speed=30, auto_series=True) as fake, \
-                monitor_stack(client, database_url) as m:
+        async with FakeBinance(speed=30, auto_series=True) as fake, monitor_stack(client, database_url) as m:
             m.proxy.script(row.signal_id, *[Answer.wait(55) for _ in range(100)])
             handle = await m.start(row.signal_id)
             cfg = bridge_config(fake, m.task_queue, signal_timeout=1.0, retry_initial=0.5, retry_max=1.0)
             async with running_bridge(bridge_client, cfg) as stats:
+
                 async def analysed(n):
                     times = await analysed_candles(db, row.signal_id)
                     assert len(times) >= n
@@ -122,9 +121,11 @@ async def test_closes_survive_a_temporal_outage(client, database_url, db, tempor
     assert_each_once(times)
     assert snap["signals_superseded"] >= 1  # older closes of the outage gave way to the newest
     assert_fake_rules_kept(fake)
-    print(f"\ntemporal outage: closes during outage={len(during)} failures={snap['signal_failures']} "
-          f"retried={snap['signals_retried']} superseded={snap['signals_superseded']} "
-          f"visibility errors={snap['visibility_errors']} latency ms={snap['signal_latency_ms']}")
+    print(
+        f"\ntemporal outage: closes during outage={len(during)} failures={snap['signal_failures']} "
+        f"retried={snap['signals_retried']} superseded={snap['signals_superseded']} "
+        f"visibility errors={snap['visibility_errors']} latency ms={snap['signal_latency_ms']}"
+    )
 
 
 async def _true(condition: bool) -> None:

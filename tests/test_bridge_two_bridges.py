@@ -3,7 +3,7 @@ de-duplication makes each candle analysed exactly once."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from fakes.binance import FakeBinance
 from fakes.llm_proxy import Answer
@@ -20,15 +20,17 @@ from tests.support import eventually, insert_signal
 
 
 async def test_two_bridges_each_candle_analysed_once(client, database_url, db):
-    row = await insert_signal(db, symbol="SOLUSDT", interval="1m", timestamp=datetime.now(timezone.utc),
-                              max_reanalyses=100)
+    row = await insert_signal(db, symbol="SOLUSDT", interval="1m", timestamp=datetime.now(UTC), max_reanalyses=100)
     # Pings every second, 2 s to answer: the bridges' connections live on their pongs.
-    async with FakeBinance(speed=30, auto_series=True, ping_interval=1.0, ping_timeout=2.0) as fake, \
-            monitor_stack(client, database_url) as m:
+    async with (
+        FakeBinance(speed=30, auto_series=True, ping_interval=1.0, ping_timeout=2.0) as fake,
+        monitor_stack(client, database_url) as m,
+    ):
         m.proxy.script(row.signal_id, *[Answer.wait(55) for _ in range(100)])
         handle = await m.start(row.signal_id)
         cfg = bridge_config(fake, m.task_queue)
         async with running_bridge(client, cfg) as a, running_bridge(client, cfg) as b:
+
             async def both_delivered_several():
                 common = set(forwarded_times(a, "SOLUSDT", "1m")) & set(forwarded_times(b, "SOLUSDT", "1m"))
                 assert len(common) >= 4 and a.signals_sent >= 4 and b.signals_sent >= 4
@@ -50,6 +52,8 @@ async def test_two_bridges_each_candle_analysed_once(client, database_url, db):
     assert_fake_rules_kept(fake)
     assert fake.stats.connections_opened == 2
     assert a.reconnects == 0 and b.reconnects == 0
-    print(f"\ntwo bridges: A forwarded={a.closes_forwarded} B forwarded={b.closes_forwarded} "
-          f"analysed={len(times)} workflow counts={state['counts']} "
-          f"latency A={a.latency_summary()} B={b.latency_summary()}")
+    print(
+        f"\ntwo bridges: A forwarded={a.closes_forwarded} B forwarded={b.closes_forwarded} "
+        f"analysed={len(times)} workflow counts={state['counts']} "
+        f"latency A={a.latency_summary()} B={b.latency_summary()}"
+    )

@@ -28,7 +28,7 @@ async def test_continue_as_new_keeps_deduplication_and_numbering(client, databas
         while True:
             candle += 1
             await handle.signal("candle_closed", kline(row, candle))
-            state = await eventually(lambda: analysed(candle + 1), timeout=30)
+            state = await eventually(lambda candle=candle: analysed(candle + 1), timeout=30)
             if state.runs > 1:
                 break
             assert candle < 10, "continue-as-new was never suggested"

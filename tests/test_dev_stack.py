@@ -19,9 +19,19 @@ async def test_dev_runs_a_demo_signal_to_a_decision_and_the_ui_link_works(tmp_pa
     for name in ("TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE", "DATABASE_URL", "LLM_PROXY_URL"):
         env.pop(name, None)
     proc = await asyncio.create_subprocess_exec(
-        str(BIN / "signal-monitor"), "dev", "--until-decided", "--speed", "60",
-        "--temporal-port", str(temporal_port), "--ui-port", str(ui_port),
-        env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        str(BIN / "signal-monitor"),
+        "dev",
+        "--until-decided",
+        "--speed",
+        "60",
+        "--temporal-port",
+        str(temporal_port),
+        "--ui-port",
+        str(ui_port),
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     lines: list[str] = []
     ui_status = None
@@ -31,7 +41,8 @@ async def test_dev_runs_a_demo_signal_to_a_decision_and_the_ui_link_works(tmp_pa
                 lines.append(line)
                 link = re.search(r"Temporal UI: (http://\S+)", line)
                 if link:
-                    ui_status = await asyncio.to_thread(lambda: urllib.request.urlopen(link.group(1), timeout=10).status)
+                    url = link.group(1)
+                    ui_status = await asyncio.to_thread(lambda url=url: urllib.request.urlopen(url, timeout=10).status)
             code = await proc.wait()
     finally:
         if proc.returncode is None:
@@ -40,7 +51,9 @@ async def test_dev_runs_a_demo_signal_to_a_decision_and_the_ui_link_works(tmp_pa
     output = "".join(lines)
     assert code == 0, output
     assert ui_status == 200, output
-    assert re.search(rf"Temporal UI: http://localhost:{ui_port}/namespaces/default/workflows/signal-[0-9a-f-]{{36}}", output)
+    assert re.search(
+        rf"Temporal UI: http://localhost:{ui_port}/namespaces/default/workflows/signal-[0-9a-f-]{{36}}", output
+    )
     assert "monitor started by the intake" in output
     assert re.search(r"analysis #1 on candle \d{4}-\d\d-\d\d \d\d:\d\d UTC", output), output
     assert "monitor ended: signal is in_position" in output, output

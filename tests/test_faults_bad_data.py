@@ -36,8 +36,9 @@ async def test_bad_data_ends_each_monitor_with_its_reason(client, database_url, 
 
         handle = await m.start(deleted_trader.signal_id)
         gone = await m.start(deleted_signal.signal_id)
-        await asyncio.gather(eventually(lambda: _analysed(handle, 1), timeout=30),
-                             eventually(lambda: _analysed(gone, 1), timeout=30))
+        await asyncio.gather(
+            eventually(lambda: _analysed(handle, 1), timeout=30), eventually(lambda: _analysed(gone, 1), timeout=30)
+        )
         await db.execute("DELETE FROM traders WHERE id = $1", uuid.UUID(deleted_trader.trader_id))
         await db.execute("DELETE FROM signals WHERE id = $1", uuid.UUID(deleted_signal.signal_id))
         close = kline(deleted_trader, 1)
@@ -50,7 +51,9 @@ async def test_bad_data_ends_each_monitor_with_its_reason(client, database_url, 
         except WorkflowFailureError as err:
             vanished = str(err.cause)
         fig = await assert_three_checks(
-            client, db, "bad data: trader missing or deleted, unknown interval, invalid symbol, signal deleted",
+            client,
+            db,
+            "bad data: trader missing or deleted, unknown interval, invalid symbol, signal deleted",
             [Expectation(r.signal_id, set(), initial=False) for r in (orphan, odd_interval, odd_symbol)]
             + [Expectation(deleted_trader.signal_id, {close["t"]})],
         )
@@ -63,10 +66,14 @@ async def test_bad_data_ends_each_monitor_with_its_reason(client, database_url, 
     )
     assert ended.order_intent_id is None
     assert await signal_status(db, deleted_trader.signal_id) == "failed"
-    assert await db.fetchval("SELECT count(*) FROM order_intents WHERE signal_id = $1::uuid",
-                             deleted_trader.signal_id) == 0
+    assert (
+        await db.fetchval("SELECT count(*) FROM order_intents WHERE signal_id = $1::uuid", deleted_trader.signal_id)
+        == 0
+    )
     # The analysis made after the deletion is kept: it happened, and was paid for.
-    assert await db.fetchval("SELECT count(*) FROM signal_analyses WHERE signal_id = $1::uuid",
-                             deleted_trader.signal_id) == 2
+    assert (
+        await db.fetchval("SELECT count(*) FROM signal_analyses WHERE signal_id = $1::uuid", deleted_trader.signal_id)
+        == 2
+    )
     assert vanished == f"SignalNotFound: signal {deleted_signal.signal_id} not found: deleted while it was monitored"
     assert fig.analyses_stored == 2 and fig.lost == 0 and fig.duplicates == 0

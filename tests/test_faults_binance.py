@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from fakes.binance import FakeBinance
 from fakes.llm_proxy import Answer, always
@@ -25,8 +25,25 @@ INTERVAL = "1m"
 
 def wrong_type_frames(symbol: str, t: int) -> list[str]:
     stream = f"{symbol.lower()}@kline_{INTERVAL}"
-    k = {"t": t, "T": t + 59_999, "s": symbol, "i": INTERVAL, "o": "1", "c": "1", "h": "1", "l": "1",
-         "v": "1", "n": 1, "x": True, "q": "1", "V": "1", "Q": "1", "B": "0", "f": 1, "L": 2}
+    k = {
+        "t": t,
+        "T": t + 59_999,
+        "s": symbol,
+        "i": INTERVAL,
+        "o": "1",
+        "c": "1",
+        "h": "1",
+        "l": "1",
+        "v": "1",
+        "n": 1,
+        "x": True,
+        "q": "1",
+        "V": "1",
+        "Q": "1",
+        "B": "0",
+        "f": 1,
+        "L": 2,
+    }
     bad = [dict(k, t=str(t)), dict(k, x="yes"), dict(k, T=None), dict(k, s=123), dict(k, i=60)]
     frames = [json.dumps({"stream": stream, "data": {"e": "kline", "E": t, "s": symbol, "k": b}}) for b in bad]
     frames += [
@@ -43,15 +60,14 @@ async def test_every_binance_fault_then_each_close_analysed_once(client, databas
     symbol = unique_symbol("F")
     unlisted = unique_symbol("NOLIST")
     key = (symbol, INTERVAL)
-    row = await insert_signal(db, symbol=symbol, interval=INTERVAL, timestamp=datetime.now(timezone.utc),
-                              max_reanalyses=1000)
-    lonely = await insert_signal(db, symbol=unlisted, interval=INTERVAL, timestamp=datetime.now(timezone.utc))
+    row = await insert_signal(db, symbol=symbol, interval=INTERVAL, timestamp=datetime.now(UTC), max_reanalyses=1000)
+    lonely = await insert_signal(db, symbol=unlisted, interval=INTERVAL, timestamp=datetime.now(UTC))
     # auto_series off: only `symbol` trades; `unlisted` has no stream data and REST says "Invalid symbol."
     async with FakeBinance(speed=30, shutdown_grace=0.3) as fake, monitor_stack(client, database_url) as m:
         fake.start_series(*key)
         m.proxy.default = always(Answer.wait(55))
         handle = await m.start(row.signal_id)
-        lonely_handle = await m.start(lonely.signal_id)
+        await m.start(lonely.signal_id)
         cfg = bridge_config(fake, m.task_queue, missing_close_grace=0.5)
         async with running_bridge(client, cfg) as stats:
 
@@ -86,8 +102,13 @@ async def test_every_binance_fault_then_each_close_analysed_once(client, databas
             backfilled, missed = stats.backfilled, stats.backfill_missed_candles
             fake.rest_rate_limit(times=1, retry_after=1.0)
             fake.drop_next_close(*key)
-            await eventually(lambda: _true(stats.rest_rate_limited >= 1 and (
-                stats.backfilled > backfilled or stats.backfill_missed_candles > missed)), timeout=30)
+            await eventually(
+                lambda: _true(
+                    stats.rest_rate_limited >= 1
+                    and (stats.backfilled > backfilled or stats.backfill_missed_candles > missed)
+                ),
+                timeout=30,
+            )
             newest = fake.market.closed[key][-1].t
             for frame in wrong_type_frames(symbol, newest + 60_000):
                 await fake.send_raw(frame, f"{symbol.lower()}@kline_{INTERVAL}")
@@ -101,7 +122,9 @@ async def test_every_binance_fault_then_each_close_analysed_once(client, databas
             skipped = (await handle.query("state", result_type=MonitorState)).counts.skipped
             allowed = stats.backfill_missed_candles + stats.signals_superseded + skipped
             fig = await assert_three_checks(
-                client, db, "binance: disconnect, serverShutdown, 1001, 1008, duplicate, late, dropped + REST 429, "
+                client,
+                db,
+                "binance: disconnect, serverShutdown, 1001, 1008, duplicate, late, dropped + REST 429, "
                 "wrong types, unlisted symbol",
                 [Expectation(row.signal_id, closes, superseded_allowed=allowed), Expectation(lonely.signal_id, set())],
                 timeout=60,
@@ -112,7 +135,9 @@ async def test_every_binance_fault_then_each_close_analysed_once(client, databas
     assert snap["server_shutdowns"] >= 1 and snap["malformed_frames"] >= 5
     assert fake.stats.closes_dropped == 1 and fake.stats.closes_duplicated == 1
     assert_fake_rules_kept(fake)
-    print(f"\nbinance faults: {fig.summary()} bridge={ {k: snap[k] for k in ('reconnects', 'rotations', 'backfilled', 'backfill_missed_candles', 'signals_superseded', 'malformed_frames')} }")
+    print(
+        f"\nbinance faults: {fig.summary()} bridge={ {k: snap[k] for k in ('reconnects', 'rotations', 'backfilled', 'backfill_missed_candles', 'signals_superseded', 'malformed_frames')} }"
+    )
 
 
 def kline_floor(ts: datetime) -> int:

@@ -90,7 +90,10 @@ async def test_connection_refused_then_proxy_back(client, database_url, db):
             proxy.script(row.signal_id, Answer.wait(57))
             await eventually(lambda: _analysed(handle, 2), timeout=60)
             await assert_three_checks(
-                client, db, "llm-proxy: connection refused, then back", [Expectation(row.signal_id, {kline(row, 2)["t"]})]
+                client,
+                db,
+                "llm-proxy: connection refused, then back",
+                [Expectation(row.signal_id, {kline(row, 2)["t"]})],
             )
     finally:
         await proxy.stop()

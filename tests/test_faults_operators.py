@@ -41,8 +41,17 @@ async def test_operators_by_hand(client, database_url, db, temporal_address):
         await asyncio.gather(*(eventually(lambda h=h: _idle(h, 1), timeout=30) for h in (bad, cancel, ended)))
 
         async def signal(workflow_id: str, payload) -> None:
-            await temporal_cli(env, "workflow", "signal", "--workflow-id", workflow_id, "--name", "candle_closed",
-                               "--input", as_json(payload))
+            await temporal_cli(
+                env,
+                "workflow",
+                "signal",
+                "--workflow-id",
+                workflow_id,
+                "--name",
+                "candle_closed",
+                "--input",
+                as_json(payload),
+            )
 
         # Bad payloads sent by hand: missing fields, a wrong symbol, a string where a number belongs.
         good = kline(bad_row, 2)
@@ -52,8 +61,14 @@ async def test_operators_by_hand(client, database_url, db, temporal_address):
         for payload in (missing, wrong_symbol, string_number, "candle", 42, None, []):
             await signal(bad_row.workflow_id, payload)
         # Invalid Updates: refused by the validators, nothing changes.
-        for name, value in (("set_limit", "ten"), ("set_limit", -1), ("set_limit", 10_001), ("abandon", ""),
-                            ("abandon", {"why": "x"}), ("reanalyze", None)):
+        for name, value in (
+            ("set_limit", "ten"),
+            ("set_limit", -1),
+            ("set_limit", 10_001),
+            ("abandon", ""),
+            ("abandon", {"why": "x"}),
+            ("reanalyze", None),
+        ):
             args = ["workflow", "update", "execute", "--workflow-id", bad_row.workflow_id, "--name", name]
             if value is not None:
                 args += ["--input", as_json(value)]

@@ -58,8 +58,12 @@ async def test_temporal_restarted_on_its_database_while_monitors_wait(database_u
                         sent[row.signal_id].append(k["t"])
                     await all_settled(client, rows, 1 + n, timeout=60)
                 expected = [await expectation(client, row.signal_id, set(sent[row.signal_id])) for row in rows]
-                fig = await assert_three_checks(client, db, "temporal: dev server stopped and restarted on its "
-                                                "database file while monitors wait", expected)
+                fig = await assert_three_checks(
+                    client,
+                    db,
+                    "temporal: dev server stopped and restarted on its database file while monitors wait",
+                    expected,
+                )
                 assert worker.proc.returncode is None
     finally:
         await temporal.stop()
@@ -93,7 +97,8 @@ async def test_postgres_crashed_during_record_analysis_is_stored_once_when_back(
                 pending = [a.activity_type.name for a in desc.raw_description.pending_activities]
                 assert pending == ["record_analysis"], pending
                 waiting = await blocker.fetchval(
-                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%FOR UPDATE%'")
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%FOR UPDATE%'"
+                )
                 assert waiting >= 1
 
             await eventually(writing, timeout=30)
@@ -105,12 +110,22 @@ async def test_postgres_crashed_during_record_analysis_is_stored_once_when_back(
             try:
                 await eventually(lambda: settled(client, row.signal_id, 2), timeout=60)
                 fig = await assert_three_checks(
-                    client, db, "postgres: crashed during record_analysis, restarted",
-                    [await expectation(client, row.signal_id, {k["t"]})])
+                    client,
+                    db,
+                    "postgres: crashed during record_analysis, restarted",
+                    [await expectation(client, row.signal_id, {k["t"]})],
+                )
                 # The retry wrote the row after the crash; no second write of the same analysis.
-                assert await db.fetchval("SELECT count(*) FROM signal_analyses WHERE signal_id = $1",
-                                         uuid.UUID(row.signal_id)) == 2
-                assert await db.fetchval("SELECT status FROM signals WHERE id = $1", uuid.UUID(row.signal_id)) == "monitoring"
+                assert (
+                    await db.fetchval(
+                        "SELECT count(*) FROM signal_analyses WHERE signal_id = $1", uuid.UUID(row.signal_id)
+                    )
+                    == 2
+                )
+                assert (
+                    await db.fetchval("SELECT status FROM signals WHERE id = $1", uuid.UUID(row.signal_id))
+                    == "monitoring"
+                )
             finally:
                 await db.close()
             attempts = await activity_attempts(handle, "record_analysis")

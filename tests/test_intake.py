@@ -11,8 +11,8 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import AsyncIterator, Optional
 
 import asyncpg
 import pytest
@@ -38,7 +38,9 @@ async def own_db(postgres_server) -> AsyncIterator[tuple[str, asyncpg.Connection
 
 
 @contextlib.asynccontextmanager
-async def running_intake(client: Optional[Client], settings: Settings, sweep_every: float = NO_SWEEP) -> AsyncIterator[None]:
+async def running_intake(
+    client: Client | None, settings: Settings, sweep_every: float = NO_SWEEP
+) -> AsyncIterator[None]:
     stop, ready = asyncio.Event(), asyncio.Event()
     task = asyncio.create_task(run_intake(settings, client=client, stop=stop, ready=ready, sweep_every=sweep_every))
     waiter = asyncio.create_task(ready.wait())
@@ -60,7 +62,7 @@ def idle_settings(url: str) -> Settings:
     return make_settings(url, "http://127.0.0.1:9/unused", f"tq-intake-{uuid.uuid4().hex[:8]}")
 
 
-async def marker(db: asyncpg.Connection, signal_id: str) -> Optional[str]:
+async def marker(db: asyncpg.Connection, signal_id: str) -> str | None:
     return await db.fetchval("SELECT monitor_intake FROM signals WHERE id = $1::uuid", signal_id)
 
 
@@ -218,9 +220,20 @@ async def test_reconnects_after_losing_postgresql_and_misses_nothing(client, own
 
 async def _temporal_server(port: int, db_file: Path) -> asyncio.subprocess.Process:
     proc = await asyncio.create_subprocess_exec(
-        binary("temporal"), "server", "start-dev", "--headless", "--ip", "127.0.0.1", "--port", str(port),
-        "--db-filename", str(db_file), "--log-level", "error",
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        binary("temporal"),
+        "server",
+        "start-dev",
+        "--headless",
+        "--ip",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--db-filename",
+        str(db_file),
+        "--log-level",
+        "error",
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
     )
 
     async def up() -> None:

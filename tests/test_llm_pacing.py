@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import itertools
 import time
 import uuid
 
@@ -43,7 +44,7 @@ async def test_slots_are_shared_by_every_worker_and_spaced(database_url):
         for pool in pools:
             await pool.close()
     began.sort()
-    gaps = [b - a for a, b in zip(began, began[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(began)]
     assert min(gaps) > 0.18, gaps  # 0.21 s (0.2 plus the margin), less the sleep's own jitter
     assert most_in_any_second(began) <= 5
     assert 2.0 < began[-1] - t0 < 3.5
@@ -54,8 +55,9 @@ async def test_a_burst_of_analyses_never_exceeds_the_queue_rate(client, database
     the queue: llm-proxy sees at most 2 calls begin in any second, and every analysis is made."""
     async with FakeLlmProxy(api_key=TEST_KEY) as proxy:
         proxy.default = always(Answer.wait(55))
-        settings = make_settings(database_url, proxy.url, f"tq-{uuid.uuid4().hex[:10]}",
-                                 llm_max_concurrent=10, llm_queue_max_per_second=2.0)
+        settings = make_settings(
+            database_url, proxy.url, f"tq-{uuid.uuid4().hex[:10]}", llm_max_concurrent=10, llm_queue_max_per_second=2.0
+        )
         rows = [await insert_signal(db, interval="1m") for _ in range(10)]
         async with running_worker(client, settings):
             handles = [(await start_monitor(client, r.signal_id, settings.task_queue)).handle for r in rows]

@@ -5,7 +5,6 @@ and workflow ids."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import re
@@ -13,7 +12,6 @@ import uuid
 
 import asyncpg
 import httpx
-
 from temporalio.service import RPCError
 
 from fakes.llm_proxy import Answer, FakeLlmProxy, Fault
@@ -22,6 +20,7 @@ from tests.monitor_harness import TEST_KEY
 from tests.processes import project_process
 from tests.support import eventually, insert_signal, kline, signal_status
 from workflows.models import MonitorState
+
 
 async def scrape(address: str) -> str:
     try:
@@ -68,7 +67,11 @@ async def test_worker_and_intake_metrics_endpoints(client, postgres_server, temp
         "SIGNAL_MONITOR_RUNNING_REFRESH_SECONDS": "0.5",
     }
     # No periodic sweep racing the notifications: every signal here is counted as source="notify".
-    intake_env = {**base, "SIGNAL_MONITOR_METRICS_ADDRESS": intake_metrics, "SIGNAL_MONITOR_INTAKE_SWEEP_SECONDS": "3600"}
+    intake_env = {
+        **base,
+        "SIGNAL_MONITOR_METRICS_ADDRESS": intake_metrics,
+        "SIGNAL_MONITOR_INTAKE_SWEEP_SECONDS": "3600",
+    }
     try:
         async with (
             project_process(["worker"], worker_env, stop_cleanly=True) as worker,

@@ -22,8 +22,11 @@ FILES = sorted(p.name for p in MIGRATIONS_DIR.glob("[0-9]*.sql"))
 
 async def _cli_migrate(url: str) -> subprocess.CompletedProcess:
     proc = await asyncio.create_subprocess_exec(
-        str(BIN / "signal-monitor"), "migrate", env={"DATABASE_URL": url, "PATH": "/usr/bin:/bin"},
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        str(BIN / "signal-monitor"),
+        "migrate",
+        env={"DATABASE_URL": url, "PATH": "/usr/bin:/bin"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     out, err = await proc.communicate()
     return subprocess.CompletedProcess([], proc.returncode, out.decode(), err.decode())
@@ -74,9 +77,19 @@ async def test_applies_beside_the_platforms_tables_and_platform_rows_still_inser
     try:
         await conn.execute(PLATFORM_SCHEMA)
         user, trader, old_signal = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
-        await conn.execute("INSERT INTO user_profiles (id, subscription_tier, email) VALUES ($1, 'ELITE', 'a@b.c')", user)
-        await conn.execute("INSERT INTO traders (id, user_id, name, filter) VALUES ($1, $2, 't', '{\"interval\": \"1h\"}')", trader, user)
-        await conn.execute("INSERT INTO signals (id, trader_id, symbol, status) VALUES ($1, $2, 'ETHUSDT', 'closed')", old_signal, trader)
+        await conn.execute(
+            "INSERT INTO user_profiles (id, subscription_tier, email) VALUES ($1, 'ELITE', 'a@b.c')", user
+        )
+        await conn.execute(
+            "INSERT INTO traders (id, user_id, name, filter) VALUES ($1, $2, 't', '{\"interval\": \"1h\"}')",
+            trader,
+            user,
+        )
+        await conn.execute(
+            "INSERT INTO signals (id, trader_id, symbol, status) VALUES ($1, $2, 'ETHUSDT', 'closed')",
+            old_signal,
+            trader,
+        )
 
         assert await migrate(url) == FILES
 
@@ -90,16 +103,21 @@ async def test_applies_beside_the_platforms_tables_and_platform_rows_still_inser
             """INSERT INTO signals (id, trader_id, symbol, interval, "timestamp", price_at_signal,
                change_percent_at_signal, volume_at_signal, indicator_data, status, closed_at, updated_at)
                VALUES ($1, $2, 'BTCUSDT', '1h', now(), 1, 2, 3, '{}', 'new', NULL, now())""",
-            signal, trader,
+            signal,
+            trader,
         )
         await conn.execute(
             """INSERT INTO signal_analyses (signal_id, trader_id, user_id, decision, confidence, reasoning,
                key_levels, trade_plan, technical_indicators, raw_ai_response, analysis_latency_ms,
                gemini_tokens_used, model_name) VALUES ($1, $2, $3, 'wait', 50, 'r', '{}', '{}', '{}', '', 1, 1, 'm')""",
-            signal, trader, user,
+            signal,
+            trader,
+            user,
         )
         # The platform's app writes several rows without a candle: still allowed.
-        await conn.execute("INSERT INTO signal_analyses (signal_id, decision, confidence) VALUES ($1, 'wait', 40)", signal)
+        await conn.execute(
+            "INSERT INTO signal_analyses (signal_id, decision, confidence) VALUES ($1, 'wait', 40)", signal
+        )
 
         # The monitor's statuses are allowed; nonsense is not.
         for status in ("cancelled", "failed", "monitoring"):
@@ -110,12 +128,14 @@ async def test_applies_beside_the_platforms_tables_and_platform_rows_still_inser
         # The database itself refuses a second analysis of one candle, and a second order intent.
         await conn.execute(
             "INSERT INTO signal_analyses (signal_id, decision, confidence, candle_open_time, analysis_number) "
-            "VALUES ($1, 'wait', 50, '2026-01-01T00:00Z', 1)", signal,
+            "VALUES ($1, 'wait', 50, '2026-01-01T00:00Z', 1)",
+            signal,
         )
         with pytest.raises(asyncpg.UniqueViolationError):
             await conn.execute(
                 "INSERT INTO signal_analyses (signal_id, decision, confidence, candle_open_time, analysis_number) "
-                "VALUES ($1, 'enter_trade', 90, '2026-01-01T00:00Z', 2)", signal,
+                "VALUES ($1, 'enter_trade', 90, '2026-01-01T00:00Z', 2)",
+                signal,
             )
         intent = "INSERT INTO order_intents (signal_id, symbol, side, entry_price) VALUES ($1, 'BTCUSDT', 'buy', 1)"
         await conn.execute(intent, signal)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import timedelta
 
 import pytest
 from temporalio.client import WorkflowExecutionStatus
@@ -13,7 +12,7 @@ from fakes.llm_proxy import Answer, Fault
 from tests.monitor_harness import monitor_stack
 from tests.support import analyses, eventually, insert_signal, kline, signal_status
 from workflows import search_attributes as sa
-from workflows.models import MonitorResult, MonitorState
+from workflows.models import MonitorState
 
 
 async def _state(handle) -> MonitorState:
@@ -123,7 +122,7 @@ async def test_five_consecutive_failed_analyses_fail_the_signal(client, database
         m.proxy.script(row.signal_id, *[Fault.status(401)] * 5)
         handle = await m.start(row.signal_id)
         for n in range(1, 5):
-            await eventually(lambda: _expect_failures(handle, n))
+            await eventually(lambda n=n: _expect_failures(handle, n))
             await handle.signal("candle_closed", kline(row, n))
         result = await handle.result()
     assert result.status == "failed" and "5 consecutive analyses failed" in result.reason

@@ -131,7 +131,13 @@ async def test_not_found_usage_and_the_console_script(client, database_url, db, 
     for command in (["status"], ["cancel"], ["reanalyze"], ["set-limit", "2"], ["abandon", "--reason", "x"]):
         code, _, err = await cli(client, command[0], unknown, *command[1:])
         assert code == 1 and f"workflow signal-{unknown} not found" in err, (command, err)
-    for bad in (["status", "not-a-uuid"], ["status"], ["cancel", "signal-123"], ["list", "--limit", "0"], ["frobnicate"]):
+    for bad in (
+        ["status", "not-a-uuid"],
+        ["status"],
+        ["cancel", "signal-123"],
+        ["list", "--limit", "0"],
+        ["frobnicate"],
+    ):
         assert (await cli(client, *bad))[0] == 2, bad
 
     row = await insert_signal(db, symbol="XRPUSDT")
@@ -168,8 +174,14 @@ async def test_the_same_actions_with_the_stock_temporal_cli(client, database_url
 
     async def temporal(*argv: str) -> tuple[int, str]:
         proc = await asyncio.create_subprocess_exec(
-            binary("temporal"), *argv, "--address", temporal_address, "--namespace", "default",
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            binary("temporal"),
+            *argv,
+            "--address",
+            temporal_address,
+            "--namespace",
+            "default",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
         )
         out, _ = await asyncio.wait_for(proc.communicate(), 60)
         return proc.returncode, out.decode()
@@ -186,8 +198,10 @@ async def test_the_same_actions_with_the_stock_temporal_cli(client, database_url
 
         async def listed():
             code, out = await temporal(
-                "workflow", "list", "--query", f"SignalSymbol = 'DOGEUSDT' AND TraderId = '{row.trader_id}' "
-                "AND MonitorStatus = 'monitoring'"
+                "workflow",
+                "list",
+                "--query",
+                f"SignalSymbol = 'DOGEUSDT' AND TraderId = '{row.trader_id}' AND MonitorStatus = 'monitoring'",
             )
             assert code == 0 and wid in out, out
 

@@ -41,7 +41,7 @@ async def test_abandon_with_reason_expires_the_signal(client, database_url, db):
         result = await handle.execute_update("abandon", {"reason": "news: exchange halted"}, result_type=MonitorResult)
         assert result.status == "expired" and result.reason == "abandoned by operator: news: exchange halted"
         assert (await handle.result()).status == "expired"
-        with pytest.raises(Exception):
+        with pytest.raises(Exception):  # noqa: B017 - an ended workflow answers with an RPC error, not an update failure
             await handle.execute_update("abandon", "again")
     assert await signal_status(db, row.signal_id) == "expired"
     reason = await db.fetchval("SELECT monitor_reason FROM signals WHERE id = $1::uuid", row.signal_id)
@@ -56,7 +56,7 @@ async def test_set_limit_validates_and_lowering_to_done_expires(client, database
         await eventually(lambda: _idle_with(handle, 1))
         for n in (1, 2):
             await handle.signal("candle_closed", kline(row, n))
-            await eventually(lambda: _idle_with(handle, n + 1))
+            await eventually(lambda n=n: _idle_with(handle, n + 1))
         for bad in (1, -1, "3", 3.5, True, 10_001):
             with pytest.raises(WorkflowUpdateFailedError):
                 await handle.execute_update("set_limit", bad)
@@ -77,7 +77,7 @@ async def test_raising_the_limit_lets_monitoring_go_on(client, database_url, db)
         await handle.execute_update("set_limit", 3)
         for n in (1, 2):
             await handle.signal("candle_closed", kline(row, n))
-            await eventually(lambda: _idle_with(handle, n + 1))
+            await eventually(lambda n=n: _idle_with(handle, n + 1))
         # The default policy's third answer (reanalysis 2) is an enter.
         result = await handle.result()
     assert result.status == "in_position" and result.reanalyses == 2
@@ -120,5 +120,5 @@ async def test_updates_on_an_ended_monitor_are_refused(client, database_url, db)
         handle = await m.start(row.signal_id)
         assert (await handle.result()).status == "expired"
         for name, arg in (("abandon", "late"), ("set_limit", 9), ("reanalyze", None)):
-            with pytest.raises(Exception):
+            with pytest.raises(Exception):  # noqa: B017 - an ended workflow answers with an RPC error, not an update failure
                 await handle.execute_update(name, arg)

@@ -33,8 +33,17 @@ async def test_stock_temporal_cli_start_signal_three_times_then_cancel(client, t
         queue = env["SIGNAL_MONITOR_TASK_QUEUE"]
         async with worker_process(env) as worker:
             await temporal_cli(
-                env, "workflow", "start", "--type", "SignalMonitorWorkflow", "--task-queue", queue,
-                "--workflow-id", row.workflow_id, "--input", as_json({"signal_id": row.signal_id}),
+                env,
+                "workflow",
+                "start",
+                "--type",
+                "SignalMonitorWorkflow",
+                "--task-queue",
+                queue,
+                "--workflow-id",
+                row.workflow_id,
+                "--input",
+                as_json({"signal_id": row.signal_id}),
             )
             handle = client.get_workflow_handle(row.workflow_id)
 
@@ -46,8 +55,17 @@ async def test_stock_temporal_cli_start_signal_three_times_then_cancel(client, t
             await eventually(lambda: state(1), timeout=30)
             candle = as_json(kline(row, 1))
             for _ in range(3):
-                await temporal_cli(env, "workflow", "signal", "--workflow-id", row.workflow_id,
-                                   "--name", "candle_closed", "--input", candle)
+                await temporal_cli(
+                    env,
+                    "workflow",
+                    "signal",
+                    "--workflow-id",
+                    row.workflow_id,
+                    "--name",
+                    "candle_closed",
+                    "--input",
+                    candle,
+                )
             s = await eventually(lambda: state(2), timeout=30)
             await eventually(lambda: _received(handle, 3), timeout=10)
             s = await handle.query("state", result_type=MonitorState)
@@ -88,9 +106,17 @@ async def test_worker_killed_mid_analysis_is_replaced_and_nothing_is_written_twi
         env = await _worker_env(temporal_address, database_url, proxy)
         async with worker_process(env) as first:
             await temporal_cli(
-                env, "workflow", "start", "--type", "SignalMonitorWorkflow", "--task-queue",
-                env["SIGNAL_MONITOR_TASK_QUEUE"], "--workflow-id", row.workflow_id,
-                "--input", as_json({"signal_id": row.signal_id}),
+                env,
+                "workflow",
+                "start",
+                "--type",
+                "SignalMonitorWorkflow",
+                "--task-queue",
+                env["SIGNAL_MONITOR_TASK_QUEUE"],
+                "--workflow-id",
+                row.workflow_id,
+                "--input",
+                as_json({"signal_id": row.signal_id}),
             )
             await proxy.wait_for_requests(1, timeout=30, signal_id=row.signal_id)
             first.kill()
@@ -108,7 +134,9 @@ async def test_worker_killed_mid_analysis_is_replaced_and_nothing_is_written_twi
         assert [r["analysis_number"] for r in rows] == [0, 1]
         assert [float(r["confidence"]) for r in rows] == [57, 88]
         assert await signal_status(db, row.signal_id) == "in_position"
-        assert await db.fetchval("SELECT count(*) FROM order_intents WHERE signal_id = $1", uuid.UUID(row.signal_id)) == 1
+        assert (
+            await db.fetchval("SELECT count(*) FROM order_intents WHERE signal_id = $1", uuid.UUID(row.signal_id)) == 1
+        )
         assert len(proxy.requests_for(row.signal_id)) == 3
 
 

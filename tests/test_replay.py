@@ -34,16 +34,24 @@ def _history(path: Path) -> WorkflowHistory:
 def test_histories_cover_every_end_and_message():
     events = [e for p in HISTORIES for e in json.loads(p.read_text())["events"]]
     kinds = {e["eventType"].removeprefix("EVENT_TYPE_") for e in events}
-    assert {"WORKFLOW_EXECUTION_CANCELED", "WORKFLOW_EXECUTION_CONTINUED_AS_NEW", "WORKFLOW_EXECUTION_SIGNALED",
-            "WORKFLOW_EXECUTION_UPDATE_COMPLETED", "WORKFLOW_EXECUTION_FAILED"} <= kinds
+    assert {
+        "WORKFLOW_EXECUTION_CANCELED",
+        "WORKFLOW_EXECUTION_CONTINUED_AS_NEW",
+        "WORKFLOW_EXECUTION_SIGNALED",
+        "WORKFLOW_EXECUTION_UPDATE_COMPLETED",
+        "WORKFLOW_EXECUTION_FAILED",
+    } <= kinds
     results = [
         json.loads(base64.b64decode(e["workflowExecutionCompletedEventAttributes"]["result"]["payloads"][0]["data"]))
         for e in events
         if "workflowExecutionCompletedEventAttributes" in e
     ]
     assert {"in_position", "expired", "failed"} <= {r["status"] for r in results}
-    updates = {e["workflowExecutionUpdateAcceptedEventAttributes"]["acceptedRequest"]["input"]["name"]
-               for e in events if "workflowExecutionUpdateAcceptedEventAttributes" in e}
+    updates = {
+        e["workflowExecutionUpdateAcceptedEventAttributes"]["acceptedRequest"]["input"]["name"]
+        for e in events
+        if "workflowExecutionUpdateAcceptedEventAttributes" in e
+    }
     assert {"abandon", "set_limit", "reanalyze"} <= updates
 
 

@@ -3,6 +3,7 @@ answers are never a silent `continue`, and a retried write never writes twice.""
 
 from __future__ import annotations
 
+import itertools
 import time
 import uuid
 
@@ -46,7 +47,7 @@ async def test_transient_faults_are_retried_into_one_analysis(client, database_u
         elapsed = time.monotonic() - started
     sent = m.proxy.requests_for(row.signal_id)
     assert len(sent) == 4
-    gaps = [b.monotonic - a.monotonic for a, b in zip(sent, sent[1:])]
+    gaps = [b.monotonic - a.monotonic for a, b in itertools.pairwise(sent)]
     # Retry-After: 1 s (not the 2 s initial backoff), then exponential: 2 s, 4 s.
     assert 0.9 <= gaps[0] < 1.9, gaps
     assert gaps[1] >= 1.9 and gaps[2] >= 3.8, gaps
@@ -57,7 +58,14 @@ async def test_transient_faults_are_retried_into_one_analysis(client, database_u
 
 async def test_bad_answers_exhaust_retries_and_count_as_one_failed_analysis(client, database_url, db):
     row = await insert_signal(db)
-    kinds = ["confidence_out_of_range", "empty_reasoning", "missing_data", "null_data", "unknown_decision", "confidence_not_number"]
+    kinds = [
+        "confidence_out_of_range",
+        "empty_reasoning",
+        "missing_data",
+        "null_data",
+        "unknown_decision",
+        "confidence_not_number",
+    ]
     async with monitor_stack(client, database_url) as m:
         m.proxy.script(row.signal_id, *[Fault.bad_answer(k) for k in kinds])
         m.proxy.script(row.signal_id, Answer.wait(50))
@@ -106,12 +114,15 @@ async def test_a_retried_write_does_not_write_twice(client, database_url, db):
         )
         store = FlakyStore(pool)
         llm = LlmProxy(http, proxy.url, TEST_KEY)
-        async with Worker(
-            client,
-            task_queue=task_queue,
-            workflows=[SignalMonitorWorkflow],
-            activities=[store.load_signal, store.record_analysis, store.finish_signal],
-        ), Worker(client, task_queue=llm_task_queue_for(task_queue), activities=[llm.analyze_signal]):
+        async with (
+            Worker(
+                client,
+                task_queue=task_queue,
+                workflows=[SignalMonitorWorkflow],
+                activities=[store.load_signal, store.record_analysis, store.finish_signal],
+            ),
+            Worker(client, task_queue=llm_task_queue_for(task_queue), activities=[llm.analyze_signal]),
+        ):
             from workers.starting import start_monitor
 
             handle = (await start_monitor(client, row.signal_id, task_queue)).handle

@@ -4,7 +4,6 @@ namespace works without a manual step; elsewhere it names the command an operato
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
 
 from google.protobuf.duration_pb2 import Duration
 from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
@@ -44,6 +43,6 @@ async def test_a_fresh_namespace_gets_the_search_attributes(client):
 def test_the_command_an_operator_must_run_names_every_attribute_and_type():
     command = create_command("prod")
     assert command.startswith("temporal operator search-attribute create --namespace prod ")
-    for key, kind in zip(sa.ALL, ["Keyword", "Keyword", "Keyword", "Keyword", "Int"]):
+    for key, _kind in zip(sa.ALL, ["Keyword", "Keyword", "Keyword", "Keyword", "Int"], strict=False):
         assert f"--name {key.name}" in command
     assert command.endswith("--type Keyword --type Keyword --type Keyword --type Keyword --type Int")

@@ -14,7 +14,7 @@ import asyncio
 import json
 import secrets
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -24,13 +24,13 @@ from aiohttp import web
 from temporalio.client import WorkflowExecutionStatus
 
 from fakes.binance import FakeBinance
-from fakes.llm_proxy import Answer, Fault, FakeLlmProxy
+from fakes.llm_proxy import Answer, FakeLlmProxy, Fault
+from signal_bridge.config import RUNNING_MONITORS_QUERY
 from tests.bridge_support import unique_symbol
 from tests.conftest import create_database, free_port
 from tests.monitor_harness import monitor_stack
 from tests.processes import command_env, project_process, signal_monitor
 from tests.support import analyses, eventually, insert_signal, signal_status
-from signal_bridge.config import RUNNING_MONITORS_QUERY
 from workflows.models import MonitorState
 
 
@@ -49,7 +49,9 @@ async def _role_with_password(admin_url: str, password: str) -> tuple[str, str]:
     return role, urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
-async def test_no_secret_in_histories_logs_metrics_or_cli_output_of_a_full_run(client, postgres_server, temporal_address):
+async def test_no_secret_in_histories_logs_metrics_or_cli_output_of_a_full_run(
+    client, postgres_server, temporal_address
+):
     llm_key = "sk-llm-" + secrets.token_hex(12)
     db_password = "pg-pw-" + secrets.token_hex(12)
     temporal_key = "tmprl-" + secrets.token_hex(12)
@@ -78,11 +80,20 @@ async def test_no_secret_in_histories_logs_metrics_or_cli_output_of_a_full_run(c
         )
         conn = await asyncpg.connect(admin_url)
         try:
-            row = await insert_signal(conn, symbol=symbol, interval="1m", timestamp=datetime.now(timezone.utc),
-                                      max_reanalyses=20)
+            row = await insert_signal(
+                conn, symbol=symbol, interval="1m", timestamp=datetime.now(UTC), max_reanalyses=20
+            )
             # Failures whose errors land in the history, then a decision two closes later.
-            proxy.script(row.signal_id, Fault.status(500), Fault.not_json(), Answer.wait(55),
-                         Fault.status(429, retry_after=1), Answer.wait(60), Fault.status(503), Answer.enter(90))
+            proxy.script(
+                row.signal_id,
+                Fault.status(500),
+                Fault.not_json(),
+                Answer.wait(55),
+                Fault.status(429, retry_after=1),
+                Answer.wait(60),
+                Fault.status(503),
+                Answer.enter(90),
+            )
 
             def on(name: str) -> dict[str, str]:
                 return dict(env, SIGNAL_MONITOR_METRICS_ADDRESS=f"127.0.0.1:{ports[name]}")
@@ -92,7 +103,7 @@ async def test_no_secret_in_histories_logs_metrics_or_cli_output_of_a_full_run(c
                 project_process(["intake"], on("intake"), ready_text="listening on") as intake,
                 project_process(["bridge"], on("bridge")) as bridge,
             ):
-                handle = client.get_workflow_handle(row.workflow_id)
+                client.get_workflow_handle(row.workflow_id)
 
                 async def entered() -> None:
                     assert await signal_status(conn, row.signal_id) == "in_position"
@@ -126,8 +137,11 @@ async def test_no_secret_in_histories_logs_metrics_or_cli_output_of_a_full_run(c
     everything = {"history": "\n".join(histories), "logs and CLI output and metrics": "\n".join(outputs)}
     assert row.signal_id in everything["history"] and row.signal_id in everything["logs and CLI output and metrics"]
     for where, text in everything.items():
-        for name, secret in (("llm-proxy key", llm_key), ("database password", db_password),
-                             ("Temporal API key", temporal_key)):
+        for name, secret in (
+            ("llm-proxy key", llm_key),
+            ("database password", db_password),
+            ("Temporal API key", temporal_key),
+        ):
             # pytest.fail, not assert: the failure message must not print the secret either.
             if secret in text or secret[-12:] in text:
                 pytest.fail(f"the {name} (or its tail) appears in the {where}")
@@ -175,7 +189,7 @@ async def test_the_llm_proxy_key_goes_only_to_llm_proxy_url(client, database_url
     assert (await analyses(db, row.signal_id))[0]["confidence"] == 61
 
 
-HOSTILE = "x'); DROP TABLE signals; -- \\ $1 %s {{}} \"quoted\" \u202e\U0001F4A5"
+HOSTILE = 'x\'); DROP TABLE signals; -- \\ $1 %s {{}} "quoted" \u202e\U0001f4a5'
 
 
 async def test_hostile_strings_are_stored_as_data(client, database_url, db):
@@ -203,8 +217,10 @@ async def test_hostile_strings_are_stored_as_data(client, database_url, db):
     # Symbols are compared upper-case, as Binance spells them.
     assert bad_result.status == "failed" and hostile_symbol.upper() in bad_result.reason
     assert await db.fetchval("SELECT symbol FROM signals WHERE id = $1::uuid", bad_symbol.signal_id) == hostile_symbol
-    assert await db.fetchval("SELECT monitor_reason FROM signals WHERE id = $1::uuid",
-                             bad_symbol.signal_id) == bad_result.reason
+    assert (
+        await db.fetchval("SELECT monitor_reason FROM signals WHERE id = $1::uuid", bad_symbol.signal_id)
+        == bad_result.reason
+    )
     assert await signal_status(db, bad_symbol.signal_id) == "failed"
     assert await db.fetchval("SELECT count(*) FROM signals") == signals_before
     assert result.status == "expired" and result.reason == f"abandoned by operator: {HOSTILE.strip()}"
@@ -214,4 +230,7 @@ async def test_hostile_strings_are_stored_as_data(client, database_url, db):
     assert sent and all(p["strategy"] == strategy for p in sent), sent[0].get("strategy")
     described = await client.get_workflow_handle(row.workflow_id).describe()
     assert described.status == WorkflowExecutionStatus.COMPLETED
-    assert json.loads(await db.fetchval("SELECT strategy::text FROM traders WHERE id = $1::uuid", row.trader_id)) == strategy
+    assert (
+        json.loads(await db.fetchval("SELECT strategy::text FROM traders WHERE id = $1::uuid", row.trader_id))
+        == strategy
+    )

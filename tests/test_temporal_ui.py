@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -73,7 +73,7 @@ async def test_history_shows_analysis_summaries_and_search_attributes(
 
     candle = state.history[1].candle_open_time
     assert candle is not None
-    candle_utc = datetime.fromtimestamp(candle / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    candle_utc = datetime.fromtimestamp(candle / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
     summaries = ["analysis #0 · candle signal", f"analysis #1 · candle {candle_utc}"]
     ARTIFACTS.mkdir(exist_ok=True)
     url = f"{temporal_ui_url}/namespaces/default/workflows/{row.workflow_id}/{run_id}/history"

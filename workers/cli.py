@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import sys
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import asyncpg
 
 from workers.config import ConfigError, Settings
-from workers.temporal_client import TemporalUnreachable
 from workers.logs import setup_logging
+from workers.temporal_client import TemporalUnreachable
 
 log = logging.getLogger("signal_monitor")
 
@@ -47,7 +46,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-async def _summary_for(signal_id: str, settings: Settings) -> Optional[str]:
+async def _summary_for(signal_id: str, settings: Settings) -> str | None:
     """The workflow's UI summary (symbol, interval, trader), when the database is reachable."""
     if not settings.database_url:
         return None
@@ -152,9 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("start", help="start monitoring one signal (idempotent)")
     p.add_argument("signal_id")
     p.set_defaults(func=_cmd_start, skip_teardown=True)
-    sub.add_parser("intake", help="start a monitor for every new eligible signal (LISTEN/NOTIFY + sweeps)").set_defaults(
-        func=_cmd_intake, skip_teardown=True
-    )
+    sub.add_parser(
+        "intake", help="start a monitor for every new eligible signal (LISTEN/NOTIFY + sweeps)"
+    ).set_defaults(func=_cmd_intake, skip_teardown=True)
     from workers.operator_cli import add_commands
 
     add_commands(sub, _cmd_operator)
@@ -179,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["bridge"]:
         # The bridge parses its own arguments (`signal-monitor bridge --help`, `... config`).

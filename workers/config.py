@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Optional
 
 from workflows.names import DEFAULT_TASK_QUEUE
 
@@ -24,7 +23,7 @@ def _int(name: str, default: int) -> int:
         raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
 
 
-def _float(name: str, default: Optional[float]) -> Optional[float]:
+def _float(name: str, default: float | None) -> float | None:
     raw = os.environ.get(name)
     if raw is None or raw == "":
         return default
@@ -36,20 +35,20 @@ def _float(name: str, default: Optional[float]) -> Optional[float]:
 
 @dataclass(frozen=True)
 class Settings:
-    database_url: Optional[str]
-    llm_proxy_url: Optional[str]
+    database_url: str | None
+    llm_proxy_url: str | None
     # repr=False: the key must never reach a log line, even through a debug print of settings.
-    llm_proxy_key: Optional[str] = field(repr=False)
+    llm_proxy_key: str | None = field(repr=False)
     task_queue: str
     llm_max_concurrent: int
-    llm_max_per_second: Optional[float]
-    llm_queue_max_per_second: Optional[float]
+    llm_max_per_second: float | None
+    llm_queue_max_per_second: float | None
     llm_timeout_seconds: float
     max_cached_workflows: int
     db_pool_size: int
 
     @classmethod
-    def from_env(cls) -> "Settings":
+    def from_env(cls) -> Settings:
         return cls(
             database_url=os.environ.get("DATABASE_URL") or None,
             llm_proxy_url=os.environ.get("LLM_PROXY_URL") or None,

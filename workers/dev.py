@@ -23,10 +23,10 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import AsyncIterator, Optional
 
 import asyncpg
 
@@ -36,8 +36,13 @@ from workflows.names import DEFAULT_TASK_QUEUE, STATE_QUERY, workflow_id_for
 
 BIN = Path(sys.executable).parent
 STATE_DIR = Path(os.environ.get("SIGNAL_MONITOR_DEV_STATE", ".dev-state"))
-SEARCH_ATTRIBUTE_TYPES = {sa.SIGNAL_SYMBOL: "Keyword", sa.SIGNAL_INTERVAL: "Keyword", sa.TRADER_ID: "Keyword",
-                          sa.MONITOR_STATUS: "Keyword", sa.REANALYSES: "Int"}
+SEARCH_ATTRIBUTE_TYPES = {
+    sa.SIGNAL_SYMBOL: "Keyword",
+    sa.SIGNAL_INTERVAL: "Keyword",
+    sa.TRADER_ID: "Keyword",
+    sa.MONITOR_STATUS: "Keyword",
+    sa.REANALYSES: "Int",
+}
 
 
 class DevError(RuntimeError):
@@ -63,7 +68,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-async def _wait_for_port(port: int, timeout: float, what: str, proc: Optional[asyncio.subprocess.Process] = None) -> None:
+async def _wait_for_port(port: int, timeout: float, what: str, proc: asyncio.subprocess.Process | None = None) -> None:
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -72,9 +77,9 @@ async def _wait_for_port(port: int, timeout: float, what: str, proc: Optional[as
             return
         except OSError:
             if proc is not None and proc.returncode is not None:
-                raise DevError(f"{what} exited with code {proc.returncode}; see {STATE_DIR / 'logs'}")
+                raise DevError(f"{what} exited with code {proc.returncode}; see {STATE_DIR / 'logs'}") from None
             if time.monotonic() > deadline:
-                raise DevError(f"{what} did not open port {port} within {timeout:.0f}s")
+                raise DevError(f"{what} did not open port {port} within {timeout:.0f}s") from None
             await asyncio.sleep(0.2)
 
 
@@ -82,7 +87,7 @@ async def _wait_for_port(port: int, timeout: float, what: str, proc: Optional[as
 class Stack:
     processes: list[tuple[str, asyncio.subprocess.Process]] = field(default_factory=list)
 
-    async def spawn(self, name: str, args: list[str], env: Optional[dict[str, str]] = None) -> asyncio.subprocess.Process:
+    async def spawn(self, name: str, args: list[str], env: dict[str, str] | None = None) -> asyncio.subprocess.Process:
         logs = STATE_DIR / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         with open(logs / f"{name}.log", "ab") as out:
@@ -105,7 +110,7 @@ class Stack:
                 proc.send_signal(signal.SIGTERM)
                 try:
                     await asyncio.wait_for(proc.wait(), 25)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     proc.kill()
                     await proc.wait()
             say(f"stopped {name}")
@@ -113,10 +118,25 @@ class Stack:
 
 async def _temporal(stack: Stack, env: dict[str, str], port: int, ui_port: int) -> str:
     if not _port_free(port):
-        raise DevError(f"port {port} is taken (another Temporal server?): stop it, or pass --temporal-port, "
-                       "or set TEMPORAL_ADDRESS to use that server")
-    args = [str(BIN / "temporal"), "server", "start-dev", "--ip", "127.0.0.1", "--port", str(port),
-            "--ui-port", str(ui_port), "--db-filename", str(STATE_DIR / "temporal.db"), "--log-level", "warn"]
+        raise DevError(
+            f"port {port} is taken (another Temporal server?): stop it, or pass --temporal-port, "
+            "or set TEMPORAL_ADDRESS to use that server"
+        )
+    args = [
+        str(BIN / "temporal"),
+        "server",
+        "start-dev",
+        "--ip",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--ui-port",
+        str(ui_port),
+        "--db-filename",
+        str(STATE_DIR / "temporal.db"),
+        "--log-level",
+        "warn",
+    ]
     for key, kind in SEARCH_ATTRIBUTE_TYPES.items():
         args += ["--search-attribute", f"{key.name}={kind}"]
     proc = await stack.spawn("temporal", args, env)
@@ -160,24 +180,29 @@ async def _insert_demo_signal(database_url: str, symbol: str, interval: str) -> 
             await conn.execute(
                 """INSERT INTO traders (id, user_id, name, enabled, filter, strategy, auto_analyze_signals)
                    VALUES ($1, $2, 'Demo breakout trader', true, $3::jsonb, $4::jsonb, true)""",
-                trader_id, user_id, json.dumps({"interval": interval}),
+                trader_id,
+                user_id,
+                json.dumps({"interval": interval}),
                 json.dumps({"instructions": "Enter on a confirmed breakout with rising volume.", "modelTier": "fast"}),
             )
             await conn.execute(
                 """INSERT INTO signals (id, trader_id, symbol, interval, "timestamp", price_at_signal,
                                         change_percent_at_signal, volume_at_signal, indicator_data, status)
                    VALUES ($1, $2, $3, $4, now(), 43250.12, 2.4, 1520.5, '{"rsi": 63.5}'::jsonb, 'new')""",
-                signal_id, trader_id, symbol, interval,
+                signal_id,
+                trader_id,
+                symbol,
+                interval,
             )
         return str(signal_id), str(trader_id)
     finally:
         await conn.close()
 
 
-def _candle_time(ms: Optional[int]) -> str:
+def _candle_time(ms: int | None) -> str:
     if ms is None:
         return "the signal's own price"
-    return "candle " + datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return "candle " + datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 async def _follow(temporal_address: str, signal_id: str, stack: Stack, until_decided: bool) -> None:
@@ -207,13 +232,17 @@ async def _follow(temporal_address: str, signal_id: str, stack: Stack, until_dec
             state = None  # type: ignore[assignment]
         if state is not None:
             for record in state.history[shown:]:
-                say(f"analysis #{record.analysis_number} on {_candle_time(record.candle_open_time)}: "
-                    f"{record.proxy_decision} ({record.confidence:g}%) -> {record.decision}")
+                say(
+                    f"analysis #{record.analysis_number} on {_candle_time(record.candle_open_time)}: "
+                    f"{record.proxy_decision} ({record.confidence:g}%) -> {record.decision}"
+                )
             shown = len(state.history)
             counts = (state.counts.received, state.counts.duplicate, state.counts.open, state.counts.foreign)
             if counts != last_counts and state.counts.received:
-                say(f"candle_closed signals received {state.counts.received} "
-                    f"(duplicates {state.counts.duplicate}, stale {state.counts.stale}, skipped {state.counts.skipped})")
+                say(
+                    f"candle_closed signals received {state.counts.received} "
+                    f"(duplicates {state.counts.duplicate}, stale {state.counts.stale}, skipped {state.counts.skipped})"
+                )
                 last_counts = counts
         if desc.status != WorkflowExecutionStatus.RUNNING:
             result = await handle.result() if desc.status == WorkflowExecutionStatus.COMPLETED else None
@@ -258,8 +287,10 @@ async def run_dev(args) -> int:
             from workers.migrate import migrate
 
             applied = await migrate(database_url)
-            say(f"PostgreSQL ready ({'DATABASE_URL' if os.environ.get('DATABASE_URL') else 'embedded, ' + str(STATE_DIR / 'postgres')}); "
-                f"{len(applied)} migration(s) applied")
+            say(
+                f"PostgreSQL ready ({'DATABASE_URL' if os.environ.get('DATABASE_URL') else 'embedded, ' + str(STATE_DIR / 'postgres')}); "
+                f"{len(applied)} migration(s) applied"
+            )
 
             proxy_url, proxy_key = os.environ.get("LLM_PROXY_URL"), os.environ.get("LLM_PROXY_KEY")
             if not proxy_url:
@@ -268,8 +299,10 @@ async def run_dev(args) -> int:
                 proxy_key = "dev-" + secrets.token_hex(16)
                 proxy = await fakes.enter_async_context(FakeLlmProxy(api_key=proxy_key, port=_free_port()))
                 proxy_url = proxy.url
-                say(f"llm-proxy: local deterministic stand-in at {proxy_url} (answers are labelled "
-                    "'[fake llm-proxy]', not a model; set LLM_PROXY_URL and LLM_PROXY_KEY for the real one)")
+                say(
+                    f"llm-proxy: local deterministic stand-in at {proxy_url} (answers are labelled "
+                    "'[fake llm-proxy]', not a model; set LLM_PROXY_URL and LLM_PROXY_KEY for the real one)"
+                )
             else:
                 say(f"llm-proxy: {proxy_url}")
 
@@ -283,16 +316,24 @@ async def run_dev(args) -> int:
                     FakeBinance("127.0.0.1", _free_port(), speed=args.speed, auto_series=True)
                 )
                 ws_url, rest_url = fake.ws_url, fake.rest_url
-                say(f"Binance: local replay of real recorded market data at {ws_url}, time x{args.speed:g} "
-                    f"(a 1m candle every {60 / args.speed:.1f}s; --live for the real exchange)")
+                say(
+                    f"Binance: local replay of real recorded market data at {ws_url}, time x{args.speed:g} "
+                    f"(a 1m candle every {60 / args.speed:.1f}s; --live for the real exchange)"
+                )
 
             try:
-                env = dict(base_env, TEMPORAL_ADDRESS=temporal_address, DATABASE_URL=database_url,
-                           LLM_PROXY_URL=proxy_url, LLM_PROXY_KEY=proxy_key or "",
-                           SIGNAL_MONITOR_TASK_QUEUE=os.environ.get("SIGNAL_MONITOR_TASK_QUEUE", DEFAULT_TASK_QUEUE),
-                           BINANCE_WS_URL=ws_url, BINANCE_REST_URL=rest_url,
-                           SIGNAL_BRIDGE_REFRESH_SECONDS=os.environ.get("SIGNAL_BRIDGE_REFRESH_SECONDS", "1"),
-                           SIGNAL_MONITOR_INTAKE_SWEEP_SECONDS=os.environ.get("SIGNAL_MONITOR_INTAKE_SWEEP_SECONDS", "10"))
+                env = dict(
+                    base_env,
+                    TEMPORAL_ADDRESS=temporal_address,
+                    DATABASE_URL=database_url,
+                    LLM_PROXY_URL=proxy_url,
+                    LLM_PROXY_KEY=proxy_key or "",
+                    SIGNAL_MONITOR_TASK_QUEUE=os.environ.get("SIGNAL_MONITOR_TASK_QUEUE", DEFAULT_TASK_QUEUE),
+                    BINANCE_WS_URL=ws_url,
+                    BINANCE_REST_URL=rest_url,
+                    SIGNAL_BRIDGE_REFRESH_SECONDS=os.environ.get("SIGNAL_BRIDGE_REFRESH_SECONDS", "1"),
+                    SIGNAL_MONITOR_INTAKE_SWEEP_SECONDS=os.environ.get("SIGNAL_MONITOR_INTAKE_SWEEP_SECONDS", "10"),
+                )
                 env.pop("SIGNAL_MONITOR_METRICS_ADDRESS", None)  # one port cannot serve three processes
                 monitor = str(BIN / "signal-monitor")
                 for name in ("worker", "intake", "bridge"):

@@ -21,7 +21,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Optional
+from typing import Any
 
 import asyncpg
 from temporalio.client import Client
@@ -83,14 +83,16 @@ class Ineligible:
     reason: str
 
 
-def ineligibility(row: Any) -> Optional[Ineligible]:
+def ineligibility(row: Any) -> Ineligible | None:
     """Why a signal is not monitored, or None when it is eligible."""
     if row["status"] != INITIAL_STATUS:
         return Ineligible("status", f"status is {row['status']!r}, not {INITIAL_STATUS!r}")
     if row["found_trader_id"] is None:
         return Ineligible("no_trader", f"trader {row['trader_id']} not found")
     if not row["auto_analyze_signals"]:
-        return Ineligible("auto_analyze_off", f"trader {row['trader_name'] or row['trader_id']} has auto_analyze_signals off")
+        return Ineligible(
+            "auto_analyze_off", f"trader {row['trader_name'] or row['trader_id']} has auto_analyze_signals off"
+        )
     if row["found_profile_id"] is None:
         return Ineligible("no_profile", "the trader's owner has no user profile")
     tier = (row["subscription_tier"] or "").strip().lower()
@@ -128,8 +130,12 @@ class _Metrics:
     def __init__(self) -> None:
         m = metrics.meter()
         p = metrics.PREFIX
-        self.seen = m.create_counter(p + "intake_signals_seen", "signals examined by the intake, by source (notify, sweep)")
-        self.swept = m.create_counter(p + "intake_signals_swept", "undecided signals found by sweeps (missed notifications)")
+        self.seen = m.create_counter(
+            p + "intake_signals_seen", "signals examined by the intake, by source (notify, sweep)"
+        )
+        self.swept = m.create_counter(
+            p + "intake_signals_swept", "undecided signals found by sweeps (missed notifications)"
+        )
         self.started = m.create_counter(p + "intake_monitors_started", "monitors started by the intake, by source")
         self.ineligible = m.create_counter(p + "intake_signals_ineligible", "signals left alone, by reason")
         self.existing = m.create_counter(
@@ -141,10 +147,10 @@ class _Metrics:
 
 async def run_intake(
     settings: Settings,
-    client: Optional[Client] = None,
-    stop: Optional[asyncio.Event] = None,
-    ready: Optional[asyncio.Event] = None,
-    sweep_every: Optional[float] = None,
+    client: Client | None = None,
+    stop: asyncio.Event | None = None,
+    ready: asyncio.Event | None = None,
+    sweep_every: float | None = None,
 ) -> None:
     """Runs until `stop` is set (SIGTERM/SIGINT when none is given). `ready` is set once the
     first LISTEN is in place and the first sweep has run."""
@@ -157,14 +163,14 @@ async def run_intake(
 
 
 class _Intake:
-    def __init__(self, settings: Settings, dsn: str, client: Optional[Client], period: float):
+    def __init__(self, settings: Settings, dsn: str, client: Client | None, period: float):
         self.settings = settings
         self.dsn = dsn
         self.client = client
         self.period = period
         self.metrics = _Metrics()
 
-    async def run(self, stop: asyncio.Event, ready: Optional[asyncio.Event]) -> None:
+    async def run(self, stop: asyncio.Event, ready: asyncio.Event | None) -> None:
         backoff = _Backoff()
         while not stop.is_set():
             if self.client is None:
@@ -180,7 +186,7 @@ class _Intake:
             try:
                 await self._session(stop, ready, backoff)
                 return
-            except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, _ConnectionLost) as exc:
+            except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError, _ConnectionLost) as exc:
                 self.metrics.connected.set(0)
                 self.metrics.errors.add(1, {"dependency": "postgres"})
                 delay = backoff.next()
@@ -188,7 +194,7 @@ class _Intake:
                 await _sleep_unless(stop, delay)
         log.info("intake stopped")
 
-    async def _session(self, stop: asyncio.Event, ready: Optional[asyncio.Event], backoff: _Backoff) -> None:
+    async def _session(self, stop: asyncio.Event, ready: asyncio.Event | None, backoff: _Backoff) -> None:
         """One PostgreSQL connection: LISTEN, sweep, then take notifications until stop or loss."""
         inbox: asyncio.Queue[object] = asyncio.Queue()
         lost, stopping = object(), object()
@@ -220,7 +226,7 @@ class _Intake:
                             ready.set()
                 try:
                     item = await asyncio.wait_for(inbox.get(), max(0.0, next_sweep - time.monotonic()))
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     continue
                 if item is stopping:
                     return
@@ -239,7 +245,7 @@ class _Intake:
             else:
                 try:
                     await asyncio.wait_for(conn.close(), 5)
-                except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
                     conn.terminate()
 
     async def _sweep(self, conn: asyncpg.Connection) -> None:
@@ -258,7 +264,11 @@ class _Intake:
             return
         row = await conn.fetchrow(_BY_ID, signal_id)
         if row is None:
-            log.warning("signal %s was notified but is not in the table (deleted?)", signal_id, extra={"signal_id": str(signal_id)})
+            log.warning(
+                "signal %s was notified but is not in the table (deleted?)",
+                signal_id,
+                extra={"signal_id": str(signal_id)},
+            )
             return
         await self._examine(conn, row, "notify")
 
@@ -313,7 +323,7 @@ async def _put_when_set(event: asyncio.Event, queue: asyncio.Queue, item: object
 async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
     try:
         await asyncio.wait_for(stop.wait(), seconds)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         pass
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from typing import Optional
 
 from temporalio.client import Client
 
@@ -33,12 +32,16 @@ def refresh_seconds() -> float:
     return value if value > 0 else DEFAULT_REFRESH_SECONDS
 
 
-async def publish_running_monitors(client: Client, task_queue: str, every: Optional[float] = None) -> None:
+async def publish_running_monitors(client: Client, task_queue: str, every: float | None = None) -> None:
     """Runs until cancelled. A failed count leaves the last value and is retried next period."""
     every = every or refresh_seconds()
-    gauge = metrics.meter().create_gauge(
-        metrics.PREFIX + "monitors_running", "running signal monitors on this task queue (from Temporal visibility)"
-    ).with_additional_attributes({"task_queue": task_queue})
+    gauge = (
+        metrics.meter()
+        .create_gauge(
+            metrics.PREFIX + "monitors_running", "running signal monitors on this task queue (from Temporal visibility)"
+        )
+        .with_additional_attributes({"task_queue": task_queue})
+    )
     query = f"WorkflowType = '{WORKFLOW_TYPE}' AND ExecutionStatus = 'Running' AND TaskQueue = '{task_queue}'"
     while True:
         try:

@@ -12,8 +12,9 @@ import json
 import re
 import sys
 import uuid
-from datetime import datetime, timezone
-from typing import Any, Callable, Optional, Sequence, TextIO
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any, TextIO
 
 from temporalio.client import (
     Client,
@@ -141,7 +142,7 @@ async def _describe(client: Client, wid: str) -> tuple[WorkflowHandle, WorkflowE
         raise
 
 
-def _status_name(status: Optional[WorkflowExecutionStatus]) -> str:
+def _status_name(status: WorkflowExecutionStatus | None) -> str:
     return status.name.capitalize() if status else "unknown"
 
 
@@ -150,13 +151,13 @@ async def _status(args: argparse.Namespace, client: Client, out: TextIO) -> None
     handle, desc = await _describe(client, wid)
     attrs = desc.typed_search_attributes
     running = desc.status == WorkflowExecutionStatus.RUNNING
-    state: Optional[MonitorState] = None
-    result: Optional[MonitorResult] = None
+    state: MonitorState | None = None
+    result: MonitorResult | None = None
     ended_with = ""
     if running:
         try:
             state = await handle.query(names.STATE_QUERY, result_type=MonitorState, rpc_timeout=_seconds(10))
-        except (RPCError, asyncio.TimeoutError) as exc:  # no worker polling: describe still answers
+        except (TimeoutError, RPCError) as exc:  # no worker polling: describe still answers
             ended_with = f"(state query unanswered: {getattr(exc, 'message', exc) or 'timeout'})"
     else:
         try:
@@ -262,7 +263,7 @@ async def _list(args: argparse.Namespace, client: Client, out: TextIO) -> None:
     header = ("WORKFLOW ID", "EXECUTION", "MONITOR", "SYMBOL", "INTERVAL", "REANALYSES", "TRADER", "STARTED")
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     for r in [header, *rows]:
-        print("  ".join(str(v).ljust(w) for v, w in zip(r, widths)).rstrip(), file=out)
+        print("  ".join(str(v).ljust(w) for v, w in zip(r, widths, strict=False)).rstrip(), file=out)
     print(f"{len(rows)} monitor(s)", file=out)
 
 
@@ -277,7 +278,7 @@ async def _cancel(args: argparse.Namespace, client: Client, out: TextIO) -> None
         return
     try:
         result = await asyncio.wait_for(handle.result(), args.wait)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         print(f"{wid}: cancel requested; not ended after {args.wait:.0f} s (is a worker running?)", file=out)
         return
     except WorkflowFailureError as exc:
@@ -301,7 +302,7 @@ async def _update(args: argparse.Namespace, client: Client, name: str, arg: Any,
     )
     try:
         return await asyncio.wait_for(call, args.timeout)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         raise Refused(
             f"{wid} did not answer within {args.timeout:.0f} s (is a worker polling task queue {desc.task_queue}?)"
         ) from None
@@ -350,16 +351,16 @@ def _seconds(n: float):
     return timedelta(seconds=n)
 
 
-def _when(value: Optional[datetime]) -> str:
+def _when(value: datetime | None) -> str:
     if value is None:
         return "-"
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def _ms_text(ms: Optional[int]) -> str:
+def _ms_text(ms: int | None) -> str:
     if ms is None:
         return "signal"
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _decision_text(d: DecisionRecord) -> str:

@@ -29,9 +29,7 @@ def create_command(namespace: str) -> str:
 
 
 async def _existing(client: Client) -> dict[str, int]:
-    resp = await client.operator_service.list_search_attributes(
-        ListSearchAttributesRequest(namespace=client.namespace)
-    )
+    resp = await client.operator_service.list_search_attributes(ListSearchAttributesRequest(namespace=client.namespace))
     return dict(resp.custom_attributes)
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Optional
 
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
@@ -15,7 +14,7 @@ from workflows.names import workflow_id_for
 from workflows.signal_monitor import SignalMonitorWorkflow
 
 
-def monitor_summary(symbol: Optional[str], interval: Optional[str], trader_name: Optional[str], trader_id: object) -> str:
+def monitor_summary(symbol: str | None, interval: str | None, trader_name: str | None, trader_id: object) -> str:
     """The workflow's one-line summary in the Temporal UI's list (symbol, interval, trader)."""
     return f"{symbol} {interval} · trader {trader_name or trader_id}"
 
@@ -28,9 +27,7 @@ class StartOutcome:
     ended_before: bool = False
 
 
-async def start_monitor(
-    client: Client, signal_id: str, task_queue: str, summary: Optional[str] = None
-) -> StartOutcome:
+async def start_monitor(client: Client, signal_id: str, task_queue: str, summary: str | None = None) -> StartOutcome:
     signal_id = str(uuid.UUID(signal_id))  # ValueError on a bad id, before anything reaches Temporal
     workflow_id = workflow_id_for(signal_id)
     try:

@@ -10,7 +10,6 @@ import asyncio
 import logging
 import signal
 from datetime import timedelta
-from typing import Optional
 
 from temporalio.client import Client
 from temporalio.worker import Worker
@@ -32,9 +31,9 @@ log = logging.getLogger(__name__)
 
 async def run_worker(
     settings: Settings,
-    stop: Optional[asyncio.Event] = None,
-    client: Optional[Client] = None,
-    ready: Optional[asyncio.Event] = None,
+    stop: asyncio.Event | None = None,
+    client: Client | None = None,
+    ready: asyncio.Event | None = None,
 ) -> None:
     database_url = settings.require_database()
     proxy_url, proxy_key = settings.require_llm_proxy()

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Optional
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
 # Binance spot kline intervals. `1M` (calendar month) has no fixed length.
-INTERVAL_MS: dict[str, Optional[int]] = {
+INTERVAL_MS: dict[str, int | None] = {
     "1s": 1_000,
     "1m": 60_000,
     "3m": 180_000,
@@ -63,17 +62,17 @@ class Kline(BaseModel):
     i: str = Field(description="interval")
     o: str
     h: str
-    l: str  # noqa: E741 - Binance's field name
+    l: str
     c: str
     v: str
     x: StrictBool = Field(description="is this kline closed?")
-    n: Optional[int] = None
-    q: Optional[str] = None
-    V: Optional[str] = None
-    Q: Optional[str] = None
-    B: Optional[str] = None
-    f: Optional[int] = None
-    L: Optional[int] = None
+    n: int | None = None
+    q: str | None = None
+    V: str | None = None
+    Q: str | None = None
+    B: str | None = None
+    f: int | None = None
+    L: int | None = None
 
     @field_validator("t", "T", "n", "f", "L", mode="before")
     @classmethod
@@ -96,14 +95,14 @@ class Kline(BaseModel):
         return value
 
     def open_time(self) -> datetime:
-        return datetime.fromtimestamp(self.t / 1000, tz=timezone.utc)
+        return datetime.fromtimestamp(self.t / 1000, tz=UTC)
 
     def close_time(self) -> datetime:
-        return datetime.fromtimestamp(self.T / 1000, tz=timezone.utc)
+        return datetime.fromtimestamp(self.T / 1000, tz=UTC)
 
 
 def ms_to_datetime(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
 def datetime_to_ms(value: datetime) -> int:

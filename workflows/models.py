@@ -5,7 +5,7 @@ which every Temporal UI user can read."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -15,16 +15,14 @@ ProxyDecision = Literal["enter_trade", "bad_setup", "wait"]
 MonitorDecision = Literal["enter", "continue", "abandon"]
 # Signal statuses the monitor writes; `cancelled` and `failed` are its additions.
 EndStatus = Literal["in_position", "expired", "cancelled", "failed"]
-TERMINAL_SIGNAL_STATUSES = frozenset(
-    {"in_position", "expired", "cancelled", "failed", "closed", "rejected"}
-)
+TERMINAL_SIGNAL_STATUSES = frozenset({"in_position", "expired", "cancelled", "failed", "closed", "rejected"})
 
 
 class SignalMonitorInput(BaseModel):
     """`{"signal_id": "<uuid>"}` when started by hand; `carried` only across continue-as-new."""
 
     signal_id: str
-    carried: Optional["CarriedState"] = None
+    carried: CarriedState | None = None
 
 
 # --- activities -------------------------------------------------------------------------------
@@ -38,18 +36,18 @@ class SignalContext(BaseModel):
     """The signal and its trader's monitoring settings, loaded once per monitor."""
 
     signal_id: str
-    status: Optional[str]
+    status: str | None
     symbol: str
     interval: str
     signal_time: datetime
-    price: Optional[float] = None
-    change_percent: Optional[float] = None
-    volume: Optional[float] = None
-    indicator_data: Optional[Any] = None
+    price: float | None = None
+    change_percent: float | None = None
+    volume: float | None = None
+    indicator_data: Any | None = None
     trader_found: bool
-    trader_id: Optional[str] = None
-    trader_name: Optional[str] = None
-    user_id: Optional[str] = None
+    trader_id: str | None = None
+    trader_name: str | None = None
+    user_id: str | None = None
     strategy: Any = None
     max_reanalyses: int = 5
     min_confidence_to_enter: float = 70.0
@@ -60,14 +58,14 @@ class PreviousDecision(BaseModel):
     decision: ProxyDecision
     confidence: float
     reasoning: str
-    candleOpenTime: Optional[int] = None
+    candleOpenTime: int | None = None
 
 
 class AnalyzeSignalInput(BaseModel):
     context: SignalContext
     analysis_number: int = Field(description="0 for the first analysis, then 1, 2, ...")
     max_reanalyses: int
-    candle: Optional[Kline] = None
+    candle: Kline | None = None
     previous_decisions: list[PreviousDecision] = Field(default_factory=list)
 
 
@@ -77,34 +75,34 @@ class Analysis(BaseModel):
     decision: ProxyDecision
     confidence: float
     reasoning: str
-    key_levels: Optional[dict[str, Any]] = None
-    trade_plan: Optional[dict[str, Any]] = None
-    technical_indicators: Optional[dict[str, Any]] = None
-    raw_ai_response: Optional[str] = None
+    key_levels: dict[str, Any] | None = None
+    trade_plan: dict[str, Any] | None = None
+    technical_indicators: dict[str, Any] | None = None
+    raw_ai_response: str | None = None
     latency_ms: int
-    tokens_used: Optional[int] = None
-    model_name: Optional[str] = None
+    tokens_used: int | None = None
+    model_name: str | None = None
 
 
 class RecordAnalysisInput(BaseModel):
     signal_id: str
-    trader_id: Optional[str]
-    user_id: Optional[str]
+    trader_id: str | None
+    user_id: str | None
     symbol: str
     analysis_number: int
-    candle_open_time: Optional[datetime]
+    candle_open_time: datetime | None
     analysis: Analysis
     monitor_decision: MonitorDecision
     new_status: Literal["monitoring", "in_position", "expired"]
-    reason: Optional[str] = None
+    reason: str | None = None
 
 
 class RecordedAnalysis(BaseModel):
     analysis_id: str
     inserted: bool = Field(description="false when a retry found the row already written")
-    signal_status: Optional[str]
-    order_intent_id: Optional[str] = None
-    signal_reason: Optional[str] = Field(
+    signal_status: str | None
+    order_intent_id: str | None = None
+    signal_reason: str | None = Field(
         default=None, description="why the signal ended, when it ended otherwise than this analysis decided"
     )
 
@@ -116,7 +114,7 @@ class FinishSignalInput(BaseModel):
 
 
 class FinishedSignal(BaseModel):
-    signal_status: Optional[str] = Field(
+    signal_status: str | None = Field(
         description="the status actually stored: an earlier end (e.g. in_position) is never overwritten"
     )
 
@@ -138,17 +136,17 @@ class Counts(BaseModel):
 
 class DecisionRecord(BaseModel):
     analysis_number: int
-    candle_open_time: Optional[int]
+    candle_open_time: int | None
     proxy_decision: ProxyDecision
     decision: MonitorDecision
     confidence: float
     reasoning: str
-    analysis_id: Optional[str] = None
+    analysis_id: str | None = None
     at: datetime
 
 
 class FailedAnalysis(BaseModel):
-    candle_open_time: Optional[int]
+    candle_open_time: int | None
     error: str
     at: datetime
 
@@ -162,10 +160,10 @@ class CarriedState(BaseModel):
     deadline: datetime
     max_reanalyses: int
     initial_done: bool
-    last_taken_t: Optional[int]
+    last_taken_t: int | None
     recent_t: list[int]
-    pending: Optional[Kline]
-    retry_candle: Optional[Kline]
+    pending: Kline | None
+    retry_candle: Kline | None
     retry_initial: bool
     consecutive_failures: int
     counts: Counts
@@ -180,22 +178,22 @@ class MonitorState(BaseModel):
 
     signal_id: str
     status: str
-    symbol: Optional[str] = None
-    interval: Optional[str] = None
-    trader_id: Optional[str] = None
+    symbol: str | None = None
+    interval: str | None = None
+    trader_id: str | None = None
     analyses: int
     reanalyses: int
-    max_reanalyses: Optional[int] = None
+    max_reanalyses: int | None = None
     counts: Counts
-    last_decision: Optional[DecisionRecord] = None
+    last_decision: DecisionRecord | None = None
     history: list[DecisionRecord]
     failures: list[FailedAnalysis]
     skipped_candles: list[int]
-    pending_candle: Optional[int] = None
+    pending_candle: int | None = None
     analysing: bool
     consecutive_failures: int
-    deadline: Optional[datetime] = None
-    end_reason: Optional[str] = None
+    deadline: datetime | None = None
+    end_reason: str | None = None
     runs: int = 1
 
 
@@ -205,8 +203,8 @@ class MonitorResult(BaseModel):
     reason: str
     analyses: int
     reanalyses: int
-    last_decision: Optional[DecisionRecord] = None
-    order_intent_id: Optional[str] = None
+    last_decision: DecisionRecord | None = None
+    order_intent_id: str | None = None
     counts: Counts
 
 

@@ -6,8 +6,8 @@ candle is analysed at most once and the de-duplication state is durable workflow
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta, timezone
-from typing import Any, Optional
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -79,10 +79,10 @@ def _ms(value: datetime) -> int:
     return int(value.timestamp() * 1000)
 
 
-def _utc(ms: Optional[int]) -> str:
+def _utc(ms: int | None) -> str:
     if ms is None:
         return "signal"
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 class _Ended(Exception):
@@ -98,15 +98,15 @@ class SignalMonitorWorkflow:
     def __init__(self, input: SignalMonitorInput) -> None:
         self._signal_id = input.signal_id
         c = input.carried
-        self._context: Optional[SignalContext] = c.context if c else None
+        self._context: SignalContext | None = c.context if c else None
         self._status: str = c.status if c else "starting"
-        self._deadline: Optional[datetime] = c.deadline if c else None
-        self._max_reanalyses: Optional[int] = c.max_reanalyses if c else None
+        self._deadline: datetime | None = c.deadline if c else None
+        self._max_reanalyses: int | None = c.max_reanalyses if c else None
         self._initial_done: bool = c.initial_done if c else False
-        self._last_taken_t: Optional[int] = c.last_taken_t if c else None
+        self._last_taken_t: int | None = c.last_taken_t if c else None
         self._recent_t: list[int] = list(c.recent_t) if c else []
-        self._pending: Optional[Kline] = c.pending if c else None
-        self._retry_candle: Optional[Kline] = c.retry_candle if c else None
+        self._pending: Kline | None = c.pending if c else None
+        self._retry_candle: Kline | None = c.retry_candle if c else None
         self._retry_initial: bool = c.retry_initial if c else False
         self._consecutive_failures: int = c.consecutive_failures if c else 0
         self._counts: Counts = c.counts if c else Counts()
@@ -117,10 +117,10 @@ class SignalMonitorWorkflow:
         self._early: list[Kline] = []
         self._analysing = False
         self._force_reanalysis = False
-        self._abandon_reason: Optional[str] = None
+        self._abandon_reason: str | None = None
         self._limit_changed = False
-        self._result: Optional[MonitorResult] = None
-        self._order_intent_id: Optional[str] = None
+        self._result: MonitorResult | None = None
+        self._order_intent_id: str | None = None
 
     # --- the main loop -------------------------------------------------------------------------
 
@@ -194,7 +194,7 @@ class SignalMonitorWorkflow:
         self._status = "analyzing"
 
     @staticmethod
-    def _context_problem(ctx: SignalContext) -> Optional[str]:
+    def _context_problem(ctx: SignalContext) -> str | None:
         if not ctx.trader_found:
             return f"trader {ctx.trader_id} not found"
         if not is_valid_interval(ctx.interval):
@@ -207,15 +207,17 @@ class SignalMonitorWorkflow:
         assert self._deadline is not None
         try:
             await workflow.wait_condition(
-                lambda: self._pending is not None
-                or self._force_reanalysis
-                or self._abandon_reason is not None
-                or self._limit_changed
-                or workflow.info().is_continue_as_new_suggested(),
+                lambda: (
+                    self._pending is not None
+                    or self._force_reanalysis
+                    or self._abandon_reason is not None
+                    or self._limit_changed
+                    or workflow.info().is_continue_as_new_suggested()
+                ),
                 timeout=max(timedelta(0), self._deadline - workflow.now()),
                 timeout_summary="max_monitoring_duration",
             )
-        except asyncio.TimeoutError:
+        except TimeoutError:
             await self._end("expired", "max_monitoring_duration passed with no decision")
         if self._abandon_reason is not None:
             await self._end("expired", f"abandoned by operator: {self._abandon_reason}")
@@ -247,7 +249,7 @@ class SignalMonitorWorkflow:
 
     # --- one analysis ----------------------------------------------------------------------------
 
-    async def _analyse(self, candle: Optional[Kline]) -> None:
+    async def _analyse(self, candle: Kline | None) -> None:
         ctx = self._context
         assert ctx is not None and self._max_reanalyses is not None
         number = len(self._history)
@@ -329,11 +331,11 @@ class SignalMonitorWorkflow:
     async def _record(
         self,
         number: int,
-        candle: Optional[Kline],
+        candle: Kline | None,
         analysis: Analysis,
         decision: str,
         new_status: str,
-        reason: Optional[str],
+        reason: str | None,
     ) -> RecordedAnalysis:
         ctx = self._context
         assert ctx is not None
@@ -365,7 +367,7 @@ class SignalMonitorWorkflow:
                 ) from None
             raise
 
-    async def _analysis_failed(self, candle: Optional[Kline], err: ActivityError) -> None:
+    async def _analysis_failed(self, candle: Kline | None, err: ActivityError) -> None:
         cause = err.cause
         message = f"{cause.type}: {cause.message}" if isinstance(cause, ApplicationError) else str(cause or err)
         self._consecutive_failures += 1
@@ -570,9 +572,7 @@ class SignalMonitorWorkflow:
         limit = _limit_value(request)
         done = self._reanalyses()
         if limit < done:
-            raise ApplicationError(
-                f"limit {limit} is below the {done} reanalyses already done", type="InvalidRequest"
-            )
+            raise ApplicationError(f"limit {limit} is below the {done} reanalyses already done", type="InvalidRequest")
 
     # --- bookkeeping -----------------------------------------------------------------------------
 

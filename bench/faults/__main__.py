@@ -53,8 +53,19 @@ def _node_id(case: ET.Element) -> str:
 def run_pytest(run: Run, record: Path, only: str | None, log_dir: Path) -> None:
     xml = log_dir / f"{run.name}.xml"
     log = log_dir / f"{run.name}.log"
-    cmd = [sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider", "-o", "junit_family=xunit1",
-           f"--junitxml={xml}", *run.paths]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-s",
+        "-p",
+        "no:cacheprovider",
+        "-o",
+        "junit_family=xunit1",
+        f"--junitxml={xml}",
+        *run.paths,
+    ]
     if only:
         cmd += ["-k", only]
     env = dict(os.environ, **{RECORD_ENV: str(record)})
@@ -74,8 +85,11 @@ def run_pytest(run: Run, record: Path, only: str | None, log_dir: Path) -> None:
                     message = (el.get("message") or "").splitlines()[0][:300] if el.get("message") else ""
                     break
             run.outcomes.append(Outcome(_node_id(case), outcome, float(case.get("time") or 0), message))
-    print(f"[faults] {run.name}: exit {run.exit_code} in {run.seconds:.0f} s "
-          f"({sum(o.outcome == 'passed' for o in run.outcomes)}/{len(run.outcomes)} passed; log {log})", flush=True)
+    print(
+        f"[faults] {run.name}: exit {run.exit_code} in {run.seconds:.0f} s "
+        f"({sum(o.outcome == 'passed' for o in run.outcomes)}/{len(run.outcomes)} passed; log {log})",
+        flush=True,
+    )
 
 
 def machine() -> str:
@@ -87,11 +101,15 @@ def machine() -> str:
                 break
     temporal = Path(sys.executable).parent / "temporal"
     try:
-        version = subprocess.run([str(temporal), "--version"], capture_output=True, text=True, timeout=30).stdout.strip()
+        version = subprocess.run(
+            [str(temporal), "--version"], capture_output=True, text=True, timeout=30
+        ).stdout.strip()
     except OSError:
         version = "temporal CLI not found"
-    return (f"{os.cpu_count()} cores ({model or platform.machine()}), {platform.system()} {platform.release()}, "
-            f"Python {platform.python_version()}, {version}")
+    return (
+        f"{os.cpu_count()} cores ({model or platform.machine()}), {platform.system()} {platform.release()}, "
+        f"Python {platform.python_version()}, {version}"
+    )
 
 
 def _cell(text: str) -> str:
@@ -103,8 +121,9 @@ def _timing(o: Outcome) -> str:
     return f"{Path(path).stem}::{name} {o.seconds:.0f} s"
 
 
-def write_report(output: Path, runs: list[Run], rows: list[dict], argv: list[str], started: datetime.datetime,
-                 seconds: float) -> bool:
+def write_report(
+    output: Path, runs: list[Run], rows: list[dict], argv: list[str], started: datetime.datetime, seconds: float
+) -> bool:
     outcomes = {o.test: o for run in runs for o in run.outcomes}
     recorded = {row.get("test", "") for row in rows}
     lines = [
@@ -156,15 +175,23 @@ def write_report(output: Path, runs: list[Run], rows: list[dict], argv: list[str
         ok = False
         notes.append("- FAIL no case reached its checks")
     lines += ["", *notes] if notes else []
-    lines += ["", "Per run: " + "; ".join(
-        f"{run.name} {run.seconds:.0f} s ({', '.join(_timing(o) for o in run.outcomes)})" for run in runs) + "."]
+    lines += [
+        "",
+        "Per run: "
+        + "; ".join(f"{run.name} {run.seconds:.0f} s ({', '.join(_timing(o) for o in run.outcomes)})" for run in runs)
+        + ".",
+    ]
     output.write_text("\n".join(lines) + "\n")
     return ok
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.faults", description=(
-        "Runs the fault suite (tests/test_faults_*.py and bench/faults/test_*.py) and writes bench/FAULTS.md."))
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.faults",
+        description=(
+            "Runs the fault suite (tests/test_faults_*.py and bench/faults/test_*.py) and writes bench/FAULTS.md."
+        ),
+    )
     parser.add_argument("--only", metavar="EXPR", help="only the cases a pytest -k expression selects")
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--fast-only", action="store_true", help="only tests/test_faults_*.py")
@@ -179,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         runs.append(Run("fast", fast))
     if not args.fast_only:
         runs.append(Run("long", ["bench/faults"]))
-    started, t0 = datetime.datetime.now(datetime.timezone.utc), time.monotonic()
+    started, t0 = datetime.datetime.now(datetime.UTC), time.monotonic()
     log_dir = Path(tempfile.mkdtemp(prefix="signal-monitor-faults-"))
     record = log_dir / "figures.jsonl"
     record.touch()

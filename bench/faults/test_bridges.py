@@ -16,7 +16,7 @@ import asyncio
 import os
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from temporalio.client import Client
@@ -44,9 +44,11 @@ INTERVAL = "1m"
 
 
 async def _rows(db, n: int = 3):
-    now = datetime.now(timezone.utc)
-    return [await insert_signal(db, symbol=unique_symbol("BF"), interval=INTERVAL, timestamp=now, max_reanalyses=1000)
-            for _ in range(n)]
+    now = datetime.now(UTC)
+    return [
+        await insert_signal(db, symbol=unique_symbol("BF"), interval=INTERVAL, timestamp=now, max_reanalyses=1000)
+        for _ in range(n)
+    ]
 
 
 async def _wait_log(path: str, text: str, proc, timeout: float = 30.0) -> None:
@@ -114,8 +116,12 @@ async def test_bridge_killed_and_restarted_repeatedly(client, database_url, db, 
             made = await _stop_exchange(fake, rows)
             expected = await _expectations(client, rows, made, allowed)
             fig = await assert_three_checks(
-                client, db, f"bridge: SIGKILLed and restarted {kills}x (3 monitors, live 1m closes)", expected,
-                timeout=60)
+                client,
+                db,
+                f"bridge: SIGKILLed and restarted {kills}x (3 monitors, live 1m closes)",
+                expected,
+                timeout=60,
+            )
             backfills = Path(path).read_text(errors="replace").count("bridge.backfill")
         finally:
             kill(proc)
@@ -142,13 +148,14 @@ async def test_two_bridges_at_once(client, database_url, db, temporal_address):
                 os.close(fd)
                 logs.append(path)
                 procs.append(start_bridge_process(env, path))
-            for proc, path in zip(procs, logs):
+            for proc, path in zip(procs, logs, strict=False):
                 await _wait_log(path, "bridge.connected", proc)
             await asyncio.sleep(20.0)
             made = await _stop_exchange(fake, rows)
             expected = await _expectations(client, rows, made, {})
             fig = await assert_three_checks(
-                client, db, "bridge: two bridges at once for 20 s (3 monitors, live 1m closes)", expected, timeout=60)
+                client, db, "bridge: two bridges at once for 20 s (3 monitors, live 1m closes)", expected, timeout=60
+            )
             duplicates = [(await state_of(client, row.signal_id)).counts.duplicate for row in rows]
             alive = [proc.poll() is None for proc in procs]
         finally:
@@ -194,8 +201,12 @@ async def test_bridge_cut_off_from_temporal_for_a_minute(client, database_url, d
                 await eventually(lambda: _true(stats.delivery_backlog == 0), timeout=60)
                 expected = await _expectations(client, rows, made, allowed)
                 fig = await assert_three_checks(
-                    client, db, f"bridge: cut off from Temporal for {OUTAGE:.0f} s (3 monitors, live 1m closes)",
-                    expected, timeout=60)
+                    client,
+                    db,
+                    f"bridge: cut off from Temporal for {OUTAGE:.0f} s (3 monitors, live 1m closes)",
+                    expected,
+                    timeout=60,
+                )
                 snap = stats.snapshot()
             for handle in handles:
                 await handle.terminate("fault case over")
@@ -205,8 +216,10 @@ async def test_bridge_cut_off_from_temporal_for_a_minute(client, database_url, d
     # Older closes of the outage gave way to the newest, by the bridge's own count.
     assert snap["signals_superseded"] >= 1
     assert_fake_rules_kept(fake)
-    print(f"\n{fig.summary()}; closes made during the outage {allowed}, failures {during}, "
-          f"retried {snap['signals_retried']}, superseded {snap['signals_superseded']}")
+    print(
+        f"\n{fig.summary()}; closes made during the outage {allowed}, failures {during}, "
+        f"retried {snap['signals_retried']}, superseded {snap['signals_superseded']}"
+    )
 
 
 async def _true(condition: bool) -> None:

@@ -86,8 +86,13 @@ async def test_temporal_restarted_while_monitors_wait_and_while_analyses_run(dat
                 assert a.proc.returncode is None and b.proc.returncode is None, a.output()[-2000:] + b.output()[-2000:]
                 expected = [await expectation(client, row.signal_id, sent[row.signal_id]) for row in rows]
                 fig = await assert_three_checks(
-                    client, db, f"temporal: dev server restarted on its database file 3x ({MONITORS} monitors; "
-                    "waiting, mid-analysis, SIGKILLed mid-analysis)", expected, timeout=120)
+                    client,
+                    db,
+                    f"temporal: dev server restarted on its database file 3x ({MONITORS} monitors; "
+                    "waiting, mid-analysis, SIGKILLed mid-analysis)",
+                    expected,
+                    timeout=120,
+                )
                 calls = len(proxy.requests)
     finally:
         await temporal.stop()
@@ -114,7 +119,7 @@ async def test_postgres_crashed_inside_record_analysis_and_during_a_burst(client
                 handles = await start_settled(client, rows, queue)
 
                 async def send(n: int) -> None:
-                    for row, handle in zip(rows, handles):
+                    for row, handle in zip(rows, handles, strict=False):
                         k = kline(row, n)
                         await handle.signal("candle_closed", k)
                         sent[row.signal_id].add(k["t"])
@@ -123,8 +128,10 @@ async def test_postgres_crashed_inside_record_analysis_and_during_a_burst(client
                 blocker = await asyncpg.connect(url)
                 tx = blocker.transaction()
                 await tx.start()
-                await blocker.execute("SELECT 1 FROM signals WHERE id = ANY($1::uuid[]) FOR UPDATE",
-                                      [uuid.UUID(row.signal_id) for row in rows])
+                await blocker.execute(
+                    "SELECT 1 FROM signals WHERE id = ANY($1::uuid[]) FOR UPDATE",
+                    [uuid.UUID(row.signal_id) for row in rows],
+                )
                 await send(1)
 
                 async def all_writing() -> None:
@@ -159,8 +166,13 @@ async def test_postgres_crashed_inside_record_analysis_and_during_a_burst(client
                 try:
                     expected = [await expectation(client, row.signal_id, sent[row.signal_id]) for row in rows]
                     fig = await assert_three_checks(
-                        client, db, f"postgres: crashed inside record_analysis ({MONITORS} monitors, 20 s down), "
-                        "then during a burst (10 s down)", expected, timeout=120)
+                        client,
+                        db,
+                        f"postgres: crashed inside record_analysis ({MONITORS} monitors, 20 s down), "
+                        "then during a burst (10 s down)",
+                        expected,
+                        timeout=120,
+                    )
                 finally:
                     await db.close()
                 first_writes = [(await activity_attempts(h, "record_analysis"))[1] for h in handles]

@@ -50,7 +50,7 @@ async def test_two_workers_one_killed_repeatedly_during_a_burst(client, temporal
             sent: dict[str, set[int]] = {row.signal_id: set() for row in rows}
             try:
                 for n in range(1, CLOSES + 1):
-                    for row, handle in zip(rows, handles):
+                    for row, handle in zip(rows, handles, strict=False):
                         k = kline(row, n)
                         await handle.signal("candle_closed", k)
                         sent[row.signal_id].add(k["t"])
@@ -63,8 +63,12 @@ async def test_two_workers_one_killed_repeatedly_during_a_burst(client, temporal
             await all_settled(client, rows, 2, timeout=120, interval=1)
             expected = [await expectation(client, row.signal_id, sent[row.signal_id]) for row in rows]
             fig = await assert_three_checks(
-                client, db, f"workers: 2 workers, one SIGKILLed {kills}x during a burst "
-                f"({MONITORS} monitors x {CLOSES} closes)", expected, timeout=120)
+                client,
+                db,
+                f"workers: 2 workers, one SIGKILLed {kills}x during a burst ({MONITORS} monitors x {CLOSES} closes)",
+                expected,
+                timeout=120,
+            )
             retried = 0
             for handle in handles:
                 for kind in ("analyze_signal", "record_analysis", "load_signal"):
@@ -98,7 +102,7 @@ async def test_worker_killed_during_llm_calls_new_worker_takes_over(client, temp
         for r in range(1, ROUNDS + 1):
             async with worker_process(env) as worker:
                 before = len(proxy.requests)
-                for row, handle in zip(rows, handles):
+                for row, handle in zip(rows, handles, strict=False):
                     await handle.signal("candle_closed", kline(row, r))
                 await eventually(lambda b=before: _true(len(proxy.requests) >= b + len(rows)), timeout=60)
                 worker.kill()  # every monitor's llm-proxy call is in flight
@@ -107,12 +111,19 @@ async def test_worker_killed_during_llm_calls_new_worker_takes_over(client, temp
                 await all_settled(client, rows, 1 + r, timeout=90, interval=0.5)
         took = time.monotonic() - started
         async with worker_process(env):
-            expected = [await expectation(client, row.signal_id, {kline(row, r)["t"] for r in range(1, ROUNDS + 1)})
-                        for row in rows]
+            expected = [
+                await expectation(client, row.signal_id, {kline(row, r)["t"] for r in range(1, ROUNDS + 1)})
+                for row in rows
+            ]
             fig = await assert_three_checks(
-                client, db, f"workers: the only worker SIGKILLed during {len(rows)} llm-proxy calls, "
-                f"{ROUNDS}x; a new one takes over", expected, timeout=60)
-        for row, handle in zip(rows, handles):
+                client,
+                db,
+                f"workers: the only worker SIGKILLed during {len(rows)} llm-proxy calls, "
+                f"{ROUNDS}x; a new one takes over",
+                expected,
+                timeout=60,
+            )
+        for row, handle in zip(rows, handles, strict=False):
             # Each round's call: the attempt cut by the kill, then the retry that answered.
             assert await activity_attempts(handle, "analyze_signal") == [1] + [2] * ROUNDS
             assert len(proxy.requests_for(row.signal_id)) == 1 + 2 * ROUNDS

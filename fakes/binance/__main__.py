@@ -18,8 +18,9 @@ from .server import FakeBinance
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m fakes.binance", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m fakes.binance", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=9443)
     p.add_argument("--replay", choices=("series", "recorded"), default="series")
@@ -40,10 +41,16 @@ async def _run(args: argparse.Namespace) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     fake = FakeBinance(
-        args.host, args.port, speed=args.speed, stream_cap=args.stream_cap,
-        ping_interval=args.ping_interval, ping_timeout=args.ping_timeout,
-        max_connection_age=args.max_connection_age, announce_shutdown=args.announce_shutdown,
-        auto_series=True, series=SeriesOptions(updates_per_candle=args.updates),
+        args.host,
+        args.port,
+        speed=args.speed,
+        stream_cap=args.stream_cap,
+        ping_interval=args.ping_interval,
+        ping_timeout=args.ping_timeout,
+        max_connection_age=args.max_connection_age,
+        announce_shutdown=args.announce_shutdown,
+        auto_series=True,
+        series=SeriesOptions(updates_per_candle=args.updates),
     )
     async with fake:
         for item in filter(None, args.series.split(",")):

@@ -49,10 +49,23 @@ class Candle:
         traded = s.trades_seen and s.n > 0
         f = self.first_trade_id if traded else -1
         return {
-            "t": self.t, "T": self.T, "s": self.symbol, "i": self.interval,
-            "f": f, "L": f + s.n - 1 if traded else -1,
-            "o": s.o, "c": s.c, "h": s.h, "l": s.l, "v": s.v, "n": s.n if traded else 0,
-            "x": closed, "q": s.q, "V": s.V, "Q": s.Q, "B": "0",
+            "t": self.t,
+            "T": self.T,
+            "s": self.symbol,
+            "i": self.interval,
+            "f": f,
+            "L": f + s.n - 1 if traded else -1,
+            "o": s.o,
+            "c": s.c,
+            "h": s.h,
+            "l": s.l,
+            "v": s.v,
+            "n": s.n if traded else 0,
+            "x": closed,
+            "q": s.q,
+            "V": s.V,
+            "Q": s.Q,
+            "B": "0",
         }
 
     def rest_row(self) -> list:

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import itertools
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterator
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 FRAMES_FILE = DATA_DIR / "binance_kline_frames.jsonl"
@@ -42,7 +42,7 @@ class Snapshot:
 
     o: str
     h: str
-    l: str  # noqa: E741 - Binance's field name
+    l: str
     c: str
     v: str
     q: str
@@ -64,9 +64,16 @@ def load_frames() -> tuple[RecordedFrame, ...]:
 
 def snapshot_of(k: dict) -> Snapshot:
     return Snapshot(
-        o=k["o"], h=k["h"], l=k["l"], c=k["c"],
-        v=k["v"], q=k.get("q", "0"), V=k.get("V", "0"), Q=k.get("Q", "0"),
-        n=int(k.get("n", 0)), trades_seen=int(k.get("f", -1)) != -1,
+        o=k["o"],
+        h=k["h"],
+        l=k["l"],
+        c=k["c"],
+        v=k["v"],
+        q=k.get("q", "0"),
+        V=k.get("V", "0"),
+        Q=k.get("Q", "0"),
+        n=int(k.get("n", 0)),
+        trades_seen=int(k.get("f", -1)) != -1,
     )
 
 
@@ -88,7 +95,7 @@ def load_tracks() -> tuple[tuple[Snapshot, ...], ...]:
     for _key, items in by_candle.items():
         items.sort(key=lambda item: item[0])
         ks = [k for _, k in items]
-        if not ks[-1].get("x") is True:
+        if ks[-1].get("x") is not True:
             continue
         tracks.append(tuple(snapshot_of(k) for k in ks))
     if not tracks:
@@ -113,11 +120,14 @@ def rebased_tracks(start_price: str | None = None) -> Iterator[tuple[Snapshot, .
         ratio = prev_close / first_open if first_open else Decimal(1)
         # Always rescale, even by 1: one tick size for the whole series.
         track = tuple(
-            Snapshot(**{
-                **{f: _scale(getattr(s, f), ratio, quantum) for f in _PRICE_FIELDS},
-                **{f: getattr(s, f) for f in _VOLUME_FIELDS},
-                "n": s.n, "trades_seen": s.trades_seen,
-            })
+            Snapshot(
+                **{
+                    **{f: _scale(getattr(s, f), ratio, quantum) for f in _PRICE_FIELDS},
+                    **{f: getattr(s, f) for f in _VOLUME_FIELDS},
+                    "n": s.n,
+                    "trades_seen": s.trades_seen,
+                }
+            )
             for s in track
         )
         prev_close = Decimal(track[-1].c)

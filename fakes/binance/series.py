@@ -60,8 +60,7 @@ def start_cursor(fake: FakeBinance, symbol: str, interval: str, opts: SeriesOpti
     return _Cursor(fake, symbol, interval, opts)
 
 
-async def run_series(fake: FakeBinance, symbol: str, interval: str, opts: SeriesOptions,
-                     cursor: _Cursor) -> None:
+async def run_series(fake: FakeBinance, symbol: str, interval: str, opts: SeriesOptions, cursor: _Cursor) -> None:
     clock, market, faults, key = fake.clock, fake.market, fake.faults, (symbol, interval)
     iv, tracks, trade_id, t = cursor.iv, cursor.tracks, cursor.trade_id, cursor.t
     index = 0

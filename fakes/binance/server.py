@@ -22,8 +22,9 @@ import json
 import logging
 import re
 import time
-from dataclasses import dataclass, field
-from typing import Any, Iterable
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from websockets.asyncio.server import ServerConnection, serve
@@ -116,8 +117,9 @@ class FakeBinance:
         announce_shutdown: bool = False,
         shutdown_grace: float = 0.5,
         auto_series: bool = False,
-        series: SeriesOptions = SeriesOptions(),
+        series: SeriesOptions | None = None,
     ) -> None:
+        series = series or SeriesOptions()
         self.host, self.port = host, port
         self.clock = Clock(speed)
         self.market = Market(self.clock)
@@ -293,7 +295,7 @@ class FakeBinance:
             initial = [s for s in parse_qs(path.query).get("streams", [""])[0].split("/") if s]
         else:
             conn.combined = False
-            initial = [s for s in path.path[len("/ws"):].split("/") if s]
+            initial = [s for s in path.path[len("/ws") :].split("/") if s]
         if any(not _STREAM_RE.match(s) for s in initial) or len(initial) > self.stream_cap:
             await conn.close(1008, "Invalid request")
             return
@@ -302,9 +304,11 @@ class FakeBinance:
         self.connections.add(conn)
         age_task = None
         if self.max_connection_age:
+
             async def age() -> None:
                 await asyncio.sleep(self.max_connection_age)
                 await self._age_out(conn)
+
             age_task = self.spawn(age())
         try:
             async for message in conn:
@@ -349,8 +353,12 @@ class FakeBinance:
             await self._send(conn, json.dumps({"result": sorted(conn.streams), "id": req_id}))
             return
         if method not in ("SUBSCRIBE", "UNSUBSCRIBE"):
-            await error(2, f"Invalid request: unknown variant {method}, expected one of SUBSCRIBE, "
-                           "UNSUBSCRIBE, LIST_SUBSCRIPTIONS, SET_PROPERTY, GET_PROPERTY", req_id)
+            await error(
+                2,
+                f"Invalid request: unknown variant {method}, expected one of SUBSCRIBE, "
+                "UNSUBSCRIBE, LIST_SUBSCRIPTIONS, SET_PROPERTY, GET_PROPERTY",
+                req_id,
+            )
             return
         if not isinstance(params, list) or not all(isinstance(p, str) for p in params):
             await error(1, "Invalid value type: expected a list of strings", req_id)
@@ -383,14 +391,18 @@ class FakeBinance:
         if now < self._rest_banned_until:
             self.stats.rest_ban_violations += 1
             retry = max(1, int(self._rest_banned_until - now + 0.999))
-            return _json_response(418, {"code": -1003, "msg": "Way too many requests; IP banned."},
-                                  [("Retry-After", str(retry))])
+            return _json_response(
+                418, {"code": -1003, "msg": "Way too many requests; IP banned."}, [("Retry-After", str(retry))]
+            )
         if self._rest_failures:
             status, retry_after = self._rest_failures.popleft()
             self.stats.rest_rate_limited += 1
             self._rest_banned_until = now + retry_after
-            return _json_response(status, {"code": -1003, "msg": "Too many requests."},
-                                  [("Retry-After", str(retry_after if retry_after % 1 else int(retry_after)))])
+            return _json_response(
+                status,
+                {"code": -1003, "msg": "Too many requests."},
+                [("Retry-After", str(retry_after if retry_after % 1 else int(retry_after)))],
+            )
         query = {k: v[-1] for k, v in parse_qs(path.query).items()}
         if path.path == "/api/v3/time":
             return _json_response(200, {"serverTime": self.clock.now_ms()})
@@ -408,7 +420,7 @@ class FakeBinance:
             return _json_response(400, {"code": -1120, "msg": "Invalid interval."})
         if self.auto_series and valid_interval(interval) and symbol.isalnum() and symbol.isupper():
             self.start_series(symbol, interval)
-        if not self.market.knows(symbol) and not (symbol, interval) in self.series_tasks:
+        if not self.market.knows(symbol) and (symbol, interval) not in self.series_tasks:
             return _json_response(400, {"code": -1121, "msg": "Invalid symbol."})
         try:
             limit = int(query.get("limit", 500))
@@ -424,12 +436,14 @@ class FakeBinance:
 
 def _json_response(status: int, body: object, headers: Iterable[tuple[str, str]] = ()) -> Response:
     data = json.dumps(body, separators=(",", ":")).encode()
-    h = Headers([
-        ("Content-Type", "application/json;charset=UTF-8"),
-        ("Content-Length", str(len(data))),
-        ("Connection", "close"),
-        *headers,
-    ])
+    h = Headers(
+        [
+            ("Content-Type", "application/json;charset=UTF-8"),
+            ("Content-Length", str(len(data))),
+            ("Connection", "close"),
+            *headers,
+        ]
+    )
     return Response(status, http.HTTPStatus(status).phrase, h, data)
 
 
