@@ -19,6 +19,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities import activity_metrics
+from workflows import names
 from workflows.decisions import normalise_proxy_decision
 from workflows.models import Analysis, AnalyzeSignalInput
 
@@ -29,15 +30,15 @@ TRIGGER_SOURCE = "monitoring-worker"
 MAX_RETRY_AFTER = timedelta(minutes=5)
 _HEARTBEAT_EVERY = 2.0
 
-# Error types, named in the workflow's RetryPolicy.non_retryable_error_types where no retry helps.
-AUTH_ERROR = "LlmProxyAuthError"
-REQUEST_REJECTED = "LlmProxyRequestRejected"
-RATE_LIMITED = "LlmProxyRateLimited"
-SERVER_ERROR = "LlmProxyServerError"
-UNAVAILABLE = "LlmProxyUnavailable"
-TIMEOUT = "LlmProxyTimeout"
-BAD_ANSWER = "LlmProxyBadAnswer"
-NON_RETRYABLE = [AUTH_ERROR, REQUEST_REJECTED]
+# Error types (workflows/names.py, where the workflow's RetryPolicy names those no retry helps).
+AUTH_ERROR = names.LLM_AUTH_ERROR
+REQUEST_REJECTED = names.LLM_REQUEST_REJECTED
+RATE_LIMITED = names.LLM_RATE_LIMITED
+SERVER_ERROR = names.LLM_SERVER_ERROR
+UNAVAILABLE = names.LLM_UNAVAILABLE
+TIMEOUT = names.LLM_TIMEOUT
+BAD_ANSWER = names.LLM_BAD_ANSWER
+NON_RETRYABLE = names.LLM_NON_RETRYABLE
 
 
 def build_request_body(input: AnalyzeSignalInput) -> dict[str, Any]:
@@ -173,7 +174,7 @@ class LlmProxy:
         activity_metrics.llm_proxy_error(type)
         return ApplicationError(self._redact(message), type=type, **kwargs)
 
-    @activity.defn
+    @activity.defn(name=names.ANALYZE_SIGNAL)
     async def analyze_signal(self, input: AnalyzeSignalInput) -> Analysis:
         info = activity.info()
         headers = {

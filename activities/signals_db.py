@@ -12,6 +12,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities import activity_metrics
+from workflows import names
 from workflows.models import (
     TERMINAL_SIGNAL_STATUSES,
     FinishedSignal,
@@ -29,7 +30,9 @@ def _uuid(value: str, what: str) -> uuid.UUID:
     try:
         return uuid.UUID(value)
     except (ValueError, TypeError, AttributeError):
-        raise ApplicationError(f"{what} {value!r} is not a UUID", type="InvalidSignalId", non_retryable=True) from None
+        raise ApplicationError(
+            f"{what} {value!r} is not a UUID", type=names.INVALID_SIGNAL_ID, non_retryable=True
+        ) from None
 
 
 def _float(value: Decimal | None) -> float | None:
@@ -63,7 +66,7 @@ class SignalStore:
     def __init__(self, pool: asyncpg.Pool):
         self._pool = pool
 
-    @activity.defn
+    @activity.defn(name=names.LOAD_SIGNAL)
     async def load_signal(self, input: LoadSignalInput) -> SignalContext:
         signal_id = _uuid(input.signal_id, "signal id")
         row = await self._pool.fetchrow(
@@ -79,7 +82,7 @@ class SignalStore:
             signal_id,
         )
         if row is None:
-            raise ApplicationError(f"signal {signal_id} not found", type="SignalNotFound", non_retryable=True)
+            raise ApplicationError(f"signal {signal_id} not found", type=names.SIGNAL_NOT_FOUND, non_retryable=True)
         trader_found = row["found_trader_id"] is not None
         context = SignalContext(
             signal_id=str(row["id"]),
@@ -103,7 +106,7 @@ class SignalStore:
             context.max_monitoring_seconds = row["max_monitoring_seconds"]
         return context
 
-    @activity.defn
+    @activity.defn(name=names.RECORD_ANALYSIS)
     async def record_analysis(self, input: RecordAnalysisInput) -> RecordedAnalysis:
         signal_id = _uuid(input.signal_id, "signal id")
         a = input.analysis
@@ -114,7 +117,7 @@ class SignalStore:
                 "SELECT status, monitor_reason FROM signals WHERE id = $1 FOR UPDATE", signal_id
             )
             if locked is None:
-                raise ApplicationError(f"signal {signal_id} not found", type="SignalNotFound", non_retryable=True)
+                raise ApplicationError(f"signal {signal_id} not found", type=names.SIGNAL_NOT_FOUND, non_retryable=True)
             status, ended_reason = locked["status"], locked["monitor_reason"]
             analysis_id = await conn.fetchval(
                 """
@@ -226,7 +229,7 @@ class SignalStore:
         )
         return await conn.fetchval("SELECT id FROM order_intents WHERE signal_id = $1", signal_id)
 
-    @activity.defn
+    @activity.defn(name=names.FINISH_SIGNAL)
     async def finish_signal(self, input: FinishSignalInput) -> FinishedSignal:
         signal_id = _uuid(input.signal_id, "signal id")
         async with self._pool.acquire() as conn, conn.transaction():

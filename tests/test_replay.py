@@ -16,8 +16,8 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 from temporalio.workflow import NondeterminismError
 
-from workflows.models import MonitorResult, SignalMonitorInput
-from workflows.names import WORKFLOW_TYPE
+from workflows.models import MonitorResult
+from workflows.names import WORKFLOW_TYPE, workflow_id_for
 from workflows.signal_monitor import (
     CANCEL_DURING_ACTIVITY_PATCH,
     CONTINUE_AS_NEW_FIRST_PATCH,
@@ -28,7 +28,12 @@ HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 
 
 def _history(path: Path) -> WorkflowHistory:
-    return WorkflowHistory.from_json(path.stem, path.read_text())
+    """The history under its own workflow id (`signal-<its input's signal_id>`): the monitor refuses
+    to run under any other."""
+    text = path.read_text()
+    started = json.loads(text)["events"][0]["workflowExecutionStartedEventAttributes"]
+    signal_id = json.loads(base64.b64decode(started["input"]["payloads"][0]["data"]))["signal_id"]
+    return WorkflowHistory.from_json(workflow_id_for(signal_id), text)
 
 
 def test_histories_cover_every_end_and_message():
@@ -87,13 +92,13 @@ class UnpatchedChange(SignalMonitorWorkflow):
     """What a careless edit looks like: one more timer before loading the signal, no patch."""
 
     @workflow.init
-    def __init__(self, input: SignalMonitorInput) -> None:
-        super().__init__(input)
+    def __init__(self, *args: object) -> None:
+        super().__init__(*args)
 
     @workflow.run
-    async def run(self, input: SignalMonitorInput) -> MonitorResult:
+    async def run(self, *args: object) -> MonitorResult:
         await workflow.sleep(1)
-        return await super().run(input)
+        return await super().run(*args)
 
 
 async def test_an_unpatched_change_is_caught():

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import calendar
+import math
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Self
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
+
+from workflows.timefmt import MAX_MS, datetime_to_ms, ms_to_datetime
 
 # Binance spot kline intervals. `1M` (calendar month) has no fixed length.
 INTERVAL_MS: dict[str, int | None] = {
@@ -32,6 +37,35 @@ def is_valid_interval(interval: str) -> bool:
     return interval in INTERVAL_MS
 
 
+def interval_length_ms(interval: str, open_ms: int) -> int | None:
+    """The length of the candle of `interval` opening at `open_ms`; `1M` is the calendar month it
+    opens in. None for an unknown interval or an open time outside datetime's range."""
+    if interval not in INTERVAL_MS:
+        return None
+    fixed = INTERVAL_MS[interval]
+    if fixed is not None:
+        return fixed
+    start = ms_to_datetime(open_ms)
+    if start is None:
+        return None
+    return calendar.monthrange(start.year, start.month)[1] * 86_400_000
+
+
+def candle_open_containing(interval: str, ms: int) -> int | None:
+    """Open time of the `interval` candle that contains `ms` (Binance aligns candles on the epoch,
+    `1w` on Mondays, `1M` on the first of the month, all UTC)."""
+    if interval not in INTERVAL_MS:
+        return None
+    fixed = INTERVAL_MS[interval]
+    if fixed is None:
+        when = ms_to_datetime(ms)
+        if when is None:
+            return None
+        return datetime_to_ms(datetime(when.year, when.month, 1, tzinfo=UTC))
+    offset = 4 * 86_400_000 if interval == "1w" else 0  # 1970-01-05 was a Monday
+    return (ms - offset) // fixed * fixed + offset
+
+
 def is_valid_symbol(symbol: str) -> bool:
     # Binance symbols are upper-case letters and digits (e.g. BTCUSDT, 1000SATSUSDT).
     return 2 <= len(symbol) <= 20 and symbol.isascii() and symbol.isalnum() and symbol.upper() == symbol
@@ -45,9 +79,16 @@ def _decimal_string(value: object) -> str:
         d = Decimal(str(value))
     except Exception as exc:  # decimal.InvalidOperation
         raise ValueError(f"not a decimal: {value!r}") from exc
-    if not d.is_finite() or d < 0:
+    if not d.is_finite() or d < 0 or not math.isfinite(float(d)):
         raise ValueError(f"not a finite non-negative decimal: {value!r}")
     return str(value)
+
+
+def _exact_as_float(value: str) -> str:
+    # The close is sent to llm-proxy as a JSON number: it must survive the trip through a float.
+    if Decimal(str(float(value))) != Decimal(value):
+        raise ValueError(f"not exactly representable as a number: {value!r}")
+    return value
 
 
 class Kline(BaseModel):
@@ -56,8 +97,8 @@ class Kline(BaseModel):
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    t: int = Field(description="open time, ms since epoch", ge=0)
-    T: int = Field(description="close time, ms since epoch", ge=0)
+    t: int = Field(description="open time, ms since epoch", ge=0, le=MAX_MS)
+    T: int = Field(description="close time, ms since epoch", ge=0, le=MAX_MS)
     s: str = Field(description="symbol, upper case")
     i: str = Field(description="interval")
     o: str
@@ -87,6 +128,11 @@ class Kline(BaseModel):
     def _decimal(cls, value: object) -> str:
         return _decimal_string(value)
 
+    @field_validator("c")
+    @classmethod
+    def _close_exact(cls, value: str) -> str:
+        return _exact_as_float(value)
+
     @field_validator("s", "i", mode="before")
     @classmethod
     def _strict_str(cls, value: object) -> object:
@@ -94,16 +140,25 @@ class Kline(BaseModel):
             raise ValueError("must be a string")
         return value
 
+    @field_validator("s")
+    @classmethod
+    def _ascii_symbol(cls, value: str) -> str:
+        # Checked before any upper-casing: `btcuſdt` (U+017F) upper-cases to BTCUSDT.
+        if not value.isascii():
+            raise ValueError("symbol must be ASCII")
+        return value
+
+    @model_validator(mode="after")
+    def _could_be_real(self) -> Self:
+        if self.t > self.T:
+            raise ValueError(f"open time {self.t} is after close time {self.T}")
+        length = interval_length_ms(self.i, self.t)
+        if length is not None and self.T - self.t + 1 != length:
+            raise ValueError(f"T - t + 1 = {self.T - self.t + 1} ms is not the length of a {self.i} candle")
+        return self
+
     def open_time(self) -> datetime:
         return datetime.fromtimestamp(self.t / 1000, tz=UTC)
 
     def close_time(self) -> datetime:
         return datetime.fromtimestamp(self.T / 1000, tz=UTC)
-
-
-def ms_to_datetime(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC)
-
-
-def datetime_to_ms(value: datetime) -> int:
-    return int(value.timestamp() * 1000)

@@ -29,3 +29,13 @@ def monitor_decision(decision: ProxyDecision, confidence: float, min_confidence_
     if decision == "bad_setup":
         return "abandon"
     return "continue"
+
+
+def explain_decision(
+    decision: ProxyDecision, confidence: float, min_confidence_to_enter: float, mapped: MonitorDecision
+) -> str:
+    """Why llm-proxy's answer became the monitor's decision, for people: `enter_trade 78 < min 95 -> continue`."""
+    if decision == "enter_trade":
+        sign = ">=" if confidence >= min_confidence_to_enter else "<"
+        return f"enter_trade {confidence:g} {sign} min {min_confidence_to_enter:g} -> {mapped}"
+    return f"{decision} {confidence:g} -> {mapped}"

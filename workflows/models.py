@@ -5,11 +5,13 @@ which every Temporal UI user can read."""
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictStr, computed_field
 
 from workflows.candles import Kline
+from workflows.timefmt import iso_text
 
 ProxyDecision = Literal["enter_trade", "bad_setup", "wait"]
 MonitorDecision = Literal["enter", "continue", "abandon"]
@@ -18,10 +20,25 @@ EndStatus = Literal["in_position", "expired", "cancelled", "failed"]
 TERMINAL_SIGNAL_STATUSES = frozenset({"in_position", "expired", "cancelled", "failed", "closed", "rejected"})
 
 
+class MonitorStatus(StrEnum):
+    """The monitor's own status (the `MonitorStatus` search attribute); the last four are ends."""
+
+    STARTING = "starting"
+    ANALYZING = "analyzing"
+    MONITORING = "monitoring"
+    IN_POSITION = "in_position"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+    # The platform's own ends, reported as found when the monitor starts for an ended signal.
+    CLOSED = "closed"
+    REJECTED = "rejected"
+
+
 class SignalMonitorInput(BaseModel):
     """`{"signal_id": "<uuid>"}` when started by hand; `carried` only across continue-as-new."""
 
-    signal_id: str
+    signal_id: StrictStr = Field(min_length=1, max_length=100)
     carried: CarriedState | None = None
 
 
@@ -132,6 +149,10 @@ class Counts(BaseModel):
     open: int = 0
     malformed: int = 0
     failed_analyses: int = 0
+    # Opening later than now + one interval: never analysed, never moves the de-duplication point.
+    future: int = 0
+    # Payload larger than MAX_CANDLE_PAYLOAD_BYTES: never kept in state.
+    oversized: int = 0
 
 
 class DecisionRecord(BaseModel):
@@ -143,6 +164,14 @@ class DecisionRecord(BaseModel):
     reasoning: str
     analysis_id: str | None = None
     at: datetime
+    # Why `decision` follows from `proxy_decision` (e.g. "enter_trade 78 < min 95 -> continue").
+    mapped: str | None = None
+    price: str | None = Field(default=None, description="the candle's close, or the signal's price for #0")
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def candle_open_time_iso(self) -> str | None:
+        return iso_text(self.candle_open_time)
 
 
 class FailedAnalysis(BaseModel):
@@ -150,27 +179,51 @@ class FailedAnalysis(BaseModel):
     error: str
     at: datetime
 
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def candle_open_time_iso(self) -> str | None:
+        return iso_text(self.candle_open_time)
+
 
 class CarriedState(BaseModel):
-    """Everything a run hands to the next across continue-as-new: the server de-duplicates
-    nothing across runs, so the de-duplication state must travel here."""
+    """The workflow's live state, and what a run hands to the next across continue-as-new (the
+    server de-duplicates nothing across runs, so the de-duplication state must travel here).
+    Fields marked `exclude` live only within one run. `context`, `deadline` and `max_reanalyses`
+    are None only until the signal is loaded (a carried state always has them)."""
 
-    context: SignalContext
-    status: str
-    deadline: datetime
-    max_reanalyses: int
-    initial_done: bool
-    last_taken_t: int | None
-    recent_t: list[int]
-    pending: Kline | None
-    retry_candle: Kline | None
-    retry_initial: bool
-    consecutive_failures: int
-    counts: Counts
-    history: list[DecisionRecord]
-    failures: list[FailedAnalysis]
-    skipped_t: list[int]
-    runs: int
+    context: SignalContext | None = None
+    status: MonitorStatus = MonitorStatus.STARTING
+    deadline: datetime | None = None
+    max_reanalyses: int | None = None
+    initial_done: bool = False
+    last_taken_t: int | None = None
+    recent_t: list[int] = Field(default_factory=list)
+    pending: Kline | None = None
+    retry_candle: Kline | None = None
+    retry_initial: bool = False
+    consecutive_failures: int = 0
+    counts: Counts = Field(default_factory=Counts)
+    history: list[DecisionRecord] = Field(default_factory=list)
+    failures: list[FailedAnalysis] = Field(default_factory=list)
+    skipped_t: list[int] = Field(default_factory=list)
+    runs: int = 1
+
+    # This run only.
+    early: list[Kline] = Field(default_factory=list, exclude=True, description="closes sent before the load")
+    analysing: bool = Field(default=False, exclude=True)
+    force_reanalysis: bool = Field(default=False, exclude=True)
+    abandon_reason: str | None = Field(default=None, exclude=True)
+    limit_changed: bool = Field(default=False, exclude=True)
+    result: MonitorResult | None = Field(default=None, exclude=True)
+    order_intent_id: str | None = Field(default=None, exclude=True)
+
+    @property
+    def reanalyses(self) -> int:
+        return max(0, len(self.history) - 1)
+
+    @property
+    def last_decision(self) -> DecisionRecord | None:
+        return self.history[-1] if self.history else None
 
 
 class MonitorState(BaseModel):
@@ -196,6 +249,16 @@ class MonitorState(BaseModel):
     end_reason: str | None = None
     runs: int = 1
 
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def deadline_iso(self) -> str | None:
+        return iso_text(self.deadline)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def pending_candle_iso(self) -> str | None:
+        return iso_text(self.pending_candle)
+
 
 class MonitorResult(BaseModel):
     signal_id: str
@@ -206,6 +269,13 @@ class MonitorResult(BaseModel):
     last_decision: DecisionRecord | None = None
     order_intent_id: str | None = None
     counts: Counts
+    ended_at: datetime | None = None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def ended_at_iso(self) -> str | None:
+        return iso_text(self.ended_at)
 
 
+CarriedState.model_rebuild()
 SignalMonitorInput.model_rebuild()

@@ -1,4 +1,7 @@
-"""Names operators, scripts, the bridge and the platform depend on. Keep them exactly."""
+"""Names operators, scripts, the bridge and the platform depend on. Keep them exactly.
+
+Activity names and error types live here so the workflow can call activities by name without
+importing their I/O modules (httpx, asyncpg): `activities/` imports these, never the reverse."""
 
 WORKFLOW_TYPE = "SignalMonitorWorkflow"
 CANDLE_CLOSED_SIGNAL = "candle_closed"
@@ -7,6 +10,39 @@ ABANDON_UPDATE = "abandon"
 REANALYZE_UPDATE = "reanalyze"
 SET_LIMIT_UPDATE = "set_limit"
 DEFAULT_TASK_QUEUE = "signal-monitor"
+
+# Activities (registered under these names by `activities/`).
+LOAD_SIGNAL = "load_signal"
+RECORD_ANALYSIS = "record_analysis"
+FINISH_SIGNAL = "finish_signal"
+ANALYZE_SIGNAL = "analyze_signal"
+
+# Error types of the database activities (ApplicationError.type).
+SIGNAL_NOT_FOUND = "SignalNotFound"
+INVALID_SIGNAL_ID = "InvalidSignalId"
+# The signal/trader row holds data the monitor cannot use: the signal ends `failed` at once.
+INVALID_SIGNAL_DATA = "InvalidSignalData"
+# Constraint violations, data errors, undefined table/column, permissions: no retry can fix them.
+PERMANENT_DATABASE_ERROR = "PermanentDatabaseError"
+DB_NON_RETRYABLE = [SIGNAL_NOT_FOUND, INVALID_SIGNAL_ID, INVALID_SIGNAL_DATA, PERMANENT_DATABASE_ERROR]
+
+# Error types of the llm-proxy activity.
+LLM_AUTH_ERROR = "LlmProxyAuthError"
+LLM_REQUEST_REJECTED = "LlmProxyRequestRejected"
+LLM_RATE_LIMITED = "LlmProxyRateLimited"
+LLM_SERVER_ERROR = "LlmProxyServerError"
+LLM_UNAVAILABLE = "LlmProxyUnavailable"
+LLM_TIMEOUT = "LlmProxyTimeout"
+LLM_BAD_ANSWER = "LlmProxyBadAnswer"
+LLM_NON_RETRYABLE = [LLM_AUTH_ERROR, LLM_REQUEST_REJECTED]
+
+# Errors the workflow itself fails with.
+INVALID_START = "InvalidStart"
+WRONG_WORKFLOW_ID = "WrongWorkflowId"
+# Update rejections.
+INVALID_REQUEST = "InvalidRequest"
+MONITOR_ENDED = "MonitorEnded"
+MONITOR_NOT_READY = "MonitorNotReady"
 
 
 def workflow_id_for(signal_id: str) -> str:

@@ -1,7 +1,7 @@
 """Typed search attributes of a signal monitor: what operators filter on in the Temporal UI
 and what the bridge reads to know which kline streams to watch."""
 
-from temporalio.common import SearchAttributeKey
+from temporalio.common import SearchAttributeKey, SearchAttributeUpdate, TypedSearchAttributes
 
 SIGNAL_SYMBOL = SearchAttributeKey.for_keyword("SignalSymbol")
 SIGNAL_INTERVAL = SearchAttributeKey.for_keyword("SignalInterval")
@@ -10,3 +10,16 @@ MONITOR_STATUS = SearchAttributeKey.for_keyword("MonitorStatus")
 REANALYSES = SearchAttributeKey.for_int("Reanalyses")
 
 ALL = (SIGNAL_SYMBOL, SIGNAL_INTERVAL, TRADER_ID, MONITOR_STATUS, REANALYSES)
+
+
+def changed(
+    current: TypedSearchAttributes, symbol: str, interval: str, trader_id: str, status: str, reanalyses: int
+) -> list[SearchAttributeUpdate]:
+    """The upserts that bring the monitor's search attributes to these values (none when equal)."""
+    keywords = [(SIGNAL_SYMBOL, symbol), (SIGNAL_INTERVAL, interval), (TRADER_ID, trader_id), (MONITOR_STATUS, status)]
+    updates: list[SearchAttributeUpdate] = [
+        key.value_set(value) for key, value in keywords if current.get(key) != value
+    ]
+    if current.get(REANALYSES) != reanalyses:
+        updates.append(REANALYSES.value_set(reanalyses))
+    return updates

@@ -1,0 +1,76 @@
+"""The monitor's activities as typed calls by name (the SDK's stub pattern): the workflow never
+imports `activities/` (httpx, asyncpg). Each stub carries its timeouts and retry policy.
+Only callable from workflow code."""
+
+from __future__ import annotations
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError, ApplicationError
+
+from workflows import names, policies
+from workflows.models import (
+    Analysis,
+    AnalyzeSignalInput,
+    FinishedSignal,
+    FinishSignalInput,
+    LoadSignalInput,
+    RecordAnalysisInput,
+    RecordedAnalysis,
+    SignalContext,
+)
+
+
+def cause_of(err: ActivityError, *types: str) -> ApplicationError | None:
+    """The activity's ApplicationError if it is one of `types` (any type when none is given)."""
+    cause = err.cause
+    if isinstance(cause, ApplicationError) and (not types or cause.type in types):
+        return cause
+    return None
+
+
+async def load_signal(arg: LoadSignalInput) -> SignalContext:
+    return await workflow.execute_activity(
+        names.LOAD_SIGNAL,
+        arg,
+        result_type=SignalContext,
+        start_to_close_timeout=policies.DB_TIMEOUT,
+        retry_policy=policies.DB_RETRY,
+        summary="load signal and trader",
+    )
+
+
+async def record_analysis(arg: RecordAnalysisInput, summary: str) -> RecordedAnalysis:
+    return await workflow.execute_activity(
+        names.RECORD_ANALYSIS,
+        arg,
+        result_type=RecordedAnalysis,
+        start_to_close_timeout=policies.DB_TIMEOUT,
+        retry_policy=policies.DB_RETRY,
+        summary=summary,
+    )
+
+
+async def finish_signal(arg: FinishSignalInput) -> FinishedSignal:
+    return await workflow.execute_activity(
+        names.FINISH_SIGNAL,
+        arg,
+        result_type=FinishedSignal,
+        start_to_close_timeout=policies.DB_TIMEOUT,
+        retry_policy=policies.DB_RETRY,
+        summary=f"mark signal {arg.status}",
+    )
+
+
+async def analyze_signal(arg: AnalyzeSignalInput, summary: str) -> Analysis:
+    # On its own task queue: the llm-proxy caps bind llm-proxy calls only.
+    return await workflow.execute_activity(
+        names.ANALYZE_SIGNAL,
+        arg,
+        result_type=Analysis,
+        task_queue=names.llm_task_queue_for(workflow.info().task_queue),
+        start_to_close_timeout=policies.ANALYSIS_START_TO_CLOSE,
+        schedule_to_close_timeout=policies.ANALYSIS_SCHEDULE_TO_CLOSE,
+        heartbeat_timeout=policies.ANALYSIS_HEARTBEAT,
+        retry_policy=policies.ANALYSIS_RETRY,
+        summary=summary,
+    )

@@ -1,0 +1,29 @@
+"""Retry policies and timeouts of the monitor's activities (the error type names are in `names`)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio.common import RetryPolicy
+
+from workflows import names
+
+ANALYSIS_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=2),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=60),
+    maximum_attempts=6,
+    non_retryable_error_types=names.LLM_NON_RETRYABLE,
+)
+ANALYSIS_START_TO_CLOSE = timedelta(seconds=90)
+ANALYSIS_SCHEDULE_TO_CLOSE = timedelta(minutes=15)
+ANALYSIS_HEARTBEAT = timedelta(seconds=10)
+
+# No attempt limit: a transient database outage is waited out; permanent errors are non-retryable.
+DB_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=30),
+    non_retryable_error_types=names.DB_NON_RETRYABLE,
+)
+DB_TIMEOUT = timedelta(seconds=30)

@@ -1,0 +1,197 @@
+"""Pure operations on the monitor's state model: what an analysis, a failure or an operator's
+request does to it, and the views built from it (the `state` query, the result). No Temporal."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from workflows import names
+from workflows.candles import Kline
+from workflows.decisions import explain_decision
+from workflows.models import (
+    Analysis,
+    AnalyzeSignalInput,
+    CarriedState,
+    DecisionRecord,
+    FailedAnalysis,
+    MonitorDecision,
+    MonitorResult,
+    MonitorState,
+    PreviousDecision,
+    RecordAnalysisInput,
+    RecordedAnalysis,
+    SignalContext,
+)
+from workflows.outcomes import AnalysisOutcome
+from workflows.timefmt import utc_text
+
+FAILURES_KEPT = 20
+REASONING_KEPT = 500
+PREVIOUS_DECISIONS_SENT = 5
+
+
+def analysis_request(
+    s: CarriedState, ctx: SignalContext, number: int, limit: int, candle: Kline | None
+) -> AnalyzeSignalInput:
+    return AnalyzeSignalInput(
+        context=ctx,
+        analysis_number=number,
+        max_reanalyses=limit,
+        candle=candle,
+        previous_decisions=[
+            PreviousDecision(
+                decision=d.proxy_decision,
+                confidence=d.confidence,
+                reasoning=d.reasoning,
+                candleOpenTime=d.candle_open_time,
+            )
+            for d in s.history[-PREVIOUS_DECISIONS_SENT:]
+        ],
+    )
+
+
+def analysed(
+    s: CarriedState,
+    ctx: SignalContext,
+    number: int,
+    candle: Kline | None,
+    analysis: Analysis,
+    decision: MonitorDecision,
+    recorded: RecordedAnalysis,
+    now: datetime,
+) -> None:
+    """An analysis is recorded: it supersedes any earlier failed one (only the newest candle matters)."""
+    s.analysing = False
+    s.consecutive_failures = 0
+    s.counts.analysed += 1
+    s.retry_initial = False
+    if s.retry_candle is not None and (candle is None or s.retry_candle.t <= candle.t):
+        s.retry_candle = None
+    s.history.append(
+        DecisionRecord(
+            analysis_number=number,
+            candle_open_time=candle.t if candle else None,
+            proxy_decision=analysis.decision,
+            decision=decision,
+            confidence=analysis.confidence,
+            reasoning=analysis.reasoning[:REASONING_KEPT],
+            analysis_id=recorded.analysis_id,
+            at=now,
+            mapped=explain_decision(analysis.decision, analysis.confidence, ctx.min_confidence_to_enter, decision),
+            price=candle.c if candle else (str(ctx.price) if ctx.price is not None else None),
+        )
+    )
+    s.order_intent_id = recorded.order_intent_id or s.order_intent_id
+
+
+def analysis_failed(s: CarriedState, candle: Kline | None, message: str, now: datetime) -> None:
+    """An analysis failed after its retries: kept for `reanalyze` and for the next success to supersede."""
+    s.consecutive_failures += 1
+    s.counts.failed_analyses += 1
+    s.failures.append(FailedAnalysis(candle_open_time=candle.t if candle else None, error=message[:300], at=now))
+    del s.failures[:-FAILURES_KEPT]
+    if candle is None:
+        s.retry_initial = True
+    else:
+        s.retry_candle = candle
+
+
+def limit_reached(s: CarriedState) -> bool:
+    last = s.last_decision
+    return (
+        last is not None
+        and s.max_reanalyses is not None
+        and last.decision == "continue"
+        and s.reanalyses >= s.max_reanalyses
+        and not s.analysing
+    )
+
+
+def not_active(s: CarriedState) -> tuple[str, str] | None:
+    """(error type, message) when no operator request can be taken now."""
+    if s.result is not None:
+        return names.MONITOR_ENDED, f"monitor has ended ({s.result.status})"
+    if s.context is None:
+        return names.MONITOR_NOT_READY, "monitor is still loading its signal; try again"
+    return None
+
+
+def reanalyze_refusal(s: CarriedState) -> str | None:
+    if s.analysing or s.force_reanalysis:
+        return "an analysis is already running"
+    if not (s.retry_initial or s.pending is not None or s.retry_candle is not None):
+        latest = utc_text(s.last_taken_t, none="the signal")
+        return (
+            f"nothing to reanalyse: the latest candle ({latest}) is already analysed and the database "
+            "keeps one analysis per candle; the next close will be analysed"
+        )
+    if s.max_reanalyses is not None and s.reanalyses >= s.max_reanalyses and s.history:
+        return "the reanalysis limit is reached"
+    return None
+
+
+def set_limit_refusal(s: CarriedState, limit: int) -> str | None:
+    if limit < s.reanalyses:
+        return f"limit {limit} is below the {s.reanalyses} reanalyses already done"
+    return None
+
+
+def state_view(signal_id: str, s: CarriedState) -> MonitorState:
+    ctx = s.context
+    return MonitorState(
+        signal_id=signal_id,
+        status=s.status,
+        symbol=ctx.symbol if ctx else None,
+        interval=ctx.interval if ctx else None,
+        trader_id=ctx.trader_id if ctx else None,
+        analyses=len(s.history),
+        reanalyses=s.reanalyses,
+        max_reanalyses=s.max_reanalyses,
+        counts=s.counts,
+        last_decision=s.last_decision,
+        history=s.history,
+        failures=s.failures,
+        skipped_candles=s.skipped_t,
+        pending_candle=s.pending.t if s.pending else None,
+        analysing=s.analysing,
+        consecutive_failures=s.consecutive_failures,
+        deadline=s.deadline,
+        end_reason=s.result.reason if s.result else None,
+        runs=s.runs,
+    )
+
+
+def result_of(signal_id: str, s: CarriedState, status: str, reason: str, now: datetime) -> MonitorResult:
+    return MonitorResult(
+        signal_id=signal_id,
+        status=status,
+        reason=reason,
+        analyses=len(s.history),
+        reanalyses=s.reanalyses,
+        last_decision=s.last_decision,
+        order_intent_id=s.order_intent_id,
+        counts=s.counts,
+        ended_at=now,
+    )
+
+
+def record_request(
+    ctx: SignalContext,
+    number: int,
+    candle: Kline | None,
+    analysis: Analysis,
+    decision: MonitorDecision,
+    outcome: AnalysisOutcome,
+) -> RecordAnalysisInput:
+    return RecordAnalysisInput(
+        signal_id=ctx.signal_id,
+        trader_id=ctx.trader_id,
+        user_id=ctx.user_id,
+        symbol=ctx.symbol,
+        analysis_number=number,
+        candle_open_time=candle.open_time() if candle else None,
+        analysis=analysis,
+        monitor_decision=decision,
+        new_status=outcome.new_status,
+        reason=outcome.reason,
+    )
