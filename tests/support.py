@@ -43,6 +43,9 @@ class SignalRow:
         return f"signal-{self.signal_id}"
 
 
+DEFAULT_SIGNAL_AGE = timedelta(hours=2)
+
+
 async def insert_signal(
     db: asyncpg.Connection,
     *,
@@ -60,7 +63,9 @@ async def insert_signal(
 ) -> SignalRow:
     """A trader and a signal filled only with the platform's columns (plus optional settings)."""
     user_id, trader_id, signal_id = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
-    timestamp = timestamp or datetime.now(UTC)
+    # Two hours ago by default: the closes tests send after it (kline(row, n)) are then in the past,
+    # as real ones are; the monitor refuses a close opening later than now + one interval.
+    timestamp = timestamp or datetime.now(UTC) - DEFAULT_SIGNAL_AGE
     await db.execute("INSERT INTO user_profiles (id, subscription_tier) VALUES ($1, $2)", user_id, tier)
     if with_trader:
         await db.execute(

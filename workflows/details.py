@@ -15,7 +15,7 @@ def excerpt(text: str, limit: int = REASONING_EXCERPT) -> str:
 
 def details_text(state: CarriedState, ctx: SignalContext) -> str:
     last = state.last_decision
-    price = (last.price if last and last.price else None) or (f"{ctx.price:g}" if ctx.price is not None else "-")
+    price = (last.price if last and last.price else None) or (str(ctx.price) if ctx.price is not None else "-")
     lines = [
         f"**{ctx.symbol} {ctx.interval}** · trader {ctx.trader_name or ctx.trader_id}",
         f"status: {state.status} · price {price} · analyses {len(state.history)} · reanalyses "

@@ -1,0 +1,144 @@
+from datetime import UTC, datetime
+
+from workflows import state_ops
+from workflows.candles import Kline
+from workflows.details import details_text, excerpt
+from workflows.models import Analysis, CarriedState, MonitorState, RecordedAnalysis, SignalContext
+
+NOW = datetime(2025, 11, 25, 12, tzinfo=UTC)
+T0 = 1764068400000
+
+
+def ctx() -> SignalContext:
+    return SignalContext(
+        signal_id="s",
+        status="new",
+        symbol="BTCUSDT",
+        interval="1m",
+        signal_time=NOW,
+        price=43250.12,
+        trader_found=True,
+        trader_id="t",
+        min_confidence_to_enter=95,
+    )
+
+
+def candle() -> Kline:
+    return Kline.model_validate(
+        {
+            "t": T0,
+            "T": T0 + 59_999,
+            "s": "BTCUSDT",
+            "i": "1m",
+            "o": "1",
+            "h": "1",
+            "l": "1",
+            "c": "43300.5",
+            "v": "1",
+            "x": True,
+        }
+    )
+
+
+def answer(decision="enter_trade", confidence=78.0) -> Analysis:
+    return Analysis(decision=decision, confidence=confidence, reasoning="Breakout " * 40, latency_ms=5)
+
+
+def loaded() -> CarriedState:
+    return CarriedState(context=ctx(), deadline=NOW, max_reanalyses=5)
+
+
+def test_an_analysis_is_recorded_with_its_price_and_why():
+    s = loaded()
+    s.retry_initial, s.consecutive_failures = True, 2
+    state_ops.analysed(
+        s,
+        ctx(),
+        0,
+        None,
+        answer("wait", 55),
+        "continue",
+        RecordedAnalysis(analysis_id="a0", inserted=True, signal_status="monitoring"),
+        NOW,
+    )
+    state_ops.analysed(
+        s,
+        ctx(),
+        1,
+        candle(),
+        answer(),
+        "continue",
+        RecordedAnalysis(analysis_id="a1", inserted=True, signal_status="monitoring"),
+        NOW,
+    )
+    first, last = s.history
+    assert first.price == "43250.12" and last.price == "43300.5"
+    assert last.mapped == "enter_trade 78 < min 95 -> continue"
+    assert s.counts.analysed == 2 and s.consecutive_failures == 0 and not s.retry_initial
+    assert s.reanalyses == 1 and s.last_decision is last
+    text = details_text(s, ctx())
+    assert "price 43300.5" in text and "enter_trade 78 < min 95 -> continue" in text and "> Breakout" in text
+    assert "2025-11-25 11:00 UTC" in text
+
+
+def test_details_before_any_analysis_show_the_signal_price():
+    assert "price 43250.12" in details_text(loaded(), ctx())
+
+
+def test_failures_are_kept_bounded_and_remembered_for_reanalyze():
+    s = loaded()
+    for _ in range(30):
+        state_ops.analysis_failed(s, candle(), "LlmProxyServerError: 502", NOW)
+    assert len(s.failures) == state_ops.FAILURES_KEPT and s.consecutive_failures == 30
+    assert s.retry_candle == candle() and state_ops.reanalyze_refusal(s) is None
+
+
+def test_operator_refusals():
+    s = CarriedState()
+    assert state_ops.not_active(s)[0] == "MonitorNotReady"
+    s = loaded()
+    assert state_ops.not_active(s) is None
+    assert "nothing to reanalyse" in (state_ops.reanalyze_refusal(s) or "")
+    s.analysing = True
+    assert state_ops.reanalyze_refusal(s) == "an analysis is already running"
+    s.analysing = False
+    for n in range(3):
+        state_ops.analysed(
+            s,
+            ctx(),
+            n,
+            None,
+            answer("wait"),
+            "continue",
+            RecordedAnalysis(analysis_id=str(n), inserted=True, signal_status="monitoring"),
+            NOW,
+        )
+    assert state_ops.set_limit_refusal(s, 1) == "limit 1 is below the 2 reanalyses already done"
+    assert state_ops.set_limit_refusal(s, 2) is None
+    s.max_reanalyses = 2
+    assert state_ops.limit_reached(s)
+
+
+def test_state_view_and_result_carry_iso_times():
+    s = loaded()
+    s.pending = candle()
+    view = state_ops.state_view("s", s)
+    dumped = view.model_dump(mode="json")
+    assert dumped["pending_candle_iso"] == "2025-11-25T11:00:00Z" and dumped["deadline_iso"] == "2025-11-25T12:00:00Z"
+    # Old payloads (no ISO fields) still parse, and the computed ones are ignored on input.
+    assert MonitorState.model_validate(dumped).pending_candle == T0
+    result = state_ops.result_of("s", s, "expired", "r", NOW).model_dump(mode="json")
+    assert result["ended_at_iso"] == "2025-11-25T12:00:00Z"
+
+
+def test_the_carry_leaves_out_what_lives_in_one_run():
+    s = loaded()
+    s.analysing, s.abandon_reason, s.order_intent_id = True, "x", "o"
+    carried = s.model_dump(mode="json")
+    assert not {"analysing", "abandon_reason", "order_intent_id", "result", "early"} & carried.keys()
+    assert CarriedState.model_validate(carried).context == ctx()
+
+
+def test_excerpt():
+    assert excerpt("a\n b") == "a b"
+    assert len(excerpt("x" * 500)) == 160
