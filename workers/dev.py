@@ -25,7 +25,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
@@ -33,6 +32,7 @@ import asyncpg
 from workflows import search_attributes as sa
 from workflows.models import MonitorState
 from workflows.names import DEFAULT_TASK_QUEUE, STATE_QUERY, workflow_id_for
+from workflows.timefmt import utc_text
 
 BIN = Path(sys.executable).parent
 STATE_DIR = Path(os.environ.get("SIGNAL_MONITOR_DEV_STATE", ".dev-state"))
@@ -200,9 +200,7 @@ async def _insert_demo_signal(database_url: str, symbol: str, interval: str) -> 
 
 
 def _candle_time(ms: int | None) -> str:
-    if ms is None:
-        return "the signal's own price"
-    return "candle " + datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return "the signal's own price" if ms is None else "candle " + utc_text(ms)
 
 
 async def _follow(temporal_address: str, signal_id: str, stack: Stack, until_decided: bool) -> None:

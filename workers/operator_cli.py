@@ -13,7 +13,7 @@ import re
 import sys
 import uuid
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, TextIO
 
 from temporalio.client import (
@@ -30,6 +30,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from workflows import names
 from workflows import search_attributes as sa
 from workflows.models import DecisionRecord, MonitorResult, MonitorState
+from workflows.timefmt import utc_text
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 _FILTER_VALUE = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
@@ -193,7 +194,7 @@ async def _status(args: argparse.Namespace, client: Client, out: TextIO) -> None
             ("deadline", _when(state.deadline)),
         ]
         if state.pending_candle is not None:
-            row.append(("pending", f"candle {_ms_text(state.pending_candle)}"))
+            row.append(("pending", f"candle {utc_text(state.pending_candle)}"))
         if state.analysing:
             row.append(("now", "analysing"))
         if state.last_decision:
@@ -220,7 +221,7 @@ async def _status(args: argparse.Namespace, client: Client, out: TextIO) -> None
     if state is not None and state.failures:
         print("failed analyses:", file=out)
         for f in state.failures[-5:]:
-            print(f"  candle {_ms_text(f.candle_open_time)}: {f.error}", file=out)
+            print(f"  candle {utc_text(f.candle_open_time)}: {f.error}", file=out)
 
 
 async def _list(args: argparse.Namespace, client: Client, out: TextIO) -> None:
@@ -352,15 +353,7 @@ def _seconds(n: float):
 
 
 def _when(value: datetime | None) -> str:
-    if value is None:
-        return "-"
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-def _ms_text(ms: int | None) -> str:
-    if ms is None:
-        return "signal"
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return utc_text(value, none="-", seconds=True)
 
 
 def _decision_text(d: DecisionRecord) -> str:
@@ -369,7 +362,7 @@ def _decision_text(d: DecisionRecord) -> str:
         reasoning = reasoning[:99] + "…"
     return (
         f"#{d.analysis_number} {d.decision} ({d.proxy_decision} {d.confidence:.0f}) "
-        f"on candle {_ms_text(d.candle_open_time)}: {reasoning}"
+        f"on candle {utc_text(d.candle_open_time)}: {reasoning}"
     )
 
 
@@ -377,7 +370,7 @@ def _counts_text(c: Any) -> str:
     return (
         f"received {c.received}, analysed {c.analysed}, duplicate {c.duplicate}, stale {c.stale}, "
         f"skipped {c.skipped}, foreign {c.foreign}, open {c.open}, malformed {c.malformed}, "
-        f"failed analyses {c.failed_analyses}"
+        f"future {c.future}, oversized {c.oversized}, failed analyses {c.failed_analyses}"
     )
 
 
