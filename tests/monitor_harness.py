@@ -57,16 +57,21 @@ class Monitor:
         return outcome.handle
 
     async def save_histories(self, directory: Path) -> None:
-        """Every run of the monitors this test started, as JSON, for tests/test_replay.py."""
-        test = os.environ.get("PYTEST_CURRENT_TEST", "run").split("::")[-1].split(" ")[0]
-        directory.mkdir(parents=True, exist_ok=True)
-        for n, handle in enumerate(self.started):
-            async for execution in self.client.list_workflows(f"WorkflowId = '{handle.id}'"):
-                history = await self.client.get_workflow_handle(handle.id, run_id=execution.run_id).fetch_history()
-                if not any(e.HasField("workflow_task_completed_event_attributes") for e in history.events):
-                    continue  # a run that has not run any code yet has nothing to replay
-                name = f"{test}-{n}-{execution.run_id[-8:]}.json"
-                (directory / name).write_text(history.to_json())
+        await save_histories(self.client, self.started, directory)
+
+
+async def save_histories(client: Client, started: list[WorkflowHandle], directory: Path) -> None:
+    """Every run of these monitors, as JSON, for tests/test_replay.py."""
+    test = os.environ.get("PYTEST_CURRENT_TEST", "run").split("::")[-1].split(" ")[0]
+    test = test.replace("[", "-").replace("]", "")  # a parametrized case's id
+    directory.mkdir(parents=True, exist_ok=True)
+    for n, handle in enumerate(started):
+        async for execution in client.list_workflows(f"WorkflowId = '{handle.id}'"):
+            history = await client.get_workflow_handle(handle.id, run_id=execution.run_id).fetch_history()
+            if not any(e.HasField("workflow_task_completed_event_attributes") for e in history.events):
+                continue  # a run that has not run any code yet has nothing to replay
+            name = f"{test}-{n}-{execution.run_id[-8:]}.json"
+            (directory / name).write_text(history.to_json())
 
 
 @contextlib.asynccontextmanager

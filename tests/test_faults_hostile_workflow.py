@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -22,7 +24,7 @@ from temporalio.worker import Worker
 from activities.signals_db import SignalStore
 from fakes.llm_proxy import Answer
 from tests.fault_checks import Expectation, assert_three_checks
-from tests.monitor_harness import monitor_stack
+from tests.monitor_harness import RECORD_HISTORIES_ENV, monitor_stack, save_histories
 from tests.processes import as_json, command_env, temporal_cli
 from tests.support import analyses, eventually, insert_signal, kline, signal_status
 from workflows import names
@@ -285,6 +287,8 @@ async def test_unusable_rows_and_permanent_database_errors_end_the_signal_at_onc
         loaded, recorded = [await asyncio.wait_for(h.result(), 20) for h in handles[:2]]
         with pytest.raises(WorkflowFailureError) as info:
             await asyncio.wait_for(handles[2].result(), 20)
+        if RECORD_HISTORIES_ENV in os.environ:
+            await save_histories(client, handles, Path(os.environ[RECORD_HISTORIES_ENV]))
     loaded, recorded = MonitorResult.model_validate(loaded), MonitorResult.model_validate(recorded)
     assert (loaded.status, loaded.reason) == ("failed", f"signal {bad_row.signal_id} has a NULL timestamp")
     assert loaded.analyses == 0

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -16,11 +17,13 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 from temporalio.workflow import NondeterminismError
 
+from workflows.candles import INTERVAL_MS
 from workflows.models import MonitorResult
-from workflows.names import WORKFLOW_TYPE, workflow_id_for
+from workflows.names import WORKFLOW_TYPE
 from workflows.signal_monitor import (
     CANCEL_DURING_ACTIVITY_PATCH,
     CONTINUE_AS_NEW_FIRST_PATCH,
+    FUTURE_CANDLES_PATCH,
     SignalMonitorWorkflow,
 )
 
@@ -28,12 +31,11 @@ HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 
 
 def _history(path: Path) -> WorkflowHistory:
-    """The history under its own workflow id (`signal-<its input's signal_id>`): the monitor refuses
-    to run under any other."""
+    """The history under its own workflow id (the monitor refuses to run under another than
+    `signal-<its input's signal_id>`), as the server recorded it in the start event."""
     text = path.read_text()
     started = json.loads(text)["events"][0]["workflowExecutionStartedEventAttributes"]
-    signal_id = json.loads(base64.b64decode(started["input"]["payloads"][0]["data"]))["signal_id"]
-    return WorkflowHistory.from_json(workflow_id_for(signal_id), text)
+    return WorkflowHistory.from_json(started["workflowId"], text)
 
 
 def test_histories_cover_every_end_and_message():
@@ -74,11 +76,28 @@ def test_every_patch_is_guarded_from_both_sides():
     """Each patch has a history recorded by the code before it (no marker, the old path: running
     executions replay that way) and one recorded after it (the marker, the new path)."""
     markers = {p.name: _patch_markers(p) for p in HISTORIES}
-    for patch in (CANCEL_DURING_ACTIVITY_PATCH, CONTINUE_AS_NEW_FIRST_PATCH):
+    for patch in (CANCEL_DURING_ACTIVITY_PATCH, CONTINUE_AS_NEW_FIRST_PATCH, FUTURE_CANDLES_PATCH):
         assert any(patch in found for found in markers.values()), f"no history takes the {patch!r} path"
     before = {name for name in markers if name.startswith("unpatched_")}
     assert any("cancel_during_activity" in name and not markers[name] for name in before)
     assert any("continue_as_new" in name and not markers[name] for name in before)
+    # Before the future-candles patch, closes opening later than now + one interval were taken.
+    assert any(_future_closes(p) and FUTURE_CANDLES_PATCH not in markers[p.name] for p in HISTORIES)
+
+
+def _future_closes(path: Path) -> int:
+    found = 0
+    for e in json.loads(path.read_text())["events"]:
+        signaled = e.get("workflowExecutionSignaledEventAttributes")
+        payloads = (signaled or {}).get("input", {}).get("payloads", [])
+        if len(payloads) != 1:
+            continue
+        k = json.loads(base64.b64decode(payloads[0]["data"]))
+        if not isinstance(k, dict) or not isinstance(k.get("t"), int) or k.get("i") not in INTERVAL_MS:
+            continue
+        now_ms = datetime.fromisoformat(e["eventTime"].replace("Z", "+00:00")).timestamp() * 1000
+        found += k["t"] > now_ms + (INTERVAL_MS[k["i"]] or 0)
+    return found
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
