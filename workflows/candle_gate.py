@@ -8,13 +8,14 @@ and the de-duplication state (`classify`), and `admit` applies the verdict."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from enum import StrEnum
 
 from pydantic import ValidationError
 
 from workflows.candles import INTERVAL_MS, Kline, candle_open_containing, interval_length_ms
 from workflows.models import CarriedState, SignalContext
-from workflows.timefmt import datetime_to_ms
+from workflows.timefmt import datetime_to_ms, utc_text
 
 # A real kline object is about 350 bytes of JSON; anything much larger is not one, and keeping it
 # would let one sender push the monitor toward the history size limit.
@@ -43,9 +44,9 @@ class Refused(StrEnum):
 def encoded_size(args: tuple[object, ...]) -> int:
     """Bytes of the payloads as JSON (what the sender put on the wire, near enough)."""
     try:
-        return len(json.dumps(list(args), separators=(",", ":"), allow_nan=False).encode())
-    except (TypeError, ValueError):
-        return MAX_CANDLE_PAYLOAD_BYTES + 1  # not JSON-representable: no kline either
+        return len(json.dumps(list(args), separators=(",", ":"), default=str).encode())
+    except (TypeError, ValueError):  # pragma: no cover - decoded JSON always encodes again
+        return MAX_CANDLE_PAYLOAD_BYTES + 1
 
 
 def decode(args: tuple[object, ...]) -> Kline | tuple[Refused, str]:
@@ -138,3 +139,39 @@ def skip(state: CarriedState, t: int) -> None:
 
 def _interval_ms(interval: str, at_ms: int) -> int:
     return interval_length_ms(interval, at_ms) or INTERVAL_MS["1d"] or 86_400_000
+
+
+def receive(
+    state: CarriedState, args: tuple[object, ...], now_ms: int, refuse_future: Callable[[], bool]
+) -> str | None:
+    """One `candle_closed` signal, whatever its inputs: counted, then filed (or kept until the
+    signal is loaded). Returns why it was ignored when that is worth a warning."""
+    state.counts.received += 1
+    decoded = decode(args)
+    if not isinstance(decoded, Kline):
+        refused, why = decoded
+        if refused is Refused.OVERSIZED:
+            state.counts.oversized += 1
+        else:
+            state.counts.malformed += 1
+        return f"ignored {refused} candle_closed payload: {why}"
+    if state.context is None:
+        state.early.append(decoded)
+        return None
+    return file(state, state.context, decoded, now_ms, refuse_future)
+
+
+def file(
+    state: CarriedState, ctx: SignalContext, k: Kline, now_ms: int, refuse_future: Callable[[], bool]
+) -> str | None:
+    """Classify and admit a decoded kline. `refuse_future` says whether the rule refusing closes
+    from the future applies (it is the workflow's patch check, asked only when it matters)."""
+    verdict = classify(state, ctx, k, now_ms)
+    note = None
+    if verdict is Verdict.FUTURE:
+        if refuse_future():
+            note = f"ignored a close from the future (open {utc_text(k.t)})"
+        else:
+            verdict = classify(state, ctx, k, now_ms, check_future=False)
+    admit(state, k, verdict)
+    return note

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+from datetime import datetime, timedelta
 from typing import Literal, NamedTuple
 
 from workflows.candles import is_valid_interval, is_valid_symbol
@@ -37,6 +39,18 @@ def after_analysis(decision: MonitorDecision, number: int, max_reanalyses: int) 
     return AnalysisOutcome("monitoring", None)
 
 
+def deadline_of(ctx: SignalContext) -> datetime | None:
+    """The end of `max_monitoring_duration`, None when it is not a usable time (non-finite or
+    non-positive duration, or past datetime's range: '9000 years')."""
+    seconds = ctx.max_monitoring_seconds
+    if not math.isfinite(seconds) or seconds <= 0:
+        return None
+    try:
+        return ctx.signal_time + timedelta(seconds=seconds)
+    except OverflowError:
+        return None
+
+
 def context_problem(ctx: SignalContext) -> str | None:
     """What makes a loaded signal unmonitorable (it then ends `failed` with this reason)."""
     if not ctx.trader_found:
@@ -45,6 +59,8 @@ def context_problem(ctx: SignalContext) -> str | None:
         return f"unknown interval {ctx.interval!r}"
     if not is_valid_symbol(ctx.symbol):
         return f"invalid symbol {ctx.symbol!r}"
+    if deadline_of(ctx) is None:
+        return f"max_monitoring_duration of {ctx.max_monitoring_seconds} s from {ctx.signal_time} is not a usable time"
     return None
 
 

@@ -19,7 +19,6 @@ with workflow.unsafe.imports_passed_through():
     from workflows import activity_stubs as act
     from workflows import candle_gate, names, outcomes, requests, state_ops
     from workflows import search_attributes as sa
-    from workflows.candle_gate import Refused, Verdict
     from workflows.candles import Kline
     from workflows.decisions import monitor_decision
     from workflows.details import details_text
@@ -39,19 +38,8 @@ with workflow.unsafe.imports_passed_through():
         SignalMonitorInput,
     )
     from workflows.outcomes import AnalysisOutcome, End
+    from workflows.patches import CANCEL_DURING_ACTIVITY_PATCH, CONTINUE_AS_NEW_FIRST_PATCH, FUTURE_CANDLES_PATCH
     from workflows.timefmt import datetime_to_ms, utc_text
-
-# An operator's cancel that arrives while an activity runs reaches the workflow as that activity's
-# cancellation (an ActivityError), not as asyncio.CancelledError: before this patch it was taken
-# for a failed analysis and the monitor kept running.
-CANCEL_DURING_ACTIVITY_PATCH = "cancel-during-activity"
-# Before this patch a waiting candle was analysed before Temporal's continue-as-new suggestion was
-# looked at, so a monitor that always had a close waiting (closes faster than analyses, or a
-# backlog after an outage) never continued as new and grew toward the hard history limit.
-CONTINUE_AS_NEW_FIRST_PATCH = "continue-as-new-before-waiting-candle"
-# Before this patch a close opening later than now + one interval was analysed, and every real
-# close after it was then stale. The marker is only written where a close from the future arrives.
-FUTURE_CANDLES_PATCH = "refuse-candles-from-the-future"
 
 
 class _Ended(Exception):
@@ -84,20 +72,7 @@ class SignalMonitorWorkflow:
             raise self._refused  # touches nothing: no activity, no write
         s = self._s
         try:
-            try:
-                if s.context is None:
-                    await self._load()
-                self._publish()
-                for kline in s.early:
-                    self._classify(kline)
-                s.early.clear()
-                if not s.initial_done:
-                    s.initial_done = True
-                    await self._analyse(None)
-                while True:
-                    await self._next_step()
-            except _Ended as ended:
-                s.result = ended.result
+            result = await self._monitor()
         except (asyncio.CancelledError, ActivityError) as err:
             if isinstance(err, ActivityError) and not self._cancelled_activity(err):
                 raise
@@ -108,15 +83,30 @@ class SignalMonitorWorkflow:
                 self._publish()
                 raise
             # The signal had already ended (e.g. an `enter` recorded a moment before): report that.
-            s.result = self._make_result(finished.signal_status, "ended before the cancellation")
-        result = s.result
-        if result is None:  # unreachable: every path above sets it or raises
-            raise ApplicationError("monitor ended without a result", non_retryable=True)
-        s.status = MonitorStatus(result.status)
+            result = self._make_result(finished.signal_status, "ended before the cancellation")
+        s.result, s.status = result, MonitorStatus(result.status)
         self._publish()
         # Updates waiting on the end see the result before the run completes.
         await workflow.wait_condition(workflow.all_handlers_finished)
         return result
+
+    async def _monitor(self) -> MonitorResult:
+        s = self._s
+        try:
+            if s.context is None:
+                await self._load()
+            self._publish()
+            ctx, _, _ = self._loaded()
+            for kline in s.early:
+                self._classify(kline, ctx)
+            s.early.clear()
+            if not s.initial_done:
+                s.initial_done = True
+                await self._analyse(None)
+            while True:
+                await self._next_step()
+        except _Ended as ended:
+            return ended.result
 
     @staticmethod
     def _cancelled_activity(err: ActivityError) -> bool:
@@ -141,8 +131,7 @@ class SignalMonitorWorkflow:
                 await self._end(outcomes.invalid(cause.message))
             raise
         s = self._s
-        s.context, s.max_reanalyses = ctx, ctx.max_reanalyses
-        s.deadline = ctx.signal_time + timedelta(seconds=ctx.max_monitoring_seconds)
+        s.context, s.max_reanalyses, deadline = ctx, ctx.max_reanalyses, outcomes.deadline_of(ctx)
         workflow.logger.info(
             "monitoring signal %s: %s %s, trader %s", ctx.signal_id, ctx.symbol, ctx.interval, ctx.trader_id
         )
@@ -150,8 +139,9 @@ class SignalMonitorWorkflow:
             # Started again for a signal that already ended: report, change nothing.
             raise _Ended(self._make_result(ctx.status, f"signal was already {ctx.status}"))
         problem = outcomes.context_problem(ctx)
-        if problem:
-            await self._end(outcomes.invalid(problem))
+        if problem or deadline is None:
+            await self._end(outcomes.invalid(problem or "max_monitoring_duration is not usable"))
+        s.deadline = deadline
         if workflow.now() >= s.deadline:
             await self._end(outcomes.deadline_passed(before_start=True))
         s.status = MonitorStatus.ANALYZING
@@ -161,13 +151,7 @@ class SignalMonitorWorkflow:
         _, deadline, _ = self._loaded()
         try:
             await workflow.wait_condition(
-                lambda: (
-                    s.pending is not None
-                    or s.force_reanalysis
-                    or s.abandon_reason is not None
-                    or s.limit_changed
-                    or workflow.info().is_continue_as_new_suggested()
-                ),
+                lambda: state_ops.has_work(s) or workflow.info().is_continue_as_new_suggested(),
                 timeout=max(timedelta(0), deadline - workflow.now()),
                 timeout_summary="max_monitoring_duration",
             )
@@ -289,37 +273,18 @@ class SignalMonitorWorkflow:
     def candle_closed(self, *payload: object) -> None:
         """Binance's kline object `k`. Takes any number of inputs and never raises: anything but
         one plausible kline is counted and ignored."""
-        s = self._s
-        s.counts.received += 1
-        decoded = candle_gate.decode(payload)
-        if not isinstance(decoded, Kline):
-            refused, why = decoded
-            if refused is Refused.OVERSIZED:
-                s.counts.oversized += 1
-            else:
-                s.counts.malformed += 1
-            workflow.logger.warning("signal %s: ignored %s candle_closed payload: %s", self._signal_id, refused, why)
-        elif s.context is None:
-            s.early.append(decoded)
-        else:
-            self._classify(decoded)
+        note = candle_gate.receive(self._s, payload, datetime_to_ms(workflow.now()), self._refuse_future)
+        if note:
+            workflow.logger.warning("signal %s: %s", self._signal_id, note)
 
-    def _classify(self, k: Kline) -> None:
-        s = self._s
-        ctx = s.context
-        if ctx is None:
-            s.early.append(k)
-            return
-        now_ms = datetime_to_ms(workflow.now())
-        verdict = candle_gate.classify(s, ctx, k, now_ms)
-        if verdict is Verdict.FUTURE:
-            if workflow.patched(FUTURE_CANDLES_PATCH):
-                workflow.logger.warning(
-                    "signal %s: ignored a close from the future (open %s)", self._signal_id, utc_text(k.t)
-                )
-            else:
-                verdict = candle_gate.classify(s, ctx, k, now_ms, check_future=False)
-        candle_gate.admit(s, k, verdict)
+    def _classify(self, k: Kline, ctx: SignalContext) -> None:
+        note = candle_gate.file(self._s, ctx, k, datetime_to_ms(workflow.now()), self._refuse_future)
+        if note:
+            workflow.logger.warning("signal %s: %s", self._signal_id, note)
+
+    @staticmethod
+    def _refuse_future() -> bool:
+        return workflow.patched(FUTURE_CANDLES_PATCH)
 
     # --- operators ------------------------------------------------------------------------------
 

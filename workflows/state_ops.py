@@ -30,6 +30,11 @@ REASONING_KEPT = 500
 PREVIOUS_DECISIONS_SENT = 5
 
 
+def has_work(s: CarriedState) -> bool:
+    """Something for the main loop to do (besides continue-as-new and the deadline)."""
+    return s.pending is not None or s.force_reanalysis or s.abandon_reason is not None or s.limit_changed
+
+
 def analysis_request(
     s: CarriedState, ctx: SignalContext, number: int, limit: int, candle: Kline | None
 ) -> AnalyzeSignalInput:

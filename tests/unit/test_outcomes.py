@@ -54,3 +54,13 @@ def test_context_problems():
     assert "invalid symbol" in (outcomes.context_problem(SignalContext(symbol="BTC/USDT", interval="1m", **base)) or "")
     orphan = SignalContext(symbol="BTCUSDT", interval="1m", **{**base, "trader_found": False})
     assert outcomes.context_problem(orphan) == "trader t not found"
+
+
+def test_a_deadline_outside_datetime_is_a_problem_not_an_exception():
+    base = dict(signal_id="s", status="new", symbol="BTCUSDT", interval="1m", trader_found=True)
+    ok = SignalContext(signal_time=datetime(2026, 1, 1, tzinfo=UTC), **base)
+    assert outcomes.deadline_of(ok) == datetime(2026, 1, 2, tzinfo=UTC)
+    for seconds in (9000 * 365 * 86400.0, float("inf"), float("nan"), 0.0, -5.0):
+        bad = SignalContext(signal_time=datetime(2026, 1, 1, tzinfo=UTC), max_monitoring_seconds=seconds, **base)
+        assert outcomes.deadline_of(bad) is None
+        assert "max_monitoring_duration" in (outcomes.context_problem(bad) or "")
