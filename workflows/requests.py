@@ -9,8 +9,8 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 from temporalio.exceptions import ApplicationError
 
-from workflows import names
-from workflows.models import SignalMonitorInput
+from workflows import names, state_ops
+from workflows.models import CarriedState, SignalMonitorInput
 from workflows.outcomes import MAX_REANALYSES_CEILING
 
 ABANDON_REASON_MAX = 500
@@ -120,3 +120,38 @@ def parse_start(args: tuple[object, ...], workflow_id: str) -> SignalMonitorInpu
             non_retryable=True,
         )
     return started
+
+
+# --- the Update validators' rules, over the monitor's state -----------------------------------
+
+
+def _active(s: CarriedState) -> None:
+    refusal = state_ops.not_active(s)
+    if refusal:
+        raise ApplicationError(refusal[1], type=refusal[0])
+
+
+def check_abandon(s: CarriedState, raw: object) -> AbandonRequest:
+    _active(s)
+    request = parse(AbandonRequest, raw)
+    if s.abandon_reason is not None:
+        raise reject("an abandon is already in progress")
+    return request
+
+
+def check_reanalyze(s: CarriedState, raw: object) -> ReanalyzeRequest:
+    _active(s)
+    request = parse(ReanalyzeRequest, raw)
+    refusal = state_ops.reanalyze_refusal(s)
+    if refusal:
+        raise reject(refusal)
+    return request
+
+
+def check_set_limit(s: CarriedState, raw: object) -> SetLimitRequest:
+    _active(s)
+    request = parse(SetLimitRequest, raw)
+    refusal = state_ops.set_limit_refusal(s, request.limit)
+    if refusal:
+        raise reject(refusal)
+    return request

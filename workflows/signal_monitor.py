@@ -292,31 +292,19 @@ class SignalMonitorWorkflow:
     def state(self, *_ignored: object) -> MonitorState:
         return state_ops.state_view(self._signal_id, self._s)
 
-    def _require_active(self) -> None:
-        refusal = state_ops.not_active(self._s)
-        if refusal:
-            raise ApplicationError(refusal[1], type=refusal[0])
-
-    async def _wait_for_result(self) -> MonitorResult:
-        await workflow.wait_condition(lambda: self._s.result is not None)
-        result = self._s.result
-        if result is None:  # unreachable: the condition above
-            raise requests.reject("monitor ended without a result")
-        return result
-
     @workflow.update(name=names.ABANDON_UPDATE)
     async def abandon(self, request: object = None) -> MonitorResult:
         """Stop monitoring now: the signal becomes `expired` with the operator's reason. Input: an
         `AbandonRequest` (`{"reason": "..."}`) or the reason as a bare string."""
         self._s.abandon_reason = requests.parse(requests.AbandonRequest, request).reason
-        return await self._wait_for_result()
+        await workflow.wait_condition(lambda: self._s.result is not None)
+        if (result := self._s.result) is None:  # unreachable: the condition above
+            raise requests.reject("monitor ended without a result")
+        return result
 
     @abandon.validator
     def _validate_abandon(self, request: object = None) -> None:
-        self._require_active()
-        requests.parse(requests.AbandonRequest, request)
-        if self._s.abandon_reason is not None:
-            raise requests.reject("an abandon is already in progress")
+        requests.check_abandon(self._s, request)
 
     @workflow.update(name=names.REANALYZE_UPDATE)
     async def reanalyze(self, request: object = None) -> MonitorState:
@@ -331,11 +319,7 @@ class SignalMonitorWorkflow:
 
     @reanalyze.validator
     def _validate_reanalyze(self, request: object = None) -> None:
-        self._require_active()
-        requests.parse(requests.ReanalyzeRequest, request)
-        refusal = state_ops.reanalyze_refusal(self._s)
-        if refusal:
-            raise requests.reject(refusal)
+        requests.check_reanalyze(self._s, request)
 
     @workflow.update(name=names.SET_LIMIT_UPDATE)
     def set_limit(self, request: object = None) -> MonitorState:
@@ -348,10 +332,7 @@ class SignalMonitorWorkflow:
 
     @set_limit.validator
     def _validate_set_limit(self, request: object = None) -> None:
-        self._require_active()
-        refusal = state_ops.set_limit_refusal(self._s, requests.parse(requests.SetLimitRequest, request).limit)
-        if refusal:
-            raise requests.reject(refusal)
+        requests.check_set_limit(self._s, request)
 
     # --- bookkeeping -----------------------------------------------------------------------------
 
