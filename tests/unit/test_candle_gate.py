@@ -32,14 +32,19 @@ def kl(n: int, **over) -> Kline:
     return Kline.model_validate(raw(n, **over))
 
 
+def _refused(*args: object) -> tuple[Refused, str]:
+    decoded = candle_gate.decode(args)
+    assert not isinstance(decoded, Kline), decoded
+    return decoded
+
+
 def test_decode_refuses_anything_but_one_small_kline():
     assert isinstance(candle_gate.decode((raw(1),)), Kline)
-    assert candle_gate.decode(())[0] is Refused.MALFORMED
-    assert candle_gate.decode((raw(1), raw(2)))[0] is Refused.MALFORMED
-    assert candle_gate.decode((None,))[0] is Refused.MALFORMED
-    assert candle_gate.decode(({"t": "x"},))[0] is Refused.MALFORMED
-    big = raw(1, junk="x" * MAX_CANDLE_PAYLOAD_BYTES)
-    refused, why = candle_gate.decode((big,))
+    assert _refused()[0] is Refused.MALFORMED
+    assert _refused(raw(1), raw(2))[0] is Refused.MALFORMED
+    assert _refused(None)[0] is Refused.MALFORMED
+    assert _refused({"t": "x"})[0] is Refused.MALFORMED
+    refused, why = _refused(raw(1, junk="x" * MAX_CANDLE_PAYLOAD_BYTES))
     assert refused is Refused.OVERSIZED and str(MAX_CANDLE_PAYLOAD_BYTES) in why
 
 
