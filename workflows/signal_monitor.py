@@ -1,7 +1,7 @@
 """SignalMonitorWorkflow: one long-lived workflow per monitored signal.
 
 Orchestration only: the state is one model (`CarriedState`, also the continue-as-new payload),
-the decisions are pure modules (`candle_gate`, `outcomes`, `decisions`, `details`, `requests`).
+the decisions are pure modules (`candle_gate`, `outcomes`, `decisions`, `details`, `inputs`).
 Signal handlers only validate, classify and enqueue; one main loop runs the analyses, so every
 candle is analysed at most once and the de-duplication state is durable workflow state.
 Activities are called by name: this module imports no I/O."""
@@ -17,7 +17,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_
 
 with workflow.unsafe.imports_passed_through():
     from workflows import activity_stubs as act
-    from workflows import candle_gate, names, outcomes, requests, state_ops
+    from workflows import candle_gate, inputs, names, outcomes, state_ops
     from workflows import search_attributes as sa
     from workflows.candles import Kline
     from workflows.decisions import monitor_decision
@@ -57,7 +57,7 @@ class SignalMonitorWorkflow:
         # use must fail the workflow (in `run`), never its task over and over.
         self._refused: ApplicationError | None = None
         try:
-            started = requests.parse_start(args, workflow.info().workflow_id)
+            started = inputs.parse_start(args, workflow.info().workflow_id)
         except ApplicationError as err:
             self._refused, started = err, SignalMonitorInput(signal_id="-")
         self._signal_id = started.signal_id
@@ -296,15 +296,15 @@ class SignalMonitorWorkflow:
     async def abandon(self, request: object = None) -> MonitorResult:
         """Stop monitoring now: the signal becomes `expired` with the operator's reason. Input: an
         `AbandonRequest` (`{"reason": "..."}`) or the reason as a bare string."""
-        self._s.abandon_reason = requests.parse(requests.AbandonRequest, request).reason
+        self._s.abandon_reason = inputs.parse(inputs.AbandonRequest, request).reason
         await workflow.wait_condition(lambda: self._s.result is not None)
         if (result := self._s.result) is None:  # unreachable: the condition above
-            raise requests.reject("monitor ended without a result")
+            raise inputs.reject("monitor ended without a result")
         return result
 
     @abandon.validator
     def _validate_abandon(self, request: object = None) -> None:
-        requests.check_abandon(self._s, request)
+        inputs.check_abandon(self._s, request)
 
     @workflow.update(name=names.REANALYZE_UPDATE)
     async def reanalyze(self, request: object = None) -> MonitorState:
@@ -319,20 +319,20 @@ class SignalMonitorWorkflow:
 
     @reanalyze.validator
     def _validate_reanalyze(self, request: object = None) -> None:
-        requests.check_reanalyze(self._s, request)
+        inputs.check_reanalyze(self._s, request)
 
     @workflow.update(name=names.SET_LIMIT_UPDATE)
     def set_limit(self, request: object = None) -> MonitorState:
         """Change this signal's reanalysis limit (never below the reanalyses already done). Input:
         a `SetLimitRequest` (`{"limit": 7}`) or the bare number."""
-        self._s.max_reanalyses = requests.parse(requests.SetLimitRequest, request).limit
+        self._s.max_reanalyses = inputs.parse(inputs.SetLimitRequest, request).limit
         self._s.limit_changed = True
         self._publish()
         return self.state()
 
     @set_limit.validator
     def _validate_set_limit(self, request: object = None) -> None:
-        requests.check_set_limit(self._s, request)
+        inputs.check_set_limit(self._s, request)
 
     # --- bookkeeping -----------------------------------------------------------------------------
 

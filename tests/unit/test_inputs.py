@@ -1,9 +1,9 @@
 import pytest
 from temporalio.exceptions import ApplicationError
 
-from workflows import requests
+from workflows import names
+from workflows.inputs import AbandonRequest, ReanalyzeRequest, SetLimitRequest, parse, parse_start
 from workflows.models import CarriedState, SignalMonitorInput
-from workflows.requests import AbandonRequest, ReanalyzeRequest, SetLimitRequest, parse, parse_start
 
 UUID = "6f1c2c3e-8a8b-4c1d-9e2f-0a1b2c3d4e5f"
 
@@ -68,4 +68,4 @@ def test_bad_starts_fail_with_a_clear_non_retryable_error(args):
 def test_a_workflow_id_not_matching_its_signal_is_refused():
     with pytest.raises(ApplicationError) as info:
         parse_start(({"signal_id": UUID},), "signal-someone-else")
-    assert info.value.type == requests.names.WRONG_WORKFLOW_ID and info.value.non_retryable
+    assert info.value.type == names.WRONG_WORKFLOW_ID and info.value.non_retryable
