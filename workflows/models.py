@@ -34,6 +34,11 @@ class MonitorStatus(StrEnum):
     CLOSED = "closed"
     REJECTED = "rejected"
 
+    @classmethod
+    def of(cls, text: str, default: MonitorStatus) -> MonitorStatus:
+        """The status named `text`; `default` for a word the monitor does not know (never raises)."""
+        return cls._value2member_map_.get(text, default)  # type: ignore[return-value]
+
 
 class SignalMonitorInput(BaseModel):
     """`{"signal_id": "<uuid>"}` when started by hand; `carried` only across continue-as-new."""

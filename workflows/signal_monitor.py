@@ -84,7 +84,7 @@ class SignalMonitorWorkflow:
                 raise
             # The signal had already ended (e.g. an `enter` recorded a moment before): report that.
             result = self._make_result(finished.signal_status, "ended before the cancellation")
-        s.result, s.status = result, MonitorStatus(result.status)
+        s.result, s.status = result, MonitorStatus.of(result.status, s.status)
         self._publish()
         # Updates waiting on the end see the result before the run completes.
         await workflow.wait_condition(workflow.all_handlers_finished)

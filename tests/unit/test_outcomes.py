@@ -64,3 +64,10 @@ def test_a_deadline_outside_datetime_is_a_problem_not_an_exception():
         bad = SignalContext(signal_time=datetime(2026, 1, 1, tzinfo=UTC), max_monitoring_seconds=seconds, **base)
         assert outcomes.deadline_of(bad) is None
         assert "max_monitoring_duration" in (outcomes.context_problem(bad) or "")
+
+
+def test_status_words_never_raise():
+    from workflows.models import MonitorStatus
+
+    assert MonitorStatus.of("closed", MonitorStatus.FAILED) is MonitorStatus.CLOSED
+    assert MonitorStatus.of("no-such-status", MonitorStatus.MONITORING) is MonitorStatus.MONITORING
