@@ -69,3 +69,30 @@ def test_a_workflow_id_not_matching_its_signal_is_refused():
     with pytest.raises(ApplicationError) as info:
         parse_start(({"signal_id": UUID},), "signal-someone-else")
     assert info.value.type == names.WRONG_WORKFLOW_ID and info.value.non_retryable
+
+
+def test_update_rules_over_the_state():
+    from datetime import UTC, datetime
+
+    from workflows.inputs import check_abandon, check_reanalyze, check_set_limit
+    from workflows.models import MonitorResult, SignalContext
+
+    s = CarriedState()
+    with pytest.raises(ApplicationError) as info:
+        check_abandon(s, "x")
+    assert info.value.type == "MonitorNotReady"
+    s.context = SignalContext(
+        signal_id="s", status="new", symbol="BTCUSDT", interval="1m", signal_time=datetime.now(UTC), trader_found=True
+    )
+    s.max_reanalyses = 5
+    assert check_abandon(s, "halted").reason == "halted"
+    assert check_set_limit(s, {"limit": 3}).limit == 3
+    with pytest.raises(ApplicationError, match="nothing to reanalyse"):
+        check_reanalyze(s, None)
+    s.abandon_reason = "halted"
+    with pytest.raises(ApplicationError, match="already in progress"):
+        check_abandon(s, "again")
+    s.result = MonitorResult(signal_id="s", status="expired", reason="r", analyses=1, reanalyses=0, counts=s.counts)
+    with pytest.raises(ApplicationError) as info:
+        check_set_limit(s, 7)
+    assert info.value.type == "MonitorEnded" and "expired" in info.value.message
