@@ -31,6 +31,7 @@ with workflow.unsafe.imports_passed_through():
         Counts,
         DecisionRecord,
         FailedAnalysis,
+        FindPlatformAnalysisInput,
         FinishedSignal,
         FinishSignalInput,
         LoadSignalInput,
@@ -58,6 +59,10 @@ CANCEL_DURING_ACTIVITY_PATCH = "cancel-during-activity"
 # looked at, so a monitor that always had a close waiting (closes faster than analyses, or a
 # backlog after an outage) never continued as new and grew toward the hard history limit.
 CONTINUE_AS_NEW_FIRST_PATCH = "continue-as-new-before-waiting-candle"
+# Beside the platform's trigger 028, its initial analysis is analysis #0 (no second paid call);
+# the monitor runs #0 itself only when that analysis has not arrived by signal time + grace.
+PLATFORM_INITIAL_ANALYSIS_PATCH = "platform-initial-analysis"
+PLATFORM_LOOK_FIRST_WAIT = 10.0  # seconds; doubled after each look, until the grace runs out
 
 ANALYSIS_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2),
@@ -136,7 +141,7 @@ class SignalMonitorWorkflow:
                 self._early.clear()
                 if not self._initial_done:
                     self._initial_done = True
-                    await self._analyse(None)
+                    await self._initial_analysis()
                 while True:
                     await self._next_step()
             except _Ended as ended:
@@ -249,7 +254,49 @@ class SignalMonitorWorkflow:
 
     # --- one analysis ----------------------------------------------------------------------------
 
-    async def _analyse(self, candle: Kline | None) -> None:
+    async def _initial_analysis(self) -> None:
+        """Analysis #0: the platform's own (trigger 028) where it runs one for this signal, taken
+        through the same decide-and-record path as the monitor's; else the monitor's own call."""
+        ctx = self._context
+        assert ctx is not None
+        if ctx.initial_analysis != "platform" or not workflow.patched(PLATFORM_INITIAL_ANALYSIS_PATCH):
+            await self._analyse(None)
+            return
+        grace_ends = ctx.signal_time + timedelta(seconds=ctx.platform_grace_seconds)
+        wait = PLATFORM_LOOK_FIRST_WAIT
+        found = await self._find_platform_analysis()
+        while found is None and self._abandon_reason is None:
+            remaining = (grace_ends - workflow.now()).total_seconds()
+            if remaining <= 0:
+                break
+            try:
+                # Durable, and an operator's abandon (or cancel) ends the wait at once.
+                await workflow.wait_condition(
+                    lambda: self._abandon_reason is not None,
+                    timeout=min(wait, remaining),
+                    timeout_summary="platform's initial analysis",
+                )
+            except TimeoutError:
+                pass
+            wait *= 2
+            if self._abandon_reason is None:
+                found = await self._find_platform_analysis()
+        if self._abandon_reason is not None:
+            return  # the main loop ends the monitor as the operator asked
+        if found is None:
+            workflow.logger.info("signal %s: no platform analysis by the grace; analysing it here", self._signal_id)
+        await self._analyse(None, given=found)
+
+    async def _find_platform_analysis(self) -> Analysis | None:
+        return await workflow.execute_activity_method(
+            SignalStore.find_platform_analysis,
+            FindPlatformAnalysisInput(signal_id=self._signal_id),
+            start_to_close_timeout=DB_TIMEOUT,
+            retry_policy=DB_RETRY,
+            summary="look for the platform's initial analysis",
+        )
+
+    async def _analyse(self, candle: Kline | None, given: Analysis | None = None) -> None:
         ctx = self._context
         assert ctx is not None and self._max_reanalyses is not None
         number = len(self._history)
@@ -260,7 +307,8 @@ class SignalMonitorWorkflow:
         self._status = "analyzing"
         self._set_details()
         try:
-            analysis = await workflow.execute_activity_method(
+            # A model instance is always truthy: `given` is the platform's analysis, when there is one.
+            analysis = given or await workflow.execute_activity_method(
                 LlmProxy.analyze_signal,
                 AnalyzeSignalInput(
                     context=ctx,
