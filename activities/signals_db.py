@@ -35,7 +35,7 @@ _TERMINAL = list(TERMINAL_SIGNAL_STATUSES)
 _PLATFORM_ROW = "analysis_number IS NULL AND monitor_decision IS NULL"
 # Trigger 032's `expired` (a platform row said bad_setup): the platform's reading of an analysis
 # the monitor takes as its own #0 or overrides, not an end someone else decided.
-_EXPIRED_BY_032 = """(s.status = 'expired' AND s.monitor_reason IS NULL AND EXISTS (
+EXPIRED_BY_032 = """(s.status = 'expired' AND s.monitor_reason IS NULL AND EXISTS (
     SELECT 1 FROM signal_analyses pa WHERE pa.signal_id = s.id AND pa.decision = 'bad_setup'
       AND pa.analysis_number IS NULL AND pa.monitor_decision IS NULL))"""
 
@@ -113,7 +113,7 @@ class SignalStore:
                        s.indicator_data, s.trader_id, t.id AS found_trader_id, t.name AS trader_name,
                        t.user_id, t.strategy, t.max_reanalyses, t.min_confidence_to_enter,
                        extract(epoch FROM t.max_monitoring_duration)::float8 AS max_monitoring_seconds,
-                       {_EXPIRED_BY_032} AS expired_by_032,
+                       {EXPIRED_BY_032} AS expired_by_032,
                        coalesce({platform_fires}, false) AS platform_fires
                 FROM signals s LEFT JOIN traders t ON t.id = s.trader_id
                 WHERE s.id = $1
@@ -197,7 +197,7 @@ class SignalStore:
             # The row lock orders this against an operator's cancel (finish_signal) so an order
             # intent is never recorded for a signal that has already ended.
             locked = await conn.fetchrow(
-                f"""SELECT s.status, s.monitor_reason, {_EXPIRED_BY_032} AS expired_by_032
+                f"""SELECT s.status, s.monitor_reason, {EXPIRED_BY_032} AS expired_by_032
                     FROM signals s WHERE s.id = $1 FOR UPDATE""",
                 signal_id,
             )
@@ -369,7 +369,7 @@ class SignalStore:
         signal_id = _uuid(input.signal_id, "signal id")
         async with self._pool.acquire() as conn, conn.transaction():
             locked = await conn.fetchrow(
-                f"SELECT s.status, {_EXPIRED_BY_032} AS expired_by_032 FROM signals s WHERE s.id = $1 FOR UPDATE",
+                f"SELECT s.status, {EXPIRED_BY_032} AS expired_by_032 FROM signals s WHERE s.id = $1 FOR UPDATE",
                 signal_id,
             )
             if locked is None:
