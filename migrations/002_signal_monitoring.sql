@@ -33,8 +33,11 @@ BEGIN
         WHERE c.conrelid = 'signals'::regclass AND c.contype = 'c' AND a.attname = 'status'
           AND array_length(c.conkey, 1) = 1 AND pg_get_constraintdef(c.oid) LIKE '%= ANY%'
     LOOP
-        FOR value IN SELECT replace(m[1], '''''', '''')
-                     FROM regexp_matches(con.def, '''((?:[^'']|'''')*)''', 'g') AS m
+        -- Quoted literals, one per value (`ARRAY['new'::text, ...]`) or one array literal ('{new,...}').
+        FOR value IN SELECT btrim(v, '"')
+                     FROM regexp_matches(con.def, '''((?:[^'']|'''')*)''', 'g') AS m,
+                          LATERAL unnest(CASE WHEN m[1] LIKE '{%}' THEN string_to_array(btrim(m[1], '{}'), ',')
+                                              ELSE ARRAY[replace(m[1], '''''', '''')] END) AS v
         LOOP
             IF NOT value = ANY (allowed) THEN
                 allowed := allowed || value;
@@ -43,8 +46,9 @@ BEGIN
         validated := validated AND con.convalidated;
         EXECUTE format('ALTER TABLE signals DROP CONSTRAINT %I', con.conname);
     END LOOP;
-    EXECUTE format('ALTER TABLE signals ADD CONSTRAINT signals_status_check CHECK (status = ANY (%L::text[]))%s',
-                   allowed, CASE WHEN validated THEN '' ELSE ' NOT VALID' END);
+    EXECUTE format('ALTER TABLE signals ADD CONSTRAINT signals_status_check CHECK (status IN (%s))%s',
+                   (SELECT string_agg(quote_literal(v), ', ') FROM unnest(allowed) AS v),
+                   CASE WHEN validated THEN '' ELSE ' NOT VALID' END);
 END;
 $$;
 -- Why monitoring ended (abandoned by the model or an operator, limit, duration, failure...).

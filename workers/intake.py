@@ -223,6 +223,18 @@ class _Intake:
     async def run(self, stop: asyncio.Event, ready: asyncio.Event | None) -> None:
         backoff = _Backoff()
         while not stop.is_set():
+            if self.queries is None:
+                # Before Temporal: a database that cannot work is said at once, whatever else is down.
+                try:
+                    self.queries = await read_schema(self.settings, self.dsn)
+                except (asyncpg.UndefinedTableError, asyncpg.UndefinedColumnError) as exc:
+                    raise SchemaError(f"the database schema does not fit the intake: {exc}") from None
+                except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                    self.metrics.errors.add(1, {"dependency": "postgres"})
+                    delay = backoff.next()
+                    log.warning("cannot read the schema from PostgreSQL (%s); retrying in %.1f s", _brief(exc), delay)
+                    await _sleep_unless(stop, delay)
+                    continue
             if self.client is None:
                 try:
                     log.info("connecting to Temporal at %s", describe_target())
@@ -234,8 +246,6 @@ class _Intake:
                     await _sleep_unless(stop, delay)
                     continue
             try:
-                if self.queries is None:
-                    self.queries = await read_schema(self.settings, self.dsn)
                 await self._session(stop, ready, backoff)
                 return
             except (asyncpg.UndefinedTableError, asyncpg.UndefinedColumnError) as exc:
