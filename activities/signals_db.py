@@ -125,6 +125,7 @@ class SignalStore:
         trader_found = row["found_trader_id"] is not None
         platform = self._initial_analysis == "platform" and row["platform_fires"]
         context = SignalContext(
+            signal_id=str(row["id"]),
             # 032's expiry is not an end: the monitor takes that analysis as #0 or overrides it.
             status="monitoring" if row["expired_by_032"] else row["status"],
             symbol=(row["symbol"] or "").strip().upper(),

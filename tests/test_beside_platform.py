@@ -77,9 +77,9 @@ async def signal_row(db: asyncpg.Connection, signal_id: str) -> asyncpg.Record:
     return await db.fetchrow("SELECT * FROM signals WHERE id = $1::uuid", signal_id)
 
 
-async def result_of(client: Client, signal_id: str, timeout: float = 60) -> MonitorResult:
-    handle = client.get_workflow_handle(f"signal-{signal_id}")
-    return await asyncio.wait_for(handle.result(result_type=MonitorResult), timeout)
+async def result_of(client: Client, signal_id: str, timeout: float = 25) -> MonitorResult:
+    handle = client.get_workflow_handle(f"signal-{signal_id}", result_type=MonitorResult)
+    return await asyncio.wait_for(handle.result(), timeout)
 
 
 # --- 7. migrations fit in ------------------------------------------------------------------------
@@ -433,7 +433,7 @@ async def test_a_permanently_failing_write_is_not_retried(client, postgres_serve
             handle = await m.start(sid)
             started = asyncio.get_running_loop().time()
             try:
-                result = await asyncio.wait_for(handle.result(result_type=MonitorResult), 60)
+                result = await asyncio.wait_for(result_of(m.client, sid), 60)
             except WorkflowFailureError as exc:
                 result, failure = None, str(exc.cause) + str(getattr(exc.cause, "cause", ""))
             took = asyncio.get_running_loop().time() - started
