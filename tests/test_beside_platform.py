@@ -197,7 +197,7 @@ async def test_eligibility_from_subscriptions_and_profile_tier(client, postgres_
             print(f"\n[eligibility, profile column {'present' if profile_tier else 'absent'}]")
             for name, mark in marks.items():
                 print(f"  {name:32} {mark}")
-        assert "subscription elite, cancelled" in marks["subscription cancelled"]
+        assert "no active elite subscription (subscription elite, cancelled" in marks["subscription cancelled"]
         assert "expired" in marks["subscription expired"]
         assert "auto_analyze_signals off" in marks["auto_analyze off"]
     finally:

@@ -48,6 +48,9 @@ def tier_problem(
         return None
     if has_profile_tier and _norm(profile_tier) == ELIGIBLE_TIER:
         return None
+    profile = f", profile tier {_norm(profile_tier) or 'unset'}" if has_profile_tier else ""
+    if sub is not None and _norm(sub.tier) == ELIGIBLE_TIER:
+        return f"the trader's owner has no active elite subscription ({describe_subscription(sub, now)}{profile})"
     # The tier a person would name: the profile's where it exists (what the app shows), else the subscription's.
     shown = _norm(profile_tier) if has_profile_tier and profile_tier else _norm(sub.tier if sub else None)
     return (
