@@ -372,7 +372,7 @@ async def test_proxy_rows_are_taken_over_and_the_monitor_has_the_last_word(clien
             await handles[abandon].signal("candle_closed", kline(row_of(abandon), 3))
             results = {sid: await result_of(m.client, sid) for sid in handles}
 
-            a_rows, e_rows, n_rows = (await rows_of(db, s) for s in (abandon, enter, no_levels))
+            a_rows, e_rows, n_rows = [await rows_of(db, s) for s in (abandon, enter, no_levels)]
             print("\n[monitor's own calls, llm-proxy storing its own rows, trigger 032 on]")
             for label, sid, rows in (
                 ("wait, wait, bad_setup", abandon, a_rows),
