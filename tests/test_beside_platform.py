@@ -305,6 +305,8 @@ async def test_platform_initial_analysis_is_analysis_zero_in_any_order(client, p
                     profile_tier=None,
                 )
                 results = {sid: await result_of(m.client, sid, 90) for sid in expected}
+                # Started by the intake; listed so SIGNAL_MONITOR_RECORD_HISTORIES keeps their histories too.
+                m.started.extend(m.client.get_workflow_handle(f"signal-{sid}") for sid in expected)
 
             print("\n[platform-shaped database, trigger 028 on, auto -> platform, grace 5 s]")
             total_rows = total_analyses = 0
