@@ -338,6 +338,7 @@ class SignalMonitorWorkflow:
                 raise
             await self._analysis_failed(candle, err)
             return
+        assert analysis is not None  # for mypy: `given or <an Analysis>`
         decision = monitor_decision(analysis.decision, analysis.confidence, ctx.min_confidence_to_enter)
         new_status, reason = "monitoring", None
         if decision == "enter":
