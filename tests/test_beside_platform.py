@@ -102,6 +102,19 @@ async def test_migrations_fit_beside_the_platform_and_reapply_cleanly(postgres_s
             await conn.execute("UPDATE signals SET status = $2 WHERE id = $1::uuid", signal, status)
         with pytest.raises(asyncpg.CheckViolationError):
             await conn.execute("UPDATE signals SET status = 'bogus' WHERE id = $1::uuid", signal)
+        # Still one row per (signal, analysis number) and per (signal, candle); the platform's own rows
+        # (neither set) are not limited.
+        owner_row = await conn.fetchrow("SELECT trader_id, user_id FROM signals WHERE id = $1::uuid", signal)
+        insert = """INSERT INTO signal_analyses (signal_id, trader_id, user_id, decision, confidence, reasoning,
+                    key_levels, trade_plan, analysis_number, candle_open_time)
+                    VALUES ($1::uuid, $2, $3, 'wait', 50, 'r', '{}', '{}', $4, $5)"""
+        candle = datetime(2026, 1, 1, tzinfo=UTC)
+        for _ in range(2):
+            await conn.execute(insert, signal, owner_row["trader_id"], owner_row["user_id"], None, None)
+        await conn.execute(insert, signal, owner_row["trader_id"], owner_row["user_id"], 1, candle)
+        for number, at in ((1, None), (2, candle)):
+            with pytest.raises(asyncpg.UniqueViolationError):
+                await conn.execute(insert, signal, owner_row["trader_id"], owner_row["user_id"], number, at)
         # Row-level security on every table the monitor adds.
         rls = dict(
             await conn.fetch(
@@ -337,6 +350,36 @@ async def test_platform_initial_analysis_is_analysis_zero_in_any_order(client, p
                 source = proxy.requests_for(sid)[0].trigger_source
                 own = name.startswith("never") or "profile NULL" in name
                 assert source == ("monitoring-worker" if own else "database-trigger"), (name, source)
+    finally:
+        await db.close()
+
+
+async def test_the_wait_for_the_platforms_analysis_is_durable_and_operators_still_act(client, postgres_server, caplog):
+    url = await create_platform_database(postgres_server)
+    db = await asyncpg.connect(url)
+    caplog.set_level("INFO", logger="workers.worker")
+    try:
+        async with (
+            platform(url, db) as (proxy, pg_net),
+            monitor_stack(client, url, proxy=proxy, platform_grace_seconds=600) as m,
+        ):
+            shown = [r.getMessage() for r in caplog.records if "beside the platform" in r.getMessage()]
+            assert any("initial analysis by the platform" in line for line in shown), shown
+            sid = str(uuid.uuid4())
+            pg_net.drop.add(sid)  # the platform's analysis never comes
+            await add_signal(db, await add_owner(db, profile_tier="elite"), signal_id=sid)
+            handle = await m.start(sid)
+
+            async def waiting_for_the_platform():
+                events = [e async for e in handle.fetch_history_events()]
+                assert any(e.HasField("timer_started_event_attributes") for e in events)
+
+            await eventually(waiting_for_the_platform)
+            result = await handle.execute_update("abandon", {"reason": "exchange halted"}, result_type=MonitorResult)
+            row = await signal_row(db, sid)
+            assert result.status == "expired" and "exchange halted" in result.reason
+            assert (row["status"], row["monitor_reason"]) == ("expired", result.reason)
+            assert proxy.requests_for(sid) == [] and await rows_of(db, sid) == []
     finally:
         await db.close()
 
