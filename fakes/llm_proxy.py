@@ -14,6 +14,11 @@ See ``/work/shared/llm-proxy-contract.md`` for the contract it imitates. Three u
   ``metadata.modelName`` is ``"fake-llm-proxy"``, so nobody mistakes it for a model.
 * **benchmarks**: ``answer_delay=`` adds a fixed latency to every answer; :meth:`FakeLlmProxy.stats`
   reports calls, the maximum number of concurrent in-flight requests and calls per second.
+* **like the production proxy**: ``store_rows=<database url>`` inserts its own ``signal_analyses`` row
+  for every well-formed answer before answering (signal, trader, user, decision, confidence,
+  reasoning, key levels, trade plan, indicators, raw answer, tokens, model; no candle, no analysis
+  number), logs and ignores a failed insert (e.g. a NOT NULL ``key_levels`` when the answer has none)
+  and answers anyway, as the real one does.
 
 Standalone: ``python -m fakes.llm_proxy --port 8787 --api-key KEY [--delay S]``.
 
@@ -523,6 +528,7 @@ class FakeLlmProxy:
         answer_delay: float = 0.0,
         shutdown_timeout: float = 2.0,
         backlog: int = 1024,
+        store_rows: str | None = None,
     ) -> None:
         if not api_key:
             raise ValueError("api_key must be a non-empty string")
@@ -535,6 +541,10 @@ class FakeLlmProxy:
         self.answer_delay = answer_delay
         self._shutdown_timeout = shutdown_timeout
         self._backlog = backlog  # benchmarks open hundreds of connections at once
+        self._store_rows_dsn = store_rows
+        self._store_pool: Any = None
+        self.rows_stored = 0
+        self.row_store_failures: list[str] = []
         self._scripts: dict[Any, collections.deque[Step]] = {}
         self._runner: web.AppRunner | None = None
         self._stopping: asyncio.Event | None = None
@@ -583,6 +593,10 @@ class FakeLlmProxy:
             raise
         self._runner = runner
         self.port = runner.addresses[0][1]
+        if self._store_rows_dsn and self._store_pool is None:
+            import asyncpg
+
+            self._store_pool = await asyncpg.create_pool(self._store_rows_dsn, min_size=1, max_size=4)
         log.info("fake llm-proxy listening on %s", self.url)
         return self
 
@@ -593,6 +607,9 @@ class FakeLlmProxy:
         assert self._stopping is not None
         self._stopping.set()  # wakes every sleeping handler
         await runner.cleanup()
+        pool, self._store_pool = self._store_pool, None
+        if pool is not None:
+            await pool.close()
         log.info("fake llm-proxy stopped (%s)", self.stats())
 
     async def __aenter__(self) -> FakeLlmProxy:
@@ -857,7 +874,45 @@ class FakeLlmProxy:
                 request.transport.close()
             return resp
 
-        return self._reply(rec, self._render(step, params, started))
+        rendered = self._render(step, params, started)
+        if self._store_pool is not None and isinstance(step, DecisionAnswer):
+            await self._store_row(params, rendered.body)
+        return self._reply(rec, rendered)
+
+    async def _store_row(self, params: Mapping[str, Any], body: bytes) -> None:
+        """The production proxy's own insert (through PostgREST, with the service role): every
+        value as the answer has it, a missing one as NULL; a failure is logged, never answered."""
+        data = json.loads(body).get("data") or {}
+        meta = data.get("metadata") if isinstance(data.get("metadata"), dict) else {}
+
+        def as_json(value: Any) -> str | None:
+            return None if value is None else json.dumps(value)
+
+        try:
+            await self._store_pool.execute(
+                """INSERT INTO signal_analyses (signal_id, trader_id, user_id, decision, confidence, reasoning,
+                       key_levels, trade_plan, technical_indicators, raw_ai_response, analysis_latency_ms,
+                       gemini_tokens_used, model_name)
+                   VALUES ($1::text::uuid, $2::text::uuid, $3::text::uuid, $4, $5::text::numeric, $6,
+                           $7::text::jsonb, $8::text::jsonb, $9::text::jsonb, $10, $11, $12, $13)""",
+                str(params.get("signalId")),
+                None if params.get("traderId") is None else str(params["traderId"]),
+                None if params.get("userId") is None else str(params["userId"]),
+                data.get("decision"),
+                None if data.get("confidence") is None else str(data["confidence"]),
+                data.get("reasoning"),
+                as_json(data.get("keyLevels")),
+                as_json(data.get("tradePlan")),
+                as_json(data.get("technicalIndicators")),
+                meta.get("rawAiResponse") if isinstance(meta.get("rawAiResponse"), str) else None,
+                meta.get("analysisLatencyMs") if isinstance(meta.get("analysisLatencyMs"), int) else None,
+                meta.get("tokensUsed") if isinstance(meta.get("tokensUsed"), int) else None,
+                meta.get("modelName") if isinstance(meta.get("modelName"), str) else None,
+            )
+            self.rows_stored += 1
+        except Exception as exc:  # the real proxy logs a failed insert and answers anyway
+            self.row_store_failures.append(f"{type(exc).__name__}: {exc}")
+            log.warning("fake llm-proxy: failed to store analysis: %s: %s", type(exc).__name__, exc)
 
     async def _trickle(
         self, request: web.Request, rec: RecordedRequest, rendered: _Rendered, seconds: float, chunks: int
@@ -926,7 +981,14 @@ class FakeLlmProxy:
 
 
 async def _serve(args: argparse.Namespace) -> None:
-    proxy = FakeLlmProxy(api_key=args.api_key, host=args.host, port=args.port, path=args.path, answer_delay=args.delay)
+    proxy = FakeLlmProxy(
+        api_key=args.api_key,
+        host=args.host,
+        port=args.port,
+        path=args.path,
+        answer_delay=args.delay,
+        store_rows=args.store_rows,
+    )
     await proxy.start()
     print(f"fake llm-proxy (deterministic stand-in, NOT a model) listening on {proxy.url}", flush=True)
     stop = asyncio.Event()
@@ -956,6 +1018,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--delay", type=float, default=0.0, help="seconds to wait before every answer")
     p.add_argument("--path", default=DEFAULT_PATH)
+    p.add_argument(
+        "--store-rows",
+        metavar="DATABASE_URL",
+        help="insert a signal_analyses row per answer, like the production proxy",
+    )
     p.add_argument("--log-level", default="INFO")
     args = p.parse_args(argv)
     if not args.api_key:

@@ -54,4 +54,6 @@ CREATE TABLE IF NOT EXISTS signal_analyses (
     updated_at timestamptz DEFAULT now()
 );
 
-CREATE INDEX IF NOT EXISTS signal_analyses_signal_id_idx ON signal_analyses (signal_id);
+-- The platform's own index name, so this is a no-op beside the platform's table (005 renames or
+-- drops the index this file created under another name before).
+CREATE INDEX IF NOT EXISTS idx_signal_analyses_signal_id ON signal_analyses (signal_id);

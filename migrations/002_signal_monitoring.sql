@@ -15,10 +15,42 @@ ALTER TABLE traders ADD CONSTRAINT traders_max_monitoring_duration_check
 
 -- The monitor adds two statuses: `cancelled` (an operator cancelled the workflow) and `failed`
 -- (the signal could not be analysed, e.g. 5 consecutive analyses failed after retries).
-ALTER TABLE signals DROP CONSTRAINT IF EXISTS signals_status_check;
-ALTER TABLE signals ADD CONSTRAINT signals_status_check CHECK (status IN (
-    'new', 'analysis_queued', 'analyzing', 'rejected', 'monitoring', 'ready',
-    'in_position', 'closed', 'expired', 'cancelled', 'failed'));
+-- Every value an existing check constraint on signals.status allows is kept: the values are read
+-- from each such constraint, merged with ours, and one constraint replaces them (added NOT VALID
+-- when the old one was not validated either, so old rows are not re-judged).
+DO $$
+DECLARE
+    allowed text[] := ARRAY['new', 'analysis_queued', 'analyzing', 'rejected', 'monitoring', 'ready',
+                            'in_position', 'closed', 'expired', 'cancelled', 'failed'];
+    validated boolean := true;
+    con record;
+    value text;
+BEGIN
+    FOR con IN
+        SELECT c.conname, c.convalidated, pg_get_constraintdef(c.oid) AS def
+        FROM pg_constraint c
+        JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = ANY (c.conkey)
+        WHERE c.conrelid = 'signals'::regclass AND c.contype = 'c' AND a.attname = 'status'
+          AND array_length(c.conkey, 1) = 1 AND pg_get_constraintdef(c.oid) LIKE '%= ANY%'
+    LOOP
+        -- Quoted literals, one per value (`ARRAY['new'::text, ...]`) or one array literal ('{new,...}').
+        FOR value IN SELECT btrim(v, '"')
+                     FROM regexp_matches(con.def, '''((?:[^'']|'''')*)''', 'g') AS m,
+                          LATERAL unnest(CASE WHEN m[1] LIKE '{%}' THEN string_to_array(btrim(m[1], '{}'), ',')
+                                              ELSE ARRAY[replace(m[1], '''''', '''')] END) AS v
+        LOOP
+            IF NOT value = ANY (allowed) THEN
+                allowed := allowed || value;
+            END IF;
+        END LOOP;
+        validated := validated AND con.convalidated;
+        EXECUTE format('ALTER TABLE signals DROP CONSTRAINT %I', con.conname);
+    END LOOP;
+    EXECUTE format('ALTER TABLE signals ADD CONSTRAINT signals_status_check CHECK (status IN (%s))%s',
+                   (SELECT string_agg(quote_literal(v), ', ') FROM unnest(allowed) AS v),
+                   CASE WHEN validated THEN '' ELSE ' NOT VALID' END);
+END;
+$$;
 -- Why monitoring ended (abandoned by the model or an operator, limit, duration, failure...).
 ALTER TABLE signals ADD COLUMN IF NOT EXISTS monitor_reason text;
 

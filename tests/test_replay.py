@@ -24,6 +24,7 @@ from workflows.signal_monitor import (
     CANCEL_DURING_ACTIVITY_PATCH,
     CONTINUE_AS_NEW_FIRST_PATCH,
     FUTURE_CANDLES_PATCH,
+    PLATFORM_INITIAL_ANALYSIS_PATCH,
     SignalMonitorWorkflow,
 )
 
@@ -76,11 +77,20 @@ def test_every_patch_is_guarded_from_both_sides():
     """Each patch has a history recorded by the code before it (no marker, the old path: running
     executions replay that way) and one recorded after it (the marker, the new path)."""
     markers = {p.name: _patch_markers(p) for p in HISTORIES}
-    for patch in (CANCEL_DURING_ACTIVITY_PATCH, CONTINUE_AS_NEW_FIRST_PATCH, FUTURE_CANDLES_PATCH):
+    patches = (
+        CANCEL_DURING_ACTIVITY_PATCH,
+        CONTINUE_AS_NEW_FIRST_PATCH,
+        FUTURE_CANDLES_PATCH,
+        PLATFORM_INITIAL_ANALYSIS_PATCH,
+    )
+    for patch in patches:
         assert any(patch in found for found in markers.values()), f"no history takes the {patch!r} path"
     before = {name for name in markers if name.startswith("unpatched_")}
     assert any("cancel_during_activity" in name and not markers[name] for name in before)
     assert any("continue_as_new" in name and not markers[name] for name in before)
+    # Recorded by the code before the patch for a signal the platform analyses (initial_analysis
+    # "platform" in its loaded context): such a running monitor keeps analysing #0 itself.
+    assert any("platform_initial_analysis" in name and not markers[name] for name in before)
     # Before the future-candles patch, closes opening later than now + one interval were taken.
     assert any(_future_closes(p) and FUTURE_CANDLES_PATCH not in markers[p.name] for p in HISTORIES)
 

@@ -19,6 +19,9 @@ log = logging.getLogger("signal_monitor")
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_USAGE = 2
+# The database lacks a table or column the monitor needs (e.g. user_subscriptions, or the monitor's
+# own columns before `signal-monitor migrate`): fix the schema, do not restart in a loop.
+EXIT_SCHEMA = 3
 
 
 def _cmd_migrate(args: argparse.Namespace) -> int:
@@ -101,9 +104,14 @@ def _cmd_start(args: argparse.Namespace) -> int:
 
 
 def _cmd_intake(args: argparse.Namespace) -> int:
+    from activities.platform_schema import SchemaError
     from workers.intake import run_intake
 
-    asyncio.run(run_intake(Settings.from_env()))
+    try:
+        asyncio.run(run_intake(Settings.from_env()))
+    except SchemaError as exc:
+        print(f"error: configuration: {exc}", file=sys.stderr)
+        return EXIT_SCHEMA
     return EXIT_OK
 
 

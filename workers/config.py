@@ -6,7 +6,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from activities.platform_schema import INITIAL_ANALYSIS_SETTINGS, InitialAnalysisSetting
 from workflows.names import DEFAULT_TASK_QUEUE
+
+INITIAL_ANALYSIS_ENV = "SIGNAL_MONITOR_INITIAL_ANALYSIS"
+PLATFORM_GRACE_ENV = "SIGNAL_MONITOR_PLATFORM_GRACE_SECONDS"
 
 
 class ConfigError(RuntimeError):
@@ -33,6 +37,21 @@ def _float(name: str, default: float | None) -> float | None:
         raise ConfigError(f"{name} must be a number, got {raw!r}") from None
 
 
+def _initial_analysis() -> InitialAnalysisSetting:
+    raw = (os.environ.get(INITIAL_ANALYSIS_ENV) or "auto").strip().lower()
+    for choice in INITIAL_ANALYSIS_SETTINGS:
+        if raw == choice:
+            return choice
+    raise ConfigError(f"{INITIAL_ANALYSIS_ENV} must be one of {', '.join(INITIAL_ANALYSIS_SETTINGS)}, got {raw!r}")
+
+
+def _grace() -> float:
+    value = _float(PLATFORM_GRACE_ENV, 120.0)
+    if value is None or value < 0:
+        raise ConfigError(f"{PLATFORM_GRACE_ENV} must be a number of seconds >= 0, got {value!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str | None
@@ -46,6 +65,10 @@ class Settings:
     llm_timeout_seconds: float
     max_cached_workflows: int
     db_pool_size: int
+    # Who runs analysis #0 beside the platform's trigger 028 (auto | platform | monitor), and how
+    # long the platform's is waited for.
+    initial_analysis: InitialAnalysisSetting = "auto"
+    platform_grace_seconds: float = 120.0
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -60,6 +83,8 @@ class Settings:
             llm_timeout_seconds=_float("SIGNAL_MONITOR_LLM_TIMEOUT_SECONDS", 30.0) or 30.0,
             max_cached_workflows=_int("SIGNAL_MONITOR_MAX_CACHED_WORKFLOWS", 1000),
             db_pool_size=_int("SIGNAL_MONITOR_DB_POOL_SIZE", 10),
+            initial_analysis=_initial_analysis(),
+            platform_grace_seconds=_grace(),
         )
 
     def require_database(self) -> str:

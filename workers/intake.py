@@ -1,9 +1,12 @@
 """`signal-monitor intake`: from a new `signals` row to a running SignalMonitorWorkflow.
 
 A trigger (migrations/003) NOTIFYs every inserted signal's id; the intake LISTENs and starts a
-monitor for each eligible one (trader `auto_analyze_signals`, owner on the `elite` tier, any case).
-Notifications are not durable, so on every (re)connection and every
-`SIGNAL_MONITOR_INTAKE_SWEEP_SECONDS` it also sweeps for `new` signals it has not decided on yet.
+monitor for each eligible one (trader `auto_analyze_signals`, owner on the `elite` tier: see
+workers/eligibility.py). Notifications are not durable, so on every (re)connection and every
+`SIGNAL_MONITOR_INTAKE_SWEEP_SECONDS` it also sweeps for signals it has not decided on yet, whatever
+the platform's triggers did to their status meanwhile (`new`, NULL, `monitoring`, `ready`, 032's
+`expired`). The eligibility query is built from the schema read at start-up; a missing table or
+column stops the intake with a SchemaError naming it (exit code 3), never a reconnect loop.
 Each decision is written once to `signals.monitor_intake`, which is what keeps sweeps cheap and
 makes an ineligible signal's reason visible in the database as well as in the log.
 
@@ -26,8 +29,12 @@ from typing import Any
 import asyncpg
 from temporalio.client import Client
 
+from activities import platform_schema
+from activities.platform_schema import PlatformSchema, SchemaError
+from activities.signals_db import EXPIRED_BY_032
 from workers import metrics
 from workers.config import ConfigError, Settings
+from workers.eligibility import Subscription, tier_problem
 from workers.starting import monitor_summary, start_monitor
 from workers.temporal_client import connect_client, describe_target
 
@@ -35,8 +42,10 @@ log = logging.getLogger("signal_monitor.intake")
 
 CHANNEL = "signal_monitor_new_signal"
 APPLICATION_NAME = "signal-monitor-intake"
-INITIAL_STATUS = "new"
-ELIGIBLE_TIER = "elite"
+# Statuses a signal may have when the intake first sees it: the screener's (`new` or the column's
+# NULL default), the app's queueing ones, and what trigger 032 writes from the platform's initial
+# analysis (`monitoring`, `ready`; its `expired` is recognised by EXPIRED_BY_032).
+MONITORABLE_STATUSES = ("new", "analysis_queued", "analyzing", "monitoring", "ready")
 SWEEP_SECONDS_ENV = "SIGNAL_MONITOR_INTAKE_SWEEP_SECONDS"
 DEFAULT_SWEEP_SECONDS = 30.0
 SWEEP_BATCH = 200
@@ -47,26 +56,51 @@ BACKOFF_START, BACKOFF_MAX = 0.5, 30.0
 
 STARTED, ALREADY_ENDED, INELIGIBLE = "started", "already_ended", "ineligible"
 
-_SELECT = """
+_MONITORABLE = f"""(s.status IS NULL OR s.status IN ({", ".join(f"'{v}'" for v in MONITORABLE_STATUSES)})
+     OR {EXPIRED_BY_032})"""
+_MARK = """UPDATE signals SET monitor_intake = $2, monitor_intake_at = now()
+           WHERE id = $1 AND monitor_intake IS NULL"""
+
+
+@dataclass(frozen=True)
+class Queries:
+    by_id: str
+    sweep: str
+    profile_tier: bool
+
+
+def build_queries(schema: PlatformSchema) -> Queries:
+    """The eligibility inputs as this database holds them: the subscription always, the profile
+    tier only where production's column exists."""
+    if schema.profile_tier:
+        profile, profile_join = "p.subscription_tier", "LEFT JOIN user_profiles p ON p.id = t.user_id"
+    else:
+        profile, profile_join = "NULL::text", ""
+    select = f"""
 SELECT s.id, s.status, s.symbol, coalesce(s.interval, t.filter->>'interval') AS interval,
        s.trader_id, s.monitor_intake, t.id AS found_trader_id, t.name AS trader_name,
-       t.auto_analyze_signals, p.id AS found_profile_id, p.subscription_tier
+       t.auto_analyze_signals, {profile} AS profile_tier, us.tier AS subscription_tier,
+       us.status AS subscription_status, us.expires_at AS subscription_expires_at, now() AS db_now,
+       {EXPIRED_BY_032} AS expired_by_032
 FROM signals s
 LEFT JOIN traders t ON t.id = s.trader_id
-LEFT JOIN user_profiles p ON p.id = t.user_id
+{profile_join}
+LEFT JOIN LATERAL (
+    SELECT u.tier, u.status, u.expires_at FROM user_subscriptions u WHERE u.user_id = t.user_id
+    ORDER BY (lower(u.tier) = 'elite' AND u.status = 'active' AND (u.expires_at IS NULL OR u.expires_at > now())) DESC,
+             u.expires_at DESC NULLS FIRST
+    LIMIT 1) us ON true
 """
-_BY_ID = _SELECT + "WHERE s.id = $1"
-# Matches the partial index signals_monitor_intake_pending_idx.
-_SWEEP = (
-    _SELECT
-    + """WHERE s.monitor_intake IS NULL AND s.status = 'new'
+    # Matches the partial index signals_monitor_intake_undecided_idx (migration 005).
+    sweep = (
+        select
+        + f"""WHERE s.monitor_intake IS NULL AND {_MONITORABLE}
   AND s."timestamp" > now() - $1::interval
   AND (t.id IS NULL OR s."timestamp" + t.max_monitoring_duration > now())
 ORDER BY s."timestamp" DESC
 LIMIT $2"""
-)
-_MARK = """UPDATE signals SET monitor_intake = $2, monitor_intake_at = now()
-           WHERE id = $1 AND monitor_intake IS NULL"""
+    )
+    return Queries(by_id=select + "WHERE s.id = $1", sweep=sweep, profile_tier=schema.profile_tier)
 
 
 class TemporalUnavailable(Exception):
@@ -83,21 +117,22 @@ class Ineligible:
     reason: str
 
 
-def ineligibility(row: Any) -> Ineligible | None:
+def ineligibility(row: Any, profile_tier: bool) -> Ineligible | None:
     """Why a signal is not monitored, or None when it is eligible."""
-    if row["status"] != INITIAL_STATUS:
-        return Ineligible("status", f"status is {row['status']!r}, not {INITIAL_STATUS!r}")
+    if not (row["status"] is None or row["status"] in MONITORABLE_STATUSES or row["expired_by_032"]):
+        return Ineligible("status", f"status is {row['status']!r}: it has ended or is handled elsewhere")
     if row["found_trader_id"] is None:
         return Ineligible("no_trader", f"trader {row['trader_id']} not found")
     if not row["auto_analyze_signals"]:
         return Ineligible(
             "auto_analyze_off", f"trader {row['trader_name'] or row['trader_id']} has auto_analyze_signals off"
         )
-    if row["found_profile_id"] is None:
-        return Ineligible("no_profile", "the trader's owner has no user profile")
-    tier = (row["subscription_tier"] or "").strip().lower()
-    if tier != ELIGIBLE_TIER:
-        return Ineligible("tier", f"the trader's owner is on the {tier or 'unset'} tier, not {ELIGIBLE_TIER}")
+    sub = None
+    if row["subscription_tier"] is not None or row["subscription_status"] is not None:
+        sub = Subscription(row["subscription_tier"], row["subscription_status"], row["subscription_expires_at"])
+    problem = tier_problem(sub, row["profile_tier"], profile_tier, row["db_now"])
+    if problem is not None:
+        return Ineligible("tier", problem)
     return None
 
 
@@ -162,6 +197,20 @@ async def run_intake(
     await _Intake(settings, dsn, client, period).run(stop, ready)
 
 
+async def read_schema(settings: Settings, dsn: str) -> Queries:
+    """Once at start-up: what this database holds decides the queries. A missing table or column
+    raises SchemaError (a configuration error: the intake stops, naming it)."""
+    conn = await asyncpg.connect(dsn, timeout=10, server_settings={"application_name": APPLICATION_NAME})
+    try:
+        schema = await platform_schema.inspect(conn)
+    finally:
+        await conn.close()
+    schema.require_for_intake()
+    choice = platform_schema.choose_initial_analysis(settings.initial_analysis, schema)
+    log.info("beside the platform: %s", platform_schema.describe(schema, choice))
+    return build_queries(schema)
+
+
 class _Intake:
     def __init__(self, settings: Settings, dsn: str, client: Client | None, period: float):
         self.settings = settings
@@ -169,10 +218,23 @@ class _Intake:
         self.client = client
         self.period = period
         self.metrics = _Metrics()
+        self.queries: Queries | None = None
 
     async def run(self, stop: asyncio.Event, ready: asyncio.Event | None) -> None:
         backoff = _Backoff()
         while not stop.is_set():
+            if self.queries is None:
+                # Before Temporal: a database that cannot work is said at once, whatever else is down.
+                try:
+                    self.queries = await read_schema(self.settings, self.dsn)
+                except (asyncpg.UndefinedTableError, asyncpg.UndefinedColumnError) as exc:
+                    raise SchemaError(f"the database schema does not fit the intake: {exc}") from None
+                except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                    self.metrics.errors.add(1, {"dependency": "postgres"})
+                    delay = backoff.next()
+                    log.warning("cannot read the schema from PostgreSQL (%s); retrying in %.1f s", _brief(exc), delay)
+                    await _sleep_unless(stop, delay)
+                    continue
             if self.client is None:
                 try:
                     log.info("connecting to Temporal at %s", describe_target())
@@ -186,6 +248,9 @@ class _Intake:
             try:
                 await self._session(stop, ready, backoff)
                 return
+            except (asyncpg.UndefinedTableError, asyncpg.UndefinedColumnError) as exc:
+                # The schema changed under a running intake (or a query is wrong): no reconnection fixes it.
+                raise SchemaError(f"the database schema does not fit the intake: {exc}") from None
             except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError, _ConnectionLost) as exc:
                 self.metrics.connected.set(0)
                 self.metrics.errors.add(1, {"dependency": "postgres"})
@@ -249,7 +314,8 @@ class _Intake:
                     conn.terminate()
 
     async def _sweep(self, conn: asyncpg.Connection) -> None:
-        rows = await conn.fetch(_SWEEP, SWEEP_MAX_AGE, SWEEP_BATCH)
+        assert self.queries is not None
+        rows = await conn.fetch(self.queries.sweep, SWEEP_MAX_AGE, SWEEP_BATCH)
         if rows:
             log.info("sweep found %d undecided signal(s)", len(rows))
             self.metrics.swept.add(len(rows))
@@ -262,7 +328,8 @@ class _Intake:
         except ValueError:
             log.warning("ignored a notification on %s that is not a signal id: %r", CHANNEL, payload[:80])
             return
-        row = await conn.fetchrow(_BY_ID, signal_id)
+        assert self.queries is not None
+        row = await conn.fetchrow(self.queries.by_id, signal_id)
         if row is None:
             log.warning(
                 "signal %s was notified but is not in the table (deleted?)",
@@ -279,7 +346,8 @@ class _Intake:
         if row["monitor_intake"] is not None:
             log.debug("signal %s already decided (%s)", signal_id, row["monitor_intake"], extra=extra)
             return
-        why = ineligibility(row)
+        assert self.queries is not None
+        why = ineligibility(row, self.queries.profile_tier)
         if why is not None:
             log.info("signal %s left alone: %s", signal_id, why.reason, extra=extra)
             self.metrics.ineligible.add(1, {"reason": why.kind})

@@ -14,6 +14,7 @@ from datetime import timedelta
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities import platform_schema
 from activities.database import create_pool
 from activities.llm_pacing import LlmCallPacer
 from activities.llm_proxy import LlmProxy, new_http_client
@@ -46,7 +47,16 @@ async def run_worker(
     pool = await create_pool(database_url, settings.db_pool_size)
     http = new_http_client(settings.llm_timeout_seconds, settings.llm_max_concurrent)
     try:
-        store = SignalStore(pool)
+        schema = await platform_schema.inspect(pool)
+        choice = platform_schema.choose_initial_analysis(settings.initial_analysis, schema)
+        log.info("beside the platform: %s", platform_schema.describe(schema, choice))
+        store = SignalStore(
+            pool,
+            initial_analysis=choice.mode,
+            platform_grace_seconds=settings.platform_grace_seconds,
+            # auto: only the signals trigger 028 actually posts for (profile tier exactly 'elite').
+            platform_exact_elite=settings.initial_analysis == "auto",
+        )
         llm_queue = llm_task_queue_for(settings.task_queue)
         pacer = None
         if settings.llm_queue_max_per_second:
@@ -56,7 +66,7 @@ async def run_worker(
             client,
             task_queue=settings.task_queue,
             workflows=[SignalMonitorWorkflow],
-            activities=[store.load_signal, store.record_analysis, store.finish_signal],
+            activities=[store.load_signal, store.record_analysis, store.finish_signal, store.find_platform_analysis],
             max_cached_workflows=settings.max_cached_workflows,
             graceful_shutdown_timeout=timedelta(seconds=20),
         )

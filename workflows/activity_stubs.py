@@ -11,6 +11,7 @@ from workflows import names, policies
 from workflows.models import (
     Analysis,
     AnalyzeSignalInput,
+    FindPlatformAnalysisInput,
     FinishedSignal,
     FinishSignalInput,
     LoadSignalInput,
@@ -73,4 +74,15 @@ async def analyze_signal(arg: AnalyzeSignalInput, summary: str) -> Analysis:
         heartbeat_timeout=policies.ANALYSIS_HEARTBEAT,
         retry_policy=policies.ANALYSIS_RETRY,
         summary=summary,
+    )
+
+
+async def find_platform_analysis(arg: FindPlatformAnalysisInput) -> Analysis | None:
+    return await workflow.execute_activity(
+        names.FIND_PLATFORM_ANALYSIS,
+        arg,
+        result_type=Analysis | None,  # type: ignore[arg-type]
+        start_to_close_timeout=policies.DB_TIMEOUT,
+        retry_policy=policies.DB_RETRY,
+        summary="look for the platform's initial analysis",
     )

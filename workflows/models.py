@@ -74,6 +74,12 @@ class SignalContext(BaseModel):
     max_reanalyses: int = 5
     min_confidence_to_enter: float = 70.0
     max_monitoring_seconds: float = 24 * 3600.0
+    # Who runs analysis #0: the platform (its trigger 028 posts one for this signal, whose row is
+    # taken as #0) or the monitor. Defaults keep payloads recorded before these fields valid.
+    initial_analysis: Literal["monitor", "platform"] = "monitor"
+    # How long after the signal's time the platform's analysis is waited for before the monitor
+    # runs #0 itself (pg_net failed, no vault secret...).
+    platform_grace_seconds: float = 120.0
 
 
 class PreviousDecision(BaseModel):
@@ -104,6 +110,13 @@ class Analysis(BaseModel):
     latency_ms: int
     tokens_used: int | None = None
     model_name: str | None = None
+    # The `signal_analyses` row it came from, when it is one the platform stored (trigger 028's
+    # initial analysis): recording takes that row over instead of inserting another.
+    row_id: str | None = None
+
+
+class FindPlatformAnalysisInput(BaseModel):
+    signal_id: str
 
 
 class RecordAnalysisInput(BaseModel):
@@ -122,6 +135,9 @@ class RecordAnalysisInput(BaseModel):
 class RecordedAnalysis(BaseModel):
     analysis_id: str
     inserted: bool = Field(description="false when a retry found the row already written")
+    taken_over: bool = Field(
+        default=False, description="the row llm-proxy (or the platform) had stored was given this analysis' number"
+    )
     signal_status: str | None
     order_intent_id: str | None = None
     signal_reason: str | None = Field(

@@ -16,6 +16,7 @@ LOAD_SIGNAL = "load_signal"
 RECORD_ANALYSIS = "record_analysis"
 FINISH_SIGNAL = "finish_signal"
 ANALYZE_SIGNAL = "analyze_signal"
+FIND_PLATFORM_ANALYSIS = "find_platform_analysis"
 
 # Error types of the database activities (ApplicationError.type).
 SIGNAL_NOT_FOUND = "SignalNotFound"

@@ -13,6 +13,8 @@ from workflows.models import EndStatus, MonitorDecision, SignalContext
 RecordStatus = Literal["monitoring", "in_position", "expired"]
 MAX_CONSECUTIVE_FAILURES = 5
 MAX_REANALYSES_CEILING = 1000
+# Seconds between looks for the platform's initial analysis; doubled after each look, until the grace runs out.
+PLATFORM_LOOK_FIRST_WAIT = 10.0
 
 
 class End(NamedTuple):

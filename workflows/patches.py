@@ -12,3 +12,6 @@ CONTINUE_AS_NEW_FIRST_PATCH = "continue-as-new-before-waiting-candle"
 # Before this patch a close opening later than now + one interval was analysed, and every real
 # close after it was then stale. The marker is only written where a close from the future arrives.
 FUTURE_CANDLES_PATCH = "refuse-candles-from-the-future"
+# Beside the platform's trigger 028, its initial analysis is analysis #0 (no second paid call);
+# the monitor runs #0 itself only when that analysis has not arrived by signal time + grace.
+PLATFORM_INITIAL_ANALYSIS_PATCH = "platform-initial-analysis"

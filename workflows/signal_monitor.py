@@ -26,6 +26,7 @@ with workflow.unsafe.imports_passed_through():
         TERMINAL_SIGNAL_STATUSES,
         Analysis,
         CarriedState,
+        FindPlatformAnalysisInput,
         FinishedSignal,
         FinishSignalInput,
         LoadSignalInput,
@@ -38,7 +39,12 @@ with workflow.unsafe.imports_passed_through():
         SignalMonitorInput,
     )
     from workflows.outcomes import AnalysisOutcome, End
-    from workflows.patches import CANCEL_DURING_ACTIVITY_PATCH, CONTINUE_AS_NEW_FIRST_PATCH, FUTURE_CANDLES_PATCH
+    from workflows.patches import (
+        CANCEL_DURING_ACTIVITY_PATCH,
+        CONTINUE_AS_NEW_FIRST_PATCH,
+        FUTURE_CANDLES_PATCH,
+        PLATFORM_INITIAL_ANALYSIS_PATCH,
+    )
     from workflows.timefmt import datetime_to_ms, utc_text
 
 
@@ -102,7 +108,7 @@ class SignalMonitorWorkflow:
             s.early.clear()
             if not s.initial_done:
                 s.initial_done = True
-                await self._analyse(None)
+                await self._initial_analysis(ctx)
             while True:
                 await self._next_step()
         except _Ended as ended:
@@ -187,7 +193,38 @@ class SignalMonitorWorkflow:
 
     # --- one analysis ----------------------------------------------------------------------------
 
-    async def _analyse(self, candle: Kline | None) -> None:
+    async def _initial_analysis(self, ctx: SignalContext) -> None:
+        """Analysis #0: the platform's own (trigger 028) where it runs one for this signal, taken
+        through the same decide-and-record path as the monitor's; else the monitor's own call."""
+        if ctx.initial_analysis != "platform" or not workflow.patched(PLATFORM_INITIAL_ANALYSIS_PATCH):
+            await self._analyse(None)
+            return
+        s = self._s
+        grace_ends = ctx.signal_time + timedelta(seconds=ctx.platform_grace_seconds)
+        look = FindPlatformAnalysisInput(signal_id=self._signal_id)
+        wait = outcomes.PLATFORM_LOOK_FIRST_WAIT
+        found = await act.find_platform_analysis(look)
+        while found is None and s.abandon_reason is None:
+            remaining = (grace_ends - workflow.now()).total_seconds()
+            if remaining <= 0:
+                break
+            try:
+                # Durable, and an operator's abandon (or cancel) ends the wait at once.
+                await workflow.wait_condition(
+                    lambda: s.abandon_reason is not None,
+                    timeout=min(wait, remaining),
+                    timeout_summary="platform's initial analysis",
+                )
+            except TimeoutError:
+                wait *= 2
+                found = await act.find_platform_analysis(look)
+        if s.abandon_reason is not None:
+            return  # the main loop ends the monitor as the operator asked
+        if found is None:
+            workflow.logger.info("signal %s: no platform analysis by the grace; analysing it here", self._signal_id)
+        await self._analyse(None, given=found)
+
+    async def _analyse(self, candle: Kline | None, given: Analysis | None = None) -> None:
         s = self._s
         ctx, _, limit = self._loaded()
         number = len(s.history)
@@ -197,9 +234,9 @@ class SignalMonitorWorkflow:
         self._set_details()
         try:
             request = state_ops.analysis_request(s, ctx, number, limit, candle)
-            analysis = await act.analyze_signal(
-                request, f"analysis #{number} · candle {utc_text(candle.t if candle else None)}"
-            )
+            summary = f"analysis #{number} · candle {utc_text(candle.t if candle else None)}"
+            # `given`: the platform's own initial analysis, taken as this analysis's answer.
+            analysis = given if given is not None else await act.analyze_signal(request, summary)
         except ActivityError as err:
             s.analysing = False
             if self._cancelled_activity(err):
