@@ -28,6 +28,7 @@ from temporalio.client import Client
 
 from workers import metrics
 from workers.config import ConfigError, Settings
+from workers.reconcile import Reconciler
 from workers.starting import monitor_summary, start_monitor
 from workers.temporal_client import connect_client, describe_target
 
@@ -169,6 +170,7 @@ class _Intake:
         self.client = client
         self.period = period
         self.metrics = _Metrics()
+        self.reconciler = Reconciler(settings.task_queue)
 
     async def run(self, stop: asyncio.Event, ready: asyncio.Event | None) -> None:
         backoff = _Backoff()
@@ -255,6 +257,9 @@ class _Intake:
             self.metrics.swept.add(len(rows))
         for row in rows:
             await self._examine(conn, row, "sweep")
+        # Rows whose monitor Temporal ended around its code (terminate, failure, timeout...).
+        if self.client is not None:
+            await self.reconciler.sweep(self.client, conn)
 
     async def _examine_id(self, conn: asyncpg.Connection, payload: str) -> None:
         try:
