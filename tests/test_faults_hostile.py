@@ -40,7 +40,7 @@ from tests.conftest import create_database
 from tests.fault_checks import Expectation, assert_no_wedged_monitors, assert_three_checks, wedge_problems
 from tests.monitor_harness import TEST_KEY, monitor_stack
 from tests.processes import BIN, command_env, run_command, signal_monitor
-from tests.support import SignalRow, eventually, insert_signal, signal_status
+from tests.support import SignalRow, eventually, insert_signal, kline, signal_status
 from workers.config import Settings
 from workers.intake import run_intake
 from workers.operator_cli import run_argv
@@ -252,6 +252,9 @@ async def test_rows_of_monitors_ended_around_their_code_are_corrected(client, ow
         await eventually(lambda: _marked(db, rows["timed out"].signal_id, "failed", "monitor workflow timed out"), 30)
         # Sweeps have seen the reset's terminated run: its running successor keeps the signal.
         await eventually(lambda: _idle(reset, 1), timeout=30)
+        close = kline(rows["reset"], 1)  # the successor goes on monitoring: this close is analysed
+        await reset.signal("candle_closed", close)
+        await eventually(lambda: _idle(reset, 2), timeout=30)
         await asyncio.sleep(4 * SWEEP)
         assert await signal_status(db, rows["reset"].signal_id) == "monitoring"
         assert (await reset.describe()).status == WorkflowExecutionStatus.RUNNING
@@ -260,13 +263,17 @@ async def test_rows_of_monitors_ended_around_their_code_are_corrected(client, ow
             db,
             "ended around the monitor: terminated, timed out, failed, cancelled without clean-up, reset",
             [
-                Expectation(r.signal_id, set(), initial=n in ("terminated", "timed out", "reset"))
+                Expectation(
+                    r.signal_id,
+                    {close["t"]} if n == "reset" else set(),
+                    initial=n in ("terminated", "timed out", "reset"),
+                )
                 for n, r in rows.items()
             ],
         )
         await reset.cancel()
         await eventually(lambda: _marked(db, rows["reset"].signal_id, "cancelled", "cancelled by operator"), 30)
-    assert fig.duplicates == 0 and fig.analyses_stored in (2, 3)  # the timed-out one may end first
+    assert fig.duplicates == 0 and fig.analyses_stored in (3, 4)  # the timed-out one may end first
 
 
 async def test_the_wedge_check_catches_a_failing_task_and_a_retried_permanent_error(client):
