@@ -17,7 +17,7 @@ import sys
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 from temporalio.client import (
     Client,
@@ -176,7 +176,7 @@ def check_usage(args: argparse.Namespace) -> None:
 
 async def run(args: argparse.Namespace, client: Client, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
     # `status <id> | head -1`: a reader that leaves early is not an error of the command.
-    out = ClosedPipeQuiet(out)
+    out = cast(TextIO, ClosedPipeQuiet(out))
     try:
         check_usage(args)
         await args.operator(args, client, out)
