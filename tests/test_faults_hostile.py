@@ -105,6 +105,12 @@ BAD_ROWS: dict[str, tuple[dict[str, Any], str | None, str]] = {
     "NULL timestamp": ({}, 'UPDATE signals SET "timestamp" = NULL WHERE id = $1', "signal timestamp is NULL"),
     "infinity timestamp": ({}, "UPDATE signals SET \"timestamp\" = 'infinity' WHERE id = $1", "is infinity"),
     "-infinity timestamp": ({}, "UPDATE signals SET \"timestamp\" = '-infinity' WHERE id = $1", "is -infinity"),
+    "year 200000 timestamp": ({}, "UPDATE signals SET \"timestamp\" = '200000-01-01+00' WHERE id = $1", "future"),
+    "infinite duration": (
+        {},
+        "UPDATE traders SET max_monitoring_duration = 'infinity' WHERE id = (SELECT trader_id FROM signals WHERE id = $1)",
+        "max_monitoring_duration inf is outside",
+    ),
     "NaN price": ({}, "UPDATE signals SET price_at_signal = 'NaN' WHERE id = $1", "price_at_signal is not a finite"),
     "Infinity price": ({}, "UPDATE signals SET volume_at_signal = 'Infinity' WHERE id = $1", "volume_at_signal"),
     # These are bad from their INSERT on, so the intake itself starts their monitors
@@ -141,8 +147,8 @@ async def test_bad_signal_and_trader_rows_fail_the_signal_at_once(client, own_db
         fig = await assert_three_checks(
             client,
             db,
-            "hostile rows: NULL/infinite/future timestamps, NaN/Infinity prices, 3 MB strategy, 9000-year "
-            "duration, max_reanalyses 10^9, non-ASCII symbol",
+            "hostile rows: NULL/infinite/future/year-200000 timestamps, NaN/Infinity prices, 3 MB strategy, "
+            "9000-year and infinite durations, max_reanalyses 10^9, non-ASCII symbol",
             [Expectation(r.signal_id, set(), initial=False) for r in rows.values()],
         )
         assert not [r for r in m.proxy.requests if r.signal_id in {x.signal_id for x in rows.values()}]
@@ -454,5 +460,5 @@ async def test_no_monitor_has_a_failing_workflow_task_or_retried_a_permanent_err
 
 
 def test_the_bad_rows_cover_the_issue():
-    assert len(BAD_ROWS) == 10 and all(why for _k, _s, why in BAD_ROWS.values())
+    assert len(BAD_ROWS) == 12 and all(why for _k, _s, why in BAD_ROWS.values())
     assert math.isfinite(SWEEP)
