@@ -196,6 +196,7 @@ async def test_rows_of_monitors_ended_around_their_code_are_corrected(client, ow
     # The intake had started the terminated one (`started`): it must not stay `new`/`monitoring`.
     await db.execute("UPDATE signals SET monitor_intake = 'started' WHERE id = $1::uuid", rows["terminated"].signal_id)
     SEEN.extend(r.workflow_id for r in rows.values())
+    foreign = await insert_signal(db, interval="1m", auto_analyze=False)
     async with monitor_stack(client, url) as m, intake(client, m.settings):
         terminated = await m.start(rows["terminated"].signal_id)
         await m.start(rows["reset"].signal_id)
@@ -245,11 +246,22 @@ async def test_rows_of_monitors_ended_around_their_code_are_corrected(client, ow
                     id=rows[name].workflow_id,
                     task_queue=m.task_queue + "-other",
                 )
+            # signal-<C> started by hand for signal B, failed: neither C's nor B's row is touched.
+            await client.start_workflow(
+                "SignalMonitorWorkflow",
+                {"signal_id": rows["failed"].signal_id, "mode": "fail"},
+                id=foreign.workflow_id,
+                task_queue=m.task_queue + "-other",
+            )
             other = dataclasses.replace(m.settings, task_queue=m.task_queue + "-other")
             async with intake(client, other):
                 await client.get_workflow_handle(rows["cancelled"].workflow_id).cancel()
                 await eventually(lambda: _marked(db, rows["failed"].signal_id, "failed", "Bug: the monitor hit"), 30)
                 await eventually(lambda: _marked(db, rows["cancelled"].signal_id, "cancelled", "cancelled"), 30)
+                foreign_end = await _ends(client.get_workflow_handle(foreign.workflow_id))
+                assert isinstance(foreign_end, WorkflowFailureError)
+                await asyncio.sleep(4 * SWEEP)  # sweeps that saw it failed
+                assert await _row(db, foreign.signal_id) == ("new", None)
 
         await eventually(
             lambda: _marked(db, rows["terminated"].signal_id, "failed", "terminated: operator: monitor looked wedged"),

@@ -32,6 +32,7 @@ from temporalio.client import (
 from temporalio.exceptions import ApplicationError, CancelledError, FailureError
 from temporalio.service import RPCError, RPCStatusCode
 
+from workers.monitor_identity import same_signal, started_for
 from workflows import names
 from workflows import search_attributes as sa
 from workflows.models import DecisionRecord, MonitorResult, MonitorState
@@ -216,36 +217,13 @@ async def _describe(client: Client, wid: str) -> tuple[WorkflowHandle, WorkflowE
         if exc.status == RPCStatusCode.NOT_FOUND:
             raise Refused(f"no monitor for this signal (workflow {wid} not found)") from None
         raise
-    started_for = await _input_signal_id(client, wid, desc.run_id)
-    if not _same_signal(started_for, wid.removeprefix("signal-")):
+    input_id = await started_for(client, wid, desc.run_id)
+    if not same_signal(input_id, wid.removeprefix("signal-")):
         # `temporal workflow start --workflow-id signal-<C> --input '{"signal_id": "<B>"}'`: acting
         # on it would cancel or change B's row through C's name.
-        shown = repr(started_for)[:80] if started_for is not None else "an input without a signal id"
+        shown = repr(input_id)[:80] if input_id is not None else "an input without a signal id"
         raise Refused(f"{wid} is not this signal's monitor: it was started for {shown}; not touching it")
     return handle, desc
-
-
-def _same_signal(started_for: str | None, signal_id: str) -> bool:
-    try:
-        return started_for is not None and uuid.UUID(started_for) == uuid.UUID(signal_id)
-    except ValueError:
-        return False
-
-
-async def _input_signal_id(client: Client, wid: str, run_id: str) -> str | None:
-    """The signal id in the run's start input (its first event), or None when it has none."""
-    handle = client.get_workflow_handle(wid, run_id=run_id)
-    async for event in handle.fetch_history_events(page_size=1):
-        payloads = event.workflow_execution_started_event_attributes.input.payloads
-        if len(payloads) != 1:
-            return None
-        try:
-            (value,) = await client.data_converter.decode(payloads)
-        except Exception:  # whatever a hand-made start put there: not a monitor's input
-            return None
-        signal_id = value.get("signal_id") if isinstance(value, dict) else None
-        return signal_id if isinstance(signal_id, str) else None
-    return None
 
 
 def _status_name(status: WorkflowExecutionStatus | None) -> str:

@@ -4,7 +4,8 @@ Called at the end of every intake sweep (so within SIGNAL_MONITOR_INTAKE_SWEEP_S
 visibility lag): it lists this task queue's monitors that closed Terminated, Failed, TimedOut or
 Canceled since the last look (the first look goes back SWEEP_MAX_AGE), keeps those whose signal
 row is not in an end status, checks each is still the latest run of its workflow id (a reset or
-a new start by hand leaves a running successor: nothing to correct), and marks the row with the
+a new start by hand leaves a running successor: nothing to correct) and was started for that
+signal (workers/monitor_identity), and marks the row with the
 reason read from the close event (workers/monitor_ends). The UPDATE is guarded by the status, so
 several intakes, or a monitor finishing at the same moment, never overwrite a real end."""
 
@@ -23,6 +24,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from workers import metrics
 from workers.monitor_ends import SignalEnd, signal_end
+from workers.monitor_identity import same_signal, started_for
 from workflows.models import TERMINAL_SIGNAL_STATUSES
 from workflows.names import WORKFLOW_TYPE
 
@@ -103,6 +105,9 @@ class Reconciler:
             raise
         if desc.status not in _CLOSED:
             return 0  # a later run (reset, a start by hand) runs or ended through its own code
+        if not same_signal(await started_for(client, wid, desc.run_id), str(signal_id)):
+            log.info("workflow %s was not started for signal %s: its row is not touched", wid, signal_id)
+            return 0
         end = await _end_of(client, wid, desc.run_id)
         if end is None:
             return 0
