@@ -209,6 +209,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = 130
     if getattr(args, "skip_teardown", False):
         _exit_skipping_teardown(code)
+    try:
+        sys.stdout.flush()  # here, not at interpreter exit, where EPIPE would print a warning
+    except BrokenPipeError:
+        from workers.operator_cli import silence_closed_pipe
+
+        silence_closed_pipe(sys.stdout)
     return code
 
 
