@@ -19,6 +19,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities import activity_metrics
+from activities.redaction import Redactor
 from workflows import names
 from workflows.decisions import normalise_proxy_decision
 from workflows.models import Analysis, AnalyzeSignalInput
@@ -166,9 +167,7 @@ class LlmProxy:
         self._url = url
         self._key = api_key
         self._pacer = pacer
-
-    def _redact(self, text: str) -> str:
-        return text.replace(self._key, "***") if self._key else text
+        self._redact = Redactor([api_key])
 
     def _error(self, message: str, type: str, **kwargs: Any) -> ApplicationError:
         activity_metrics.llm_proxy_error(type)
@@ -201,8 +200,18 @@ class LlmProxy:
         except httpx.TimeoutException as exc:
             activity_metrics.llm_proxy_answered(timedelta(seconds=time.monotonic() - started), TIMEOUT)
             raise self._error(f"llm-proxy timed out ({type(exc).__name__})", TIMEOUT) from None
+        except httpx.LocalProtocolError as exc:
+            # The request cannot even be sent (e.g. an illegal header value): no retry changes that.
+            raise self._error(
+                f"llm-proxy request could not be sent: {type(exc).__name__}: {exc}",
+                REQUEST_REJECTED,
+                non_retryable=True,
+            ) from None
         except httpx.TransportError as exc:
             raise self._error(f"llm-proxy unreachable: {type(exc).__name__}: {exc}", UNAVAILABLE) from None
+        except Exception as exc:
+            # Anything else would reach history with its own message: redacted like the rest.
+            raise self._error(f"llm-proxy call failed: {type(exc).__name__}: {exc}", UNAVAILABLE) from None
         latency_ms = int((time.monotonic() - started) * 1000)
         code = response.status_code
         activity_metrics.llm_proxy_answered(timedelta(milliseconds=latency_ms), "ok" if code == 200 else f"http_{code}")

@@ -3,15 +3,18 @@ Every write is safe to retry: the unique keys and status guards make a second at
 
 from __future__ import annotations
 
+import time
 import uuid
 from decimal import Decimal
 from typing import Any
 
 import asyncpg
+from pydantic import ValidationError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities import activity_metrics
+from activities import signal_checks as checks
 from activities.db_errors import no_retry_on_permanent_errors
 from activities.exact import positive_decimal, to_decimal
 from activities.platform_schema import InitialAnalysis
@@ -51,12 +54,19 @@ def _uuid(value: str, what: str) -> uuid.UUID:
 
 
 def _float(value: Decimal | None) -> float | None:
+    # float() of a NaN/Infinity numeric (or one beyond float range) gives nan/inf: checked later.
     return None if value is None else float(value)
 
 
 def _json_object(value: dict[str, Any] | None) -> dict[str, Any]:
     # The platform's key_levels and trade_plan are NOT NULL: a missing one is an empty object.
     return value if isinstance(value, dict) else {}
+
+
+def _invalid(signal_id: uuid.UUID, why: str) -> ApplicationError:
+    return ApplicationError(
+        f"signal {signal_id} cannot be monitored: {why}"[:1000], type=names.INVALID_SIGNAL_DATA, non_retryable=True
+    )
 
 
 def order_side(key_levels: dict[str, Any] | None) -> str:
@@ -109,12 +119,23 @@ class SignalStore:
                 "UPDATE signals SET monitor_started_at = now() WHERE id = $1 AND monitor_started_at IS NULL",
                 signal_id,
             )
+            # Times come as epoch seconds and JSON only below its bound, so no value a row can hold
+            # ('infinity', a 9000-year interval, a 3 MB strategy) fails decoding or the activity's
+            # result: every such row gets a reason from activities/signal_checks, never a retry.
             row = await conn.fetchrow(
                 f"""
                 SELECT s.id, s.status, s.symbol, coalesce(s.interval, t.filter->>'interval') AS interval,
-                       s."timestamp", s.price_at_signal, s.change_percent_at_signal, s.volume_at_signal,
-                       s.indicator_data, s.trader_id, t.id AS found_trader_id, t.name AS trader_name,
-                       t.user_id, t.strategy, t.max_reanalyses, t.min_confidence_to_enter,
+                       extract(epoch FROM s."timestamp")::float8 AS signal_epoch,
+                       CASE WHEN isfinite(s."timestamp") AND s."timestamp" >= '2000-01-01+00'
+                                 AND s."timestamp" < '9000-01-01+00' THEN s."timestamp" END AS signal_time,
+                       s.price_at_signal, s.change_percent_at_signal, s.volume_at_signal,
+                       octet_length(s.indicator_data::text) AS indicator_bytes,
+                       CASE WHEN octet_length(s.indicator_data::text) <= $2 THEN s.indicator_data END
+                           AS indicator_data,
+                       s.trader_id, t.id AS found_trader_id, t.name AS trader_name, t.user_id,
+                       octet_length(t.strategy::text) AS strategy_bytes,
+                       CASE WHEN octet_length(t.strategy::text) <= $2 THEN t.strategy END AS strategy,
+                       t.max_reanalyses, t.min_confidence_to_enter,
                        extract(epoch FROM t.max_monitoring_duration)::float8 AS max_monitoring_seconds,
                        {EXPIRED_BY_032} AS expired_by_032,
                        coalesce({platform_fires}, false) AS platform_fires
@@ -122,34 +143,56 @@ class SignalStore:
                 WHERE s.id = $1
                 """,
                 signal_id,
+                checks.MAX_JSON_BYTES,
             )
         if row is None:
             raise ApplicationError(f"signal {signal_id} not found", type=names.SIGNAL_NOT_FOUND, non_retryable=True)
         trader_found = row["found_trader_id"] is not None
-        platform = self._initial_analysis == "platform" and row["platform_fires"]
-        context = SignalContext(
-            signal_id=str(row["id"]),
-            # 032's expiry is not an end: the monitor takes that analysis as #0 or overrides it.
-            status="monitoring" if row["expired_by_032"] else row["status"],
-            symbol=(row["symbol"] or "").strip().upper(),
-            interval=(row["interval"] or "").strip(),
-            signal_time=row["timestamp"],
+        raw = checks.RawSignal(
+            symbol=row["symbol"],
+            signal_epoch=row["signal_epoch"],
             price=_float(row["price_at_signal"]),
             change_percent=_float(row["change_percent_at_signal"]),
             volume=_float(row["volume_at_signal"]),
-            indicator_data=row["indicator_data"],
+            indicator_bytes=row["indicator_bytes"],
             trader_found=trader_found,
-            trader_id=str(row["trader_id"]) if row["trader_id"] else None,
-            trader_name=row["trader_name"],
-            user_id=str(row["user_id"]) if row["user_id"] else None,
-            strategy=row["strategy"] if row["strategy"] is not None else {},
-            initial_analysis="platform" if platform else "monitor",
-            platform_grace_seconds=self._grace,
+            strategy_bytes=row["strategy_bytes"],
+            max_reanalyses=row["max_reanalyses"],
+            min_confidence_to_enter=_float(row["min_confidence_to_enter"]),
+            max_monitoring_seconds=row["max_monitoring_seconds"],
         )
-        if trader_found:
-            context.max_reanalyses = row["max_reanalyses"]
-            context.min_confidence_to_enter = float(row["min_confidence_to_enter"])
-            context.max_monitoring_seconds = row["max_monitoring_seconds"]
+        found = checks.problems(raw, time.time())
+        if found:
+            raise _invalid(signal_id, "; ".join(found))
+        platform = self._initial_analysis == "platform" and row["platform_fires"]
+        try:
+            context = SignalContext(
+                signal_id=str(row["id"]),
+                # 032's expiry is not an end: the monitor takes that analysis as #0 or overrides it.
+                status="monitoring" if row["expired_by_032"] else row["status"],
+                symbol=(row["symbol"] or "").strip().upper(),
+                interval=(row["interval"] or "").strip(),
+                signal_time=row["signal_time"],
+                price=raw.price,
+                change_percent=raw.change_percent,
+                volume=raw.volume,
+                indicator_data=row["indicator_data"],
+                trader_found=trader_found,
+                trader_id=str(row["trader_id"]) if row["trader_id"] else None,
+                trader_name=row["trader_name"],
+                user_id=str(row["user_id"]) if row["user_id"] else None,
+                strategy=row["strategy"] if row["strategy"] is not None else {},
+                initial_analysis="platform" if platform else "monitor",
+                platform_grace_seconds=self._grace,
+            )
+            if trader_found:
+                context.max_reanalyses = row["max_reanalyses"]
+                context.min_confidence_to_enter = float(row["min_confidence_to_enter"])
+                context.max_monitoring_seconds = row["max_monitoring_seconds"]
+        except ValidationError as exc:
+            # Whatever the checks above did not foresee is still data no retry can change.
+            where = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5])
+            raise _invalid(signal_id, where) from None
         return context
 
     @activity.defn(name=names.FIND_PLATFORM_ANALYSIS)

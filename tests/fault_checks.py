@@ -150,12 +150,16 @@ async def _workflow_figures(
         if not reason:
             fig.stuck += 1
             fig.problems.append(f"{exp.signal_id}: failed without a reason")
-        if db_status in ("monitoring", "analyzing"):
+        if db_status is not None and db_status not in TERMINAL_SIGNAL_STATUSES:
+            # The intake's reconciliation marks it within a sweep (workers/reconcile).
             fig.problems.append(f"{exp.signal_id}: monitor failed but signal is {db_status}")
     else:
-        # Terminated or timed out: nobody said why, and the signal row was never told.
-        fig.stuck += 1
-        fig.problems.append(f"{exp.signal_id}: workflow {desc.status.name}")
+        # Terminated or timed out: ended around the monitor's code. Not stuck once the signal row
+        # says so (workers/reconcile); a row still in progress is exactly the stuck case.
+        reason = await db.fetchval("SELECT monitor_reason FROM signals WHERE id = $1", uuid.UUID(exp.signal_id))
+        if db_status is None or db_status not in TERMINAL_SIGNAL_STATUSES or not reason:
+            fig.stuck += 1
+            fig.problems.append(f"{exp.signal_id}: workflow {desc.status.name} but signal is {db_status}")
 
 
 async def measure(client: Client, db: asyncpg.Connection, case: str, expected: Iterable[Expectation]) -> Figures:
@@ -211,3 +215,90 @@ def record(fig: Figures) -> None:
 def closes_between(times: Iterable[int], after_ms: int, until_ms: int | None = None) -> set[int]:
     """Open times of the closes in a window: after the signal's own candle, before an end."""
     return {t for t in times if t > after_ms and (until_ms is None or t <= until_ms)}
+
+
+# --- no monitor wedged, no permanent error retried -------------------------------------------------
+
+# Error types no retry can fix: one attempt each (their policies or `non_retryable` say so).
+# Programming and data errors (a ValidationError, an OverflowError...) belong here too: a retry
+# of the same input gives the same error.
+PERMANENT_ERROR_TYPES = frozenset(
+    {
+        "InvalidSignalData",
+        "PermanentDatabaseError",
+        "SignalNotFound",
+        "InvalidSignalId",
+        "LlmProxyAuthError",
+        "LlmProxyRequestRejected",
+        "ValidationError",
+        "TypeError",
+        "ValueError",
+        "KeyError",
+        "AttributeError",
+        "OverflowError",
+        "DataError",
+        "UnicodeEncodeError",
+        "LocalProtocolError",
+    }
+)
+# Workflow task failures the server itself causes in normal operation (a signal arriving while
+# a task completes, a sticky queue reset): not a failing workflow task.
+_BENIGN_TASK_FAILURES = frozenset(
+    {
+        "WORKFLOW_TASK_FAILED_CAUSE_UNHANDLED_COMMAND",
+        "WORKFLOW_TASK_FAILED_CAUSE_RESET_STICKY_TASK_QUEUE",
+        "WORKFLOW_TASK_FAILED_CAUSE_RESET_WORKFLOW",
+        "WORKFLOW_TASK_FAILED_CAUSE_FORCE_CLOSE_COMMAND",
+        "WORKFLOW_TASK_FAILED_CAUSE_FAILOVER_CLOSE_COMMAND",
+    }
+)
+
+
+def _failure_type(failure) -> str:
+    if failure.HasField("application_failure_info"):
+        return failure.application_failure_info.type
+    return ""
+
+
+async def wedge_problems(client: Client, workflow_ids: Iterable[str]) -> list[str]:
+    """What is wrong with these monitors, over every run of each: a running one whose workflow
+    task is failing (describe's pending task on a retry, or WorkflowTaskFailed events in its
+    history), or an activity that was attempted again after a permanent error."""
+    from temporalio.api.enums.v1 import WorkflowTaskFailedCause
+
+    found: list[str] = []
+    for wid in dict.fromkeys(workflow_ids):
+        runs = [wf async for wf in client.list_workflows(f"WorkflowId = '{wid}'")]
+        if not runs:
+            found.append(f"{wid}: no run found")
+        for run in runs:
+            handle = client.get_workflow_handle(wid, run_id=run.run_id)
+            desc = await handle.describe()
+            raw = desc.raw_description
+            where = f"{wid} (run {run.run_id[-8:]})"
+            if desc.status == WorkflowExecutionStatus.RUNNING:
+                if raw.HasField("pending_workflow_task") and raw.pending_workflow_task.attempt > 1:
+                    found.append(f"{where}: workflow task on attempt {raw.pending_workflow_task.attempt}")
+                for activity in raw.pending_activities:
+                    kind = _failure_type(activity.last_failure)
+                    if activity.attempt > 1 and kind in PERMANENT_ERROR_TYPES:
+                        found.append(
+                            f"{where}: {activity.activity_type.name} on attempt {activity.attempt} after {kind}"
+                        )
+            async for event in handle.fetch_history_events():
+                if event.HasField("workflow_task_failed_event_attributes"):
+                    cause = WorkflowTaskFailedCause.Name(event.workflow_task_failed_event_attributes.cause)
+                    if cause not in _BENIGN_TASK_FAILURES:
+                        message = event.workflow_task_failed_event_attributes.failure.message[:200]
+                        found.append(f"{where}: workflow task failed ({cause}): {message}")
+                elif event.HasField("activity_task_started_event_attributes"):
+                    started = event.activity_task_started_event_attributes
+                    kind = _failure_type(started.last_failure)
+                    if started.attempt > 1 and kind in PERMANENT_ERROR_TYPES:
+                        found.append(f"{where}: an activity was attempted {started.attempt} times after {kind}")
+    return found
+
+
+async def assert_no_wedged_monitors(client: Client, workflow_ids: Iterable[str]) -> None:
+    problems = await wedge_problems(client, workflow_ids)
+    assert not problems, "\n".join(problems)

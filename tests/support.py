@@ -17,7 +17,7 @@ from workflows.candles import INTERVAL_MS
 T = TypeVar("T")
 
 
-async def eventually(check: Callable[[], Awaitable[T]], timeout: float = 20.0, interval: float = 0.1) -> T:
+async def eventually(check: Callable[[], Awaitable[T]], timeout: float = 30.0, interval: float = 0.1) -> T:
     """Poll until `check` returns without AssertionError (visibility and workers are asynchronous)."""
     deadline = time.monotonic() + timeout
     while True:

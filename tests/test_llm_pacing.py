@@ -45,7 +45,10 @@ async def test_slots_are_shared_by_every_worker_and_spaced(database_url):
             await pool.close()
     began.sort()
     gaps = [b - a for a, b in itertools.pairwise(began)]
-    assert min(gaps) > 0.18, gaps  # 0.21 s (0.2 plus the margin), less the sleep's own jitter
+    # Slots are 0.21 s apart (0.2 plus the margin); a call's wake-up can be late by what a busy
+    # machine delays a timer (0.05 s seen with both cores taken), which shortens the next gap.
+    assert min(gaps) > 0.1, gaps
+    assert sum(gaps) / len(gaps) > 0.2, gaps  # on average the full spacing: late wake-ups do not add up
     assert most_in_any_second(began) <= 5
     assert 2.0 < began[-1] - t0 < 3.5
 

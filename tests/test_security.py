@@ -11,7 +11,9 @@ of the run is searched for the secrets."""
 from __future__ import annotations
 
 import asyncio
+import io
 import json
+import logging
 import secrets
 import uuid
 from datetime import UTC, datetime
@@ -234,3 +236,61 @@ async def test_hostile_strings_are_stored_as_data(client, database_url, db):
         json.loads(await db.fetchval("SELECT strategy::text FROM traders WHERE id = $1::uuid", row.trader_id))
         == strategy
     )
+
+
+# A key pasted with a stray character: refused at start-up; planted past that check, every form
+# it takes in an error (the header value, its repr, its bytes) is redacted.
+STRAY = {"trailing newline": "\n", "CRLF": "\r\n", "trailing space": " ", "tab": "\t", "escape": "\x1b"}
+
+
+@pytest.mark.parametrize("stray", STRAY.values(), ids=STRAY.keys())
+async def test_a_key_with_whitespace_or_control_characters_is_refused_at_start_up(temporal_address, stray):
+    key = "sk-llm-" + secrets.token_hex(12)
+    env = command_env(
+        temporal_address,
+        DATABASE_URL="postgresql://nobody@127.0.0.1:9/none",
+        LLM_PROXY_URL="http://127.0.0.1:9/",
+        LLM_PROXY_KEY=key + stray,
+    )
+    for command in ("worker", "intake"):
+        result = await signal_monitor(env, command, check=False)
+        said = result.stdout + result.stderr
+        assert result.returncode == 2 and "LLM_PROXY_KEY contains whitespace or control characters" in said, said
+        if key[-12:] in said:
+            pytest.fail(f"`{command}` printed the key")
+
+
+@pytest.mark.parametrize("stray", STRAY.values(), ids=STRAY.keys())
+async def test_a_planted_key_with_a_stray_character_reaches_no_history_query_cli_or_log(
+    client, database_url, db, caplog, stray
+):
+    from tests.monitor_harness import TEST_KEY
+    from workers.operator_cli import run_argv
+
+    row = await insert_signal(db, interval="1m", max_reanalyses=10, auto_analyze=False)
+    async with monitor_stack(client, database_url, llm_proxy_key=TEST_KEY + stray) as m:
+        handle = await m.start(row.signal_id)
+
+        async def failed_once() -> MonitorState:
+            state = await handle.query("state", result_type=MonitorState)
+            # Not retried: a request that cannot be sent, or a refused key, stays so.
+            assert state.counts.failed_analyses == 1 and not state.analysing, state.counts
+            return state
+
+        state = await eventually(failed_once, timeout=30)
+        out, err = io.StringIO(), io.StringIO()
+        assert await run_argv(["status", row.signal_id], client, out, err) == 0
+        history = (await handle.fetch_history()).to_json()
+        await handle.cancel()
+    everything = {
+        "history": history,
+        "state query": state.model_dump_json(),
+        "CLI output": out.getvalue() + err.getvalue(),
+        # Ours: the fake llm-proxy's own server (aiohttp) may log what it was sent, as llm-proxy may.
+        "logs": "\n".join(logging.Formatter().format(r) for r in caplog.records if not r.name.startswith("aiohttp")),
+    }
+    assert "llm-proxy" in state.failures[0].error
+    for where, text in everything.items():
+        for form in (TEST_KEY, TEST_KEY[-12:], repr(TEST_KEY + stray), repr((TEST_KEY + stray).encode())):
+            if form in text:
+                pytest.fail(f"a form of the key appears in the {where}")

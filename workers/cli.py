@@ -202,6 +202,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TemporalUnreachable as exc:
         print(f"error: {exc}", file=sys.stderr)
         code = EXIT_ERROR
+    except BrokenPipeError:
+        # `signal-monitor ... | head`: the reader left after what it wanted; the commands print
+        # last, so the work is done. Quiet, like the operator commands (workers/operator_cli).
+        from workers.operator_cli import silence_closed_pipe
+
+        silence_closed_pipe(sys.stdout)
+        code = EXIT_OK
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         # asyncpg names host and port, never the password.
         print(f"error: cannot use PostgreSQL (DATABASE_URL): {exc}", file=sys.stderr)
@@ -210,6 +217,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = 130
     if getattr(args, "skip_teardown", False):
         _exit_skipping_teardown(code)
+    try:
+        sys.stdout.flush()  # here, not at interpreter exit, where EPIPE would print a warning
+    except BrokenPipeError:
+        from workers.operator_cli import silence_closed_pipe
+
+        silence_closed_pipe(sys.stdout)
     return code
 
 
@@ -219,8 +232,11 @@ def _exit_skipping_teardown(code: int) -> None:
     leave without that teardown."""
     import os
 
-    sys.stdout.flush()
-    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (BrokenPipeError, ValueError):
+            pass  # the reader has gone: what it did not read is not wanted
     logging.shutdown()
     os._exit(code)
 

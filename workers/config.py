@@ -7,10 +7,14 @@ import os
 from dataclasses import dataclass, field
 
 from activities.platform_schema import INITIAL_ANALYSIS_SETTINGS, InitialAnalysisSetting
+from activities.redaction import has_unsafe_characters
 from workflows.names import DEFAULT_TASK_QUEUE
 
 INITIAL_ANALYSIS_ENV = "SIGNAL_MONITOR_INITIAL_ANALYSIS"
 PLATFORM_GRACE_ENV = "SIGNAL_MONITOR_PLATFORM_GRACE_SECONDS"
+
+# Settings whose values are secrets: checked at start-up, never printed, redacted from logs.
+SECRET_ENV = ("LLM_PROXY_KEY", "TEMPORAL_API_KEY")
 
 
 class ConfigError(RuntimeError):
@@ -52,6 +56,38 @@ def _grace() -> float:
     return value
 
 
+def check_secret(name: str, value: str | None) -> None:
+    """A secret with whitespace or control characters (a pasted trailing newline) is refused: it
+    would be sent as an illegal header and quoted back in errors. The message never shows it."""
+    if value and has_unsafe_characters(value):
+        raise ConfigError(
+            f"{name} contains whitespace or control characters (a trailing newline?); "
+            "fix the value (it is not shown here)"
+        )
+
+
+def _check_secrets() -> None:
+    for name in SECRET_ENV:
+        check_secret(name, os.environ.get(name))
+    url = os.environ.get("DATABASE_URL") or ""
+    if url != url.strip() or any(ord(ch) < 32 or ord(ch) == 127 for ch in url):
+        raise ConfigError("DATABASE_URL contains whitespace or control characters; fix it (it is not shown here)")
+
+
+def secret_values() -> list[str]:
+    """This process's secrets, for the log redaction: keys and the database password."""
+    from urllib.parse import unquote, urlsplit
+
+    values = [os.environ.get(name) or "" for name in SECRET_ENV]
+    try:
+        password = urlsplit(os.environ.get("DATABASE_URL") or "").password
+    except ValueError:
+        password = None
+    if password:
+        values += [password, unquote(password)]
+    return [v for v in values if v]
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str | None
@@ -72,6 +108,7 @@ class Settings:
 
     @classmethod
     def from_env(cls) -> Settings:
+        _check_secrets()
         return cls(
             database_url=os.environ.get("DATABASE_URL") or None,
             llm_proxy_url=os.environ.get("LLM_PROXY_URL") or None,

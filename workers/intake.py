@@ -35,6 +35,7 @@ from activities.signals_db import EXPIRED_BY_032
 from workers import metrics
 from workers.config import ConfigError, Settings
 from workers.eligibility import Subscription, tier_problem
+from workers.reconcile import Reconciler
 from workers.starting import monitor_summary, start_monitor
 from workers.temporal_client import connect_client, describe_target
 
@@ -219,6 +220,7 @@ class _Intake:
         self.period = period
         self.metrics = _Metrics()
         self.queries: Queries | None = None
+        self.reconciler = Reconciler(settings.task_queue)
 
     async def run(self, stop: asyncio.Event, ready: asyncio.Event | None) -> None:
         backoff = _Backoff()
@@ -321,6 +323,9 @@ class _Intake:
             self.metrics.swept.add(len(rows))
         for row in rows:
             await self._examine(conn, row, "sweep")
+        # Rows whose monitor Temporal ended around its code (terminate, failure, timeout...).
+        if self.client is not None:
+            await self.reconciler.sweep(self.client, conn)
 
     async def _examine_id(self, conn: asyncpg.Connection, payload: str) -> None:
         try:

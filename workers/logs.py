@@ -9,6 +9,9 @@ import os
 import sys
 from datetime import UTC, datetime
 
+from activities.redaction import Redactor
+from workers.config import secret_values
+
 _TEMPORAL_KEYS = ("workflow_id", "run_id", "workflow_type", "activity_type", "activity_id", "attempt", "task_queue")
 
 
@@ -33,14 +36,28 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, default=str)
 
 
+class _Redacting(logging.Formatter):
+    """Masks this process's secrets in every formatted line, tracebacks included: whatever a
+    library quotes (a header value, a repr, bytes) never reaches the log."""
+
+    def __init__(self, inner: logging.Formatter, redact: Redactor):
+        super().__init__()
+        self._inner = inner
+        self._redact = redact
+
+    def format(self, record: logging.LogRecord) -> str:
+        return self._redact(self._inner.format(record))
+
+
 def setup_logging(default_format: str = "text") -> None:
     level = os.environ.get("SIGNAL_MONITOR_LOG_LEVEL", "INFO").upper()
     fmt = os.environ.get("SIGNAL_MONITOR_LOG_FORMAT", default_format)
     handler = logging.StreamHandler(sys.stderr)
-    if fmt == "json":
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    formatter = (
+        JsonFormatter() if fmt == "json" else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    )
+    redact = Redactor(secret_values())
+    handler.setFormatter(_Redacting(formatter, redact) if redact else formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

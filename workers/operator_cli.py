@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import json
+import math
+import os
 import re
 import sys
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 from temporalio.client import (
     Client,
@@ -22,11 +25,14 @@ from temporalio.client import (
     WorkflowExecutionStatus,
     WorkflowFailureError,
     WorkflowHandle,
+    WorkflowQueryFailedError,
+    WorkflowQueryRejectedError,
     WorkflowUpdateFailedError,
 )
 from temporalio.exceptions import ApplicationError, CancelledError, FailureError
 from temporalio.service import RPCError, RPCStatusCode
 
+from workers.monitor_identity import same_signal, started_for
 from workflows import names
 from workflows import search_attributes as sa
 from workflows.models import DecisionRecord, MonitorResult, MonitorState
@@ -38,6 +44,47 @@ _FILTER_VALUE = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
 
 class UsageError(Exception):
     pass
+
+
+class ClosedPipeQuiet(io.TextIOBase):
+    """Output that stops quietly once its reader has gone (EPIPE): the command still finishes
+    and exits with its own code, and nothing is printed about the pipe."""
+
+    def __init__(self, inner: TextIO):
+        self._inner = inner
+        self.reader_gone = False
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        if not self.reader_gone:
+            try:
+                self._inner.write(text)
+            except BrokenPipeError:
+                self._gone()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.reader_gone:
+            try:
+                self._inner.flush()
+            except BrokenPipeError:
+                self._gone()
+
+    def _gone(self) -> None:
+        self.reader_gone = True
+        # The interpreter flushes stdout once more at exit: let that go to /dev/null, quietly.
+        silence_closed_pipe(self._inner)
+
+
+def silence_closed_pipe(stream: TextIO) -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, io.UnsupportedOperation):
+        pass  # not a real file (a test's StringIO): nothing will flush it at exit
 
 
 class Refused(Exception):
@@ -57,11 +104,38 @@ def workflow_id_of(raw: str) -> str:
 # --- argument parsing ----------------------------------------------------------------------------
 
 
+def positive_seconds(raw: str) -> float:
+    """A timeout: a finite number of seconds above zero (argparse makes anything else exit 2)."""
+    value = _seconds_value(raw)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {raw!r}")
+    return value
+
+
+def wait_seconds(raw: str) -> float:
+    """`cancel --wait`: 0 means do not wait; negative is a usage error."""
+    value = _seconds_value(raw)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 (do not wait) or a positive number of seconds, got {raw!r}")
+    return value
+
+
+def _seconds_value(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {raw!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number of seconds, got {raw!r}")
+    return value
+
+
 def add_commands(sub: argparse._SubParsersAction, entry: Callable[[argparse.Namespace], int]) -> None:
     """Registers the operator subcommands; `entry` runs one (connects, then `run`)."""
     p = sub.add_parser("status", help="a monitor's status, counts, last decision and history")
     p.add_argument("signal", help="signal uuid or workflow id signal-<uuid>")
     p.add_argument("--json", action="store_true", help="print the state (or result) as JSON")
+    p.add_argument("--timeout", type=positive_seconds, default=10.0, help="seconds to wait for the state query")
     p.set_defaults(func=entry, skip_teardown=True, operator=_status)
 
     p = sub.add_parser("list", help="monitors, newest first, filtered by their search attributes")
@@ -75,24 +149,24 @@ def add_commands(sub: argparse._SubParsersAction, entry: Callable[[argparse.Name
 
     p = sub.add_parser("cancel", help="cancel a monitor: the signal becomes `cancelled`")
     p.add_argument("signal")
-    p.add_argument("--wait", type=float, default=30.0, help="seconds to wait for the end (0: do not wait)")
+    p.add_argument("--wait", type=wait_seconds, default=30.0, help="seconds to wait for the end (0: do not wait)")
     p.set_defaults(func=entry, skip_teardown=True, operator=_cancel)
 
     p = sub.add_parser("abandon", help="stop monitoring now: the signal becomes `expired` with a reason")
     p.add_argument("signal")
     p.add_argument("--reason", required=True, help="why (shown in the signal's monitor_reason)")
-    p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the monitor to answer")
+    p.add_argument("--timeout", type=positive_seconds, default=60.0, help="seconds to wait for the monitor to answer")
     p.set_defaults(func=entry, skip_teardown=True, operator=_abandon)
 
     p = sub.add_parser("reanalyze", help="analyse the newest candle that has no analysis yet, now")
     p.add_argument("signal")
-    p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the analysis")
+    p.add_argument("--timeout", type=positive_seconds, default=120.0, help="seconds to wait for the analysis")
     p.set_defaults(func=entry, skip_teardown=True, operator=_reanalyze)
 
     p = sub.add_parser("set-limit", help="change this signal's reanalysis limit")
     p.add_argument("signal")
     p.add_argument("limit", type=int, help="the new maximum number of reanalyses")
-    p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the monitor to answer")
+    p.add_argument("--timeout", type=positive_seconds, default=60.0, help="seconds to wait for the monitor to answer")
     p.set_defaults(func=entry, skip_teardown=True, operator=_set_limit)
 
 
@@ -103,9 +177,12 @@ def check_usage(args: argparse.Namespace) -> None:
 
 
 async def run(args: argparse.Namespace, client: Client, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+    # `status <id> | head -1`: a reader that leaves early is not an error of the command.
+    out = cast(TextIO, ClosedPipeQuiet(out))
     try:
         check_usage(args)
         await args.operator(args, client, out)
+        out.flush()
     except UsageError as exc:
         print(f"error: {exc}", file=err)
         return EXIT_USAGE
@@ -136,11 +213,18 @@ async def run_argv(argv: Sequence[str], client: Client, out: TextIO = sys.stdout
 async def _describe(client: Client, wid: str) -> tuple[WorkflowHandle, WorkflowExecutionDescription]:
     handle = client.get_workflow_handle(wid, result_type=MonitorResult)
     try:
-        return handle, await handle.describe()
+        desc = await handle.describe()
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:
             raise Refused(f"no monitor for this signal (workflow {wid} not found)") from None
         raise
+    input_id = await started_for(client, wid, desc.run_id)
+    if not same_signal(input_id, wid.removeprefix("signal-")):
+        # `temporal workflow start --workflow-id signal-<C> --input '{"signal_id": "<B>"}'`: acting
+        # on it would cancel or change B's row through C's name.
+        shown = repr(input_id)[:80] if input_id is not None else "an input without a signal id"
+        raise Refused(f"{wid} is not this signal's monitor: it was started for {shown}; not touching it")
+    return handle, desc
 
 
 def _status_name(status: WorkflowExecutionStatus | None) -> str:
@@ -157,9 +241,10 @@ async def _status(args: argparse.Namespace, client: Client, out: TextIO) -> None
     ended_with = ""
     if running:
         try:
-            state = await handle.query(names.STATE_QUERY, result_type=MonitorState, rpc_timeout=_seconds(10))
-        except (TimeoutError, RPCError) as exc:  # no worker polling: describe still answers
-            ended_with = f"(state query unanswered: {getattr(exc, 'message', exc) or 'timeout'})"
+            state = await handle.query(names.STATE_QUERY, result_type=MonitorState, rpc_timeout=_seconds(args.timeout))
+        except (TimeoutError, RPCError, WorkflowQueryFailedError, WorkflowQueryRejectedError) as exc:
+            # No worker polling, or a workflow task failing: describe still answers, and is shown.
+            ended_with = f"(state query unanswered: {getattr(exc, 'message', None) or str(exc) or 'timeout'})"
     else:
         try:
             result = await handle.result(follow_runs=False, rpc_timeout=_seconds(10))
@@ -176,6 +261,7 @@ async def _status(args: argparse.Namespace, client: Client, out: TextIO) -> None
             "failure": ended_with or None,
         }
         print(json.dumps(doc, indent=2), file=out)
+        _fail_if_unanswered(running, state, wid, ended_with)
         return
     row = [
         ("workflow", f"{wid} (run {desc.run_id})"),
@@ -222,6 +308,13 @@ async def _status(args: argparse.Namespace, client: Client, out: TextIO) -> None
         print("failed analyses:", file=out)
         for f in state.failures[-5:]:
             print(f"  candle {utc_text(f.candle_open_time)}: {f.error}", file=out)
+    _fail_if_unanswered(running, state, wid, ended_with)
+
+
+def _fail_if_unanswered(running: bool, state: MonitorState | None, wid: str, why: str) -> None:
+    # A running monitor that cannot answer is not healthy: scripts must see a non-zero exit.
+    if running and state is None:
+        raise Refused(f"{wid} is running but did not answer its state query {why}")
 
 
 async def _list(args: argparse.Namespace, client: Client, out: TextIO) -> None:

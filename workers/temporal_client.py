@@ -11,11 +11,15 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.envconfig import ClientConfig
 from temporalio.runtime import Runtime
 
+from workers.config import check_secret
+
 
 def connect_config() -> dict:
     config = dict(ClientConfig.load_client_connect_config(profile=os.environ.get("TEMPORAL_PROFILE")))
     config.setdefault("target_host", "localhost:7233")
     config.setdefault("namespace", "default")
+    # The API key may come from the CLI's TOML profile as well as the environment.
+    check_secret("the Temporal API key (TEMPORAL_API_KEY or profile api_key)", config.get("api_key"))
     return config
 
 
