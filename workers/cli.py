@@ -169,8 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--until-decided", action="store_true", help="stop everything once the demo signal is decided")
     p.add_argument("--live", action="store_true", help="use the real Binance streams instead of the local replay")
     p.add_argument("--fresh", action="store_true", help="start from empty state (.dev-state)")
-    p.add_argument("--symbol", default="BTCUSDT")
-    p.add_argument("--interval", default="1m")
+    p.add_argument("--symbol", default="BTCUSDT", help="the demo signal's symbol (default BTCUSDT)")
+    p.add_argument("--interval", default="1m", help="the demo signal's candle interval, e.g. 1m, 5m, 15m (default 1m)")
     p.add_argument("--speed", type=float, default=15.0, help="replay clock speed-up (15: a 1m candle every 4 s)")
     p.add_argument("--temporal-port", type=int, default=7233)
     p.add_argument("--ui-port", type=int, default=8233)
@@ -186,6 +186,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         args = build_parser().parse_args(argv)
     setup_logging()
+    if args.func is not _cmd_dev:
+        # Next to a running `dev` stack: reach it with nothing typed (the environment still wins).
+        from workers.devstate import apply_to_environment
+
+        apply_to_environment()
     try:
         code = args.func(args)
     except ConfigError as exc:
