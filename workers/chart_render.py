@@ -26,23 +26,6 @@ def figure(model: ChartModel) -> go.Figure:
                 name=f"{model.symbol} {model.interval} ({model.candles_source})",
             )
         )
-    for decision, colour in DECISION_COLOURS.items():
-        points = [a for a in model.analyses if a.proxy_decision == decision and a.price is not None]
-        if not points:
-            continue
-        fig.add_trace(
-            go.Scatter(
-                x=[a.at for a in points],
-                y=[a.price for a in points],
-                mode="markers+text",
-                marker={"size": 13, "color": colour, "line": {"width": 1, "color": "#222"}},
-                text=[a.label for a in points],
-                textposition="top center",
-                hovertext=[f"{a.label} -> {a.decision or '?'}" for a in points],
-                hoverinfo="text+x+y",
-                name=f"analysis: {decision}",
-            )
-        )
     if model.levels is not None:
         lv = model.levels
         lines = [("entry", lv.entry), ("stop-loss", lv.stop_loss)] + [("take-profit", tp) for tp in lv.take_profits]
@@ -68,10 +51,28 @@ def figure(model: ChartModel) -> go.Figure:
                 x=[event.at],
                 y=[event.price],
                 mode="markers+text",
-                marker={"size": 16, "symbol": EVENT_SYMBOLS[event.kind], "color": "#333"},
+                marker={"size": 12, "symbol": EVENT_SYMBOLS[event.kind], "color": "#333"},
                 text=[event.label],
                 textposition="bottom center",
                 name=event.kind,
+            )
+        )
+    # Analyses last: drawn on top of the signal and entry marks they coincide with.
+    for decision, colour in DECISION_COLOURS.items():
+        points = [a for a in model.analyses if a.proxy_decision == decision and a.price is not None]
+        if not points:
+            continue
+        fig.add_trace(
+            go.Scatter(
+                x=[a.at for a in points],
+                y=[a.price for a in points],
+                mode="markers+text",
+                marker={"size": 13, "color": colour, "line": {"width": 1, "color": "#222"}},
+                text=[a.label for a in points],
+                textposition="top center",
+                hovertext=[f"{a.label} -> {a.decision or '?'}" for a in points],
+                hoverinfo="text+x+y",
+                name=f"analysis: {decision}",
             )
         )
     fig.update_layout(
