@@ -42,6 +42,13 @@ def _stack_pids(state: Path) -> dict[str, int]:
     return pids
 
 
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 def _snapshot(state: Path) -> dict[str, float]:
     return {p: (state / p).stat().st_mtime for p in ("temporal.db", "postgres/PG_VERSION", "logs/temporal.log")}
 
@@ -112,7 +119,7 @@ async def test_commands_reach_the_stack_a_second_dev_refuses_and_sigterm_leaves_
 
         pids = _stack_pids(state)
         assert set(pids) == {"temporal", "worker", "intake", "bridge", "postgres"}
-        assert all(psutil.pid_exists(p) for p in pids.values()), pids
+        assert all(_alive(p) for p in pids.values()), pids
         dev.send_signal(signal.SIGTERM)
         async with asyncio.timeout(90):
             rest = (await dev.stdout.read()).decode()  # type: ignore[union-attr]
@@ -149,3 +156,26 @@ async def test_a_part_that_cannot_start_prints_its_own_error_and_commands_ignore
     from workers.devstate import read_running
 
     assert read_running(state) is None
+
+
+async def test_sighup_stops_the_stack_like_ctrl_c(tmp_path):
+    env, state = _dev_env(tmp_path), tmp_path / ".dev-state"
+    args = ["dev", "--speed", "60", "--temporal-port", str(free_port()), "--ui-port", str(free_port())]
+    dev = await asyncio.create_subprocess_exec(
+        str(BIN / "signal-monitor"), *args, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    try:
+        async with asyncio.timeout(120):
+            while "monitor started by the intake" not in (line := (await dev.stdout.readline()).decode()):  # type: ignore[union-attr]
+                assert line
+        pids = _stack_pids(state)
+        dev.send_signal(signal.SIGHUP)
+        async with asyncio.timeout(90):
+            rest = (await dev.stdout.read()).decode()  # type: ignore[union-attr]
+            code = await dev.wait()
+    finally:
+        if dev.returncode is None:
+            dev.kill()
+            await dev.wait()
+    assert code == 0 and "SIGHUP received" in rest and "stopped PostgreSQL" in rest, rest
+    assert not [p for p in pids.values() if _alive(p)], pids
