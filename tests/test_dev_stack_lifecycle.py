@@ -179,3 +179,71 @@ async def test_sighup_stops_the_stack_like_ctrl_c(tmp_path):
             await dev.wait()
     assert code == 0 and "SIGHUP received" in rest and "stopped PostgreSQL" in rest, rest
     assert not [p for p in pids.values() if _alive(p)], pids
+
+
+async def test_after_a_restart_a_running_monitor_keeps_getting_closes_it_accepts(tmp_path):
+    """The replay clock continues where it stopped (.dev-state/replay.json) instead of starting
+    again in the past, where every close would be older than the monitor's last one."""
+    env, ports = _dev_env(tmp_path), ["--temporal-port", str(free_port()), "--ui-port", str(free_port())]
+
+    async def start_dev() -> asyncio.subprocess.Process:
+        dev = await asyncio.create_subprocess_exec(
+            str(BIN / "signal-monitor"),
+            "dev",
+            "--speed",
+            "60",
+            *ports,
+            env=env,
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        async with asyncio.timeout(120):
+            while "monitor started by the intake" not in (line := (await dev.stdout.readline()).decode()):  # type: ignore[union-attr]
+                assert line
+        return dev
+
+    async def stop_dev(dev: asyncio.subprocess.Process) -> str:
+        dev.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(90):
+            rest = (await dev.stdout.read()).decode()  # type: ignore[union-attr]
+            assert await dev.wait() == 0, rest
+        return rest
+
+    async def analyses(signal_id: str) -> int:
+        code, out, err = await _run(env, tmp_path, "history", signal_id, "--json")
+        assert code == 0, err
+        return len(json.loads(out)["analyses"])
+
+    async def more_than(signal_id: str, n: int, timeout: float) -> int:
+        deadline = time.monotonic() + timeout
+        while (count := await analyses(signal_id)) <= n:
+            assert time.monotonic() < deadline, f"still {count} analyses"
+            await asyncio.sleep(1)
+        return count
+
+    dev = await start_dev()
+    try:
+        # Never enters (78 < 99) and never hits its limit: it stays monitored across the restart.
+        code, out, err = await _run(
+            env, tmp_path, "add-signal", "SOLUSDT", "1m", "--min-confidence", "99", "--max-reanalyses", "500"
+        )
+        assert code == 0, (out, err)
+        signal_id = re.search(r"^signal ([0-9a-f-]{36})$", out, re.M).group(1)  # type: ignore[union-attr]
+        await more_than(signal_id, 2, 60)
+    finally:
+        if dev.returncode is None:
+            await stop_dev(dev)
+    saved = json.loads((tmp_path / ".dev-state" / "replay.json").read_text())
+    assert saved["clock_ms"] <= time.time() * 1000 and "SOLUSDT" in saved["last_closes"]
+
+    dev = await start_dev()
+    try:
+        # Closes keep coming and are analysed: twice more, at least, after the restart.
+        first = await analyses(signal_id)
+        await more_than(signal_id, first + 1, 60)
+        code, out, err = await _run(env, tmp_path, "status", signal_id, "--json")
+        state = json.loads(out)["state"]
+        assert state["status"] == "monitoring" and state["counts"]["stale"] <= 3, state["counts"]
+    finally:
+        await stop_dev(dev)
