@@ -57,6 +57,12 @@ def _positive_number(value: Any) -> float | None:
     return None
 
 
+def _exact(value: float | None) -> Decimal | None:
+    """The number as written (2307.82), not the binary float's expansion (2307.8200000000001637...):
+    asyncpg turns a float into a numeric through Decimal(float)."""
+    return None if value is None else Decimal(repr(value))
+
+
 class SignalStore:
     """Activities over one shared asyncpg pool."""
 
@@ -219,8 +225,8 @@ class SignalStore:
             uuid.UUID(input.user_id) if input.user_id else None,
             input.symbol,
             order_side(levels),
-            _positive_number(levels.get("entry")),
-            _positive_number(levels.get("stopLoss")),
+            _exact(_positive_number(levels.get("entry"))),
+            _exact(_positive_number(levels.get("stopLoss"))),
             [p for p in (_positive_number(tp) for tp in take_profits) if p is not None],
             round(input.analysis.confidence, 2),
         )

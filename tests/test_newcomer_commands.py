@@ -101,6 +101,13 @@ async def test_add_signal_history_status_and_chart_in_a_browser(
             await handle.signal("candle_closed", k)
         result = await handle.result()
         assert result.status == "in_position", result
+        stored = await db.fetchrow(
+            """SELECT s.price_at_signal::text AS price, o.entry_price::text AS entry, o.stop_loss::text AS stop
+               FROM signals s JOIN order_intents o ON o.signal_id = s.id WHERE s.id = $1""",
+            uuid.UUID(signal_id),
+        )
+        # Prices as a trader writes them (100.218), never a float's expansion (100.21799999999999...).
+        assert all(len(v) <= 12 for v in stored.values()), dict(stored)
 
         history = await signal_monitor(env, "history", signal_id)
         lines = history.stdout.splitlines()

@@ -10,6 +10,7 @@ import json
 import re
 import uuid
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import TextIO
 
 import asyncpg
@@ -93,6 +94,11 @@ class AddedSignal(BaseModel):
     @property
     def workflow_id(self) -> str:
         return workflow_id_for(self.signal_id)
+
+
+def _exact(value: float | None) -> Decimal | None:
+    """As written (2305.01): asyncpg would store a float's whole binary expansion in a numeric."""
+    return None if value is None else Decimal(repr(value))
 
 
 async def _columns(conn: asyncpg.Connection, table: str) -> set[str]:
@@ -184,9 +190,9 @@ async def insert_signal(database_url: str, spec: NewSignal, candle: Candle | Non
                 spec.symbol,
                 spec.interval,
                 at,
-                price,
-                change,
-                volume,
+                _exact(price),
+                _exact(change),
+                _exact(volume),
             )
             if has_user and user_id is not None:
                 await conn.execute("UPDATE signals SET user_id = $2 WHERE id = $1", signal_id, user_id)

@@ -26,6 +26,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 
 import asyncpg
@@ -281,7 +282,7 @@ async def _insert_demo_signal(
                 symbol,
                 interval,
                 at,
-                price,
+                Decimal(repr(price)),  # as written: a float would be stored with its binary expansion
             )
         return str(signal_id), str(trader_id)
     finally:

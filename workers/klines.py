@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 from pydantic import BaseModel
 
@@ -38,7 +40,7 @@ class Candle(BaseModel):
         )
 
 
-async def _get(http: httpx.AsyncClient, path: str, params: dict | None = None) -> object:
+async def _get(http: httpx.AsyncClient, path: str, params: dict | None = None) -> Any:
     try:
         resp = await http.get(path, params=params)
     except httpx.HTTPError as exc:
@@ -51,9 +53,9 @@ async def _get(http: httpx.AsyncClient, path: str, params: dict | None = None) -
 async def latest_closed(rest_url: str, symbol: str, interval: str) -> Candle:
     """The newest candle whose close time has passed on the exchange's own clock."""
     async with httpx.AsyncClient(base_url=rest_url, timeout=10) as http:
-        server_time = (await _get(http, "/api/v3/time"))["serverTime"]  # type: ignore[index]
+        server_time = (await _get(http, "/api/v3/time"))["serverTime"]
         rows = await _get(http, "/api/v3/klines", {"symbol": symbol, "interval": interval, "limit": 3})
-    closed = [Candle.from_row(r) for r in rows if int(r[6]) < server_time]  # type: ignore[union-attr]
+    closed = [Candle.from_row(r) for r in rows if int(r[6]) < server_time]
     if not closed:
         raise KlinesError(f"Binance REST has no closed {symbol} {interval} candle yet")
     return closed[-1]
@@ -71,7 +73,7 @@ async def candles_between(rest_url: str, symbol: str, interval: str, start_ms: i
                 "/api/v3/klines",
                 {"symbol": symbol, "interval": interval, "startTime": cursor, "endTime": end_ms, "limit": MAX_ROWS},
             )
-            page = [Candle.from_row(r) for r in rows]  # type: ignore[union-attr]
+            page = [Candle.from_row(r) for r in rows]
             if not page:
                 break
             out.extend(page)

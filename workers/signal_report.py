@@ -249,7 +249,7 @@ def chart_model(report: SignalReport) -> ChartModel:
         events.append(
             ChartEvent(
                 kind="end", at=s.closed_at or s.updated_at, price=None, label=f"monitor ended: {s.status} {reason}"
-            )  # type: ignore[arg-type]
+            )
         )
     last = analyses[-1].label if analyses else "no analysis yet"
     return ChartModel(
