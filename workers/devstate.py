@@ -12,6 +12,7 @@ import contextlib
 import fcntl
 import json
 import os
+import time
 from pathlib import Path
 from typing import IO
 from urllib.parse import urlsplit, urlunsplit
@@ -77,9 +78,15 @@ class StackLock:
     def acquire(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         fh = open(self.directory / "dev.lock", "a+")  # not inherited by the stack's children (PEP 446)
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        for attempt in range(5):
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                # A command may hold a shared lock for an instant while it looks for a stack.
+                if attempt < 4:
+                    time.sleep(0.1)
+        else:
             fh.close()
             info = read_running(self.directory)
             where = f" (pid {info.pid}, Temporal UI {info.temporal_ui or info.temporal_address})" if info else ""
