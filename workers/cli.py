@@ -334,9 +334,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fresh", action="store_true", help="start from empty state (.dev-state)")
     p.add_argument("--symbol", default="BTCUSDT", help="the demo signal's symbol (default BTCUSDT)")
     p.add_argument("--interval", default="1m", help="the demo signal's candle interval, e.g. 1m, 5m, 15m (default 1m)")
-    p.add_argument("--speed", type=float, default=15.0, help="replay clock speed-up (15: a 1m candle every 4 s)")
-    p.add_argument("--temporal-port", type=int, default=7233)
-    p.add_argument("--ui-port", type=int, default=8233)
+    p.add_argument(
+        "--speed",
+        type=float,
+        default=15.0,
+        help="replay clock speed-up while the replay catches up with the wall clock (15: a 1m candle every 4 s); "
+        "then real time",
+    )
+    p.add_argument("--temporal-port", type=int, default=7233, help="Temporal dev server port (default 7233)")
+    p.add_argument("--ui-port", type=int, default=8233, help="Temporal UI port (default 8233)")
     p.set_defaults(func=_cmd_dev, skip_teardown=True)
     return parser
 
@@ -357,7 +363,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code = args.func(args)
     except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        hint = ""
+        if "DATABASE_URL" in str(exc) and args.func in (_cmd_add_signal, _cmd_history, _cmd_chart, _cmd_start):
+            hint = "; or run this in the directory where `signal-monitor dev` is running"
+        print(f"error: {exc}{hint}", file=sys.stderr)
         code = EXIT_USAGE
     except TemporalUnreachable as exc:
         print(f"error: {exc}", file=sys.stderr)
