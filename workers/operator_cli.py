@@ -35,10 +35,24 @@ from temporalio.service import RPCError, RPCStatusCode
 from workers.monitor_identity import same_signal, started_for
 from workflows import names
 from workflows import search_attributes as sa
+from workflows.candles import INTERVAL_MS
 from workflows.models import DecisionRecord, MonitorResult, MonitorState
 from workflows.timefmt import utc_text
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+# What `MonitorStatus` can hold: the monitor's statuses and the platform's end statuses it mirrors.
+MONITOR_STATUSES = (
+    "new",
+    "analyzing",
+    "monitoring",
+    "in_position",
+    "expired",
+    "cancelled",
+    "failed",
+    "closed",
+    "rejected",
+)
+INTERVALS = tuple(k for k in INTERVAL_MS)
 _FILTER_VALUE = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
 
 
@@ -140,9 +154,9 @@ def add_commands(sub: argparse._SubParsersAction, entry: Callable[[argparse.Name
 
     p = sub.add_parser("list", help="monitors, newest first, filtered by their search attributes")
     p.add_argument("--symbol", help="e.g. BTCUSDT")
-    p.add_argument("--interval", help="e.g. 15m")
+    p.add_argument("--interval", choices=INTERVALS, metavar="INTERVAL", help="e.g. 15m (" + ", ".join(INTERVALS) + ")")
     p.add_argument("--trader", help="trader id")
-    p.add_argument("--status", help="monitor status: analyzing, monitoring, in_position, expired, cancelled, failed")
+    p.add_argument("--status", choices=MONITOR_STATUSES, help="monitor status")
     p.add_argument("--running", action="store_true", help="only running workflows")
     p.add_argument("--limit", type=int, default=50, help="at most this many rows (default 50)")
     p.set_defaults(func=entry, skip_teardown=True, operator=_list)
@@ -250,6 +264,11 @@ async def _status(args: argparse.Namespace, client: Client, out: TextIO) -> None
             result = await handle.result(follow_runs=False, rpc_timeout=_seconds(10))
         except WorkflowFailureError as exc:
             ended_with = _failure_text(exc)
+    db_lines: list[str] = []
+    db_rows: list[dict] | None = None
+    db_note: str | None = None
+    if not running:
+        db_lines, db_rows, db_note = await _db_history(wid.removeprefix("signal-"))
     if args.json:
         doc = {
             "workflow_id": wid,
@@ -259,6 +278,7 @@ async def _status(args: argparse.Namespace, client: Client, out: TextIO) -> None
             "state": state.model_dump(mode="json") if state else None,
             "result": result.model_dump(mode="json") if result else None,
             "failure": ended_with or None,
+            "history": db_rows,
         }
         print(json.dumps(doc, indent=2), file=out)
         _fail_if_unanswered(running, state, wid, ended_with)
@@ -304,6 +324,12 @@ async def _status(args: argparse.Namespace, client: Client, out: TextIO) -> None
         print("history:", file=out)
         for d in state.history:
             print(f"  {_decision_text(d)}", file=out)
+    if db_lines:
+        print("history (database):", file=out)
+        for line in db_lines:
+            print(f"  {line}", file=out)
+    elif db_note:
+        print(db_note, file=out)
     if state is not None and state.failures:
         print("failed analyses:", file=out)
         for f in state.failures[-5:]:
@@ -336,9 +362,12 @@ async def _list(args: argparse.Namespace, client: Client, out: TextIO) -> None:
     if args.limit <= 0:
         raise UsageError("--limit must be positive")
     query = " AND ".join(clauses)
+    found = [wf async for wf in client.list_workflows(query, limit=args.limit)]
+    decided = await _last_decisions([wf.id.removeprefix("signal-") for wf in found])
     rows = []
-    async for wf in client.list_workflows(query, limit=args.limit):
+    for wf in found:
         a = wf.typed_search_attributes
+        count, decision, confidence = decided.get(wf.id.removeprefix("signal-"), ("-", "-", "-"))
         rows.append(
             (
                 wf.id,
@@ -346,7 +375,9 @@ async def _list(args: argparse.Namespace, client: Client, out: TextIO) -> None:
                 a.get(sa.MONITOR_STATUS) or "-",
                 a.get(sa.SIGNAL_SYMBOL) or "-",
                 a.get(sa.SIGNAL_INTERVAL) or "-",
-                str(a.get(sa.REANALYSES) if a.get(sa.REANALYSES) is not None else "-"),
+                count,
+                decision,
+                confidence,
                 a.get(sa.TRADER_ID) or "-",
                 _when(wf.start_time),
             )
@@ -354,11 +385,84 @@ async def _list(args: argparse.Namespace, client: Client, out: TextIO) -> None:
     if not rows:
         print(f"no monitors match ({query})", file=out)
         return
-    header = ("WORKFLOW ID", "EXECUTION", "MONITOR", "SYMBOL", "INTERVAL", "REANALYSES", "TRADER", "STARTED")
+    header = (
+        "WORKFLOW ID",
+        "EXECUTION",
+        "MONITOR",
+        "SYMBOL",
+        "INTERVAL",
+        "ANALYSES",
+        "LAST DECISION",
+        "CONFIDENCE",
+        "TRADER",
+        "STARTED",
+    )
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     for r in [header, *rows]:
         print("  ".join(str(v).ljust(w) for v, w in zip(r, widths, strict=False)).rstrip(), file=out)
     print(f"{len(rows)} monitor(s)", file=out)
+
+
+async def _last_decisions(signal_ids: list[str]) -> dict[str, tuple[str, str, str]]:
+    """signal id -> (analyses, last decision, its confidence), from the database when
+    DATABASE_URL is set (a running `dev` stack sets it); empty otherwise."""
+    database_url = os.environ.get("DATABASE_URL")
+    ids = [uuid.UUID(s) for s in signal_ids if _is_uuid(s)]
+    if not database_url or not ids:
+        return {}
+    import asyncpg
+
+    try:
+        conn = await asyncpg.connect(database_url, timeout=5)
+    except (OSError, asyncpg.PostgresError):
+        return {}
+    try:
+        rows = await conn.fetch(
+            """SELECT DISTINCT ON (signal_id) signal_id, count(*) OVER (PARTITION BY signal_id) AS n,
+                      decision, monitor_decision, confidence
+               FROM signal_analyses WHERE signal_id = ANY($1::uuid[])
+               ORDER BY signal_id, created_at DESC""",
+            ids,
+        )
+    finally:
+        await conn.close()
+    return {
+        str(r["signal_id"]): (
+            str(r["n"]),
+            f"{r['decision']}->{r['monitor_decision']}" if r["monitor_decision"] else r["decision"],
+            f"{float(r['confidence']):g}",
+        )
+        for r in rows
+    }
+
+
+def _is_uuid(text: str) -> bool:
+    try:
+        uuid.UUID(text)
+    except ValueError:
+        return False
+    return True
+
+
+async def _db_history(signal_id: str) -> tuple[list[str], list[dict] | None, str | None]:
+    """The recorded analyses of an ended monitor (the database keeps them; the workflow's own
+    state is gone): lines, rows for JSON, or why not."""
+    database_url = os.environ.get("DATABASE_URL")
+    if not database_url:
+        return [], None, "history: set DATABASE_URL (or run next to `signal-monitor dev`) to see it"
+    import asyncpg
+
+    from workers.history import history_lines
+    from workers.signal_report import SignalNotFound, fetch_report
+
+    try:
+        report = await fetch_report(database_url, signal_id)
+    except SignalNotFound as exc:
+        return [], None, f"history: {exc}"
+    except (OSError, asyncpg.PostgresError) as exc:
+        return [], None, f"history: database unreachable ({type(exc).__name__})"
+    rows = [a.model_dump(mode="json", exclude={"key_levels"}) for a in report.analyses]
+    return history_lines(report) if report.analyses else [], rows, None
 
 
 async def _cancel(args: argparse.Namespace, client: Client, out: TextIO) -> None:

@@ -49,3 +49,18 @@ async def start_monitor(client: Client, signal_id: str, task_queue: str, summary
     response = handle._start_workflow_response  # the server says whether it started a run
     started = bool(getattr(response, "started", True))
     return StartOutcome(handle, started=started)
+
+
+async def start_again(client: Client, signal_id: str, task_queue: str, summary: str | None = None) -> WorkflowHandle:
+    """A new run under the same workflow id after the earlier one ended (the signal was reset
+    from `failed`); refused while a run is still going."""
+    signal_id = str(uuid.UUID(signal_id))
+    return await client.start_workflow(
+        SignalMonitorWorkflow.run,
+        SignalMonitorInput(signal_id=signal_id),
+        id=workflow_id_for(signal_id),
+        task_queue=task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+        static_summary=summary,
+    )

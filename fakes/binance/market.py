@@ -14,23 +14,37 @@ from .recorded import Snapshot
 class Clock:
     """Binance's clock. Runs `speed` times faster than the wall clock so a test sees many
     candles close in seconds (speed=60: a 1m candle lasts one real second). All emitted times
-    (`E`, `t`, `T`, `/api/v3/time`) come from it, so they stay mutually consistent."""
+    (`E`, `t`, `T`, `/api/v3/time`) come from it, so they stay mutually consistent.
 
-    def __init__(self, speed: float = 1.0, start_ms: int | None = None) -> None:
+    With `follow_wall_clock` (the offline demo) it never runs ahead of the wall clock: it starts
+    `start_ms` in the past, runs `speed` times faster until it has caught up, then at real time,
+    so no candle is ever labelled with a time still to come (monitors refuse those)."""
+
+    def __init__(self, speed: float = 1.0, start_ms: int | None = None, *, follow_wall_clock: bool = False) -> None:
         if speed <= 0:
             raise ValueError("speed must be positive")
         self.speed = speed
+        self.follow_wall_clock = follow_wall_clock
         self._start_ms = int(time.time() * 1000) if start_ms is None else start_ms
         self._t0 = time.monotonic()
 
-    def now_ms(self) -> int:
+    def _fast_ms(self) -> int:
         return self._start_ms + int((time.monotonic() - self._t0) * 1000 * self.speed)
+
+    def now_ms(self) -> int:
+        fast = self._fast_ms()
+        return min(fast, int(time.time() * 1000)) if self.follow_wall_clock else fast
+
+    def caught_up(self) -> bool:
+        return self.follow_wall_clock and self._fast_ms() >= int(time.time() * 1000)
 
     def real_seconds(self, virtual_ms: float) -> float:
         return max(0.0, virtual_ms / 1000 / self.speed)
 
     async def sleep_until(self, virtual_ms: int) -> None:
-        delay = self.real_seconds(virtual_ms - self.now_ms())
+        delay = self.real_seconds(virtual_ms - self._fast_ms())
+        if self.follow_wall_clock:
+            delay = max(delay, (virtual_ms - time.time() * 1000) / 1000)
         if delay > 0:
             await asyncio.sleep(delay)
 

@@ -103,6 +103,20 @@ def load_tracks() -> tuple[tuple[Snapshot, ...], ...]:
     return tuple(tracks)
 
 
+@lru_cache(maxsize=1)
+def recorded_levels() -> dict[str, str]:
+    """SYMBOL -> the open of its first recorded closed candle, for symbols the shipped frames have."""
+    levels: dict[str, str] = {}
+    for frame in load_frames():
+        try:
+            k = json.loads(frame.raw)["data"]["k"]
+        except (ValueError, KeyError, TypeError):
+            continue
+        if k.get("x") is True and isinstance(k.get("s"), str):
+            levels.setdefault(k["s"].upper(), k["o"])
+    return levels
+
+
 def _scale(value: str, ratio: Decimal, quantum: Decimal) -> str:
     # One fixed number of decimals per instrument, as Binance does (the tracks come from
     # instruments with different tick sizes).
@@ -113,8 +127,10 @@ def rebased_tracks(start_price: str | None = None) -> Iterator[tuple[Snapshot, .
     """Endless real tracks, each rescaled so that it opens at the previous close: a continuous
     price path made of real intra-candle moves. Volumes are left as recorded."""
     tracks = load_tracks()
+    from .levels import tick_size
+
     prev_close = Decimal(start_price or tracks[0][0].o)
-    quantum = Decimal(1).scaleb(min(prev_close.as_tuple().exponent, -2))  # type: ignore[arg-type]
+    quantum = tick_size(prev_close)
     for track in itertools.cycle(tracks):
         first_open = Decimal(track[0].o)
         ratio = prev_close / first_open if first_open else Decimal(1)

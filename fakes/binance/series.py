@@ -44,7 +44,7 @@ class _Cursor:
         if iv is None:
             raise ValueError("1M has no fixed length: not supported by the fake's series")
         self.iv = iv
-        self.tracks = rebased_tracks(opts.start_price)
+        self.tracks = rebased_tracks(opts.start_price or fake.start_price(symbol))
         self.trade_id = 1_000_000
         self.t = fake.clock.now_ms() // iv * iv - opts.history * iv
         # REST history before the first live candle, there as soon as the series exists

@@ -36,8 +36,9 @@ from websockets.http11 import Request, Response
 from workflows.candles import INTERVAL_MS
 
 from .faults import Faults
+from .levels import PriceLevel, price_level
 from .market import Candle, Clock, Market, stream_name, valid_interval
-from .recorded import load_frames, snapshot_of
+from .recorded import load_frames, recorded_levels, snapshot_of
 from .series import SeriesOptions, run_series, start_cursor
 
 log = logging.getLogger("fakes.binance")
@@ -118,10 +119,14 @@ class FakeBinance:
         shutdown_grace: float = 0.5,
         auto_series: bool = False,
         series: SeriesOptions | None = None,
+        clock: Clock | None = None,
+        start_prices: dict[str, str] | None = None,
     ) -> None:
         series = series or SeriesOptions()
         self.host, self.port = host, port
-        self.clock = Clock(speed)
+        self.clock = clock or Clock(speed)
+        # SYMBOL -> where its series starts (e.g. its last close before a restart); else its level.
+        self.start_prices = dict(start_prices or {})
         self.market = Market(self.clock)
         self.faults = Faults()
         self.stats = FakeStats()
@@ -187,6 +192,21 @@ class FakeBinance:
         return task
 
     # ---- market data -----------------------------------------------------------------------
+    def level(self, symbol: str) -> PriceLevel:
+        return price_level(symbol, recorded_levels())
+
+    def start_price(self, symbol: str) -> str:
+        symbol = symbol.upper()
+        return self.start_prices.get(symbol) or str(self.level(symbol).price)
+
+    def last_closes(self) -> dict[str, str]:
+        """SYMBOL -> its newest close (of any interval), to start from there after a restart."""
+        newest: dict[str, tuple[int, str]] = {}
+        for (symbol, _interval), candles in self.market.closed.items():
+            if candles and candles[-1].T > newest.get(symbol, (-1, ""))[0]:
+                newest[symbol] = (candles[-1].T, candles[-1].snap.c)
+        return {symbol: close for symbol, (_, close) in newest.items()}
+
     def start_series(self, symbol: str, interval: str, options: SeriesOptions | None = None) -> asyncio.Task:
         """Start emitting a live series for (SYMBOL, interval) if not already running."""
         key = (symbol.upper(), interval)
