@@ -54,8 +54,15 @@ def build_manage_body(input: ManagePositionInput) -> dict[str, Any]:
             "currentTP": [float(t) for t in input.current_tp],
             "timestamp": k.close_time().astimezone(UTC).isoformat().replace("+00:00", "Z"),
             "interval": ctx.interval,
-            "candle": {"openTime": k.t, "closeTime": k.T, "open": k.o, "high": k.h, "low": k.l, "close": k.c,
-                       "volume": k.v},  # fmt: skip
+            "candle": {
+                "openTime": k.t,
+                "closeTime": k.T,
+                "open": k.o,
+                "high": k.h,
+                "low": k.l,
+                "close": k.c,
+                "volume": k.v,
+            },
             "strategy": ctx.strategy if ctx.strategy is not None else {},
             "previousDecisions": [d.model_dump() for d in input.previous_decisions[-5:]],
         },
