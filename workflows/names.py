@@ -18,6 +18,7 @@ def llm_task_queue_for(task_queue: str) -> str:
     llm-proxy calls (and eager execution cannot bypass the queue-wide rate limit)."""
     return f"{task_queue}-llm"
 
+
 POSITION_WORKFLOW_TYPE = "PositionManagerWorkflow"
 CLOSE_UPDATE = "close"
 SET_STOP_LOSS_UPDATE = "set_stop_loss"
@@ -26,6 +27,7 @@ SET_TAKE_PROFIT_UPDATE = "set_take_profit"
 
 def position_workflow_id_for(signal_id: str) -> str:
     return f"position-{signal_id}"
+
 
 # Activities of the position manager, called by name (the workflow imports no activity module).
 LOAD_POSITION_ACTIVITY = "load_position"

@@ -294,3 +294,33 @@ class StartedPosition(BaseModel):
 
 
 PositionManagerInput.model_rebuild()
+
+
+class PositionView(BaseModel):
+    """The `state` query: the position, its P&L, the last decisions and the counts."""
+
+    signal_id: str
+    status: PositionStatus
+    position_id: str | None
+    symbol: str | None
+    interval: str | None
+    side: Side | None
+    entry_price: Decimal | None
+    initial_quantity: Decimal
+    quantity: Decimal
+    stop_loss: Decimal | None
+    take_profits: list[Decimal]
+    targets_hit: int
+    last_price: Decimal | None
+    realized_pnl: Decimal
+    unrealized_pnl: Decimal
+    fees_paid: Decimal
+    last_decisions: list[ManagementRecord]
+    decisions: int
+    counts: PositionCounts
+    queued: int
+    deadline: datetime | None
+    close_reason: str | None
+    exit_price: Decimal | None
+    trader_paused: bool
+    runs: int
