@@ -71,7 +71,9 @@ async def test_continue_as_new_keeps_the_position_and_its_deduplication(client, 
             await eventually(lambda n=n: _processed(handle, n))
         state = await view(handle)
         assert state.runs > 1, "the dev server suggests continue-as-new after 60 events"
-        await handle.signal("candle_closed", candle(row, 3, 100, 101, 99, 100))  # seen before the continue-as-new: still known
+        await handle.signal(
+            "candle_closed", candle(row, 3, 100, 101, 99, 100)
+        )  # seen before the continue-as-new: still known
         await handle.signal("candle_closed", candle(row, 13, 100, 101, 99, 101))
         result = await result_of(handle)
     assert result.reason.startswith("close_action") and result.counts.processed == 13
