@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import uuid
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 from temporalio.client import Client, WorkflowHandle
 
+from tests.monitor_harness import RECORD_HISTORIES_ENV
 from tests.support import SignalRow, insert_signal
 from workflows.candles import INTERVAL_MS
 from workflows.position_models import PositionManagerInput, PositionResult, PositionView
@@ -69,8 +72,24 @@ async def start_position(client: Client, row: SignalRow, task_queue: str, **fiel
 
 
 async def result_of(handle: WorkflowHandle, timeout: float = 60.0) -> PositionResult:
-    """The result, or a test failure instead of a hang when the workflow is stuck."""
-    return await asyncio.wait_for(handle.result(), timeout)
+    """The result, or a test failure instead of a hang when the workflow is stuck. With
+    SIGNAL_MONITOR_RECORD_HISTORIES set, every run's history is kept under <dir>/positions/."""
+    try:
+        return await asyncio.wait_for(handle.result(), timeout)
+    finally:
+        if RECORD_HISTORIES_ENV in os.environ:
+            await save_histories(handle, Path(os.environ[RECORD_HISTORIES_ENV]) / "positions")
+
+
+async def save_histories(handle: WorkflowHandle, directory: Path) -> None:
+    test = os.environ.get("PYTEST_CURRENT_TEST", "run").split("::")[-1].split(" ")[0]
+    directory.mkdir(parents=True, exist_ok=True)
+    client = handle._client
+    async for execution in client.list_workflows(f"WorkflowId = '{handle.id}'"):
+        if execution.workflow_type != "PositionManagerWorkflow":
+            continue
+        history = await client.get_workflow_handle(handle.id, run_id=execution.run_id).fetch_history()
+        (directory / f"{test}-{execution.run_id[-8:]}.json").write_text(history.to_json())
 
 
 async def view(handle: WorkflowHandle) -> PositionView:

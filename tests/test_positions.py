@@ -164,6 +164,7 @@ async def test_operator_close_and_updates(client, database_url, db):
         assert state["stop_loss"] == "98"
         await handle.execute_update("set_take_profit", {"take_profit": ["120", "115"]})
         result = await handle.execute_update("close", {"reason": "exchange halted"}, result_type=PositionResult)
+        assert await result_of(handle) == result
     assert result.status == "closed" and "exchange halted" in result.reason
     assert result.exit_price == D("100.9495")  # the last close (101) minus 0.05 % slippage
     rows = await position_rows(db, row.signal_id)

@@ -21,6 +21,7 @@ from workflows.names import WORKFLOW_TYPE
 from workflows.signal_monitor import (
     CANCEL_DURING_ACTIVITY_PATCH,
     CONTINUE_AS_NEW_FIRST_PATCH,
+    START_POSITION_PATCH,
     SignalMonitorWorkflow,
 )
 
@@ -69,11 +70,12 @@ def test_every_patch_is_guarded_from_both_sides():
     """Each patch has a history recorded by the code before it (no marker, the old path: running
     executions replay that way) and one recorded after it (the marker, the new path)."""
     markers = {p.name: _patch_markers(p) for p in HISTORIES}
-    for patch in (CANCEL_DURING_ACTIVITY_PATCH, CONTINUE_AS_NEW_FIRST_PATCH):
+    for patch in (CANCEL_DURING_ACTIVITY_PATCH, CONTINUE_AS_NEW_FIRST_PATCH, START_POSITION_PATCH):
         assert any(patch in found for found in markers.values()), f"no history takes the {patch!r} path"
     before = {name for name in markers if name.startswith("unpatched_")}
     assert any("cancel_during_activity" in name and not markers[name] for name in before)
     assert any("continue_as_new" in name and not markers[name] for name in before)
+    assert any("start_position_on_enter" in name and not markers[name] for name in before)
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
