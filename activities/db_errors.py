@@ -6,8 +6,9 @@ loss, server restarts, deadlocks and serialization failures are left alone: retr
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import ParamSpec, TypeVar
 
 import asyncpg
@@ -54,3 +55,15 @@ def no_retry_on_permanent_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, A
             raise
 
     return wrapper
+
+
+@contextlib.contextmanager
+def permanent_errors(what: str) -> Iterator[None]:
+    """The same translation around one step of an activity, naming the step."""
+    try:
+        yield
+    except asyncpg.PostgresError as exc:
+        if is_permanent(exc):
+            error = permanent_error(exc)
+            raise ApplicationError(f"{what}: {error.message}", type=error.type, non_retryable=True) from None
+        raise

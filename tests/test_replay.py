@@ -25,6 +25,7 @@ from workflows.signal_monitor import (
     CONTINUE_AS_NEW_FIRST_PATCH,
     FUTURE_CANDLES_PATCH,
     PLATFORM_INITIAL_ANALYSIS_PATCH,
+    START_POSITION_PATCH,
     SignalMonitorWorkflow,
 )
 
@@ -82,12 +83,14 @@ def test_every_patch_is_guarded_from_both_sides():
         CONTINUE_AS_NEW_FIRST_PATCH,
         FUTURE_CANDLES_PATCH,
         PLATFORM_INITIAL_ANALYSIS_PATCH,
+        START_POSITION_PATCH,
     )
     for patch in patches:
         assert any(patch in found for found in markers.values()), f"no history takes the {patch!r} path"
     before = {name for name in markers if name.startswith("unpatched_")}
     assert any("cancel_during_activity" in name and not markers[name] for name in before)
     assert any("continue_as_new" in name and not markers[name] for name in before)
+    assert any("start_position_on_enter" in name and not markers[name] for name in before)
     # Recorded by the code before the patch for a signal the platform analyses (initial_analysis
     # "platform" in its loaded context): such a running monitor keeps analysing #0 itself.
     assert any("platform_initial_analysis" in name and not markers[name] for name in before)

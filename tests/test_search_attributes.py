@@ -43,6 +43,6 @@ async def test_a_fresh_namespace_gets_the_search_attributes(client):
 def test_the_command_an_operator_must_run_names_every_attribute_and_type():
     command = create_command("prod")
     assert command.startswith("temporal operator search-attribute create --namespace prod ")
-    for key, _kind in zip(sa.ALL, ["Keyword", "Keyword", "Keyword", "Keyword", "Int"], strict=False):
+    for key, _kind in zip(sa.ALL, ["Keyword", "Keyword", "Keyword", "Keyword", "Int", "Keyword"], strict=True):
         assert f"--name {key.name}" in command
-    assert command.endswith("--type Keyword --type Keyword --type Keyword --type Keyword --type Int")
+    assert command.endswith("--type Keyword --type Keyword --type Keyword --type Keyword --type Int --type Keyword")

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 
 from activities.platform_schema import INITIAL_ANALYSIS_SETTINGS, InitialAnalysisSetting
 from activities.redaction import has_unsafe_characters
 from workflows.names import DEFAULT_TASK_QUEUE
+from workflows.paper import DEFAULT_FEE_PCT, DEFAULT_SLIPPAGE_PCT
 
 INITIAL_ANALYSIS_ENV = "SIGNAL_MONITOR_INITIAL_ANALYSIS"
 PLATFORM_GRACE_ENV = "SIGNAL_MONITOR_PLATFORM_GRACE_SECONDS"
@@ -88,6 +90,19 @@ def secret_values() -> list[str]:
     return [v for v in values if v]
 
 
+def _percent(name: str, default: Decimal) -> Decimal:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = Decimal(raw)
+    except InvalidOperation:
+        raise ConfigError(f"{name} must be a percentage, got {raw!r}") from None
+    if not value.is_finite() or not 0 <= value <= 10:
+        raise ConfigError(f"{name} must be between 0 and 10 (percent), got {raw!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str | None
@@ -105,6 +120,9 @@ class Settings:
     # long the platform's is waited for.
     initial_analysis: InitialAnalysisSetting = "auto"
     platform_grace_seconds: float = 120.0
+    # Paper execution (position management): percent of notional per fill, and market-order slippage.
+    paper_fee_pct: Decimal = DEFAULT_FEE_PCT
+    paper_slippage_pct: Decimal = DEFAULT_SLIPPAGE_PCT
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -122,6 +140,8 @@ class Settings:
             db_pool_size=_int("SIGNAL_MONITOR_DB_POOL_SIZE", 10),
             initial_analysis=_initial_analysis(),
             platform_grace_seconds=_grace(),
+            paper_fee_pct=_percent("SIGNAL_MONITOR_PAPER_FEE_PCT", DEFAULT_FEE_PCT),
+            paper_slippage_pct=_percent("SIGNAL_MONITOR_PAPER_SLIPPAGE_PCT", DEFAULT_SLIPPAGE_PCT),
         )
 
     def require_database(self) -> str:

@@ -82,7 +82,7 @@ SELECT s.id, s.status, s.symbol, coalesce(s.interval, t.filter->>'interval') AS 
        s.trader_id, s.monitor_intake, t.id AS found_trader_id, t.name AS trader_name,
        t.auto_analyze_signals, {profile} AS profile_tier, us.tier AS subscription_tier,
        us.status AS subscription_status, us.expires_at AS subscription_expires_at, now() AS db_now,
-       {EXPIRED_BY_032} AS expired_by_032
+       {EXPIRED_BY_032} AS expired_by_032, t.paused, t.paused_reason
 FROM signals s
 LEFT JOIN traders t ON t.id = s.trader_id
 {profile_join}
@@ -127,6 +127,11 @@ def ineligibility(row: Any, profile_tier: bool) -> Ineligible | None:
     if not row["auto_analyze_signals"]:
         return Ineligible(
             "auto_analyze_off", f"trader {row['trader_name'] or row['trader_id']} has auto_analyze_signals off"
+        )
+    if row.get("paused"):
+        # max_consecutive_losses (position management); `signal-monitor trader resume` lifts it.
+        return Ineligible(
+            "trader_paused", f"trader {row['trader_name'] or row['trader_id']} is paused: {row['paused_reason']}"
         )
     sub = None
     if row["subscription_tier"] is not None or row["subscription_status"] is not None:

@@ -19,6 +19,7 @@ from workflows.models import (
     RecordedAnalysis,
     SignalContext,
 )
+from workflows.position_models import StartedPosition, StartPositionInput
 
 
 def cause_of(err: ActivityError, *types: str) -> ApplicationError | None:
@@ -85,4 +86,15 @@ async def find_platform_analysis(arg: FindPlatformAnalysisInput) -> Analysis | N
         start_to_close_timeout=policies.DB_TIMEOUT,
         retry_policy=policies.DB_RETRY,
         summary="look for the platform's initial analysis",
+    )
+
+
+async def start_position_manager(arg: StartPositionInput) -> StartedPosition:
+    return await workflow.execute_activity(
+        names.START_POSITION_ACTIVITY,
+        arg,
+        result_type=StartedPosition,
+        start_to_close_timeout=policies.DB_TIMEOUT,
+        retry_policy=policies.START_POSITION_RETRY,
+        summary=f"start {names.position_workflow_id_for(arg.signal_id)}",
     )

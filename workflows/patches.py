@@ -15,3 +15,6 @@ FUTURE_CANDLES_PATCH = "refuse-candles-from-the-future"
 # Beside the platform's trigger 028, its initial analysis is analysis #0 (no second paid call);
 # the monitor runs #0 itself only when that analysis has not arrived by signal time + grace.
 PLATFORM_INITIAL_ANALYSIS_PATCH = "platform-initial-analysis"
+# An `enter` starts the signal's PositionManagerWorkflow (`position-<id>`); before this patch the
+# monitor ended at the order intent and nothing managed the position.
+START_POSITION_PATCH = "start-position-on-enter"

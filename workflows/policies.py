@@ -27,3 +27,6 @@ DB_RETRY = RetryPolicy(
     non_retryable_error_types=names.DB_NON_RETRYABLE,
 )
 DB_TIMEOUT = timedelta(seconds=30)
+
+# Starting the position manager: bounded, since a start that keeps failing is logged, not fatal.
+START_POSITION_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30), maximum_attempts=10)

@@ -44,6 +44,7 @@ with workflow.unsafe.imports_passed_through():
         CONTINUE_AS_NEW_FIRST_PATCH,
         FUTURE_CANDLES_PATCH,
         PLATFORM_INITIAL_ANALYSIS_PATCH,
+        START_POSITION_PATCH,
     )
     from workflows.timefmt import datetime_to_ms, utc_text
 
@@ -248,6 +249,8 @@ class SignalMonitorWorkflow:
         recorded = await self._record(number, candle, analysis, decision, outcome)
         state_ops.analysed(s, ctx, number, candle, analysis, decision, recorded, workflow.now())
         stored = recorded.signal_status
+        if decision == "enter" and stored == MonitorStatus.IN_POSITION:
+            await self._start_position(ctx, candle)
         if stored in TERMINAL_SIGNAL_STATUSES:
             raise _Ended(self._make_result(*outcomes.recorded_end(stored, outcome, recorded.signal_reason)))
         s.status = MonitorStatus.MONITORING
@@ -270,6 +273,21 @@ class SignalMonitorWorkflow:
                 self._s.analysing = False
                 await self._end(outcomes.invalid(cause.message))
             raise
+
+    async def _start_position(self, ctx: SignalContext, candle: Kline | None) -> None:
+        """Start `position-<id>` through an activity (the worker's client): the position outlives
+        this monitor, and a repeated start is harmless. A start that keeps failing is logged, not
+        fatal: the signal is entered either way and the position can be started by hand."""
+        if not workflow.patched(START_POSITION_PATCH):
+            return
+        try:
+            await act.start_position_manager(
+                state_ops.position_start(self._signal_id, ctx, candle, workflow.info().task_queue)
+            )
+        except ActivityError as err:
+            if self._cancelled_activity(err):
+                raise
+            workflow.logger.warning("signal %s: could not start its position manager: %s", self._signal_id, err.cause)
 
     async def _analysis_failed(self, candle: Kline | None, err: ActivityError) -> None:
         s = self._s

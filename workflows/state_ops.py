@@ -4,6 +4,7 @@ request does to it, and the views built from it (the `state` query, the result).
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 
 from workflows import names
 from workflows.candles import Kline
@@ -23,6 +24,7 @@ from workflows.models import (
     SignalContext,
 )
 from workflows.outcomes import AnalysisOutcome
+from workflows.position_models import StartPositionInput
 from workflows.timefmt import utc_text
 
 FAILURES_KEPT = 20
@@ -199,4 +201,16 @@ def record_request(
         monitor_decision=decision,
         new_status=outcome.new_status,
         reason=outcome.reason,
+    )
+
+
+def position_start(signal_id: str, ctx: SignalContext, candle: Kline | None, task_queue: str) -> StartPositionInput:
+    """What starts `position-<id>` after an enter: the deciding candle's close is the paper entry
+    (the signal's own price for an enter at analysis #0)."""
+    price = Decimal(candle.c) if candle is not None else (Decimal(str(ctx.price)) if ctx.price else None)
+    return StartPositionInput(
+        signal_id=signal_id,
+        task_queue=task_queue,
+        entry_price=price if price is not None and price > 0 else None,
+        entry_candle_t=candle.t if candle is not None else None,
     )

@@ -1,0 +1,119 @@
+"""Position manager under restarts: the Temporal dev server restarted on its database file while a
+position is open (the worker is a `signal-monitor worker` process riding it out), and PostgreSQL
+crashed while a decision row is being written. Each close is processed once, each order placed once."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import tempfile
+from decimal import Decimal as D
+from pathlib import Path
+
+import asyncpg
+
+from fakes.llm_proxy import FakeLlmProxy
+from fakes.manage_position import ManageAnswer
+from tests.monitor_harness import TEST_KEY, monitor_stack
+from tests.position_support import candle, entered_signal, position_rows, result_of, start_position, view
+from tests.processes import worker_process
+from tests.restarts import OwnPostgres, OwnTemporal, worker_env
+from tests.support import eventually
+
+
+async def _processed(handle, n):
+    state = await view(handle)
+    assert state.decisions == n and state.queued == 0, state
+
+
+async def test_temporal_restarted_while_a_position_is_open(database_url, db):
+    workdir = Path(tempfile.mkdtemp(prefix="signal-monitor-fault-temporal-"))
+    temporal = OwnTemporal(workdir)
+    row = await entered_signal(db, take_profits=[150])
+    try:
+        client = await temporal.start()
+        async with FakeLlmProxy(api_key=TEST_KEY) as proxy:
+            proxy.script_position(row.signal_id, ManageAnswer.hold(), ManageAnswer.hold(), ManageAnswer.close())
+            env = worker_env(temporal.address, database_url, proxy)
+            async with worker_process(env) as worker:
+                handle = await start_position(client, row, env["SIGNAL_MONITOR_TASK_QUEUE"], entry_price=D(100))
+                await handle.signal("candle_closed", candle(row, 1, 100, 101, 99, 100))
+                await eventually(lambda: _processed(handle, 1), timeout=30)
+                await temporal.stop()
+                await asyncio.sleep(3)
+                assert worker.proc.returncode is None, worker.output()
+                client = await temporal.start()
+                handle = client.get_workflow_handle(handle.id)
+                for n in (2, 3):
+                    await handle.signal("candle_closed", candle(row, n, 100, 101, 99, 100))
+                    await handle.signal("candle_closed", candle(row, n, 100, 101, 99, 100))
+                    if n == 2:
+                        await eventually(lambda: _processed(handle, 2), timeout=30)
+                try:
+                    result = await asyncio.wait_for(client.get_workflow_handle(handle.id).result(), 60)
+                except TimeoutError:
+                    raise AssertionError(f"{await view(handle)}\n{worker.output()[-3000:]}") from None
+    finally:
+        await temporal.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+    assert result["reason"].startswith("close_action"), result
+    rows = await position_rows(db, row.signal_id)
+    assert [d["action"] for d in rows["decisions"]] == ["hold", "hold", "close"]
+    assert [o["metadata"]["kind"] for o in rows["orders"]] == ["entry", "close"]
+    assert rows["positions"][0]["status"] == "closed"
+
+
+async def test_postgres_crashed_while_a_decision_is_written(client):
+    pg = OwnPostgres()
+    try:
+        url = await pg.start()
+        db = await asyncpg.connect(url)
+        try:
+            row = await entered_signal(db, take_profits=[150])
+        finally:
+            await db.close()
+        async with monitor_stack(client, url) as m:
+            m.proxy.script_position(row.signal_id, ManageAnswer.hold(), ManageAnswer.close())
+            handle = await start_position(client, row, m.task_queue, entry_price=D(100))
+            await eventually(lambda: _processed(handle, 0), timeout=30)
+            # Hold the decision's unique key: the insert waits inside its transaction for ours.
+            blocker = await asyncpg.connect(url)
+            tx = blocker.transaction()
+            await tx.start()
+            k = candle(row, 1, 100, 101, 99, 100)
+            await blocker.execute(
+                "INSERT INTO position_management_decisions (position_id, action, candle_open_time) "
+                "VALUES ($1, 'hold', to_timestamp($2 / 1000.0))",
+                f"paper-{row.signal_id}",
+                k["t"],
+            )
+            await handle.signal("candle_closed", k)
+
+            async def writing() -> None:
+                desc = await handle.describe()
+                pending = [a.activity_type.name for a in desc.raw_description.pending_activities]
+                assert pending == ["record_position_decision"], pending
+
+            await eventually(writing, timeout=30)
+            await asyncio.sleep(0.5)
+            await pg.crash()
+            blocker.terminate()
+            await asyncio.sleep(2)
+            await pg.restart()
+            await eventually(lambda: _processed(handle, 1), timeout=60)
+            await handle.signal("candle_closed", candle(row, 2, 100, 101, 99, 100))
+            result = await result_of(handle)
+            db = await asyncpg.connect(url)
+            try:
+                rows = await position_rows(db, row.signal_id)
+                count = await db.fetchval(
+                    "SELECT count(*) FROM position_management_decisions WHERE position_id = $1",
+                    f"paper-{row.signal_id}",
+                )
+            finally:
+                await db.close()
+    finally:
+        pg.close()
+    assert result.reason.startswith("close_action")
+    assert count == 2 and [d["action"] for d in rows["decisions"]] == ["hold", "close"]
+    assert [o["metadata"]["kind"] for o in rows["orders"]] == ["entry", "close"]
