@@ -38,20 +38,28 @@ def plan(
     are the buckets that were already free at this replica's previous step; `held_elsewhere`
     are held by a session that is not a live replica (one closing): not free, nobody's share.
 
-    Below its fair share a replica takes free buckets up to it; above, it releases as many of
-    its excess as the others lack of theirs (they take them at their next step). The shares add
+    Below its fair share (ceil) a replica takes free buckets up to it; above, it releases as
+    many of its excess as the others lack of theirs (they take them at their next step), and
+    at its share it gives one up to a replica below the floor. The shares add
     up to at least `buckets`, so every free bucket has a taker; a bucket still free one step
     later (the replicas saw different counts while one joined or died) is taken by whoever sees
     it, share or not: no stream stays unowned for more than two steps."""
     mine = holdings.get(me, frozenset())
     held = frozenset().union(held_elsewhere, *holdings.values())
     free = frozenset(range(buckets)) - held
-    share = fair_share(buckets, len(holdings) or 1)
+    replicas = len(holdings) or 1
+    share, floor = fair_share(buckets, replicas), buckets // replicas
+    # Above the share: give up what others lack of theirs. At the share: give one up to a
+    # replica below the floor (6/6/4 of 16 becomes 6/5/5).
+    for keep in (share, floor):
+        if len(mine) > keep:
+            lacking = sum(max(0, keep - len(h)) for pid, h in holdings.items() if pid != me)
+            count = min(len(mine) - keep, max(0, lacking - len(free)))
+            if count:
+                # Highest numbers first: deterministic, so successive steps agree on what goes.
+                return Plan(take=frozenset(), release=frozenset(sorted(mine, reverse=True)[:count]))
     if len(mine) > share:
-        lacking = sum(max(0, share - len(h)) for pid, h in holdings.items() if pid != me)
-        count = min(len(mine) - share, max(0, lacking - len(free)))
-        # Highest numbers first: deterministic, so successive steps agree on what goes.
-        return Plan(take=frozenset(), release=frozenset(sorted(mine, reverse=True)[:count]))
+        return Plan(take=frozenset(), release=frozenset())
     room = share - len(mine)
     take = set(sorted(free)[:room]) | (free & free_before)
     return Plan(take=frozenset(take), release=frozenset())

@@ -40,7 +40,7 @@ def assert_balanced(buckets: int, holdings: dict[int, set[int]]) -> None:
     assert sorted(all_held) == list(range(buckets)), "every bucket held exactly once"
     share = fair_share(buckets, len(holdings))
     assert all(len(h) <= share for h in holdings.values()), {p: len(h) for p, h in holdings.items()}
-    assert all(len(h) >= buckets // len(holdings) - 1 for h in holdings.values())
+    assert all(len(h) >= buckets // len(holdings) for h in holdings.values()), {p: len(h) for p, h in holdings.items()}
 
 
 def test_a_lone_replica_takes_everything():
@@ -73,6 +73,12 @@ def test_excess_is_released_only_as_far_as_the_others_lack():
     assert p.release == frozenset({2})
     p = plan(4, 1, {1: frozenset({0, 1}), 2: frozenset({2, 3})})
     assert not p.release and not p.take
+
+
+def test_a_replica_below_the_floor_gets_one_from_a_replica_at_the_share():
+    holdings = {1: set(range(0, 6)), 2: set(range(6, 12)), 3: set(range(12, 16))}
+    history = simulate(16, holdings, steps=3)
+    assert sorted(len(h) for h in history[-1].values()) == [5, 5, 6]
 
 
 def test_a_bucket_held_by_a_closing_session_is_neither_free_nor_a_member():
