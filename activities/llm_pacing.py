@@ -66,14 +66,17 @@ class LlmCallPacer:
         queue limit still applies): pacing must never be the reason an analysis is lost."""
         began = time.monotonic()
         for _ in range(MAX_LATE_ATTEMPTS):
-            asked = time.monotonic()
             try:
-                wait = await self._pool.fetchval(_TAKE_SLOT, self._queue, self._gap, timeout=5)
+                # The connection first: a pool wait or a new connection must not widen the
+                # interval in which the slot is known to lie.
+                async with self._pool.acquire(timeout=5) as conn:
+                    asked = time.monotonic()
+                    wait = await conn.fetchval(_TAKE_SLOT, self._queue, self._gap, timeout=5)
+                    answered = time.monotonic()
             except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 self.unpaced += 1
                 log.warning("llm-proxy call pacing unavailable, calling unpaced: %s", type(exc).__name__)
                 return time.monotonic() - began
-            answered = time.monotonic()
             wait = wait or 0.0
             # The database read its clock somewhere between `asked` and `answered`: the slot is
             # at the earliest `asked + wait` and at the latest `answered + wait` in our clock.
