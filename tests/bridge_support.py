@@ -160,3 +160,18 @@ def symbols_spread_over(holders: dict[int, set[int]], per_holder: int, buckets: 
             wanted[pid] -= 1
             chosen.append(symbol)
     return chosen
+
+
+async def signals_received(client: Client, workflow_id: str) -> Counter:
+    """Open time -> `candle_closed` signals in the workflow's history (every run of it)."""
+    import json
+
+    got: Counter = Counter()
+    async for execution in client.list_workflows(f"WorkflowId = '{workflow_id}'"):
+        history = await client.get_workflow_handle(workflow_id, run_id=execution.run_id).fetch_history()
+        for e in history.events:
+            if e.HasField("workflow_execution_signaled_event_attributes"):
+                attrs = e.workflow_execution_signaled_event_attributes
+                if attrs.signal_name == "candle_closed" and attrs.input.payloads:
+                    got[json.loads(attrs.input.payloads[0].data)["t"]] += 1
+    return got

@@ -53,7 +53,10 @@ async def test_slots_are_shared_by_every_worker_and_spaced(database_url):
     gaps = [b - a for a, b in itertools.pairwise(began)]
     assert min(gaps) > 0.18, gaps  # 0.216 s (1.08 / 5), less the sleep's own jitter
     assert most_in_any_second(began) <= 5
-    assert 2.0 < began[-1] - t0 < 3.5
+    # 11 gaps of 0.216 s; a call that woke up too late for its slot (a loaded machine) took the
+    # next free one, each such slot adding a gap.
+    late = sum(p.late_slots for p in pacers)
+    assert 2.0 < began[-1] - t0 < 1.0 + (11 + late) * slot_gap(5.0), (began[-1] - t0, late)
 
 
 async def test_a_burst_of_analyses_never_exceeds_the_queue_rate(client, database_url, db):
