@@ -181,10 +181,23 @@ class LlmProxy:
             "x-trigger-source": TRIGGER_SOURCE,
             "x-correlation-id": f"{input.context.signal_id}:{input.analysis_number}",
         }
-        if self._pacer is not None:
-            await self._pacer.wait_turn(activity.heartbeat, _HEARTBEAT_EVERY)
         started = time.monotonic()
-        request = asyncio.ensure_future(self._client.post(self._url, json=build_request_body(input), headers=headers))
+        sent = [started]
+        extensions: dict[str, Any] = {}
+        pacer = self._pacer
+        if pacer is not None:
+
+            async def trace(event: str, info: dict[str, Any]) -> None:
+                # The queue-wide slot is taken here, once the connection exists and the request
+                # is about to be written: connect jitter cannot move its arrival past the slot.
+                if event.endswith(".send_request_headers.started"):
+                    await pacer.wait_turn()
+                    sent[0] = time.monotonic()
+
+            extensions["trace"] = trace
+        request = asyncio.ensure_future(
+            self._client.post(self._url, json=build_request_body(input), headers=headers, extensions=extensions)
+        )
         try:
             # Heartbeats let Temporal notice a dead worker long before the call's own timeout,
             # and deliver cancellation when an operator cancels the monitor.
@@ -198,7 +211,7 @@ class LlmProxy:
             request.cancel()
             raise
         except httpx.TimeoutException as exc:
-            activity_metrics.llm_proxy_answered(timedelta(seconds=time.monotonic() - started), TIMEOUT)
+            activity_metrics.llm_proxy_answered(timedelta(seconds=time.monotonic() - sent[0]), TIMEOUT)
             raise self._error(f"llm-proxy timed out ({type(exc).__name__})", TIMEOUT) from None
         except httpx.LocalProtocolError as exc:
             # The request cannot even be sent (e.g. an illegal header value): no retry changes that.
@@ -212,7 +225,7 @@ class LlmProxy:
         except Exception as exc:
             # Anything else would reach history with its own message: redacted like the rest.
             raise self._error(f"llm-proxy call failed: {type(exc).__name__}: {exc}", UNAVAILABLE) from None
-        latency_ms = int((time.monotonic() - started) * 1000)
+        latency_ms = int((time.monotonic() - sent[0]) * 1000)  # from the request's slot on
         code = response.status_code
         activity_metrics.llm_proxy_answered(timedelta(milliseconds=latency_ms), "ok" if code == 200 else f"http_{code}")
         where = f"attempt {info.attempt}, HTTP {code}"

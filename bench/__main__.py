@@ -16,7 +16,7 @@ from bench import data
 from bench.report import Report, machine_facts
 from bench.stack import binary, new_queue, stack, start_floor_worker, start_monitor_worker, workers
 
-MEASUREMENTS = ("overhead", "history", "burst", "memory", "llm")
+MEASUREMENTS = ("overhead", "history", "burst", "memory", "llm", "bridges")
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -44,6 +44,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         nargs="+",
         metavar="N",
         help="idle monitor counts for the memory measurement (default 1000 10000, quick 300)",
+    )
+    p.add_argument("--bridge-streams", type=int, help="streams for the bridges measurement (default 2000, quick 100)")
+    p.add_argument(
+        "--bridge-monitors", type=int, help="monitors for the bridges measurement (default 10000, quick 500)"
     )
     return p.parse_args(argv)
 
@@ -115,6 +119,13 @@ async def main(args: argparse.Namespace) -> int:
                     await llm_pressure.run(st, rep, conn, trader, quick)
                 except Exception as err:
                     rep.failed("llm", err)
+            if "bridges" in wanted:
+                from bench import bridge_share
+
+                try:
+                    await bridge_share.run(st, rep, quick, args.bridge_streams, args.bridge_monitors)
+                except Exception as err:
+                    rep.failed("bridges", err)
         finally:
             await conn.close()
     rep.say(

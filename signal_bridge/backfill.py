@@ -95,14 +95,11 @@ class Backfiller:
         forwarded = sum(1 for r in results if r is True)
         errors = [r for r in results if isinstance(r, BaseException)]
         self.stats.rest_errors += len(errors)
-        emit(
-            "bridge.backfill",
-            reason=reason,
-            streams=len(keys),
-            forwarded=forwarded,
-            errors=len(errors),
-            **({"first_error": repr(errors[0])[:200]} if errors else {}),
-        )
+        fields: dict[str, object] = {"reason": reason, "streams": len(keys), "forwarded": forwarded}
+        fields["errors"] = len(errors)
+        if errors:
+            fields["first_error"] = repr(errors[0])[:200]
+        emit("bridge.backfill", logging.INFO, **fields)
         return forwarded
 
     async def _one(self, key: StreamKey, server_time: int, before: int | None = None) -> bool:

@@ -17,6 +17,10 @@ ENV_HELP = """environment:
   BINANCE_WS_URL                  default wss://stream.binance.com:9443
   BINANCE_REST_URL                default https://api.binance.com
   SIGNAL_BRIDGE_REFRESH_SECONDS   how often running monitors are listed (default 5)
+  SIGNAL_BRIDGE_MODE              redundant (default: every replica sends every close) or shared
+                                  (replicas divide the streams; needs DATABASE_URL)
+  DATABASE_URL                    shared mode: PostgreSQL holding the replicas' advisory locks
+                                  (a direct or session-mode connection, not a transaction pooler)
   SIGNAL_BRIDGE_<FIELD>           any other BridgeConfig field, e.g. SIGNAL_BRIDGE_SIGNAL_CONCURRENCY
   SIGNAL_MONITOR_METRICS_ADDRESS  serve Prometheus metrics here (e.g. 0.0.0.0:9464)
   TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_PROFILE: where Temporal is"""
@@ -72,7 +76,7 @@ def main(argv: list[str]) -> int:
         print(f"error: bridge configuration: {exc}", file=sys.stderr)
         return 2
     if args.action == "config":
-        for key, value in vars(cfg).items():
+        for key, value in cfg.printable().items():
             print(f"{key}={value}")
         return 0
     try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 from workflows.names import POSITION_WORKFLOW_TYPE, WORKFLOW_TYPE
 
@@ -13,6 +13,8 @@ from workflows.names import POSITION_WORKFLOW_TYPE, WORKFLOW_TYPE
 RUNNING_MONITORS_QUERY = (
     f"WorkflowType IN ('{WORKFLOW_TYPE}', '{POSITION_WORKFLOW_TYPE}') AND ExecutionStatus = 'Running'"
 )
+
+MODES = ("redundant", "shared")
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,14 @@ class BridgeConfig:
     rest_timeout: float = 10.0
     rest_max_attempts: int = 5
     stats_seconds: float = 60.0
+    # redundant: every replica sends every close (each monitor de-duplicates). shared: the
+    # replicas divide the streams through PostgreSQL advisory locks (see ownership.py).
+    mode: str = "redundant"
+    buckets: int = 64  # streams hash into this many; every replica of a group must agree
+    ownership_check_seconds: float = 2.0  # rebalancing step; a dead replica's streams move within ~2 steps
+    group: str = "default"  # replicas sharing streams (separate deployments on one database differ)
+    # From DATABASE_URL (shared mode only); never printed or logged.
+    database_url: str = field(default="", repr=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> BridgeConfig:
@@ -62,6 +72,8 @@ class BridgeConfig:
                 raw = env.get("BINANCE_WS_URL")
             elif f.name == "rest_url":
                 raw = env.get("BINANCE_REST_URL")
+            elif f.name == "database_url":
+                raw = env.get("DATABASE_URL")
             else:
                 raw = env.get(f"SIGNAL_BRIDGE_{f.name.upper()}")
             if raw is None or raw == "":
@@ -87,6 +99,18 @@ class BridgeConfig:
             raise ValueError("control_interval below 0.2 s risks Binance's 5 messages/s rule")
         if self.refresh_seconds <= 0 or self.signal_concurrency < 1 or self.subscribe_batch < 1:
             raise ValueError("refresh_seconds, signal_concurrency and subscribe_batch must be positive")
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, not {self.mode!r}")
+        if self.mode == "shared" and not self.database_url:
+            raise ValueError("mode shared needs DATABASE_URL (the replicas divide the streams through PostgreSQL)")
+        if not 1 <= self.buckets <= 4096 or self.ownership_check_seconds <= 0:
+            raise ValueError("buckets must be within 1..4096 and ownership_check_seconds positive")
+
+    def printable(self) -> dict[str, object]:
+        """The effective settings without secrets (for `bridge config` and logs)."""
+        values: dict[str, object] = {f.name: getattr(self, f.name) for f in fields(self)}
+        values["database_url"] = "(set)" if self.database_url else "(unset)"
+        return values
 
     @property
     def stream_url(self) -> str:

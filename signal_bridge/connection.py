@@ -22,7 +22,9 @@ from .frames import ControlReply, KlineEvent, Malformed, ServerShutdown, parse_f
 from .pacing import ControlPacer
 from .stats import BridgeStats
 
-OnKline = Callable[[KlineEvent, float], None]  # (event, local monotonic receipt time)
+# (event, local monotonic receipt time). The router's handler also takes a source and says
+# whether the close was new; a connection passes only the two and ignores the answer.
+OnKline = Callable[[KlineEvent, float], object]
 
 _ids = itertools.count(1)
 

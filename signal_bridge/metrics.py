@@ -34,6 +34,8 @@ GAUGES = {
     "streams_watched": ("streams_watched", "kline streams watched"),
     "monitors_watched": ("monitors_watched", "running monitors seen in visibility"),
     "connections": ("connections_open", "open WebSocket connections"),
+    "buckets_owned": ("buckets_owned", "shared mode: stream buckets this replica sends"),
+    "replicas": ("bridge_replicas", "shared mode: live bridge replicas seen"),
 }
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 
 from temporalio.client import Client
 
@@ -14,8 +15,9 @@ from .backfill import Backfiller
 from .config import BridgeConfig
 from .delivery import Delivery
 from .events import emit
-from .frames import stream_key, stream_name
+from .frames import StreamKey, stream_key, stream_name
 from .monitors import MonitorDirectory
+from .ownership import BucketOwnership
 from .router import CloseRouter
 from .stats import BridgeStats
 from .subscriptions import SubscriptionManager
@@ -51,34 +53,56 @@ async def run_bridge(
         backfiller.request({stream_key(s) for s in streams}, reason)
 
     subs = SubscriptionManager(cfg, stats, router.on_kline, on_connected)
+    ownership = BucketOwnership(cfg, stats) if cfg.mode == "shared" else None
+    if ownership is not None:
+        await ownership.step()  # the first share before anything is subscribed
     delivery.start()
     emit(
         "bridge.starting",
         ws=cfg.ws_url,
         rest=cfg.rest_url,
+        mode=cfg.mode,
         refresh_s=cfg.refresh_seconds,
         streams_per_connection=cfg.streams_per_connection,
     )
     reporter = asyncio.create_task(_report(cfg, stats, stop), name="bridge-stats")
+    rebalancer = asyncio.create_task(ownership.run(stop), name="bridge-ownership") if ownership else None
+    by_stream: dict[StreamKey, frozenset[str]] | None = None
+    next_refresh = 0.0
     try:
         while not stop.is_set():
-            try:
-                by_stream = await asyncio.wait_for(directory.refresh(), timeout=max(10.0, cfg.refresh_seconds))
-            except Exception as exc:  # Temporal unreachable for a while: keep what we watch
-                stats.visibility_errors += 1
-                emit(
-                    "bridge.visibility_failed", logging.WARNING, error=repr(exc)[:200], failures=stats.visibility_errors
+            if time.monotonic() >= next_refresh:
+                try:
+                    by_stream = await asyncio.wait_for(directory.refresh(), timeout=max(10.0, cfg.refresh_seconds))
+                except Exception as exc:  # Temporal unreachable for a while: keep what we watch
+                    stats.visibility_errors += 1
+                    emit(
+                        "bridge.visibility_failed",
+                        logging.WARNING,
+                        error=repr(exc)[:200],
+                        failures=stats.visibility_errors,
+                    )
+                else:
+                    delivery.forget_ended(set().union(*by_stream.values()) if by_stream else set())
+                next_refresh = time.monotonic() + cfg.refresh_seconds
+            if by_stream is not None:
+                if ownership is not None:
+                    ownership.changed.clear()
+                subs.update(
+                    stream_name(symbol, interval) for symbol, interval in _sent_here(by_stream, ownership, stats)
                 )
-            else:
-                subs.update(stream_name(symbol, interval) for symbol, interval in by_stream)
-                delivery.forget_ended(set().union(*by_stream.values()) if by_stream else set())
                 if ready is not None:
                     ready.set()
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=cfg.refresh_seconds)
+            await _wait_next(stop, ownership, next_refresh - time.monotonic())
     finally:
         emit("bridge.stopping", backlog=delivery.backlog)
+        if rebalancer is not None:
+            rebalancer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await rebalancer
         await subs.stop()
+        if ownership is not None:
+            await ownership.aclose()  # after unsubscribing: the next owner's backfill covers the gap
         await backfiller.aclose()
         # Closes already received get a short chance to reach their monitors.
         await delivery.stop(drain_timeout=5.0)
@@ -87,6 +111,28 @@ async def run_bridge(
             await reporter
         _log_stats(stats, "bridge.stopped")
     return stats
+
+
+def _sent_here(
+    by_stream: dict[StreamKey, frozenset[str]], ownership: BucketOwnership | None, stats: BridgeStats
+) -> list[StreamKey]:
+    """The watched streams this replica sends: all of them, or in shared mode its buckets'."""
+    if ownership is None:
+        return list(by_stream)
+    mine = [key for key in by_stream if ownership.owns(key)]
+    stats.streams_not_owned = len(by_stream) - len(mine)
+    return mine
+
+
+async def _wait_next(stop: asyncio.Event, ownership: BucketOwnership | None, timeout: float) -> None:
+    """Until the next visibility refresh, an ownership change (streams to take or give up at
+    once, not at the next refresh) or the stop."""
+    waits = [asyncio.ensure_future(stop.wait())]
+    if ownership is not None:
+        waits.append(asyncio.ensure_future(ownership.changed.wait()))
+    _, pending = await asyncio.wait(waits, timeout=max(0.0, timeout), return_when=asyncio.FIRST_COMPLETED)
+    for fut in pending:
+        fut.cancel()
 
 
 async def _report(cfg: BridgeConfig, stats: BridgeStats, stop: asyncio.Event) -> None:
@@ -115,5 +161,10 @@ def _log_stats(stats: BridgeStats, event: str) -> None:
         "signal_failures",
         "malformed_frames",
         "exchange_gaps",
+        "bridge_replicas",
+        "buckets_owned",
+        "streams_not_owned",
     )
-    emit(event, **{k: snap[k] for k in keys}, latency_ms=snap["signal_latency_ms"] or "-")
+    fields = {k: snap[k] for k in keys}
+    fields["latency_ms"] = snap["signal_latency_ms"] or "-"
+    emit(event, logging.INFO, **fields)

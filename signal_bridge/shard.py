@@ -122,9 +122,10 @@ class Shard:
                     continue
                 await self._notify_fresh(conn)
             if events & {"age", "shutdown"}:
-                conn = await self._rotate(conn, "shutdown" if "shutdown" in events else "age")
-                if conn is None:
+                rotated = await self._rotate(conn, "shutdown" if "shutdown" in events else "age")
+                if rotated is None:
                     return "stop"
+                conn = rotated
                 await self._notify_fresh(conn)
 
     async def _rotate(self, old: StreamConnection, why: str) -> StreamConnection | None:

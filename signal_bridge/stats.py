@@ -41,6 +41,13 @@ class BridgeStats:
     rest_errors: int = 0
     visibility_refreshes: int = 0
     visibility_errors: int = 0
+    # Shared mode (SIGNAL_BRIDGE_MODE=shared): live replicas seen, buckets this one holds.
+    bridge_replicas: int = 0
+    buckets_owned: int = 0
+    ownership_changes: int = 0
+    ownership_errors: int = 0
+    streams_not_owned: int = 0  # watched streams another replica sends
+    ownership_changed_at: float = 0.0  # local monotonic time of the last change
     malformed_by_reason: collections.Counter = field(default_factory=collections.Counter)
     # Local receipt of the close frame (or REST row) to the signal accepted by Temporal, in ms.
     signal_latency_ms: collections.deque = field(default_factory=lambda: collections.deque(maxlen=10_000))

@@ -36,8 +36,10 @@ class SubscriptionManager:
             changed.add(shard)
         added = sorted(desired - set(self.assignment))
         for stream in added:
-            shard = next((s for s in self.shards if len(s.desired) < self.cfg.streams_per_connection), None)
-            if shard is None:
+            room = next((s for s in self.shards if len(s.desired) < self.cfg.streams_per_connection), None)
+            if room is not None:
+                shard = room
+            else:
                 shard = Shard(
                     self._next_index,
                     self.cfg,

@@ -117,3 +117,61 @@ def forwarded_times(stats: BridgeStats, symbol: str, interval: str) -> list[int]
 def unique_symbol(prefix: str = "T") -> str:
     """A symbol no other test uses, so streams are not shared between tests."""
     return f"{prefix}{uuid.uuid4().hex[:8].upper()}USDT"
+
+
+def shared_config(
+    fake: FakeBinance, task_queue: str, database_url: str, group: str, **overrides: object
+) -> BridgeConfig:
+    """A replica in shared mode; `group` keeps this test's replicas apart from any other's."""
+    values: dict[str, object] = dict(
+        mode="shared", database_url=database_url, group=group, buckets=16, ownership_check_seconds=0.5
+    )
+    values.update(overrides)
+    return bridge_config(fake, task_queue, **values)
+
+
+async def bucket_holders(db, group: str, buckets: int = 16) -> dict[int, set[int]]:
+    """Who holds which bucket of `group`, straight from PostgreSQL (backend pid -> buckets)."""
+    from signal_bridge.ownership import lock_space
+
+    rows = await db.fetch(
+        """SELECT pid, objid::int8 AS bucket FROM pg_locks
+           WHERE locktype = 'advisory' AND granted AND objsubid = 2 AND classid::int8 = $1
+             AND database = (SELECT oid FROM pg_database WHERE datname = current_database())""",
+        lock_space(group, buckets, "bucket"),
+    )
+    holders: dict[int, set[int]] = {}
+    for r in rows:
+        holders.setdefault(r["pid"], set()).add(r["bucket"])
+    return holders
+
+
+def symbols_spread_over(holders: dict[int, set[int]], per_holder: int, buckets: int = 16) -> list[str]:
+    """Fresh symbols (1m streams) chosen so that every holder owns `per_holder` of them."""
+    from signal_bridge.buckets import bucket_of
+
+    owner = {b: pid for pid, bs in holders.items() for b in bs}
+    wanted = {pid: per_holder for pid in holders}
+    chosen: list[str] = []
+    while any(wanted.values()):
+        symbol = unique_symbol("S")
+        pid = owner.get(bucket_of((symbol, "1m"), buckets))
+        if pid is not None and wanted[pid] > 0:
+            wanted[pid] -= 1
+            chosen.append(symbol)
+    return chosen
+
+
+async def signals_received(client: Client, workflow_id: str) -> Counter:
+    """Open time -> `candle_closed` signals in the workflow's history (every run of it)."""
+    import json
+
+    got: Counter = Counter()
+    async for execution in client.list_workflows(f"WorkflowId = '{workflow_id}'"):
+        history = await client.get_workflow_handle(workflow_id, run_id=execution.run_id).fetch_history()
+        for e in history.events:
+            if e.HasField("workflow_execution_signaled_event_attributes"):
+                attrs = e.workflow_execution_signaled_event_attributes
+                if attrs.signal_name == "candle_closed" and attrs.input.payloads:
+                    got[json.loads(attrs.input.payloads[0].data)["t"]] += 1
+    return got

@@ -84,3 +84,22 @@ def test_cli_passes_its_arguments_to_the_bridge():
         [sys.executable, "-m", "workers.cli", "bridge", "--help"], capture_output=True, text=True, env=env, timeout=60
     )
     assert out.returncode == 0 and "usage: signal-monitor bridge" in out.stdout and "config" in out.stdout
+
+
+def test_cli_shared_mode_needs_database_url_and_never_prints_it():
+    env = {"PATH": "", "SIGNAL_BRIDGE_MODE": "shared"}
+    out = subprocess.run(
+        [sys.executable, "-m", "workers.cli", "bridge", "config"], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert out.returncode == 2 and "DATABASE_URL" in out.stderr, out.stderr
+    env["DATABASE_URL"] = "postgresql://bridge:s3cret-pw@db.invalid:5432/app"
+    out = subprocess.run(
+        [sys.executable, "-m", "workers.cli", "bridge", "config"], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert out.returncode == 0 and "mode=shared" in out.stdout and "database_url=(set)" in out.stdout, out.stderr
+    assert "s3cret" not in out.stdout + out.stderr
+    env["SIGNAL_BRIDGE_MODE"] = "sharded"
+    out = subprocess.run(
+        [sys.executable, "-m", "workers.cli", "bridge"], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert out.returncode == 2 and "redundant, shared" in out.stderr and "s3cret" not in out.stderr
