@@ -12,6 +12,7 @@ import sys
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 
 from temporalio.client import Client
 
@@ -175,3 +176,13 @@ async def signals_received(client: Client, workflow_id: str) -> Counter:
                 if attrs.signal_name == "candle_closed" and attrs.input.payloads:
                     got[json.loads(attrs.input.payloads[0].data)["t"]] += 1
     return got
+
+
+# How far in the past a fast fake Binance begins: its closes then run at `speed` toward the wall
+# clock and never past it. At speed 30 an hour takes two minutes, longer than any bridge test.
+REPLAY_LEAD = timedelta(hours=1)
+
+
+def replay_start() -> datetime:
+    """Where a fast fake Binance's clock begins; signals of the test are stamped the same instant."""
+    return datetime.now(UTC) - REPLAY_LEAD

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from datetime import UTC, datetime
 
 from temporalio.client import WorkflowExecutionStatus
 
@@ -18,6 +17,7 @@ from tests.bridge_support import (
     assert_fake_rules_kept,
     bridge_config,
     forwarded_times,
+    replay_start,
     running_bridge,
 )
 from tests.monitor_harness import monitor_stack
@@ -59,9 +59,10 @@ MALFORMED = [
 
 
 async def test_monitor_decides_on_replayed_closes_and_survives_malformed_frames(client, database_url, db):
-    row = await insert_signal(db, symbol="BTCUSDT", interval="1m", timestamp=datetime.now(UTC))
+    start = replay_start()  # the fake replays from here, never past the wall clock
+    row = await insert_signal(db, symbol="BTCUSDT", interval="1m", timestamp=start)
     # speed 30: one 1m candle every 2 s, closes 0.3 virtual seconds after T, late x:false frames.
-    async with FakeBinance(speed=30, auto_series=True) as fake, monitor_stack(client, database_url) as m:
+    async with FakeBinance(start=start, speed=30, auto_series=True) as fake, monitor_stack(client, database_url) as m:
         m.proxy.script(
             row.signal_id, Answer.wait(55), Answer.wait(58), Answer.wait(61), Answer.enter(86, entry=43000.0)
         )

@@ -5,7 +5,6 @@ meanwhile, and the monitor goes on with nothing analysed twice."""
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
 
 from fakes.binance import FakeBinance
 from fakes.llm_proxy import Answer
@@ -14,6 +13,7 @@ from tests.bridge_support import (
     assert_each_once,
     assert_fake_rules_kept,
     bridge_config,
+    replay_start,
     running_bridge,
 )
 from tests.monitor_harness import monitor_stack
@@ -24,8 +24,9 @@ OUTAGE_S = 4.0
 
 
 async def test_exchange_outage_backs_off_then_recovers(client, database_url, db):
-    row = await insert_signal(db, symbol=KEY[0], interval=KEY[1], timestamp=datetime.now(UTC), max_reanalyses=100)
-    first = await FakeBinance(speed=30, auto_series=True).start()
+    start = replay_start()  # the fake replays from here, never past the wall clock
+    row = await insert_signal(db, symbol=KEY[0], interval=KEY[1], timestamp=start, max_reanalyses=100)
+    first = await FakeBinance(start=start, speed=30, auto_series=True).start()
     second = None
     try:
         async with monitor_stack(client, database_url) as m:

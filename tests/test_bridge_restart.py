@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from datetime import UTC, datetime
 
 from fakes.binance import FakeBinance
 from fakes.llm_proxy import Answer
@@ -17,6 +16,7 @@ from tests.bridge_support import (
     bridge_config,
     bridge_env,
     kill,
+    replay_start,
     running_bridge,
     start_bridge_process,
 )
@@ -28,9 +28,10 @@ IV = 60_000
 
 
 async def test_killed_bridge_restarts_and_backfills_the_missed_close(client, database_url, db, temporal_address):
-    row = await insert_signal(db, symbol="ETHUSDT", interval="1m", timestamp=datetime.now(UTC), max_reanalyses=100)
+    start = replay_start()  # the fake replays from here, never past the wall clock
+    row = await insert_signal(db, symbol="ETHUSDT", interval="1m", timestamp=start, max_reanalyses=100)
     # speed 20: a 1m candle every 3 s.
-    async with FakeBinance(speed=20, auto_series=True) as fake, monitor_stack(client, database_url) as m:
+    async with FakeBinance(start=start, speed=20, auto_series=True) as fake, monitor_stack(client, database_url) as m:
         m.proxy.script(row.signal_id, *[Answer.wait(50 + i % 10) for i in range(100)])
         handle = await m.start(row.signal_id)
         with tempfile.NamedTemporaryFile(prefix="bridge-", suffix=".log", delete=False) as fh:

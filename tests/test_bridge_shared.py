@@ -20,6 +20,7 @@ from tests.bridge_support import (
     bucket_holders,
     forwarded_times,
     kill,
+    replay_start,
     running_bridge,
     shared_config,
     signals_received,
@@ -43,9 +44,10 @@ async def balanced(db, group: str, replicas: int) -> dict[int, set[int]]:
 
 
 async def test_three_replicas_divide_the_streams_each_close_sent_once(client, database_url, db):
+    start = replay_start()  # the fake replays from here, never past the wall clock
     group = f"g-{uuid.uuid4().hex[:8]}"
     # speed 20: a 1m candle every 3 s.
-    async with FakeBinance(speed=20, auto_series=True) as fake, monitor_stack(client, database_url) as m:
+    async with FakeBinance(start=start, speed=20, auto_series=True) as fake, monitor_stack(client, database_url) as m:
         cfg = shared_config(fake, m.task_queue, database_url, group)
         async with running_bridge(client, cfg) as a, running_bridge(client, cfg) as b, running_bridge(client, cfg) as c:
             replicas = [a, b, c]
@@ -85,9 +87,10 @@ async def test_three_replicas_divide_the_streams_each_close_sent_once(client, da
 
 
 async def test_killed_replica_streams_taken_over_no_close_lost(client, database_url, db, temporal_address):
+    start = replay_start()  # the fake replays from here, never past the wall clock
     group = f"g-{uuid.uuid4().hex[:8]}"
     # speed 10: a 1m candle every 6 s, longer than a takeover: every close must be analysed.
-    async with FakeBinance(speed=10, auto_series=True) as fake, monitor_stack(client, database_url) as m:
+    async with FakeBinance(start=start, speed=10, auto_series=True) as fake, monitor_stack(client, database_url) as m:
         env = bridge_env(
             fake,
             m.task_queue,

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from datetime import UTC, datetime
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -19,6 +18,7 @@ from tests.bridge_support import (
     assert_fake_rules_kept,
     bridge_config,
     forwarded_times,
+    replay_start,
     running_bridge,
 )
 from tests.monitor_harness import monitor_stack
@@ -76,12 +76,16 @@ class Relay:
 
 
 async def test_closes_survive_a_temporal_outage(client, database_url, db, temporal_address):
-    row = await insert_signal(db, symbol=KEY[0], interval=KEY[1], timestamp=datetime.now(UTC), max_reanalyses=100)
+    start = replay_start()  # the fake replays from here, never past the wall clock
+    row = await insert_signal(db, symbol=KEY[0], interval=KEY[1], timestamp=start, max_reanalyses=100)
     relay = Relay(temporal_address)
     address = await relay.start()
     bridge_client = await Client.connect(address, namespace=client.namespace, data_converter=pydantic_data_converter)
     try:
-        async with FakeBinance(speed=30, auto_series=True) as fake, monitor_stack(client, database_url) as m:
+        async with (
+            FakeBinance(start=start, speed=30, auto_series=True) as fake,
+            monitor_stack(client, database_url) as m,
+        ):
             m.proxy.script(row.signal_id, *[Answer.wait(55) for _ in range(100)])
             handle = await m.start(row.signal_id)
             cfg = bridge_config(fake, m.task_queue, signal_timeout=1.0, retry_initial=0.5, retry_max=1.0)

@@ -3,8 +3,6 @@ de-duplication makes each candle analysed exactly once."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from fakes.binance import FakeBinance
 from fakes.llm_proxy import Answer
 from tests.bridge_support import (
@@ -13,6 +11,7 @@ from tests.bridge_support import (
     assert_fake_rules_kept,
     bridge_config,
     forwarded_times,
+    replay_start,
     running_bridge,
 )
 from tests.monitor_harness import monitor_stack
@@ -20,10 +19,11 @@ from tests.support import eventually, insert_signal
 
 
 async def test_two_bridges_each_candle_analysed_once(client, database_url, db):
-    row = await insert_signal(db, symbol="SOLUSDT", interval="1m", timestamp=datetime.now(UTC), max_reanalyses=100)
+    start = replay_start()  # the fake replays from here, never past the wall clock
+    row = await insert_signal(db, symbol="SOLUSDT", interval="1m", timestamp=start, max_reanalyses=100)
     # Pings every second, 2 s to answer: the bridges' connections live on their pongs.
     async with (
-        FakeBinance(speed=30, auto_series=True, ping_interval=1.0, ping_timeout=2.0) as fake,
+        FakeBinance(start=start, speed=30, auto_series=True, ping_interval=1.0, ping_timeout=2.0) as fake,
         monitor_stack(client, database_url) as m,
     ):
         m.proxy.script(row.signal_id, *[Answer.wait(55) for _ in range(100)])

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 
 from fakes.binance import FakeBinance
 from fakes.llm_proxy import Answer, always
-from tests.bridge_support import assert_fake_rules_kept, bridge_config, running_bridge, unique_symbol
+from tests.bridge_support import assert_fake_rules_kept, bridge_config, replay_start, running_bridge, unique_symbol
 from tests.fault_checks import Expectation, assert_three_checks, closes_between
 from tests.monitor_harness import monitor_stack
 from tests.support import eventually, insert_signal
@@ -57,13 +57,14 @@ def wrong_type_frames(symbol: str, t: int) -> list[str]:
 
 
 async def test_every_binance_fault_then_each_close_analysed_once(client, database_url, db):
+    start = replay_start()  # the fake replays from here, never past the wall clock
     symbol = unique_symbol("F")
     unlisted = unique_symbol("NOLIST")
     key = (symbol, INTERVAL)
-    row = await insert_signal(db, symbol=symbol, interval=INTERVAL, timestamp=datetime.now(UTC), max_reanalyses=1000)
-    lonely = await insert_signal(db, symbol=unlisted, interval=INTERVAL, timestamp=datetime.now(UTC))
+    row = await insert_signal(db, symbol=symbol, interval=INTERVAL, timestamp=start, max_reanalyses=1000)
+    lonely = await insert_signal(db, symbol=unlisted, interval=INTERVAL, timestamp=start)
     # auto_series off: only `symbol` trades; `unlisted` has no stream data and REST says "Invalid symbol."
-    async with FakeBinance(speed=30, shutdown_grace=0.3) as fake, monitor_stack(client, database_url) as m:
+    async with FakeBinance(start=start, speed=30, shutdown_grace=0.3) as fake, monitor_stack(client, database_url) as m:
         fake.start_series(*key)
         m.proxy.default = always(Answer.wait(55))
         handle = await m.start(row.signal_id)

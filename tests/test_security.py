@@ -16,7 +16,6 @@ import json
 import logging
 import secrets
 import uuid
-from datetime import UTC, datetime
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -28,7 +27,7 @@ from temporalio.client import WorkflowExecutionStatus
 from fakes.binance import FakeBinance
 from fakes.llm_proxy import Answer, FakeLlmProxy, Fault
 from signal_bridge.config import RUNNING_MONITORS_QUERY
-from tests.bridge_support import unique_symbol
+from tests.bridge_support import replay_start, unique_symbol
 from tests.conftest import create_database, free_port
 from tests.monitor_harness import monitor_stack
 from tests.processes import command_env, project_process, signal_monitor
@@ -54,6 +53,7 @@ async def _role_with_password(admin_url: str, password: str) -> tuple[str, str]:
 async def test_no_secret_in_histories_logs_metrics_or_cli_output_of_a_full_run(
     client, postgres_server, temporal_address
 ):
+    start = replay_start()  # the fake replays from here, never past the wall clock
     llm_key = "sk-llm-" + secrets.token_hex(12)
     db_password = "pg-pw-" + secrets.token_hex(12)
     temporal_key = "tmprl-" + secrets.token_hex(12)
@@ -63,7 +63,7 @@ async def test_no_secret_in_histories_logs_metrics_or_cli_output_of_a_full_run(
     symbol = unique_symbol("SEC")
     ports = {name: free_port() for name in ("worker", "intake", "bridge")}
     outputs: list[str] = []
-    async with FakeBinance(speed=30) as fake, FakeLlmProxy(api_key=llm_key) as proxy:
+    async with FakeBinance(start=start, speed=30) as fake, FakeLlmProxy(api_key=llm_key) as proxy:
         fake.start_series(symbol, "1m")
         env = command_env(
             temporal_address,
@@ -82,9 +82,7 @@ async def test_no_secret_in_histories_logs_metrics_or_cli_output_of_a_full_run(
         )
         conn = await asyncpg.connect(admin_url)
         try:
-            row = await insert_signal(
-                conn, symbol=symbol, interval="1m", timestamp=datetime.now(UTC), max_reanalyses=20
-            )
+            row = await insert_signal(conn, symbol=symbol, interval="1m", timestamp=start, max_reanalyses=20)
             # Failures whose errors land in the history, then a decision two closes later.
             proxy.script(
                 row.signal_id,

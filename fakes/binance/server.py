@@ -24,6 +24,7 @@ import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -121,9 +122,14 @@ class FakeBinance:
         series: SeriesOptions | None = None,
         clock: Clock | None = None,
         start_prices: dict[str, str] | None = None,
+        start: datetime | None = None,
     ) -> None:
         series = series or SeriesOptions()
         self.host, self.port = host, port
+        if clock is None and start is not None:
+            # A fast replay that begins at `start` and never runs ahead of the wall clock: the real
+            # exchange never labels a candle with a time still to come (monitors refuse those).
+            clock = Clock(speed, start_ms=int(start.timestamp() * 1000), follow_wall_clock=True)
         self.clock = clock or Clock(speed)
         # SYMBOL -> where its series starts (e.g. its last close before a restart); else its level.
         self.start_prices = dict(start_prices or {})
