@@ -126,6 +126,8 @@ class PositionManagerWorkflow:
         self._modifications: list[StopLossRequest | TakeProfitRequest] = []
         self._applied = 0
         self._continuing = False
+        self._expired = False
+        self._timer: asyncio.Task[None] | None = None
         self._result: PositionResult | None = None
 
     # --- main loop ---------------------------------------------------------------------------
@@ -139,6 +141,9 @@ class PositionManagerWorkflow:
                 if self._s.context is None:
                     await self._load_and_open(self._input)
                 self._publish()
+                # One durable timer per run for max_position_duration (not one per loop turn:
+                # two history events saved for every managed close).
+                self._timer = asyncio.ensure_future(self._duration_timer())
                 for k in self._early:
                     self._classify(k)
                 self._early.clear()
@@ -158,6 +163,8 @@ class PositionManagerWorkflow:
             )
             self._set_details(f"cancelled by operator: position left as it is ({self._s.status}, no order placed)")
             raise
+        if self._timer is not None and not self._timer.done():
+            self._timer.cancel()
         self._s.status = self._result.status
         self._publish()
         await workflow.wait_condition(workflow.all_handlers_finished)
@@ -226,21 +233,25 @@ class PositionManagerWorkflow:
         self._s.status = PositionStatus.NOT_OPENED
         raise _Ended(self._make_result(reason))
 
+    async def _duration_timer(self) -> None:
+        deadline = self._s.deadline or workflow.now()
+        remaining = deadline - workflow.now()
+        if remaining > timedelta(0):
+            await workflow.sleep(remaining, summary="max_position_duration")
+        self._expired = True
+
     async def _next_step(self) -> None:
         s = self._s
-        deadline = s.deadline or workflow.now()
-        try:
-            await workflow.wait_condition(
-                lambda: (
-                    bool(s.queue)
-                    or self._close_reason is not None
-                    or bool(self._modifications)
-                    or workflow.info().is_continue_as_new_suggested()
-                ),
-                timeout=max(timedelta(0), deadline - workflow.now()),
-                timeout_summary="max_position_duration",
+        await workflow.wait_condition(
+            lambda: (
+                bool(s.queue)
+                or self._close_reason is not None
+                or bool(self._modifications)
+                or self._expired
+                or workflow.info().is_continue_as_new_suggested()
             )
-        except TimeoutError:
+        )
+        if self._expired:
             await self._close_at_market("max_position_duration", "duration", "max_position_duration passed")
         if self._close_reason is not None:
             await self._close_at_market("operator", f"operator{s.operator_changes}", self._close_reason)
