@@ -214,7 +214,14 @@ async def test_bad_input_or_id_mismatch_fails_at_once(client, database_url, db):
         not_entered = await insert_signal(db)
         handle = await start_position(client, not_entered, m.task_queue)
         result = await result_of(handle)
+        orphan = await entered_signal(db)
+        await db.execute("DELETE FROM traders WHERE id = $1", uuid.UUID(orphan.trader_id))
+        orphaned = await result_of(await start_position(client, orphan, m.task_queue))
     assert result.status == "not_opened" and "not in_position" in result.reason
+    assert await signal_status(db, not_entered.signal_id) == "new"
+    assert orphaned.status == "not_opened" and "not found" in orphaned.reason
+    assert await signal_status(db, orphan.signal_id) == "failed"
+    assert (await position_rows(db, orphan.signal_id))["orders"] == []
 
 
 async def test_management_interval_and_a_failing_manage_position_is_held(client, database_url, db):

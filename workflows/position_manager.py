@@ -175,31 +175,49 @@ class PositionManagerWorkflow:
             names.LOAD_POSITION_ACTIVITY, LoadPositionInput(signal_id=input.signal_id), PositionContext, "load signal"
         )
         self._s.context = ctx
+        if ctx.signal_status != "in_position":
+            self._s.status = PositionStatus.NOT_OPENED
+            raise _Ended(self._make_result(f"signal is {ctx.signal_status}, not in_position: nothing to manage"))
         problem = self._not_openable(ctx)
         reference = input.entry_price or ctx.reference_price
         if problem is None and reference is None:
             problem = "no entry price: neither the deciding close, the order intent nor the signal has one"
         if problem is not None or reference is None or ctx.user_id is None:
-            self._end_unopened(problem or "no entry price or owner")
+            await self._end_unopened(problem or "no entry price or owner")
         entry_t = input.entry_candle_t if input.entry_candle_t is not None else ctx.decided_candle_t
         stop, targets = usable_levels(ctx.side, reference, ctx.stop_loss, ctx.take_profits)
-        opened = await self._db(
-            names.OPEN_POSITION_ACTIVITY,
-            OpenPositionInput(
-                key=f"{ctx.signal_id}:{entry_t if entry_t is not None else 'signal'}:open",
-                signal_id=ctx.signal_id,
-                trader_id=ctx.trader_id,
-                user_id=ctx.user_id,
-                symbol=ctx.symbol,
-                side=ctx.side,
-                reference_price=reference,
-                stake=ctx.paper_stake,
-                stop_loss=stop,
-                take_profits=targets,
-            ),
-            OpenedPosition,
-            f"open {ctx.side} {ctx.symbol} at {reference} (paper)",
-        )
+        try:
+            opened = await self._db(
+                names.OPEN_POSITION_ACTIVITY,
+                OpenPositionInput(
+                    key=f"{ctx.signal_id}:{entry_t if entry_t is not None else 'signal'}:open",
+                    signal_id=ctx.signal_id,
+                    trader_id=ctx.trader_id,
+                    user_id=ctx.user_id,
+                    symbol=ctx.symbol,
+                    side=ctx.side,
+                    reference_price=reference,
+                    stake=ctx.paper_stake,
+                    stop_loss=stop,
+                    take_profits=targets,
+                ),
+                OpenedPosition,
+                f"open {ctx.side} {ctx.symbol} at {reference} (paper)",
+            )
+        except ApplicationError as err:
+            if err.type != "InvalidSignalData":
+                raise
+            await self._end_unopened(err.message)
+        self._opened(ctx, opened, entry_t, stop, targets)
+
+    def _opened(
+        self,
+        ctx: PositionContext,
+        opened: OpenedPosition,
+        entry_t: int | None,
+        stop: Decimal | None,
+        targets: list[Decimal],
+    ) -> None:
         s = self._s
         s.position_id = opened.position_id
         s.entry_price = opened.fill.price
@@ -219,8 +237,6 @@ class PositionManagerWorkflow:
 
     @staticmethod
     def _not_openable(ctx: PositionContext) -> str | None:
-        if ctx.signal_status != "in_position":
-            return f"signal is {ctx.signal_status}, not in_position: nothing to manage"
         if not ctx.trader_found or ctx.user_id is None:
             return f"trader {ctx.trader_id} not found"
         if not is_valid_symbol(ctx.symbol):
@@ -229,9 +245,25 @@ class PositionManagerWorkflow:
             return f"unknown management interval {ctx.interval!r}"
         return None
 
-    def _end_unopened(self, reason: str) -> NoReturn:
+    async def _end_unopened(self, reason: str) -> NoReturn:
+        """An entered signal whose position cannot be opened: the signal becomes `failed` saying why
+        (it must not claim a position nobody manages)."""
+        ctx = self._ctx()
         self._s.status = PositionStatus.NOT_OPENED
-        raise _Ended(self._make_result(reason))
+        await self._db(
+            names.CLOSE_SIGNAL_ACTIVITY,
+            CloseSignalInput(
+                signal_id=ctx.signal_id,
+                trader_id=ctx.trader_id,
+                reason=f"position could not be opened: {reason}"[:500],
+                realized_pnl=Decimal(0),
+                max_consecutive_losses=None,
+                status="failed",
+            ),
+            ClosedSignal,
+            "mark signal failed · position not opened",
+        )
+        raise _Ended(self._make_result(f"position could not be opened: {reason}"))
 
     async def _duration_timer(self) -> None:
         deadline = self._s.deadline or workflow.now()
