@@ -26,7 +26,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows import search_attributes as sa
     from workflows.candles import Kline, datetime_to_ms, is_valid_interval, is_valid_symbol
     from workflows.paper import Bar, gross_pnl, pnl_pct
-    from workflows.position_actions import ValidatedAction, validate_action
+    from workflows.position_actions import ManageAction, ValidatedAction, validate_action
     from workflows.position_candles import classify
     from workflows.position_models import (
         ClosedSignal,
@@ -54,7 +54,7 @@ with workflow.unsafe.imports_passed_through():
         StopLossRequest,
         TakeProfitRequest,
     )
-    from workflows.position_risk import Book, Exit, check, usable_levels
+    from workflows.position_risk import Book, Exit, ExitKind, check, usable_levels
 
 PERMANENT_TYPES = [
     "SignalNotFound",
@@ -328,7 +328,7 @@ class PositionManagerWorkflow:
             await self._exit(k, exit, closing)
         s.targets_hit, s.best_price, s.last_price = outcome.targets_hit, outcome.best_price, bar.close
         risk_exits = [e.kind for e in outcome.exits]
-        if outcome.closes_position:
+        if outcome.closes_position and outcome.exits:
             last = outcome.exits[-1]
             why = f"{last.kind} reached at {last.price} on candle {_utc(k.t)}"
             await self._record(k, "close", None, why, risk_exits, None)
@@ -464,10 +464,10 @@ class PositionManagerWorkflow:
     async def _record(
         self,
         k: Kline,
-        action: Any,
+        action: ManageAction,
         answer: ManagementAnswer | None,
         reasoning: str,
-        risk_exits: list[Any],
+        risk_exits: list[ExitKind],
         validated: ValidatedAction | None,
     ) -> None:
         ctx, s = self._ctx(), self._s
