@@ -172,6 +172,14 @@ class PositionStore:
                 if status != "in_position":
                     trader = await self._trader(conn, trader_id)
                     return ClosedSignal(signal_status=status, **trader)
+                if input.status == "failed":
+                    # The position could not be opened: the signal says so, and no loss is counted.
+                    await conn.execute(
+                        "UPDATE signals SET status = 'failed', monitor_reason = $2, updated_at = now() WHERE id = $1",
+                        signal_id,
+                        input.reason,
+                    )
+                    return ClosedSignal(signal_status="failed")
                 await conn.execute(
                     """UPDATE signals SET status = 'closed', closed_at = now(), monitor_reason = $2,
                        updated_at = now() WHERE id = $1""",

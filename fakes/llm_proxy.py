@@ -843,6 +843,7 @@ class FakeLlmProxy:
             return self._reply(rec, _Rendered(500, *_encode(_error_body(500, problem), None)), "rejected")
 
         params = body["params"]
+        default = self.manage_default if body["operation"] == MANAGE_OPERATION else self.default
         step = self._next_step(params, body["operation"])
         rec.step = step
         started = time.monotonic()
@@ -851,7 +852,7 @@ class FakeLlmProxy:
             await self._sleep(step.delay)
             if isinstance(step, FaultStep) and step.kind == "timeout":
                 await self._sleep(step.seconds)
-                step = step.then if step.then is not None else self.default(params)
+                step = step.then if step.then is not None else default(params)
                 continue
             break
         else:
@@ -867,7 +868,7 @@ class FakeLlmProxy:
             return web.Response(status=200)  # never sent: the transport is closed
 
         if isinstance(step, FaultStep) and step.kind in ("truncated", "slow_trickle"):
-            inner = step.then if step.then is not None else self.default(params)
+            inner = step.then if step.then is not None else default(params)
             if isinstance(inner, FaultStep) and inner.kind in ("timeout", "disconnect", "truncated", "slow_trickle"):
                 raise RuntimeError(f"fake llm-proxy: cannot {step.kind} a {inner.kind} step")
             if step.kind == "slow_trickle":

@@ -8,7 +8,7 @@ from decimal import Decimal as D
 import pytest
 from temporalio.client import WorkflowFailureError
 
-from fakes.llm_proxy import Answer
+from fakes.llm_proxy import Answer, Fault
 from fakes.manage_position import ManageAnswer
 from tests.monitor_harness import monitor_stack
 from tests.position_support import candle, entered_signal, position_rows, result_of, start_position, view
@@ -214,4 +214,34 @@ async def test_bad_input_or_id_mismatch_fails_at_once(client, database_url, db):
         not_entered = await insert_signal(db)
         handle = await start_position(client, not_entered, m.task_queue)
         result = await result_of(handle)
+        orphan = await entered_signal(db)
+        await db.execute("DELETE FROM traders WHERE id = $1", uuid.UUID(orphan.trader_id))
+        orphaned = await result_of(await start_position(client, orphan, m.task_queue))
     assert result.status == "not_opened" and "not in_position" in result.reason
+    assert await signal_status(db, not_entered.signal_id) == "new"
+    assert orphaned.status == "not_opened" and "not found" in orphaned.reason
+    assert await signal_status(db, orphan.signal_id) == "failed"
+    assert (await position_rows(db, orphan.signal_id))["orders"] == []
+
+
+async def test_management_interval_and_a_failing_manage_position_is_held(client, database_url, db):
+    row = await entered_signal(db, take_profits=[150], management_interval="5m")
+    async with monitor_stack(client, database_url) as m:
+        m.proxy.script_position(row.signal_id, Fault.status(401), Fault.timeout(10), ManageAnswer.close())
+        handle = await start_position(client, row, m.task_queue, entry_price=D(100))
+        await eventually(lambda: _status(handle, "open"))
+        await handle.signal("candle_closed", candle(row, 1, 100, 101, 99, 100))  # 1m: not the management interval
+        five = {**candle(row, 5, 100, 101, 99, 100), "i": "5m"}
+        five["T"] = five["t"] + 300_000 - 1
+        await handle.signal("candle_closed", five)
+        state = await eventually(lambda: _processed(handle, 1))
+        assert state.counts.foreign == 1 and state.counts.llm_failures == 1
+        assert "LlmProxyAuthError" in state.last_decisions[-1].reasoning
+        nxt = {**five, "t": five["t"] + 300_000, "T": five["T"] + 300_000}
+        await handle.signal("candle_closed", nxt)
+        result = await result_of(handle)
+    assert result.reason.startswith("close_action")
+    rows = await position_rows(db, row.signal_id)
+    assert [d["action"] for d in rows["decisions"]] == ["hold", "close"]
+    desc = await handle.describe()
+    assert desc.typed_search_attributes.get(sa.SIGNAL_INTERVAL) == "5m"

@@ -1,12 +1,14 @@
 """Position manager under restarts: the Temporal dev server restarted on its database file while a
 position is open (the worker is a `signal-monitor worker` process riding it out), and PostgreSQL
-crashed while a decision row is being written. Each close is processed once, each order placed once."""
+crashed while a decision row is being written, and a worker SIGKILLed in the middle of an order (its
+retry on another worker places it once). Each close is processed once, each order placed once."""
 
 from __future__ import annotations
 
 import asyncio
 import shutil
 import tempfile
+import uuid
 from decimal import Decimal as D
 from pathlib import Path
 
@@ -117,3 +119,54 @@ async def test_postgres_crashed_while_a_decision_is_written(client):
     assert result.reason.startswith("close_action")
     assert count == 2 and [d["action"] for d in rows["decisions"]] == ["hold", "close"]
     assert [o["metadata"]["kind"] for o in rows["orders"]] == ["entry", "close"]
+
+
+async def test_worker_killed_during_an_order_places_it_exactly_once(client, temporal_address, database_url, db):
+    """The worker is SIGKILLed while `close_position` is inside its transaction (held on the order's
+    own key by an uncommitted row of ours); a second worker's retry places the order once."""
+    row = await entered_signal(db, take_profits=[150])
+    async with FakeLlmProxy(api_key=TEST_KEY) as proxy:
+        proxy.script_position(row.signal_id, ManageAnswer.close())
+        env = worker_env(temporal_address, database_url, proxy)
+        queue = env["SIGNAL_MONITOR_TASK_QUEUE"]
+        k = candle(row, 1, 100, 101, 99, 100)
+        blocker = await asyncpg.connect(database_url)
+        try:
+            async with worker_process(env) as first:
+                handle = await start_position(client, row, queue, entry_price=D(100))
+                await eventually(lambda: _processed(handle, 0), timeout=30)
+                tx = blocker.transaction()
+                await tx.start()
+                await blocker.execute(
+                    "INSERT INTO orders (id, signal_id, user_id, symbol, side, type, status, quantity) "
+                    "VALUES ($1, $2, $3, 'BTCUSDT', 'sell', 'market', 'pending', 0)",
+                    f"paper-{row.signal_id}:{k['t']}:close",
+                    row.signal_id,
+                    uuid.UUID(row.user_id),
+                )
+                await handle.signal("candle_closed", k)
+
+                async def ordering() -> None:
+                    desc = await handle.describe()
+                    pending = [a.activity_type.name for a in desc.raw_description.pending_activities]
+                    assert pending == ["close_position"], pending
+                    waiting = await db.fetchval(
+                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                        "AND query LIKE '%INSERT INTO orders%'"
+                    )
+                    assert waiting >= 1
+
+                await eventually(ordering, timeout=30)
+                first.kill()
+                await first.proc.wait()
+            await tx.rollback()
+            async with worker_process(env):
+                # The lost attempt is retried after its start-to-close timeout (30 s).
+                result = await asyncio.wait_for(handle.result(), 90)
+        finally:
+            await blocker.close()
+    assert result.reason.startswith("close_action"), result
+    rows = await position_rows(db, row.signal_id)
+    assert [o["metadata"]["kind"] for o in rows["orders"]] == ["entry", "close"]
+    assert rows["positions"][0]["status"] == "closed" and rows["positions"][0]["contracts"] == 0
+    assert [d["action"] for d in rows["decisions"]] == ["close"]

@@ -26,7 +26,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows import search_attributes as sa
     from workflows.candles import Kline, datetime_to_ms, is_valid_interval, is_valid_symbol
     from workflows.paper import Bar, gross_pnl, pnl_pct
-    from workflows.position_actions import ValidatedAction, validate_action
+    from workflows.position_actions import ManageAction, ValidatedAction, validate_action
     from workflows.position_candles import classify
     from workflows.position_models import (
         ClosedSignal,
@@ -54,7 +54,7 @@ with workflow.unsafe.imports_passed_through():
         StopLossRequest,
         TakeProfitRequest,
     )
-    from workflows.position_risk import Book, Exit, check, usable_levels
+    from workflows.position_risk import Book, Exit, ExitKind, check, usable_levels
 
 PERMANENT_TYPES = [
     "SignalNotFound",
@@ -126,6 +126,8 @@ class PositionManagerWorkflow:
         self._modifications: list[StopLossRequest | TakeProfitRequest] = []
         self._applied = 0
         self._continuing = False
+        self._expired = False
+        self._timer: asyncio.Task[None] | None = None
         self._result: PositionResult | None = None
 
     # --- main loop ---------------------------------------------------------------------------
@@ -139,6 +141,9 @@ class PositionManagerWorkflow:
                 if self._s.context is None:
                     await self._load_and_open(self._input)
                 self._publish()
+                # One durable timer per run for max_position_duration (not one per loop turn:
+                # two history events saved for every managed close).
+                self._timer = asyncio.ensure_future(self._duration_timer())
                 for k in self._early:
                     self._classify(k)
                 self._early.clear()
@@ -158,6 +163,8 @@ class PositionManagerWorkflow:
             )
             self._set_details(f"cancelled by operator: position left as it is ({self._s.status}, no order placed)")
             raise
+        if self._timer is not None and not self._timer.done():
+            self._timer.cancel()
         self._s.status = self._result.status
         self._publish()
         await workflow.wait_condition(workflow.all_handlers_finished)
@@ -168,31 +175,49 @@ class PositionManagerWorkflow:
             names.LOAD_POSITION_ACTIVITY, LoadPositionInput(signal_id=input.signal_id), PositionContext, "load signal"
         )
         self._s.context = ctx
+        if ctx.signal_status != "in_position":
+            self._s.status = PositionStatus.NOT_OPENED
+            raise _Ended(self._make_result(f"signal is {ctx.signal_status}, not in_position: nothing to manage"))
         problem = self._not_openable(ctx)
         reference = input.entry_price or ctx.reference_price
         if problem is None and reference is None:
             problem = "no entry price: neither the deciding close, the order intent nor the signal has one"
         if problem is not None or reference is None or ctx.user_id is None:
-            self._end_unopened(problem or "no entry price or owner")
+            await self._end_unopened(problem or "no entry price or owner")
         entry_t = input.entry_candle_t if input.entry_candle_t is not None else ctx.decided_candle_t
         stop, targets = usable_levels(ctx.side, reference, ctx.stop_loss, ctx.take_profits)
-        opened = await self._db(
-            names.OPEN_POSITION_ACTIVITY,
-            OpenPositionInput(
-                key=f"{ctx.signal_id}:{entry_t if entry_t is not None else 'signal'}:open",
-                signal_id=ctx.signal_id,
-                trader_id=ctx.trader_id,
-                user_id=ctx.user_id,
-                symbol=ctx.symbol,
-                side=ctx.side,
-                reference_price=reference,
-                stake=ctx.paper_stake,
-                stop_loss=stop,
-                take_profits=targets,
-            ),
-            OpenedPosition,
-            f"open {ctx.side} {ctx.symbol} at {reference} (paper)",
-        )
+        try:
+            opened = await self._db(
+                names.OPEN_POSITION_ACTIVITY,
+                OpenPositionInput(
+                    key=f"{ctx.signal_id}:{entry_t if entry_t is not None else 'signal'}:open",
+                    signal_id=ctx.signal_id,
+                    trader_id=ctx.trader_id,
+                    user_id=ctx.user_id,
+                    symbol=ctx.symbol,
+                    side=ctx.side,
+                    reference_price=reference,
+                    stake=ctx.paper_stake,
+                    stop_loss=stop,
+                    take_profits=targets,
+                ),
+                OpenedPosition,
+                f"open {ctx.side} {ctx.symbol} at {reference} (paper)",
+            )
+        except ApplicationError as err:
+            if err.type != "InvalidSignalData":
+                raise
+            await self._end_unopened(err.message)
+        self._opened(ctx, opened, entry_t, stop, targets)
+
+    def _opened(
+        self,
+        ctx: PositionContext,
+        opened: OpenedPosition,
+        entry_t: int | None,
+        stop: Decimal | None,
+        targets: list[Decimal],
+    ) -> None:
         s = self._s
         s.position_id = opened.position_id
         s.entry_price = opened.fill.price
@@ -212,8 +237,6 @@ class PositionManagerWorkflow:
 
     @staticmethod
     def _not_openable(ctx: PositionContext) -> str | None:
-        if ctx.signal_status != "in_position":
-            return f"signal is {ctx.signal_status}, not in_position: nothing to manage"
         if not ctx.trader_found or ctx.user_id is None:
             return f"trader {ctx.trader_id} not found"
         if not is_valid_symbol(ctx.symbol):
@@ -222,25 +245,45 @@ class PositionManagerWorkflow:
             return f"unknown management interval {ctx.interval!r}"
         return None
 
-    def _end_unopened(self, reason: str) -> NoReturn:
+    async def _end_unopened(self, reason: str) -> NoReturn:
+        """An entered signal whose position cannot be opened: the signal becomes `failed` saying why
+        (it must not claim a position nobody manages)."""
+        ctx = self._ctx()
         self._s.status = PositionStatus.NOT_OPENED
-        raise _Ended(self._make_result(reason))
+        await self._db(
+            names.CLOSE_SIGNAL_ACTIVITY,
+            CloseSignalInput(
+                signal_id=ctx.signal_id,
+                trader_id=ctx.trader_id,
+                reason=f"position could not be opened: {reason}"[:500],
+                realized_pnl=Decimal(0),
+                max_consecutive_losses=None,
+                status="failed",
+            ),
+            ClosedSignal,
+            "mark signal failed · position not opened",
+        )
+        raise _Ended(self._make_result(f"position could not be opened: {reason}"))
+
+    async def _duration_timer(self) -> None:
+        deadline = self._s.deadline or workflow.now()
+        remaining = deadline - workflow.now()
+        if remaining > timedelta(0):
+            await workflow.sleep(remaining, summary="max_position_duration")
+        self._expired = True
 
     async def _next_step(self) -> None:
         s = self._s
-        deadline = s.deadline or workflow.now()
-        try:
-            await workflow.wait_condition(
-                lambda: (
-                    bool(s.queue)
-                    or self._close_reason is not None
-                    or bool(self._modifications)
-                    or workflow.info().is_continue_as_new_suggested()
-                ),
-                timeout=max(timedelta(0), deadline - workflow.now()),
-                timeout_summary="max_position_duration",
+        await workflow.wait_condition(
+            lambda: (
+                bool(s.queue)
+                or self._close_reason is not None
+                or bool(self._modifications)
+                or self._expired
+                or workflow.info().is_continue_as_new_suggested()
             )
-        except TimeoutError:
+        )
+        if self._expired:
             await self._close_at_market("max_position_duration", "duration", "max_position_duration passed")
         if self._close_reason is not None:
             await self._close_at_market("operator", f"operator{s.operator_changes}", self._close_reason)
@@ -285,7 +328,7 @@ class PositionManagerWorkflow:
             await self._exit(k, exit, closing)
         s.targets_hit, s.best_price, s.last_price = outcome.targets_hit, outcome.best_price, bar.close
         risk_exits = [e.kind for e in outcome.exits]
-        if outcome.closes_position:
+        if outcome.closes_position and outcome.exits:
             last = outcome.exits[-1]
             why = f"{last.kind} reached at {last.price} on candle {_utc(k.t)}"
             await self._record(k, "close", None, why, risk_exits, None)
@@ -421,10 +464,10 @@ class PositionManagerWorkflow:
     async def _record(
         self,
         k: Kline,
-        action: Any,
+        action: ManageAction,
         answer: ManagementAnswer | None,
         reasoning: str,
-        risk_exits: list[Any],
+        risk_exits: list[ExitKind],
         validated: ValidatedAction | None,
     ) -> None:
         ctx, s = self._ctx(), self._s

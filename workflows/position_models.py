@@ -187,6 +187,9 @@ class CloseSignalInput(BaseModel):
     reason: str
     realized_pnl: Decimal
     max_consecutive_losses: int | None
+    status: Literal["closed", "failed"] = Field(
+        default="closed", description="`failed`: the position could not be opened (no trader counting)"
+    )
 
 
 class ClosedSignal(BaseModel):
