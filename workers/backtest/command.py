@@ -180,7 +180,7 @@ async def _run(args: argparse.Namespace, spec: BacktestSpec, proxies: list[Proxy
     try:
         targets = [_target(p, local.url if local else None, local_key) for p in proxies]
         reports = []
-        async with sandbox() as box:
+        async with sandbox(quiet=not args.verbose) as box:
             for target in targets:
                 started = time.monotonic()
                 report = await run_backtest(box, spec, target, progress=lambda m: print(f"[backtest] {m}", flush=True))
@@ -196,8 +196,11 @@ def main(args: argparse.Namespace) -> int:
     if not args.verbose:
         # The worker's per-analysis lines would bury the report; warnings still show.
         logging.getLogger().setLevel(logging.WARNING)
-        for name in ("temporalio", "workers", "activities", "workflows", "fakes"):
+        for name in ("temporalio", "workers", "activities", "workflows", "fakes", "httpx"):
             logging.getLogger(name).setLevel(logging.WARNING)
+        # The test server implements neither search-attribute listing nor visibility counts.
+        for name in ("workers.search_attributes", "workers.monitor_gauge"):
+            logging.getLogger(name).setLevel(logging.ERROR)
     try:
         proxies = [parse_proxy(p) for p in (args.compare or [args.proxy])]
         if any(not p.local for p in proxies) and args.max_calls is None:

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from workers.backtest.report import Report, SignalOutcome, _decisions, _num, _pct, _short, iso
+from workers.backtest.report import Report, SignalOutcome, _decisions, _num, _pct, _short, dec, iso
 
 
 class Difference(BaseModel):
@@ -20,7 +20,7 @@ class Difference(BaseModel):
 
 
 def _pnl(o: SignalOutcome) -> str | None:
-    return str(o.trade.pnl) if o.trade else None
+    return dec(o.trade.pnl) if o.trade else None
 
 
 def differences(a: Report, b: Report) -> list[Difference]:

@@ -174,6 +174,14 @@ def _short(ms: int | None) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%m-%d %H:%M")
 
 
+def dec(x: Decimal | None) -> str | None:
+    """A price or amount as plain digits, without trailing zeros (43300, not 4.33E+4 or 43300.0)."""
+    if x is None:
+        return None
+    text = format(x.normalize(), "f")
+    return text
+
+
 def to_json(report: Report) -> dict[str, Any]:
     """`--json`: `trades` and `totals` as the issue names them, then everything else."""
     r, t = report.run, report.totals
@@ -182,13 +190,13 @@ def to_json(report: Report) -> dict[str, Any]:
             "signal_time": iso(o.trade.signal_time_ms),
             "side": o.trade.side,
             "entry_time": iso(o.trade.entry_time_ms),
-            "entry_price": str(o.trade.entry_price),
+            "entry_price": dec(o.trade.entry_price),
             "exit_time": iso(o.trade.exit_time_ms),
-            "exit_price": str(o.trade.exit_price),
+            "exit_price": dec(o.trade.exit_price),
             "exit_reason": o.trade.exit_reason,
-            "quantity": str(o.trade.quantity),
-            "fees": str(o.trade.fees),
-            "pnl": str(o.trade.pnl),
+            "quantity": dec(o.trade.quantity),
+            "fees": dec(o.trade.fees),
+            "pnl": dec(o.trade.pnl),
         }
         for o in report.signals
         if o.trade is not None
@@ -196,7 +204,7 @@ def to_json(report: Report) -> dict[str, Any]:
     signals = [
         {
             "signal_time": iso(o.signal_time_ms),
-            "price": str(o.price),
+            "price": dec(o.price),
             "status": o.status,
             "reason": o.reason,
             "decisions": [

