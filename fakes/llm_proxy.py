@@ -41,6 +41,8 @@ from typing import Any
 
 from aiohttp import web
 
+from fakes.manage_position import MANAGE_OPERATION, MANAGE_REQUIRED, ManageAnswer, manage_envelope, manage_policy
+
 __all__ = [
     "DEFAULT_API_KEY",
     "DEFAULT_PATH",
@@ -133,7 +135,7 @@ class FaultStep:
         return dataclasses.replace(self, delay=seconds)
 
 
-Step = DecisionAnswer | RawAnswer | FaultStep
+Step = DecisionAnswer | RawAnswer | FaultStep | ManageAnswer
 DefaultPolicy = Callable[[dict[str, Any]], Step]
 
 
@@ -536,6 +538,9 @@ class FakeLlmProxy:
         self._shutdown_timeout = shutdown_timeout
         self._backlog = backlog  # benchmarks open hundreds of connections at once
         self._scripts: dict[Any, collections.deque[Step]] = {}
+        # manage-position: its own queues (by signalId) and default policy
+        self._position_scripts: dict[Any, collections.deque[Step]] = {}
+        self.manage_default: DefaultPolicy = manage_policy
         self._runner: web.AppRunner | None = None
         self._stopping: asyncio.Event | None = None
         self._new_request: asyncio.Event | None = None
@@ -613,6 +618,14 @@ class FakeLlmProxy:
         self._scripts.setdefault(signal_id, collections.deque()).extend(steps)
         return self
 
+    def script_position(self, signal_id: Any, *steps: Step) -> FakeLlmProxy:
+        """Like :meth:`script`, for ``manage-position`` requests (``ManageAnswer.*`` or ``Fault.*``)."""
+        for s in steps:
+            if not isinstance(s, (ManageAnswer, RawAnswer, FaultStep)):
+                raise TypeError(f"not a manage-position step: {s!r} (use ManageAnswer.* or Fault.*)")
+        self._position_scripts.setdefault(signal_id, collections.deque()).extend(steps)
+        return self
+
     def pending(self, signal_id: Any = ...) -> int:
         """Number of scripted steps not consumed yet (for one key, or all)."""
         if signal_id is ...:
@@ -622,16 +635,18 @@ class FakeLlmProxy:
     def clear_script(self) -> None:
         self._scripts.clear()
 
-    def _next_step(self, params: dict[str, Any]) -> Step:
+    def _next_step(self, params: dict[str, Any], operation: str = "analyze-signal") -> Step:
         sid = params.get("signalId")
+        manage = operation == MANAGE_OPERATION
+        scripts = self._position_scripts if manage else self._scripts
         for key in (sid, None):
             try:
-                q = self._scripts.get(key)
+                q = scripts.get(key)
             except TypeError:  # unhashable signalId
                 continue
             if q:
                 return q.popleft()
-        return self.default(params)
+        return self.manage_default(params) if manage else self.default(params)
 
     # -- stats & inspection ----------------------------------------------------------------------
 
@@ -798,19 +813,20 @@ class FakeLlmProxy:
         problem = None
         if not isinstance(body, dict):
             problem = "Request body must be a JSON object"
-        elif body.get("operation") != "analyze-signal":
+        elif body.get("operation") not in ("analyze-signal", MANAGE_OPERATION):
             problem = f"Unknown operation: {body.get('operation')!r}"
         elif not isinstance(body.get("params"), dict):
             problem = "Missing params"
         else:
-            missing = [k for k in ("signalId", "symbol", "strategy") if body["params"].get(k) in (None, "")]
+            required = MANAGE_REQUIRED if body["operation"] == MANAGE_OPERATION else ("signalId", "symbol", "strategy")
+            missing = [k for k in required if body["params"].get(k) in (None, "")]
             if missing:
                 problem = f"Missing required parameters: {', '.join(missing)}"
         if problem:
             return self._reply(rec, _Rendered(500, *_encode(_error_body(500, problem), None)), "rejected")
 
         params = body["params"]
-        step = self._next_step(params)
+        step = self._next_step(params, body["operation"])
         rec.step = step
         started = time.monotonic()
         await self._sleep(self.answer_delay)
@@ -881,6 +897,8 @@ class FakeLlmProxy:
         latency_ms = int((time.monotonic() - started) * 1000)
         if isinstance(step, DecisionAnswer):
             return _Rendered(200, *_encode(_success_envelope(step, params, latency_ms), None))
+        if isinstance(step, ManageAnswer):
+            return _Rendered(200, *_encode(manage_envelope(step, params, latency_ms), None))
         if isinstance(step, RawAnswer):
             return _Rendered(step.status, *_encode(step.body, step.content_type), headers=dict(step.headers or {}))
         if not isinstance(step, FaultStep):

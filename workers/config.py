@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 
 from workflows.names import DEFAULT_TASK_QUEUE
+from workflows.paper import DEFAULT_FEE_PCT, DEFAULT_SLIPPAGE_PCT
 
 
 class ConfigError(RuntimeError):
@@ -33,6 +35,19 @@ def _float(name: str, default: float | None) -> float | None:
         raise ConfigError(f"{name} must be a number, got {raw!r}") from None
 
 
+def _percent(name: str, default: Decimal) -> Decimal:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = Decimal(raw)
+    except InvalidOperation:
+        raise ConfigError(f"{name} must be a percentage, got {raw!r}") from None
+    if not value.is_finite() or not 0 <= value <= 10:
+        raise ConfigError(f"{name} must be between 0 and 10 (percent), got {raw!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str | None
@@ -46,6 +61,9 @@ class Settings:
     llm_timeout_seconds: float
     max_cached_workflows: int
     db_pool_size: int
+    # Paper execution (position management): percent of notional per fill, and market-order slippage.
+    paper_fee_pct: Decimal = DEFAULT_FEE_PCT
+    paper_slippage_pct: Decimal = DEFAULT_SLIPPAGE_PCT
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -60,6 +78,8 @@ class Settings:
             llm_timeout_seconds=_float("SIGNAL_MONITOR_LLM_TIMEOUT_SECONDS", 30.0) or 30.0,
             max_cached_workflows=_int("SIGNAL_MONITOR_MAX_CACHED_WORKFLOWS", 1000),
             db_pool_size=_int("SIGNAL_MONITOR_DB_POOL_SIZE", 10),
+            paper_fee_pct=_percent("SIGNAL_MONITOR_PAPER_FEE_PCT", DEFAULT_FEE_PCT),
+            paper_slippage_pct=_percent("SIGNAL_MONITOR_PAPER_SLIPPAGE_PCT", DEFAULT_SLIPPAGE_PCT),
         )
 
     def require_database(self) -> str:

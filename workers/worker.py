@@ -17,6 +17,10 @@ from temporalio.worker import Worker
 from activities.database import create_pool
 from activities.llm_pacing import LlmCallPacer
 from activities.llm_proxy import LlmProxy, new_http_client
+from activities.paper_execution import PaperExecution
+from activities.position_advisor import PositionAdvisor
+from activities.position_starter import PositionStarter
+from activities.positions_db import PositionStore
 from activities.signals_db import SignalStore
 from workers import metrics
 from workers.config import Settings
@@ -24,6 +28,8 @@ from workers.monitor_gauge import publish_running_monitors
 from workers.search_attributes import ensure_search_attributes
 from workers.temporal_client import connect_client, describe_target
 from workflows.names import llm_task_queue_for
+from workflows.paper import PaperRules
+from workflows.position_manager import PositionManagerWorkflow
 from workflows.signal_monitor import SignalMonitorWorkflow
 
 log = logging.getLogger(__name__)
@@ -52,18 +58,36 @@ async def run_worker(
         if settings.llm_queue_max_per_second:
             pacer = LlmCallPacer(pool, llm_queue, settings.llm_queue_max_per_second)
         proxy = LlmProxy(http, proxy_url, proxy_key, pacer)
+        advisor = PositionAdvisor(http, proxy_url, proxy_key, pacer)
+        positions = PositionStore(pool)
+        paper = PaperExecution(
+            pool, PaperRules(fee_pct=settings.paper_fee_pct, slippage_pct=settings.paper_slippage_pct)
+        )
+        starter = PositionStarter(client)
         main = Worker(
             client,
             task_queue=settings.task_queue,
-            workflows=[SignalMonitorWorkflow],
-            activities=[store.load_signal, store.record_analysis, store.finish_signal],
+            workflows=[SignalMonitorWorkflow, PositionManagerWorkflow],
+            activities=[
+                store.load_signal,
+                store.record_analysis,
+                store.finish_signal,
+                starter.start_position_manager,
+                positions.load_position,
+                positions.record_position_decision,
+                positions.close_signal,
+                paper.open_position,
+                paper.modify_position,
+                paper.reduce_position,
+                paper.close_position,
+            ],
             max_cached_workflows=settings.max_cached_workflows,
             graceful_shutdown_timeout=timedelta(seconds=20),
         )
         llm = Worker(
             client,
             task_queue=llm_queue,
-            activities=[proxy.analyze_signal],
+            activities=[proxy.analyze_signal, advisor.manage_position],
             max_concurrent_activities=settings.llm_max_concurrent,
             max_activities_per_second=settings.llm_max_per_second,
             max_task_queue_activities_per_second=settings.llm_queue_max_per_second,

@@ -8,5 +8,7 @@ SIGNAL_INTERVAL = SearchAttributeKey.for_keyword("SignalInterval")
 TRADER_ID = SearchAttributeKey.for_keyword("TraderId")
 MONITOR_STATUS = SearchAttributeKey.for_keyword("MonitorStatus")
 REANALYSES = SearchAttributeKey.for_int("Reanalyses")
+# Position managers carry SignalSymbol/SignalInterval/TraderId too (the bridge routes by them).
+POSITION_STATUS = SearchAttributeKey.for_keyword("PositionStatus")
 
-ALL = (SIGNAL_SYMBOL, SIGNAL_INTERVAL, TRADER_ID, MONITOR_STATUS, REANALYSES)
+ALL = (SIGNAL_SYMBOL, SIGNAL_INTERVAL, TRADER_ID, MONITOR_STATUS, REANALYSES, POSITION_STATUS)

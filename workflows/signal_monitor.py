@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from temporalio import workflow
@@ -42,6 +43,7 @@ with workflow.unsafe.imports_passed_through():
         SignalContext,
         SignalMonitorInput,
     )
+    from workflows.position_models import StartedPosition, StartPositionInput
 
 MAX_CONSECUTIVE_FAILURES = 5
 MAX_REANALYSES_CEILING = 1000
@@ -58,6 +60,9 @@ CANCEL_DURING_ACTIVITY_PATCH = "cancel-during-activity"
 # looked at, so a monitor that always had a close waiting (closes faster than analyses, or a
 # backlog after an outage) never continued as new and grew toward the hard history limit.
 CONTINUE_AS_NEW_FIRST_PATCH = "continue-as-new-before-waiting-candle"
+# An `enter` starts the signal's PositionManagerWorkflow (`position-<id>`); before this patch the
+# monitor ended at the order intent and nothing managed the position.
+START_POSITION_PATCH = "start-position-on-enter"
 
 ANALYSIS_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2),
@@ -320,6 +325,8 @@ class SignalMonitorWorkflow:
         )
         self._order_intent_id = recorded.order_intent_id or self._order_intent_id
         stored = recorded.signal_status
+        if decision == "enter" and stored == "in_position":
+            await self._start_position(candle)
         if stored in TERMINAL_SIGNAL_STATUSES:
             if stored != new_status and recorded.signal_reason:
                 # The signal ended under us (an operator's cancel won the race, the trader was deleted).
@@ -366,6 +373,33 @@ class SignalMonitorWorkflow:
                     f"{cause.message}: deleted while it was monitored", type=cause.type, non_retryable=True
                 ) from None
             raise
+
+    async def _start_position(self, candle: Kline | None) -> None:
+        """Start `position-<id>` through an activity (the worker's client): the position outlives
+        this monitor, and a repeated start is harmless. A start that keeps failing is logged, not
+        fatal: the signal is entered either way and the position can be started by hand."""
+        if not workflow.patched(START_POSITION_PATCH):
+            return
+        ctx = self._context
+        price = Decimal(candle.c) if candle is not None else (Decimal(str(ctx.price)) if ctx and ctx.price else None)
+        try:
+            await workflow.execute_activity(
+                names.START_POSITION_ACTIVITY,
+                StartPositionInput(
+                    signal_id=self._signal_id,
+                    task_queue=workflow.info().task_queue,
+                    entry_price=price if price is not None and price > 0 else None,
+                    entry_candle_t=candle.t if candle is not None else None,
+                ),
+                result_type=StartedPosition,
+                start_to_close_timeout=DB_TIMEOUT,
+                retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=30), maximum_attempts=10),
+                summary=f"start {names.position_workflow_id_for(self._signal_id)}",
+            )
+        except ActivityError as err:
+            if self._cancelled_activity(err):
+                raise
+            workflow.logger.warning("signal %s: could not start its position manager: %s", self._signal_id, err.cause)
 
     async def _analysis_failed(self, candle: Kline | None, err: ActivityError) -> None:
         cause = err.cause

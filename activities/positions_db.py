@@ -1,0 +1,205 @@
+"""Position manager's database activities: load the signal/intent/trader settings, write one
+management decision per candle, and close the signal (with the trader's consecutive-loss pause).
+Each is one transaction and safe to retry: unique keys and status guards make a retry a no-op."""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.db_errors import permanent_errors
+from workflows import names
+from workflows.position_models import (
+    ClosedSignal,
+    CloseSignalInput,
+    LoadPositionInput,
+    PositionContext,
+    RecordDecisionInput,
+    RecordedDecision,
+)
+from workflows.position_risk import RiskSettings
+
+
+def _uuid(value: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except (ValueError, TypeError, AttributeError):
+        raise ApplicationError(
+            f"signal id {value!r} is not a UUID", type="InvalidSignalId", non_retryable=True
+        ) from None
+
+
+def _decimal(value: Any) -> Decimal | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        d = Decimal(str(value))
+    except ArithmeticError:
+        return None
+    return d if d.is_finite() and d > 0 else None
+
+
+def _levels(raw: Any) -> list[Decimal]:
+    values = raw if isinstance(raw, list) else []
+    return sorted({d for d in (_decimal(v) for v in values) if d is not None and d < 100})
+
+
+def _side(raw: str | None) -> str:
+    return "short" if raw == "sell" else "long"
+
+
+class PositionStore:
+    def __init__(self, pool: asyncpg.Pool):
+        self._pool = pool
+
+    @activity.defn(name=names.LOAD_POSITION_ACTIVITY)
+    async def load_position(self, input: LoadPositionInput) -> PositionContext:
+        signal_id = _uuid(input.signal_id)
+        with permanent_errors("load position"):
+            row = await self._pool.fetchrow(
+                """
+                SELECT s.id, s.status, s.symbol, coalesce(s.interval, t.filter->>'interval') AS signal_interval,
+                       s.price_at_signal, t.id AS found_trader_id, t.name AS trader_name, t.user_id, t.strategy,
+                       t.management_interval, t.use_trailing_stop, t.trailing_stop_distance,
+                       t.partial_take_profit_levels, t.max_loss_per_position, t.max_consecutive_losses,
+                       extract(epoch FROM t.max_position_duration)::float8 AS max_position_seconds, t.paper_stake,
+                       s.trader_id, oi.side, oi.entry_price, oi.stop_loss, oi.take_profits, a.candle_open_time
+                FROM signals s
+                LEFT JOIN traders t ON t.id = s.trader_id
+                LEFT JOIN order_intents oi ON oi.signal_id = s.id
+                LEFT JOIN signal_analyses a ON a.id = oi.analysis_id
+                WHERE s.id = $1
+                """,
+                signal_id,
+            )
+        if row is None:
+            raise ApplicationError(f"signal {signal_id} not found", type="SignalNotFound", non_retryable=True)
+        found = row["found_trader_id"] is not None
+        signal_interval = (row["signal_interval"] or "").strip()
+        take_profits = row["take_profits"] if isinstance(row["take_profits"], list) else []
+        decided = row["candle_open_time"]
+        context = PositionContext(
+            signal_id=str(row["id"]),
+            signal_status=row["status"],
+            symbol=(row["symbol"] or "").strip().upper(),
+            interval=(row["management_interval"] or signal_interval) if found else signal_interval,
+            trader_found=found,
+            trader_id=str(row["trader_id"]) if row["trader_id"] else None,
+            trader_name=row["trader_name"],
+            user_id=str(row["user_id"]) if row["user_id"] else None,
+            strategy=row["strategy"] if row["strategy"] is not None else {},
+            side=_side(row["side"]),
+            stop_loss=_decimal(row["stop_loss"]),
+            take_profits=[d for d in (_decimal(v) for v in take_profits) if d is not None],
+            # Without the monitor's deciding close: the intent's entry, else the signal's price.
+            reference_price=_decimal(row["entry_price"]) or _decimal(row["price_at_signal"]),
+            decided_candle_t=int(decided.timestamp() * 1000) if decided else None,
+        )
+        if found:
+            trailing = bool(row["use_trailing_stop"]) and row["trailing_stop_distance"] is not None
+            context.risk = RiskSettings(
+                use_trailing_stop=trailing,
+                trailing_stop_distance=row["trailing_stop_distance"] if trailing else None,
+                partial_take_profit_levels=_levels(row["partial_take_profit_levels"]),
+                max_loss_per_position=row["max_loss_per_position"],
+            )
+            context.paper_stake = row["paper_stake"]
+            context.max_position_seconds = row["max_position_seconds"]
+            context.max_consecutive_losses = row["max_consecutive_losses"]
+        return context
+
+    @activity.defn(name=names.RECORD_POSITION_DECISION_ACTIVITY)
+    async def record_position_decision(self, input: RecordDecisionInput) -> RecordedDecision:
+        with permanent_errors("record position decision"):
+            decision_id = await self._pool.fetchval(
+                """
+                INSERT INTO position_management_decisions (
+                    position_id, signal_id, trader_id, user_id, "timestamp", current_pnl, current_pnl_pct,
+                    position_size, action, confidence, reasoning, action_details, market_price,
+                    risk_assessment, raw_ai_response, analysis_latency_ms, tokens_used, model_name,
+                    candle_open_time)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
+                ON CONFLICT (position_id, candle_open_time) DO NOTHING
+                RETURNING id
+                """,
+                input.position_id,
+                uuid.UUID(input.signal_id),
+                uuid.UUID(input.trader_id) if input.trader_id else None,
+                uuid.UUID(input.user_id) if input.user_id else None,
+                input.timestamp,
+                input.current_pnl,
+                input.current_pnl_pct,
+                input.position_size,
+                input.action,
+                round(input.confidence, 2) if input.confidence is not None else None,
+                input.reasoning,
+                input.action_details,
+                input.market_price,
+                input.risk_assessment,
+                input.raw_ai_response,
+                input.analysis_latency_ms,
+                input.tokens_used,
+                input.model_name,
+                input.candle_open_time,
+            )
+            if decision_id is not None:
+                return RecordedDecision(decision_id=str(decision_id), inserted=True)
+            existing = await self._pool.fetchval(
+                "SELECT id FROM position_management_decisions WHERE position_id = $1 AND candle_open_time = $2",
+                input.position_id,
+                input.candle_open_time,
+            )
+        return RecordedDecision(decision_id=str(existing), inserted=False)
+
+    @activity.defn(name=names.CLOSE_SIGNAL_ACTIVITY)
+    async def close_signal(self, input: CloseSignalInput) -> ClosedSignal:
+        """Signal `closed` + `closed_at`; the trader's losses in a row counted once per signal
+        (the status guard), and `max_consecutive_losses` of them pause the trader."""
+        signal_id = _uuid(input.signal_id)
+        trader_id = uuid.UUID(input.trader_id) if input.trader_id else None
+        with permanent_errors("close signal"):
+            async with self._pool.acquire() as conn, conn.transaction():
+                status = await conn.fetchval("SELECT status FROM signals WHERE id = $1 FOR UPDATE", signal_id)
+                if status is None:
+                    return ClosedSignal(signal_status=None)
+                if status != "in_position":
+                    trader = await self._trader(conn, trader_id)
+                    return ClosedSignal(signal_status=status, **trader)
+                await conn.execute(
+                    """UPDATE signals SET status = 'closed', closed_at = now(), monitor_reason = $2,
+                       updated_at = now() WHERE id = $1""",
+                    signal_id,
+                    input.reason,
+                )
+                if trader_id is None:
+                    return ClosedSignal(signal_status="closed")
+                losses = await conn.fetchval(
+                    """UPDATE traders SET consecutive_losses = CASE WHEN $2 THEN consecutive_losses + 1 ELSE 0 END
+                       WHERE id = $1 RETURNING consecutive_losses""",
+                    trader_id,
+                    input.realized_pnl < 0,
+                )
+                limit = input.max_consecutive_losses
+                if losses is not None and limit is not None and losses >= limit:
+                    await conn.execute(
+                        """UPDATE traders SET paused = true, paused_at = now(), paused_reason = $2, updated_at = now()
+                           WHERE id = $1 AND NOT paused""",
+                        trader_id,
+                        f"{losses} consecutive positions closed at a loss (max_consecutive_losses {limit})",
+                    )
+                trader = await self._trader(conn, trader_id)
+        return ClosedSignal(signal_status="closed", **trader)
+
+    @staticmethod
+    async def _trader(conn: asyncpg.Connection, trader_id: uuid.UUID | None) -> dict[str, Any]:
+        if trader_id is None:
+            return {}
+        row = await conn.fetchrow("SELECT consecutive_losses, paused FROM traders WHERE id = $1", trader_id)
+        if row is None:
+            return {}
+        return {"consecutive_losses": row["consecutive_losses"], "trader_paused": row["paused"]}
