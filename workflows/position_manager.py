@@ -289,7 +289,7 @@ class PositionManagerWorkflow:
         if outcome.closes_position:
             last = outcome.exits[-1]
             why = f"{last.kind} reached at {last.price} on candle {_utc(k.t)}"
-            await self._record(k, "close", None, why, risk_exits=risk_exits, requested=None)
+            await self._record(k, "close", None, why, risk_exits=risk_exits, validated=None)
             await self._finish(last.kind, why)
         if s.queue:
             # A newer close waits: this one got its risk checks, the model is asked about the newest only.
