@@ -19,6 +19,7 @@ import pytest
 
 from fakes.binance.ohlcv import SAMPLE_FILE
 from fakes.llm_proxy import Answer, FakeLlmProxy, Step
+from fakes.manage_position import ManageAnswer
 from workers.backtest.compare import differences, format_compare
 from workers.backtest.engine import BacktestSpec, ProxyTarget, expected_analyses, run_backtest
 from workers.backtest.inputs import TraderSettings, every_n, load_candles
@@ -35,6 +36,7 @@ SETTINGS = TraderSettings(
     max_monitoring_duration=timedelta(minutes=10),
     paper_stake=Decimal(1000),
     fee_rate=Decimal("0.001"),
+    slippage=Decimal(0),
     max_position_duration=timedelta(minutes=10),
 )
 SIGNALS = every_n(CANDLES, 15)  # closes of candles 0, 15, 30, 45: 00:01, 00:16, 00:31, 00:46
@@ -79,6 +81,8 @@ async def box(postgres_server):
 @pytest.fixture
 async def proxy():
     async with FakeLlmProxy(api_key=KEY, default=by_signal(SCRIPT)) as p:
+        # manage-position: always hold, so every exit is the position manager's own risk check or timer.
+        p.manage_default = lambda _params: ManageAnswer.hold(60)
         yield p
 
 
@@ -87,25 +91,28 @@ def spec(max_calls: int | None = None) -> BacktestSpec:
 
 
 async def test_scripted_run_makes_the_hand_computed_trades(box, proxy):
-    """Hand computation (stake 1000, fee 0.1 % per fill, quantity = 1000 / entry to 8 decimals):
+    """Hand computation. The position manager's paper rules: stake 1000, no slippage, fee 0.1 % of
+    each fill's notional rounded to 8 places, quantity = 1000 / entry rounded down to 8 places,
+    P&L = (exit - entry) x qty - entry fee - exit fee. manage-position always answers hold.
 
-    S1 entry 43157.63 (candle 1's close, filled 00:02), take-profit 43300 reached by candle 4's high
-       43349.95 (candles 2, 3 peak at 43243.09, 43293.05; no low near 43000), exit 00:05.
-       qty 0.02317087; gross 0.02317087 x 142.37 = 3.29883676; fees 0.001 x 0.02317087 x 86457.63
-       = 2.00329851; pnl +1.29553825.
-    S2 entry 43616.49 (the signal's price, 00:16), candle 16 opens 43616.49 and its low 43527.95
-       reaches the stop 43560: exit 43560 at 00:17. qty 0.02292711; gross x (-56.49) = -1.29515244;
-       fees 0.001 x 0.02292711 x 87176.49 = 1.99870498; pnl -3.29385742.
+    S1 entry 43157.63 (candle 1's close, filled 00:02); candles 2, 3 peak at 43243.09, 43293.05
+       (held: 2 manage-position calls); candle 4's high 43349.95 reaches the take-profit 43300: exit
+       00:05. qty 0.02317087; gross 142.37 x qty = 3.29883676; fees 0.99999983 + 1.00329867;
+       pnl +1.29553826. Calls 2 + 2.
+    S2 entry 43616.49 (the signal's price, 00:16); candle 16's low 43527.95 reaches the stop 43560:
+       exit 43560 at 00:17. qty 0.02292710; gross -56.49 x qty = -1.29515188; fees 0.99999963 +
+       0.99870448; pnl -3.29385599. Calls 1.
     S3 not entered: enter_trade 65 < 70 is overruled (continue), then bad_setup on candle 32 with
        stop 43800 / target 44150. In its window (candles 33..40, before 00:41) no low reaches 43800
-       and candle 37's high 44171.87 reaches 44150: abandoned, would have won.
-    S4 entry 44339.72 (candle 46's close, 00:47); levels 40000/50000 never reached; 10 min later
-       (00:57) closed at candle 57's open 44530.01: reason duration. qty 0.02255314; gross x 190.29
-       = 4.29163701; fees 0.001 x 0.02255314 x 88869.73 = 2.00429146; pnl +2.28734555.
-    Totals: 3 trades, 2 wins (66.67 %), total 1.29553825 - 3.29385742 + 2.28734555 = 0.28902638;
-    profit factor 3.58288380 / 3.29385742 = 1.0877; equity 1000 -> 1001.2955 -> 997.9978 -> 1000.2852:
-    max drawdown 3.29385742 (0.3290 % of the 1001.2955 peak); holding (3 + 1 + 10 min) / 3 = 280 s;
-    exposure 14 of 60 minutes = 0.2333; llm calls 2 + 1 + 3 + 2 = 8, 1100 tokens each = 8800."""
+       and candle 37's high 44171.87 reaches 44150: abandoned, would have won. Calls 3.
+    S4 entry 44339.72 (candle 46's close, 00:47); levels 40000/50000 never reached; candles 47..55
+       held (9 calls); max_position_duration (10 min) ends at 00:57, just before candle 56's close
+       arrives: closed at the last close seen, candle 55's 44494.31. qty 0.02255314; gross 154.59 x
+       qty = 3.48648991; fees 0.99999991 + 1.00348640; pnl +1.48300360. Calls 2 + 9.
+    Totals: 3 trades, 2 wins (0.6667), total 1.29553826 - 3.29385599 + 1.48300360 = -0.51531413;
+    profit factor 2.77854186 / 3.29385599 = 0.8436; equity 1000 -> 1001.29553826 -> 998.00168227 ->
+    999.48468587: max drawdown 3.29385599; holding (3 + 1 + 10 min) / 3 = 280 s; exposure 14 of
+    60 minutes = 0.2333; llm calls 4 + 1 + 3 + 11 = 19; tokens 8 analyses x 1100 + 11 x 900 = 18700."""
     assert expected_analyses(spec()) == 4 * (1 + 3)
     report = await run_backtest(box, spec(), ProxyTarget("scripted", proxy.url, KEY))
     print(format_table(report))
@@ -113,9 +120,9 @@ async def test_scripted_run_makes_the_hand_computed_trades(box, proxy):
     assert [
         (t["signal_time"], t["entry_price"], t["exit_price"], t["exit_reason"], t["pnl"]) for t in out["trades"]
     ] == [
-        ("2024-01-01T00:01:00Z", "43157.63", "43300", "take_profit", "1.29553825"),
-        ("2024-01-01T00:16:00Z", "43616.49", "43560", "stop_loss", "-3.29385742"),
-        ("2024-01-01T00:46:00Z", "44339.72", "44530.01", "duration", "2.28734555"),
+        ("2024-01-01T00:01:00Z", "43157.63", "43300", "take_profit", "1.29553826"),
+        ("2024-01-01T00:16:00Z", "43616.49", "43560", "stop_loss", "-3.29385599"),
+        ("2024-01-01T00:46:00Z", "44339.72", "44494.31", "duration", "1.4830036"),
     ]
     assert [t["exit_time"] for t in out["trades"]] == [
         "2024-01-01T00:05:00Z",
@@ -124,9 +131,14 @@ async def test_scripted_run_makes_the_hand_computed_trades(box, proxy):
     ]
     t = out["totals"]
     assert (t["trades"], t["wins"], t["win_rate"]) == (3, 2, 0.6667)
-    assert (t["total_profit"], t["max_drawdown"], t["profit_factor"]) == ("0.2890", "3.2939", 1.0877)
+    assert (t["total_profit"], t["max_drawdown"], t["profit_factor"]) == ("-0.5153", "3.2939", 0.8436)
     assert (t["average_holding_seconds"], t["exposure"]) == (280.0, 0.2333)
-    assert (t["llm_calls"], t["tokens"], t["llm_calls_per_signal"], t["llm_calls_per_trade"]) == (8, 8800, 2.0, 2.6667)
+    assert (t["llm_calls"], t["tokens"], t["llm_calls_per_signal"], t["llm_calls_per_trade"]) == (
+        19,
+        18700,
+        4.75,
+        6.3333,
+    )
     assert (t["overruled_by_confidence"], t["abandoned"], t["abandoned_would_have_won"]) == (1, 1, 1)
     s3 = out["signals"][2]
     assert s3["status"] == "expired" and s3["would_have_won"] is True
@@ -135,9 +147,10 @@ async def test_scripted_run_makes_the_hand_computed_trades(box, proxy):
         ("enter_trade", "continue", True),
         ("bad_setup", "abandon", False),
     ]
-    assert [s["llm_calls"] for s in out["signals"]] == [2, 1, 3, 2]
-    assert len(proxy.requests) == 8
+    assert [s["llm_calls"] for s in out["signals"]] == [4, 1, 3, 11]
+    assert len(proxy.requests) == 19
     assert out["run"]["stopped"] is None
+    assert out["run"]["trades_from"] == "PositionManagerWorkflow (paper backend)"
 
     # The same inputs give the same report.
     again = await run_backtest(box, spec(), ProxyTarget("scripted", proxy.url, KEY))
@@ -145,18 +158,18 @@ async def test_scripted_run_makes_the_hand_computed_trades(box, proxy):
 
 
 async def test_call_cap_stops_cleanly_with_a_partial_report(box, proxy):
-    """Cap 4: S1 (2 calls) and S2 (1) run; S3's first analysis is the 4th call, after which the run
+    """Cap 6: S1 (4 calls) and S2 (1) run; S3's first analysis is the 6th call, after which the run
     stops: S3 is cut (its monitor cancelled), S4 never starts, no call past the cap is made."""
-    report = await run_backtest(box, spec(max_calls=4), ProxyTarget("scripted", proxy.url, KEY))
+    report = await run_backtest(box, spec(max_calls=6), ProxyTarget("scripted", proxy.url, KEY))
     print(format_table(report))
     out = to_json(report)
-    assert "call cap (4) reached" in out["run"]["stopped"]
+    assert "call cap (6) reached" in out["run"]["stopped"]
     assert "STOPPED EARLY" in format_table(report)
-    assert len(proxy.requests) == 4
+    assert len(proxy.requests) == 6
     assert [s["status"] for s in out["signals"]] == ["in_position", "in_position", "cut_by_cap", "not_run"]
-    assert [t["pnl"] for t in out["trades"]] == ["1.29553825", "-3.29385742"]
+    assert [t["pnl"] for t in out["trades"]] == ["1.29553826", "-3.29385599"]
     assert out["totals"]["total_profit"] == "-1.9983"
-    assert out["totals"]["llm_calls"] == 4
+    assert out["totals"]["llm_calls"] == 6
     assert out["run"]["last_close"] == "2024-01-01T00:31:00Z"
 
 

@@ -24,23 +24,27 @@ from typing import Any
 
 import asyncpg
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
 from workers.backtest.gate import CallGate
 from workers.backtest.inputs import Candle, SignalSpec, TraderSettings, interval_ms
-from workers.backtest.paper import EntryOrder, Side, simulate, would_have_won
+from workers.backtest.paper import EntryOrder, Side, Trade, simulate, would_have_won
 from workers.backtest.report import Decision, Report, RunInfo, SignalOutcome, build_report, iso
 from workers.backtest.sandbox import Sandbox
 from workers.config import Settings
 from workers.starting import start_monitor
 from workers.worker import run_worker
-from workflows.names import CANDLE_CLOSED_SIGNAL, STATE_QUERY
+from workflows.names import CANDLE_CLOSED_SIGNAL, CLOSE_UPDATE, STATE_QUERY, position_workflow_id_for
 
 log = logging.getLogger("signal_monitor.backtest")
 
 WEEK_MS = 7 * 86_400_000
 SETTLE_TIMEOUT = 600.0  # real seconds one step may take (an analysis retried with backoff takes ~1 min)
-TRADES_FROM = "paper fills of the order intents (workers/backtest/paper.py)"
+TRADES_FROM = "PositionManagerWorkflow (paper backend)"
+TRADES_FROM_FALLBACK = "paper fills of the order intents (workers/backtest/paper.py)"
+# The position manager's close codes in the report's words.
+EXIT_REASONS = {"max_position_duration": "duration", "close_action": "close"}
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,20 @@ class _Monitor:
     sent: int = 0
     result: Any = None
     cut: str | None = None  # why the backtest ended it (end of data, call cap)
+    position: _Position | None = None
+
+
+@dataclass
+class _Position:
+    """The signal's PositionManagerWorkflow, started by the monitor's `enter`."""
+
+    handle: WorkflowHandle
+    entry_ms: int  # original time of the entry fill: the deciding close (or the signal's time)
+    max_ms: int  # max_position_duration
+    sent: int = 0
+    result: Any = None
+    exit_ms: int | None = None
+    cut: str | None = None
 
 
 def expected_analyses(spec: BacktestSpec) -> int:
@@ -173,71 +191,141 @@ class _Run:
     async def _running(handle: WorkflowHandle) -> bool:
         return (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
 
-    async def settle(self, m: _Monitor) -> None:
-        """Until the monitor has taken every close sent, its analysis is recorded and no activity
-        is pending (or it has ended)."""
+    @staticmethod
+    def _monitor_idle(st: dict[str, Any], sent: int) -> bool:
+        counts = st.get("counts") or {}
+        return (
+            counts.get("received", 0) >= sent
+            and not st.get("analysing")
+            and st.get("pending_candle") is None
+            and st.get("status") != "starting"
+            and st.get("end_reason") is None
+        )
+
+    @staticmethod
+    def _position_idle(st: dict[str, Any], sent: int) -> bool:
+        counts = st.get("counts") or {}
+        return counts.get("received", 0) >= sent and not st.get("queued") and st.get("status") == "open"
+
+    async def settle(self, handle: WorkflowHandle, idle: Callable[[dict[str, Any]], bool]) -> None:
+        """Until the workflow has taken every close sent, acted on it and has no activity pending
+        (or it has ended)."""
         deadline = time.monotonic() + SETTLE_TIMEOUT
         while time.monotonic() < deadline:
-            desc = await m.handle.describe()
+            # State, then the server's view, then the state again: an activity scheduled by the
+            # workflow task the first query waited for shows in `describe`, and one that completed
+            # in between changes the second answer.
+            if not await self._running(handle):
+                return
+            before = await handle.query(STATE_QUERY)
+            desc = await handle.describe()
             if desc.status != WorkflowExecutionStatus.RUNNING:
                 return
-            if not desc.raw_description.pending_activities:
-                st = await m.handle.query(STATE_QUERY)
-                counts = st.get("counts") or {}
-                if (
-                    counts.get("received", 0) >= m.sent
-                    and not st.get("analysing")
-                    and st.get("pending_candle") is None
-                    and st.get("status") != "starting"
-                    and st.get("end_reason") is None
-                ):
-                    return
+            raw = desc.raw_description
+            if (
+                idle(before)
+                and not raw.pending_activities
+                and not raw.HasField("pending_workflow_task")
+                and await handle.query(STATE_QUERY) == before
+            ):
+                return
             await asyncio.sleep(0.02)
-        raise TimeoutError(f"monitor {m.handle.id} did not settle within {SETTLE_TIMEOUT:.0f} s")
+        raise TimeoutError(f"{handle.id} did not settle within {SETTLE_TIMEOUT:.0f} s")
 
-    async def wait_closed(self, m: _Monitor) -> None:
+    async def wait_closed(self, handle: WorkflowHandle) -> None:
         deadline = time.monotonic() + SETTLE_TIMEOUT
-        while await self._running(m.handle):
+        while await self._running(handle):
             if time.monotonic() > deadline:
-                raise TimeoutError(f"monitor {m.handle.id} did not end within {SETTLE_TIMEOUT:.0f} s")
+                raise TimeoutError(f"{handle.id} did not end within {SETTLE_TIMEOUT:.0f} s")
             await asyncio.sleep(0.02)
 
     def running(self) -> list[_Monitor]:
         return [m for m in self.monitors if m.result is None and m.cut is None]
 
-    async def collect(self, m: _Monitor) -> None:
+    def open_positions(self) -> list[_Position]:
+        return [m.position for m in self.monitors if m.position is not None and m.position.result is None]
+
+    async def _result(self, handle: WorkflowHandle) -> Any:
         # No auto time-skipping while fetching a result: it would let the server jump to another
-        # monitor's timer.
+        # workflow's timer.
         with self.env.auto_time_skipping_disabled():
             try:
-                m.result = await m.handle.result()
+                return await handle.result()
             except Exception as exc:  # a failed or cancelled workflow: its reason is the report's
-                m.result = exc
+                return exc
+
+    async def collect(self, m: _Monitor) -> None:
+        m.result = await self._result(m.handle)
+        if not isinstance(m.result, Exception) and m.result.status == "in_position":
+            await self.attach_position(m)
+
+    async def attach_position(self, m: _Monitor) -> None:
+        """The position the monitor's `enter` started, if this code base has the position manager;
+        else the trade comes from the order intent (workers/backtest/paper.py)."""
+        handle = self.client.get_workflow_handle(position_workflow_id_for(m.signal_id))
+        try:
+            await handle.describe()
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                return
+            raise
+        history = (await m.handle.query(STATE_QUERY)).get("history") or []
+        decided = history[-1].get("candle_open_time") if history else None
+        if decided is None:
+            entry_ms = m.spec.time_ms
+        else:
+            entry_ms = decided - self.shift_ms + interval_ms(self.spec.interval)
+        max_ms = int(self.spec.settings.max_position_duration.total_seconds() * 1000)
+        m.position = _Position(handle, entry_ms, max_ms)
+        await self.settle(handle, lambda st: self._position_idle(st, 0))
+        await self.collect_position_if_closed(m.position, entry_ms)
+
+    async def collect_position_if_closed(self, p: _Position, at_ms: int) -> None:
+        if not await self._running(p.handle):
+            p.result = await self._result(p.handle)
+            p.exit_ms = at_ms
 
     # -- steps --------------------------------------------------------------------------------
 
     async def deliver(self, c: Candle) -> bool:
         at = c.T + 1 + self.shift_ms
-        # A monitor whose max_monitoring_duration ends before this close has expired by its timer.
+        # A monitor (position) whose max_monitoring_duration (max_position_duration) ended before
+        # this close has ended by its timer.
         for m in self.running():
             if m.deadline_ms <= at:
-                await self.wait_closed(m)
+                await self.wait_closed(m.handle)
                 await self.collect(m)
-        recipients = self.running()
+        for p in self.open_positions():
+            # Its timer (set a few real milliseconds after the entry) ends it just after a close
+            # falling exactly on entry + max_position_duration: that close is never its to see.
+            if p.entry_ms + p.max_ms <= c.T + 1:
+                await self.wait_closed(p.handle)
+                await self.collect_position_if_closed(p, p.entry_ms + p.max_ms)
+        monitors, positions = self.running(), self.open_positions()
         room = self.gate.room()
-        if room is not None and room < len(recipients):
+        if room is not None and room < len(monitors) + len(positions):
             self.stopped = (
                 f"llm-proxy call cap ({self.gate.max_calls}) reached: {self.gate.calls} calls made, the close at "
-                f"{iso(c.T + 1)} needs {len(recipients)} more"
+                f"{iso(c.T + 1)} needs up to {len(monitors) + len(positions)} more"
             )
             return False
         k = c.kline(self.spec.symbol, self.spec.interval, self.shift_ms)
-        for m in recipients:
-            m.sent += 1
-            await m.handle.signal(CANDLE_CLOSED_SIGNAL, k)
-        await asyncio.gather(*(self.settle(m) for m in recipients))
+        for w in [*monitors, *positions]:
+            w.sent += 1
+            try:
+                await w.handle.signal(CANDLE_CLOSED_SIGNAL, k)
+            except RPCError as exc:
+                if exc.status != RPCStatusCode.NOT_FOUND:
+                    raise
+                log.warning("%s ended before the close at %s reached it", w.handle.id, iso(c.T + 1))
+        await asyncio.gather(
+            *(self.settle(m.handle, lambda st, m=m: self._monitor_idle(st, m.sent)) for m in monitors),
+            *(self.settle(p.handle, lambda st, p=p: self._position_idle(st, p.sent)) for p in positions),
+        )
         self.horizon_ms = c.T + 1
-        for m in recipients:
+        for p in positions:
+            await self.collect_position_if_closed(p, c.T + 1)
+        for m in monitors:
             if not await self._running(m.handle):
                 await self.collect(m)
         return not self.gate.cap_reached or self.stop_for_cap()
@@ -269,7 +357,7 @@ class _Run:
         window = int(self.spec.settings.max_monitoring_duration.total_seconds() * 1000)
         m = _Monitor(s, price, str(signal_id), outcome.handle, s.time_ms + self.shift_ms + window)
         self.monitors.append(m)
-        await self.settle(m)
+        await self.settle(m.handle, lambda st: self._monitor_idle(st, 0))
         if not await self._running(m.handle):
             await self.collect(m)
         return not self.gate.cap_reached or self.stop_for_cap()
@@ -281,8 +369,18 @@ class _Run:
             await m.handle.cancel()
         for m in self.monitors:
             if m.result is None:
-                await self.wait_closed(m)
-                await self.collect(m)
+                await self.wait_closed(m.handle)
+                m.result = await self._result(m.handle)
+        # Open positions are closed at the last close fed, like an operator's close (no llm-proxy call).
+        for p in self.open_positions():
+            p.cut = "stopped" if self.stopped else "end_of_data"
+            with self.env.auto_time_skipping_disabled():
+                try:
+                    await p.handle.execute_update(CLOSE_UPDATE, {"reason": f"backtest: {why}"})
+                except Exception as exc:  # already closing by itself: its own result says how
+                    log.info("closing %s: %s", p.handle.id, exc)
+            await self.wait_closed(p.handle)
+            await self.collect_position_if_closed(p, self.horizon_ms)
 
 
 def _decisions(state: dict[str, Any], shift_ms: int) -> list[Decision]:
@@ -318,6 +416,43 @@ def _levels(key_levels: Any) -> tuple[Side, Decimal | None, Decimal | None, Deci
     return side, entry, sl, tp
 
 
+def _position_reason(p: _Position) -> str:
+    res = p.result
+    if isinstance(res, Exception):
+        return str(getattr(res, "cause", None) or res)
+    return str((res or {}).get("reason"))
+
+
+def _dec(x: Any) -> Decimal | None:
+    return None if x is None else Decimal(str(x))
+
+
+def _position_trade(m: _Monitor, p: _Position) -> Trade | None:
+    """The trade as the position manager ran it: its fills' prices and its realised P&L after fees."""
+    res = p.result
+    if isinstance(res, Exception) or not res or res.get("status") != "closed" or p.exit_ms is None:
+        return None
+    code = str(res.get("reason", "")).split(":", 1)[0]
+    reason = p.cut if code == "operator" and p.cut else EXIT_REASONS.get(code, code)
+    entry, exit_price = _dec(res.get("entry_price")), _dec(res.get("exit_price"))
+    if entry is None or exit_price is None:
+        return None
+    return Trade(
+        signal_time_ms=m.spec.time_ms,
+        side="sell" if res.get("side") == "short" else "buy",
+        entry_time_ms=p.entry_ms,
+        entry_price=entry,
+        quantity=_dec(res.get("initial_quantity")) or Decimal(0),
+        stop_loss=None,
+        take_profit=None,
+        exit_time_ms=p.exit_ms,
+        exit_price=exit_price,
+        exit_reason=reason,
+        fees=_dec(res.get("fees_paid")) or Decimal(0),
+        pnl=_dec(res.get("realized_pnl")) or Decimal(0),
+    )
+
+
 async def _outcome(run: _Run, conn: asyncpg.Connection, m: _Monitor) -> SignalOutcome:
     spec, settings = run.spec, run.spec.settings
     state = await m.handle.query(STATE_QUERY)
@@ -333,7 +468,11 @@ async def _outcome(run: _Run, conn: asyncpg.Connection, m: _Monitor) -> SignalOu
     sid = uuid.UUID(m.signal_id)
     delivered = [c for c in spec.candles if c.T + 1 <= run.horizon_ms]
     trade, won = None, None
-    if status == "in_position":
+    if status == "in_position" and m.position is not None:
+        trade = _position_trade(m, m.position)
+        if trade is None:
+            reason = f"{reason}; position: {_position_reason(m.position)}"
+    elif status == "in_position":
         intent = await conn.fetchrow(
             "SELECT side, stop_loss, take_profits FROM order_intents WHERE signal_id = $1", sid
         )
@@ -406,6 +545,8 @@ async def run_backtest(
         llm_timeout_seconds=60.0,
         max_cached_workflows=1000,
         db_pool_size=4,
+        paper_fee_pct=spec.settings.fee_rate * 100,
+        paper_slippage_pct=spec.settings.slippage * 100,
     )
     run = _Run(sandbox.env, spec, gate, task_queue)
     outcomes: list[SignalOutcome] = []
@@ -465,7 +606,9 @@ async def run_backtest(
         first_open_ms=spec.candles[0].t,
         last_close_ms=run.horizon_ms,
         proxy=proxy.label,
-        trades_from=TRADES_FROM,
+        trades_from=TRADES_FROM
+        if any(m.position for m in run.monitors) or not any(o.trade for o in outcomes)
+        else TRADES_FROM_FALLBACK,
         stake=spec.settings.paper_stake,
         max_calls=spec.max_calls,
         stopped=run.stopped,

@@ -263,11 +263,17 @@ class TraderSettings(BaseModel):
     min_confidence_to_enter: float = Field(70.0, ge=0, le=100)
     max_monitoring_duration: timedelta = timedelta(hours=24)
     strategy: dict[str, Any] = Field(default_factory=lambda: {"instructions": "backtest", "modelTier": "fast"})
-    # Position settings (paper execution).
+    # Position settings (migration 006's trader columns) and the paper execution's costs.
     paper_stake: Decimal = Field(Decimal(1000), gt=0, description="quote currency per trade")
-    fee_rate: Decimal = Field(Decimal("0.001"), ge=0, lt=1, description="per fill (0.001 = 0.1 %)")
-    slippage: Decimal = Field(Decimal(0), ge=0, lt=1, description="fraction of the entry price paid above it")
     max_position_duration: timedelta = timedelta(days=7)
+    use_trailing_stop: bool = False
+    trailing_stop_distance: Decimal | None = Field(None, gt=0, lt=100, description="percent")
+    partial_take_profit_levels: list[Decimal] = Field(default_factory=list, max_length=10)
+    max_loss_per_position: Decimal | None = Field(None, gt=0, le=100, description="percent of entry")
+    fee_rate: Decimal = Field(Decimal("0.001"), ge=0, le=Decimal("0.1"), description="per fill (0.001 = 0.1 %)")
+    slippage: Decimal = Field(
+        Decimal("0.0005"), ge=0, le=Decimal("0.1"), description="market orders, fraction of the price (0.05 %)"
+    )
 
     @field_validator("max_monitoring_duration", "max_position_duration", mode="before")
     @classmethod
