@@ -220,9 +220,13 @@ def test_readme_command_runs_on_the_shipped_data(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "TEMPORAL_ADDRESS", "LLM_PROXY_URL")}
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert "trades 6 · win rate 100.0%" in done.stdout
+    assert "trades 6 · win rate 50.0% · total profit -4.85" in done.stdout
     report = json.loads((tmp_path / "report.json").read_text())
-    assert report["totals"]["trades"] == 6 and report["totals"]["llm_calls"] == 18
+    assert report["totals"]["trades"] == 6 and report["totals"]["llm_calls"] == 36
+    # The same inputs, the same report (the stand-in is deterministic).
+    again = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert json.loads((tmp_path / "report.json").read_text()) == report
     assert "plotly" in (tmp_path / "chart.html").read_text()[:200000].lower()
     # Usage: a real proxy needs a cap.
     bad = subprocess.run(

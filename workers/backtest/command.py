@@ -213,14 +213,15 @@ def main(args: argparse.Namespace) -> int:
     except (UsageError, InputError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    from workers.backtest.engine import BacktestSpec, expected_analyses
+    from workers.backtest.engine import BacktestSpec, expected_analyses, expected_management
 
     spec = BacktestSpec(args.symbol, args.interval, candles, signals, settings, args.max_calls)
-    estimate = expected_analyses(spec)
+    analyses, management = expected_analyses(spec), expected_management(spec)
     cap = f"cap {args.max_calls} per run" if args.max_calls is not None else "no cap (local stand-in)"
     print(
-        f"[backtest] {len(candles)} candles, {len(signals)} signals; estimate: at most {estimate} llm-proxy calls per run "
-        f"(signals x expected analyses, retries not included){' x 2 runs' if args.compare else ''}; {cap}",
+        f"[backtest] {len(candles)} candles, {len(signals)} signals; estimate per run (before retries): "
+        f"{len(signals)} signals x expected analyses = at most {analyses} analyze-signal calls, plus at most "
+        f"{management} manage-position calls while positions are open{'; 2 runs' if args.compare else ''}; {cap}",
         flush=True,
     )
     try:

@@ -23,6 +23,7 @@ from decimal import Decimal
 from typing import Any
 
 import asyncpg
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
@@ -40,6 +41,15 @@ from workflows.names import CANDLE_CLOSED_SIGNAL, CLOSE_UPDATE, STATE_QUERY, pos
 log = logging.getLogger("signal_monitor.backtest")
 
 WEEK_MS = 7 * 86_400_000
+_WORKFLOW_TASK_EVENTS = frozenset(
+    {
+        EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED,
+        EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED,
+        EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED,
+        EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED,
+        EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT,
+    }
+)
 SETTLE_TIMEOUT = 600.0  # real seconds one step may take (an analysis retried with backoff takes ~1 min)
 TRADES_FROM = "PositionManagerWorkflow (paper backend)"
 TRADES_FROM_FALLBACK = "paper fills of the order intents (workers/backtest/paper.py)"
@@ -97,17 +107,26 @@ class _Position:
 
 
 def expected_analyses(spec: BacktestSpec) -> int:
-    """Upper bound of llm-proxy calls before retries: per signal, its first analysis plus one per
-    close it can see (within the reanalysis limit, the monitoring window and the data)."""
-    step = interval_ms(spec.interval)
+    """Upper bound of analyze-signal calls before retries: per signal, its first analysis plus one
+    per close it can see (within the reanalysis limit, the monitoring window and the data)."""
     window = int(spec.settings.max_monitoring_duration.total_seconds() * 1000)
     total = 0
-    for s in spec.signals:
+    for s in _runnable(spec):
         closes = sum(1 for c in spec.candles if s.time_ms <= c.T < s.time_ms + window)
-        if s.time_ms < spec.candles[0].T + 1 or s.time_ms >= spec.candles[-1].T + 1:
-            continue  # not run
-        total += 1 + min(spec.settings.max_reanalyses, closes, math.ceil(window / step))
+        total += 1 + min(spec.settings.max_reanalyses, closes)
     return total
+
+
+def expected_management(spec: BacktestSpec) -> int:
+    """Upper bound of manage-position calls: one per close an entered signal's position could see
+    (every signal entering at once and staying open for max_position_duration or the data)."""
+    span = int(spec.settings.max_position_duration.total_seconds() * 1000)
+    return sum(sum(1 for c in spec.candles if s.time_ms <= c.T < s.time_ms + span) for s in _runnable(spec))
+
+
+def _runnable(spec: BacktestSpec) -> list[SignalSpec]:
+    first, last = spec.candles[0].T + 1, spec.candles[-1].T + 1
+    return [s for s in spec.signals if first <= s.time_ms < last]
 
 
 def _price_at(candles: list[Candle], time_ms: int) -> Decimal | None:
@@ -191,42 +210,22 @@ class _Run:
     async def _running(handle: WorkflowHandle) -> bool:
         return (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
 
-    @staticmethod
-    def _monitor_idle(st: dict[str, Any], sent: int) -> bool:
-        counts = st.get("counts") or {}
-        return (
-            counts.get("received", 0) >= sent
-            and not st.get("analysing")
-            and st.get("pending_candle") is None
-            and st.get("status") != "starting"
-            and st.get("end_reason") is None
-        )
-
-    @staticmethod
-    def _position_idle(st: dict[str, Any], sent: int) -> bool:
-        counts = st.get("counts") or {}
-        return counts.get("received", 0) >= sent and not st.get("queued") and st.get("status") == "open"
-
-    async def settle(self, handle: WorkflowHandle, idle: Callable[[dict[str, Any]], bool]) -> None:
-        """Until the workflow has taken every close sent, acted on it and has no activity pending
-        (or it has ended)."""
+    async def settle(self, handle: WorkflowHandle) -> None:
+        """Until the workflow has nothing in flight: its last workflow task completed, no activity
+        pending, and its history unchanged across the check (or it has ended). A close signalled
+        before is in its history, so it has been acted on."""
         deadline = time.monotonic() + SETTLE_TIMEOUT
         while time.monotonic() < deadline:
-            # State, then the server's view, then the state again: an activity scheduled by the
-            # workflow task the first query waited for shows in `describe`, and one that completed
-            # in between changes the second answer.
-            if not await self._running(handle):
-                return
-            before = await handle.query(STATE_QUERY)
+            before = await handle.fetch_history()
             desc = await handle.describe()
             if desc.status != WorkflowExecutionStatus.RUNNING:
                 return
-            raw = desc.raw_description
+            tasks = [e.event_type for e in before.events if e.event_type in _WORKFLOW_TASK_EVENTS]
             if (
-                idle(before)
-                and not raw.pending_activities
-                and not raw.HasField("pending_workflow_task")
-                and await handle.query(STATE_QUERY) == before
+                tasks
+                and tasks[-1] == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
+                and not desc.raw_description.pending_activities
+                and len((await handle.fetch_history()).events) == len(before.events)
             ):
                 return
             await asyncio.sleep(0.02)
@@ -277,7 +276,7 @@ class _Run:
             entry_ms = decided - self.shift_ms + interval_ms(self.spec.interval)
         max_ms = int(self.spec.settings.max_position_duration.total_seconds() * 1000)
         m.position = _Position(handle, entry_ms, max_ms)
-        await self.settle(handle, lambda st: self._position_idle(st, 0))
+        await self.settle(handle)
         await self.collect_position_if_closed(m.position, entry_ms)
 
     async def collect_position_if_closed(self, p: _Position, at_ms: int) -> None:
@@ -319,8 +318,8 @@ class _Run:
                     raise
                 log.warning("%s ended before the close at %s reached it", w.handle.id, iso(c.T + 1))
         await asyncio.gather(
-            *(self.settle(m.handle, lambda st, m=m: self._monitor_idle(st, m.sent)) for m in monitors),
-            *(self.settle(p.handle, lambda st, p=p: self._position_idle(st, p.sent)) for p in positions),
+            *(self.settle(m.handle) for m in monitors),
+            *(self.settle(p.handle) for p in positions),
         )
         self.horizon_ms = c.T + 1
         for p in positions:
@@ -357,7 +356,7 @@ class _Run:
         window = int(self.spec.settings.max_monitoring_duration.total_seconds() * 1000)
         m = _Monitor(s, price, str(signal_id), outcome.handle, s.time_ms + self.shift_ms + window)
         self.monitors.append(m)
-        await self.settle(m.handle, lambda st: self._monitor_idle(st, 0))
+        await self.settle(m.handle)
         if not await self._running(m.handle):
             await self.collect(m)
         return not self.gate.cap_reached or self.stop_for_cap()

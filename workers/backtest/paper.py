@@ -24,7 +24,9 @@ from pydantic import BaseModel
 from workers.backtest.inputs import Candle
 
 Side = Literal["buy", "sell"]
-ExitReason = Literal["stop_loss", "take_profit", "duration", "end_of_data", "stopped"]
+# stop_loss | take_profit | duration | end_of_data | stopped (the call cap), and from the position
+# manager also close (its model's close action), trailing_stop, max_loss.
+ExitReason = str
 Q8 = Decimal("0.00000001")
 
 
