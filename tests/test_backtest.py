@@ -9,7 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -42,7 +42,7 @@ SETTINGS = TraderSettings(
 SIGNALS = every_n(CANDLES, 15)  # closes of candles 0, 15, 30, 45: 00:01, 00:16, 00:31, 00:46
 
 
-def by_signal(scripts: dict[str, list[Step]]) -> Callable[[dict[str, Any]], Step]:
+def by_signal(scripts: Mapping[str, Sequence[Step]]) -> Callable[[dict[str, Any]], Step]:
     """llm-proxy answers scripted per signal, the signal known by its own price (analysis #0 carries
     it; later requests carry the same signalId), then per analysis number."""
     price_of: dict[str, str] = {}

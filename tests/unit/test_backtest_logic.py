@@ -106,7 +106,7 @@ def test_trader_settings_from_json_and_flags():
         minutes=10
     )
     with pytest.raises(InputError, match="max_reanalyse"):
-        inputs.load_settings(None, {"max_reanalyse": 2} | {"max_reanalyses": None})  # type: ignore[dict-item]
+        inputs.load_settings(None, {"max_reanalyse": 2, "max_reanalyses": None})
 
 
 async def test_klines_are_fetched_page_by_page_without_the_open_candle():

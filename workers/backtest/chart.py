@@ -89,11 +89,12 @@ def figure(report: Report, candles: list[Candle]):  # -> plotly.graph_objects.Fi
         xs.append(_dt(ms))
         ys.append(float(level))
     fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line={"shape": "hv"}, name="equity"), row=2, col=1)
-    t = report.totals
+    totals = report.totals
     fig.update_layout(
         title=(
-            f"backtest {r.symbol} {r.interval} · proxy {r.proxy} · {t.trades} trades, total {float(t.total_profit):.2f}, "
-            f"max drawdown {float(t.max_drawdown):.2f}" + (f" · STOPPED: {r.stopped}" if r.stopped else "")
+            f"backtest {r.symbol} {r.interval} · proxy {r.proxy} · {totals.trades} trades, "
+            f"total {float(totals.total_profit):.2f}, max drawdown {float(totals.max_drawdown):.2f}"
+            + (f" · STOPPED: {r.stopped}" if r.stopped else "")
         ),
         xaxis_rangeslider_visible=False,
         height=760,

@@ -64,10 +64,15 @@ ROWS = (
 
 
 def format_compare(a: Report, b: Report) -> str:
-    lines = [f"compare on {a.run.symbol} {a.run.interval}, {a.run.candles} candles, {len(a.signals)} signals", ""]
-    lines.append(f"{'':<26} {'A: ' + a.run.proxy:>24} {'B: ' + b.run.proxy:>24}")
+    lines = [
+        f"compare on {a.run.symbol} {a.run.interval}, {a.run.candles} candles, {len(a.signals)} signals",
+        f"A = {a.run.proxy}",
+        f"B = {b.run.proxy}",
+        "",
+        f"{'':<26} {'A':>14} {'B':>14}",
+    ]
     for label, get in ROWS:
-        lines.append(f"{label:<26} {get(a.totals):>24} {get(b.totals):>24}")
+        lines.append(f"{label:<26} {get(a.totals):>14} {get(b.totals):>14}")
     for which, r in (("A", a), ("B", b)):
         if r.run.stopped:
             lines.append(f"{which} STOPPED EARLY (partial): {r.run.stopped}")

@@ -309,7 +309,8 @@ class _Run:
             )
             return False
         k = c.kline(self.spec.symbol, self.spec.interval, self.shift_ms)
-        for w in [*monitors, *positions]:
+        recipients: list[_Monitor | _Position] = [*monitors, *positions]
+        for w in recipients:
             w.sent += 1
             try:
                 await w.handle.signal(CANDLE_CLOSED_SIGNAL, k)

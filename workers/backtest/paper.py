@@ -98,7 +98,8 @@ def simulate(
     after = [c for c in candles if c.t >= order.fill_time_ms]
     if not after:
         return None
-    exit_price, reason, exit_time = after[-1].c, horizon_reason, after[-1].T + 1
+    exit_price, exit_time = after[-1].c, after[-1].T + 1
+    reason: str = horizon_reason
     for c in after:
         if c.t >= deadline:
             exit_price, reason, exit_time = c.o, "duration", deadline
