@@ -148,6 +148,13 @@ async def test_scripted_run_makes_the_hand_computed_trades(box, proxy):
         ("bad_setup", "abandon", False),
     ]
     assert [s["llm_calls"] for s in out["signals"]] == [4, 1, 3, 11]
+    # One position_management_decisions row per managed close: the holds, then the risk exit's close.
+    assert [s["position_decisions"] for s in out["signals"]] == [
+        {"close": 1, "hold": 2},
+        {"close": 1},
+        {},
+        {"hold": 9},
+    ]
     assert len(proxy.requests) == 19
     assert out["run"]["stopped"] is None
     assert out["run"]["trades_from"] == "PositionManagerWorkflow (paper backend)"
@@ -171,6 +178,20 @@ async def test_call_cap_stops_cleanly_with_a_partial_report(box, proxy):
     assert out["totals"]["total_profit"] == "-1.9983"
     assert out["totals"]["llm_calls"] == 6
     assert out["run"]["last_close"] == "2024-01-01T00:31:00Z"
+
+
+async def test_call_cap_closes_an_open_position_at_the_last_close(box, proxy):
+    """Cap 3: S1's two analyses and its position's first manage-position call (candle 2) use it up.
+    The position is closed at once by the position manager's `close` Update at the last close fed,
+    candle 2's 43243.09 (no slippage), without a call: qty 0.02317087, gross 85.46 x qty =
+    1.98018255, fees 0.99999983 + 1.00198002, pnl -0.02179730, exit reason stopped."""
+    report = await run_backtest(box, spec(max_calls=3), ProxyTarget("scripted", proxy.url, KEY))
+    out = to_json(report)
+    assert len(proxy.requests) == 3
+    assert [s["status"] for s in out["signals"]] == ["in_position", "not_run", "not_run", "not_run"]
+    assert [(t["exit_time"], t["exit_price"], t["exit_reason"], t["pnl"]) for t in out["trades"]] == [
+        ("2024-01-01T00:03:00Z", "43243.09", "stopped", "-0.0217973")
+    ]
 
 
 async def test_compare_shows_the_decisions_that_differ(box, proxy):

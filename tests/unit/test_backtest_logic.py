@@ -15,7 +15,6 @@ from workers.backtest.command import UsageError, parse_duration, parse_proxy
 from workers.backtest.compare import differences, format_compare
 from workers.backtest.gate import tokens_of
 from workers.backtest.inputs import Candle, InputError, parse_candles, parse_signals
-from workers.backtest.paper import EntryOrder, simulate, would_have_won
 from workers.backtest.report import (
     Decision,
     RunInfo,
@@ -26,6 +25,7 @@ from workers.backtest.report import (
     max_drawdown,
     to_json,
 )
+from workers.backtest.trades import Trade, would_have_won
 
 M = 60_000
 
@@ -136,54 +136,22 @@ async def test_klines_are_fetched_page_by_page_without_the_open_candle():
     assert len(got) == 2500 and got[-1].t == now_ms - M  # the still-open candle (now_ms) is left out
 
 
-# --- paper fills -----------------------------------------------------------------------------
+# --- trades ----------------------------------------------------------------------------------
 
 
-def trade(candles, side="buy", sl="90", tp="110", max_minutes=60, slippage="0"):
-    return simulate(
-        EntryOrder(
-            signal_time_ms=0, fill_time_ms=M, reference_price=D(100), side=side, stop_loss=D(sl), take_profit=D(tp)
-        ),
-        candles,
-        stake=D(1000),
-        fee_rate=D("0.001"),
-        slippage=D(slippage),
-        max_duration=timedelta(minutes=max_minutes),
+def trade(entry_ms: int = M, exit_ms: int = 2 * M, pnl: str = "1") -> Trade:
+    return Trade(
+        signal_time_ms=0,
+        side="buy",
+        entry_time_ms=entry_ms,
+        entry_price=D(100),
+        quantity=D(10),
+        exit_time_ms=exit_ms,
+        exit_price=D(110),
+        exit_reason="take_profit",
+        fees=D("2.1"),
+        pnl=D(pnl),
     )
-
-
-def test_fill_rules():
-    # Take-profit at its level; P&L = 10 x 10 - 0.001 x 10 x (100 + 110) = 97.9.
-    t = trade([c(0, "100", "100", "100", "100"), c(1, "100", "111", "99", "105")])
-    assert (t.exit_reason, t.exit_price, t.quantity, t.fees, t.pnl, t.exit_time_ms) == (
-        "take_profit",
-        D(110),
-        D(10),
-        D("2.1"),
-        D("97.9"),
-        2 * M,
-    )
-    # One candle reaching both: the stop.
-    assert trade([c(1, "100", "111", "89", "100")]).exit_reason == "stop_loss"
-    # A gap through the stop fills at the open.
-    t = trade([c(1, "100", "101", "99", "100"), c(2, "85", "86", "80", "84")])
-    assert (t.exit_reason, t.exit_price) == ("stop_loss", D(85))
-    # Gap above the target: filled at the (better) open.
-    assert trade([c(1, "115", "116", "114", "115")]).exit_price == D(115)
-    # Duration: closed at the open of the candle in progress at the deadline.
-    t = trade(
-        [c(i, "100", "101", "99", "100") for i in range(1, 4)] + [c(4, "102", "103", "101", "102")], max_minutes=3
-    )
-    assert (t.exit_reason, t.exit_price, t.exit_time_ms) == ("duration", D(102), 4 * M)
-    # Nothing reached: end of data at the last close.
-    t = trade([c(1, "100", "101", "99", "100.5")])
-    assert (t.exit_reason, t.exit_price) == ("end_of_data", D("100.5"))
-    # A short: stop above, target below; slippage against the trade.
-    t = trade([c(1, "100", "100", "89", "95")], side="sell", sl="110", tp="90", slippage="0.01")
-    assert (t.entry_price, t.exit_reason, t.exit_price) == (D(99), "take_profit", D(90))
-    assert t.pnl == (t.quantity * 9 - t.fees)
-    # No candle after the entry: no trade.
-    assert trade([c(0, "100", "100", "100", "100")]) is None
 
 
 def test_would_have_won():
@@ -203,17 +171,14 @@ def test_drawdown_and_exposure():
     # equity 110, 106, 103, 108, 99: the peak 110 to 99
     assert max_drawdown([D(10), D(-4), D(-3), D(5), D(-9)], D(100)) == D(11)
     assert max_drawdown([D(1), D(2)], D(100)) == 0
-    t1 = trade([c(1, "100", "111", "99", "105")])  # 1m..2m
-    t2 = t1.model_copy(update={"entry_time_ms": int(1.5 * M), "exit_time_ms": 4 * M})
-    assert exposure([t1, t2], 0, 10 * M) == 0.3  # 1m..4m, the overlap counted once
+    # 1m..2m and 1.5m..4m: 1m..4m, the overlap counted once
+    assert exposure([trade(M, 2 * M), trade(int(1.5 * M), 4 * M)], 0, 10 * M) == 0.3
 
 
 def outcome(ms, status, pnl=None, decisions=(), calls=1, won=None):
     t = None
     if pnl is not None:
-        t = trade([c(1, "100", "111", "99", "105")]).model_copy(
-            update={"pnl": D(pnl), "signal_time_ms": ms, "exit_time_ms": ms + M, "entry_time_ms": ms}
-        )
+        t = trade(ms, ms + M, pnl).model_copy(update={"signal_time_ms": ms})
     return SignalOutcome(
         signal_time_ms=ms,
         price=D(100),

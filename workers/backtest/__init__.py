@@ -2,7 +2,7 @@
 time-skipping test server and a throwaway PostgreSQL, then scored.
 
 Modules: `inputs` (candles, signals, trader settings: pure parsing, plus the Binance REST fetch),
-`paper` (the fills a trade gets from the candles: pure), `report` (the figures and their printing:
+`trades` (a trade, and whether a signal not entered would have won: pure), `report` (the figures and their printing:
 pure), `chart` (plotly rendering), `gate` (the llm-proxy call cap and per-signal call/token counts),
 `sandbox` (the throwaway PostgreSQL + time-skipping server), `engine` (feeds the series to the real
 workflows), `command` (the CLI subcommand)."""

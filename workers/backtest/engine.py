@@ -30,9 +30,9 @@ from temporalio.testing import WorkflowEnvironment
 
 from workers.backtest.gate import CallGate
 from workers.backtest.inputs import Candle, SignalSpec, TraderSettings, interval_ms
-from workers.backtest.paper import EntryOrder, Side, Trade, simulate, would_have_won
 from workers.backtest.report import Decision, Report, RunInfo, SignalOutcome, build_report, iso
 from workers.backtest.sandbox import Sandbox
+from workers.backtest.trades import Side, Trade, would_have_won
 from workers.config import Settings
 from workers.starting import start_monitor
 from workers.worker import run_worker
@@ -52,7 +52,6 @@ _WORKFLOW_TASK_EVENTS = frozenset(
 )
 SETTLE_TIMEOUT = 600.0  # real seconds one step may take (an analysis retried with backoff takes ~1 min)
 TRADES_FROM = "PositionManagerWorkflow (paper backend)"
-TRADES_FROM_FALLBACK = "paper fills of the order intents (workers/backtest/paper.py)"
 # The position manager's close codes in the report's words.
 EXIT_REASONS = {"max_position_duration": "duration", "close_action": "close"}
 
@@ -259,8 +258,7 @@ class _Run:
             await self.attach_position(m)
 
     async def attach_position(self, m: _Monitor) -> None:
-        """The position the monitor's `enter` started, if this code base has the position manager;
-        else the trade comes from the order intent (workers/backtest/paper.py)."""
+        """The position the monitor's `enter` started (`start-position-on-enter`)."""
         handle = self.client.get_workflow_handle(position_workflow_id_for(m.signal_id))
         try:
             await handle.describe()
@@ -443,8 +441,6 @@ def _position_trade(m: _Monitor, p: _Position) -> Trade | None:
         entry_time_ms=p.entry_ms,
         entry_price=entry,
         quantity=_dec(res.get("initial_quantity")) or Decimal(0),
-        stop_loss=None,
-        take_profit=None,
         exit_time_ms=p.exit_ms,
         exit_price=exit_price,
         exit_reason=reason,
@@ -468,41 +464,17 @@ async def _outcome(run: _Run, conn: asyncpg.Connection, m: _Monitor) -> SignalOu
     sid = uuid.UUID(m.signal_id)
     delivered = [c for c in spec.candles if c.T + 1 <= run.horizon_ms]
     trade, won = None, None
+    management: dict[str, int] = {}
     if status == "in_position" and m.position is not None:
         trade = _position_trade(m, m.position)
+        rows = await conn.fetch(
+            "SELECT action, count(*) AS n FROM position_management_decisions WHERE signal_id = $1 GROUP BY action", sid
+        )
+        management = {r["action"]: r["n"] for r in sorted(rows, key=lambda r: r["action"])}
         if trade is None:
             reason = f"{reason}; position: {_position_reason(m.position)}"
     elif status == "in_position":
-        intent = await conn.fetchrow(
-            "SELECT side, stop_loss, take_profits FROM order_intents WHERE signal_id = $1", sid
-        )
-        last = decisions[-1]
-        if last.candle_open_ms is None:
-            fill_ms, ref = m.spec.time_ms, m.price
-        else:
-            candle = next(c for c in spec.candles if c.t == last.candle_open_ms)
-            fill_ms, ref = candle.T + 1, candle.c
-        tps = (
-            json.loads(intent["take_profits"])
-            if intent and isinstance(intent["take_profits"], str)
-            else (intent["take_profits"] if intent else [])
-        )
-        trade = simulate(
-            EntryOrder(
-                signal_time_ms=m.spec.time_ms,
-                fill_time_ms=fill_ms,
-                reference_price=ref,
-                side=intent["side"] if intent else "buy",
-                stop_loss=intent["stop_loss"] if intent else None,
-                take_profit=Decimal(str(tps[0])) if tps else None,
-            ),
-            delivered,
-            stake=settings.paper_stake,
-            fee_rate=settings.fee_rate,
-            slippage=settings.slippage,
-            max_duration=settings.max_position_duration,
-            horizon_reason="stopped" if run.stopped else "end_of_data",
-        )
+        reason = f"{reason}; no PositionManagerWorkflow was started for it: no trade"
     elif status == "expired" and decisions:
         row = await conn.fetchrow(
             "SELECT key_levels FROM signal_analyses WHERE signal_id = $1 ORDER BY analysis_number DESC LIMIT 1", sid
@@ -523,6 +495,7 @@ async def _outcome(run: _Run, conn: asyncpg.Connection, m: _Monitor) -> SignalOu
         llm_calls=run.gate.calls_by_signal.get(m.signal_id, 0),
         tokens=run.gate.tokens_by_signal.get(m.signal_id, 0),
         trade=trade,
+        management=management,
         would_have_won=won,
     )
 
@@ -606,9 +579,7 @@ async def run_backtest(
         first_open_ms=spec.candles[0].t,
         last_close_ms=run.horizon_ms,
         proxy=proxy.label,
-        trades_from=TRADES_FROM
-        if any(m.position for m in run.monitors) or not any(o.trade for o in outcomes)
-        else TRADES_FROM_FALLBACK,
+        trades_from=TRADES_FROM,
         stake=spec.settings.paper_stake,
         max_calls=spec.max_calls,
         stopped=run.stopped,

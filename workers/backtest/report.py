@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from workers.backtest.paper import Trade
+from workers.backtest.trades import Trade
 
 Q2 = Decimal("0.01")
 Q4 = Decimal("0.0001")
@@ -36,6 +36,7 @@ class SignalOutcome(BaseModel):
     llm_calls: int = 0
     tokens: int = 0
     trade: Trade | None = None
+    management: dict[str, int] = Field(default_factory=dict, description="position decisions by action")
     would_have_won: bool | None = None
 
 
@@ -46,7 +47,7 @@ class RunInfo(BaseModel):
     first_open_ms: int
     last_close_ms: int  # the horizon: the last candle fed (earlier when a run was stopped)
     proxy: str
-    trades_from: str  # "paper (order intents)" or "PositionManagerWorkflow"
+    trades_from: str  # what ran the trades: PositionManagerWorkflow (paper backend)
     stake: Decimal
     max_calls: int | None = None
     stopped: str | None = None  # why the run ended early (the call cap), None when it ran through
@@ -220,6 +221,7 @@ def to_json(report: Report) -> dict[str, Any]:
             ],
             "llm_calls": o.llm_calls,
             "tokens": o.tokens,
+            "position_decisions": o.management,
             "would_have_won": o.would_have_won,
         }
         for o in report.signals
