@@ -4,17 +4,19 @@ worker in-process, a fresh migrated database per run and a scripted llm-proxy.""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from fakes.binance.ohlcv import SAMPLE_FILE
@@ -22,7 +24,7 @@ from fakes.llm_proxy import Answer, FakeLlmProxy, Step
 from fakes.manage_position import ManageAnswer
 from workers.backtest.compare import differences, format_compare
 from workers.backtest.engine import BacktestSpec, ProxyTarget, expected_analyses, run_backtest
-from workers.backtest.inputs import TraderSettings, every_n, load_candles
+from workers.backtest.inputs import TraderSettings, every_n, fetch_klines, load_candles
 from workers.backtest.report import format_table, to_json
 from workers.backtest.sandbox import Sandbox, start_time_skipping
 
@@ -209,6 +211,31 @@ async def test_compare_shows_the_decisions_that_differ(box, proxy):
     )
     assert "signals whose decisions differ: 1 of 4" in text
     assert b.totals.trades == 4 and a.totals.trades == 3
+
+
+async def test_candles_fetched_from_binance_rest_run_the_same_way(box, proxy):
+    """--start/--end: the closed candles of the local Binance's REST klines (30 candles of history
+    the fake knows at once), then a run on them with the stand-in's default answers."""
+    from fakes.binance import FakeBinance
+    from fakes.binance.series import SeriesOptions
+    from fakes.llm_proxy import reanalysis_policy
+
+    async with FakeBinance(auto_series=True, series=SeriesOptions(history=30)) as fake:
+        now = datetime.now(UTC)
+        async with httpx.AsyncClient(base_url=fake.rest_url) as client:
+            candles = await fetch_klines(client, "ETHUSDT", "1m", now - timedelta(minutes=40), now)
+    assert 29 <= len(candles) <= 30  # the history, never the open candle
+    assert all(b.t - a.t == 60_000 for a, b in itertools.pairwise(candles))
+    proxy.default = reanalysis_policy
+    report = await run_backtest(
+        box,
+        BacktestSpec("ETHUSDT", "1m", candles, every_n(candles, 10), SETTINGS),
+        ProxyTarget("local", proxy.url, KEY),
+    )
+    assert [o.status for o in report.signals] == ["in_position"] * 3
+    assert [[d.decision for d in o.decisions] for o in report.signals] == [["continue", "continue", "enter"]] * 3
+    # Held (manage-position says hold) until max_position_duration, the last one until the data ends.
+    assert [t.exit_reason for o in report.signals if (t := o.trade)] == ["duration", "duration", "end_of_data"]
 
 
 def iso_min(ms: int) -> str:

@@ -127,8 +127,11 @@ async def _candles(args: argparse.Namespace) -> list[inputs.Candle]:
     if args.end <= args.start:
         raise UsageError("--end must be after --start")
     base = os.environ.get("BINANCE_REST_URL") or "https://api.binance.com"
-    async with httpx.AsyncClient(base_url=base, timeout=20) as client:
-        return await inputs.fetch_klines(client, args.symbol, args.interval, args.start, args.end)
+    try:
+        async with httpx.AsyncClient(base_url=base, timeout=20) as client:
+            return await inputs.fetch_klines(client, args.symbol, args.interval, args.start, args.end)
+    except httpx.HTTPError as exc:
+        raise inputs.FetchError(f"cannot fetch klines from {base}: {type(exc).__name__}: {exc}") from None
 
 
 def _signals(args: argparse.Namespace, candles: list[inputs.Candle]) -> list[inputs.SignalSpec]:
@@ -213,6 +216,9 @@ def main(args: argparse.Namespace) -> int:
     except (UsageError, InputError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except inputs.FetchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
     from workers.backtest.engine import BacktestSpec, expected_analyses, expected_management
 
     spec = BacktestSpec(args.symbol, args.interval, candles, signals, settings, args.max_calls)
@@ -224,11 +230,16 @@ def main(args: argparse.Namespace) -> int:
         f"{management} manage-position calls while positions are open{'; 2 runs' if args.compare else ''}; {cap}",
         flush=True,
     )
+    from workers.backtest.sandbox import SandboxError
+
     try:
         reports = asyncio.run(_run(args, spec, proxies))
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except SandboxError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
     if len(reports) == 2:
         a, b = reports
         print(format_table(a), "", format_table(b), "", format_compare(a, b), sep="\n")

@@ -27,6 +27,10 @@ class InputError(ValueError):
     """Input the backtest cannot use; the message says which file/row and why."""
 
 
+class FetchError(RuntimeError):
+    """Binance REST could not give the candles asked for."""
+
+
 class Candle(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -157,9 +161,9 @@ async def fetch_klines(
             },
         )
         if resp.status_code in (418, 429):
-            raise InputError(f"Binance REST rate limited the klines fetch (HTTP {resp.status_code}); try later")
+            raise FetchError(f"Binance REST rate limited the klines fetch (HTTP {resp.status_code}); try later")
         if resp.status_code != 200:
-            raise InputError(f"Binance REST klines: HTTP {resp.status_code}: {resp.text[:200]}")
+            raise FetchError(f"Binance REST klines: HTTP {resp.status_code}: {resp.text[:200]}")
         page = resp.json()
         if not page:
             break
@@ -247,7 +251,10 @@ def every_n(candles: Sequence[Candle], n: int) -> list[SignalSpec]:
     never at the last candle, which leaves nothing to monitor."""
     if n < 1:
         raise InputError("--every must be at least 1")
-    return [SignalSpec(time_ms=c.T + 1, price=c.c) for c in list(candles)[:-1][::n]]
+    signals = [SignalSpec(time_ms=c.T + 1, price=c.c) for c in list(candles)[:-1][::n]]
+    if not signals:
+        raise InputError(f"--every {n}: the series has no candle to raise a signal at (it needs at least 2 candles)")
+    return signals
 
 
 # --- trader settings -------------------------------------------------------------------------
