@@ -550,6 +550,9 @@ async def run_backtest(
             events.sort(key=lambda e: (e[0], e[1]))
             say(f"feeding {len(spec.candles)} closes and {len(events) - len(spec.candles)} signals to the monitors")
             for at, kind, item in events:
+                if kind == 0 and not run.running() and not run.open_positions():
+                    run.horizon_ms = at  # nobody to feed and no timer to fire: no need to move the clock
+                    continue
                 await run.sleep_to(at + run.shift_ms)
                 go_on = await (run.deliver(item) if kind == 0 else run.start(conn, item[0], item[1], trader_id))
                 if not go_on:
