@@ -23,10 +23,11 @@ from fakes.binance.ohlcv import SAMPLE_FILE
 from fakes.llm_proxy import Answer, FakeLlmProxy, Step
 from fakes.manage_position import ManageAnswer
 from workers.backtest.compare import differences, format_compare
-from workers.backtest.engine import BacktestSpec, ProxyTarget, expected_analyses, run_backtest
+from workers.backtest.engine import run_backtest
 from workers.backtest.inputs import TraderSettings, every_n, fetch_klines, load_candles
 from workers.backtest.report import format_table, to_json
 from workers.backtest.sandbox import Sandbox, start_time_skipping
+from workers.backtest.spec import BacktestSpec, ProxyTarget, expected_analyses
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "sk-backtest-test"

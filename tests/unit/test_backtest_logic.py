@@ -25,6 +25,7 @@ from workers.backtest.report import (
     max_drawdown,
     to_json,
 )
+from workers.backtest.spec import BacktestSpec, expected_analyses, expected_management
 from workers.backtest.trades import Trade, would_have_won
 
 M = 60_000
@@ -256,6 +257,18 @@ def test_compare_lists_only_the_signals_that_differ():
 
 
 # --- command details ---------------------------------------------------------------------------
+
+
+def test_estimate_counts_what_each_signal_can_see():
+    candles = [c(i, "1", "1", "1", "1") for i in range(30)]
+    settings = inputs.TraderSettings(
+        max_reanalyses=5, max_monitoring_duration=timedelta(minutes=3), max_position_duration=timedelta(minutes=10)
+    )
+    signals = [*inputs.every_n(candles, 10), inputs.SignalSpec(time_ms=0), inputs.SignalSpec(time_ms=29 * M)]
+    spec = BacktestSpec("X", "1m", candles, signals, settings)
+    # Signals at 1m, 11m, 21m and 29m run (0 is before the first close): each 1 + 3 closes in its
+    # 3-minute window, the 29m one 1 + 1 (the data ends); positions: 10 + 10 + 9 + 1 closes.
+    assert (expected_analyses(spec), expected_management(spec)) == (14, 30)
 
 
 def test_proxy_specs_and_durations():

@@ -25,7 +25,7 @@ from workers.backtest.inputs import InputError
 from workers.backtest.report import Report, format_table, to_json
 
 if TYPE_CHECKING:
-    from workers.backtest.engine import BacktestSpec, ProxyTarget
+    from workers.backtest.spec import BacktestSpec, ProxyTarget
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 
@@ -156,7 +156,7 @@ def _settings(args: argparse.Namespace) -> inputs.TraderSettings:
 
 
 def _target(spec: ProxySpec, local_url: str | None, local_key: str) -> ProxyTarget:
-    from workers.backtest.engine import ProxyTarget
+    from workers.backtest.spec import ProxyTarget
 
     if spec.local:
         assert local_url is not None
@@ -219,7 +219,7 @@ def main(args: argparse.Namespace) -> int:
     except inputs.FetchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
-    from workers.backtest.engine import BacktestSpec, expected_analyses, expected_management
+    from workers.backtest.spec import BacktestSpec, expected_analyses, expected_management
 
     spec = BacktestSpec(args.symbol, args.interval, candles, signals, settings, args.max_calls)
     analyses, management = expected_analyses(spec), expected_management(spec)

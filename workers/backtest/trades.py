@@ -11,6 +11,7 @@ from pydantic import BaseModel
 
 from workers.backtest.inputs import Candle
 from workflows.paper import Bar, stop_fill_price, target_fill_price
+from workflows.paper import Side as PaperSide
 
 Side = Literal["buy", "sell"]
 
@@ -38,7 +39,7 @@ def would_have_won(
     as the stop, as the position manager's risk check does. None when the levels are unknown."""
     if stop_loss is None or take_profit is None:
         return None
-    paper_side = "long" if side == "buy" else "short"
+    paper_side: PaperSide = "long" if side == "buy" else "short"
     for c in candles:
         bar = Bar(open=c.o, high=c.h, low=c.l, close=c.c)
         if stop_fill_price(paper_side, stop_loss, bar) is not None:
