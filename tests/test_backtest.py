@@ -286,3 +286,36 @@ def test_readme_command_runs_on_the_shipped_data(tmp_path):
         text=True,
     )
     assert bad.returncode == 2 and "--max-calls is required" in bad.stderr
+
+
+async def test_gate_forwards_with_the_variant_header_and_holds_the_cap(proxy):
+    """The gate between the worker and llm-proxy: the real key and a prompt-version header go to the
+    proxy, the worker's throwaway key does not; past the cap nothing is forwarded (HTTP 422)."""
+    from workers.backtest.gate import CAP_ERROR_CODE, CallGate
+
+    gate = await CallGate(proxy.url, KEY, max_calls=1, extra_headers={"x-prompt-version": "v2"}).start()
+    params = {
+        "signalId": "s-1",
+        "symbol": "BTCUSDT",
+        "price": 43123.03,
+        "reanalysis": 0,
+        "candle": None,
+        "strategy": {},
+    }
+    body = {"operation": "analyze-signal", "params": params}
+    try:
+        async with httpx.AsyncClient() as client:
+            auth = {"Authorization": f"Bearer {gate.local_key}", "x-correlation-id": "s-1:0"}
+            first = await client.post(gate.url, json=body, headers=auth)
+            second = await client.post(gate.url, json=body, headers=auth)
+            stranger = await client.post(gate.url, json=body, headers={"Authorization": "Bearer nope"})
+    finally:
+        await gate.stop()
+    assert first.status_code == 200 and first.json()["data"]["decision"] == "wait", first.text
+    assert second.status_code == 422 and second.json()["error"]["code"] == CAP_ERROR_CODE
+    assert stranger.status_code == 401
+    assert len(proxy.requests) == 1
+    sent = proxy.requests[0]
+    assert sent.authorized and sent.headers["x-prompt-version"] == "v2" and sent.correlation_id == "s-1:0"
+    assert (gate.calls, gate.refused, gate.calls_by_signal["s-1"], gate.tokens_by_signal["s-1"]) == (1, 1, 1, 1100)
+    assert gate.local_key not in repr(gate) and KEY not in repr(gate)
