@@ -175,5 +175,7 @@ async def run_backtest(
         stake=spec.settings.paper_stake,
         max_calls=spec.max_calls,
         stopped=run.stopped,
+        late_events=run.late_events,
+        max_late_seconds=round(run.max_late_ms / 1000, 1),
     )
     return build_report(info, outcomes)

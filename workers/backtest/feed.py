@@ -37,6 +37,7 @@ _WORKFLOW_TASK_EVENTS = frozenset(
         EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT,
     }
 )
+LATE_TOLERANCE_MS = 1000
 SETTLE_TIMEOUT = 600.0  # real seconds one step may take (an analysis retried with backoff takes ~1 min)
 
 
@@ -77,6 +78,9 @@ class Feed:
         self.stopped: str | None = None
         self.horizon_ms = spec.candles[0].t  # original time up to which candles were delivered
         self.shift_ms = 0
+        self.late_events = 0
+        self.max_late_ms = 0
+        self._last_event_ms = 0
 
     # -- time ---------------------------------------------------------------------------------
 
@@ -87,6 +91,12 @@ class Feed:
         gap = shifted_ms - await self._now_ms()
         if gap > 0:
             await self.env.sleep(timedelta(milliseconds=gap))
+        elif gap < -LATE_TOLERANCE_MS and shifted_ms > self._last_event_ms:
+            # The server's clock runs in real time between sleeps: the last step (a slow llm-proxy)
+            # took longer than the time to this later event, which now arrives late.
+            self.late_events += 1
+            self.max_late_ms = max(self.max_late_ms, -gap)
+        self._last_event_ms = shifted_ms
 
     # -- monitors -----------------------------------------------------------------------------
 

@@ -51,6 +51,8 @@ class RunInfo(BaseModel):
     stake: Decimal
     max_calls: int | None = None
     stopped: str | None = None  # why the run ended early (the call cap), None when it ran through
+    late_events: int = 0  # closes/signals fed more than 1 s after their time (a step outlasted the gap)
+    max_late_seconds: float = 0.0
 
 
 class Totals(BaseModel):
@@ -268,6 +270,11 @@ def format_table(report: Report) -> str:
     ]
     if r.stopped:
         lines.append(f"STOPPED EARLY (partial report): {r.stopped}")
+    if r.late_events:
+        lines.append(
+            f"WARNING: {r.late_events} closes/signals were fed up to {r.max_late_seconds:.0f} s after their time (llm-proxy "
+            "answers took longer than the gap to the next candle): timers may have fired before closes they would follow live"
+        )
     lines.append("")
     header = f"{'signal':<12} {'price':>11} {'end':<12} {'decisions':<26} {'entry':>11} {'exit':>11} {'reason':<12} {'pnl':>9} {'calls':>5} {'tokens':>7}"
     lines += [header, "-" * len(header)]
