@@ -87,12 +87,13 @@ def parse_manage_answer(body: Any, latency_ms: int) -> ManagementAnswer:
     reasoning = data.get("reasoning")
     if not isinstance(reasoning, str) or not reasoning.strip():
         raise bad("empty reasoning")
-    metadata = data.get("metadata") if isinstance(data.get("metadata"), dict) else {}
+    meta = data.get("metadata")
+    metadata: dict[str, Any] = meta if isinstance(meta, dict) else {}
     tokens = metadata.get("tokensUsed")
     raw = metadata.get("rawAiResponse")
     details, risk = data.get("actionDetails"), data.get("riskAssessment")
     return ManagementAnswer(
-        action=action.strip().lower(),  # type: ignore[arg-type]  # checked against MANAGE_ACTIONS above
+        action=action.strip().lower(),  # checked against MANAGE_ACTIONS above
         confidence=float(confidence),
         reasoning=reasoning.strip(),
         action_details=details if isinstance(details, dict) else None,

@@ -14,6 +14,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.db_errors import permanent_errors
 from workflows import names
+from workflows.paper import price
 from workflows.position_models import (
     ClosedSignal,
     CloseSignalInput,
@@ -41,7 +42,8 @@ def _decimal(value: Any) -> Decimal | None:
         d = Decimal(str(value))
     except ArithmeticError:
         return None
-    return d if d.is_finite() and d > 0 else None
+    # numeric columns written from floats carry binary noise (0.33496236000000001453...): 8 places.
+    return price(d) if d.is_finite() and d > 0 else None
 
 
 def _levels(raw: Any) -> list[Decimal]:

@@ -7,9 +7,12 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
-from workflows.names import WORKFLOW_TYPE
+from workflows.names import POSITION_WORKFLOW_TYPE, WORKFLOW_TYPE
 
-RUNNING_MONITORS_QUERY = f"WorkflowType = '{WORKFLOW_TYPE}' AND ExecutionStatus = 'Running'"
+# Monitors and position managers both take `candle_closed` of their (SignalSymbol, SignalInterval).
+RUNNING_MONITORS_QUERY = (
+    f"WorkflowType IN ('{WORKFLOW_TYPE}', '{POSITION_WORKFLOW_TYPE}') AND ExecutionStatus = 'Running'"
+)
 
 
 @dataclass(frozen=True)

@@ -57,5 +57,9 @@ async def test_dev_runs_a_demo_signal_to_a_decision_and_the_ui_link_works(tmp_pa
     assert "monitor started by the intake" in output
     assert re.search(r"analysis #1 on candle \d{4}-\d\d-\d\d \d\d:\d\d UTC", output), output
     assert "monitor ended: signal is in_position" in output, output
+    assert "position opened (paper): long" in output, output
+    assert re.search(r"position closed \(\w+: .*\): exit [0-9.]+, realized P&L -?[0-9.]+ after fees [0-9.]+", output), (
+        output
+    )
     for part in ("bridge", "intake", "worker", "temporal", "PostgreSQL"):
         assert f"stopped {part}" in output, output

@@ -129,6 +129,12 @@ def _cmd_operator(args: argparse.Namespace) -> int:
     return asyncio.run(go())
 
 
+def _cmd_trader(args: argparse.Namespace) -> int:
+    from workers.position_cli import run_resume
+
+    return run_resume(Settings.from_env().require_database(), args.trader_id, sys.stdout, sys.stderr)
+
+
 def _cmd_bridge(args: argparse.Namespace) -> int:
     from signal_bridge.cli import main as bridge_main
 
@@ -157,6 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
     from workers.operator_cli import add_commands
 
     add_commands(sub, _cmd_operator)
+    from workers.position_cli import add_position_commands
+
+    add_position_commands(sub, _cmd_operator, _cmd_trader)
     # Listed here for --help; main() hands everything after `bridge` to the bridge's own parser.
     p = sub.add_parser("bridge", help="forward Binance candle closes to the monitors", add_help=False)
     p.add_argument("rest", nargs=argparse.REMAINDER)

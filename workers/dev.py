@@ -248,6 +248,10 @@ async def _follow(temporal_address: str, signal_id: str, stack: Stack, until_dec
             result = await handle.result() if desc.status == WorkflowExecutionStatus.COMPLETED else None
             if isinstance(result, dict):
                 say(f"monitor ended: signal is {result['status']} ({result['reason']})")
+                if result["status"] == "in_position":
+                    from workers.dev_positions import follow_position
+
+                    await follow_position(client, signal_id, stack.check, say)
             else:
                 say(f"monitor ended: {desc.status.name}")
             if until_decided:

@@ -50,7 +50,7 @@ STARTED, ALREADY_ENDED, INELIGIBLE = "started", "already_ended", "ineligible"
 _SELECT = """
 SELECT s.id, s.status, s.symbol, coalesce(s.interval, t.filter->>'interval') AS interval,
        s.trader_id, s.monitor_intake, t.id AS found_trader_id, t.name AS trader_name,
-       t.auto_analyze_signals, p.id AS found_profile_id, p.subscription_tier
+       t.auto_analyze_signals, p.id AS found_profile_id, p.subscription_tier, t.paused, t.paused_reason
 FROM signals s
 LEFT JOIN traders t ON t.id = s.trader_id
 LEFT JOIN user_profiles p ON p.id = t.user_id
@@ -92,6 +92,11 @@ def ineligibility(row: Any) -> Ineligible | None:
     if not row["auto_analyze_signals"]:
         return Ineligible(
             "auto_analyze_off", f"trader {row['trader_name'] or row['trader_id']} has auto_analyze_signals off"
+        )
+    if row.get("paused"):
+        # max_consecutive_losses (position management); `signal-monitor trader resume` lifts it.
+        return Ineligible(
+            "trader_paused", f"trader {row['trader_name'] or row['trader_id']} is paused: {row['paused_reason']}"
         )
     if row["found_profile_id"] is None:
         return Ineligible("no_profile", "the trader's owner has no user profile")

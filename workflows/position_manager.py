@@ -284,12 +284,11 @@ class PositionManagerWorkflow:
             closing = outcome.closes_position and i == len(outcome.exits) - 1
             await self._exit(k, exit, closing)
         s.targets_hit, s.best_price, s.last_price = outcome.targets_hit, outcome.best_price, bar.close
-        s.counts.processed += 1
         risk_exits = [e.kind for e in outcome.exits]
         if outcome.closes_position:
             last = outcome.exits[-1]
             why = f"{last.kind} reached at {last.price} on candle {_utc(k.t)}"
-            await self._record(k, "close", None, why, risk_exits=risk_exits, validated=None)
+            await self._record(k, "close", None, why, risk_exits, None)
             await self._finish(last.kind, why)
         if s.queue:
             # A newer close waits: this one got its risk checks, the model is asked about the newest only.
@@ -474,6 +473,7 @@ class PositionManagerWorkflow:
             )
         )
         del s.decisions[:-DECISIONS_KEPT]
+        s.counts.processed += 1  # a candle counts as processed once its decision row is written
 
     # --- ends ----------------------------------------------------------------------------------
 

@@ -1,0 +1,104 @@
+"""Helpers for the position tests: an entered signal (status `in_position` + its order intent),
+candles with chosen prices, starting `position-<id>` by hand, and the rows a position wrote."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from typing import Any
+
+import asyncpg
+from temporalio.client import Client, WorkflowHandle
+
+from tests.support import SignalRow, insert_signal
+from workflows.candles import INTERVAL_MS
+from workflows.position_models import PositionManagerInput, PositionResult, PositionView
+
+
+async def entered_signal(
+    db: asyncpg.Connection,
+    *,
+    symbol: str = "BTCUSDT",
+    interval: str = "1m",
+    side: str = "buy",
+    entry: float = 100.0,
+    stop_loss: float | None = 95.0,
+    take_profits: list[float] | None = None,
+    **trader: Any,
+) -> SignalRow:
+    row = await insert_signal(db, symbol=symbol, interval=interval, price=entry)
+    await db.execute("UPDATE signals SET status = 'in_position' WHERE id = $1", uuid.UUID(row.signal_id))
+    for column, value in trader.items():
+        if column == "partial_take_profit_levels":
+            value = json.dumps(value)
+        await db.execute(f"UPDATE traders SET {column} = $2 WHERE id = $1", uuid.UUID(row.trader_id), value)
+    await db.execute(
+        """INSERT INTO order_intents (signal_id, trader_id, user_id, symbol, side, entry_price, stop_loss, take_profits)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb)""",
+        uuid.UUID(row.signal_id),
+        uuid.UUID(row.trader_id),
+        uuid.UUID(row.user_id),
+        symbol,
+        side,
+        entry,
+        stop_loss,
+        json.dumps(take_profits if take_profits is not None else [110.0]),
+    )
+    return row
+
+
+def candle(row: SignalRow, n: int, o: float, h: float, low: float, c: float, **kw: Any) -> dict[str, Any]:
+    """The n-th close after the signal's candle (n >= 1), with the given prices."""
+    step = INTERVAL_MS[row.interval] or 60_000
+    t = (int(row.timestamp.timestamp() * 1000) // step) * step + n * step
+    k = {"t": t, "T": t + step - 1, "s": row.symbol, "i": row.interval, "o": str(o), "h": str(h), "l": str(low)}
+    k.update({"c": str(c), "v": "10", "x": True})
+    k.update(kw)
+    return k
+
+
+async def start_position(client: Client, row: SignalRow, task_queue: str, **fields: Any) -> WorkflowHandle:
+    return await client.start_workflow(
+        "PositionManagerWorkflow",
+        PositionManagerInput(signal_id=row.signal_id, **fields),
+        id=f"position-{row.signal_id}",
+        task_queue=task_queue,
+        result_type=PositionResult,
+    )
+
+
+async def result_of(handle: WorkflowHandle, timeout: float = 60.0) -> PositionResult:
+    """The result, or a test failure instead of a hang when the workflow is stuck."""
+    return await asyncio.wait_for(handle.result(), timeout)
+
+
+async def view(handle: WorkflowHandle) -> PositionView:
+    return await handle.query("state", result_type=PositionView)
+
+
+JSON_COLUMNS = ("metadata", "take_profit", "action_details", "risk_assessment", "indicators")
+
+
+def _decoded(records: list[asyncpg.Record]) -> list[dict[str, Any]]:
+    rows = [dict(r) for r in records]
+    for row in rows:
+        for column in JSON_COLUMNS:
+            if isinstance(row.get(column), str):
+                row[column] = json.loads(row[column])
+    return rows
+
+
+async def position_rows(db: asyncpg.Connection, signal_id: str) -> dict[str, list[dict[str, Any]]]:
+    sid = uuid.UUID(signal_id)
+    return {
+        "orders": _decoded(
+            await db.fetch("SELECT * FROM orders WHERE signal_id = $1 ORDER BY created_at, id", signal_id)
+        ),
+        "positions": _decoded(await db.fetch("SELECT * FROM positions WHERE signal_id = $1", sid)),
+        "decisions": _decoded(
+            await db.fetch(
+                "SELECT * FROM position_management_decisions WHERE signal_id = $1 ORDER BY candle_open_time", sid
+            )
+        ),
+    }

@@ -1,0 +1,216 @@
+"""Position management through real parts: Temporal dev server, PostgreSQL, fake llm-proxy over HTTP."""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal as D
+
+import pytest
+from temporalio.client import WorkflowFailureError
+
+from fakes.llm_proxy import Answer
+from fakes.manage_position import ManageAnswer
+from tests.monitor_harness import monitor_stack
+from tests.position_support import candle, entered_signal, position_rows, result_of, start_position, view
+from tests.support import eventually, insert_signal, signal_status
+from workflows import search_attributes as sa
+from workflows.position_models import PositionResult
+
+
+async def _processed(handle, n: int):
+    state = await view(handle)
+    assert state.decisions >= n and state.queued == 0, state
+    return state
+
+
+async def test_lifecycle_enter_paper_fill_managed_closes_then_stop_loss(client, database_url, db):
+    row = await insert_signal(db, symbol="SOLUSDT", interval="1m", price=100.0)
+    async with monitor_stack(client, database_url) as m:
+        m.proxy.script(row.signal_id, Answer.wait(55), Answer.enter(85, entry=100.0, stop_loss=95.0, take_profit=[110]))
+        m.proxy.script_position(row.signal_id, ManageAnswer.hold(), ManageAnswer.adjust_sl(97))
+        monitor = await m.start(row.signal_id)
+        await eventually(lambda: _analysed(monitor, 1))
+        await monitor.signal("candle_closed", candle(row, 1, 99, 101, 98, 100))
+        assert (await result_of(monitor)).status == "in_position"
+        handle = client.get_workflow_handle(f"position-{row.signal_id}", result_type=PositionResult)
+        opened = await eventually(lambda: _status(handle, "open"))
+        assert opened.entry_price == D("100.05") and opened.quantity == D("9.99500249")
+        await handle.signal("candle_closed", candle(row, 1, 99, 101, 98, 100))  # the deciding close: stale
+        await handle.signal("candle_closed", candle(row, 2, 100, 102, 99, 101))
+        await eventually(lambda: _processed(handle, 1))
+        await handle.signal("candle_closed", candle(row, 3, 101, 104, 100, 103))
+        state = await eventually(lambda: _processed(handle, 2))
+        assert state.stop_loss == D(97) and state.counts.stale == 1
+        await handle.signal("candle_closed", candle(row, 4, 103, 103, 96, 96.5))
+        result = await result_of(handle)
+        desc = await handle.describe()
+
+    assert result.status == "closed" and result.reason.startswith("stop_loss")
+    assert result.exit_price == D(97)
+    fee_in, fee_out = D("100.05") * D("9.99500249") / 1000, D(97) * D("9.99500249") / 1000
+    expected = (D(97) - D("100.05")) * D("9.99500249") - fee_in.quantize(D("1e-8")) - fee_out.quantize(D("1e-8"))
+    assert result.realized_pnl == expected.quantize(D("1e-8"))
+    rows = await position_rows(db, row.signal_id)
+    assert [(o["side"], o["type"], o["metadata"]["kind"]) for o in rows["orders"]] == [
+        ("buy", "market", "entry"),
+        ("sell", "stop", "stop_loss"),
+    ]
+    (position,) = rows["positions"]
+    assert position["status"] == "closed" and position["close_reason"] == "stop_loss"
+    assert position["exit_price"] == D(97) and position["realized_pnl"] == result.realized_pnl
+    assert position["contracts"] == 0 and position["mode"] == "paper" and position["stop_loss"] == D(97)
+    assert [d["action"] for d in rows["decisions"]] == ["hold", "adjust_sl", "close"]
+    assert rows["decisions"][2]["confidence"] is None and "stop_loss reached" in rows["decisions"][2]["reasoning"]
+    assert await signal_status(db, row.signal_id) == "closed"
+    assert await db.fetchval("SELECT closed_at FROM signals WHERE id = $1", uuid.UUID(row.signal_id)) is not None
+    sent = [r for r in m.proxy.requests_for(row.signal_id) if r.body["operation"] == "manage-position"]
+    assert len(sent) == 2 and sent[1].params["previousDecisions"][0]["action"] == "hold"
+    assert sent[0].params["entryPrice"] == 100.05 and sent[0].params["currentSL"] == 95.0
+    attrs = desc.typed_search_attributes
+    assert attrs.get(sa.POSITION_STATUS) == "closed" and attrs.get(sa.SIGNAL_SYMBOL) == "SOLUSDT"
+    print_rows(rows)
+
+
+def print_rows(rows) -> None:
+    for table, records in rows.items():
+        for r in records:
+            print(table, dict(r))
+
+
+async def _analysed(handle, n):
+    state = await handle.query("state")
+    assert state["analyses"] == n and not state["analysing"]
+
+
+async def _status(handle, status):
+    state = await view(handle)
+    assert state.status == status, state
+    return state
+
+
+async def test_partial_take_profit_then_full(client, database_url, db):
+    row = await entered_signal(db, take_profits=[105, 110], partial_take_profit_levels=[25, 50, 75])
+    async with monitor_stack(client, database_url) as m:
+        handle = await start_position(client, row, m.task_queue, entry_price=D(100))
+        await eventually(lambda: _status(handle, "open"))
+        await handle.signal("candle_closed", candle(row, 1, 100, 106, 99, 104))
+        state = await eventually(lambda: _processed(handle, 1))
+        assert state.quantity == D("9.99500249") - D("2.49875062") and state.targets_hit == 1
+        await handle.signal("candle_closed", candle(row, 2, 104, 111, 103, 109))
+        result = await result_of(handle)
+    assert result.status == "closed" and result.reason.startswith("take_profit") and result.exit_price == D(110)
+    rows = await position_rows(db, row.signal_id)
+    kinds = [(o["metadata"]["kind"], o["type"], o["average_price"], o["filled"]) for o in rows["orders"]]
+    assert kinds == [
+        ("entry", "market", D("100.05"), D("9.99500249")),
+        ("take_profit", "limit", D(105), D("2.49875062")),
+        ("take_profit", "limit", D(110), D("7.49625187")),
+    ]
+    assert rows["positions"][0]["realized_pnl"] == result.realized_pnl > 0
+    assert [d["action"] for d in rows["decisions"]] == ["hold", "close"]
+
+
+async def test_trailing_stop(client, database_url, db):
+    row = await entered_signal(db, stop_loss=90, take_profits=[200], trailing_stop_distance=2, use_trailing_stop=True)
+    async with monitor_stack(client, database_url) as m:
+        handle = await start_position(client, row, m.task_queue, entry_price=D(100))
+        await eventually(lambda: _status(handle, "open"))
+        await handle.signal("candle_closed", candle(row, 1, 100, 110, 100, 109))
+        await eventually(lambda: _processed(handle, 1))
+        await handle.signal("candle_closed", candle(row, 2, 109, 109.5, 107, 108))
+        result = await result_of(handle)
+    assert result.reason.startswith("trailing_stop") and result.exit_price == D("107.8")
+    assert result.realized_pnl > 0
+
+
+async def test_close_action_and_an_impossible_action_held(client, database_url, db):
+    row = await entered_signal(db)
+    async with monitor_stack(client, database_url) as m:
+        m.proxy.script_position(
+            row.signal_id, ManageAnswer.adjust_sl(150), ManageAnswer.reduce(1.0), ManageAnswer.reduce(0.5),
+            ManageAnswer.close(),
+        )  # fmt: skip
+        handle = await start_position(client, row, m.task_queue, entry_price=D(100))
+        await eventually(lambda: _status(handle, "open"))
+        for n in (1, 2, 3):
+            await handle.signal("candle_closed", candle(row, n, 100, 102, 99, 101))
+            await eventually(lambda n=n: _processed(handle, n))
+        state = await view(handle)
+        assert state.counts.held_invalid == 2 and state.stop_loss == D(95)
+        assert state.quantity == D("9.99500249") - D("4.99750124")
+        await handle.signal("candle_closed", candle(row, 4, 101, 103, 100, 102))
+        result = await result_of(handle)
+    assert result.reason.startswith("close_action") and result.exit_price == D("101.949")
+    rows = await position_rows(db, row.signal_id)
+    decisions = rows["decisions"]
+    assert [d["action"] for d in decisions] == ["hold", "hold", "reduce", "close"]
+    assert decisions[0]["action_details"]["requested"] == "adjust_sl"
+    assert "at or above the market price 101" in decisions[0]["reasoning"]
+    assert [o["metadata"]["kind"] for o in rows["orders"]] == ["entry", "reduce", "close"]
+    assert rows["positions"][0]["stop_loss"] == D(95)
+
+
+async def test_operator_close_and_updates(client, database_url, db):
+    row = await entered_signal(db)
+    async with monitor_stack(client, database_url) as m:
+        handle = await start_position(client, row, m.task_queue, entry_price=D(100))
+        await eventually(lambda: _status(handle, "open"))
+        await handle.signal("candle_closed", candle(row, 1, 100, 102, 99, 101))
+        await eventually(lambda: _processed(handle, 1))
+        with pytest.raises(Exception) as refused:
+            await handle.execute_update("set_stop_loss", {"stop_loss": "102"})
+        assert "below the last price 101" in str(refused.value.cause if refused.value.__cause__ else refused.value)
+        state = await handle.execute_update("set_stop_loss", {"stop_loss": "98"}, result_type=None)
+        assert state["stop_loss"] == "98"
+        await handle.execute_update("set_take_profit", {"take_profit": ["120", "115"]})
+        result = await handle.execute_update("close", {"reason": "exchange halted"}, result_type=PositionResult)
+    assert result.status == "closed" and "exchange halted" in result.reason
+    assert result.exit_price == D("100.9495")  # the last close (101) minus 0.05 % slippage
+    rows = await position_rows(db, row.signal_id)
+    position = rows["positions"][0]
+    assert position["close_reason"] == "operator: exchange halted" and position["stop_loss"] == D(98)
+    assert position["take_profit"] == ["115", "120"]
+    assert await signal_status(db, row.signal_id) == "closed"
+
+
+async def test_consecutive_losses_pause_the_trader(client, database_url, db):
+    first = await entered_signal(db, max_consecutive_losses=2)
+    trader = uuid.UUID(first.trader_id)
+    second = await entered_signal(db)
+    await db.execute("UPDATE signals SET trader_id = $2 WHERE id = $1", uuid.UUID(second.signal_id), trader)
+    await db.execute(
+        "UPDATE order_intents SET trader_id = $2 WHERE signal_id = $1", uuid.UUID(second.signal_id), trader
+    )
+    second.trader_id = first.trader_id
+    async with monitor_stack(client, database_url) as m:
+        for n, row in enumerate((first, second)):
+            handle = await start_position(client, row, m.task_queue, entry_price=D(100))
+            await eventually(lambda handle=handle: _status(handle, "open"))
+            await handle.signal("candle_closed", candle(row, 1, 99, 99, 90, 91))
+            result = await result_of(handle)
+            assert result.realized_pnl < 0 and result.trader_paused == (n == 1)
+    paused = await db.fetchrow("SELECT paused, paused_reason, consecutive_losses FROM traders WHERE id = $1", trader)
+    assert paused["paused"] and paused["consecutive_losses"] == 2
+    assert "2 consecutive positions closed at a loss" in paused["paused_reason"]
+
+
+async def test_bad_input_or_id_mismatch_fails_at_once(client, database_url, db):
+    row = await entered_signal(db)
+    async with monitor_stack(client, database_url) as m:
+        wrong = await client.start_workflow(
+            "PositionManagerWorkflow", {"signal_id": row.signal_id}, id=f"position-{uuid.uuid4()}",
+            task_queue=m.task_queue,
+        )  # fmt: skip
+        with pytest.raises(WorkflowFailureError) as info:
+            await result_of(wrong)
+        assert "does not match the signal" in str(info.value.cause)
+        bad = await client.start_workflow(
+            "PositionManagerWorkflow", {"signal": 1}, id=f"position-{uuid.uuid4()}", task_queue=m.task_queue
+        )
+        with pytest.raises(WorkflowFailureError) as info:
+            await result_of(bad)
+        assert "bad input" in str(info.value.cause)
+        not_entered = await insert_signal(db)
+        handle = await start_position(client, not_entered, m.task_queue)
+        result = await result_of(handle)
+    assert result.status == "not_opened" and "not in_position" in result.reason

@@ -1,0 +1,50 @@
+"""`signal-monitor dev`: after the demo signal is entered, follow its position to the close and
+print the P&L (the fake llm-proxy holds twice, then closes, unless a stop or target comes first)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.service import RPCError
+
+from workflows.names import STATE_QUERY, position_workflow_id_for
+from workflows.position_models import PositionResult, PositionView
+
+
+async def follow_position(
+    client: Client, signal_id: str, check: Callable[[], None], say: Callable[[str], None]
+) -> None:
+    handle = client.get_workflow_handle(position_workflow_id_for(signal_id), result_type=PositionResult)
+    shown, opened = 0, False
+    while True:
+        check()
+        try:
+            desc = await handle.describe()
+            state = await handle.query(STATE_QUERY, result_type=PositionView)
+        except RPCError:
+            await asyncio.sleep(0.5)  # not started yet
+            continue
+        if not opened and state.entry_price is not None:
+            say(
+                f"position opened (paper): {state.side} {state.quantity} {state.symbol} at {state.entry_price}, "
+                f"stop {state.stop_loss}, targets {', '.join(map(str, state.take_profits)) or 'none'}"
+            )
+            opened = True
+        for d in state.last_decisions[max(0, len(state.last_decisions) - (state.decisions - shown)) :]:
+            when = datetime.fromtimestamp(d.candle_open_time / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
+            say(f"managed candle {when}: {d.action}" + (f" ({d.confidence:g}%)" if d.confidence is not None else ""))
+        shown = state.decisions
+        if desc.status != WorkflowExecutionStatus.RUNNING:
+            if desc.status == WorkflowExecutionStatus.COMPLETED:
+                r = await handle.result()
+                say(
+                    f"position closed ({r.reason}): exit {r.exit_price}, realized P&L {r.realized_pnl} "
+                    f"after fees {r.fees_paid}"
+                )
+            else:
+                say(f"position workflow ended: {desc.status.name if desc.status else 'unknown'}")
+            return
+        await asyncio.sleep(0.5)

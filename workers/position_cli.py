@@ -1,0 +1,177 @@
+"""Operator commands for positions: `positions` (list), `close <signal> --reason ...`, and
+`trader resume <trader id>` (lifts the consecutive-loss pause). Same exit codes as the monitor's
+commands: 0 done, 1 not found / refused, 2 usage. A position is named by its signal's uuid, or by
+`signal-<uuid>` / `position-<uuid>`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import uuid
+from collections.abc import Callable
+from typing import TextIO
+
+import asyncpg
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowUpdateFailedError
+from temporalio.exceptions import FailureError
+from temporalio.service import RPCError, RPCStatusCode
+
+from workers.operator_cli import _FILTER_VALUE, Refused, UsageError, _status_name, _when
+from workflows import names
+from workflows import search_attributes as sa
+from workflows.position_models import PositionResult, PositionStatus
+
+
+def position_workflow_id_of(raw: str) -> str:
+    text = raw.strip()
+    for prefix in ("position-", "signal-"):
+        text = text.removeprefix(prefix)
+    try:
+        return names.position_workflow_id_for(str(uuid.UUID(text)))
+    except ValueError:
+        raise UsageError(f"{raw!r} is neither a signal uuid nor position-<uuid> / signal-<uuid>") from None
+
+
+def _position_id_arg(raw: str) -> str:
+    try:
+        return position_workflow_id_of(raw)
+    except UsageError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_position_commands(
+    sub: argparse._SubParsersAction,
+    operator_entry: Callable[[argparse.Namespace], int],
+    trader_entry: Callable[[argparse.Namespace], int],
+) -> None:
+    p = sub.add_parser("positions", help="managed positions, newest first, filtered like `list`")
+    p.add_argument("--symbol", help="e.g. BTCUSDT")
+    p.add_argument("--interval", help="management interval, e.g. 15m")
+    p.add_argument("--trader", help="trader id")
+    p.add_argument("--status", help="position status: " + ", ".join(s.value for s in PositionStatus))
+    p.add_argument("--running", action="store_true", help="only running workflows")
+    p.add_argument("--limit", type=int, default=50, help="at most this many rows (default 50)")
+    p.set_defaults(func=operator_entry, skip_teardown=True, operator=_positions)
+
+    p = sub.add_parser("close", help="close a position now (at the last close price), with a reason")
+    p.add_argument(
+        "target", metavar="signal", type=_position_id_arg, help="signal uuid, signal-<uuid> or position-<uuid>"
+    )
+    p.add_argument("--reason", required=True, help="why (kept in the position's close_reason)")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the position to close")
+    p.set_defaults(func=operator_entry, skip_teardown=True, operator=_close)
+
+    p = sub.add_parser("trader", help="trader commands (DATABASE_URL)")
+    tsub = p.add_subparsers(dest="trader_command", required=True)
+    r = tsub.add_parser("resume", help="lift a trader's pause (max_consecutive_losses): new signals are monitored")
+    r.add_argument("trader_id")
+    r.set_defaults(func=trader_entry)
+
+
+async def _positions(args: argparse.Namespace, client: Client, out: TextIO) -> None:
+    clauses = [f"WorkflowType = '{names.POSITION_WORKFLOW_TYPE}'", "ExecutionStatus != 'ContinuedAsNew'"]
+    for value, key, transform in (
+        (args.symbol, sa.SIGNAL_SYMBOL, str.upper),
+        (args.interval, sa.SIGNAL_INTERVAL, str),
+        (args.trader, sa.TRADER_ID, str),
+        (args.status, sa.POSITION_STATUS, str),
+    ):
+        if value is None:
+            continue
+        if not _FILTER_VALUE.match(value):
+            raise UsageError(f"{value!r} is not a valid filter value (letters, digits, _ . : - only)")
+        clauses.append(f"{key.name} = '{transform(value)}'")
+    if args.running:
+        clauses.append("ExecutionStatus = 'Running'")
+    if args.limit <= 0:
+        raise UsageError("--limit must be positive")
+    query = " AND ".join(clauses)
+    rows = []
+    async for wf in client.list_workflows(query, limit=args.limit):
+        a = wf.typed_search_attributes
+        rows.append(
+            (
+                wf.id,
+                _status_name(wf.status),
+                a.get(sa.POSITION_STATUS) or "-",
+                a.get(sa.SIGNAL_SYMBOL) or "-",
+                a.get(sa.SIGNAL_INTERVAL) or "-",
+                a.get(sa.TRADER_ID) or "-",
+                _when(wf.start_time),
+            )
+        )
+    if not rows:
+        print(f"no positions match ({query})", file=out)
+        return
+    header = ("WORKFLOW ID", "EXECUTION", "POSITION", "SYMBOL", "INTERVAL", "TRADER", "STARTED")
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    for r in [header, *rows]:
+        print("  ".join(str(v).ljust(w) for v, w in zip(r, widths, strict=False)).rstrip(), file=out)
+    print(f"{len(rows)} position(s)", file=out)
+
+
+async def _close(args: argparse.Namespace, client: Client, out: TextIO) -> None:
+    wid = position_workflow_id_of(args.target)
+    if not args.reason.strip():
+        raise UsageError("--reason must not be empty")
+    handle = client.get_workflow_handle(wid, result_type=PositionResult)
+    try:
+        desc = await handle.describe()
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            raise Refused(f"no position for this signal (workflow {wid} not found)") from None
+        raise
+    if desc.status != WorkflowExecutionStatus.RUNNING:
+        raise Refused(f"{wid} has already ended ({_status_name(desc.status)})")
+    try:
+        result = await asyncio.wait_for(
+            handle.execute_update(names.CLOSE_UPDATE, {"reason": args.reason}, result_type=PositionResult),
+            args.timeout,
+        )
+    except TimeoutError:
+        raise Refused(f"{wid} did not answer within {args.timeout:.0f} s (is a worker polling?)") from None
+    except WorkflowUpdateFailedError as exc:
+        cause = exc.cause
+        raise Refused(f"close refused: {cause.message if isinstance(cause, FailureError) else cause}") from None
+    print(
+        f"{wid}: {result.status}: {result.reason}; exit {result.exit_price}, realized P&L {result.realized_pnl} "
+        f"(fees {result.fees_paid})",
+        file=out,
+    )
+
+
+async def resume_trader(database_url: str, trader_id: str, out: TextIO) -> None:
+    try:
+        tid = uuid.UUID(trader_id)
+    except ValueError:
+        raise UsageError(f"{trader_id!r} is not a trader uuid") from None
+    conn = await asyncpg.connect(database_url)
+    try:
+        row = await conn.fetchrow(
+            """UPDATE traders t SET paused = false, paused_reason = NULL, paused_at = NULL, consecutive_losses = 0,
+                   updated_at = now()
+               FROM (SELECT id, paused, paused_reason FROM traders WHERE id = $1 FOR UPDATE) before
+               WHERE t.id = before.id
+               RETURNING before.paused AS was_paused, before.paused_reason AS was_reason""",
+            tid,
+        )
+    finally:
+        await conn.close()
+    if row is None:
+        raise Refused(f"trader {tid} not found")
+    if row["was_paused"]:
+        print(f"trader {tid}: resumed (was paused: {row['was_reason']})", file=out)
+    else:
+        print(f"trader {tid}: was not paused; consecutive losses reset", file=out)
+
+
+def run_resume(database_url: str, trader_id: str, out: TextIO, err: TextIO) -> int:
+    try:
+        asyncio.run(resume_trader(database_url, trader_id, out))
+    except UsageError as exc:
+        print(f"error: {exc}", file=err)
+        return 2
+    except Refused as exc:
+        print(f"error: {exc}", file=err)
+        return 1
+    return 0
