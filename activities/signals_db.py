@@ -3,7 +3,6 @@ Every write is safe to retry: the unique keys and status guards make a second at
 
 from __future__ import annotations
 
-import time
 import uuid
 from decimal import Decimal
 from typing import Any
@@ -161,7 +160,9 @@ class SignalStore:
             min_confidence_to_enter=_float(row["min_confidence_to_enter"]),
             max_monitoring_seconds=row["max_monitoring_seconds"],
         )
-        found = checks.problems(raw, time.time())
+        # "Now" is the Temporal server's (when this attempt was scheduled): the wall clock in
+        # production, the skipped-ahead clock of a backtest on the time-skipping server.
+        found = checks.problems(raw, activity.info().current_attempt_scheduled_time.timestamp())
         if found:
             raise _invalid(signal_id, "; ".join(found))
         platform = self._initial_analysis == "platform" and row["platform_fires"]

@@ -361,6 +361,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temporal-port", type=int, default=7233, help="Temporal dev server port (default 7233)")
     p.add_argument("--ui-port", type=int, default=8233, help="Temporal UI port (default 8233)")
     p.set_defaults(func=_cmd_dev, skip_teardown=True)
+    from workers.backtest.command import build as add_backtest
+
+    add_backtest(sub)
     return parser
 
 
