@@ -52,6 +52,7 @@ def _fmt(x: float) -> str:
 class Report:
     goals: list[Goal] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
+    not_run_lines: list[str] = field(default_factory=list)
 
     def say(self, text: str) -> None:
         print(text, flush=True)
@@ -64,6 +65,10 @@ class Report:
         g = Goal(name, measured, goal, higher_is_better)
         self.goals.append(g)
         return g
+
+    def not_run(self, name: str, how: str) -> None:
+        """A goal line this run leaves out (printed after the goals, never PASS or MISS)."""
+        self.not_run_lines.append(f"{name} - - NOT RUN: {how}")
 
     def failed(self, what: str, err: BaseException) -> None:
         self.failures.append(f"{what}: {type(err).__name__}: {err}")
