@@ -20,8 +20,10 @@ from workflows.names import workflow_id_for
 
 INTERVAL = "1m"
 STEP = INTERVAL_MS[INTERVAL]
-# Every signal is raised a little before now, so the n-th close after it is a candle the monitor takes.
-SIGNAL_TIME = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
+# Every signal is raised two days before now, so the n-th close after it (n up to 2,880: the full
+# run's 1,000-close chain and every burst fit) opens in the past: monitors count a close opening
+# later than now + one interval as `future` and never analyse it.
+SIGNAL_TIME = datetime.now(UTC).replace(microsecond=0) - timedelta(days=2)
 
 
 async def new_trader(conn: asyncpg.Connection) -> str:
