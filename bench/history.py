@@ -6,6 +6,7 @@ when the attempt ends, stamped with its start): that is "the analysis started"."
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from temporalio.api.enums.v1 import EventType
@@ -19,6 +20,8 @@ SCHEDULED = EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
 STARTED = EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED
 COMPLETED = EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED
 CONTINUED = EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW
+MARKER = EventType.EVENT_TYPE_MARKER_RECORDED
+LOCAL_ACTIVITY_MARKER = "core_local_activity"
 
 
 def ts(event: HistoryEvent) -> float:
@@ -45,6 +48,19 @@ async def runs(client: Client, workflow_id: str, first_run_id: str) -> list[list
     return out
 
 
+def local_activity_type(event: HistoryEvent) -> str | None:
+    """The activity type a local activity's marker records (None for any other event)."""
+    if event.event_type != MARKER:
+        return None
+    attrs = event.marker_recorded_event_attributes
+    if attrs.marker_name != LOCAL_ACTIVITY_MARKER or "data" not in attrs.details:
+        return None
+    try:
+        return json.loads(attrs.details["data"].payloads[0].data).get("activity_type")
+    except (ValueError, IndexError, AttributeError):
+        return None
+
+
 def size(evs: list[HistoryEvent]) -> int:
     return sum(e.ByteSize() for e in evs)
 
@@ -53,12 +69,16 @@ def size(evs: list[HistoryEvent]) -> int:
 class CandleTiming:
     signaled_at: float  # server time of the WorkflowExecutionSignaled event
     started_at: float  # the per-candle activity (analysis / no-op) started
-    stored_at: float  # the candle's last activity completed (monitor: record_analysis)
+    # The candle's last activity completed (monitor: record_analysis; since the
+    # record-analysis-local-activity patch a local activity, whose marker is written by the
+    # workflow task completion that follows it).
+    stored_at: float
 
 
 def candle_timings(evs: list[HistoryEvent], start_activity: str, end_activity: str) -> list[CandleTiming]:
     """One entry per `candle_closed` signal that led to an activity: the first `start_activity`
-    scheduled after the signal, and the first `end_activity` completed after that."""
+    scheduled after the signal, and the first `end_activity` completed after that (a regular
+    activity's completion, or a local activity's marker)."""
     started = {e.activity_task_started_event_attributes.scheduled_event_id: e for e in evs if e.event_type == STARTED}
     completed = {
         e.activity_task_completed_event_attributes.scheduled_event_id: e for e in evs if e.event_type == COMPLETED
@@ -79,6 +99,10 @@ def candle_timings(evs: list[HistoryEvent], start_activity: str, end_activity: s
                 sig, start = waiting_end
                 out.append(CandleTiming(ts(sig), ts(start), ts(completed[e.event_id])))
                 waiting_end = None
+        elif waiting_end is not None and local_activity_type(e) == end_activity:
+            sig, start = waiting_end
+            out.append(CandleTiming(ts(sig), ts(start), ts(e)))
+            waiting_end = None
     return out
 
 

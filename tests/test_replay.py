@@ -24,6 +24,8 @@ from workflows.signal_monitor import (
     CANCEL_DURING_ACTIVITY_PATCH,
     CONTINUE_AS_NEW_FIRST_PATCH,
     FUTURE_CANDLES_PATCH,
+    LOCAL_RECORD_PATCH,
+    ONE_DEADLINE_TIMER_PATCH,
     PLATFORM_INITIAL_ANALYSIS_PATCH,
     START_POSITION_PATCH,
     SignalMonitorWorkflow,
@@ -37,6 +39,10 @@ def _history(path: Path) -> WorkflowHistory:
     `signal-<its input's signal_id>`), as the server recorded it in the start event."""
     text = path.read_text()
     started = json.loads(text)["events"][0]["workflowExecutionStartedEventAttributes"]
+    if "workflowId" not in started:
+        # The time-skipping test server leaves it out: the monitor's id is `signal-<its input's id>`.
+        first = json.loads(base64.b64decode(started["input"]["payloads"][0]["data"]))
+        return WorkflowHistory.from_json(f"signal-{first['signal_id']}", text)
     return WorkflowHistory.from_json(started["workflowId"], text)
 
 
@@ -84,6 +90,8 @@ def test_every_patch_is_guarded_from_both_sides():
         FUTURE_CANDLES_PATCH,
         PLATFORM_INITIAL_ANALYSIS_PATCH,
         START_POSITION_PATCH,
+        ONE_DEADLINE_TIMER_PATCH,
+        LOCAL_RECORD_PATCH,
     )
     for patch in patches:
         assert any(patch in found for found in markers.values()), f"no history takes the {patch!r} path"
@@ -96,6 +104,34 @@ def test_every_patch_is_guarded_from_both_sides():
     assert any("platform_initial_analysis" in name and not markers[name] for name in before)
     # Before the future-candles patch, closes opening later than now + one interval were taken.
     assert any(_future_closes(p) and FUTURE_CANDLES_PATCH not in markers[p.name] for p in HISTORIES)
+    # Before one-deadline-timer, each candle cancelled the run's timer and started another; after
+    # it, one timer per run, and a history where it fires (the signal expires on it).
+    kinds = {p.name: _event_kinds(p) for p in HISTORIES}
+    assert any("TIMER_CANCELED" in kinds[n] and ONE_DEADLINE_TIMER_PATCH not in markers[n] for n in markers)
+    assert any("TIMER_FIRED" in kinds[n] and ONE_DEADLINE_TIMER_PATCH in markers[n] for n in markers)
+    # Before record-analysis-local-activity, record_analysis was a regular activity; after it, a
+    # local activity's marker.
+    assert any(_record_kinds(p) == {"activity"} and LOCAL_RECORD_PATCH not in markers[p.name] for p in HISTORIES)
+    assert any(_record_kinds(p) == {"local"} and LOCAL_RECORD_PATCH in markers[p.name] for p in HISTORIES)
+
+
+def _event_kinds(path: Path) -> set[str]:
+    return {e["eventType"].removeprefix("EVENT_TYPE_") for e in json.loads(path.read_text())["events"]}
+
+
+def _record_kinds(path: Path) -> set[str]:
+    """How the history ran record_analysis: as a regular activity, a local activity, or both."""
+    found = set()
+    for e in json.loads(path.read_text())["events"]:
+        scheduled = e.get("activityTaskScheduledEventAttributes")
+        if scheduled and scheduled["activityType"]["name"] == "record_analysis":
+            found.add("activity")
+        marker = e.get("markerRecordedEventAttributes")
+        if marker and marker["markerName"] == "core_local_activity":
+            data = json.loads(base64.b64decode(marker["details"]["data"]["payloads"][0]["data"]))
+            if data.get("activity_type") == "record_analysis":
+                found.add("local")
+    return found
 
 
 def _future_closes(path: Path) -> int:

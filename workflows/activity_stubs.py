@@ -52,6 +52,21 @@ async def record_analysis(arg: RecordAnalysisInput, summary: str) -> RecordedAna
     )
 
 
+async def record_analysis_local(arg: RecordAnalysisInput, summary: str) -> RecordedAnalysis:
+    # Same retries as the regular activity, run by the worker holding the workflow task: backoffs
+    # (at most 30 s) stay under the local retry threshold, so a database outage is waited out
+    # inside the task (heartbeated by the SDK) rather than with timers in the history.
+    return await workflow.execute_local_activity(
+        names.RECORD_ANALYSIS,
+        arg,
+        result_type=RecordedAnalysis,
+        start_to_close_timeout=policies.DB_TIMEOUT,
+        retry_policy=policies.DB_RETRY,
+        local_retry_threshold=policies.LOCAL_RETRY_THRESHOLD,
+        summary=summary,
+    )
+
+
 async def finish_signal(arg: FinishSignalInput) -> FinishedSignal:
     return await workflow.execute_activity(
         names.FINISH_SIGNAL,

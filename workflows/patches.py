@@ -18,3 +18,13 @@ PLATFORM_INITIAL_ANALYSIS_PATCH = "platform-initial-analysis"
 # An `enter` starts the signal's PositionManagerWorkflow (`position-<id>`); before this patch the
 # monitor ended at the order intent and nothing managed the position.
 START_POSITION_PATCH = "start-position-on-enter"
+# Before this patch every loop turn waited with a max_monitoring_duration timeout: each candle
+# cancelled that timer and started a new one (2 history events per candle). Now one durable timer
+# per run is started at the first loop turn and the wait has no timeout.
+ONE_DEADLINE_TIMER_PATCH = "one-deadline-timer"
+# Before this patch record_analysis was a regular activity: 3 events of its own plus a workflow
+# task (3 events) per candle. Now it is a local activity inside the workflow task that received the
+# analysis (one marker event). The analysis is already in the history when the write starts, so a
+# failed or retried write never calls llm-proxy again; the write is idempotent (a retry finds its
+# own row), as it was for the regular activity's retries.
+LOCAL_RECORD_PATCH = "record-analysis-local-activity"

@@ -27,6 +27,9 @@ DB_RETRY = RetryPolicy(
     non_retryable_error_types=names.DB_NON_RETRYABLE,
 )
 DB_TIMEOUT = timedelta(seconds=30)
+# A local record_analysis retries in the worker while its backoff is under this (DB_RETRY's longest
+# is 30 s); a longer one would become a durable timer in the history.
+LOCAL_RETRY_THRESHOLD = timedelta(minutes=1)
 
 # Starting the position manager: bounded, since a start that keeps failing is logged, not fatal.
 START_POSITION_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30), maximum_attempts=10)

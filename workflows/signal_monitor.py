@@ -43,6 +43,8 @@ with workflow.unsafe.imports_passed_through():
         CANCEL_DURING_ACTIVITY_PATCH,
         CONTINUE_AS_NEW_FIRST_PATCH,
         FUTURE_CANDLES_PATCH,
+        LOCAL_RECORD_PATCH,
+        ONE_DEADLINE_TIMER_PATCH,
         PLATFORM_INITIAL_ANALYSIS_PATCH,
         START_POSITION_PATCH,
     )
@@ -70,6 +72,10 @@ class SignalMonitorWorkflow:
         self._signal_id = started.signal_id
         self._s = started.carried or CarriedState(runs=0)
         self._s.runs += 1
+        # One durable max_monitoring_duration timer per run (ONE_DEADLINE_TIMER_PATCH).
+        self._deadline_timer: asyncio.Task[None] | None = None
+        self._deadline_passed = False
+        self._details = ""
 
     # --- the main loop -------------------------------------------------------------------------
 
@@ -156,14 +162,24 @@ class SignalMonitorWorkflow:
     async def _next_step(self) -> None:
         s = self._s
         _, deadline, _ = self._loaded()
-        try:
+        if workflow.patched(ONE_DEADLINE_TIMER_PATCH):
+            if self._deadline_timer is None:
+                self._deadline_timer = asyncio.ensure_future(self._deadline(deadline))
             await workflow.wait_condition(
-                lambda: state_ops.has_work(s) or workflow.info().is_continue_as_new_suggested(),
-                timeout=max(timedelta(0), deadline - workflow.now()),
-                timeout_summary="max_monitoring_duration",
+                lambda: self._deadline_passed or state_ops.has_work(s) or workflow.info().is_continue_as_new_suggested()
             )
-        except TimeoutError:
-            await self._end(outcomes.deadline_passed(before_start=False))
+            if self._deadline_passed:
+                await self._end(outcomes.deadline_passed(before_start=False))
+        else:
+            try:
+                # Before the patch: a timer per loop turn, cancelled and restarted for every candle.
+                await workflow.wait_condition(
+                    lambda: state_ops.has_work(s) or workflow.info().is_continue_as_new_suggested(),
+                    timeout=max(timedelta(0), deadline - workflow.now()),
+                    timeout_summary="max_monitoring_duration",
+                )
+            except TimeoutError:
+                await self._end(outcomes.deadline_passed(before_start=False))
         if s.abandon_reason is not None:
             await self._end(outcomes.abandoned_by_operator(s.abandon_reason))
         if s.limit_changed:
@@ -186,6 +202,14 @@ class SignalMonitorWorkflow:
             await workflow.wait_condition(workflow.all_handlers_finished)
             # The waiting candle, if any, is carried and analysed first by the next run.
             workflow.continue_as_new(SignalMonitorInput(signal_id=self._signal_id, carried=s))
+
+    async def _deadline(self, deadline: datetime) -> None:
+        """The run's one durable timer for max_monitoring_duration: started once, never cancelled
+        (a run that ends or continues as new leaves it; the next run starts its own)."""
+        remaining = deadline - workflow.now()
+        if remaining > timedelta(0):
+            await workflow.sleep(remaining, summary="max_monitoring_duration")
+        self._deadline_passed = True
 
     @staticmethod
     def _continue_as_new_first() -> bool:
@@ -262,6 +286,8 @@ class SignalMonitorWorkflow:
         request = state_ops.record_request(self._loaded()[0], number, candle, analysis, decision, outcome)
         summary = f"record analysis #{number} · candle {utc_text(candle.t if candle else None)} · {decision}"
         try:
+            if workflow.patched(LOCAL_RECORD_PATCH):
+                return await act.record_analysis_local(request, summary)
             return await act.record_analysis(request, summary)
         except ActivityError as err:
             if cause := act.cause_of(err, names.SIGNAL_NOT_FOUND):
@@ -404,4 +430,7 @@ class SignalMonitorWorkflow:
 
     def _set_details(self) -> None:
         if self._s.context is not None:
-            workflow.set_current_details(details_text(self._s, self._s.context))
+            text = details_text(self._s, self._s.context)
+            if text != self._details:
+                self._details = text
+                workflow.set_current_details(text)
