@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import shutil
 import tempfile
 import uuid
@@ -172,8 +173,8 @@ async def expectation(client: Client, signal_id: str, closes: set[int]) -> Expec
 
 
 async def activity_attempts(handle, activity_type: str) -> list[int]:
-    """The attempt that completed each scheduled `activity_type` activity, in order, across the
-    whole continue-as-new chain from the handle's first run."""
+    """The attempt that completed each scheduled `activity_type` activity (regular or local), in
+    order, across the whole continue-as-new chain from the handle's first run."""
     scheduled: dict[int, str] = {}
     started: dict[int, int] = {}
     attempts: list[int] = []
@@ -193,6 +194,17 @@ async def activity_attempts(handle, activity_type: str) -> list[int]:
                 sid = event.activity_task_completed_event_attributes.scheduled_event_id
                 if scheduled.get(sid) == activity_type:
                     attempts.append(started.get(sid, 0))
+            elif event.HasField("marker_recorded_event_attributes"):
+                # A local activity (record_analysis since record-analysis-local-activity).
+                local = _local_activity(event.marker_recorded_event_attributes)
+                if local and local.get("activity_type") == activity_type:
+                    attempts.append(int(local.get("attempt", 0)))
             elif event.HasField("workflow_execution_continued_as_new_event_attributes"):
                 run_id = event.workflow_execution_continued_as_new_event_attributes.new_execution_run_id
     return attempts
+
+
+def _local_activity(marker) -> dict | None:
+    if marker.marker_name != "core_local_activity" or "data" not in marker.details:
+        return None
+    return json.loads(marker.details["data"].payloads[0].data)
