@@ -22,9 +22,11 @@ from workflows.models import (
 from workflows.position_models import StartedPosition, StartPositionInput
 
 
-def cause_of(err: ActivityError, *types: str) -> ApplicationError | None:
-    """The activity's ApplicationError if it is one of `types` (any type when none is given)."""
-    cause = err.cause
+def cause_of(err: ActivityError | ApplicationError, *types: str) -> ApplicationError | None:
+    """The activity's ApplicationError if it is one of `types` (any type when none is given). A
+    local activity's failure reaches the workflow as the ApplicationError itself, not wrapped in
+    an ActivityError."""
+    cause = err if isinstance(err, ApplicationError) else err.cause
     if isinstance(cause, ApplicationError) and (not types or cause.type in types):
         return cause
     return None

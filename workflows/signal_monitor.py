@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import NoReturn
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
     # `import workflows.x as x`, not `from workflows import x`: the sandbox holds its own copy of
@@ -94,8 +94,9 @@ class SignalMonitorWorkflow:
         s = self._s
         try:
             result = await self._monitor()
-        except (asyncio.CancelledError, ActivityError) as err:
-            if isinstance(err, ActivityError) and not self._cancelled_activity(err):
+        except (asyncio.CancelledError, ActivityError, CancelledError) as err:
+            # CancelledError (Temporal's): a cancel that lands in the local record_analysis.
+            if not isinstance(err, asyncio.CancelledError) and not self._cancelled_activity(err):
                 raise
             # Clean-up survives the cancellation: activities scheduled after it run normally.
             finished = await self._finish_activity(outcomes.cancelled())
@@ -130,7 +131,7 @@ class SignalMonitorWorkflow:
             return ended.result
 
     @staticmethod
-    def _cancelled_activity(err: ActivityError) -> bool:
+    def _cancelled_activity(err: BaseException) -> bool:
         # Only a cancel of this workflow cancels its activities (nothing else requests it).
         return is_cancelled_exception(err) and workflow.patched(CANCEL_DURING_ACTIVITY_PATCH)
 
@@ -297,7 +298,7 @@ class SignalMonitorWorkflow:
             if workflow.patched(LOCAL_RECORD_PATCH):
                 return await act.record_analysis_local(request, summary)
             return await act.record_analysis(request, summary)
-        except ActivityError as err:
+        except (ActivityError, ApplicationError) as err:
             if cause := act.cause_of(err, names.SIGNAL_NOT_FOUND):
                 # The signals row was deleted under the monitor: say so, not "Activity task failed".
                 raise ApplicationError(
