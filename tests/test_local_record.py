@@ -1,0 +1,86 @@
+"""`record_analysis` runs as a local activity (patch `record-analysis-local-activity`): one history
+marker instead of an activity and a workflow task. What must still hold around it: a cancel that
+lands while the write waits on the database cancels the monitor and marks the signal cancelled,
+and the analysed candle costs the history no more than issue 16's 12 events."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import asyncpg
+from temporalio.client import WorkflowExecutionStatus
+
+from fakes.llm_proxy import Answer, always
+from tests.monitor_harness import monitor_stack
+from tests.support import analyses, eventually, insert_signal, kline, signal_status
+from workflows.models import MonitorState
+from workflows.signal_monitor import SignalMonitorWorkflow
+
+LOCK_WAITERS = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+
+
+async def _analysed(handle, n: int) -> MonitorState:
+    state = await handle.query(SignalMonitorWorkflow.state)
+    assert state.analyses == n and not state.analysing, state
+    return state
+
+
+async def test_cancel_while_the_local_record_waits_on_the_database(client, database_url, db):
+    row = await insert_signal(db, interval="1m")
+    async with monitor_stack(client, database_url) as m:
+        m.proxy.default = always(Answer.wait(55))
+        handle = await m.start(row.signal_id)
+        await eventually(lambda: _analysed(handle, 1))
+        blocker = await asyncpg.connect(database_url)
+        try:
+            tx = blocker.transaction()
+            await tx.start()
+            # record_analysis takes the signal's row FOR UPDATE inside its transaction.
+            await blocker.execute("SELECT 1 FROM signals WHERE id = $1 FOR UPDATE", uuid.UUID(row.signal_id))
+            await handle.signal("candle_closed", kline(row, 1))
+
+            async def writing() -> None:
+                desc = await handle.describe()
+                assert not desc.raw_description.pending_activities  # the analysis is done
+                assert await blocker.fetchval(LOCK_WAITERS) >= 1
+
+            await eventually(writing, timeout=30)
+            await handle.cancel()
+            await tx.rollback()
+        finally:
+            await blocker.close()
+
+        async def cancelled() -> None:
+            assert (await handle.describe()).status == WorkflowExecutionStatus.CANCELED
+
+        await eventually(cancelled, timeout=60)
+    assert await signal_status(db, row.signal_id) == "cancelled"
+    # A cancel reaches the workflow once the write has ended (the write holds the workflow task;
+    # new events arrive at its next heartbeat): the write may have finished first, never twice.
+    numbers = [r["analysis_number"] for r in await analyses(db, row.signal_id)]
+    assert sorted(numbers) in ([0], [0, 1]), numbers
+
+
+async def test_an_analysed_candle_costs_twelve_history_events(client, database_url, db):
+    row = await insert_signal(db, interval="1m")
+    async with monitor_stack(client, database_url) as m:
+        m.proxy.default = always(Answer.wait(55))
+        handle = await m.start(row.signal_id)
+        await eventually(lambda: _analysed(handle, 1))
+        before = len((await handle.fetch_history()).events)
+        await handle.signal("candle_closed", kline(row, 1))
+        await eventually(lambda: _analysed(handle, 2))
+
+        async def settled() -> int:
+            # The upsert and the marker are written by the workflow task that follows the record.
+            n = len((await handle.fetch_history()).events) - before
+            assert n >= 12, n
+            return n
+
+        await eventually(settled)
+        await asyncio.sleep(0.5)  # nothing more arrives for this candle
+        added = len((await handle.fetch_history()).events) - before
+        await handle.terminate("test over")
+    # signal, workflow task (3), analysis (3), workflow task (3), record marker, Reanalyses upsert
+    assert added == 12, added
