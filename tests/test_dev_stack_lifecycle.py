@@ -49,8 +49,14 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def _snapshot(state: Path) -> dict[str, float]:
-    return {p: (state / p).stat().st_mtime for p in ("temporal.db", "postgres/PG_VERSION", "logs/temporal.log")}
+def _snapshot(state: Path) -> dict[str, tuple[int, float]]:
+    """Each file's inode (a deleted and recreated file gets a new one) and, for PostgreSQL's
+    PG_VERSION, which nothing rewrites, its mtime too. The live stack keeps writing temporal.db and
+    its log, so their mtimes move on their own."""
+    snap = {p: ((state / p).stat().st_ino, 0.0) for p in ("temporal.db", "logs/temporal.log")}
+    version = (state / "postgres/PG_VERSION").stat()
+    snap["postgres/PG_VERSION"] = (version.st_ino, version.st_mtime)
+    return snap
 
 
 async def test_commands_reach_the_stack_a_second_dev_refuses_and_sigterm_leaves_nothing(tmp_path):
