@@ -10,6 +10,7 @@ import contextlib
 import shutil
 import tempfile
 import uuid
+from functools import partial
 from pathlib import Path
 
 import asyncpg
@@ -154,7 +155,7 @@ async def settled(client: Client, signal_id: str, analysed: int) -> MonitorState
 async def all_settled(client: Client, rows, analysed: int, *, timeout: float, interval: float = 0.1) -> None:
     """Every monitor of `rows` has analysed `analysed` times and waits for a candle again."""
     for row in rows:
-        await eventually(lambda r=row: settled(client, r.signal_id, analysed), timeout=timeout, interval=interval)
+        await eventually(partial(settled, client, row.signal_id, analysed), timeout=timeout, interval=interval)
 
 
 async def start_settled(client: Client, rows, task_queue: str, *, timeout: float = 60.0) -> list[WorkflowHandle]:

@@ -13,6 +13,7 @@ import subprocess
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 import asyncpg
@@ -411,9 +412,9 @@ async def test_proxy_rows_are_taken_over_and_the_monitor_has_the_last_word(clien
                 assert len([r for r in await rows_of(db, sid) if r["analysis_number"] is not None]) == n
 
             for sid in (abandon, enter):
-                await eventually(lambda s=sid: analysed(s, 1))
+                await eventually(partial(analysed, sid, 1))
                 await handles[sid].signal("candle_closed", kline(row_of(sid), 2))
-                await eventually(lambda s=sid: analysed(s, 2))
+                await eventually(partial(analysed, sid, 2))
             await handles[abandon].signal("candle_closed", kline(row_of(abandon), 3))
             results = {sid: await result_of(m.client, sid) for sid in handles}
 

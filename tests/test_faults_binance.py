@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 from datetime import datetime
+from functools import partial
 
 from fakes.binance import FakeBinance
 from fakes.llm_proxy import Answer, always
@@ -76,7 +77,7 @@ async def test_every_binance_fault_then_each_close_analysed_once(client, databas
                 assert stats.closes_forwarded >= n, stats.snapshot()
 
             async def progress(steps: int = 1) -> None:
-                await eventually(lambda n=stats.closes_forwarded + steps: closes_forwarded(n), timeout=30)
+                await eventually(partial(closes_forwarded, stats.closes_forwarded + steps), timeout=30)
 
             async def reconnected(connects: int) -> None:
                 assert stats.connects > connects and stats.connections_open >= 1
@@ -92,7 +93,7 @@ async def test_every_binance_fault_then_each_close_analysed_once(client, databas
                     assert await fake.rotate_all(announce=False) >= 1
                 else:
                     await asyncio.gather(*(c.close(1008, "Invalid request") for c in list(fake.connections)))
-                await eventually(lambda c=connects: reconnected(c), timeout=30)
+                await eventually(partial(reconnected, connects), timeout=30)
                 await progress()
             fake.duplicate_next_close(*key)
             await progress()

@@ -7,6 +7,7 @@ import shutil
 import sys
 from datetime import timedelta
 from decimal import Decimal as D
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -68,7 +69,7 @@ async def test_continue_as_new_keeps_the_position_and_its_deduplication(client, 
         for n in range(1, 13):
             await handle.signal("candle_closed", candle(row, n, 100, 101, 99, 100 + n / 10))
             await handle.signal("candle_closed", candle(row, n, 100, 101, 99, 100 + n / 10))  # duplicate
-            await eventually(lambda n=n: _processed(handle, n))
+            await eventually(partial(_processed, handle, n))
         state = await view(handle)
         assert state.runs > 1, "the dev server suggests continue-as-new after 60 events"
         await handle.signal(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from functools import partial
 
 from fakes.llm_proxy import Answer, FakeLlmProxy, always
 from tests.fault_checks import assert_three_checks
@@ -104,7 +105,7 @@ async def test_worker_killed_during_llm_calls_new_worker_takes_over(client, temp
                 before = len(proxy.requests)
                 for row, handle in zip(rows, handles, strict=False):
                     await handle.signal("candle_closed", kline(row, r))
-                await eventually(lambda b=before: _true(len(proxy.requests) >= b + len(rows)), timeout=60)
+                await eventually(partial(_received, proxy, before + len(rows)), timeout=60)
                 worker.kill()  # every monitor's llm-proxy call is in flight
                 await worker.proc.wait()
             async with worker_process(env):
@@ -132,5 +133,5 @@ async def test_worker_killed_during_llm_calls_new_worker_takes_over(client, temp
     print(f"\n{fig.summary()}; {ROUNDS} kills, rounds took {took:.0f} s")
 
 
-async def _true(condition: bool) -> None:
-    assert condition
+async def _received(proxy: FakeLlmProxy, n: int) -> None:
+    assert len(proxy.requests) >= n
