@@ -279,7 +279,7 @@ def _request_price(params: Mapping[str, Any]) -> float:
     return 100.0
 
 
-def reanalysis_policy(params: dict[str, Any]) -> Step:
+def reanalysis_policy(params: dict[str, Any]) -> DecisionAnswer:
     """The default, deterministic policy (the dev demo is reproducible).
 
     ``reanalysis`` 0 -> ``wait`` 55; 1 -> ``wait`` 62; 2 and later -> ``enter_trade`` 78 with key

@@ -25,6 +25,7 @@ from fakes.llm_proxy import Answer, FakeLlmProxy
 from tests.monitor_harness import TEST_KEY, monitor_stack
 from tests.platform_shape import (
     PRODUCTION_ONLY_STATUS,
+    OwnerOptions,
     PgNet,
     add_owner,
     add_signal,
@@ -180,7 +181,7 @@ async def test_eligibility_from_subscriptions_and_profile_tier(client, postgres_
     schema = await platform_schema.inspect(db)
     assert schema.profile_tier is profile_tier
     past = datetime.now(UTC) - timedelta(days=1)
-    cases = {
+    cases: dict[str, tuple[OwnerOptions, bool]] = {
         "subscription elite": (dict(subscription=("elite", "active")), True),
         "admin-upgraded (profile NULL)": (dict(subscription=("elite", "active"), profile_tier=None), True),
         "subscription cancelled": (dict(subscription=("elite", "cancelled")), False),
@@ -228,6 +229,7 @@ async def _cli_intake(url: str) -> subprocess.CompletedProcess:
         stderr=subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode is not None  # communicate() waited for the exit
     return subprocess.CompletedProcess([], proc.returncode, out.decode(), err.decode())
 
 

@@ -59,6 +59,7 @@ async def test_operators_by_hand(client, database_url, db, temporal_address):
         missing = {k: v for k, v in good.items() if k not in ("t", "T")}
         wrong_symbol = dict(good, s="ETHUSDT")
         string_number = dict(kline(bad_row, 3), t="soon")
+        payload: object
         for payload in (missing, wrong_symbol, string_number, "candle", 42, None, []):
             await signal(bad_row.workflow_id, payload)
         # Invalid Updates: refused by the validators, nothing changes.

@@ -7,7 +7,7 @@ from decimal import Decimal as D
 from functools import partial
 
 import pytest
-from temporalio.client import WorkflowFailureError
+from temporalio.client import WorkflowFailureError, WorkflowUpdateFailedError
 
 from fakes.llm_proxy import Answer, Fault
 from fakes.manage_position import ManageAnswer
@@ -158,9 +158,9 @@ async def test_operator_close_and_updates(client, database_url, db):
         await eventually(lambda: _status(handle, "open"))
         await handle.signal("candle_closed", candle(row, 1, 100, 102, 99, 101))
         await eventually(lambda: _processed(handle, 1))
-        with pytest.raises(Exception) as refused:
+        with pytest.raises(WorkflowUpdateFailedError) as refused:
             await handle.execute_update("set_stop_loss", {"stop_loss": "102"})
-        assert "below the last price 101" in str(refused.value.cause if refused.value.__cause__ else refused.value)
+        assert "below the last price 101" in str(refused.value.cause)
         state = await handle.execute_update("set_stop_loss", {"stop_loss": "98"}, result_type=None)
         assert state["stop_loss"] == "98"
         await handle.execute_update("set_take_profit", {"take_profit": ["120", "115"]})

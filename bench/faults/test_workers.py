@@ -15,7 +15,7 @@ import random
 import time
 from functools import partial
 
-from fakes.llm_proxy import Answer, FakeLlmProxy, always
+from fakes.llm_proxy import Answer, FakeLlmProxy, Step, always
 from tests.fault_checks import assert_three_checks
 from tests.monitor_harness import TEST_KEY
 from tests.processes import worker_process
@@ -88,7 +88,7 @@ async def test_worker_killed_during_llm_calls_new_worker_takes_over(client, temp
     rows = [await insert_signal(db, interval="1m", max_reanalyses=1000) for _ in range(4)]
     async with FakeLlmProxy(api_key=TEST_KEY) as proxy:
         for row in rows:
-            steps = [Answer.wait(50)]
+            steps: list[Step] = [Answer.wait(50)]
             for r in range(ROUNDS):
                 # The first attempt hangs far beyond the kill; the retry on the new worker answers.
                 steps += [Answer.delay(300, Answer.wait(51)), Answer.wait(60 + r)]
