@@ -126,8 +126,9 @@ def parse_answer(body: Any, latency_ms: int) -> Analysis:
     reasoning = data.get("reasoning")
     if not isinstance(reasoning, str) or not reasoning.strip():
         raise bad("empty reasoning")
-    metadata = data.get("metadata") if isinstance(data.get("metadata"), dict) else {}
-    usage = body.get("usage") if isinstance(body.get("usage"), dict) else {}
+    raw_metadata, raw_usage = data.get("metadata"), body.get("usage")
+    metadata = raw_metadata if isinstance(raw_metadata, dict) else {}
+    usage = raw_usage if isinstance(raw_usage, dict) else {}
     tokens = metadata.get("tokensUsed", usage.get("total_tokens"))
     raw = metadata.get("rawAiResponse")
 

@@ -19,7 +19,9 @@ from workflows.candles import INTERVAL_MS
 from workflows.names import workflow_id_for
 
 INTERVAL = "1m"
-STEP = INTERVAL_MS[INTERVAL]
+_STEP = INTERVAL_MS[INTERVAL]
+assert _STEP is not None, f"{INTERVAL} has a fixed length"
+STEP: int = _STEP
 # Every signal is raised a little before now, so the n-th close after it is a candle the monitor takes.
 SIGNAL_TIME = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
 

@@ -279,7 +279,7 @@ def _request_price(params: Mapping[str, Any]) -> float:
     return 100.0
 
 
-def reanalysis_policy(params: dict[str, Any]) -> Step:
+def reanalysis_policy(params: dict[str, Any]) -> DecisionAnswer:
     """The default, deterministic policy (the dev demo is reproducible).
 
     ``reanalysis`` 0 -> ``wait`` 55; 1 -> ``wait`` 62; 2 and later -> ``enter_trade`` 78 with key
@@ -723,8 +723,11 @@ class FakeLlmProxy:
 
         async def _wait() -> None:
             while len(matching()) < n:
-                self._new_request.clear()
-                await self._new_request.wait()
+                # read on every round: a restart (stop, start) replaces the event
+                new_request = self._new_request
+                assert new_request is not None
+                new_request.clear()
+                await new_request.wait()
 
         try:
             await asyncio.wait_for(_wait(), timeout)
@@ -900,7 +903,8 @@ class FakeLlmProxy:
         """The production proxy's own insert (through PostgREST, with the service role): every
         value as the answer has it, a missing one as NULL; a failure is logged, never answered."""
         data = json.loads(body).get("data") or {}
-        meta = data.get("metadata") if isinstance(data.get("metadata"), dict) else {}
+        raw_meta = data.get("metadata")
+        meta = raw_meta if isinstance(raw_meta, dict) else {}
 
         def as_json(value: Any) -> str | None:
             return None if value is None else json.dumps(value)

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import asyncpg
 
@@ -37,13 +38,16 @@ from workflows.models import MonitorState
 from workflows.names import DEFAULT_TASK_QUEUE, STATE_QUERY, workflow_id_for
 from workflows.timefmt import utc_text
 
+if TYPE_CHECKING:
+    from temporalio.common import SearchAttributeKey
+
 BIN = Path(sys.executable).parent
 STATE_DIR = state_dir()
 # How far in the past the local replay starts: it plays that stretch at --speed, then follows the
 # wall clock (never ahead of it: monitors refuse closes from the future).
 REPLAY_LEAD_CANDLES = 20
 REPLAY_LEAD_MIN_MS, REPLAY_LEAD_MAX_MS = 20 * 60_000, 12 * 3_600_000
-SEARCH_ATTRIBUTE_TYPES = {
+SEARCH_ATTRIBUTE_TYPES: dict[SearchAttributeKey[str] | SearchAttributeKey[int], str] = {
     sa.SIGNAL_SYMBOL: "Keyword",
     sa.SIGNAL_INTERVAL: "Keyword",
     sa.TRADER_ID: "Keyword",
@@ -315,10 +319,11 @@ async def _follow(temporal_address: str, signal_id: str, stack: Stack, until_dec
         if not started:
             say("monitor started by the intake; waiting for candle closes")
             started = True
+        state: MonitorState | None
         try:
-            state: MonitorState = await handle.query(STATE_QUERY, result_type=MonitorState)
+            state = await handle.query(STATE_QUERY, result_type=MonitorState)
         except RPCError:
-            state = None  # type: ignore[assignment]
+            state = None
         if state is not None:
             for record in state.history[shown:]:
                 say(
@@ -342,7 +347,7 @@ async def _follow(temporal_address: str, signal_id: str, stack: Stack, until_dec
 
                     await follow_position(client, signal_id, stack.check, say)
             else:
-                say(f"monitor ended: {desc.status.name}")
+                say(f"monitor ended: {desc.status.name if desc.status is not None else 'status unknown'}")
             if until_decided:
                 return
             say(
