@@ -175,11 +175,33 @@ class LlmProxy:
 
     @activity.defn(name=names.ANALYZE_SIGNAL)
     async def analyze_signal(self, input: AnalyzeSignalInput) -> Analysis:
+        correlation = f"{input.context.signal_id}:{input.analysis_number}"
+        body, latency_ms = await self.call(build_request_body(input), correlation)
+        try:
+            analysis = parse_answer(body, latency_ms)
+        except ApplicationError as exc:
+            raise self._error(str(exc), BAD_ANSWER) from None
+        if analysis.tokens_used:
+            activity_metrics.tokens_used(analysis.tokens_used)
+        activity.logger.info(
+            "signal %s analysis %s: %s %.0f (%d ms)",
+            input.context.signal_id,
+            input.analysis_number,
+            analysis.decision,
+            analysis.confidence,
+            latency_ms,
+        )
+        return analysis
+
+    async def call(self, body: dict[str, Any], correlation_id: str) -> tuple[Any, int]:
+        """One llm-proxy request from inside an activity: paced, heartbeating, every HTTP status
+        and transport error turned into the error types the RetryPolicies know. Returns the
+        decoded JSON body of a 200 and the latency in ms; the caller parses its operation's answer."""
         info = activity.info()
         headers = {
             "Authorization": f"Bearer {self._key}",
             "x-trigger-source": TRIGGER_SOURCE,
-            "x-correlation-id": f"{input.context.signal_id}:{input.analysis_number}",
+            "x-correlation-id": correlation_id,
         }
         started = time.monotonic()
         sent = [started]
@@ -195,12 +217,10 @@ class LlmProxy:
                     sent[0] = time.monotonic()
 
             extensions["trace"] = trace
-        request = asyncio.ensure_future(
-            self._client.post(self._url, json=build_request_body(input), headers=headers, extensions=extensions)
-        )
+        request = asyncio.ensure_future(self._client.post(self._url, json=body, headers=headers, extensions=extensions))
         try:
             # Heartbeats let Temporal notice a dead worker long before the call's own timeout,
-            # and deliver cancellation when an operator cancels the monitor.
+            # and deliver cancellation when an operator cancels the workflow.
             while True:
                 done, _ = await asyncio.wait({request}, timeout=_HEARTBEAT_EVERY)
                 if done:
@@ -229,6 +249,14 @@ class LlmProxy:
         code = response.status_code
         activity_metrics.llm_proxy_answered(timedelta(milliseconds=latency_ms), "ok" if code == 200 else f"http_{code}")
         where = f"attempt {info.attempt}, HTTP {code}"
+        self._check_status(response, where)
+        try:
+            return response.json(), latency_ms
+        except ValueError:
+            raise self._error(f"llm-proxy answer is not JSON ({where})", BAD_ANSWER) from None
+
+    def _check_status(self, response: httpx.Response, where: str) -> None:
+        code = response.status_code
         if code in (401, 403):
             raise self._error(f"llm-proxy refused the key ({where})", AUTH_ERROR, non_retryable=True)
         if code == 429:
@@ -250,25 +278,6 @@ class LlmProxy:
             raise self._error(f"llm-proxy failed ({where}): {_error_detail(response)}", SERVER_ERROR)
         if code != 200:
             raise self._error(f"llm-proxy answered an unexpected status ({where})", BAD_ANSWER)
-        try:
-            body = response.json()
-        except ValueError:
-            raise self._error(f"llm-proxy answer is not JSON ({where})", BAD_ANSWER) from None
-        try:
-            analysis = parse_answer(body, latency_ms)
-        except ApplicationError as exc:
-            raise self._error(str(exc), BAD_ANSWER) from None
-        if analysis.tokens_used:
-            activity_metrics.tokens_used(analysis.tokens_used)
-        activity.logger.info(
-            "signal %s analysis %s: %s %.0f (%d ms)",
-            input.context.signal_id,
-            input.analysis_number,
-            analysis.decision,
-            analysis.confidence,
-            latency_ms,
-        )
-        return analysis
 
 
 def new_http_client(timeout_seconds: float, max_connections: int) -> httpx.AsyncClient:
