@@ -11,8 +11,9 @@ import asyncio
 import email.utils
 import json
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 from temporalio import activity
@@ -23,6 +24,7 @@ from activities.redaction import Redactor
 from workflows import names
 from workflows.decisions import normalise_proxy_decision
 from workflows.models import Analysis, AnalyzeSignalInput
+from workflows.position_models import ManagementAnswer
 
 if TYPE_CHECKING:
     from activities.llm_pacing import LlmCallPacer
@@ -40,6 +42,8 @@ UNAVAILABLE = names.LLM_UNAVAILABLE
 TIMEOUT = names.LLM_TIMEOUT
 BAD_ANSWER = names.LLM_BAD_ANSWER
 NON_RETRYABLE = names.LLM_NON_RETRYABLE
+
+Parsed = TypeVar("Parsed", Analysis, ManagementAnswer)
 
 
 def build_request_body(input: AnalyzeSignalInput) -> dict[str, Any]:
@@ -177,12 +181,7 @@ class LlmProxy:
     async def analyze_signal(self, input: AnalyzeSignalInput) -> Analysis:
         correlation = f"{input.context.signal_id}:{input.analysis_number}"
         body, latency_ms = await self.call(build_request_body(input), correlation)
-        try:
-            analysis = parse_answer(body, latency_ms)
-        except ApplicationError as exc:
-            raise self._error(str(exc), BAD_ANSWER) from None
-        if analysis.tokens_used:
-            activity_metrics.tokens_used(analysis.tokens_used)
+        analysis = self.parsed(parse_answer, body, latency_ms)
         activity.logger.info(
             "signal %s analysis %s: %s %.0f (%d ms)",
             input.context.signal_id,
@@ -254,6 +253,17 @@ class LlmProxy:
             return response.json(), latency_ms
         except ValueError:
             raise self._error(f"llm-proxy answer is not JSON ({where})", BAD_ANSWER) from None
+
+    def parsed(self, parse: Callable[[Any, int], Parsed], body: Any, latency_ms: int) -> Parsed:
+        """The operation's answer from a 200's body (a BadAnswer if it is not one), tokens counted."""
+        try:
+            answer = parse(body, latency_ms)
+        except ApplicationError as exc:
+            raise self._error(str(exc), BAD_ANSWER) from None
+        tokens = getattr(answer, "tokens_used", None)
+        if tokens:
+            activity_metrics.tokens_used(tokens)
+        return answer
 
     def _check_status(self, response: httpx.Response, where: str) -> None:
         code = response.status_code

@@ -11,7 +11,6 @@ from typing import Any
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities import activity_metrics
 from activities.llm_proxy import BAD_ANSWER, LlmProxy
 from workflows import names
 from workflows.position_actions import MANAGE_ACTIONS
@@ -97,12 +96,7 @@ class PositionAdvisor(LlmProxy):
     async def manage_position(self, input: ManagePositionInput) -> ManagementAnswer:
         correlation = f"{input.context.signal_id}:position:{input.candle.t}"
         body, latency_ms = await self.call(build_manage_body(input), correlation)
-        try:
-            answer = parse_manage_answer(body, latency_ms)
-        except ApplicationError as exc:
-            raise self._error(str(exc), BAD_ANSWER) from None
-        if answer.tokens_used:
-            activity_metrics.tokens_used(answer.tokens_used)
+        answer = self.parsed(parse_manage_answer, body, latency_ms)
         activity.logger.info(
             "position of signal %s candle %s: %s %.0f (%d ms)",
             input.context.signal_id, input.candle.t, answer.action, answer.confidence, latency_ms,

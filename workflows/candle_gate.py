@@ -130,7 +130,6 @@ def classify(state: CarriedState, ctx: SignalContext, k: Kline, now_ms: int, *, 
 
 def admit(state: CarriedState, k: Kline, verdict: Verdict) -> None:
     """Apply a verdict: count it and update the de-duplication state."""
-    counts = state.counts
     if verdict is Verdict.TAKE:
         if state.pending is not None:
             skip(state, state.pending.t)
@@ -139,11 +138,26 @@ def admit(state: CarriedState, k: Kline, verdict: Verdict) -> None:
     elif verdict is Verdict.SUPERSEDED:
         skip(state, k.t)
         remember(state, k.t)
-    elif verdict is Verdict.STALE:
+    else:
+        count_refused(state.counts, verdict)
+        if verdict is Verdict.BEHIND:
+            remember(state, k.t)
+
+
+class RefusalCounts(Protocol):
+    """The counters of closes not taken, kept by every receiver (the monitor's and the position's)."""
+
+    stale: int
+    duplicate: int
+    foreign: int
+    open: int
+    future: int
+
+
+def count_refused(counts: RefusalCounts, verdict: Verdict) -> None:
+    """A close not taken, counted under its verdict (BEHIND is stale too)."""
+    if verdict in (Verdict.STALE, Verdict.BEHIND):
         counts.stale += 1
-    elif verdict is Verdict.BEHIND:
-        counts.stale += 1
-        remember(state, k.t)
     elif verdict is Verdict.DUPLICATE:
         counts.duplicate += 1
     elif verdict is Verdict.FOREIGN:

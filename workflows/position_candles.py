@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from workflows.candle_gate import Verdict, foreign_or_open, from_the_future
 from workflows.candles import Kline
-from workflows.position_models import PositionCounts
 
 
 def classify(
@@ -36,17 +35,3 @@ def classify(
     if last_taken_t is not None and k.t < last_taken_t:
         return Verdict.STALE
     return Verdict.TAKE
-
-
-def count(counts: PositionCounts, verdict: Verdict) -> None:
-    """A close not taken, counted under its verdict."""
-    if verdict is Verdict.FOREIGN:
-        counts.foreign += 1
-    elif verdict is Verdict.OPEN:
-        counts.open += 1
-    elif verdict is Verdict.FUTURE:
-        counts.future += 1
-    elif verdict is Verdict.DUPLICATE:
-        counts.duplicate += 1
-    elif verdict is not Verdict.TAKE:
-        counts.stale += 1

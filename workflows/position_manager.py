@@ -574,7 +574,7 @@ class PositionManagerWorkflow:
             else:
                 found = verdict(check_future=False)
         if found is not Verdict.TAKE:
-            position_candles.count(s.counts, found)
+            candle_gate.count_refused(s.counts, found)
             return
         s.queue.append(k)
         s.queue.sort(key=lambda q: q.t)

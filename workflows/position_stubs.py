@@ -12,7 +12,7 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
 from workflows import names, policies
-from workflows.activity_stubs import cause_of
+from workflows.activity_stubs import cause_of, llm_call
 from workflows.position_models import (
     ClosedSignal,
     CloseSignalInput,
@@ -75,15 +75,4 @@ async def close_signal(arg: CloseSignalInput, summary: str) -> ClosedSignal:
 
 
 async def manage_position(arg: ManagePositionInput, summary: str) -> ManagementAnswer:
-    # On the llm task queue, with the analyses' retry rules: the llm-proxy caps bind it too.
-    return await workflow.execute_activity(
-        names.MANAGE_POSITION_ACTIVITY,
-        arg,
-        result_type=ManagementAnswer,
-        task_queue=names.llm_task_queue_for(workflow.info().task_queue),
-        start_to_close_timeout=policies.ANALYSIS_START_TO_CLOSE,
-        schedule_to_close_timeout=policies.ANALYSIS_SCHEDULE_TO_CLOSE,
-        heartbeat_timeout=policies.ANALYSIS_HEARTBEAT,
-        retry_policy=policies.ANALYSIS_RETRY,
-        summary=summary,
-    )
+    return await llm_call(names.MANAGE_POSITION_ACTIVITY, arg, ManagementAnswer, summary)

@@ -1,6 +1,6 @@
-from workflows.candle_gate import Verdict, decode_counted
+from workflows.candle_gate import Verdict, count_refused, decode_counted
 from workflows.candles import INTERVAL_MS, Kline
-from workflows.position_candles import classify, count
+from workflows.position_candles import classify
 from workflows.position_models import PositionCounts
 
 
@@ -43,7 +43,8 @@ def test_a_close_from_the_future_is_refused_as_the_monitor_refuses_it():
 def test_the_gate_counts_every_refusal_under_its_name():
     counts = PositionCounts()
     for v in ("foreign", "open", "future", "duplicate", "stale", "behind", "take"):
-        count(counts, Verdict(v))
+        if v != "take":
+            count_refused(counts, Verdict(v))
     assert (counts.foreign, counts.open, counts.future, counts.duplicate, counts.stale) == (1, 1, 1, 1, 2)
 
 
