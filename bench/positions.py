@@ -116,11 +116,6 @@ async def _position_burst(
     sent = time.time() - t0
     await _decisions(conn, signal_ids, k, timeout, f"burst of {n} positions")
     timings = await history.timings_of(st.client, wfs, MANAGE, RECORD)
-    problems, last = 0, []
-    for ts in timings.values():
-        mine = [t for t in ts if t.signaled_at >= t0 - 0.01]
-        problems += abs(len(mine) - 1)
-        last.extend(mine)
     rows = await conn.fetch(
         """SELECT signal_id, count(*) AS c FROM position_management_decisions
            WHERE signal_id = ANY($1::uuid[]) AND candle_open_time = to_timestamp($2 / 1000.0)
@@ -128,16 +123,14 @@ async def _position_burst(
         [uuid.UUID(s) for s in signal_ids],
         k["t"],
     )
-    problems += (n - len(rows)) + sum(r["c"] - 1 for r in rows)
+    problems = (n - len(rows)) + sum(r["c"] - 1 for r in rows)
     asked = [
         r.params.get("signalId")
         for r in st.proxy.requests
         if r.body.get("operation") == "manage-position" and (r.params.get("candle") or {}).get("openTime") == k["t"]
     ]
     problems += abs(len(asked) - n) + (len(asked) - len(set(asked)))
-    return burst.BurstTimes(
-        n, max(t.started_at for t in last) - t0, max(t.stored_at for t in last) - t0, sent, problems
-    )
+    return burst.collect(n, timings, t0, sent, problems)
 
 
 async def run(
@@ -187,20 +180,9 @@ async def run(
         fleet = burst.Fleet(symbol, [], [], await data.start_floors(client, n, floor.task_queue))
         k = close(1, symbol)
         pos = await _position_burst(st, conn, sids, wfs, k, 60 + n / 4)
-        flo = await burst._floor_burst(st, [floor], fleet, k, 60 + n / 4)
+        flo = await burst.floor_burst(st, [floor], fleet, k, 60 + n / 4)
     finally:
         st.proxy.manage_default = before
-    rep.figure(
-        f"positions burst {n}: all manage started",
-        f"{pos.all_started:.2f} s (floor {flo.all_started:.2f} s)",
-        detail=f"ratio {ratio(pos.all_started, flo.all_started):.2f}",
-    )
-    rep.figure(
-        f"positions burst {n}: all processed",
-        f"{pos.all_stored:.2f} s (floor {flo.all_stored:.2f} s)",
-        detail=f"ratio {ratio(pos.all_stored, flo.all_stored):.2f}; decision row stored",
-    )
-    rep.figure(f"positions burst {n}: signals handed", f"{pos.send_time:.2f} s (floor {flo.send_time:.2f} s)")
-    rep.figure(f"positions burst {n}: lost or doubled", f"{pos.problems} (floor {flo.problems})")
+    burst.report(rep, f"positions burst {n}", pos, flo, started="manage-position calls", stored="decisions")
     rep.goal(f"positions_burst_{n}_stored_ratio", ratio(pos.all_stored, flo.all_stored), 1.2)
     rep.goal(f"positions_burst_{n}_lost_or_doubled", pos.problems, 0)

@@ -18,7 +18,7 @@ from fakes.manage_position import ManageAnswer
 from tests.monitor_harness import monitor_stack
 from tests.position_support import candle, entered_signal, position_rows, result_of, start_position, view
 from tests.processes import as_json, command_env, temporal_cli
-from tests.support import eventually, signal_status
+from tests.support import eventually, implausible_klines, signal_status
 from workflows import names
 from workflows.candle_gate import MAX_CANDLE_PAYLOAD_BYTES
 from workflows.position_models import PositionView
@@ -63,14 +63,7 @@ async def test_bad_signals_updates_and_queries_never_wedge_a_position(client, da
         good = candle(row, 1, 100, 101, 99, 100)
         year_2100 = int(datetime(2100, 1, 1, tzinfo=UTC).timestamp() * 1000)
         week_ahead = (int(datetime.now(UTC).timestamp() * 1000) + int(6.9 * 86_400_000)) // MINUTE * MINUTE
-        malformed = [
-            {**good, "t": 300_000_000_000_000, "T": 300_000_000_000_000 + MINUTE - 1},  # past year 9999
-            {**good, "t": 1e30},  # not even an integer
-            {**good, "c": "1e400"},  # not a finite price
-            {**good, "t": good["T"] + 1},  # t > T
-            {**good, "T": good["T"] + MINUTE},  # a 1m candle two minutes long
-            {**good, "s": "btcuſdt"},  # U+017F upper-cases to BTCUSDT
-        ]
+        malformed = implausible_klines(good, MINUTE)
         await cli("signal", "--name", "candle_closed")  # no input (the UI's empty "Send Signal")
         await cli("signal", "--name", "candle_closed", "--input", as_json(good), "--input", as_json(good))
         for payload in malformed:
