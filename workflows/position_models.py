@@ -49,6 +49,17 @@ class PositionManagerInput(BaseModel):
         except ValueError:
             raise ValueError(f"{value[:80]!r} is not a UUID") from None
 
+    @model_validator(mode="after")
+    def _own_state(self) -> PositionManagerInput:
+        # A carried state is this signal's own: one crafted for another signal would act on its position.
+        state = self.state
+        if state is not None and (
+            state.signal_id != self.signal_id
+            or (state.context is not None and state.context.signal_id != self.signal_id)
+        ):
+            raise ValueError("state belongs to another signal")
+        return self
+
 
 class LoadPositionInput(BaseModel):
     signal_id: str
