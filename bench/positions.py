@@ -28,14 +28,15 @@ from workflows.position_models import PositionManagerInput
 MANAGE, RECORD = names.MANAGE_POSITION_ACTIVITY, names.RECORD_POSITION_DECISION_ACTIVITY
 # Entered an hour ago, so the closes a position manages are closes of the past (a position, like
 # the monitor, refuses closes from the future).
-BASE_MS = (int(time.time() * 1000) - 3_600_000) // data.STEP * data.STEP
+STEP = data.STEP or 60_000
+BASE_MS = (int(time.time() * 1000) - 3_600_000) // STEP * STEP
 ENTRY = 43250.0
 
 
 def close(n: int, symbol: str) -> dict[str, Any]:
     """The n-th 1m close after the entry candle (n >= 1); prices far from the stop and target."""
-    t = BASE_MS + n * data.STEP
-    return {**data.kline(1, symbol), "t": t, "T": t + data.STEP - 1}
+    t = BASE_MS + n * STEP
+    return {**data.kline(1, symbol), "t": t, "T": t + STEP - 1}
 
 
 async def entered(conn: asyncpg.Connection, trader_id: str, n: int, symbol: str) -> list[str]:
