@@ -12,6 +12,7 @@ import email.utils
 import json
 import time
 from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -106,12 +107,19 @@ def retry_after(response: httpx.Response) -> timedelta | None:
     return min(delay, MAX_RETRY_AFTER)
 
 
-def parse_answer(body: Any, latency_ms: int) -> Analysis:
-    """The contract's success envelope, or a BadAnswer: never a silent `continue`."""
+@dataclass(frozen=True)
+class AnswerParts:
+    """What every llm-proxy operation's answer carries, validated."""
 
-    def bad(why: str) -> ApplicationError:
-        return ApplicationError(f"llm-proxy gave a bad answer: {why}", type=BAD_ANSWER)
+    confidence: float
+    reasoning: str
+    raw_ai_response: str | None
+    tokens_used: int | None
+    model_name: str | None
 
+
+def envelope_data(body: Any, bad: Callable[[str], ApplicationError]) -> dict[str, Any]:
+    """The contract's success envelope's `data`, or `bad(why)`."""
     if not isinstance(body, dict):
         raise bad("body is not a JSON object")
     if body.get("success") is not True:
@@ -121,34 +129,54 @@ def parse_answer(body: Any, latency_ms: int) -> Analysis:
     data = body.get("data")
     if not isinstance(data, dict):
         raise bad("missing data")
-    decision = normalise_proxy_decision(data.get("decision"))
-    if decision is None:
-        raise bad(f"unknown decision {str(data.get('decision'))[:50]!r}")
+    return data
+
+
+def answer_parts(body: dict[str, Any], data: dict[str, Any], bad: Callable[[str], ApplicationError]) -> AnswerParts:
+    """Confidence (0..100), reasoning (non-empty) and the metadata, or `bad(why)`."""
     confidence = data.get("confidence")
     if isinstance(confidence, bool) or not isinstance(confidence, (int, float)) or not 0 <= confidence <= 100:
         raise bad(f"confidence {str(confidence)[:50]!r} is not a number from 0 to 100")
     reasoning = data.get("reasoning")
     if not isinstance(reasoning, str) or not reasoning.strip():
         raise bad("empty reasoning")
-    metadata = data.get("metadata") if isinstance(data.get("metadata"), dict) else {}
-    usage = body.get("usage") if isinstance(body.get("usage"), dict) else {}
+    meta, use = data.get("metadata"), body.get("usage")
+    metadata: dict[str, Any] = meta if isinstance(meta, dict) else {}
+    usage: dict[str, Any] = use if isinstance(use, dict) else {}
     tokens = metadata.get("tokensUsed", usage.get("total_tokens"))
     raw = metadata.get("rawAiResponse")
+    model = metadata.get("modelName")
+    return AnswerParts(
+        confidence=float(confidence),
+        reasoning=reasoning.strip(),
+        raw_ai_response=raw if isinstance(raw, str) else (json.dumps(raw) if raw is not None else None),
+        tokens_used=tokens if isinstance(tokens, int) and not isinstance(tokens, bool) else None,
+        model_name=model if isinstance(model, str) else None,
+    )
+
+
+def parse_answer(body: Any, latency_ms: int) -> Analysis:
+    """The contract's success envelope, or a BadAnswer: never a silent `continue`."""
+
+    def bad(why: str) -> ApplicationError:
+        return ApplicationError(f"llm-proxy gave a bad answer: {why}", type=BAD_ANSWER)
+
+    data = envelope_data(body, bad)
+    decision = normalise_proxy_decision(data.get("decision"))
+    if decision is None:
+        raise bad(f"unknown decision {str(data.get('decision'))[:50]!r}")
+    parts = answer_parts(body, data, bad)
 
     def obj(value: Any) -> dict | None:
         return value if isinstance(value, dict) else None
 
     return Analysis(
         decision=decision,
-        confidence=float(confidence),
-        reasoning=reasoning.strip(),
         key_levels=obj(data.get("keyLevels")),
         trade_plan=obj(data.get("tradePlan")),
         technical_indicators=obj(data.get("technicalIndicators")),
-        raw_ai_response=raw if isinstance(raw, str) else (json.dumps(raw) if raw is not None else None),
         latency_ms=latency_ms,
-        tokens_used=tokens if isinstance(tokens, int) and not isinstance(tokens, bool) else None,
-        model_name=metadata.get("modelName") if isinstance(metadata.get("modelName"), str) else None,
+        **asdict(parts),
     )
 
 

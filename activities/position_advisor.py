@@ -4,14 +4,14 @@ implementation: `LlmProxy.call`)."""
 
 from __future__ import annotations
 
-import json
+from dataclasses import asdict
 from datetime import UTC
 from typing import Any
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.llm_proxy import BAD_ANSWER, LlmProxy
+from activities.llm_proxy import BAD_ANSWER, LlmProxy, answer_parts, envelope_data
 from workflows import names
 from workflows.position_actions import MANAGE_ACTIONS
 from workflows.position_models import ManagementAnswer, ManagePositionInput
@@ -56,35 +56,18 @@ def parse_manage_answer(body: Any, latency_ms: int) -> ManagementAnswer:
     def bad(why: str) -> ApplicationError:
         return ApplicationError(f"llm-proxy gave a bad manage-position answer: {why}", type=BAD_ANSWER)
 
-    if not isinstance(body, dict) or body.get("success") is not True:
-        raise bad("success is not true")
-    data = body.get("data")
-    if not isinstance(data, dict):
-        raise bad("missing data")
+    data = envelope_data(body, bad)
     action = data.get("action")
     if not isinstance(action, str) or action.strip().lower() not in MANAGE_ACTIONS:
         raise bad(f"unknown action {str(action)[:50]!r}")
-    confidence = data.get("confidence")
-    if isinstance(confidence, bool) or not isinstance(confidence, (int, float)) or not 0 <= confidence <= 100:
-        raise bad(f"confidence {str(confidence)[:50]!r} is not a number from 0 to 100")
-    reasoning = data.get("reasoning")
-    if not isinstance(reasoning, str) or not reasoning.strip():
-        raise bad("empty reasoning")
-    meta = data.get("metadata")
-    metadata: dict[str, Any] = meta if isinstance(meta, dict) else {}
-    tokens = metadata.get("tokensUsed")
-    raw = metadata.get("rawAiResponse")
+    parts = answer_parts(body, data, bad)
     details, risk = data.get("actionDetails"), data.get("riskAssessment")
     return ManagementAnswer(
         action=action.strip().lower(),  # checked against MANAGE_ACTIONS above
-        confidence=float(confidence),
-        reasoning=reasoning.strip(),
         action_details=details if isinstance(details, dict) else None,
         risk_assessment=risk if isinstance(risk, dict) else None,
-        raw_ai_response=raw if isinstance(raw, str) else (json.dumps(raw) if raw is not None else None),
         latency_ms=latency_ms,
-        tokens_used=tokens if isinstance(tokens, int) and not isinstance(tokens, bool) else None,
-        model_name=metadata.get("modelName") if isinstance(metadata.get("modelName"), str) else None,
+        **asdict(parts),
     )
 
 
