@@ -16,7 +16,7 @@ from bench import data
 from bench.report import Report, machine_facts
 from bench.stack import binary, new_queue, stack, start_floor_worker, start_monitor_worker, workers
 
-MEASUREMENTS = ("overhead", "history", "burst", "memory", "llm", "bridges")
+MEASUREMENTS = ("overhead", "history", "burst", "positions", "memory", "llm", "bridges")
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -104,6 +104,13 @@ async def main(args: argparse.Namespace) -> int:
                         await burst.run(st, rep, conn, trader, monitor, floor, quick)
                     except Exception as err:
                         rep.failed("burst", err)
+                if "positions" in wanted:
+                    from bench import positions
+
+                    try:
+                        await positions.run(st, rep, conn, trader, monitor, floor, quick)
+                    except Exception as err:
+                        rep.failed("positions", err)
             if "memory" in wanted:
                 from bench import memory
 

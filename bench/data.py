@@ -27,13 +27,14 @@ SIGNAL_TIME = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
 
 
 async def new_trader(conn: asyncpg.Connection) -> str:
-    """One elite trader that never stops monitoring on its own during a bench."""
+    """One elite trader that never stops monitoring on its own during a bench (1,000 reanalyses:
+    the most a trader may set, `outcomes.MAX_REANALYSES_CEILING`; a monitor refuses more)."""
     user_id, trader_id = uuid.uuid4(), uuid.uuid4()
     await conn.execute("INSERT INTO user_profiles (id, subscription_tier) VALUES ($1, 'elite')", user_id)
     await conn.execute(
         """INSERT INTO traders (id, user_id, name, enabled, filter, strategy, auto_analyze_signals,
                                 max_reanalyses, max_monitoring_duration)
-           VALUES ($1, $2, 'bench trader', true, $3::jsonb, $4::jsonb, true, 100000, interval '30 days')""",
+           VALUES ($1, $2, 'bench trader', true, $3::jsonb, $4::jsonb, true, 1000, interval '30 days')""",
         trader_id,
         user_id,
         json.dumps({"interval": INTERVAL}),

@@ -205,13 +205,13 @@ async def test_bad_input_or_id_mismatch_fails_at_once(client, database_url, db):
         )  # fmt: skip
         with pytest.raises(WorkflowFailureError) as info:
             await result_of(wrong)
-        assert "does not match the signal" in str(info.value.cause)
+        assert "does not match its signal" in str(info.value.cause)
         bad = await client.start_workflow(
             "PositionManagerWorkflow", {"signal": 1}, id=f"position-{uuid.uuid4()}", task_queue=m.task_queue
         )
         with pytest.raises(WorkflowFailureError) as info:
             await result_of(bad)
-        assert "bad input" in str(info.value.cause)
+        assert "PositionManagerWorkflow input must be" in str(info.value.cause)
         not_entered = await insert_signal(db)
         handle = await start_position(client, not_entered, m.task_queue)
         result = await result_of(handle)

@@ -18,3 +18,6 @@ PLATFORM_INITIAL_ANALYSIS_PATCH = "platform-initial-analysis"
 # An `enter` starts the signal's PositionManagerWorkflow (`position-<id>`); before this patch the
 # monitor ended at the order intent and nothing managed the position.
 START_POSITION_PATCH = "start-position-on-enter"
+# The position manager's: closes from the future refused by the monitor's candle gate (before it,
+# a position took such a close, and every real close after it was stale).
+POSITION_FUTURE_CANDLES_PATCH = "position-refuse-candles-from-the-future"

@@ -1,7 +1,8 @@
-"""Retry policies and timeouts of the monitor's activities (the error type names are in `names`)."""
+"""Retry policies and timeouts of the monitor's and the position manager's activities (the error type names are in `names`)."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 
 from temporalio.common import RetryPolicy
@@ -30,3 +31,7 @@ DB_TIMEOUT = timedelta(seconds=30)
 
 # Starting the position manager: bounded, since a start that keeps failing is logged, not fatal.
 START_POSITION_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30), maximum_attempts=10)
+
+# The position's database and execution-backend activities: the same, plus the backend's own
+# permanent refusals (a position that is gone or has nothing open).
+POSITION_DB_RETRY = dataclasses.replace(DB_RETRY, non_retryable_error_types=names.POSITION_DB_NON_RETRYABLE)
