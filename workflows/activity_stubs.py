@@ -73,7 +73,7 @@ async def analyze_signal(arg: AnalyzeSignalInput, summary: str) -> Analysis:
         start_to_close_timeout=policies.ANALYSIS_START_TO_CLOSE,
         schedule_to_close_timeout=policies.ANALYSIS_SCHEDULE_TO_CLOSE,
         heartbeat_timeout=policies.ANALYSIS_HEARTBEAT,
-        retry_policy=policies.ANALYSIS_RETRY,
+        retry_policy=policies.analysis_retry(arg.context.analysis_retry_initial_seconds),
         summary=summary,
     )
 
