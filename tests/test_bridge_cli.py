@@ -70,7 +70,9 @@ def test_cli_rejects_bad_configuration():
         env={"PATH": "", "SIGNAL_BRIDGE_REFRESH_SECONDS": "soon"},
         timeout=60,
     )
-    assert out.returncode == 2 and "SIGNAL_BRIDGE_REFRESH_SECONDS must be a number" in out.stderr and "soon" in out.stderr
+    assert (
+        out.returncode == 2 and "SIGNAL_BRIDGE_REFRESH_SECONDS must be a number" in out.stderr and "soon" in out.stderr
+    )
 
 
 def test_cli_passes_its_arguments_to_the_bridge():
