@@ -14,8 +14,7 @@ from pathlib import Path
 
 import asyncpg
 
-from fakes.llm_proxy import FakeLlmProxy
-from fakes.manage_position import ManageAnswer
+from fakes.llm_proxy import FakeLlmProxy, ManageAnswer
 from tests.monitor_harness import TEST_KEY, monitor_stack
 from tests.position_support import candle, entered_signal, position_rows, result_of, start_position, view
 from tests.processes import worker_process
