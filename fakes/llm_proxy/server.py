@@ -390,9 +390,9 @@ class FakeLlmProxy:
             if isinstance(inner, FaultStep) and inner.kind in ("timeout", "disconnect", "truncated", "slow_trickle"):
                 raise RuntimeError(f"fake llm-proxy: cannot {step.kind} a {inner.kind} step")
             if step.kind == "slow_trickle":
-                rendered = self._render(inner, params, started)
+                rendered = render(inner, params, int((time.monotonic() - started) * 1000))
                 return await self._trickle(request, rec, rendered, step.seconds, step.chunks)
-            rendered = self._render(inner, params, started)
+            rendered = render(inner, params, int((time.monotonic() - started) * 1000))
             half = rendered.body[: max(1, len(rendered.body) // 2)]
             if not step.abort:
                 return self._reply(
