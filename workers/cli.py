@@ -27,7 +27,7 @@ EXIT_SCHEMA = 3
 def _cmd_migrate(args: argparse.Namespace) -> int:
     from workers.migrate import MigrationError, migrate
 
-    settings: Settings = args.settings
+    settings: Settings = args.process_settings
     try:
         applied = asyncio.run(migrate(settings.require_database()))
     except MigrationError as exc:
@@ -42,7 +42,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     from workers.worker import run_worker
 
     try:
-        asyncio.run(run_worker(args.settings))
+        asyncio.run(run_worker(args.process_settings))
     except MissingSearchAttributes as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
@@ -80,7 +80,7 @@ def _cmd_start(args: argparse.Namespace) -> int:
     from workers.starting import start_again, start_monitor
     from workers.temporal_client import connect_client
 
-    settings: Settings = args.settings
+    settings: Settings = args.process_settings
     try:
         # The same forms operators use elsewhere: a signal uuid or its workflow id.
         signal_id = workflow_id_of(args.signal_id).removeprefix("signal-")
@@ -160,7 +160,7 @@ def _cmd_add_signal(args: argparse.Namespace) -> int:
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    settings: Settings = args.settings
+    settings: Settings = args.process_settings
     database_url = settings.require_database()
     rest_url = settings.binance_rest_url
     ui_url = settings.temporal_ui_url or "http://localhost:8233"
@@ -180,7 +180,7 @@ def _report(args: argparse.Namespace):
     from workers.signal_report import add_candles, fetch_report
 
     signal_id = workflow_id_of(args.signal).removeprefix("signal-")
-    settings: Settings = args.settings
+    settings: Settings = args.process_settings
     database_url = settings.require_database()
     rest_url = settings.binance_rest_url
 
@@ -238,7 +238,7 @@ def _cmd_intake(args: argparse.Namespace) -> int:
     from workers.intake import run_intake
 
     try:
-        asyncio.run(run_intake(args.settings))
+        asyncio.run(run_intake(args.process_settings))
     except SchemaError as exc:
         print(f"error: configuration: {exc}", file=sys.stderr)
         return EXIT_SCHEMA
@@ -270,7 +270,7 @@ def _cmd_operator(args: argparse.Namespace) -> int:
 def _cmd_trader(args: argparse.Namespace) -> int:
     from workers.position_cli import run_resume
 
-    return run_resume(args.settings.require_database(), args.trader_id, sys.stdout, sys.stderr)
+    return run_resume(args.process_settings.require_database(), args.trader_id, sys.stdout, sys.stderr)
 
 
 def _cmd_bridge(args: argparse.Namespace) -> int:
@@ -378,14 +378,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         apply_to_environment()
     try:
         # Every command reads its settings once, here: a bad value stops it before any work.
-        args.settings = Settings.from_env()
+        args.process_settings = Settings.from_env()
     except ConfigError as exc:
         setup_logging()
         print(f"error: {exc}", file=sys.stderr)
         if getattr(args, "skip_teardown", False):
             _exit_skipping_teardown(EXIT_USAGE)
         return EXIT_USAGE
-    setup_logging(args.settings)
+    setup_logging(args.process_settings)
     try:
         code = args.func(args)
     except ConfigError as exc:

@@ -12,7 +12,8 @@ async def store_row(pool: Any, params: Mapping[str, Any], body: bytes) -> None:
     """The production proxy's own insert (through PostgREST, with the service role): every
     value as the answer has it, a missing one as NULL. The caller logs a failure, never answers it."""
     data = json.loads(body).get("data") or {}
-    meta = data.get("metadata") if isinstance(data.get("metadata"), dict) else {}
+    found = data.get("metadata")
+    meta: dict[str, Any] = found if isinstance(found, dict) else {}
 
     def as_json(value: Any) -> str | None:
         return None if value is None else json.dumps(value)
