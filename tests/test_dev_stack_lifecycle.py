@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 
 from tests.conftest import free_port
 from tests.processes import BIN, command_env
@@ -181,6 +182,7 @@ async def test_sighup_stops_the_stack_like_ctrl_c(tmp_path):
     assert not [p for p in pids.values() if _alive(p)], pids
 
 
+@pytest.mark.slow  # ~20-30 s (tests/README: `pytest -m "not slow"` for a quick loop)
 async def test_after_a_restart_a_running_monitor_keeps_getting_closes_it_accepts(tmp_path):
     """The replay clock continues where it stopped (.dev-state/replay.json) instead of starting
     again in the past, where every close would be older than the monitor's last one."""
