@@ -167,3 +167,20 @@ def test_every_field_has_the_variable_the_readme_names() -> None:
     ]
     # `_MAX` / `_BACKFILL_NEW_STREAMS` are written as suffixes of their pair in the README.
     assert all(v.endswith(("_MAX", "_NEW_STREAMS")) for v in undocumented), undocumented
+
+
+def test_the_analysis_retry_setting_changes_only_the_first_interval() -> None:
+    from datetime import timedelta
+
+    from workflows.policies import ANALYSIS_RETRY, analysis_retry
+
+    assert analysis_retry(None) is ANALYSIS_RETRY
+    assert Settings.from_env().analysis_retry_initial_seconds == ANALYSIS_RETRY.initial_interval.total_seconds()
+    short = analysis_retry(0.2)
+    assert short.initial_interval == timedelta(seconds=0.2)
+    assert (short.backoff_coefficient, short.maximum_interval, short.maximum_attempts) == (
+        ANALYSIS_RETRY.backoff_coefficient,
+        ANALYSIS_RETRY.maximum_interval,
+        ANALYSIS_RETRY.maximum_attempts,
+    )
+    assert short.non_retryable_error_types == ANALYSIS_RETRY.non_retryable_error_types
