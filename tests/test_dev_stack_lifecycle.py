@@ -246,6 +246,8 @@ async def test_after_a_restart_a_running_monitor_keeps_getting_closes_it_accepts
         await more_than(signal_id, first + 1, 60)
         code, out, err = await _run(env, tmp_path, "status", signal_id, "--json")
         state = json.loads(out)["state"]
-        assert state["status"] == "monitoring" and state["counts"]["stale"] <= 3, state["counts"]
+        # Still monitored; at --speed 60 a close arrives every second, so the query may land
+        # during an analysis (`analyzing`): a full run under load once did.
+        assert state["status"] in ("monitoring", "analyzing") and state["counts"]["stale"] <= 3, state
     finally:
         await stop_dev(dev)
