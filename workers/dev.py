@@ -33,6 +33,7 @@ import asyncpg
 
 from workers.config import Settings
 from workers.devstate import StackInfo, StackLock, StackRunning, state_dir, without_password
+from workers.lifecycle import on_signals
 from workflows import search_attributes as sa
 from workflows.models import MonitorState
 from workflows.names import STATE_QUERY, workflow_id_for
@@ -577,7 +578,6 @@ class _Stopped(Exception):
 async def _run_until_signalled(args, lock: StackLock) -> int:
     """SIGTERM and SIGHUP stop the stack exactly as Ctrl-C does: the main task is cancelled and
     every part is stopped in order by the `finally` blocks (a second signal changes nothing)."""
-    loop = asyncio.get_running_loop()
     main = asyncio.current_task()
     assert main is not None
     received: list[int] = []
@@ -588,8 +588,7 @@ async def _run_until_signalled(args, lock: StackLock) -> int:
             say(f"{signal.Signals(signum).name} received: stopping the stack")
             main.cancel()
 
-    for signum in (signal.SIGTERM, signal.SIGHUP):
-        loop.add_signal_handler(signum, stop, signum)
+    on_signals(stop, (signal.SIGTERM, signal.SIGHUP))
     try:
         return await run_dev(args, lock)
     except asyncio.CancelledError:

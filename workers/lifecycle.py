@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import random
 import signal
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 
 class Backoff:
@@ -43,14 +43,19 @@ class Backoff:
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
+def on_signals(callback: Callable[[signal.Signals], None], signals: Iterable[signal.Signals] = STOP_SIGNALS) -> None:
+    """Call `callback(signal)` on each of `signals` (inside the running loop)."""
+    loop = asyncio.get_running_loop()
+    for sig in signals:
+        try:
+            loop.add_signal_handler(sig, callback, sig)
+        except (NotImplementedError, RuntimeError):  # pragma: no cover - non-Unix, or not the main thread
+            pass
+
+
 def stop_on_signals(signals: Iterable[signal.Signals] = STOP_SIGNALS) -> asyncio.Event:
     """An event set on the first SIGTERM or SIGINT (call inside the running loop): the process
     then drains and exits 0 instead of dying with a traceback."""
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in signals:
-        try:
-            loop.add_signal_handler(sig, stop.set)
-        except (NotImplementedError, RuntimeError):  # pragma: no cover - non-Unix, or not the main thread
-            pass
+    on_signals(lambda _sig: stop.set(), signals)
     return stop
