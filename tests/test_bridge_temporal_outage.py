@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+import pytest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
@@ -75,6 +76,7 @@ class Relay:
         self._writers.difference_update((writer, up_writer))
 
 
+@pytest.mark.slow  # ~20-30 s (tests/README: `pytest -m "not slow"` for a quick loop)
 async def test_closes_survive_a_temporal_outage(client, database_url, db, temporal_address):
     start = replay_start()  # the fake replays from here, never past the wall clock
     row = await insert_signal(db, symbol=KEY[0], interval=KEY[1], timestamp=start, max_reanalyses=100)

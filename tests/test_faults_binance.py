@@ -13,6 +13,8 @@ import json
 from datetime import datetime
 from functools import partial
 
+import pytest
+
 from fakes.binance import FakeBinance
 from fakes.llm_proxy import Answer, always
 from tests.bridge_support import assert_fake_rules_kept, bridge_config, replay_start, running_bridge, unique_symbol
@@ -57,6 +59,7 @@ def wrong_type_frames(symbol: str, t: int) -> list[str]:
     return frames
 
 
+@pytest.mark.slow  # ~20-30 s (tests/README: `pytest -m "not slow"` for a quick loop)
 async def test_every_binance_fault_then_each_close_analysed_once(client, database_url, db):
     start = replay_start()  # the fake replays from here, never past the wall clock
     symbol = unique_symbol("F")

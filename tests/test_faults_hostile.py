@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import json
 import logging
 import math
@@ -254,7 +253,7 @@ async def test_rows_of_monitors_ended_around_their_code_are_corrected(client, ow
                 id=foreign.workflow_id,
                 task_queue=m.task_queue + "-other",
             )
-            other = dataclasses.replace(m.settings, task_queue=m.task_queue + "-other")
+            other = m.settings.model_copy(update={"task_queue": m.task_queue + "-other"})
             async with intake(client, other):
                 await client.get_workflow_handle(rows["cancelled"].workflow_id).cancel()
                 await eventually(lambda: _marked(db, rows["failed"].signal_id, "failed", "Bug: the monitor hit"), 30)

@@ -9,8 +9,7 @@ from functools import partial
 import pytest
 from temporalio.client import WorkflowFailureError, WorkflowUpdateFailedError
 
-from fakes.llm_proxy import Answer, Fault
-from fakes.manage_position import ManageAnswer
+from fakes.llm_proxy import Answer, Fault, ManageAnswer
 from tests.monitor_harness import monitor_stack
 from tests.position_support import candle, entered_signal, position_rows, result_of, start_position, view
 from tests.support import eventually, insert_signal, signal_status

@@ -19,7 +19,7 @@ from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
 from activities.database import create_pool
 from activities.paper_execution import PaperExecution
-from fakes.manage_position import ManageAnswer
+from fakes.llm_proxy import ManageAnswer
 from tests.monitor_harness import monitor_stack
 from tests.position_support import candle, entered_signal, position_rows, result_of, start_position, view
 from tests.support import eventually, signal_status

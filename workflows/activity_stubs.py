@@ -8,6 +8,7 @@ from typing import TypeVar
 
 from pydantic import BaseModel
 from temporalio import workflow
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 from workflows import names, policies
@@ -69,10 +70,17 @@ async def finish_signal(arg: FinishSignalInput) -> FinishedSignal:
 
 
 async def analyze_signal(arg: AnalyzeSignalInput, summary: str) -> Analysis:
-    return await llm_call(names.ANALYZE_SIGNAL, arg, Analysis, summary)
+    retry = policies.analysis_retry(arg.context.analysis_retry_initial_seconds)
+    return await llm_call(names.ANALYZE_SIGNAL, arg, Analysis, summary, retry)
 
 
-async def llm_call(activity: str, arg: BaseModel, result_type: type[Answer], summary: str) -> Answer:
+async def llm_call(
+    activity: str,
+    arg: BaseModel,
+    result_type: type[Answer],
+    summary: str,
+    retry: RetryPolicy = policies.ANALYSIS_RETRY,
+) -> Answer:
     """An llm-proxy activity: on its own task queue (the llm-proxy caps bind llm-proxy calls
     only), with the analyses' timeouts and retry rules."""
     return await workflow.execute_activity(
@@ -83,7 +91,7 @@ async def llm_call(activity: str, arg: BaseModel, result_type: type[Answer], sum
         start_to_close_timeout=policies.ANALYSIS_START_TO_CLOSE,
         schedule_to_close_timeout=policies.ANALYSIS_SCHEDULE_TO_CLOSE,
         heartbeat_timeout=policies.ANALYSIS_HEARTBEAT,
-        retry_policy=policies.ANALYSIS_RETRY,
+        retry_policy=retry,
         summary=summary,
     )
 

@@ -16,6 +16,15 @@ ANALYSIS_RETRY = RetryPolicy(
     maximum_attempts=6,
     non_retryable_error_types=names.LLM_NON_RETRYABLE,
 )
+
+
+def analysis_retry(initial_seconds: float | None) -> RetryPolicy:
+    """ANALYSIS_RETRY, with the worker's first interval when it set one (tests set a short one)."""
+    if initial_seconds is None:
+        return ANALYSIS_RETRY
+    return dataclasses.replace(ANALYSIS_RETRY, initial_interval=timedelta(seconds=initial_seconds))
+
+
 ANALYSIS_START_TO_CLOSE = timedelta(seconds=90)
 ANALYSIS_SCHEDULE_TO_CLOSE = timedelta(minutes=15)
 ANALYSIS_HEARTBEAT = timedelta(seconds=10)
