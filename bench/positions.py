@@ -21,7 +21,7 @@ from bench import burst, data, history
 from bench.history_cost import settled
 from bench.report import Report, ratio
 from bench.stack import Stack, WorkerProcess, wait_floor_done
-from fakes.manage_position import ManageAnswer
+from fakes.llm_proxy import ManageAnswer
 from workflows import names
 from workflows.position_models import PositionManagerInput
 
