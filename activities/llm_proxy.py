@@ -11,8 +11,10 @@ import asyncio
 import email.utils
 import json
 import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 from temporalio import activity
@@ -23,6 +25,7 @@ from activities.redaction import Redactor
 from workflows import names
 from workflows.decisions import normalise_proxy_decision
 from workflows.models import Analysis, AnalyzeSignalInput
+from workflows.position_models import ManagementAnswer
 
 if TYPE_CHECKING:
     from activities.llm_pacing import LlmCallPacer
@@ -40,6 +43,8 @@ UNAVAILABLE = names.LLM_UNAVAILABLE
 TIMEOUT = names.LLM_TIMEOUT
 BAD_ANSWER = names.LLM_BAD_ANSWER
 NON_RETRYABLE = names.LLM_NON_RETRYABLE
+
+Parsed = TypeVar("Parsed", Analysis, ManagementAnswer)
 
 
 def build_request_body(input: AnalyzeSignalInput) -> dict[str, Any]:
@@ -102,12 +107,19 @@ def retry_after(response: httpx.Response) -> timedelta | None:
     return min(delay, MAX_RETRY_AFTER)
 
 
-def parse_answer(body: Any, latency_ms: int) -> Analysis:
-    """The contract's success envelope, or a BadAnswer: never a silent `continue`."""
+@dataclass(frozen=True)
+class AnswerParts:
+    """What every llm-proxy operation's answer carries, validated."""
 
-    def bad(why: str) -> ApplicationError:
-        return ApplicationError(f"llm-proxy gave a bad answer: {why}", type=BAD_ANSWER)
+    confidence: float
+    reasoning: str
+    raw_ai_response: str | None
+    tokens_used: int | None
+    model_name: str | None
 
+
+def envelope_data(body: Any, bad: Callable[[str], ApplicationError]) -> dict[str, Any]:
+    """The contract's success envelope's `data`, or `bad(why)`."""
     if not isinstance(body, dict):
         raise bad("body is not a JSON object")
     if body.get("success") is not True:
@@ -117,34 +129,54 @@ def parse_answer(body: Any, latency_ms: int) -> Analysis:
     data = body.get("data")
     if not isinstance(data, dict):
         raise bad("missing data")
-    decision = normalise_proxy_decision(data.get("decision"))
-    if decision is None:
-        raise bad(f"unknown decision {str(data.get('decision'))[:50]!r}")
+    return data
+
+
+def answer_parts(body: dict[str, Any], data: dict[str, Any], bad: Callable[[str], ApplicationError]) -> AnswerParts:
+    """Confidence (0..100), reasoning (non-empty) and the metadata, or `bad(why)`."""
     confidence = data.get("confidence")
     if isinstance(confidence, bool) or not isinstance(confidence, (int, float)) or not 0 <= confidence <= 100:
         raise bad(f"confidence {str(confidence)[:50]!r} is not a number from 0 to 100")
     reasoning = data.get("reasoning")
     if not isinstance(reasoning, str) or not reasoning.strip():
         raise bad("empty reasoning")
-    metadata = data.get("metadata") if isinstance(data.get("metadata"), dict) else {}
-    usage = body.get("usage") if isinstance(body.get("usage"), dict) else {}
+    meta, use = data.get("metadata"), body.get("usage")
+    metadata: dict[str, Any] = meta if isinstance(meta, dict) else {}
+    usage: dict[str, Any] = use if isinstance(use, dict) else {}
     tokens = metadata.get("tokensUsed", usage.get("total_tokens"))
     raw = metadata.get("rawAiResponse")
+    model = metadata.get("modelName")
+    return AnswerParts(
+        confidence=float(confidence),
+        reasoning=reasoning.strip(),
+        raw_ai_response=raw if isinstance(raw, str) else (json.dumps(raw) if raw is not None else None),
+        tokens_used=tokens if isinstance(tokens, int) and not isinstance(tokens, bool) else None,
+        model_name=model if isinstance(model, str) else None,
+    )
+
+
+def parse_answer(body: Any, latency_ms: int) -> Analysis:
+    """The contract's success envelope, or a BadAnswer: never a silent `continue`."""
+
+    def bad(why: str) -> ApplicationError:
+        return ApplicationError(f"llm-proxy gave a bad answer: {why}", type=BAD_ANSWER)
+
+    data = envelope_data(body, bad)
+    decision = normalise_proxy_decision(data.get("decision"))
+    if decision is None:
+        raise bad(f"unknown decision {str(data.get('decision'))[:50]!r}")
+    parts = answer_parts(body, data, bad)
 
     def obj(value: Any) -> dict | None:
         return value if isinstance(value, dict) else None
 
     return Analysis(
         decision=decision,
-        confidence=float(confidence),
-        reasoning=reasoning.strip(),
         key_levels=obj(data.get("keyLevels")),
         trade_plan=obj(data.get("tradePlan")),
         technical_indicators=obj(data.get("technicalIndicators")),
-        raw_ai_response=raw if isinstance(raw, str) else (json.dumps(raw) if raw is not None else None),
         latency_ms=latency_ms,
-        tokens_used=tokens if isinstance(tokens, int) and not isinstance(tokens, bool) else None,
-        model_name=metadata.get("modelName") if isinstance(metadata.get("modelName"), str) else None,
+        **asdict(parts),
     )
 
 
@@ -175,11 +207,28 @@ class LlmProxy:
 
     @activity.defn(name=names.ANALYZE_SIGNAL)
     async def analyze_signal(self, input: AnalyzeSignalInput) -> Analysis:
+        correlation = f"{input.context.signal_id}:{input.analysis_number}"
+        body, latency_ms = await self.call(build_request_body(input), correlation)
+        analysis = self.parsed(parse_answer, body, latency_ms)
+        activity.logger.info(
+            "signal %s analysis %s: %s %.0f (%d ms)",
+            input.context.signal_id,
+            input.analysis_number,
+            analysis.decision,
+            analysis.confidence,
+            latency_ms,
+        )
+        return analysis
+
+    async def call(self, body: dict[str, Any], correlation_id: str) -> tuple[Any, int]:
+        """One llm-proxy request from inside an activity: paced, heartbeating, every HTTP status
+        and transport error turned into the error types the RetryPolicies know. Returns the
+        decoded JSON body of a 200 and the latency in ms; the caller parses its operation's answer."""
         info = activity.info()
         headers = {
             "Authorization": f"Bearer {self._key}",
             "x-trigger-source": TRIGGER_SOURCE,
-            "x-correlation-id": f"{input.context.signal_id}:{input.analysis_number}",
+            "x-correlation-id": correlation_id,
         }
         started = time.monotonic()
         sent = [started]
@@ -195,12 +244,10 @@ class LlmProxy:
                     sent[0] = time.monotonic()
 
             extensions["trace"] = trace
-        request = asyncio.ensure_future(
-            self._client.post(self._url, json=build_request_body(input), headers=headers, extensions=extensions)
-        )
+        request = asyncio.ensure_future(self._client.post(self._url, json=body, headers=headers, extensions=extensions))
         try:
             # Heartbeats let Temporal notice a dead worker long before the call's own timeout,
-            # and deliver cancellation when an operator cancels the monitor.
+            # and deliver cancellation when an operator cancels the workflow.
             while True:
                 done, _ = await asyncio.wait({request}, timeout=_HEARTBEAT_EVERY)
                 if done:
@@ -229,6 +276,25 @@ class LlmProxy:
         code = response.status_code
         activity_metrics.llm_proxy_answered(timedelta(milliseconds=latency_ms), "ok" if code == 200 else f"http_{code}")
         where = f"attempt {info.attempt}, HTTP {code}"
+        self._check_status(response, where)
+        try:
+            return response.json(), latency_ms
+        except ValueError:
+            raise self._error(f"llm-proxy answer is not JSON ({where})", BAD_ANSWER) from None
+
+    def parsed(self, parse: Callable[[Any, int], Parsed], body: Any, latency_ms: int) -> Parsed:
+        """The operation's answer from a 200's body (a BadAnswer if it is not one), tokens counted."""
+        try:
+            answer = parse(body, latency_ms)
+        except ApplicationError as exc:
+            raise self._error(str(exc), BAD_ANSWER) from None
+        tokens = getattr(answer, "tokens_used", None)
+        if tokens:
+            activity_metrics.tokens_used(tokens)
+        return answer
+
+    def _check_status(self, response: httpx.Response, where: str) -> None:
+        code = response.status_code
         if code in (401, 403):
             raise self._error(f"llm-proxy refused the key ({where})", AUTH_ERROR, non_retryable=True)
         if code == 429:
@@ -250,25 +316,6 @@ class LlmProxy:
             raise self._error(f"llm-proxy failed ({where}): {_error_detail(response)}", SERVER_ERROR)
         if code != 200:
             raise self._error(f"llm-proxy answered an unexpected status ({where})", BAD_ANSWER)
-        try:
-            body = response.json()
-        except ValueError:
-            raise self._error(f"llm-proxy answer is not JSON ({where})", BAD_ANSWER) from None
-        try:
-            analysis = parse_answer(body, latency_ms)
-        except ApplicationError as exc:
-            raise self._error(str(exc), BAD_ANSWER) from None
-        if analysis.tokens_used:
-            activity_metrics.tokens_used(analysis.tokens_used)
-        activity.logger.info(
-            "signal %s analysis %s: %s %.0f (%d ms)",
-            input.context.signal_id,
-            input.analysis_number,
-            analysis.decision,
-            analysis.confidence,
-            latency_ms,
-        )
-        return analysis
 
 
 def new_http_client(timeout_seconds: float, max_connections: int) -> httpx.AsyncClient:

@@ -94,7 +94,7 @@ class PaperExecution:
         qty = size_for_stake(input.stake, fill_price)
         if qty <= 0:
             raise ApplicationError(
-                f"stake {input.stake} buys nothing at {fill_price}", type="InvalidSignalData", non_retryable=True
+                f"stake {input.stake} buys nothing at {fill_price}", type=names.INVALID_SIGNAL_DATA, non_retryable=True
             )
         entry_fee = fee(fill_price, qty, self._rules)
         position_id = position_id_for(input.signal_id)
@@ -163,7 +163,7 @@ class PaperExecution:
                 pos = await conn.fetchrow("SELECT * FROM positions WHERE id = $1 FOR UPDATE", input.position_id)
                 if pos is None:
                     raise ApplicationError(
-                        f"position {input.position_id} not found", type="PositionNotFound", non_retryable=True
+                        f"position {input.position_id} not found", type=names.POSITION_NOT_FOUND, non_retryable=True
                     )
                 existing = await conn.fetchrow("SELECT * FROM orders WHERE id = $1", order_id)
                 if existing is not None:
@@ -172,7 +172,7 @@ class PaperExecution:
                 qty = open_qty if input.close else min(input.quantity, open_qty)
                 if qty <= 0:
                     raise ApplicationError(
-                        f"position {input.position_id} has nothing open", type="PositionClosed", non_retryable=True
+                        f"position {input.position_id} has nothing open", type=names.POSITION_CLOSED, non_retryable=True
                     )
                 fill_price = (
                     market_fill_price(input.reference_price, input.side, False, self._rules)

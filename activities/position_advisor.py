@@ -1,37 +1,20 @@
 """The `manage_position` activity: one llm-proxy `manage-position` call per attempt, with the same
-error types, retry rules, heartbeats, pacing and key redaction as `analyze_signal`."""
+error types, retry rules, heartbeats, pacing and key redaction as `analyze_signal` (one
+implementation: `LlmProxy.call`)."""
 
 from __future__ import annotations
 
-import asyncio
-import json
-import time
-from datetime import UTC, timedelta
+from dataclasses import asdict
+from datetime import UTC
 from typing import Any
 
-import httpx
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities import activity_metrics
-from activities.llm_proxy import (
-    AUTH_ERROR,
-    BAD_ANSWER,
-    RATE_LIMITED,
-    REQUEST_REJECTED,
-    SERVER_ERROR,
-    TIMEOUT,
-    TRIGGER_SOURCE,
-    UNAVAILABLE,
-    LlmProxy,
-    _error_detail,
-    retry_after,
-)
+from activities.llm_proxy import BAD_ANSWER, LlmProxy, answer_parts, envelope_data
 from workflows import names
 from workflows.position_actions import MANAGE_ACTIONS
 from workflows.position_models import ManagementAnswer, ManagePositionInput
-
-_HEARTBEAT_EVERY = 2.0
 
 
 def build_manage_body(input: ManagePositionInput) -> dict[str, Any]:
@@ -73,94 +56,30 @@ def parse_manage_answer(body: Any, latency_ms: int) -> ManagementAnswer:
     def bad(why: str) -> ApplicationError:
         return ApplicationError(f"llm-proxy gave a bad manage-position answer: {why}", type=BAD_ANSWER)
 
-    if not isinstance(body, dict) or body.get("success") is not True:
-        raise bad("success is not true")
-    data = body.get("data")
-    if not isinstance(data, dict):
-        raise bad("missing data")
+    data = envelope_data(body, bad)
     action = data.get("action")
     if not isinstance(action, str) or action.strip().lower() not in MANAGE_ACTIONS:
         raise bad(f"unknown action {str(action)[:50]!r}")
-    confidence = data.get("confidence")
-    if isinstance(confidence, bool) or not isinstance(confidence, (int, float)) or not 0 <= confidence <= 100:
-        raise bad(f"confidence {str(confidence)[:50]!r} is not a number from 0 to 100")
-    reasoning = data.get("reasoning")
-    if not isinstance(reasoning, str) or not reasoning.strip():
-        raise bad("empty reasoning")
-    meta = data.get("metadata")
-    metadata: dict[str, Any] = meta if isinstance(meta, dict) else {}
-    tokens = metadata.get("tokensUsed")
-    raw = metadata.get("rawAiResponse")
+    parts = answer_parts(body, data, bad)
     details, risk = data.get("actionDetails"), data.get("riskAssessment")
     return ManagementAnswer(
         action=action.strip().lower(),  # checked against MANAGE_ACTIONS above
-        confidence=float(confidence),
-        reasoning=reasoning.strip(),
         action_details=details if isinstance(details, dict) else None,
         risk_assessment=risk if isinstance(risk, dict) else None,
-        raw_ai_response=raw if isinstance(raw, str) else (json.dumps(raw) if raw is not None else None),
         latency_ms=latency_ms,
-        tokens_used=tokens if isinstance(tokens, int) and not isinstance(tokens, bool) else None,
-        model_name=metadata.get("modelName") if isinstance(metadata.get("modelName"), str) else None,
+        **asdict(parts),
     )
 
 
 class PositionAdvisor(LlmProxy):
-    """Shares the worker's httpx client, key and pacer with `analyze_signal`."""
+    """Shares the worker's httpx client, key, pacer and HTTP handling (`LlmProxy.call`) with
+    `analyze_signal`; only the operation's body and answer are its own."""
 
     @activity.defn(name=names.MANAGE_POSITION_ACTIVITY)
     async def manage_position(self, input: ManagePositionInput) -> ManagementAnswer:
-        info = activity.info()
-        headers = {
-            "Authorization": f"Bearer {self._key}",
-            "x-trigger-source": TRIGGER_SOURCE,
-            "x-correlation-id": f"{input.context.signal_id}:position:{input.candle.t}",
-        }
-        if self._pacer is not None:
-            await self._pacer.wait_turn(activity.heartbeat, _HEARTBEAT_EVERY)
-        started = time.monotonic()
-        request = asyncio.ensure_future(self._client.post(self._url, json=build_manage_body(input), headers=headers))
-        try:
-            while True:
-                done, _ = await asyncio.wait({request}, timeout=_HEARTBEAT_EVERY)
-                if done:
-                    break
-                activity.heartbeat()
-            response = request.result()
-        except asyncio.CancelledError:
-            request.cancel()
-            raise
-        except httpx.TimeoutException as exc:
-            raise self._error(f"llm-proxy timed out ({type(exc).__name__})", TIMEOUT) from None
-        except httpx.TransportError as exc:
-            raise self._error(f"llm-proxy unreachable: {type(exc).__name__}: {exc}", UNAVAILABLE) from None
-        latency_ms = int((time.monotonic() - started) * 1000)
-        code = response.status_code
-        activity_metrics.llm_proxy_answered(timedelta(milliseconds=latency_ms), "ok" if code == 200 else f"http_{code}")
-        where = f"attempt {info.attempt}, HTTP {code}"
-        if code in (401, 403):
-            raise self._error(f"llm-proxy refused the key ({where})", AUTH_ERROR, non_retryable=True)
-        if code == 429:
-            raise self._error(f"llm-proxy rate limited ({where})", RATE_LIMITED, next_retry_delay=retry_after(response))
-        if code in (408, 425):
-            raise self._error(f"llm-proxy timed out the request ({where})", TIMEOUT)
-        if 400 <= code < 500:
-            raise self._error(
-                f"llm-proxy rejected the request ({where}): {_error_detail(response)}", REQUEST_REJECTED,
-                non_retryable=True,
-            )  # fmt: skip
-        if code >= 500:
-            raise self._error(f"llm-proxy failed ({where}): {_error_detail(response)}", SERVER_ERROR)
-        if code != 200:
-            raise self._error(f"llm-proxy answered an unexpected status ({where})", BAD_ANSWER)
-        try:
-            answer = parse_manage_answer(response.json(), latency_ms)
-        except ValueError:
-            raise self._error(f"llm-proxy answer is not JSON ({where})", BAD_ANSWER) from None
-        except ApplicationError as exc:
-            raise self._error(str(exc), BAD_ANSWER) from None
-        if answer.tokens_used:
-            activity_metrics.tokens_used(answer.tokens_used)
+        correlation = f"{input.context.signal_id}:position:{input.candle.t}"
+        body, latency_ms = await self.call(build_manage_body(input), correlation)
+        answer = self.parsed(parse_manage_answer, body, latency_ms)
         activity.logger.info(
             "position of signal %s candle %s: %s %.0f (%d ms)",
             input.context.signal_id, input.candle.t, answer.action, answer.confidence, latency_ms,

@@ -97,8 +97,10 @@ class SignalStore:
         initial_analysis: InitialAnalysis = "monitor",
         platform_grace_seconds: float = 120.0,
         platform_exact_elite: bool = False,
+        analysis_retry_initial_seconds: float | None = None,
     ):
         self._pool = pool
+        self._analysis_retry_initial = analysis_retry_initial_seconds
         self._initial_analysis = initial_analysis
         self._grace = platform_grace_seconds
         self._exact_elite = platform_exact_elite and initial_analysis == "platform"
@@ -185,6 +187,7 @@ class SignalStore:
                 strategy=row["strategy"] if row["strategy"] is not None else {},
                 initial_analysis="platform" if platform else "monitor",
                 platform_grace_seconds=self._grace,
+                analysis_retry_initial_seconds=self._analysis_retry_initial,
             )
             if trader_found:
                 context.max_reanalyses = row["max_reanalyses"]

@@ -1,4 +1,5 @@
-"""Benchmarks: how much the monitor adds on top of Temporal, at one signal and at a thousand.
+"""Benchmarks: how much the monitor (and the position manager) adds on top of Temporal, at one
+signal and at a thousand.
 
 `python -m bench` (a few minutes on 2 cores) or `python -m bench --quick` (about a minute and a
 half). Every figure is a ratio against the bare floor (bench/floor.py) measured in the same run on

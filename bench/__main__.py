@@ -16,7 +16,7 @@ from bench import data
 from bench.report import Report, machine_facts
 from bench.stack import binary, new_queue, stack, start_floor_worker, start_monitor_worker, workers
 
-MEASUREMENTS = ("overhead", "history", "burst", "memory", "llm", "bridges")
+MEASUREMENTS = ("overhead", "history", "burst", "positions", "memory", "llm", "bridges")
 # `--quick` keeps within about 90 s: the bridges measurement alone takes ~70 s (real replica
 # subprocesses, ~10 candles of 6 s), so a quick run leaves it out unless `--only bridges` asks.
 QUICK_DEFAULT = tuple(m for m in MEASUREMENTS if m != "bridges")
@@ -117,6 +117,13 @@ async def main(args: argparse.Namespace) -> int:
                         await burst.run(st, rep, conn, trader, monitor, floor, quick)
                     except Exception as err:
                         rep.failed("burst", err)
+                if "positions" in wanted:
+                    from bench import positions
+
+                    try:
+                        await positions.run(st, rep, conn, trader, monitor, floor, quick)
+                    except Exception as err:
+                        rep.failed("positions", err)
             if "memory" in wanted:
                 from bench import memory
 

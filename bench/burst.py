@@ -68,12 +68,6 @@ async def _monitor_burst(st: Stack, conn: asyncpg.Connection, fleet: Fleet, k: d
     sent = time.time() - t0
     await data.wait_analyses(conn, fleet.signal_ids, fleet.next_candle + 1, timeout, f"burst of {n}")
     timings = await history.timings_of(st.client, fleet.monitor_ids, ANALYSE, RECORD)
-    problems = 0
-    last = []
-    for _w, ts in timings.items():
-        mine = [t for t in ts if t.signaled_at >= t0 - 0.01]
-        problems += abs(len(mine) - 1)
-        last.extend(mine)
     rows = await conn.fetch(
         """SELECT signal_id, count(*) AS c FROM signal_analyses
            WHERE signal_id = ANY($1::uuid[]) AND candle_open_time = to_timestamp($2 / 1000.0)
@@ -81,25 +75,33 @@ async def _monitor_burst(st: Stack, conn: asyncpg.Connection, fleet: Fleet, k: d
         [uuid.UUID(s) for s in fleet.signal_ids],
         k["t"],
     )
-    problems += (n - len(rows)) + sum(r["c"] - 1 for r in rows)
+    problems = (n - len(rows)) + sum(r["c"] - 1 for r in rows)
     asked = [r.signal_id for r in st.proxy.requests if (r.params.get("candle") or {}).get("openTime") == k["t"]]
     problems += abs(len(asked) - n) + (len(asked) - len(set(asked)))
+    return collect(n, timings, t0, sent, problems)
+
+
+def collect(
+    n: int, timings: dict[str, list[history.CandleTiming]], t0: float, sent: float, problems: int
+) -> BurstTimes:
+    """The burst's times from every workflow's history; a workflow that did not handle the close
+    exactly once (after `t0`) adds to `problems` (lost or doubled found elsewhere)."""
+    last = []
+    for ts in timings.values():
+        mine = [t for t in ts if t.signaled_at >= t0 - 0.01]
+        problems += abs(len(mine) - 1)
+        last.extend(mine)
     return BurstTimes(n, max(t.started_at for t in last) - t0, max(t.stored_at for t in last) - t0, sent, problems)
 
 
-async def _floor_burst(st: Stack, floors: list[WorkerProcess], fleet: Fleet, k: dict, timeout: float) -> BurstTimes:
+async def floor_burst(st: Stack, floors: list[WorkerProcess], fleet: Fleet, k: dict, timeout: float) -> BurstTimes:
     n = len(fleet.floor_ids)
     t0 = time.time()
     await data.send_closes(st.client, fleet.floor_ids, k)
     sent = time.time() - t0
     await wait_floor_done(floors, {f"{w} {k['t']}" for w in fleet.floor_ids}, timeout)
     timings = await history.timings_of(st.client, fleet.floor_ids, NOOP_ACTIVITY, NOOP_ACTIVITY)
-    problems, last = 0, []
-    for _w, ts in timings.items():
-        mine = [t for t in ts if t.signaled_at >= t0 - 0.01]
-        problems += abs(len(mine) - 1)
-        last.extend(mine)
-    return BurstTimes(n, max(t.started_at for t in last) - t0, max(t.stored_at for t in last) - t0, sent, problems)
+    return collect(n, timings, t0, sent, 0)
 
 
 async def burst(
@@ -113,22 +115,27 @@ async def burst(
 ) -> tuple[BurstTimes, BurstTimes]:
     k = data.kline(fleet.next_candle, fleet.symbol)
     mon = await _monitor_burst(st, conn, fleet, k, timeout)
-    flo = await _floor_burst(st, floors, fleet, k, timeout)
+    flo = await floor_burst(st, floors, fleet, k, timeout)
     fleet.next_candle += 1
-    n = mon.n
+    report(rep, f"burst {mon.n}{label}", mon, flo)
+    return mon, flo
+
+
+def report(
+    rep: Report, title: str, mon: BurstTimes, flo: BurstTimes, started: str = "analyses", stored: str = "results"
+) -> None:
     rep.figure(
-        f"burst {n}{label}: all analyses started",
+        f"{title}: all {started} started",
         f"{mon.all_started:.2f} s (floor {flo.all_started:.2f} s)",
         detail=f"ratio {ratio(mon.all_started, flo.all_started):.2f}",
     )
     rep.figure(
-        f"burst {n}{label}: all results stored",
+        f"{title}: all {stored} stored",
         f"{mon.all_stored:.2f} s (floor {flo.all_stored:.2f} s)",
         detail=f"ratio {ratio(mon.all_stored, flo.all_stored):.2f}",
     )
-    rep.figure(f"burst {n}{label}: signals handed to server", f"{mon.send_time:.2f} s (floor {flo.send_time:.2f} s)")
-    rep.figure(f"burst {n}{label}: lost or doubled", f"{mon.problems} (floor {flo.problems})")
-    return mon, flo
+    rep.figure(f"{title}: signals handed to server", f"{mon.send_time:.2f} s (floor {flo.send_time:.2f} s)")
+    rep.figure(f"{title}: lost or doubled", f"{mon.problems} (floor {flo.problems})")
 
 
 async def run(

@@ -19,7 +19,9 @@ from workflows.candles import INTERVAL_MS
 from workflows.names import workflow_id_for
 
 INTERVAL = "1m"
-STEP = INTERVAL_MS[INTERVAL]
+_STEP = INTERVAL_MS[INTERVAL]
+assert _STEP is not None, f"{INTERVAL} has a fixed length"
+STEP: int = _STEP
 # Every signal is raised two days before now, so the n-th close after it (n up to 2,880: the full
 # run's 1,000-close chain and every burst fit) opens in the past: monitors count a close opening
 # later than now + one interval as `future` and never analyse it.

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import sys
 from datetime import timedelta
 from typing import Any
@@ -56,19 +55,18 @@ class BareFloorWorkflow:
 
 
 async def _main() -> None:
+    from workers.config import Settings
+    from workers.lifecycle import stop_on_signals
     from workers.temporal_client import connect_client
 
     client = await connect_client()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals()
     worker = Worker(
         client,
         task_queue=os.environ["BENCH_FLOOR_TASK_QUEUE"],
         workflows=[BareFloorWorkflow],
         activities=[floor_noop],
-        max_cached_workflows=int(os.environ.get("SIGNAL_MONITOR_MAX_CACHED_WORKFLOWS", "1000")),
+        max_cached_workflows=Settings.from_env().max_cached_workflows,
         graceful_shutdown_timeout=timedelta(seconds=2),
     )
     async with worker:

@@ -35,7 +35,8 @@ async def events(client: Client, workflow_id: str, run_id: str | None = None) ->
 
 async def runs(client: Client, workflow_id: str, first_run_id: str) -> list[list[HistoryEvent]]:
     """Every run of a workflow that continued-as-new, oldest first."""
-    out, run_id = [], first_run_id
+    out: list[list[HistoryEvent]] = []
+    run_id: str | None = first_run_id
     while run_id:
         evs = await events(client, workflow_id, run_id)
         out.append(evs)

@@ -84,12 +84,13 @@ async def run_phase(
             await data.wait_analyses(conn, sids, 1, 3 * expected + 30, f"llm phase {phase.name}")
     finally:
         await proxy.stop()
-    reqs = [r for r in proxy.requests if r.completed_monotonic]
-    begun = sorted(r.monotonic for r in reqs)
-    service = sum(r.completed_monotonic - r.monotonic for r in reqs) / len(reqs)
-    n = len(reqs)
+    # (began, completed) of every completed request
+    spans = [(r.monotonic, r.completed_monotonic) for r in proxy.requests if r.completed_monotonic]
+    begun = sorted(began for began, _ in spans)
+    service = sum(completed - began for began, completed in spans) / len(spans)
+    n = len(spans)
     allowed = allowed_makespan(n, phase.concurrency_cap, phase.queue_rps, service)
-    measured = max(r.completed_monotonic for r in reqs) - begun[0]
+    measured = max(completed for _, completed in spans) - begun[0]
     result = PhaseResult(phase, proxy.max_in_flight, max_in_window(begun, 1.0), allowed / measured)
     if os.environ.get("BENCH_DEBUG"):
         rep.say("  begun at: " + " ".join(f"{t - begun[0]:.2f}" for t in begun))

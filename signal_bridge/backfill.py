@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 from pydantic import ValidationError
 
+from workers.lifecycle import Backoff
 from workflows.candles import INTERVAL_MS, Kline
 
 from .config import BridgeConfig
@@ -169,6 +170,7 @@ class Backfiller:
             )
 
     async def _get(self, path: str, params: dict[str, Any]) -> Any:
+        server_errors = Backoff(1.0, 5.0, jitter=False)
         for attempt in range(1, self.cfg.rest_max_attempts + 1):
             async with self._sem:
                 wait = self._paused_until - time.monotonic()
@@ -188,7 +190,7 @@ class Backfiller:
                 )
                 continue
             if resp.status_code >= 500:
-                await asyncio.sleep(min(5.0, 0.5 * 2**attempt))
+                await asyncio.sleep(server_errors.next_delay())
                 continue
             if resp.status_code != 200:
                 raise RestError(f"{path} {params.get('symbol', '')} {resp.status_code} {resp.text[:120]}")

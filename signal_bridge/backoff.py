@@ -1,30 +1,11 @@
-"""Reconnect pacing: capped, jittered exponential backoff per connection, and an attempt budget
-shared by all connections (Binance: 300 connection attempts per 5 minutes per IP)."""
+"""Reconnect pacing: an attempt budget shared by all connections (Binance: 300 connection
+attempts per 5 minutes per IP). The per-connection backoff is `workers.lifecycle.Backoff`."""
 
 from __future__ import annotations
 
 import asyncio
 import collections
-import random
 import time
-
-
-class Backoff:
-    """Equal jitter: half the capped exponential delay plus a random half, so many bridges (or
-    shards) that lost the exchange together do not come back in one burst."""
-
-    def __init__(self, initial: float, maximum: float, factor: float = 2.0, rng: random.Random | None = None) -> None:
-        self.initial, self.maximum, self.factor = initial, maximum, factor
-        self.attempt = 0
-        self._rng = rng or random.Random()
-
-    def next_delay(self) -> float:
-        ceiling = min(self.maximum, self.initial * self.factor**self.attempt)
-        self.attempt += 1
-        return ceiling / 2 + self._rng.uniform(0, ceiling / 2)
-
-    def reset(self) -> None:
-        self.attempt = 0
 
 
 class AttemptBudget:

@@ -1,13 +1,16 @@
 """`signal-monitor bridge`: forward Binance candle closes to the running monitors until
-SIGTERM/SIGINT. Configuration comes from the environment (see `BridgeConfig.from_env`);
-Temporal from the Temporal CLI's environment configuration (TEMPORAL_ADDRESS, ...)."""
+SIGTERM/SIGINT. Configuration comes from the environment (the `bridge` section of
+`workers.config.Settings`); Temporal from the Temporal CLI's environment configuration
+(TEMPORAL_ADDRESS, ...)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 import sys
+
+from workers.config import ConfigError, Settings
+from workers.lifecycle import stop_on_signals
 
 from .config import BridgeConfig
 from .events import emit
@@ -45,17 +48,14 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-async def _serve(cfg: BridgeConfig) -> None:
+async def _serve(cfg: BridgeConfig, metrics_address: str | None) -> None:
     from workers import metrics
     from workers.temporal_client import connect_client, describe_target
 
     from .metrics import BridgeMetrics
 
-    runtime = metrics.init_runtime()  # before the client: SIGNAL_MONITOR_METRICS_ADDRESS serves it
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    runtime = metrics.init_runtime(metrics_address)  # before the client: SIGNAL_MONITOR_METRICS_ADDRESS
+    stop = stop_on_signals()
     emit("bridge.temporal", target=describe_target())
     client = await connect_client(runtime)
     stats = BridgeStats()
@@ -71,8 +71,10 @@ def main(argv: list[str]) -> int:
         argv = argv[1:]
     args = _parse(argv)
     try:
-        cfg = BridgeConfig.from_env()
-    except ValueError as exc:
+        settings = Settings.from_env()
+        cfg = settings.bridge
+        cfg.check()
+    except ConfigError as exc:
         print(f"error: bridge configuration: {exc}", file=sys.stderr)
         return 2
     if args.action == "config":
@@ -80,7 +82,7 @@ def main(argv: list[str]) -> int:
             print(f"{key}={value}")
         return 0
     try:
-        asyncio.run(_serve(cfg))
+        asyncio.run(_serve(cfg, settings.metrics_address))
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # e.g. Temporal unreachable at start: a clear line, not a trace

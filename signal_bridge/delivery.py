@@ -15,9 +15,9 @@ from datetime import timedelta
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
+from workers.lifecycle import Backoff
 from workflows.names import CANDLE_CLOSED_SIGNAL
 
-from .backoff import Backoff
 from .config import BridgeConfig
 from .events import emit
 from .frames import StreamKey

@@ -34,7 +34,7 @@ async def run_bridge(
 ) -> BridgeStats:
     """Run until `stop` is set. `ready` is set once the first visibility refresh has been
     applied (the watched streams are being subscribed). Returns the final counters."""
-    cfg.validate()
+    cfg.check()
     stop = stop or asyncio.Event()
     stats = stats or BridgeStats()
     if client is None:

@@ -10,7 +10,9 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from .backoff import AttemptBudget, Backoff
+from workers.lifecycle import Backoff
+
+from .backoff import AttemptBudget
 from .config import BridgeConfig
 from .connection import OnKline, StreamConnection
 from .events import emit

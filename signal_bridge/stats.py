@@ -78,12 +78,17 @@ class BridgeStats:
             "max": round(values[-1], 1),
         }
 
-    def snapshot(self) -> dict[str, object]:
-        out: dict[str, object] = {}
+    def counters(self) -> dict[str, int]:
+        """Every plain counter by name, typed for comparisons (the snapshot mixes in summaries)."""
+        out: dict[str, int] = {}
         for f in fields(self):
             value = getattr(self, f.name)
             if isinstance(value, int) and not isinstance(value, bool):
                 out[f.name] = value
+        return out
+
+    def snapshot(self) -> dict[str, object]:
+        out: dict[str, object] = dict(self.counters())
         out["malformed_by_reason"] = dict(self.malformed_by_reason)
         out["signal_latency_ms"] = self.latency_summary()
         return out

@@ -40,7 +40,7 @@ def bridge_config(fake: FakeBinance, task_queue: str, **overrides: object) -> Br
     )
     values.update(overrides)
     cfg = BridgeConfig(**values)  # type: ignore[arg-type]
-    cfg.validate()
+    cfg.check()
     return cfg
 
 

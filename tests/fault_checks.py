@@ -159,7 +159,9 @@ async def _workflow_figures(
         reason = await db.fetchval("SELECT monitor_reason FROM signals WHERE id = $1", uuid.UUID(exp.signal_id))
         if db_status is None or db_status not in TERMINAL_SIGNAL_STATUSES or not reason:
             fig.stuck += 1
-            fig.problems.append(f"{exp.signal_id}: workflow {desc.status.name} but signal is {db_status}")
+            fig.problems.append(
+                f"{exp.signal_id}: workflow {desc.status.name if desc.status is not None else 'with no status'} but signal is {db_status}"
+            )
 
 
 async def measure(client: Client, db: asyncpg.Connection, case: str, expected: Iterable[Expectation]) -> Figures:

@@ -10,6 +10,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
@@ -24,8 +25,9 @@ TEST_KEY = "sk-test-" + uuid.uuid4().hex
 RECORD_HISTORIES_ENV = "SIGNAL_MONITOR_RECORD_HISTORIES"
 
 
-def make_settings(database_url: str, proxy_url: str, task_queue: str, **overrides) -> Settings:
-    values = dict(
+def make_settings(database_url: str, proxy_url: str, task_queue: str, **overrides: Any) -> Settings:
+    # Settings' own fields, each typed there; overrides may name any of them
+    values: dict[str, Any] = dict(
         database_url=database_url,
         llm_proxy_url=proxy_url,
         llm_proxy_key=TEST_KEY,

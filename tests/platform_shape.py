@@ -20,7 +20,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypedDict
 
 import asyncpg
 import httpx
@@ -241,6 +241,15 @@ async def create_platform_database(server: Any, *, migrated: bool = True, **shap
 class Owner:
     user_id: str
     trader_id: str
+
+
+class OwnerOptions(TypedDict, total=False):
+    """The eligibility keywords of `add_owner`, for tables of cases."""
+
+    subscription: tuple[str, str] | None
+    expires_at: datetime | None
+    profile_tier: str | None
+    auto_analyze: bool
 
 
 async def add_owner(

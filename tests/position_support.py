@@ -7,7 +7,7 @@ import asyncio
 import json
 import os
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,8 @@ from tests.monitor_harness import RECORD_HISTORIES_ENV
 from tests.support import SignalRow, insert_signal
 from workflows.candles import INTERVAL_MS
 from workflows.position_models import PositionManagerInput, PositionResult, PositionView
+
+SIGNAL_AGE = timedelta(hours=1)
 
 
 async def entered_signal(
@@ -31,8 +33,10 @@ async def entered_signal(
     take_profits: list[float] | None = None,
     **trader: Any,
 ) -> SignalRow:
-    # Stamped now: the position opens now, and its closes are the ones after that.
-    row = await insert_signal(db, symbol=symbol, interval=interval, price=entry, timestamp=datetime.now(UTC))
+    # Stamped an hour ago: the closes after the signal's candle are closes of the past, which a
+    # position takes (it refuses closes from the future, as the monitor does).
+    stamped = datetime.now(UTC) - SIGNAL_AGE
+    row = await insert_signal(db, symbol=symbol, interval=interval, price=entry, timestamp=stamped)
     await db.execute("UPDATE signals SET status = 'in_position' WHERE id = $1", uuid.UUID(row.signal_id))
     for column, value in trader.items():
         if column == "partial_take_profit_levels":
@@ -56,14 +60,23 @@ async def entered_signal(
 def candle(row: SignalRow, n: int, o: float, h: float, low: float, c: float, **kw: Any) -> dict[str, Any]:
     """The n-th close after the signal's candle (n >= 1), with the given prices."""
     step = INTERVAL_MS[row.interval] or 60_000
-    t = (int(row.timestamp.timestamp() * 1000) // step) * step + n * step
+    t = signal_candle_t(row) + n * step
     k = {"t": t, "T": t + step - 1, "s": row.symbol, "i": row.interval, "o": str(o), "h": str(h), "l": str(low)}
     k.update({"c": str(c), "v": "10", "x": True})
     k.update(kw)
     return k
 
 
+def signal_candle_t(row: SignalRow) -> int:
+    """Open time of the candle holding the signal (`candle(row, 0)`)."""
+    step = INTERVAL_MS[row.interval] or 60_000
+    return (int(row.timestamp.timestamp() * 1000) // step) * step
+
+
 async def start_position(client: Client, row: SignalRow, task_queue: str, **fields: Any) -> WorkflowHandle:
+    """By hand, as if the signal's own candle decided the entry (`entry_candle_t`, as the monitor
+    passes it): the closes after it are managed. `entry_candle_t=None`: the closes after the start."""
+    fields.setdefault("entry_candle_t", signal_candle_t(row))
     return await client.start_workflow(
         "PositionManagerWorkflow",
         PositionManagerInput(signal_id=row.signal_id, **fields),

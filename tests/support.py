@@ -142,3 +142,17 @@ async def analyses(db: asyncpg.Connection, signal_id: str) -> list[asyncpg.Recor
 
 async def signal_status(db: asyncpg.Connection, signal_id: str) -> str | None:
     return await db.fetchval("SELECT status FROM signals WHERE id = $1", uuid.UUID(signal_id))
+
+
+def implausible_klines(good: dict, interval_ms: int = 60_000) -> list[dict]:
+    """Variants of a good kline that no exchange could send (issue 11): every receiver of
+    `candle_closed` counts each as malformed."""
+    far = 300_000_000_000_000
+    return [
+        {**good, "t": far, "T": far + interval_ms - 1},  # past year 9999
+        {**good, "t": 1e30},  # not even an integer
+        {**good, "c": "1e400"},  # infinite as the number sent to llm-proxy
+        {**good, "t": good["T"] + 1},  # t > T
+        {**good, "T": good["T"] + interval_ms},  # a candle two intervals long
+        {**good, "s": "btcu\u017fdt"},  # U+017F upper-cases to BTCUSDT
+    ]

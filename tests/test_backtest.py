@@ -20,8 +20,7 @@ import httpx
 import pytest
 
 from fakes.binance.ohlcv import SAMPLE_FILE
-from fakes.llm_proxy import Answer, FakeLlmProxy, Step
-from fakes.manage_position import ManageAnswer
+from fakes.llm_proxy import Answer, FakeLlmProxy, ManageAnswer, Step
 from workers.backtest.compare import differences, format_compare
 from workers.backtest.engine import run_backtest
 from workers.backtest.inputs import TraderSettings, every_n, fetch_klines, load_candles

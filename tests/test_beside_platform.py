@@ -13,6 +13,7 @@ import subprocess
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 import asyncpg
@@ -24,6 +25,7 @@ from fakes.llm_proxy import Answer, FakeLlmProxy
 from tests.monitor_harness import TEST_KEY, monitor_stack
 from tests.platform_shape import (
     PRODUCTION_ONLY_STATUS,
+    OwnerOptions,
     PgNet,
     add_owner,
     add_signal,
@@ -179,7 +181,7 @@ async def test_eligibility_from_subscriptions_and_profile_tier(client, postgres_
     schema = await platform_schema.inspect(db)
     assert schema.profile_tier is profile_tier
     past = datetime.now(UTC) - timedelta(days=1)
-    cases = {
+    cases: dict[str, tuple[OwnerOptions, bool]] = {
         "subscription elite": (dict(subscription=("elite", "active")), True),
         "admin-upgraded (profile NULL)": (dict(subscription=("elite", "active"), profile_tier=None), True),
         "subscription cancelled": (dict(subscription=("elite", "cancelled")), False),
@@ -227,6 +229,7 @@ async def _cli_intake(url: str) -> subprocess.CompletedProcess:
         stderr=subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode is not None  # communicate() waited for the exit
     return subprocess.CompletedProcess([], proc.returncode, out.decode(), err.decode())
 
 
@@ -411,9 +414,9 @@ async def test_proxy_rows_are_taken_over_and_the_monitor_has_the_last_word(clien
                 assert len([r for r in await rows_of(db, sid) if r["analysis_number"] is not None]) == n
 
             for sid in (abandon, enter):
-                await eventually(lambda s=sid: analysed(s, 1))
+                await eventually(partial(analysed, sid, 1))
                 await handles[sid].signal("candle_closed", kline(row_of(sid), 2))
-                await eventually(lambda s=sid: analysed(s, 2))
+                await eventually(partial(analysed, sid, 2))
             await handles[abandon].signal("candle_closed", kline(row_of(abandon), 3))
             results = {sid: await result_of(m.client, sid) for sid in handles}
 

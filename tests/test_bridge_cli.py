@@ -62,7 +62,7 @@ def test_cli_rejects_bad_configuration():
         env={"PATH": "", "SIGNAL_BRIDGE_STREAMS_PER_CONNECTION": "5000"},
         timeout=60,
     )
-    assert out.returncode == 2 and "streams_per_connection" in out.stderr
+    assert out.returncode == 2 and "SIGNAL_BRIDGE_STREAMS_PER_CONNECTION must be <= 1024" in out.stderr, out.stderr
     out = subprocess.run(
         [sys.executable, "-m", "workers.cli", "bridge"],
         capture_output=True,
@@ -70,7 +70,9 @@ def test_cli_rejects_bad_configuration():
         env={"PATH": "", "SIGNAL_BRIDGE_REFRESH_SECONDS": "soon"},
         timeout=60,
     )
-    assert out.returncode == 2 and "soon" in out.stderr
+    assert (
+        out.returncode == 2 and "SIGNAL_BRIDGE_REFRESH_SECONDS must be a number" in out.stderr and "soon" in out.stderr
+    )
 
 
 def test_cli_passes_its_arguments_to_the_bridge():

@@ -10,6 +10,8 @@ import tempfile
 import time
 import uuid
 
+import pytest
+
 from fakes.binance import FakeBinance
 from fakes.llm_proxy import Answer
 from tests.bridge_support import (
@@ -86,6 +88,7 @@ async def test_three_replicas_divide_the_streams_each_close_sent_once(client, da
     print(f"\nshared x3: signals sent per replica {sent}, streams per replica {[r.streams_watched for r in replicas]}")
 
 
+@pytest.mark.slow  # ~20-30 s (tests/README: `pytest -m "not slow"` for a quick loop)
 async def test_killed_replica_streams_taken_over_no_close_lost(client, database_url, db, temporal_address):
     start = replay_start()  # the fake replays from here, never past the wall clock
     group = f"g-{uuid.uuid4().hex[:8]}"

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+import pytest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
@@ -75,6 +76,7 @@ class Relay:
         self._writers.difference_update((writer, up_writer))
 
 
+@pytest.mark.slow  # ~20-30 s (tests/README: `pytest -m "not slow"` for a quick loop)
 async def test_closes_survive_a_temporal_outage(client, database_url, db, temporal_address):
     start = replay_start()  # the fake replays from here, never past the wall clock
     row = await insert_signal(db, symbol=KEY[0], interval=KEY[1], timestamp=start, max_reanalyses=100)
@@ -116,14 +118,14 @@ async def test_closes_survive_a_temporal_outage(client, database_url, db, tempor
                 times = await eventually(newest_of_outage_analysed, timeout=30, interval=0.3)
                 # Delivered or superseded: nothing left waiting.
                 await eventually(lambda: _true(stats.signals_retried >= 1 and stats.delivery_backlog == 0), timeout=30)
-                snap = stats.snapshot()
+                snap, counts = stats.snapshot(), stats.counters()
             await handle.terminate("test over")
             times = await analysed_candles(db, row.signal_id)
     finally:
         await relay.stop()
 
     assert_each_once(times)
-    assert snap["signals_superseded"] >= 1  # older closes of the outage gave way to the newest
+    assert counts["signals_superseded"] >= 1  # older closes of the outage gave way to the newest
     assert_fake_rules_kept(fake)
     print(
         f"\ntemporal outage: closes during outage={len(during)} failures={snap['signal_failures']} "

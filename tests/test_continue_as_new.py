@@ -4,6 +4,7 @@ carrying the de-duplication state: a candle analysed in an earlier run stays ana
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 
 from fakes.llm_proxy import Answer
 from tests.monitor_harness import monitor_stack
@@ -28,7 +29,7 @@ async def test_continue_as_new_keeps_deduplication_and_numbering(client, databas
         while True:
             candle += 1
             await handle.signal("candle_closed", kline(row, candle))
-            state = await eventually(lambda candle=candle: analysed(candle + 1), timeout=30)
+            state = await eventually(partial(analysed, candle + 1), timeout=30)
             if state.runs > 1:
                 break
             assert candle < 10, "continue-as-new was never suggested"
@@ -78,7 +79,7 @@ async def test_continue_as_new_is_not_postponed_while_closes_keep_arriving(clien
         for candle in range(1, closes + 1):
             # Sent while the previous analysis runs: it waits, and is there when that one ends.
             await handle.signal("candle_closed", kline(row, candle))
-            await eventually(lambda c=candle: analysing_candle(c), timeout=30)
+            await eventually(partial(analysing_candle, candle), timeout=30)
         final = await eventually(lambda: analysed(closes + 1), timeout=30)
     runs = [e async for e in client.list_workflows(f"WorkflowId = '{row.workflow_id}'")]
     lengths = [e.history_length for e in runs if e.status is not None and e.status.name == "CONTINUED_AS_NEW"]

@@ -33,6 +33,7 @@ async def test_dev_runs_a_demo_signal_to_a_decision_and_the_ui_link_works(tmp_pa
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
+    assert proc.stdout is not None  # stdout=PIPE
     lines: list[str] = []
     ui_status = None
     try:
@@ -42,7 +43,7 @@ async def test_dev_runs_a_demo_signal_to_a_decision_and_the_ui_link_works(tmp_pa
                 link = re.search(r"Temporal UI: (http://\S+)", line)
                 if link:
                     url = link.group(1)
-                    ui_status = await asyncio.to_thread(lambda url=url: urllib.request.urlopen(url, timeout=10).status)
+                    ui_status = await asyncio.to_thread(_http_status, url)
             code = await proc.wait()
     finally:
         if proc.returncode is None:
@@ -63,3 +64,7 @@ async def test_dev_runs_a_demo_signal_to_a_decision_and_the_ui_link_works(tmp_pa
     )
     for part in ("bridge", "intake", "worker", "temporal", "PostgreSQL"):
         assert f"stopped {part}" in output, output
+
+
+def _http_status(url: str) -> int:
+    return urllib.request.urlopen(url, timeout=10).status

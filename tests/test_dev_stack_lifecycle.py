@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 
 from tests.conftest import free_port
 from tests.processes import BIN, command_env
@@ -49,8 +50,14 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def _snapshot(state: Path) -> dict[str, float]:
-    return {p: (state / p).stat().st_mtime for p in ("temporal.db", "postgres/PG_VERSION", "logs/temporal.log")}
+def _snapshot(state: Path) -> dict[str, tuple[int, float]]:
+    """Each file's inode (a deleted and recreated file gets a new one) and, for PostgreSQL's
+    PG_VERSION, which nothing rewrites, its mtime too. The live stack keeps writing temporal.db and
+    its log, so their mtimes move on their own."""
+    snap = {p: ((state / p).stat().st_ino, 0.0) for p in ("temporal.db", "logs/temporal.log")}
+    version = (state / "postgres/PG_VERSION").stat()
+    snap["postgres/PG_VERSION"] = (version.st_ino, version.st_mtime)
+    return snap
 
 
 async def test_commands_reach_the_stack_a_second_dev_refuses_and_sigterm_leaves_nothing(tmp_path):
@@ -181,6 +188,7 @@ async def test_sighup_stops_the_stack_like_ctrl_c(tmp_path):
     assert not [p for p in pids.values() if _alive(p)], pids
 
 
+@pytest.mark.slow  # ~20-30 s (tests/README: `pytest -m "not slow"` for a quick loop)
 async def test_after_a_restart_a_running_monitor_keeps_getting_closes_it_accepts(tmp_path):
     """The replay clock continues where it stopped (.dev-state/replay.json) instead of starting
     again in the past, where every close would be older than the monitor's last one."""
@@ -244,6 +252,8 @@ async def test_after_a_restart_a_running_monitor_keeps_getting_closes_it_accepts
         await more_than(signal_id, first + 1, 60)
         code, out, err = await _run(env, tmp_path, "status", signal_id, "--json")
         state = json.loads(out)["state"]
-        assert state["status"] == "monitoring" and state["counts"]["stale"] <= 3, state["counts"]
+        # Still monitored; at --speed 60 a close arrives every second, so the query may land
+        # during an analysis (`analyzing`): a full run under load once did.
+        assert state["status"] in ("monitoring", "analyzing") and state["counts"]["stale"] <= 3, state
     finally:
         await stop_dev(dev)

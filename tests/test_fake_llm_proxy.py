@@ -463,6 +463,7 @@ async def test_standalone_cli():
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
+    assert proc.stdout is not None  # stdout=PIPE
     try:
         line = (await asyncio.wait_for(proc.stdout.readline(), 10)).decode()
         url = line.strip().rsplit(" ", 1)[-1]

@@ -11,6 +11,9 @@ from __future__ import annotations
 import asyncio
 import json
 from datetime import datetime
+from functools import partial
+
+import pytest
 
 from fakes.binance import FakeBinance
 from fakes.llm_proxy import Answer, always
@@ -56,6 +59,7 @@ def wrong_type_frames(symbol: str, t: int) -> list[str]:
     return frames
 
 
+@pytest.mark.slow  # ~20-30 s (tests/README: `pytest -m "not slow"` for a quick loop)
 async def test_every_binance_fault_then_each_close_analysed_once(client, database_url, db):
     start = replay_start()  # the fake replays from here, never past the wall clock
     symbol = unique_symbol("F")
@@ -76,7 +80,7 @@ async def test_every_binance_fault_then_each_close_analysed_once(client, databas
                 assert stats.closes_forwarded >= n, stats.snapshot()
 
             async def progress(steps: int = 1) -> None:
-                await eventually(lambda n=stats.closes_forwarded + steps: closes_forwarded(n), timeout=30)
+                await eventually(partial(closes_forwarded, stats.closes_forwarded + steps), timeout=30)
 
             async def reconnected(connects: int) -> None:
                 assert stats.connects > connects and stats.connections_open >= 1
@@ -92,7 +96,7 @@ async def test_every_binance_fault_then_each_close_analysed_once(client, databas
                     assert await fake.rotate_all(announce=False) >= 1
                 else:
                     await asyncio.gather(*(c.close(1008, "Invalid request") for c in list(fake.connections)))
-                await eventually(lambda c=connects: reconnected(c), timeout=30)
+                await eventually(partial(reconnected, connects), timeout=30)
                 await progress()
             fake.duplicate_next_close(*key)
             await progress()
@@ -130,10 +134,10 @@ async def test_every_binance_fault_then_each_close_analysed_once(client, databas
                 [Expectation(row.signal_id, closes, superseded_allowed=allowed), Expectation(lonely.signal_id, set())],
                 timeout=60,
             )
-            snap = stats.snapshot()
+            snap, counts = stats.snapshot(), stats.counters()
     assert fig.closes_in >= 10
-    assert snap["duplicates_dropped"] >= 1 and snap["backfilled"] >= 1 and snap["rest_rate_limited"] >= 1
-    assert snap["server_shutdowns"] >= 1 and snap["malformed_frames"] >= 5
+    assert counts["duplicates_dropped"] >= 1 and counts["backfilled"] >= 1 and counts["rest_rate_limited"] >= 1
+    assert counts["server_shutdowns"] >= 1 and counts["malformed_frames"] >= 5
     assert fake.stats.closes_dropped == 1 and fake.stats.closes_duplicated == 1
     assert_fake_rules_kept(fake)
     print(

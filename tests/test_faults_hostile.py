@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import json
 import logging
 import math
@@ -22,6 +21,7 @@ import subprocess
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import asyncpg
@@ -138,10 +138,10 @@ async def test_bad_signal_and_trader_rows_fail_the_signal_at_once(client, own_db
             row = rows[name]
             SEEN.append(row.workflow_id)
             # Bounded: the monitor ends it, or (a failed workflow) the next sweep does.
-            await eventually(lambda r=row, w=why: _marked(db, r.signal_id, "failed", w), timeout=30)
+            await eventually(partial(_marked, db, row.signal_id, "failed", why), timeout=30)
             ended = await _ends(client.get_workflow_handle(row.workflow_id, result_type=MonitorResult))
             if sql is None:
-                await eventually(lambda r=row: _intake_mark(db, r.signal_id, "started"), timeout=10)
+                await eventually(partial(_intake_mark, db, row.signal_id, "started"), timeout=10)
             if isinstance(ended, MonitorResult):
                 assert ended.status == "failed" and why in ended.reason, (name, ended)
         fig = await assert_three_checks(
@@ -210,7 +210,7 @@ async def test_rows_of_monitors_ended_around_their_code_are_corrected(client, ow
             execution_timeout=timedelta(seconds=6),
         )
         m.started.append(timed)
-        await asyncio.gather(*(eventually(lambda h=h: _idle(h, 1), timeout=30) for h in (terminated, reset)))
+        await asyncio.gather(*(eventually(partial(_idle, h, 1), timeout=30) for h in (terminated, reset)))
         await terminated.terminate(reason="operator: monitor looked wedged")
 
         # A reset ends the current run (Terminated) and runs a successor: that one is the monitor.
@@ -253,7 +253,7 @@ async def test_rows_of_monitors_ended_around_their_code_are_corrected(client, ow
                 id=foreign.workflow_id,
                 task_queue=m.task_queue + "-other",
             )
-            other = dataclasses.replace(m.settings, task_queue=m.task_queue + "-other")
+            other = m.settings.model_copy(update={"task_queue": m.task_queue + "-other"})
             async with intake(client, other):
                 await client.get_workflow_handle(rows["cancelled"].workflow_id).cancel()
                 await eventually(lambda: _marked(db, rows["failed"].signal_id, "failed", "Bug: the monitor hit"), 30)

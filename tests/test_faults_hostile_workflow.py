@@ -26,7 +26,7 @@ from fakes.llm_proxy import Answer
 from tests.fault_checks import Expectation, assert_three_checks
 from tests.monitor_harness import RECORD_HISTORIES_ENV, monitor_stack, save_histories
 from tests.processes import as_json, command_env, temporal_cli
-from tests.support import analyses, eventually, insert_signal, kline, signal_status
+from tests.support import analyses, eventually, implausible_klines, insert_signal, kline, signal_status
 from workflows import names
 from workflows.candle_gate import MAX_CANDLE_PAYLOAD_BYTES
 from workflows.models import (
@@ -83,14 +83,7 @@ async def test_bad_signals_updates_and_queries_never_wedge_a_monitor(client, dat
         good = kline(row, 1)
         year_2100 = int(datetime(2100, 1, 1, tzinfo=UTC).timestamp() * 1000)
         week_ahead = (int(datetime.now(UTC).timestamp() * 1000) + int(6.9 * 86_400_000)) // MINUTE * MINUTE
-        malformed = [
-            {**good, "t": 300_000_000_000_000, "T": 300_000_000_000_000 + MINUTE - 1},  # 2. past year 9999
-            {**good, "t": 1e30},  # 2. not even an integer
-            {**good, "c": "1e400"},  # 4. infinite as the number sent to llm-proxy
-            {**good, "t": good["T"] + 1},  # 5. t > T
-            {**good, "T": good["T"] + MINUTE},  # a 1m candle two minutes long
-            {**good, "s": "btcuſdt"},  # U+017F upper-cases to BTCUSDT
-        ]
+        malformed = implausible_klines(good, MINUTE)
         await cli("signal", "--name", "candle_closed")  # 1. no input (the UI's empty "Send Signal")
         await cli("signal", "--name", "candle_closed", "--input", as_json(good), "--input", as_json(good))
         for payload in malformed:

@@ -6,6 +6,7 @@ analysed exactly once, nothing is left waiting, and the signal agrees with its w
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 
 from fakes.llm_proxy import Answer, FakeLlmProxy, Fault
 from tests.fault_checks import Expectation, assert_three_checks
@@ -50,10 +51,10 @@ async def test_every_llm_proxy_fault_is_retried_into_exactly_one_analysis(client
         for name, row in rows.items():
             m.proxy.script(row.signal_id, Answer.wait(50), FAULTS[name], Answer.wait(56))
             handles[name] = await m.start(row.signal_id)
-        await asyncio.gather(*(eventually(lambda h=h: _analysed(h, 1), timeout=60) for h in handles.values()))
+        await asyncio.gather(*(eventually(partial(_analysed, h, 1), timeout=60) for h in handles.values()))
         for name, row in rows.items():
             await handles[name].signal("candle_closed", kline(row, 2))
-        states = await asyncio.gather(*(eventually(lambda h=h: _analysed(h, 2), timeout=60) for h in handles.values()))
+        states = await asyncio.gather(*(eventually(partial(_analysed, h, 2), timeout=60) for h in handles.values()))
         expected = [Expectation(row.signal_id, {kline(row, 2)["t"]}) for row in rows.values()]
         fig = await assert_three_checks(client, db, "llm-proxy: every fault kind once, then answered", expected)
     for name, row in rows.items():

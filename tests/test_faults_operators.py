@@ -6,6 +6,7 @@ wording and counts; here every case ends with the three checks.)"""
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 
 from temporalio.client import WorkflowExecutionStatus
 
@@ -38,7 +39,7 @@ async def test_operators_by_hand(client, database_url, db, temporal_address):
         m.proxy.script(cancel_row.signal_id, Answer.wait(50), Answer.delay(30, Answer.enter(95)))
         m.proxy.script(ended_row.signal_id, Answer.wait(50))
         bad, cancel, ended = [await m.start(r.signal_id) for r in (bad_row, cancel_row, ended_row)]
-        await asyncio.gather(*(eventually(lambda h=h: _idle(h, 1), timeout=30) for h in (bad, cancel, ended)))
+        await asyncio.gather(*(eventually(partial(_idle, h, 1), timeout=30) for h in (bad, cancel, ended)))
 
         async def signal(workflow_id: str, payload) -> None:
             await temporal_cli(
@@ -58,6 +59,7 @@ async def test_operators_by_hand(client, database_url, db, temporal_address):
         missing = {k: v for k, v in good.items() if k not in ("t", "T")}
         wrong_symbol = dict(good, s="ETHUSDT")
         string_number = dict(kline(bad_row, 3), t="soon")
+        payload: object
         for payload in (missing, wrong_symbol, string_number, "candle", 42, None, []):
             await signal(bad_row.workflow_id, payload)
         # Invalid Updates: refused by the validators, nothing changes.

@@ -50,7 +50,7 @@ async def test_temporal_restarted_on_its_database_while_monitors_wait(database_u
                 await asyncio.sleep(3)
                 assert worker.proc.returncode is None, "the worker gave up while Temporal was away:\n" + worker.output()
                 client = await temporal.start()
-                sent = {row.signal_id: [] for row in rows}
+                sent: dict[str, list[int]] = {row.signal_id: [] for row in rows}
                 for n in (1, 2):
                     for row in rows:
                         k = kline(row, n)

@@ -112,6 +112,7 @@ class JitterTransport(httpx.AsyncBaseTransport):
         await self.inner.aclose()
 
 
+@pytest.mark.slow  # ~20-30 s (tests/README: `pytest -m "not slow"` for a quick loop)
 async def test_sliding_window_at_llm_proxy_two_workers_idle_spell_jitter(
     client, database_url, db, monkeypatch, temporal_address
 ):

@@ -29,6 +29,7 @@ async def _cli_migrate(url: str) -> subprocess.CompletedProcess:
         stderr=subprocess.PIPE,
     )
     out, err = await proc.communicate()
+    assert proc.returncode is not None  # communicate() waited for the exit
     return subprocess.CompletedProcess([], proc.returncode, out.decode(), err.decode())
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from functools import partial
 
 import pytest
 from temporalio.client import WorkflowExecutionStatus
@@ -122,7 +123,7 @@ async def test_five_consecutive_failed_analyses_fail_the_signal(client, database
         m.proxy.script(row.signal_id, *[Fault.status(401)] * 5)
         handle = await m.start(row.signal_id)
         for n in range(1, 5):
-            await eventually(lambda n=n: _expect_failures(handle, n))
+            await eventually(partial(_expect_failures, handle, n))
             await handle.signal("candle_closed", kline(row, n))
         result = await handle.result()
     assert result.status == "failed" and "5 consecutive analyses failed" in result.reason

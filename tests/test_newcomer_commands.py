@@ -26,7 +26,7 @@ from workflows.models import MonitorState
 @pytest.fixture(scope="session")
 def chromium() -> str:
     """The same Debian Chromium (installed when missing) as the Temporal UI test."""
-    return test_temporal_ui.chromium.__wrapped__()
+    return test_temporal_ui.find_chromium()
 
 
 def _env(temporal_address: str, database_url: str, fake: FakeBinance, task_queue: str, tmp_path) -> dict[str, str]:

@@ -21,7 +21,7 @@ from workflows.models import MonitorState
 SCRIPT = str(Path(sys.executable).parent / "signal-monitor")
 
 
-async def cli(client, *argv: str) -> tuple[int, str, str]:
+async def cli(client, *argv: str | int) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
     code = await run_argv([str(a) for a in argv], client, out, err)
     return code, out.getvalue(), err.getvalue()
@@ -148,6 +148,7 @@ async def test_not_found_usage_and_the_console_script(client, database_url, db, 
             SCRIPT, *argv, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
         )
         out, err = await asyncio.wait_for(proc.communicate(), 60)
+        assert proc.returncode is not None  # communicate() waited for the exit
         return proc.returncode, out.decode(), err.decode()
 
     async with monitor_stack(client, database_url) as m:
@@ -184,6 +185,7 @@ async def test_the_same_actions_with_the_stock_temporal_cli(client, database_url
             stderr=asyncio.subprocess.STDOUT,
         )
         out, _ = await asyncio.wait_for(proc.communicate(), 60)
+        assert proc.returncode is not None  # communicate() waited for the exit
         return proc.returncode, out.decode()
 
     async with monitor_stack(client, database_url) as m:

@@ -3,6 +3,8 @@ leave nothing in history."""
 
 from __future__ import annotations
 
+from functools import partial
+
 import pytest
 from temporalio.client import WorkflowUpdateFailedError
 
@@ -56,7 +58,7 @@ async def test_set_limit_validates_and_lowering_to_done_expires(client, database
         await eventually(lambda: _idle_with(handle, 1))
         for n in (1, 2):
             await handle.signal("candle_closed", kline(row, n))
-            await eventually(lambda n=n: _idle_with(handle, n + 1))
+            await eventually(partial(_idle_with, handle, n + 1))
         for bad in (1, -1, "3", 3.5, True, 10_001):
             with pytest.raises(WorkflowUpdateFailedError):
                 await handle.execute_update("set_limit", bad)
@@ -77,7 +79,7 @@ async def test_raising_the_limit_lets_monitoring_go_on(client, database_url, db)
         await handle.execute_update("set_limit", 3)
         for n in (1, 2):
             await handle.signal("candle_closed", kline(row, n))
-            await eventually(lambda n=n: _idle_with(handle, n + 1))
+            await eventually(partial(_idle_with, handle, n + 1))
         # The default policy's third answer (reanalysis 2) is an enter.
         result = await handle.result()
     assert result.status == "in_position" and result.reanalyses == 2

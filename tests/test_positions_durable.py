@@ -7,9 +7,11 @@ import shutil
 import sys
 from datetime import timedelta
 from decimal import Decimal as D
+from functools import partial
 from pathlib import Path
 
 import pytest
+from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -17,7 +19,7 @@ from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
 from activities.database import create_pool
 from activities.paper_execution import PaperExecution
-from fakes.manage_position import ManageAnswer
+from fakes.llm_proxy import ManageAnswer
 from tests.monitor_harness import monitor_stack
 from tests.position_support import candle, entered_signal, position_rows, result_of, start_position, view
 from tests.support import eventually, signal_status
@@ -37,7 +39,7 @@ async def skipping_env():
     await env.client.operator_service.add_search_attributes(
         AddSearchAttributesRequest(
             namespace=env.client.namespace,
-            search_attributes={k.name: int(k.indexed_value_type) for k in sa.ALL},
+            search_attributes={k.name: IndexedValueType.ValueType(k.indexed_value_type) for k in sa.ALL},
         )
     )
     yield env
@@ -68,7 +70,7 @@ async def test_continue_as_new_keeps_the_position_and_its_deduplication(client, 
         for n in range(1, 13):
             await handle.signal("candle_closed", candle(row, n, 100, 101, 99, 100 + n / 10))
             await handle.signal("candle_closed", candle(row, n, 100, 101, 99, 100 + n / 10))  # duplicate
-            await eventually(lambda n=n: _processed(handle, n))
+            await eventually(partial(_processed, handle, n))
         state = await view(handle)
         assert state.runs > 1, "the dev server suggests continue-as-new after 60 events"
         await handle.signal(

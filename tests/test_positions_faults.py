@@ -13,9 +13,9 @@ from decimal import Decimal as D
 from pathlib import Path
 
 import asyncpg
+import pytest
 
-from fakes.llm_proxy import FakeLlmProxy
-from fakes.manage_position import ManageAnswer
+from fakes.llm_proxy import FakeLlmProxy, ManageAnswer
 from tests.monitor_harness import TEST_KEY, monitor_stack
 from tests.position_support import candle, entered_signal, position_rows, result_of, start_position, view
 from tests.processes import worker_process
@@ -121,6 +121,7 @@ async def test_postgres_crashed_while_a_decision_is_written(client):
     assert [o["metadata"]["kind"] for o in rows["orders"]] == ["entry", "close"]
 
 
+@pytest.mark.slow  # ~20-30 s (tests/README: `pytest -m "not slow"` for a quick loop)
 async def test_worker_killed_during_an_order_places_it_exactly_once(client, temporal_address, database_url, db):
     """The worker is SIGKILLed while `close_position` is inside its transaction (held on the order's
     own key by an uncommitted row of ours); a second worker's retry places the order once."""

@@ -15,7 +15,9 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 from temporalio.workflow import NondeterminismError
 
+from tests.test_replay import _future_closes, _patch_markers
 from workflows.names import POSITION_WORKFLOW_TYPE
+from workflows.patches import POSITION_FUTURE_CANDLES_PATCH
 from workflows.position_manager import PositionManagerWorkflow
 from workflows.position_models import PositionResult
 
@@ -54,16 +56,25 @@ async def test_recorded_position_history_replays(path: Path):
     await replayer.replay_workflow(_history(path))
 
 
+def test_the_future_candles_patch_is_guarded_from_both_sides():
+    """Closes from the future taken without the marker (recorded before the patch: the old path
+    running positions replay) and refused with it (the new path)."""
+    with_marker = [p for p in HISTORIES if POSITION_FUTURE_CANDLES_PATCH in _patch_markers(p)]
+    assert with_marker, f"no position history takes the {POSITION_FUTURE_CANDLES_PATCH!r} path"
+    assert any(_future_closes(p) and p not in with_marker for p in HISTORIES)
+    assert all(_future_closes(p) for p in with_marker)
+
+
 @workflow.defn(name=POSITION_WORKFLOW_TYPE, sandboxed=False)
 class UnpatchedChange(PositionManagerWorkflow):
     @workflow.init
-    def __init__(self, input: object) -> None:
-        super().__init__(input)
+    def __init__(self, *args: object) -> None:
+        super().__init__(*args)
 
     @workflow.run
-    async def run(self, input: object) -> PositionResult:
+    async def run(self, *args: object) -> PositionResult:
         await workflow.sleep(1)
-        return await super().run(input)
+        return await super().run(*args)
 
 
 async def test_an_unpatched_change_is_caught():

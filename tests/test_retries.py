@@ -1,5 +1,9 @@
 """Temporal owns retries: llm-proxy faults are retried with backoff (Retry-After honoured), bad
-answers are never a silent `continue`, and a retried write never writes twice."""
+answers are never a silent `continue`, and a retried write never writes twice.
+
+The first case runs the production policy (its gaps are the figures checked); the one that
+exhausts six attempts gives the worker a short first interval (the setting
+SIGNAL_MONITOR_ANALYSIS_RETRY_INITIAL_SECONDS), since waiting out 2+4+8+16+32 s proves nothing more."""
 
 from __future__ import annotations
 
@@ -12,12 +16,14 @@ from temporalio.worker import Worker
 
 from activities.database import create_pool
 from activities.llm_proxy import LlmProxy, new_http_client
+from activities.position_starter import PositionStarter
 from activities.signals_db import SignalStore
 from fakes.llm_proxy import Answer, FakeLlmProxy, Fault
 from tests.monitor_harness import TEST_KEY, monitor_stack
 from tests.support import analyses, eventually, insert_signal, kline
 from workflows.models import MonitorState, RecordAnalysisInput, RecordedAnalysis
-from workflows.names import llm_task_queue_for
+from workflows.names import llm_task_queue_for, position_workflow_id_for
+from workflows.policies import ANALYSIS_RETRY
 from workflows.signal_monitor import SignalMonitorWorkflow
 
 
@@ -49,6 +55,7 @@ async def test_transient_faults_are_retried_into_one_analysis(client, database_u
     assert len(sent) == 4
     gaps = [b.monotonic - a.monotonic for a, b in itertools.pairwise(sent)]
     # Retry-After: 1 s (not the 2 s initial backoff), then exponential: 2 s, 4 s.
+    assert ANALYSIS_RETRY.initial_interval.total_seconds() == 2 and m.settings.analysis_retry_initial_seconds == 2
     assert 0.9 <= gaps[0] < 1.9, gaps
     assert gaps[1] >= 1.9 and gaps[2] >= 3.8, gaps
     assert state.counts.failed_analyses == 0 and elapsed < 30
@@ -66,12 +73,19 @@ async def test_bad_answers_exhaust_retries_and_count_as_one_failed_analysis(clie
         "unknown_decision",
         "confidence_not_number",
     ]
-    async with monitor_stack(client, database_url) as m:
+    started = time.monotonic()
+    async with monitor_stack(client, database_url, analysis_retry_initial_seconds=0.2) as m:
         m.proxy.script(row.signal_id, *[Fault.bad_answer(k) for k in kinds])
         m.proxy.script(row.signal_id, Answer.wait(50))
         handle = await m.start(row.signal_id)
-        state = await eventually(lambda: _failed(handle), timeout=90)
+        state = await eventually(lambda: _failed(handle), timeout=60)
         assert "LlmProxyBadAnswer" in state.failures[0].error
+        sent = m.proxy.requests_for(row.signal_id)
+        gaps = [b.monotonic - a.monotonic for a, b in itertools.pairwise(sent)]
+        # The worker's interval, doubled each time (0.2, 0.4, 0.8, 1.6, 3.2 s): the same policy
+        # shape as production's, only shorter.
+        assert len(gaps) == len(kinds) - 1 and all(g >= 0.19 * 2**i for i, g in enumerate(gaps)), gaps
+        assert time.monotonic() - started < 30
         await handle.signal("candle_closed", kline(row, 1))
         await eventually(lambda: _analysed(handle, 1))
     assert len(m.proxy.requests_for(row.signal_id)) == len(kinds) + 1
@@ -119,7 +133,13 @@ async def test_a_retried_write_does_not_write_twice(client, database_url, db):
                 client,
                 task_queue=task_queue,
                 workflows=[SignalMonitorWorkflow],
-                activities=[store.load_signal, store.record_analysis, store.finish_signal],
+                # The enter starts the signal's position manager (nobody runs it here: terminated below).
+                activities=[
+                    store.load_signal,
+                    store.record_analysis,
+                    store.finish_signal,
+                    PositionStarter(client).start_position_manager,
+                ],
             ),
             Worker(client, task_queue=llm_task_queue_for(task_queue), activities=[llm.analyze_signal]),
         ):
@@ -129,6 +149,7 @@ async def test_a_retried_write_does_not_write_twice(client, database_url, db):
             await eventually(lambda: _analysed(handle, 1), timeout=30)
             await handle.signal("candle_closed", kline(row, 1))
             result = await handle.result()
+            await client.get_workflow_handle(position_workflow_id_for(row.signal_id)).terminate("test over")
     await http.aclose()
     await pool.close()
     assert result.status == "in_position"

@@ -33,6 +33,10 @@ UI_TIMEOUT_MS = 60_000
 
 @pytest.fixture(scope="session")
 def chromium() -> str:
+    return find_chromium()
+
+
+def find_chromium() -> str:
     """Debian's Chromium, installed here if missing (CI runs as root; elsewhere through sudo)."""
     if os.path.exists(CHROMIUM):
         return CHROMIUM

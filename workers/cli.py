@@ -27,7 +27,7 @@ EXIT_SCHEMA = 3
 def _cmd_migrate(args: argparse.Namespace) -> int:
     from workers.migrate import MigrationError, migrate
 
-    settings = Settings.from_env()
+    settings: Settings = args.process_settings
     try:
         applied = asyncio.run(migrate(settings.require_database()))
     except MigrationError as exc:
@@ -42,7 +42,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     from workers.worker import run_worker
 
     try:
-        asyncio.run(run_worker(Settings.from_env()))
+        asyncio.run(run_worker(args.process_settings))
     except MissingSearchAttributes as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
@@ -80,7 +80,7 @@ def _cmd_start(args: argparse.Namespace) -> int:
     from workers.starting import start_again, start_monitor
     from workers.temporal_client import connect_client
 
-    settings = Settings.from_env()
+    settings: Settings = args.process_settings
     try:
         # The same forms operators use elsewhere: a signal uuid or its workflow id.
         signal_id = workflow_id_of(args.signal_id).removeprefix("signal-")
@@ -143,10 +143,8 @@ def _cmd_start(args: argparse.Namespace) -> int:
 
 
 def _cmd_add_signal(args: argparse.Namespace) -> int:
-    import os
-
     from workers.add_signal import UsageError, add_signal, parse_new_signal
-    from workers.klines import DEFAULT_REST_URL, KlinesError
+    from workers.klines import KlinesError
 
     try:
         spec = parse_new_signal(
@@ -162,9 +160,10 @@ def _cmd_add_signal(args: argparse.Namespace) -> int:
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    database_url = Settings.from_env().require_database()
-    rest_url = os.environ.get("BINANCE_REST_URL") or DEFAULT_REST_URL
-    ui_url = os.environ.get("TEMPORAL_UI_URL") or "http://localhost:8233"
+    settings: Settings = args.process_settings
+    database_url = settings.require_database()
+    rest_url = settings.binance_rest_url
+    ui_url = settings.temporal_ui_url or "http://localhost:8233"
     try:
         asyncio.run(add_signal(spec, database_url, rest_url, ui_url, args.wait, sys.stdout))
     except KlinesError as exc:
@@ -177,15 +176,13 @@ def _cmd_add_signal(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace):
-    import os
-
-    from workers.klines import DEFAULT_REST_URL
     from workers.operator_cli import workflow_id_of
     from workers.signal_report import add_candles, fetch_report
 
     signal_id = workflow_id_of(args.signal).removeprefix("signal-")
-    database_url = Settings.from_env().require_database()
-    rest_url = os.environ.get("BINANCE_REST_URL") or DEFAULT_REST_URL
+    settings: Settings = args.process_settings
+    database_url = settings.require_database()
+    rest_url = settings.binance_rest_url
 
     async def go():
         return await add_candles(await fetch_report(database_url, signal_id), rest_url)
@@ -241,7 +238,7 @@ def _cmd_intake(args: argparse.Namespace) -> int:
     from workers.intake import run_intake
 
     try:
-        asyncio.run(run_intake(Settings.from_env()))
+        asyncio.run(run_intake(args.process_settings))
     except SchemaError as exc:
         print(f"error: configuration: {exc}", file=sys.stderr)
         return EXIT_SCHEMA
@@ -273,7 +270,7 @@ def _cmd_operator(args: argparse.Namespace) -> int:
 def _cmd_trader(args: argparse.Namespace) -> int:
     from workers.position_cli import run_resume
 
-    return run_resume(Settings.from_env().require_database(), args.trader_id, sys.stdout, sys.stderr)
+    return run_resume(args.process_settings.require_database(), args.trader_id, sys.stdout, sys.stderr)
 
 
 def _cmd_bridge(args: argparse.Namespace) -> int:
@@ -374,12 +371,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = argparse.Namespace(func=_cmd_bridge, rest=argv[1:], skip_teardown=True)
     else:
         args = build_parser().parse_args(argv)
-    setup_logging()
     if args.func is not _cmd_dev:
         # Next to a running `dev` stack: reach it with nothing typed (the environment still wins).
         from workers.devstate import apply_to_environment
 
         apply_to_environment()
+    try:
+        # Every command reads its settings once, here: a bad value stops it before any work.
+        args.process_settings = Settings.from_env()
+    except ConfigError as exc:
+        setup_logging()
+        print(f"error: {exc}", file=sys.stderr)
+        if getattr(args, "skip_teardown", False):
+            _exit_skipping_teardown(EXIT_USAGE)
+        return EXIT_USAGE
+    setup_logging(args.process_settings)
     try:
         code = args.func(args)
     except ConfigError as exc:

@@ -1,61 +1,245 @@
-"""Process settings, from the environment. Temporal's own settings are read separately through
-`temporalio.envconfig` (see workers/temporal_client.py)."""
+"""Every process's settings, from the environment, in one pydantic-settings model.
+
+`Settings.from_env()` is the only reader of the project's variables (Temporal's own are read by
+`temporalio.envconfig`, see workers/temporal_client.py). The names and defaults are the README's
+"Configuration" and "Signal bridge" tables. One error policy: a value that does not fit is a
+`ConfigError` naming the variable (a secret's value is never shown), which the command line turns
+into exit code 2 at start-up. The bridge's knobs are the nested section `settings.bridge`, still
+read from `BINANCE_*`, `SIGNAL_BRIDGE_*` and `DATABASE_URL`."""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
+from typing import Any, Literal
+from urllib.parse import unquote, urlsplit
 
-from activities.platform_schema import INITIAL_ANALYSIS_SETTINGS, InitialAnalysisSetting
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from activities.platform_schema import InitialAnalysisSetting
 from activities.redaction import has_unsafe_characters
-from workflows.names import DEFAULT_TASK_QUEUE
+from workflows.names import DEFAULT_TASK_QUEUE, POSITION_WORKFLOW_TYPE, WORKFLOW_TYPE
 from workflows.paper import DEFAULT_FEE_PCT, DEFAULT_SLIPPAGE_PCT
+from workflows.policies import ANALYSIS_RETRY
 
 INITIAL_ANALYSIS_ENV = "SIGNAL_MONITOR_INITIAL_ANALYSIS"
 PLATFORM_GRACE_ENV = "SIGNAL_MONITOR_PLATFORM_GRACE_SECONDS"
+SWEEP_SECONDS_ENV = "SIGNAL_MONITOR_INTAKE_SWEEP_SECONDS"
+METRICS_ADDRESS_ENV = "SIGNAL_MONITOR_METRICS_ADDRESS"
+REFRESH_ENV = "SIGNAL_MONITOR_RUNNING_REFRESH_SECONDS"
+DEFAULT_REST_URL = "https://api.binance.com"
+DEFAULT_WS_URL = "wss://stream.binance.com:9443"
 
 # Settings whose values are secrets: checked at start-up, never printed, redacted from logs.
 SECRET_ENV = ("LLM_PROXY_KEY", "TEMPORAL_API_KEY")
+_SECRET_FIELDS = frozenset({"llm_proxy_key", "database_url"})
+
+# Monitors and position managers both take `candle_closed` of their (SignalSymbol, SignalInterval).
+RUNNING_MONITORS_QUERY = (
+    f"WorkflowType IN ('{WORKFLOW_TYPE}', '{POSITION_WORKFLOW_TYPE}') AND ExecutionStatus = 'Running'"
+)
+BridgeMode = Literal["redundant", "shared"]
+MODES: tuple[BridgeMode, ...] = ("redundant", "shared")
 
 
 class ConfigError(RuntimeError):
     pass
 
 
-def _int(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+class BridgeSettings(BaseSettings):
+    """`signal-monitor bridge`. Binance endpoints keep Binance-ish names; every other knob is
+    `SIGNAL_BRIDGE_<FIELD>`. Defaults are the values that are safe against the real exchange."""
+
+    # env_ignore_empty: `VAR=` means "use the default", as the hand-written readers did; fields by
+    # name (tests, the backtest) or by their variable's name. Written out in each class (not built
+    # by a helper) so that the pydantic mypy plugin sees it.
+    model_config = SettingsConfigDict(
+        env_prefix="SIGNAL_BRIDGE_", env_ignore_empty=True, frozen=True, extra="forbid", populate_by_name=True
+    )
+
+    ws_url: str = Field(DEFAULT_WS_URL, validation_alias="BINANCE_WS_URL")
+    rest_url: str = Field(DEFAULT_REST_URL, validation_alias="BINANCE_REST_URL")
+    # Visibility is eventually consistent: how often the running monitors are listed again.
+    refresh_seconds: float = Field(5.0, gt=0)
+    query: str = RUNNING_MONITORS_QUERY
+    # Binance: at most 1024 streams per connection.
+    streams_per_connection: int = Field(1024, ge=1, le=1024)
+    # Binance: at most 5 incoming messages/s per connection, pings and pongs included. One
+    # control message per 0.35 s leaves room for the pongs and our own keepalive pings; below
+    # 0.2 s risks the 5 messages/s rule.
+    control_interval: float = Field(0.35, ge=0.2)
+    subscribe_batch: int = Field(200, ge=1)  # streams per SUBSCRIBE message
+    reply_timeout: float = Field(10.0, gt=0)  # for a SUBSCRIBE/UNSUBSCRIBE answer
+    # Binance cuts a connection at 24 h: rotate (make-before-break) well before.
+    max_connection_age: float = Field(23 * 3600.0, gt=0)
+    reconnect_initial: float = Field(1.0, gt=0)
+    reconnect_max: float = Field(60.0, gt=0)
+    # Binance allows 300 connection attempts per 5 minutes per IP; stay under it.
+    connect_attempts_per_5min: int = Field(200, ge=1)
+    open_timeout: float = Field(10.0, gt=0)
+    ping_interval: float = Field(20.0, ge=0)  # our keepalive pings (0 = off); Binance pings us as well
+    ping_timeout: float = Field(60.0, gt=0)
+    signal_concurrency: int = Field(32, ge=1)
+    signal_timeout: float = Field(10.0, gt=0)
+    retry_initial: float = Field(1.0, gt=0)
+    retry_max: float = Field(30.0, gt=0)
+    dedup_capacity: int = Field(200_000, ge=1)
+    backfill_on_start: bool = True
+    # A stream newly watched after start (a new monitor, or one visibility showed late) gets
+    # its newest closed candle from REST too: the monitor ignores it if it predates the signal.
+    backfill_new_streams: bool = True
+    missing_close_grace: float = Field(5.0, ge=0)  # a close not seen by then (next candle under way): ask REST
+    rest_concurrency: int = Field(4, ge=1)
+    rest_timeout: float = Field(10.0, gt=0)
+    rest_max_attempts: int = Field(5, ge=1)
+    stats_seconds: float = Field(60.0, gt=0)
+    # redundant: every replica sends every close (each monitor de-duplicates). shared: the
+    # replicas divide the streams through PostgreSQL advisory locks (see signal_bridge/ownership.py).
+    mode: BridgeMode = "redundant"
+    buckets: int = Field(64, ge=1, le=4096)  # streams hash into this many; every replica of a group must agree
+    # Rebalancing step; a dead replica's streams move within ~2 steps.
+    ownership_check_seconds: float = Field(2.0, gt=0)
+    group: str = "default"  # replicas sharing streams (separate deployments on one database differ)
+    # From DATABASE_URL (shared mode only); never printed or logged.
+    database_url: str = Field("", validation_alias="DATABASE_URL", repr=False)
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _mode_words(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    def check(self) -> None:
+        """What only the bridge itself needs (other processes share the environment)."""
+        if self.mode == "shared" and not self.database_url:
+            raise ConfigError(
+                "SIGNAL_BRIDGE_MODE=shared needs DATABASE_URL (the replicas divide the streams through PostgreSQL)"
+            )
+
+    def printable(self) -> dict[str, object]:
+        """The effective settings without secrets (for `bridge config` and logs)."""
+        values: dict[str, object] = {name: getattr(self, name) for name in type(self).model_fields}
+        values["database_url"] = "(set)" if self.database_url else "(unset)"
+        return values
+
+    @property
+    def stream_url(self) -> str:
+        return self.ws_url.rstrip("/") + "/stream"
 
 
-def _float(name: str, default: float | None) -> float | None:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return float(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+class Settings(BaseSettings):
+    """The worker's, intake's and commands' settings; `bridge` is the bridge's section."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SIGNAL_MONITOR_", env_ignore_empty=True, frozen=True, extra="forbid", populate_by_name=True
+    )
+
+    database_url: str | None = Field(None, validation_alias="DATABASE_URL", repr=False)
+    llm_proxy_url: str | None = Field(None, validation_alias="LLM_PROXY_URL")
+    # repr=False: the key must never reach a log line, even through a debug print of settings.
+    llm_proxy_key: str | None = Field(None, validation_alias="LLM_PROXY_KEY", repr=False)
+    task_queue: str = DEFAULT_TASK_QUEUE
+    llm_max_concurrent: int = Field(8, ge=1)
+    llm_max_per_second: float | None = Field(None, gt=0)
+    llm_queue_max_per_second: float | None = Field(None, gt=0)
+    llm_timeout_seconds: float = Field(30.0, gt=0)
+    max_cached_workflows: int = Field(1000, ge=0)
+    db_pool_size: int = Field(10, ge=1)
+    # Who runs analysis #0 beside the platform's trigger 028 (auto | platform | monitor), and how
+    # long the platform's is waited for.
+    initial_analysis: InitialAnalysisSetting = "auto"
+    platform_grace_seconds: float = Field(120.0, ge=0)
+    # Paper execution (position management): percent of notional per fill, and market-order slippage.
+    paper_fee_pct: Decimal = Field(DEFAULT_FEE_PCT, ge=0, le=10)
+    paper_slippage_pct: Decimal = Field(DEFAULT_SLIPPAGE_PCT, ge=0, le=10)
+    # The first retry interval of `analyze_signal` (then doubled up to 60 s). Production keeps the
+    # workflow's default; the retry tests set a short one so six attempts take seconds, not 62 s.
+    analysis_retry_initial_seconds: float = Field(ANALYSIS_RETRY.initial_interval.total_seconds(), gt=0, le=60)
+    intake_sweep_seconds: float = Field(30.0, gt=0)
+    running_refresh_seconds: float = Field(15.0, gt=0)
+    metrics_address: str | None = None
+    log_format: Literal["text", "json"] | None = None
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    # Binance REST for `add-signal`, `history`, `chart` and `backtest --start/--end`.
+    binance_rest_url: str = Field(DEFAULT_REST_URL, validation_alias="BINANCE_REST_URL")
+    # Where `add-signal` and `dev` point a reader for the Temporal UI (not Temporal itself).
+    temporal_ui_url: str | None = Field(None, validation_alias="TEMPORAL_UI_URL")
+    bridge: BridgeSettings = Field(default_factory=BridgeSettings)
+
+    @field_validator("initial_analysis", "log_format", mode="before")
+    @classmethod
+    def _lower_words(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_words(cls, value: object) -> object:
+        return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("metrics_address", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        return (value.strip() or None) if isinstance(value, str) else value
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        """This process's settings; a `ConfigError` naming the first variable that does not fit."""
+        _check_secrets()
+        try:
+            bridge = BridgeSettings()
+        except ValidationError as exc:
+            raise _config_error(BridgeSettings, exc) from None
+        try:
+            return cls(bridge=bridge)
+        except ValidationError as exc:
+            raise _config_error(cls, exc) from None
+
+    def require_database(self) -> str:
+        if not self.database_url:
+            raise ConfigError("DATABASE_URL is not set (e.g. postgresql://user@host:5432/db)")
+        return self.database_url
+
+    def require_llm_proxy(self) -> tuple[str, str]:
+        if not self.llm_proxy_url:
+            raise ConfigError("LLM_PROXY_URL is not set")
+        if not self.llm_proxy_key:
+            raise ConfigError("LLM_PROXY_KEY is not set")
+        return self.llm_proxy_url, self.llm_proxy_key
 
 
-def _initial_analysis() -> InitialAnalysisSetting:
-    raw = (os.environ.get(INITIAL_ANALYSIS_ENV) or "auto").strip().lower()
-    for choice in INITIAL_ANALYSIS_SETTINGS:
-        if raw == choice:
-            return choice
-    raise ConfigError(f"{INITIAL_ANALYSIS_ENV} must be one of {', '.join(INITIAL_ANALYSIS_SETTINGS)}, got {raw!r}")
+def env_name(model: type[BaseSettings], field: str) -> str:
+    """The variable a field is read from."""
+    info = model.model_fields.get(field)
+    if info is not None and isinstance(info.validation_alias, str):
+        return info.validation_alias
+    return f"{model.model_config.get('env_prefix', '')}{field}".upper()
 
 
-def _grace() -> float:
-    value = _float(PLATFORM_GRACE_ENV, 120.0)
-    if value is None or value < 0:
-        raise ConfigError(f"{PLATFORM_GRACE_ENV} must be a number of seconds >= 0, got {value!r}")
-    return value
+def _config_error(model: type[BaseSettings], exc: ValidationError) -> ConfigError:
+    err = exc.errors()[0]
+    field = str(err["loc"][0]) if err["loc"] else ""
+    names = {name: env_name(model, name) for name in model.model_fields}
+    var = names.get(field) or next((v for v in names.values() if v.lower() == field.lower()), field.upper())
+    secret = field in _SECRET_FIELDS or var in ("DATABASE_URL", *SECRET_ENV)
+    shown = "" if secret else f", got {err.get('input')!r}"
+    return ConfigError(f"{var} {_expected(err)}{shown}")
+
+
+def _expected(err: Any) -> str:
+    kind, ctx = err["type"], err.get("ctx") or {}
+    if kind == "int_parsing" or kind == "int_from_float":
+        return "must be a whole number"
+    if kind in ("float_parsing", "decimal_parsing", "finite_number"):
+        return "must be a number"
+    if kind == "bool_parsing":
+        return "must be true or false (1/0, yes/no, on/off)"
+    if kind == "literal_error":
+        return "must be one of " + str(ctx.get("expected", "")).replace("'", "").replace(" or ", ", ")
+    bounds = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}
+    if kind in bounds:
+        limit = next(iter(ctx.values()), "?")
+        return f"must be {bounds[kind]} {limit}"
+    return "is invalid: " + str(err["msg"]).removeprefix("Value error, ")
 
 
 def check_secret(name: str, value: str | None) -> None:
@@ -69,17 +253,18 @@ def check_secret(name: str, value: str | None) -> None:
 
 
 def _check_secrets() -> None:
+    # Read raw: TEMPORAL_API_KEY belongs to temporalio.envconfig, yet is vetted for every process.
+    labels = {"TEMPORAL_API_KEY": "the Temporal API key (TEMPORAL_API_KEY)"}
     for name in SECRET_ENV:
-        check_secret(name, os.environ.get(name))
+        check_secret(labels.get(name, name), os.environ.get(name))
     url = os.environ.get("DATABASE_URL") or ""
     if url != url.strip() or any(ord(ch) < 32 or ord(ch) == 127 for ch in url):
         raise ConfigError("DATABASE_URL contains whitespace or control characters; fix it (it is not shown here)")
 
 
 def secret_values() -> list[str]:
-    """This process's secrets, for the log redaction: keys and the database password."""
-    from urllib.parse import unquote, urlsplit
-
+    """This process's secrets, for the log redaction: keys and the database password. Read raw,
+    so that redaction works even before (or without) valid settings."""
     values = [os.environ.get(name) or "" for name in SECRET_ENV]
     try:
         password = urlsplit(os.environ.get("DATABASE_URL") or "").password
@@ -88,70 +273,3 @@ def secret_values() -> list[str]:
     if password:
         values += [password, unquote(password)]
     return [v for v in values if v]
-
-
-def _percent(name: str, default: Decimal) -> Decimal:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = Decimal(raw)
-    except InvalidOperation:
-        raise ConfigError(f"{name} must be a percentage, got {raw!r}") from None
-    if not value.is_finite() or not 0 <= value <= 10:
-        raise ConfigError(f"{name} must be between 0 and 10 (percent), got {raw!r}")
-    return value
-
-
-@dataclass(frozen=True)
-class Settings:
-    database_url: str | None
-    llm_proxy_url: str | None
-    # repr=False: the key must never reach a log line, even through a debug print of settings.
-    llm_proxy_key: str | None = field(repr=False)
-    task_queue: str
-    llm_max_concurrent: int
-    llm_max_per_second: float | None
-    llm_queue_max_per_second: float | None
-    llm_timeout_seconds: float
-    max_cached_workflows: int
-    db_pool_size: int
-    # Who runs analysis #0 beside the platform's trigger 028 (auto | platform | monitor), and how
-    # long the platform's is waited for.
-    initial_analysis: InitialAnalysisSetting = "auto"
-    platform_grace_seconds: float = 120.0
-    # Paper execution (position management): percent of notional per fill, and market-order slippage.
-    paper_fee_pct: Decimal = DEFAULT_FEE_PCT
-    paper_slippage_pct: Decimal = DEFAULT_SLIPPAGE_PCT
-
-    @classmethod
-    def from_env(cls) -> Settings:
-        _check_secrets()
-        return cls(
-            database_url=os.environ.get("DATABASE_URL") or None,
-            llm_proxy_url=os.environ.get("LLM_PROXY_URL") or None,
-            llm_proxy_key=os.environ.get("LLM_PROXY_KEY") or None,
-            task_queue=os.environ.get("SIGNAL_MONITOR_TASK_QUEUE") or DEFAULT_TASK_QUEUE,
-            llm_max_concurrent=_int("SIGNAL_MONITOR_LLM_MAX_CONCURRENT", 8),
-            llm_max_per_second=_float("SIGNAL_MONITOR_LLM_MAX_PER_SECOND", None),
-            llm_queue_max_per_second=_float("SIGNAL_MONITOR_LLM_QUEUE_MAX_PER_SECOND", None),
-            llm_timeout_seconds=_float("SIGNAL_MONITOR_LLM_TIMEOUT_SECONDS", 30.0) or 30.0,
-            max_cached_workflows=_int("SIGNAL_MONITOR_MAX_CACHED_WORKFLOWS", 1000),
-            db_pool_size=_int("SIGNAL_MONITOR_DB_POOL_SIZE", 10),
-            initial_analysis=_initial_analysis(),
-            platform_grace_seconds=_grace(),
-            paper_fee_pct=_percent("SIGNAL_MONITOR_PAPER_FEE_PCT", DEFAULT_FEE_PCT),
-            paper_slippage_pct=_percent("SIGNAL_MONITOR_PAPER_SLIPPAGE_PCT", DEFAULT_SLIPPAGE_PCT),
-        )
-
-    def require_database(self) -> str:
-        if not self.database_url:
-            raise ConfigError("DATABASE_URL is not set (e.g. postgresql://user@host:5432/db)")
-        return self.database_url
-
-    def require_llm_proxy(self) -> tuple[str, str]:
-        if not self.llm_proxy_url:
-            raise ConfigError("LLM_PROXY_URL is not set")
-        if not self.llm_proxy_key:
-            raise ConfigError("LLM_PROXY_KEY is not set")
-        return self.llm_proxy_url, self.llm_proxy_key

@@ -28,14 +28,20 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import asyncpg
 
+from workers.config import Settings
 from workers.devstate import StackInfo, StackLock, StackRunning, state_dir, without_password
+from workers.lifecycle import on_signals
 from workflows import search_attributes as sa
 from workflows.models import MonitorState
-from workflows.names import DEFAULT_TASK_QUEUE, STATE_QUERY, workflow_id_for
+from workflows.names import STATE_QUERY, workflow_id_for
 from workflows.timefmt import utc_text
+
+if TYPE_CHECKING:
+    from temporalio.common import SearchAttributeKey
 
 BIN = Path(sys.executable).parent
 STATE_DIR = state_dir()
@@ -43,7 +49,7 @@ STATE_DIR = state_dir()
 # wall clock (never ahead of it: monitors refuse closes from the future).
 REPLAY_LEAD_CANDLES = 20
 REPLAY_LEAD_MIN_MS, REPLAY_LEAD_MAX_MS = 20 * 60_000, 12 * 3_600_000
-SEARCH_ATTRIBUTE_TYPES = {
+SEARCH_ATTRIBUTE_TYPES: dict[SearchAttributeKey[str] | SearchAttributeKey[int], str] = {
     sa.SIGNAL_SYMBOL: "Keyword",
     sa.SIGNAL_INTERVAL: "Keyword",
     sa.TRADER_ID: "Keyword",
@@ -209,8 +215,7 @@ async def _temporal(stack: Stack, env: dict[str, str], port: int, ui_port: int) 
 
 
 @contextlib.asynccontextmanager
-async def _postgres() -> AsyncIterator[str]:
-    url = os.environ.get("DATABASE_URL")
+async def _postgres(url: str | None) -> AsyncIterator[str]:
     if url:
         yield url
         return
@@ -315,10 +320,11 @@ async def _follow(temporal_address: str, signal_id: str, stack: Stack, until_dec
         if not started:
             say("monitor started by the intake; waiting for candle closes")
             started = True
+        state: MonitorState | None
         try:
-            state: MonitorState = await handle.query(STATE_QUERY, result_type=MonitorState)
+            state = await handle.query(STATE_QUERY, result_type=MonitorState)
         except RPCError:
-            state = None  # type: ignore[assignment]
+            state = None
         if state is not None:
             for record in state.history[shown:]:
                 say(
@@ -342,7 +348,7 @@ async def _follow(temporal_address: str, signal_id: str, stack: Stack, until_dec
 
                     await follow_position(client, signal_id, stack.check, say)
             else:
-                say(f"monitor ended: {desc.status.name}")
+                say(f"monitor ended: {desc.status.name if desc.status is not None else 'status unknown'}")
             if until_decided:
                 return
             say(
@@ -436,29 +442,31 @@ async def run_dev(args, lock: StackLock) -> int:
     logging.getLogger().setLevel(logging.WARNING)
     _stop_orphans()
     stack = Stack()
+    settings = Settings.from_env()
+    # What the worker, intake and bridge start with: this environment, plus the stack's addresses.
     base_env = {k: v for k, v in os.environ.items()}
     background: list[asyncio.Task] = []
     try:
         if os.environ.get("TEMPORAL_ADDRESS"):
             temporal_address = os.environ["TEMPORAL_ADDRESS"]
-            ui = os.environ.get("TEMPORAL_UI_URL", "your Temporal UI")
+            ui = settings.temporal_ui_url or "your Temporal UI"
             say(f"Temporal: {temporal_address} (TEMPORAL_ADDRESS)")
         else:
             temporal_address = await _temporal(stack, base_env, args.temporal_port, args.ui_port)
             ui = f"http://localhost:{args.ui_port}"
             say(f"Temporal dev server on {temporal_address}, state in {STATE_DIR / 'temporal.db'}; UI {ui}")
-        async with _postgres() as database_url, contextlib.AsyncExitStack() as fakes:
+        async with _postgres(settings.database_url) as database_url, contextlib.AsyncExitStack() as fakes:
             from workers.migrate import migrate
 
             applied = await migrate(database_url)
             shown_url = without_password(database_url) or "DATABASE_URL (it carries a password: not shown)"
             say(
-                f"PostgreSQL ready ({'DATABASE_URL' if os.environ.get('DATABASE_URL') else 'embedded, ' + str(STATE_DIR / 'postgres')}); "
+                f"PostgreSQL ready ({'DATABASE_URL' if settings.database_url else 'embedded, ' + str(STATE_DIR / 'postgres')}); "
                 f"{len(applied)} migration(s) applied"
             )
             say(f"database URL: {shown_url}")
 
-            proxy_url, proxy_key = os.environ.get("LLM_PROXY_URL"), os.environ.get("LLM_PROXY_KEY")
+            proxy_url, proxy_key = settings.llm_proxy_url, settings.llm_proxy_key
             if not proxy_url:
                 from fakes.llm_proxy import FakeLlmProxy
 
@@ -504,7 +512,7 @@ async def run_dev(args, lock: StackLock) -> int:
                 background.append(asyncio.create_task(_watch_replay(fake)))
 
             try:
-                task_queue = os.environ.get("SIGNAL_MONITOR_TASK_QUEUE", DEFAULT_TASK_QUEUE)
+                task_queue = settings.task_queue
                 env = dict(
                     base_env,
                     TEMPORAL_ADDRESS=temporal_address,
@@ -514,8 +522,9 @@ async def run_dev(args, lock: StackLock) -> int:
                     SIGNAL_MONITOR_TASK_QUEUE=task_queue,
                     BINANCE_WS_URL=ws_url,
                     BINANCE_REST_URL=rest_url,
-                    SIGNAL_BRIDGE_REFRESH_SECONDS=os.environ.get("SIGNAL_BRIDGE_REFRESH_SECONDS", "1"),
-                    SIGNAL_MONITOR_INTAKE_SWEEP_SECONDS=os.environ.get("SIGNAL_MONITOR_INTAKE_SWEEP_SECONDS", "10"),
+                    # Quicker than production unless set: a demo should not wait for visibility.
+                    SIGNAL_BRIDGE_REFRESH_SECONDS=base_env.get("SIGNAL_BRIDGE_REFRESH_SECONDS", "1"),
+                    SIGNAL_MONITOR_INTAKE_SWEEP_SECONDS=base_env.get("SIGNAL_MONITOR_INTAKE_SWEEP_SECONDS", "10"),
                 )
                 env.pop("SIGNAL_MONITOR_METRICS_ADDRESS", None)  # one port cannot serve three processes
                 monitor = str(BIN / "signal-monitor")
@@ -574,7 +583,6 @@ class _Stopped(Exception):
 async def _run_until_signalled(args, lock: StackLock) -> int:
     """SIGTERM and SIGHUP stop the stack exactly as Ctrl-C does: the main task is cancelled and
     every part is stopped in order by the `finally` blocks (a second signal changes nothing)."""
-    loop = asyncio.get_running_loop()
     main = asyncio.current_task()
     assert main is not None
     received: list[int] = []
@@ -585,8 +593,7 @@ async def _run_until_signalled(args, lock: StackLock) -> int:
             say(f"{signal.Signals(signum).name} received: stopping the stack")
             main.cancel()
 
-    for signum in (signal.SIGTERM, signal.SIGHUP):
-        loop.add_signal_handler(signum, stop, signum)
+    on_signals(stop, (signal.SIGTERM, signal.SIGHUP))
     try:
         return await run_dev(args, lock)
     except asyncio.CancelledError:

@@ -23,6 +23,8 @@ STATE_ENV = "SIGNAL_MONITOR_DEV_STATE"
 
 
 def state_dir() -> Path:
+    # Read before `Settings` (not one of its fields): this directory is where the environment the
+    # settings are then read from comes from (apply_to_environment).
     return Path(os.environ.get(STATE_ENV) or ".dev-state")
 
 

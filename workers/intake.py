@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import signal
 import time
 import uuid
 from dataclasses import dataclass
@@ -33,8 +31,9 @@ from activities import platform_schema
 from activities.platform_schema import PlatformSchema, SchemaError
 from activities.signals_db import EXPIRED_BY_032
 from workers import metrics
-from workers.config import ConfigError, Settings
+from workers.config import Settings
 from workers.eligibility import Subscription, tier_problem
+from workers.lifecycle import Backoff, stop_on_signals
 from workers.reconcile import Reconciler
 from workers.starting import monitor_summary, start_monitor
 from workers.temporal_client import connect_client, describe_target
@@ -47,8 +46,6 @@ APPLICATION_NAME = "signal-monitor-intake"
 # NULL default), the app's queueing ones, and what trigger 032 writes from the platform's initial
 # analysis (`monitoring`, `ready`; its `expired` is recognised by EXPIRED_BY_032).
 MONITORABLE_STATUSES = ("new", "analysis_queued", "analyzing", "monitoring", "ready")
-SWEEP_SECONDS_ENV = "SIGNAL_MONITOR_INTAKE_SWEEP_SECONDS"
-DEFAULT_SWEEP_SECONDS = 30.0
 SWEEP_BATCH = 200
 # Sweeps never look further back than this (keeps the index scan short on a table with years of
 # history); each trader's own max_monitoring_duration narrows it further.
@@ -142,29 +139,9 @@ def ineligibility(row: Any, profile_tier: bool) -> Ineligible | None:
     return None
 
 
-def sweep_seconds() -> float:
-    raw = os.environ.get(SWEEP_SECONDS_ENV, "").strip()
-    if not raw:
-        return DEFAULT_SWEEP_SECONDS
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{SWEEP_SECONDS_ENV} must be a number of seconds, got {raw!r}") from None
-    if value <= 0:
-        raise ConfigError(f"{SWEEP_SECONDS_ENV} must be positive, got {raw!r}")
-    return value
-
-
-class _Backoff:
-    def __init__(self) -> None:
-        self.delay = BACKOFF_START
-
-    def next(self) -> float:
-        delay, self.delay = self.delay, min(self.delay * 2, BACKOFF_MAX)
-        return delay
-
-    def reset(self) -> None:
-        self.delay = BACKOFF_START
+def _backoff() -> Backoff:
+    # Not jittered: one intake (or a few) per deployment, and its log says the exact next try.
+    return Backoff(BACKOFF_START, BACKOFF_MAX, jitter=False)
 
 
 class _Metrics:
@@ -196,10 +173,10 @@ async def run_intake(
     """Runs until `stop` is set (SIGTERM/SIGINT when none is given). `ready` is set once the
     first LISTEN is in place and the first sweep has run."""
     dsn = settings.require_database()
-    period = sweep_every if sweep_every is not None else sweep_seconds()
+    period = sweep_every if sweep_every is not None else settings.intake_sweep_seconds
     if client is None:
-        metrics.init_runtime()  # before the first connection: the runtime serves /metrics
-    stop = stop or _stop_on_signals()
+        metrics.init_runtime(settings.metrics_address)  # before the first connection: the runtime serves /metrics
+    stop = stop or stop_on_signals()
     await _Intake(settings, dsn, client, period).run(stop, ready)
 
 
@@ -228,7 +205,7 @@ class _Intake:
         self.reconciler = Reconciler(settings.task_queue)
 
     async def run(self, stop: asyncio.Event, ready: asyncio.Event | None) -> None:
-        backoff = _Backoff()
+        backoff = _backoff()
         while not stop.is_set():
             if self.queries is None:
                 # Before Temporal: a database that cannot work is said at once, whatever else is down.
@@ -238,7 +215,7 @@ class _Intake:
                     raise SchemaError(f"the database schema does not fit the intake: {exc}") from None
                 except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                     self.metrics.errors.add(1, {"dependency": "postgres"})
-                    delay = backoff.next()
+                    delay = backoff.next_delay()
                     log.warning("cannot read the schema from PostgreSQL (%s); retrying in %.1f s", _brief(exc), delay)
                     await _sleep_unless(stop, delay)
                     continue
@@ -248,7 +225,7 @@ class _Intake:
                     self.client = await connect_client()
                 except Exception as exc:  # the SDK raises RuntimeError for most connection failures
                     self.metrics.errors.add(1, {"dependency": "temporal"})
-                    delay = backoff.next()
+                    delay = backoff.next_delay()
                     log.warning("cannot reach Temporal (%s); retrying in %.1f s", _brief(exc), delay)
                     await _sleep_unless(stop, delay)
                     continue
@@ -261,12 +238,12 @@ class _Intake:
             except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError, _ConnectionLost) as exc:
                 self.metrics.connected.set(0)
                 self.metrics.errors.add(1, {"dependency": "postgres"})
-                delay = backoff.next()
+                delay = backoff.next_delay()
                 log.warning("lost PostgreSQL (%s); reconnecting in %.1f s", _brief(exc), delay)
                 await _sleep_unless(stop, delay)
         log.info("intake stopped")
 
-    async def _session(self, stop: asyncio.Event, ready: asyncio.Event | None, backoff: _Backoff) -> None:
+    async def _session(self, stop: asyncio.Event, ready: asyncio.Event | None, backoff: Backoff) -> None:
         """One PostgreSQL connection: LISTEN, sweep, then take notifications until stop or loss."""
         inbox: asyncio.Queue[object] = asyncio.Queue()
         lost, stopping = object(), object()
@@ -280,7 +257,7 @@ class _Intake:
             await conn.add_listener(CHANNEL, lambda _c, _pid, _ch, payload: inbox.put_nowait(payload))
             self.metrics.connected.set(1)
             log.info("listening on %s; sweeping every %.0f s", CHANNEL, self.period)
-            temporal_backoff = _Backoff()
+            temporal_backoff = _backoff()
             next_sweep = 0.0
             first = True
             while True:
@@ -290,7 +267,7 @@ class _Intake:
                         temporal_backoff.reset()
                         next_sweep = time.monotonic() + self.period
                     except TemporalUnavailable:
-                        next_sweep = time.monotonic() + temporal_backoff.next()
+                        next_sweep = time.monotonic() + temporal_backoff.next_delay()
                     if first:
                         first = False
                         backoff.reset()
@@ -308,7 +285,7 @@ class _Intake:
                     await self._examine_id(conn, str(item))
                 except TemporalUnavailable:
                     # Unmarked, so a sweep retries it: sooner than the period, with backoff.
-                    next_sweep = min(next_sweep, time.monotonic() + temporal_backoff.next())
+                    next_sweep = min(next_sweep, time.monotonic() + temporal_backoff.next_delay())
         finally:
             stop_watch.cancel()
             self.metrics.connected.set(0)
@@ -403,11 +380,3 @@ async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
         await asyncio.wait_for(stop.wait(), seconds)
     except TimeoutError:
         pass
-
-
-def _stop_on_signals() -> asyncio.Event:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    return stop

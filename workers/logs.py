@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 from datetime import UTC, datetime
 
 from activities.redaction import Redactor
-from workers.config import secret_values
+from workers.config import Settings, secret_values
 
 _TEMPORAL_KEYS = ("workflow_id", "run_id", "workflow_type", "activity_type", "activity_id", "attempt", "task_queue")
 
@@ -49,9 +48,10 @@ class _Redacting(logging.Formatter):
         return self._redact(self._inner.format(record))
 
 
-def setup_logging(default_format: str = "text") -> None:
-    level = os.environ.get("SIGNAL_MONITOR_LOG_LEVEL", "INFO").upper()
-    fmt = os.environ.get("SIGNAL_MONITOR_LOG_FORMAT", default_format)
+def setup_logging(settings: Settings | None = None, default_format: str = "text") -> None:
+    """`settings` None: the defaults (settings that do not load are being reported)."""
+    level = settings.log_level if settings is not None else "INFO"
+    fmt = (settings.log_format if settings is not None else None) or default_format
     handler = logging.StreamHandler(sys.stderr)
     formatter = (
         JsonFormatter() if fmt == "json" else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -10,29 +10,21 @@ Label values are never secrets or free text: symbols, intervals, decisions, erro
 
 from __future__ import annotations
 
-import os
-
 from temporalio.common import MetricMeter
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
-METRICS_ADDRESS_ENV = "SIGNAL_MONITOR_METRICS_ADDRESS"
 PREFIX = "signal_monitor_"
 
 _runtime: Runtime | None = None
 
 
-def metrics_address() -> str | None:
-    value = os.environ.get(METRICS_ADDRESS_ENV, "").strip()
-    return value or None
-
-
 def init_runtime(bind_address: str | None = None) -> Runtime:
-    """The process's Temporal runtime, serving Prometheus on `bind_address` (or the environment's)
-    when one is given. Call once, before the first client connects; later calls return it."""
+    """The process's Temporal runtime, serving Prometheus on `bind_address`
+    (`Settings.metrics_address`) when one is given. Call once, before the first client connects;
+    later calls return it."""
     global _runtime
     if _runtime is not None:
         return _runtime
-    bind_address = bind_address or metrics_address()
     if bind_address:
         _runtime = Runtime(
             telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=bind_address, durations_as_seconds=True))

@@ -1,6 +1,7 @@
 """`signal_monitor_monitors_running`: how many monitors are running on this worker's task queue.
 
-Counted by Temporal visibility every `SIGNAL_MONITOR_RUNNING_REFRESH_SECONDS` (default 15), not
+Counted by Temporal visibility every `SIGNAL_MONITOR_RUNNING_REFRESH_SECONDS` (default 15,
+`Settings.running_refresh_seconds`), not
 from workflow code: a workflow-side gauge would only see the workflows cached on one worker and
 would go stale when a workflow ends on another. The count is cluster-wide for the task queue, so
 every worker reports the same value: aggregate with max(), not sum(). It costs one CountWorkflow
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 
 from temporalio.client import Client
 
@@ -19,22 +19,9 @@ from workflows.names import WORKFLOW_TYPE
 
 log = logging.getLogger(__name__)
 
-REFRESH_ENV = "SIGNAL_MONITOR_RUNNING_REFRESH_SECONDS"
-DEFAULT_REFRESH_SECONDS = 15.0
 
-
-def refresh_seconds() -> float:
-    try:
-        value = float(os.environ.get(REFRESH_ENV, "") or DEFAULT_REFRESH_SECONDS)
-    except ValueError:
-        log.warning("%s is not a number; using %.0f s", REFRESH_ENV, DEFAULT_REFRESH_SECONDS)
-        return DEFAULT_REFRESH_SECONDS
-    return value if value > 0 else DEFAULT_REFRESH_SECONDS
-
-
-async def publish_running_monitors(client: Client, task_queue: str, every: float | None = None) -> None:
+async def publish_running_monitors(client: Client, task_queue: str, every: float) -> None:
     """Runs until cancelled. A failed count leaves the last value and is retried next period."""
-    every = every or refresh_seconds()
     gauge = (
         metrics.meter()
         .create_gauge(

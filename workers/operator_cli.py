@@ -32,6 +32,7 @@ from temporalio.client import (
 from temporalio.exceptions import ApplicationError, CancelledError, FailureError
 from temporalio.service import RPCError, RPCStatusCode
 
+from workers.config import Settings
 from workers.monitor_identity import same_signal, started_for
 from workflows import names
 from workflows import search_attributes as sa
@@ -406,7 +407,7 @@ async def _list(args: argparse.Namespace, client: Client, out: TextIO) -> None:
 async def _last_decisions(signal_ids: list[str]) -> dict[str, tuple[str, str, str]]:
     """signal id -> (analyses, last decision, its confidence), from the database when
     DATABASE_URL is set (a running `dev` stack sets it); empty otherwise."""
-    database_url = os.environ.get("DATABASE_URL")
+    database_url = Settings.from_env().database_url
     ids = [uuid.UUID(s) for s in signal_ids if _is_uuid(s)]
     if not database_url or not ids:
         return {}
@@ -447,7 +448,7 @@ def _is_uuid(text: str) -> bool:
 async def _db_history(signal_id: str) -> tuple[list[str], list[dict] | None, str | None]:
     """The recorded analyses of an ended monitor (the database keeps them; the workflow's own
     state is gone): lines, rows for JSON, or why not."""
-    database_url = os.environ.get("DATABASE_URL")
+    database_url = Settings.from_env().database_url
     if not database_url:
         return [], None, "history: set DATABASE_URL (or run next to `signal-monitor dev`) to see it"
     import asyncpg

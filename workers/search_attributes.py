@@ -52,7 +52,7 @@ async def ensure_search_attributes(client: Client) -> None:
         await client.operator_service.add_search_attributes(
             AddSearchAttributesRequest(
                 namespace=client.namespace,
-                search_attributes={k.name: int(k.indexed_value_type) for k in missing},
+                search_attributes={k.name: IndexedValueType.ValueType(k.indexed_value_type) for k in missing},
             )
         )
     except RPCError as exc:

@@ -8,14 +8,14 @@ import os
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.envconfig import ClientConfig
+from temporalio.envconfig import ClientConfig, ClientConnectConfig
 from temporalio.runtime import Runtime
 
 from workers.config import check_secret
 
 
-def connect_config() -> dict:
-    config = dict(ClientConfig.load_client_connect_config(profile=os.environ.get("TEMPORAL_PROFILE")))
+def connect_config() -> ClientConnectConfig:
+    config = ClientConfig.load_client_connect_config(profile=os.environ.get("TEMPORAL_PROFILE")).copy()
     config.setdefault("target_host", "localhost:7233")
     config.setdefault("namespace", "default")
     # The API key may come from the CLI's TOML profile as well as the environment.

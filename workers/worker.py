@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 from datetime import timedelta
 
 from temporalio.client import Client
@@ -25,6 +24,7 @@ from activities.positions_db import PositionStore
 from activities.signals_db import SignalStore
 from workers import metrics
 from workers.config import Settings
+from workers.lifecycle import stop_on_signals
 from workers.monitor_gauge import publish_running_monitors
 from workers.search_attributes import ensure_search_attributes
 from workers.temporal_client import connect_client, describe_target
@@ -45,11 +45,11 @@ async def run_worker(
     database_url = settings.require_database()
     proxy_url, proxy_key = settings.require_llm_proxy()
     if client is None:
-        metrics.init_runtime()  # before connecting: the runtime serves SIGNAL_MONITOR_METRICS_ADDRESS
+        metrics.init_runtime(settings.metrics_address)  # before connecting: the runtime serves it
         log.info("connecting to Temporal at %s", describe_target())
         client = await connect_client()
     await ensure_search_attributes(client)
-    stop = stop or _stop_on_signals()
+    stop = stop or stop_on_signals()
     pool = await create_pool(database_url, settings.db_pool_size)
     http = new_http_client(settings.llm_timeout_seconds, settings.llm_max_concurrent)
     try:
@@ -60,6 +60,7 @@ async def run_worker(
             pool,
             initial_analysis=choice.mode,
             platform_grace_seconds=settings.platform_grace_seconds,
+            analysis_retry_initial_seconds=settings.analysis_retry_initial_seconds,
             # auto: only the signals trigger 028 actually posts for (profile tier exactly 'elite').
             platform_exact_elite=settings.initial_analysis == "auto",
         )
@@ -111,7 +112,9 @@ async def run_worker(
                 llm_task_queue_for(settings.task_queue),
                 settings.llm_max_concurrent,
             )
-            gauge = asyncio.create_task(publish_running_monitors(client, settings.task_queue))
+            gauge = asyncio.create_task(
+                publish_running_monitors(client, settings.task_queue, settings.running_refresh_seconds)
+            )
             if ready is not None:
                 ready.set()
             try:
@@ -124,11 +127,3 @@ async def run_worker(
         await http.aclose()
         await pool.close()
     log.info("worker stopped")
-
-
-def _stop_on_signals() -> asyncio.Event:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    return stop

@@ -4,7 +4,11 @@ Only callable from workflow code."""
 
 from __future__ import annotations
 
+from typing import TypeVar
+
+from pydantic import BaseModel
 from temporalio import workflow
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 from workflows import names, policies
@@ -20,6 +24,8 @@ from workflows.models import (
     SignalContext,
 )
 from workflows.position_models import StartedPosition, StartPositionInput
+
+Answer = TypeVar("Answer", bound=BaseModel)
 
 
 def cause_of(err: ActivityError | ApplicationError, *types: str) -> ApplicationError | None:
@@ -81,16 +87,28 @@ async def finish_signal(arg: FinishSignalInput) -> FinishedSignal:
 
 
 async def analyze_signal(arg: AnalyzeSignalInput, summary: str) -> Analysis:
-    # On its own task queue: the llm-proxy caps bind llm-proxy calls only.
+    retry = policies.analysis_retry(arg.context.analysis_retry_initial_seconds)
+    return await llm_call(names.ANALYZE_SIGNAL, arg, Analysis, summary, retry)
+
+
+async def llm_call(
+    activity: str,
+    arg: BaseModel,
+    result_type: type[Answer],
+    summary: str,
+    retry: RetryPolicy = policies.ANALYSIS_RETRY,
+) -> Answer:
+    """An llm-proxy activity: on its own task queue (the llm-proxy caps bind llm-proxy calls
+    only), with the analyses' timeouts and retry rules."""
     return await workflow.execute_activity(
-        names.ANALYZE_SIGNAL,
+        activity,
         arg,
-        result_type=Analysis,
+        result_type=result_type,
         task_queue=names.llm_task_queue_for(workflow.info().task_queue),
         start_to_close_timeout=policies.ANALYSIS_START_TO_CLOSE,
         schedule_to_close_timeout=policies.ANALYSIS_SCHEDULE_TO_CLOSE,
         heartbeat_timeout=policies.ANALYSIS_HEARTBEAT,
-        retry_policy=policies.ANALYSIS_RETRY,
+        retry_policy=retry,
         summary=summary,
     )
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from enum import StrEnum
+from typing import Protocol
 
 from pydantic import ValidationError
 
@@ -64,13 +65,48 @@ def decode(args: tuple[object, ...]) -> Kline | tuple[Refused, str]:
         )
 
 
-def classify(state: CarriedState, ctx: SignalContext, k: Kline, now_ms: int, *, check_future: bool = True) -> Verdict:
-    """The verdict on a decoded kline. `check_future=False` is the rule before closes from the
-    future were refused (kept for histories recorded before it)."""
-    if k.s.upper() != ctx.symbol or k.i != ctx.interval:
+class ReceiptCounts(Protocol):
+    """The counters every receiver of `candle_closed` keeps (the monitor's and the position's)."""
+
+    received: int
+    oversized: int
+    malformed: int
+
+
+def decode_counted(counts: ReceiptCounts, args: tuple[object, ...]) -> Kline | str:
+    """One `candle_closed` signal's inputs, counted: the kline, or why they were refused."""
+    counts.received += 1
+    decoded = decode(args)
+    if isinstance(decoded, Kline):
+        return decoded
+    refused, why = decoded
+    if refused is Refused.OVERSIZED:
+        counts.oversized += 1
+    else:
+        counts.malformed += 1
+    return f"ignored {refused} candle_closed payload: {why}"
+
+
+def foreign_or_open(k: Kline, symbol: str, interval: str) -> Verdict | None:
+    """Not this stream's close, or not a close at all (the rules every receiver shares)."""
+    if k.s.upper() != symbol or k.i != interval:
         return Verdict.FOREIGN
     if not k.x:
         return Verdict.OPEN
+    return None
+
+
+def from_the_future(k: Kline, interval: str, now_ms: int) -> bool:
+    """Opening later than now plus one interval: no real close can, and taking it would make
+    every real close after it stale."""
+    return k.t > now_ms + _interval_ms(interval, now_ms)
+
+
+def classify(state: CarriedState, ctx: SignalContext, k: Kline, now_ms: int, *, check_future: bool = True) -> Verdict:
+    """The verdict on a decoded kline. `check_future=False` is the rule before closes from the
+    future were refused (kept for histories recorded before it)."""
+    if (verdict := foreign_or_open(k, ctx.symbol, ctx.interval)) is not None:
+        return verdict
     if state.result is not None:
         return Verdict.STALE
     signal_ms = datetime_to_ms(ctx.signal_time)
@@ -80,7 +116,7 @@ def classify(state: CarriedState, ctx: SignalContext, k: Kline, now_ms: int, *, 
     signal_candle = candle_open_containing(ctx.interval, signal_ms)
     if signal_candle is not None and k.t < signal_candle:
         return Verdict.STALE
-    if check_future and k.t > now_ms + _interval_ms(ctx.interval, now_ms):
+    if check_future and from_the_future(k, ctx.interval, now_ms):
         return Verdict.FUTURE
     pending = state.pending
     if k.t in state.recent_t or (pending is not None and k.t == pending.t):
@@ -94,7 +130,6 @@ def classify(state: CarriedState, ctx: SignalContext, k: Kline, now_ms: int, *, 
 
 def admit(state: CarriedState, k: Kline, verdict: Verdict) -> None:
     """Apply a verdict: count it and update the de-duplication state."""
-    counts = state.counts
     if verdict is Verdict.TAKE:
         if state.pending is not None:
             skip(state, state.pending.t)
@@ -103,11 +138,26 @@ def admit(state: CarriedState, k: Kline, verdict: Verdict) -> None:
     elif verdict is Verdict.SUPERSEDED:
         skip(state, k.t)
         remember(state, k.t)
-    elif verdict is Verdict.STALE:
+    else:
+        count_refused(state.counts, verdict)
+        if verdict is Verdict.BEHIND:
+            remember(state, k.t)
+
+
+class RefusalCounts(Protocol):
+    """The counters of closes not taken, kept by every receiver (the monitor's and the position's)."""
+
+    stale: int
+    duplicate: int
+    foreign: int
+    open: int
+    future: int
+
+
+def count_refused(counts: RefusalCounts, verdict: Verdict) -> None:
+    """A close not taken, counted under its verdict (BEHIND is stale too)."""
+    if verdict in (Verdict.STALE, Verdict.BEHIND):
         counts.stale += 1
-    elif verdict is Verdict.BEHIND:
-        counts.stale += 1
-        remember(state, k.t)
     elif verdict is Verdict.DUPLICATE:
         counts.duplicate += 1
     elif verdict is Verdict.FOREIGN:
@@ -146,15 +196,9 @@ def receive(
 ) -> str | None:
     """One `candle_closed` signal, whatever its inputs: counted, then filed (or kept until the
     signal is loaded). Returns why it was ignored when that is worth a warning."""
-    state.counts.received += 1
-    decoded = decode(args)
+    decoded = decode_counted(state.counts, args)
     if not isinstance(decoded, Kline):
-        refused, why = decoded
-        if refused is Refused.OVERSIZED:
-            state.counts.oversized += 1
-        else:
-            state.counts.malformed += 1
-        return f"ignored {refused} candle_closed payload: {why}"
+        return decoded
     if state.context is None:
         state.early.append(decoded)
         return None

@@ -4,6 +4,7 @@ reanalyze with no input) and refusing everything else with a message that says w
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
@@ -96,24 +97,37 @@ def parse(model: type[Request], raw: object) -> Request:
 def parse_start(args: tuple[object, ...], workflow_id: str) -> SignalMonitorInput:
     """The start input, validated here rather than by the data converter, so that an input the
     monitor cannot use fails the workflow with this message instead of failing its task forever."""
+    return parse_start_of(
+        SignalMonitorInput, names.WORKFLOW_TYPE, args, workflow_id, lambda s: names.workflow_id_for(s.signal_id)
+    )
+
+
+Start = TypeVar("Start", bound=BaseModel)
+
+
+def parse_start_of(
+    model: type[Start], workflow_type: str, args: tuple[object, ...], workflow_id: str, id_for: Callable[[Start], str]
+) -> Start:
+    """A workflow's one `{"signal_id": "<uuid>"}` start input as `model`, under the id `id_for`
+    gives it; else an ApplicationError (INVALID_START, WRONG_WORKFLOW_ID) that fails it."""
     if len(args) != 1:
         raise ApplicationError(
-            f'SignalMonitorWorkflow takes one input, {{"signal_id": "<uuid>"}}; got {len(args)}',
+            f'{workflow_type} takes one input, {{"signal_id": "<uuid>"}}; got {len(args)}',
             type=names.INVALID_START,
             non_retryable=True,
         )
     try:
-        started = SignalMonitorInput.model_validate(args[0])
+        started = model.model_validate(args[0])
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'input'}: {e['msg']}" for e in exc.errors()[:3])
         raise ApplicationError(
-            f'SignalMonitorWorkflow input must be {{"signal_id": "<uuid>"}}: {problems}',
+            f'{workflow_type} input must be {{"signal_id": "<uuid>"}}: {problems}',
             type=names.INVALID_START,
             non_retryable=True,
         ) from None
-    expected = names.workflow_id_for(started.signal_id)
+    expected = id_for(started)
     if workflow_id != expected:
-        # One monitor per signal, by construction: a mismatched id would run a second monitor.
+        # One workflow per signal, by construction: a mismatched id would run a second one.
         raise ApplicationError(
             f"workflow id {workflow_id!r} does not match its signal: it must be {expected!r}",
             type=names.WRONG_WORKFLOW_ID,

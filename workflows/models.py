@@ -80,6 +80,9 @@ class SignalContext(BaseModel):
     # How long after the signal's time the platform's analysis is waited for before the monitor
     # runs #0 itself (pg_net failed, no vault secret...).
     platform_grace_seconds: float = 120.0
+    # The worker's first retry interval for `analyze_signal` (SIGNAL_MONITOR_ANALYSIS_RETRY_INITIAL_SECONDS);
+    # None: the workflow's own (policies.ANALYSIS_RETRY). Replay does not compare retry policies.
+    analysis_retry_initial_seconds: float | None = Field(default=None, gt=0, le=60)
 
 
 class PreviousDecision(BaseModel):

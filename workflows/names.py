@@ -76,3 +76,11 @@ MODIFY_POSITION_ACTIVITY = "modify_position"
 REDUCE_POSITION_ACTIVITY = "reduce_position"
 CLOSE_POSITION_ACTIVITY = "close_position"
 START_POSITION_ACTIVITY = "start_position_manager"
+
+# Error types of the execution backend, and the position's own refusals.
+POSITION_NOT_FOUND = "PositionNotFound"
+POSITION_CLOSED = "PositionClosed"
+POSITION_DB_NON_RETRYABLE = [*DB_NON_RETRYABLE, POSITION_NOT_FOUND, POSITION_CLOSED]
+POSITION_NOT_OPEN = "PositionNotOpen"
+POSITION_BUSY = "PositionBusy"
+POSITION_STATE_INVALID = "PositionStateInvalid"

@@ -28,3 +28,6 @@ ONE_DEADLINE_TIMER_PATCH = "one-deadline-timer"
 # failed or retried write never calls llm-proxy again; the write is idempotent (a retry finds its
 # own row), as it was for the regular activity's retries.
 LOCAL_RECORD_PATCH = "record-analysis-local-activity"
+# The position manager's: closes from the future refused by the monitor's candle gate (before it,
+# a position took such a close, and every real close after it was stale).
+POSITION_FUTURE_CANDLES_PATCH = "position-refuse-candles-from-the-future"

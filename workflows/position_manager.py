@@ -10,26 +10,25 @@ Activities are called by name: this module imports no I/O."""
 from __future__ import annotations
 
 import asyncio
-import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any, NoReturn
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
-    from pydantic import ValidationError
-
-    from workflows import names
+    from workflows import candle_gate, inputs, names, position_candles
+    from workflows import position_stubs as act
     from workflows import search_attributes as sa
+    from workflows.activity_stubs import cause_of
+    from workflows.candle_gate import Verdict
     from workflows.candles import Kline, datetime_to_ms, is_valid_interval, is_valid_symbol
+    from workflows.models import MonitorStatus
     from workflows.paper import Bar, gross_pnl, pnl_pct
+    from workflows.patches import POSITION_FUTURE_CANDLES_PATCH
     from workflows.position_actions import ManageAction, ValidatedAction, validate_action
-    from workflows.position_candles import classify
     from workflows.position_models import (
-        ClosedSignal,
         CloseRequest,
         CloseSignalInput,
         Fill,
@@ -50,44 +49,16 @@ with workflow.unsafe.imports_passed_through():
         PositionView,
         PreviousManagement,
         RecordDecisionInput,
-        RecordedDecision,
         StopLossRequest,
         TakeProfitRequest,
     )
     from workflows.position_risk import Book, Exit, ExitKind, check, usable_levels
+    from workflows.timefmt import utc_text
 
-PERMANENT_TYPES = [
-    "SignalNotFound",
-    "InvalidSignalId",
-    "InvalidSignalData",
-    "PermanentDatabaseError",
-    "PositionNotFound",
-    "PositionClosed",
-]
-DB_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=30),
-    non_retryable_error_types=PERMANENT_TYPES,
-)
-DB_TIMEOUT = timedelta(seconds=30)
-# The same rules as `analyze_signal` (workflows/signal_monitor.py ANALYSIS_RETRY); names spelled
-# here because this module imports no activity module.
-LLM_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=2),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=60),
-    maximum_attempts=6,
-    non_retryable_error_types=["LlmProxyAuthError", "LlmProxyRequestRejected"],
-)
 DECISIONS_KEPT = 20
 RECENT_KEPT = 64
 QUEUE_MAX = 500
 REASONING_KEPT = 500
-
-
-def _utc(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 class _Ended(Exception):
@@ -95,30 +66,30 @@ class _Ended(Exception):
         self.result = result
 
 
-def _parse_input(raw: Any) -> tuple[PositionManagerInput | None, str | None]:
-    try:
-        parsed = raw if isinstance(raw, PositionManagerInput) else PositionManagerInput.model_validate(raw)
-    except ValidationError as exc:
-        return None, "bad input: " + "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:3])
-    try:
-        signal_id = str(uuid.UUID(parsed.signal_id))
-    except ValueError:
-        return None, f"signal_id {parsed.signal_id[:80]!r} is not a UUID"
-    expected = names.position_workflow_id_for(signal_id)
-    if workflow.info().workflow_id != expected:
-        return None, f"workflow id {workflow.info().workflow_id!r} does not match the signal: expected {expected!r}"
-    parsed.signal_id = signal_id
-    return parsed, None
+def _parse_start(args: tuple[object, ...], workflow_id: str) -> PositionManagerInput:
+    return inputs.parse_start_of(
+        PositionManagerInput,
+        names.POSITION_WORKFLOW_TYPE,
+        args,
+        workflow_id,
+        lambda started: names.position_workflow_id_for(started.signal_id),
+    )
 
 
 @workflow.defn(name=names.POSITION_WORKFLOW_TYPE)
 class PositionManagerWorkflow:
     @workflow.init
-    def __init__(self, input: Any) -> None:
-        parsed, self._input_error = _parse_input(input)
-        self._input = parsed
-        state = parsed.state if parsed else None
-        self._s: PositionState = state or PositionState(signal_id=parsed.signal_id if parsed else "?")
+    def __init__(self, *args: object) -> None:
+        # The raw input is validated here, not by the data converter: an input the position cannot
+        # use must fail the workflow (in `run`), never its task over and over.
+        self._refused: ApplicationError | None = None
+        try:
+            started = _parse_start(args, workflow.info().workflow_id)
+        except ApplicationError as err:
+            self._refused, started = err, None
+        self._input = started
+        state = started.state if started else None
+        self._s: PositionState = state or PositionState(signal_id=started.signal_id if started else "-")
         if state is not None:
             self._s.runs += 1
         self._early: list[Kline] = []
@@ -133,9 +104,9 @@ class PositionManagerWorkflow:
     # --- main loop ---------------------------------------------------------------------------
 
     @workflow.run
-    async def run(self, input: Any) -> PositionResult:
-        if self._input is None:
-            raise ApplicationError(self._input_error or "bad input", type="InvalidInput", non_retryable=True)
+    async def run(self, *args: object) -> PositionResult:
+        if self._refused is not None or self._input is None:
+            raise self._refused or inputs.reject("no start input")  # touches nothing: no activity, no write
         try:
             try:
                 if self._s.context is None:
@@ -165,17 +136,18 @@ class PositionManagerWorkflow:
             raise
         if self._timer is not None and not self._timer.done():
             self._timer.cancel()
-        self._s.status = self._result.status
+        result = self._result
+        if result is None:  # unreachable: the main loop only ends by `_Ended`
+            raise ApplicationError("position ended without a result", type=names.POSITION_STATE_INVALID)
+        self._s.status = result.status
         self._publish()
         await workflow.wait_condition(workflow.all_handlers_finished)
-        return self._result
+        return result
 
     async def _load_and_open(self, input: PositionManagerInput) -> None:
-        ctx = await self._db(
-            names.LOAD_POSITION_ACTIVITY, LoadPositionInput(signal_id=input.signal_id), PositionContext, "load signal"
-        )
+        ctx = await act.load_position(LoadPositionInput(signal_id=input.signal_id))
         self._s.context = ctx
-        if ctx.signal_status != "in_position":
+        if ctx.signal_status != MonitorStatus.IN_POSITION:
             self._s.status = PositionStatus.NOT_OPENED
             raise _Ended(self._make_result(f"signal is {ctx.signal_status}, not in_position: nothing to manage"))
         problem = self._not_openable(ctx)
@@ -187,8 +159,7 @@ class PositionManagerWorkflow:
         entry_t = input.entry_candle_t if input.entry_candle_t is not None else ctx.decided_candle_t
         stop, targets = usable_levels(ctx.side, reference, ctx.stop_loss, ctx.take_profits)
         try:
-            opened = await self._db(
-                names.OPEN_POSITION_ACTIVITY,
+            opened = await act.open_position(
                 OpenPositionInput(
                     key=f"{ctx.signal_id}:{entry_t if entry_t is not None else 'signal'}:open",
                     signal_id=ctx.signal_id,
@@ -201,11 +172,10 @@ class PositionManagerWorkflow:
                     stop_loss=stop,
                     take_profits=targets,
                 ),
-                OpenedPosition,
                 f"open {ctx.side} {ctx.symbol} at {reference} (paper)",
             )
         except ApplicationError as err:
-            if err.type != "InvalidSignalData":
+            if err.type != names.INVALID_SIGNAL_DATA:
                 raise
             await self._end_unopened(err.message)
         self._opened(ctx, opened, entry_t, stop, targets)
@@ -250,8 +220,7 @@ class PositionManagerWorkflow:
         (it must not claim a position nobody manages)."""
         ctx = self._ctx()
         self._s.status = PositionStatus.NOT_OPENED
-        await self._db(
-            names.CLOSE_SIGNAL_ACTIVITY,
+        await act.close_signal(
             CloseSignalInput(
                 signal_id=ctx.signal_id,
                 trader_id=ctx.trader_id,
@@ -260,7 +229,6 @@ class PositionManagerWorkflow:
                 max_consecutive_losses=None,
                 status="failed",
             ),
-            ClosedSignal,
             "mark signal failed · position not opened",
         )
         raise _Ended(self._make_result(f"position could not be opened: {reason}"))
@@ -301,7 +269,8 @@ class PositionManagerWorkflow:
 
     def _ctx(self) -> PositionContext:
         if self._s.context is None:
-            raise ApplicationError("position has no context", type="InvalidState", non_retryable=True)
+            # Unreachable after `_load_and_open`; fail the workflow, never the task.
+            raise ApplicationError("position has no context", type=names.POSITION_STATE_INVALID, non_retryable=True)
         return self._s.context
 
     def _book(self) -> Book:
@@ -330,7 +299,7 @@ class PositionManagerWorkflow:
         risk_exits = [e.kind for e in outcome.exits]
         if outcome.closes_position and outcome.exits:
             last = outcome.exits[-1]
-            why = f"{last.kind} reached at {last.price} on candle {_utc(k.t)}"
+            why = f"{last.kind} reached at {last.price} on candle {utc_text(k.t)}"
             await self._record(k, "close", None, why, risk_exits, None)
             await self._finish(last.kind, why)
         if s.queue:
@@ -348,15 +317,14 @@ class PositionManagerWorkflow:
         reasoning = answer.reasoning if not action.held_reason else f"{action.held_reason}. Model: {answer.reasoning}"
         await self._record(k, action.action, answer, reasoning, risk_exits, action)
         if action.action == "close":
-            await self._finish("close_action", f"closed by the model on candle {_utc(k.t)}")
+            await self._finish("close_action", f"closed by the model on candle {utc_text(k.t)}")
         self._publish()
 
     async def _ask(self, k: Kline) -> ManagementAnswer | None:
         ctx, s = self._ctx(), self._s
         market = Decimal(k.c)
         try:
-            return await workflow.execute_activity(
-                names.MANAGE_POSITION_ACTIVITY,
+            return await act.manage_position(
                 ManagePositionInput(
                     context=ctx,
                     position_id=s.position_id or "",
@@ -373,19 +341,13 @@ class PositionManagerWorkflow:
                         for d in s.decisions[-5:]
                     ],
                 ),
-                result_type=ManagementAnswer,
-                task_queue=names.llm_task_queue_for(workflow.info().task_queue),
-                start_to_close_timeout=timedelta(seconds=90),
-                schedule_to_close_timeout=timedelta(minutes=15),
-                heartbeat_timeout=timedelta(seconds=10),
-                retry_policy=LLM_RETRY,
-                summary=f"manage-position · candle {_utc(k.t)}",
+                f"manage-position · candle {utc_text(k.t)}",
             )
         except ActivityError as err:
             if is_cancelled_exception(err):
                 raise
-            cause = err.cause
-            message = f"{cause.type}: {cause.message}" if isinstance(cause, ApplicationError) else str(cause or err)
+            cause = cause_of(err)
+            message = f"{cause.type}: {cause.message}" if cause else str(err.cause or err)
             s.counts.llm_failures += 1
             workflow.logger.warning("position of signal %s: manage-position failed: %s", s.signal_id, message)
             await self._record(
@@ -424,8 +386,7 @@ class PositionManagerWorkflow:
     ) -> Fill:
         ctx, s = self._ctx(), self._s
         verb = "close" if close else "reduce"
-        fill = await self._db(
-            names.CLOSE_POSITION_ACTIVITY if close else names.REDUCE_POSITION_ACTIVITY,
+        fill = await act.fill_order(
             OrderInput(
                 key=key,
                 signal_id=ctx.signal_id,
@@ -440,7 +401,6 @@ class PositionManagerWorkflow:
                 close=close,
                 close_reason=reason if close else None,
             ),
-            Fill,
             f"{kind}: {verb} {'all' if close else quantity} at {'market ' if market else ''}{reference}",
         )
         s.quantity = Decimal(0) if close else s.quantity - fill.quantity
@@ -453,10 +413,8 @@ class PositionManagerWorkflow:
 
     async def _modify(self, key: str, stop: Decimal | None, targets: list[Decimal]) -> None:
         s = self._s
-        await self._db(
-            names.MODIFY_POSITION_ACTIVITY,
+        await act.modify_position(
             ModifyInput(key=key, position_id=s.position_id or "", stop_loss=stop, take_profits=targets),
-            bool,
             f"set stop {stop} · targets {', '.join(map(str, targets)) or 'none'}",
         )
         s.stop_loss, s.take_profits, s.targets_hit = stop, targets, 0
@@ -477,8 +435,7 @@ class PositionManagerWorkflow:
             details.update(requested=validated.requested, heldReason=validated.held_reason)
         if risk_exits:
             details["riskExits"] = list(risk_exits)
-        await self._db(
-            names.RECORD_POSITION_DECISION_ACTIVITY,
+        await act.record_decision(
             RecordDecisionInput(
                 position_id=s.position_id or "",
                 signal_id=ctx.signal_id,
@@ -500,8 +457,7 @@ class PositionManagerWorkflow:
                 tokens_used=answer.tokens_used if answer else None,
                 model_name=answer.model_name if answer else None,
             ),
-            RecordedDecision,
-            f"record decision · candle {_utc(k.t)} · {action}",
+            f"record decision · candle {utc_text(k.t)} · {action}",
         )
         s.decisions.append(
             ManagementRecord(
@@ -540,8 +496,7 @@ class PositionManagerWorkflow:
         s.status = PositionStatus.CLOSED
         s.close_reason = code
         s.closed_at = workflow.now()
-        closed = await self._db(
-            names.CLOSE_SIGNAL_ACTIVITY,
+        closed = await act.close_signal(
             CloseSignalInput(
                 signal_id=ctx.signal_id,
                 trader_id=ctx.trader_id,
@@ -549,7 +504,6 @@ class PositionManagerWorkflow:
                 realized_pnl=s.realized_pnl,
                 max_consecutive_losses=ctx.max_consecutive_losses,
             ),
-            ClosedSignal,
             f"mark signal closed · {code} · P&L {s.realized_pnl}",
         )
         s.trader_paused = closed.trader_paused
@@ -577,57 +531,50 @@ class PositionManagerWorkflow:
             trader_paused=s.trader_paused,
         )
 
-    # --- activities by name ----------------------------------------------------------------------
-
-    async def _db(self, activity: str, arg: Any, result_type: type, summary: str) -> Any:
-        try:
-            return await workflow.execute_activity(
-                activity,
-                arg,
-                result_type=result_type,
-                start_to_close_timeout=DB_TIMEOUT,
-                retry_policy=DB_RETRY,
-                summary=summary,
-            )
-        except ActivityError as err:
-            cause = err.cause
-            if isinstance(cause, ApplicationError) and cause.type in PERMANENT_TYPES:
-                # A permanent error ends the workflow with its own words, not "Activity task failed".
-                raise ApplicationError(f"{activity}: {cause.message}", type=cause.type, non_retryable=True) from None
-            raise
-
     # --- candles -------------------------------------------------------------------------------
 
     @workflow.signal(name=names.CANDLE_CLOSED_SIGNAL)
-    def candle_closed(self, payload: Any) -> None:
-        """Binance's kline object `k`. Never raises: a bad candle is counted and ignored."""
-        self._s.counts.received += 1
-        try:
-            kline = Kline.model_validate(payload)
-        except ValidationError:
-            self._s.counts.malformed += 1
-            return
-        if self._s.context is None or self._s.status == PositionStatus.OPENING:
-            self._early.append(kline)
+    def candle_closed(self, *payload: object) -> None:
+        """Binance's kline object `k`, through the monitor's candle gate. Takes any number of
+        inputs and never raises: anything but one plausible kline is counted and ignored."""
+        decoded = candle_gate.decode_counted(self._s.counts, payload)
+        if not isinstance(decoded, Kline):
+            workflow.logger.warning("position of signal %s: %s", self._s.signal_id, decoded)
+        elif self._s.context is None or self._s.status == PositionStatus.OPENING:
+            self._early.append(decoded)
         else:
-            self._classify(kline)
+            self._classify(decoded)
 
     def _classify(self, k: Kline) -> None:
         s, ctx = self._s, self._ctx()
         if s.status != PositionStatus.OPEN:
             s.counts.stale += 1
             return
-        verdict = classify(
-            k,
-            symbol=ctx.symbol,
-            interval=ctx.interval,
-            after_t=s.after_t,
-            opened_ms=datetime_to_ms(s.opened_at) if s.opened_at else None,
-            last_taken_t=s.last_taken_t,
-            seen_t=s.recent_t + [q.t for q in s.queue],
-        )
-        if verdict != "accept":
-            setattr(s.counts, verdict, getattr(s.counts, verdict) + 1)
+
+        def verdict(check_future: bool) -> Verdict:
+            return position_candles.classify(
+                k,
+                symbol=ctx.symbol,
+                interval=ctx.interval,
+                after_t=s.after_t,
+                opened_ms=datetime_to_ms(s.opened_at) if s.opened_at else None,
+                last_taken_t=s.last_taken_t,
+                seen_t=s.recent_t + [q.t for q in s.queue],
+                now_ms=datetime_to_ms(workflow.now()),
+                check_future=check_future,
+            )
+
+        found = verdict(check_future=True)
+        if found is Verdict.FUTURE:
+            # The patch check is asked only where a close from the future arrives.
+            if workflow.patched(POSITION_FUTURE_CANDLES_PATCH):
+                workflow.logger.warning(
+                    "position of signal %s: ignored a close from the future (open %s)", s.signal_id, utc_text(k.t)
+                )
+            else:
+                found = verdict(check_future=False)
+        if found is not Verdict.TAKE:
+            candle_gate.count_refused(s.counts, found)
             return
         s.queue.append(k)
         s.queue.sort(key=lambda q: q.t)
@@ -646,59 +593,59 @@ class PositionManagerWorkflow:
 
     def _require_open(self) -> None:
         if self._result is not None or self._s.status != PositionStatus.OPEN:
-            raise ApplicationError(f"position is {self._s.status}, not open", type="PositionNotOpen")
+            raise ApplicationError(f"position is {self._s.status}, not open", type=names.POSITION_NOT_OPEN)
         if self._close_reason is not None:
-            raise ApplicationError("a close is already in progress", type="InvalidRequest")
+            raise inputs.reject("a close is already in progress")
         if self._continuing:
-            raise ApplicationError("continuing as new; try again in a moment", type="PositionBusy")
+            raise ApplicationError("continuing as new; try again in a moment", type=names.POSITION_BUSY)
+
+    # The handlers take the raw input, so that a missing or junk one is refused by the validator
+    # with a message saying what is expected (never a decoding error, never in history).
 
     @workflow.update(name=names.CLOSE_UPDATE)
-    async def close(self, request: CloseRequest) -> PositionResult:
-        """Close the whole position at the last close price (with slippage), with the operator's reason."""
+    async def close(self, request: object = None) -> PositionResult:
+        """Close the whole position at the last close price (with slippage), with the operator's
+        reason: a `CloseRequest` (`{"reason": "..."}`) or the reason as a bare string."""
         self._s.operator_changes += 1
-        self._close_reason = request.reason.strip()
+        self._close_reason = inputs.parse(CloseRequest, request).reason
         await workflow.wait_condition(lambda: self._result is not None)
         return self._result or self._make_result("closed")
 
     @close.validator
-    def _validate_close(self, request: CloseRequest) -> None:
+    def _validate_close(self, request: object = None) -> None:
         self._require_open()
-        if not request.reason.strip():
-            raise ApplicationError("close needs a non-empty reason", type="InvalidRequest")
+        inputs.parse(CloseRequest, request)
 
     @workflow.update(name=names.SET_STOP_LOSS_UPDATE)
-    async def set_stop_loss(self, request: StopLossRequest) -> PositionView:
-        return await self._modification(request)
+    async def set_stop_loss(self, request: object = None) -> PositionView:
+        """A `StopLossRequest` (`{"stop_loss": 96.5}`) or the bare price."""
+        return await self._modification(inputs.parse(StopLossRequest, request))
 
     @set_stop_loss.validator
-    def _validate_stop_loss(self, request: StopLossRequest) -> None:
+    def _validate_stop_loss(self, request: object = None) -> None:
         self._require_open()
+        stop = inputs.parse(StopLossRequest, request).stop_loss
         market, side = self._s.last_price, self._ctx().side
-        if market is not None and (request.stop_loss >= market if side == "long" else request.stop_loss <= market):
+        if market is not None and (stop >= market if side == "long" else stop <= market):
             where = "below" if side == "long" else "above"
-            raise ApplicationError(
-                f"a {side}'s stop must be {where} the last price {market}, got {request.stop_loss}",
-                type="InvalidRequest",
-            )
+            raise inputs.reject(f"a {side}'s stop must be {where} the last price {market}, got {stop}")
 
     @workflow.update(name=names.SET_TAKE_PROFIT_UPDATE)
-    async def set_take_profit(self, request: TakeProfitRequest) -> PositionView:
-        return await self._modification(request)
+    async def set_take_profit(self, request: object = None) -> PositionView:
+        """A `TakeProfitRequest` (`{"take_profit": [110, 120]}`) or the bare list."""
+        return await self._modification(inputs.parse(TakeProfitRequest, request))
 
     @set_take_profit.validator
-    def _validate_take_profit(self, request: TakeProfitRequest) -> None:
+    def _validate_take_profit(self, request: object = None) -> None:
         self._require_open()
+        targets = inputs.parse(TakeProfitRequest, request).take_profit
         market, side = self._s.last_price, self._ctx().side
         bad = [
-            t
-            for t in request.take_profit
-            if t <= 0 or (market is not None and (t <= market if side == "long" else t >= market))
+            t for t in targets if t <= 0 or (market is not None and (t <= market if side == "long" else t >= market))
         ]
         if bad:
             where = "above" if side == "long" else "below"
-            raise ApplicationError(
-                f"a {side}'s take-profit must be {where} the last price {market}, got {bad[0]}", type="InvalidRequest"
-            )
+            raise inputs.reject(f"a {side}'s take-profit must be {where} the last price {market}, got {bad[0]}")
 
     async def _modification(self, request: StopLossRequest | TakeProfitRequest) -> PositionView:
         self._s.operator_changes += 1
@@ -719,7 +666,7 @@ class PositionManagerWorkflow:
         self._publish()
 
     @workflow.query(name=names.STATE_QUERY)
-    def state(self) -> PositionView:
+    def state(self, *_ignored: object) -> PositionView:
         s, ctx = self._s, self._s.context
         market = s.last_price
         unrealized = (
@@ -791,7 +738,7 @@ class PositionManagerWorkflow:
         ]
         if s.decisions:
             d = s.decisions[-1]
-            lines.append(f"last: {d.action} on candle {_utc(d.candle_open_time)}")
+            lines.append(f"last: {d.action} on candle {utc_text(d.candle_open_time)}")
         if note:
             lines.append(note)
         workflow.set_current_details("\n\n".join(lines))

@@ -3,12 +3,13 @@ belongs here: all of it lands in workflow history. Amounts are exact decimals.""
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from workflows.candles import Kline
 from workflows.paper import Side
@@ -33,10 +34,31 @@ class PositionManagerInput(BaseModel):
     """`{"signal_id": "<uuid>"}` by hand. The monitor adds the deciding candle's close and open time;
     `state` is only set across continue-as-new."""
 
+    model_config = ConfigDict(extra="forbid")
+
     signal_id: str
-    entry_price: Decimal | None = Field(default=None, gt=0)
+    entry_price: Decimal | None = Field(default=None, gt=0, allow_inf_nan=False)
     entry_candle_t: int | None = Field(default=None, ge=0)
     state: PositionState | None = None
+
+    @field_validator("signal_id")
+    @classmethod
+    def _uuid(cls, value: str) -> str:
+        try:
+            return str(uuid.UUID(value))
+        except ValueError:
+            raise ValueError(f"{value[:80]!r} is not a UUID") from None
+
+    @model_validator(mode="after")
+    def _own_state(self) -> PositionManagerInput:
+        # A carried state is this signal's own: one crafted for another signal would act on its position.
+        state = self.state
+        if state is not None and (
+            state.signal_id != self.signal_id
+            or (state.context is not None and state.context.signal_id != self.signal_id)
+        ):
+            raise ValueError("state belongs to another signal")
+        return self
 
 
 class LoadPositionInput(BaseModel):
@@ -217,6 +239,8 @@ class PositionCounts(BaseModel):
     foreign: int = 0
     open: int = 0
     malformed: int = 0
+    oversized: int = 0
+    future: int = 0
     superseded: int = 0
     held_invalid: int = 0
     llm_failures: int = 0
@@ -272,16 +296,65 @@ class PositionResult(BaseModel):
     trader_paused: bool = False
 
 
+def _bare(field: str, value: Any) -> Any:
+    # What operators type: `--input 96.5` as well as `--input '{"stop_loss": 96.5}'`.
+    return value if isinstance(value, dict) else {field: value}
+
+
 class CloseRequest(BaseModel):
+    """`{"reason": "..."}` or the reason as a bare string."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
     reason: str = Field(min_length=1, max_length=500)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare_reason(cls, value: Any) -> Any:
+        return _bare("reason", value)
+
+    @field_validator("reason")
+    @classmethod
+    def _stripped(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("close needs a non-empty reason")
+        return value.strip()
 
 
 class StopLossRequest(BaseModel):
-    stop_loss: Decimal = Field(gt=0)
+    """`{"stop_loss": 96.5}` or the bare price."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    stop_loss: Decimal = Field(gt=0, allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare_price(cls, value: Any) -> Any:
+        return _bare("stop_loss", value)
 
 
 class TakeProfitRequest(BaseModel):
+    """`{"take_profit": [110, 120]}` or the bare list (or one bare price)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
     take_profit: list[Decimal] = Field(min_length=1, max_length=10)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare_prices(cls, value: Any) -> Any:
+        value = _bare("take_profit", value)
+        if isinstance(value.get("take_profit"), (int, float, str)):
+            value = {**value, "take_profit": [value["take_profit"]]}
+        return value
+
+    @field_validator("take_profit")
+    @classmethod
+    def _finite(cls, value: list[Decimal]) -> list[Decimal]:
+        if not all(t.is_finite() for t in value):
+            raise ValueError("take-profit levels must be finite numbers")
+        return value
 
 
 class StartPositionInput(BaseModel):

@@ -11,7 +11,14 @@ REANALYSES = SearchAttributeKey.for_int("Reanalyses")
 # Position managers carry SignalSymbol/SignalInterval/TraderId too (the bridge routes by them).
 POSITION_STATUS = SearchAttributeKey.for_keyword("PositionStatus")
 
-ALL = (SIGNAL_SYMBOL, SIGNAL_INTERVAL, TRADER_ID, MONITOR_STATUS, REANALYSES, POSITION_STATUS)
+ALL: tuple[SearchAttributeKey[str] | SearchAttributeKey[int], ...] = (
+    SIGNAL_SYMBOL,
+    SIGNAL_INTERVAL,
+    TRADER_ID,
+    MONITOR_STATUS,
+    REANALYSES,
+    POSITION_STATUS,
+)
 
 
 def changed(

@@ -16,7 +16,7 @@ import asyncio
 import os
 import tempfile
 import time
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 from temporalio.client import Client
@@ -29,6 +29,7 @@ from tests.bridge_support import (
     bridge_config,
     bridge_env,
     kill,
+    replay_start,
     running_bridge,
     start_bridge_process,
     unique_symbol,
@@ -43,10 +44,10 @@ from tests.test_faults_binance import kline_floor
 INTERVAL = "1m"
 
 
-async def _rows(db, n: int = 3):
-    now = datetime.now(UTC)
+async def _rows(db, start: datetime, n: int = 3):
+    """Signals stamped at the fake Binance's replay start (it never runs past the wall clock)."""
     return [
-        await insert_signal(db, symbol=unique_symbol("BF"), interval=INTERVAL, timestamp=now, max_reanalyses=1000)
+        await insert_signal(db, symbol=unique_symbol("BF"), interval=INTERVAL, timestamp=start, max_reanalyses=1000)
         for _ in range(n)
     ]
 
@@ -83,9 +84,10 @@ async def _expectations(client, rows, made: dict[str, list[int]], allowed: dict[
 
 
 async def test_bridge_killed_and_restarted_repeatedly(client, database_url, db, temporal_address):
-    rows = await _rows(db)
+    start = replay_start()  # the fake replays from here, never past the wall clock
+    rows = await _rows(db, start)
     logs: list[str] = []
-    async with FakeBinance(speed=20, auto_series=True) as fake, monitor_stack(client, database_url) as m:
+    async with FakeBinance(start=start, speed=20, auto_series=True) as fake, monitor_stack(client, database_url) as m:
         m.proxy.default = always(Answer.wait(55))
         handles = [await m.start(row.signal_id) for row in rows]
         env = bridge_env(fake, m.task_queue, temporal_address)
@@ -135,9 +137,10 @@ async def test_bridge_killed_and_restarted_repeatedly(client, database_url, db, 
 
 
 async def test_two_bridges_at_once(client, database_url, db, temporal_address):
-    rows = await _rows(db)
+    start = replay_start()  # the fake replays from here, never past the wall clock
+    rows = await _rows(db, start)
     logs = []
-    async with FakeBinance(speed=20, auto_series=True) as fake, monitor_stack(client, database_url) as m:
+    async with FakeBinance(start=start, speed=20, auto_series=True) as fake, monitor_stack(client, database_url) as m:
         m.proxy.default = always(Answer.wait(55))
         handles = [await m.start(row.signal_id) for row in rows]
         env = bridge_env(fake, m.task_queue, temporal_address)
@@ -177,12 +180,16 @@ OUTAGE = 60.0
 
 
 async def test_bridge_cut_off_from_temporal_for_a_minute(client, database_url, db, temporal_address):
-    rows = await _rows(db)
+    start = replay_start()  # the fake replays from here, never past the wall clock
+    rows = await _rows(db, start)
     relay = Relay(temporal_address)
     address = await relay.start()
     bridge_client = await Client.connect(address, namespace=client.namespace, data_converter=pydantic_data_converter)
     try:
-        async with FakeBinance(speed=20, auto_series=True) as fake, monitor_stack(client, database_url) as m:
+        async with (
+            FakeBinance(start=start, speed=20, auto_series=True) as fake,
+            monitor_stack(client, database_url) as m,
+        ):
             m.proxy.default = always(Answer.wait(55))
             handles = [await m.start(row.signal_id) for row in rows]
             cfg = bridge_config(fake, m.task_queue, signal_timeout=1.0, retry_initial=0.5, retry_max=2.0)
@@ -207,14 +214,14 @@ async def test_bridge_cut_off_from_temporal_for_a_minute(client, database_url, d
                     expected,
                     timeout=60,
                 )
-                snap = stats.snapshot()
+                snap, counts = stats.snapshot(), stats.counters()
             for handle in handles:
                 await handle.terminate("fault case over")
     finally:
         await relay.stop()
-    assert during >= 3 and snap["signals_retried"] >= 1
+    assert during >= 3 and counts["signals_retried"] >= 1
     # Older closes of the outage gave way to the newest, by the bridge's own count.
-    assert snap["signals_superseded"] >= 1
+    assert counts["signals_superseded"] >= 1
     assert_fake_rules_kept(fake)
     print(
         f"\n{fig.summary()}; closes made during the outage {allowed}, failures {during}, "

@@ -13,8 +13,9 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from functools import partial
 
-from fakes.llm_proxy import Answer, FakeLlmProxy, always
+from fakes.llm_proxy import Answer, FakeLlmProxy, Step, always
 from tests.fault_checks import assert_three_checks
 from tests.monitor_harness import TEST_KEY
 from tests.processes import worker_process
@@ -87,7 +88,7 @@ async def test_worker_killed_during_llm_calls_new_worker_takes_over(client, temp
     rows = [await insert_signal(db, interval="1m", max_reanalyses=1000) for _ in range(4)]
     async with FakeLlmProxy(api_key=TEST_KEY) as proxy:
         for row in rows:
-            steps = [Answer.wait(50)]
+            steps: list[Step] = [Answer.wait(50)]
             for r in range(ROUNDS):
                 # The first attempt hangs far beyond the kill; the retry on the new worker answers.
                 steps += [Answer.delay(300, Answer.wait(51)), Answer.wait(60 + r)]
@@ -104,7 +105,7 @@ async def test_worker_killed_during_llm_calls_new_worker_takes_over(client, temp
                 before = len(proxy.requests)
                 for row, handle in zip(rows, handles, strict=False):
                     await handle.signal("candle_closed", kline(row, r))
-                await eventually(lambda b=before: _true(len(proxy.requests) >= b + len(rows)), timeout=60)
+                await eventually(partial(_received, proxy, before + len(rows)), timeout=60)
                 worker.kill()  # every monitor's llm-proxy call is in flight
                 await worker.proc.wait()
             async with worker_process(env):
@@ -132,5 +133,5 @@ async def test_worker_killed_during_llm_calls_new_worker_takes_over(client, temp
     print(f"\n{fig.summary()}; {ROUNDS} kills, rounds took {took:.0f} s")
 
 
-async def _true(condition: bool) -> None:
-    assert condition
+async def _received(proxy: FakeLlmProxy, n: int) -> None:
+    assert len(proxy.requests) >= n

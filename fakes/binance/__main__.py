@@ -11,7 +11,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
+
+from workers.lifecycle import stop_on_signals
 
 from .series import SeriesOptions
 from .server import FakeBinance
@@ -36,10 +37,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 
 async def _run(args: argparse.Namespace) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals()
     fake = FakeBinance(
         args.host,
         args.port,

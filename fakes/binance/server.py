@@ -314,7 +314,10 @@ class FakeBinance:
         await conn.close(1001, "going away")
 
     # ---- WebSocket -------------------------------------------------------------------------
-    async def _handle(self, conn: _Conn) -> None:
+    async def _handle(self, conn: ServerConnection) -> None:
+        # create_connection=_BoundConn makes every connection a _Conn, and a handler runs only
+        # after the opening handshake, so the request is there
+        assert isinstance(conn, _Conn) and conn.request is not None
         path = urlsplit(conn.request.path)
         if path.path == "/stream":
             conn.combined = True
@@ -329,10 +332,11 @@ class FakeBinance:
         self._add_streams(conn, initial)
         self.connections.add(conn)
         age_task = None
-        if self.max_connection_age:
+        max_age = self.max_connection_age
+        if max_age:
 
             async def age() -> None:
-                await asyncio.sleep(self.max_connection_age)
+                await asyncio.sleep(max_age)
                 await self._age_out(conn)
 
             age_task = self.spawn(age())

@@ -45,10 +45,12 @@ def test_failed_gives_the_innermost_error_with_its_type():
 
 def test_timed_out_and_cancelled():
     timed_out = HistoryEvent(workflow_execution_timed_out_event_attributes=WorkflowExecutionTimedOutEventAttributes())
-    assert signal_end(timed_out).status == "failed"
-    assert signal_end(timed_out).reason.startswith("monitor workflow timed out")
+    end = signal_end(timed_out)
+    assert end is not None and end.status == "failed"
+    assert end.reason.startswith("monitor workflow timed out")
     cancelled = HistoryEvent(workflow_execution_canceled_event_attributes=WorkflowExecutionCanceledEventAttributes())
-    assert signal_end(cancelled).status == "cancelled"
+    end = signal_end(cancelled)
+    assert end is not None and end.status == "cancelled"
 
 
 def test_ends_through_the_monitors_code_are_left_alone():
@@ -63,4 +65,5 @@ def test_a_long_reason_is_bounded():
     event = HistoryEvent(
         workflow_execution_terminated_event_attributes=WorkflowExecutionTerminatedEventAttributes(reason="x" * 5000)
     )
-    assert len(signal_end(event).reason) == REASON_MAX
+    end = signal_end(event)
+    assert end is not None and len(end.reason) == REASON_MAX

@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import json
 import logging
-import os
 import re
 import secrets
 import sys
@@ -23,6 +22,7 @@ from workers.backtest import inputs
 from workers.backtest.compare import compare_json, format_compare
 from workers.backtest.inputs import InputError
 from workers.backtest.report import Report, format_table, to_json
+from workers.config import Settings
 
 if TYPE_CHECKING:
     from workers.backtest.spec import BacktestSpec, ProxyTarget
@@ -126,7 +126,7 @@ async def _candles(args: argparse.Namespace) -> list[inputs.Candle]:
         raise UsageError("give --data FILE, or --start and --end to fetch from Binance REST klines")
     if args.end <= args.start:
         raise UsageError("--end must be after --start")
-    base = os.environ.get("BINANCE_REST_URL") or "https://api.binance.com"
+    base = Settings.from_env().binance_rest_url
     try:
         async with httpx.AsyncClient(base_url=base, timeout=20) as client:
             return await inputs.fetch_klines(client, args.symbol, args.interval, args.start, args.end)
@@ -161,8 +161,9 @@ def _target(spec: ProxySpec, local_url: str | None, local_key: str) -> ProxyTarg
     if spec.local:
         assert local_url is not None
         return ProxyTarget(spec.text, local_url, local_key, spec.headers, spec.strategy, local=True)
-    url = os.environ.get("LLM_PROXY_URL") if spec.target == "env" else spec.target
-    key = os.environ.get("LLM_PROXY_KEY")
+    settings = Settings.from_env()
+    url = settings.llm_proxy_url if spec.target == "env" else spec.target
+    key = settings.llm_proxy_key
     if not url:
         raise UsageError("--proxy env needs LLM_PROXY_URL")
     if not key:

@@ -10,10 +10,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .names import FAKE_MODEL_NAME, REASONING_PREFIX
+
 MANAGE_OPERATION = "manage-position"
 MANAGE_REQUIRED = ("positionId", "signalId", "symbol")
-FAKE_MODEL_NAME = "fake-llm-proxy"
-REASONING_PREFIX = "[fake llm-proxy] "
 HOLDS_BEFORE_CLOSE = 2
 
 
