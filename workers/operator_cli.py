@@ -29,6 +29,7 @@ from temporalio.client import (
     WorkflowQueryRejectedError,
     WorkflowUpdateFailedError,
 )
+from temporalio.common import SearchAttributeKey
 from temporalio.exceptions import ApplicationError, CancelledError, FailureError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -344,14 +345,15 @@ def _fail_if_unanswered(running: bool, state: MonitorState | None, wid: str, why
         raise Refused(f"{wid} is running but did not answer its state query {why}")
 
 
-async def _list(args: argparse.Namespace, client: Client, out: TextIO) -> None:
-    # A monitor that continued-as-new leaves its earlier runs behind: show each signal once.
-    clauses = [f"WorkflowType = '{names.WORKFLOW_TYPE}'", "ExecutionStatus != 'ContinuedAsNew'"]
+def visibility_query(args: argparse.Namespace, workflow_type: str, status_key: SearchAttributeKey[str]) -> str:
+    """The `list`/`positions` filters as a visibility query (usage errors for values it cannot hold)."""
+    # A workflow that continued-as-new leaves its earlier runs behind: show each signal once.
+    clauses = [f"WorkflowType = '{workflow_type}'", "ExecutionStatus != 'ContinuedAsNew'"]
     for value, key, transform in (
         (args.symbol, sa.SIGNAL_SYMBOL, str.upper),
         (args.interval, sa.SIGNAL_INTERVAL, str),
         (args.trader, sa.TRADER_ID, str),
-        (args.status, sa.MONITOR_STATUS, str),
+        (args.status, status_key, str),
     ):
         if value is None:
             continue
@@ -362,7 +364,11 @@ async def _list(args: argparse.Namespace, client: Client, out: TextIO) -> None:
         clauses.append("ExecutionStatus = 'Running'")
     if args.limit <= 0:
         raise UsageError("--limit must be positive")
-    query = " AND ".join(clauses)
+    return " AND ".join(clauses)
+
+
+async def _list(args: argparse.Namespace, client: Client, out: TextIO) -> None:
+    query = visibility_query(args, names.WORKFLOW_TYPE, sa.MONITOR_STATUS)
     found = [wf async for wf in client.list_workflows(query, limit=args.limit)]
     decided = await _last_decisions([wf.id.removeprefix("signal-") for wf in found])
     rows = []

@@ -16,7 +16,7 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowUpdateFai
 from temporalio.exceptions import FailureError
 from temporalio.service import RPCError, RPCStatusCode
 
-from workers.operator_cli import _FILTER_VALUE, Refused, UsageError, _status_name, _when
+from workers.operator_cli import Refused, UsageError, _status_name, _when, visibility_query
 from workflows import names
 from workflows import search_attributes as sa
 from workflows.position_models import PositionResult, PositionStatus
@@ -69,23 +69,7 @@ def add_position_commands(
 
 
 async def _positions(args: argparse.Namespace, client: Client, out: TextIO) -> None:
-    clauses = [f"WorkflowType = '{names.POSITION_WORKFLOW_TYPE}'", "ExecutionStatus != 'ContinuedAsNew'"]
-    for value, key, transform in (
-        (args.symbol, sa.SIGNAL_SYMBOL, str.upper),
-        (args.interval, sa.SIGNAL_INTERVAL, str),
-        (args.trader, sa.TRADER_ID, str),
-        (args.status, sa.POSITION_STATUS, str),
-    ):
-        if value is None:
-            continue
-        if not _FILTER_VALUE.match(value):
-            raise UsageError(f"{value!r} is not a valid filter value (letters, digits, _ . : - only)")
-        clauses.append(f"{key.name} = '{transform(value)}'")
-    if args.running:
-        clauses.append("ExecutionStatus = 'Running'")
-    if args.limit <= 0:
-        raise UsageError("--limit must be positive")
-    query = " AND ".join(clauses)
+    query = visibility_query(args, names.POSITION_WORKFLOW_TYPE, sa.POSITION_STATUS)
     rows = []
     async for wf in client.list_workflows(query, limit=args.limit):
         a = wf.typed_search_attributes
