@@ -105,6 +105,9 @@ async def test_closes_survive_a_temporal_outage(client, database_url, db, tempor
                 async def closes_during_outage():
                     assert len(forwarded_times(stats, *KEY)) >= forwarded_before + 2
                     assert stats.signal_failures >= 2
+                    # The retry path ran while Temporal was still away (else a live close after the
+                    # outage can supersede the failed one before its first retry).
+                    assert stats.signals_retried >= 1
 
                 await eventually(closes_during_outage, timeout=30)
                 during = forwarded_times(stats, *KEY)[forwarded_before:]
@@ -117,7 +120,7 @@ async def test_closes_survive_a_temporal_outage(client, database_url, db, tempor
 
                 times = await eventually(newest_of_outage_analysed, timeout=30, interval=0.3)
                 # Delivered or superseded: nothing left waiting.
-                await eventually(lambda: _true(stats.signals_retried >= 1 and stats.delivery_backlog == 0), timeout=30)
+                await eventually(lambda: _true(stats.signals_retried >= 1 and stats.delivery_backlog == 0), timeout=60)
                 snap, counts = stats.snapshot(), stats.counters()
             await handle.terminate("test over")
             times = await analysed_candles(db, row.signal_id)
