@@ -1,5 +1,5 @@
 """The project's own metrics recorded by activities, through `activity.metric_meter()`: the
-worker's Temporal runtime exports them next to the SDK's (see workers/metrics.py), already
+worker's Temporal runtime exports them next to the SDK's (see runtime/metrics.py), already
 labelled with namespace, task queue and activity type. Labels here are fixed words only."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from temporalio import activity
 
-from workers.metrics import PREFIX
+from runtime.metrics import PREFIX
 
 
 def analysis_recorded(decision: str, proxy_decision: str) -> None:

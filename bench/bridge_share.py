@@ -111,7 +111,7 @@ class Bench:
         log_path = str(self.st.workdir / f"bridge-{uuid.uuid4().hex[:6]}.log")
         with open(log_path, "wb") as log:
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "workers.cli", "bridge", env=env, stdout=log, stderr=subprocess.STDOUT
+                sys.executable, "-m", "cli.main", "bridge", env=env, stdout=log, stderr=subprocess.STDOUT
             )
         replica = Replica(proc, log_path)
         self.replicas.append(replica)

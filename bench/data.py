@@ -14,7 +14,7 @@ import asyncpg
 from temporalio.client import Client
 
 from bench.floor import FLOOR_WORKFLOW
-from workers.starting import start_monitor
+from intake.starting import start_monitor
 from workflows.candles import INTERVAL_MS
 from workflows.names import workflow_id_for
 

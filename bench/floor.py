@@ -55,9 +55,9 @@ class BareFloorWorkflow:
 
 
 async def _main() -> None:
-    from workers.config import Settings
-    from workers.lifecycle import stop_on_signals
-    from workers.temporal_client import connect_client
+    from runtime.config import Settings
+    from runtime.lifecycle import stop_on_signals
+    from runtime.temporal_client import connect_client
 
     client = await connect_client()
     stop = stop_on_signals()

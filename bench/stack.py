@@ -25,7 +25,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from fakes.llm_proxy import Answer, FakeLlmProxy, always
-from workers.migrate import migrate
+from migrations.runner import migrate
 from workflows import search_attributes as sa
 
 REPO = Path(__file__).resolve().parent.parent

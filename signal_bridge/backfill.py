@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 from pydantic import ValidationError
 
-from workers.lifecycle import Backoff
+from runtime.lifecycle import Backoff
 from workflows.candles import INTERVAL_MS, Kline
 
 from .config import BridgeConfig

@@ -1,5 +1,5 @@
 """Reconnect pacing: an attempt budget shared by all connections (Binance: 300 connection
-attempts per 5 minutes per IP). The per-connection backoff is `workers.lifecycle.Backoff`."""
+attempts per 5 minutes per IP). The per-connection backoff is `runtime.lifecycle.Backoff`."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """`signal-monitor bridge`: forward Binance candle closes to the running monitors until
 SIGTERM/SIGINT. Configuration comes from the environment (the `bridge` section of
-`workers.config.Settings`); Temporal from the Temporal CLI's environment configuration
+`runtime.config.Settings`); Temporal from the Temporal CLI's environment configuration
 (TEMPORAL_ADDRESS, ...)."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import argparse
 import asyncio
 import sys
 
-from workers.config import ConfigError, Settings
-from workers.lifecycle import stop_on_signals
+from runtime.config import ConfigError, Settings
+from runtime.lifecycle import stop_on_signals
 
 from .config import BridgeConfig
 from .events import emit
@@ -49,8 +49,8 @@ def _parse(argv: list[str]) -> argparse.Namespace:
 
 
 async def _serve(cfg: BridgeConfig, metrics_address: str | None) -> None:
-    from workers import metrics
-    from workers.temporal_client import connect_client, describe_target
+    from runtime import metrics
+    from runtime.temporal_client import connect_client, describe_target
 
     from .metrics import BridgeMetrics
 

@@ -1,9 +1,9 @@
-"""The bridge's settings: the `bridge` section of the one settings model (workers/config.py),
+"""The bridge's settings: the `bridge` section of the one settings model (runtime/config.py),
 read from `BINANCE_WS_URL`, `BINANCE_REST_URL`, `SIGNAL_BRIDGE_*` and `DATABASE_URL`."""
 
 from __future__ import annotations
 
-from workers.config import MODES, RUNNING_MONITORS_QUERY, BridgeSettings
+from runtime.config import MODES, RUNNING_MONITORS_QUERY, BridgeSettings
 
 BridgeConfig = BridgeSettings
 

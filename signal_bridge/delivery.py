@@ -15,7 +15,7 @@ from datetime import timedelta
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from workers.lifecycle import Backoff
+from runtime.lifecycle import Backoff
 from workflows.names import CANDLE_CLOSED_SIGNAL
 
 from .config import BridgeConfig

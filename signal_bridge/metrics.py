@@ -1,5 +1,5 @@
 """The bridge's counters as Prometheus metrics through the process's Temporal runtime meter
-(`workers.metrics`), named `signal_monitor_bridge_*`. Labels are only symbol, interval or kind:
+(`runtime.metrics`), named `signal_monitor_bridge_*`. Labels are only symbol, interval or kind:
 never free text. Counters are mirrored from `BridgeStats` by a short poll, so the bridge's own
 code paths keep one source of truth."""
 

@@ -38,7 +38,7 @@ async def run_bridge(
     stop = stop or asyncio.Event()
     stats = stats or BridgeStats()
     if client is None:
-        from workers.temporal_client import connect_client
+        from runtime.temporal_client import connect_client
 
         client = await connect_client()
 

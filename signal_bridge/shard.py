@@ -10,7 +10,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from workers.lifecycle import Backoff
+from runtime.lifecycle import Backoff
 
 from .backoff import AttemptBudget
 from .config import BridgeConfig

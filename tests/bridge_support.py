@@ -83,7 +83,7 @@ def bridge_env(fake: FakeBinance, task_queue: str, temporal_address: str, **knob
 def start_bridge_process(env: dict[str, str], log_path: str) -> subprocess.Popen:
     log = open(log_path, "wb")
     return subprocess.Popen(
-        [sys.executable, "-m", "workers.cli", "bridge"], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=os.getcwd()
+        [sys.executable, "-m", "cli.main", "bridge"], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=os.getcwd()
     )
 
 

@@ -18,7 +18,7 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from workers.migrate import migrate
+from migrations.runner import migrate
 from workflows import search_attributes as sa
 
 BIN = Path(sys.executable).parent

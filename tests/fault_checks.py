@@ -151,11 +151,11 @@ async def _workflow_figures(
             fig.stuck += 1
             fig.problems.append(f"{exp.signal_id}: failed without a reason")
         if db_status is not None and db_status not in TERMINAL_SIGNAL_STATUSES:
-            # The intake's reconciliation marks it within a sweep (workers/reconcile).
+            # The intake's reconciliation marks it within a sweep (intake/reconcile).
             fig.problems.append(f"{exp.signal_id}: monitor failed but signal is {db_status}")
     else:
         # Terminated or timed out: ended around the monitor's code. Not stuck once the signal row
-        # says so (workers/reconcile); a row still in progress is exactly the stuck case.
+        # says so (intake/reconcile); a row still in progress is exactly the stuck case.
         reason = await db.fetchval("SELECT monitor_reason FROM signals WHERE id = $1", uuid.UUID(exp.signal_id))
         if db_status is None or db_status not in TERMINAL_SIGNAL_STATUSES or not reason:
             fig.stuck += 1

@@ -16,8 +16,8 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 
 from fakes.llm_proxy import FakeLlmProxy
-from workers.config import Settings
-from workers.starting import start_monitor
+from intake.starting import start_monitor
+from runtime.config import Settings
 from workers.worker import run_worker
 
 TEST_KEY = "sk-test-" + uuid.uuid4().hex

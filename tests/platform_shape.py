@@ -25,7 +25,7 @@ from typing import Any, TypedDict
 import asyncpg
 import httpx
 
-from workers.migrate import migrate
+from migrations.runner import migrate
 
 log = logging.getLogger("tests.platform_shape")
 

@@ -21,13 +21,13 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from fakes.llm_proxy import FakeLlmProxy
+from intake.starting import start_monitor
+from migrations.runner import migrate
 from tests.conftest import binary, free_port
 from tests.fault_checks import Expectation
 from tests.monitor_harness import TEST_KEY
 from tests.processes import command_env
 from tests.support import eventually
-from workers.migrate import migrate
-from workers.starting import start_monitor
 from workflows import search_attributes as sa
 from workflows.models import MonitorState
 

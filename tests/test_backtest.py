@@ -19,14 +19,14 @@ from typing import Any
 import httpx
 import pytest
 
+from backtest.compare import differences, format_compare
+from backtest.engine import run_backtest
+from backtest.inputs import TraderSettings, every_n, fetch_klines, load_candles
+from backtest.report import format_table, to_json
+from backtest.sandbox import Sandbox, start_time_skipping
+from backtest.spec import BacktestSpec, ProxyTarget, expected_analyses
 from fakes.binance.ohlcv import SAMPLE_FILE
 from fakes.llm_proxy import Answer, FakeLlmProxy, ManageAnswer, Step
-from workers.backtest.compare import differences, format_compare
-from workers.backtest.engine import run_backtest
-from workers.backtest.inputs import TraderSettings, every_n, fetch_klines, load_candles
-from workers.backtest.report import format_table, to_json
-from workers.backtest.sandbox import Sandbox, start_time_skipping
-from workers.backtest.spec import BacktestSpec, ProxyTarget, expected_analyses
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "sk-backtest-test"
@@ -239,7 +239,7 @@ async def test_candles_fetched_from_binance_rest_run_the_same_way(box, proxy):
 
 
 def iso_min(ms: int) -> str:
-    from workers.backtest.report import iso
+    from backtest.report import iso
 
     return (iso(ms) or "")[11:16]
 
@@ -290,7 +290,7 @@ def test_readme_command_runs_on_the_shipped_data(tmp_path):
 async def test_gate_forwards_with_the_variant_header_and_holds_the_cap(proxy):
     """The gate between the worker and llm-proxy: the real key and a prompt-version header go to the
     proxy, the worker's throwaway key does not; past the cap nothing is forwarded (HTTP 422)."""
-    from workers.backtest.gate import CAP_ERROR_CODE, CallGate
+    from backtest.gate import CAP_ERROR_CODE, CallGate
 
     gate = await CallGate(proxy.url, KEY, max_calls=1, extra_headers={"x-prompt-version": "v2"}).start()
     params = {

@@ -22,6 +22,9 @@ from temporalio.client import Client
 
 from activities import platform_schema
 from fakes.llm_proxy import Answer, FakeLlmProxy
+from intake.service import run_intake
+from migrations.runner import MIGRATIONS_DIR, migrate
+from runtime.config import Settings
 from tests.monitor_harness import TEST_KEY, monitor_stack
 from tests.platform_shape import (
     PRODUCTION_ONLY_STATUS,
@@ -33,9 +36,6 @@ from tests.platform_shape import (
 )
 from tests.processes import BIN
 from tests.support import SignalRow, eventually, kline
-from workers.config import Settings
-from workers.intake import run_intake
-from workers.migrate import MIGRATIONS_DIR, migrate
 from workflows.models import MonitorResult
 
 GRACE = 5.0  # SIGNAL_MONITOR_PLATFORM_GRACE_SECONDS in these tests

@@ -56,7 +56,7 @@ async def test_cli_serves_metrics_and_stops_on_sigterm(temporal_address):
 
 def test_cli_rejects_bad_configuration():
     out = subprocess.run(
-        [sys.executable, "-m", "workers.cli", "bridge"],
+        [sys.executable, "-m", "cli.main", "bridge"],
         capture_output=True,
         text=True,
         env={"PATH": "", "SIGNAL_BRIDGE_STREAMS_PER_CONNECTION": "5000"},
@@ -64,7 +64,7 @@ def test_cli_rejects_bad_configuration():
     )
     assert out.returncode == 2 and "SIGNAL_BRIDGE_STREAMS_PER_CONNECTION must be <= 1024" in out.stderr, out.stderr
     out = subprocess.run(
-        [sys.executable, "-m", "workers.cli", "bridge"],
+        [sys.executable, "-m", "cli.main", "bridge"],
         capture_output=True,
         text=True,
         env={"PATH": "", "SIGNAL_BRIDGE_REFRESH_SECONDS": "soon"},
@@ -79,11 +79,11 @@ def test_cli_passes_its_arguments_to_the_bridge():
     """`signal-monitor bridge config` and `--help` reach the bridge's own parser (no `--` needed)."""
     env = {"PATH": "", "BINANCE_WS_URL": "wss://example.invalid:9443"}
     out = subprocess.run(
-        [sys.executable, "-m", "workers.cli", "bridge", "config"], capture_output=True, text=True, env=env, timeout=60
+        [sys.executable, "-m", "cli.main", "bridge", "config"], capture_output=True, text=True, env=env, timeout=60
     )
     assert out.returncode == 0 and "ws_url=wss://example.invalid:9443" in out.stdout, out.stderr
     out = subprocess.run(
-        [sys.executable, "-m", "workers.cli", "bridge", "--help"], capture_output=True, text=True, env=env, timeout=60
+        [sys.executable, "-m", "cli.main", "bridge", "--help"], capture_output=True, text=True, env=env, timeout=60
     )
     assert out.returncode == 0 and "usage: signal-monitor bridge" in out.stdout and "config" in out.stdout
 
@@ -91,17 +91,17 @@ def test_cli_passes_its_arguments_to_the_bridge():
 def test_cli_shared_mode_needs_database_url_and_never_prints_it():
     env = {"PATH": "", "SIGNAL_BRIDGE_MODE": "shared"}
     out = subprocess.run(
-        [sys.executable, "-m", "workers.cli", "bridge", "config"], capture_output=True, text=True, env=env, timeout=60
+        [sys.executable, "-m", "cli.main", "bridge", "config"], capture_output=True, text=True, env=env, timeout=60
     )
     assert out.returncode == 2 and "DATABASE_URL" in out.stderr, out.stderr
     env["DATABASE_URL"] = "postgresql://bridge:s3cret-pw@db.invalid:5432/app"
     out = subprocess.run(
-        [sys.executable, "-m", "workers.cli", "bridge", "config"], capture_output=True, text=True, env=env, timeout=60
+        [sys.executable, "-m", "cli.main", "bridge", "config"], capture_output=True, text=True, env=env, timeout=60
     )
     assert out.returncode == 0 and "mode=shared" in out.stdout and "database_url=(set)" in out.stdout, out.stderr
     assert "s3cret" not in out.stdout + out.stderr
     env["SIGNAL_BRIDGE_MODE"] = "sharded"
     out = subprocess.run(
-        [sys.executable, "-m", "workers.cli", "bridge"], capture_output=True, text=True, env=env, timeout=60
+        [sys.executable, "-m", "cli.main", "bridge"], capture_output=True, text=True, env=env, timeout=60
     )
     assert out.returncode == 2 and "redundant, shared" in out.stderr and "s3cret" not in out.stderr

@@ -160,7 +160,7 @@ async def test_a_part_that_cannot_start_prints_its_own_error_and_commands_ignore
     # A stack.json left behind by a killed stack (no lock held) is never trusted.
     state = tmp_path / ".dev-state"
     (state / "stack.json").write_text(json.dumps({"pid": os.getpid(), "temporal_address": "127.0.0.1:1"}))
-    from workers.devstate import read_running
+    from devstack.state import read_running
 
     assert read_running(state) is None
 

@@ -35,15 +35,15 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
+from cli.operator import run_argv
 from fakes.llm_proxy import Answer
+from intake.service import run_intake
+from runtime.config import Settings
 from tests.conftest import create_database
 from tests.fault_checks import Expectation, assert_no_wedged_monitors, assert_three_checks, wedge_problems
 from tests.monitor_harness import TEST_KEY, monitor_stack
 from tests.processes import BIN, command_env, run_command, signal_monitor
 from tests.support import SignalRow, eventually, insert_signal, kline, signal_status
-from workers.config import Settings
-from workers.intake import run_intake
-from workers.operator_cli import run_argv
 from workflows.models import MonitorResult, MonitorState, SignalMonitorInput
 from workflows.signal_monitor import SignalMonitorWorkflow
 

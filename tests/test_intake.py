@@ -19,12 +19,12 @@ import pytest
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
+from intake.service import APPLICATION_NAME, CHANNEL, run_intake
+from intake.starting import start_monitor
+from runtime.config import Settings
 from tests.conftest import binary, create_database, free_port
 from tests.monitor_harness import make_settings, monitor_stack
 from tests.support import eventually, insert_signal, signal_status
-from workers.config import Settings
-from workers.intake import APPLICATION_NAME, CHANNEL, run_intake
-from workers.starting import start_monitor
 
 NO_SWEEP = 3600.0  # only the sweep at (re)connection runs
 

@@ -20,9 +20,9 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 
 from activities.llm_pacing import LlmCallPacer, slot_gap
 from fakes.llm_proxy import Answer, FakeLlmProxy, always
+from intake.starting import start_monitor
 from tests.monitor_harness import TEST_KEY, make_settings, running_worker
 from tests.support import eventually, insert_signal, kline
-from workers.starting import start_monitor
 from workflows.models import MonitorState
 
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from migrations.runner import MIGRATIONS_DIR, MigrationError, migrate
 from tests.conftest import create_database
 from tests.processes import BIN
-from workers.migrate import MIGRATIONS_DIR, MigrationError, migrate
 
 FILES = sorted(p.name for p in MIGRATIONS_DIR.glob("[0-9]*.sql"))
 

@@ -12,10 +12,10 @@ import sys
 import uuid
 from pathlib import Path
 
+from cli.operator import run_argv
 from fakes.llm_proxy import Answer, Fault
 from tests.monitor_harness import monitor_stack
 from tests.support import eventually, insert_signal, kline, signal_status
-from workers.operator_cli import run_argv
 from workflows.models import MonitorState
 
 SCRIPT = str(Path(sys.executable).parent / "signal-monitor")

@@ -7,12 +7,13 @@ import uuid
 from decimal import Decimal as D
 
 from activities import platform_schema
+from cli import operator as operator_cli
+from cli.main import build_parser
+from cli.positions import resume_trader
+from intake import service as intake
 from tests.monitor_harness import monitor_stack
 from tests.position_support import candle, entered_signal, result_of, start_position, view
 from tests.support import eventually, insert_signal
-from workers import intake, operator_cli
-from workers.cli import build_parser
-from workers.position_cli import resume_trader
 
 
 async def _cli(client, *argv: str) -> tuple[int, str, str]:

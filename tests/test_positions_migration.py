@@ -9,8 +9,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from migrations.runner import MIGRATIONS_DIR
 from tests.conftest import create_database
-from workers.migrate import MIGRATIONS_DIR
 
 
 async def test_position_settings_defaults_checks_and_tables(postgres_server):

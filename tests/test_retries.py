@@ -143,7 +143,7 @@ async def test_a_retried_write_does_not_write_twice(client, database_url, db):
             ),
             Worker(client, task_queue=llm_task_queue_for(task_queue), activities=[llm.analyze_signal]),
         ):
-            from workers.starting import start_monitor
+            from intake.starting import start_monitor
 
             handle = (await start_monitor(client, row.signal_id, task_queue)).handle
             await eventually(lambda: _analysed(handle, 1), timeout=30)

@@ -268,8 +268,8 @@ async def test_a_key_with_whitespace_or_control_characters_is_refused_at_start_u
 async def test_a_planted_key_with_a_stray_character_reaches_no_history_query_cli_or_log(
     client, database_url, db, caplog, stray
 ):
+    from cli.operator import run_argv
     from tests.monitor_harness import TEST_KEY
-    from workers.operator_cli import run_argv
 
     row = await insert_signal(db, interval="1m", max_reanalyses=10, auto_analyze=False)
     async with monitor_stack(client, database_url, llm_proxy_key=TEST_KEY + stray) as m:

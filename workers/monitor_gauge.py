@@ -14,7 +14,7 @@ import logging
 
 from temporalio.client import Client
 
-from workers import metrics
+from runtime import metrics
 from workflows.names import WORKFLOW_TYPE
 
 log = logging.getLogger(__name__)

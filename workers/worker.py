@@ -22,12 +22,12 @@ from activities.position_advisor import PositionAdvisor
 from activities.position_starter import PositionStarter
 from activities.positions_db import PositionStore
 from activities.signals_db import SignalStore
-from workers import metrics
-from workers.config import Settings
-from workers.lifecycle import stop_on_signals
+from runtime import metrics
+from runtime.config import Settings
+from runtime.lifecycle import stop_on_signals
+from runtime.temporal_client import connect_client, describe_target
 from workers.monitor_gauge import publish_running_monitors
 from workers.search_attributes import ensure_search_attributes
-from workers.temporal_client import connect_client, describe_target
 from workflows.names import llm_task_queue_for
 from workflows.paper import PaperRules
 from workflows.position_manager import PositionManagerWorkflow

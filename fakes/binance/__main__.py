@@ -12,7 +12,7 @@ import argparse
 import asyncio
 import logging
 
-from workers.lifecycle import stop_on_signals
+from runtime.lifecycle import stop_on_signals
 
 from .series import SeriesOptions
 from .server import FakeBinance

@@ -10,7 +10,7 @@ import logging
 import os
 import sys
 
-from workers.lifecycle import stop_on_signals
+from runtime.lifecycle import stop_on_signals
 
 from .names import DEFAULT_PATH
 from .server import FakeLlmProxy

@@ -9,13 +9,12 @@ from decimal import Decimal as D
 import httpx
 import pytest
 
-from fakes.binance.ohlcv import SAMPLE_FILE, sample_csv
-from workers.backtest import inputs
-from workers.backtest.command import UsageError, parse_duration, parse_proxy
-from workers.backtest.compare import differences, format_compare
-from workers.backtest.gate import tokens_of
-from workers.backtest.inputs import Candle, InputError, parse_candles, parse_signals
-from workers.backtest.report import (
+from backtest import inputs
+from backtest.command import UsageError, parse_duration, parse_proxy
+from backtest.compare import differences, format_compare
+from backtest.gate import tokens_of
+from backtest.inputs import Candle, InputError, parse_candles, parse_signals
+from backtest.report import (
     Decision,
     RunInfo,
     SignalOutcome,
@@ -25,8 +24,9 @@ from workers.backtest.report import (
     max_drawdown,
     to_json,
 )
-from workers.backtest.spec import BacktestSpec, expected_analyses, expected_management
-from workers.backtest.trades import Trade, would_have_won
+from backtest.spec import BacktestSpec, expected_analyses, expected_management
+from backtest.trades import Trade, would_have_won
+from fakes.binance.ohlcv import SAMPLE_FILE, sample_csv
 
 M = 60_000
 

@@ -12,7 +12,7 @@ import pytest
 from activities.db_errors import PERMANENT_DATABASE_ERROR, is_permanent, permanent_error
 from activities.exact import positive_decimal, to_decimal
 from activities.platform_schema import PlatformSchema, SchemaError, choose_initial_analysis
-from workers.eligibility import Subscription, tier_problem
+from intake.eligibility import Subscription, tier_problem
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from workers.chart_model import ChartAnalysis, ChartCandle, ChartEvent, ChartLevels, ChartModel
-from workers.chart_render import figure, standalone_html
-from workers.history import excerpt, history_lines, history_text
-from workers.klines import Candle
-from workers.signal_report import AnalysisRow, OrderIntentRow, SignalInfo, SignalReport, chart_model, window
+from cli.chart_model import ChartAnalysis, ChartCandle, ChartEvent, ChartLevels, ChartModel
+from cli.chart_render import figure, standalone_html
+from cli.history import excerpt, history_lines, history_text
+from cli.signal_report import AnalysisRow, OrderIntentRow, SignalInfo, SignalReport, chart_model, window
+from signal_bridge.rest_klines import Candle
 
 T0 = datetime(2026, 11, 25, 11, 0, tzinfo=UTC)
 

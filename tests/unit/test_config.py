@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 
-from workers.config import ConfigError, Settings, env_name
+from runtime.config import ConfigError, Settings, env_name
 
 PREFIXES = ("SIGNAL_MONITOR_", "SIGNAL_BRIDGE_", "BINANCE_")
 PLAIN = ("DATABASE_URL", "LLM_PROXY_URL", "LLM_PROXY_KEY", "TEMPORAL_API_KEY", "TEMPORAL_UI_URL")

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from workers.devstate import StackInfo, StackLock, StackRunning, apply_to_environment, read_running, without_password
+from devstack.state import StackInfo, StackLock, StackRunning, apply_to_environment, read_running, without_password
 
 
 def test_addresses_are_read_only_while_the_stack_holds_its_lock_and_the_environment_wins(tmp_path, monkeypatch):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from workers.lifecycle import Backoff
+from runtime.lifecycle import Backoff
 
 
 def test_plain_backoff_doubles_up_to_its_cap_and_resets() -> None:

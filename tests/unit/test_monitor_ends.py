@@ -1,4 +1,4 @@
-"""From a monitor's close event to its signal's status and reason (workers/monitor_ends)."""
+"""From a monitor's close event to its signal's status and reason (intake/monitor_ends)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from temporalio.api.history.v1 import (
     WorkflowExecutionTimedOutEventAttributes,
 )
 
-from workers.monitor_ends import REASON_MAX, SignalEnd, failure_text, signal_end
+from intake.monitor_ends import REASON_MAX, SignalEnd, failure_text, signal_end
 
 
 def test_terminated_names_the_operator_or_server_reason():

@@ -33,8 +33,8 @@ from temporalio.common import SearchAttributeKey
 from temporalio.exceptions import ApplicationError, CancelledError, FailureError
 from temporalio.service import RPCError, RPCStatusCode
 
-from workers.config import Settings
-from workers.monitor_identity import same_signal, started_for
+from intake.monitor_identity import same_signal, started_for
+from runtime.config import Settings
 from workflows import names
 from workflows import search_attributes as sa
 from workflows.candles import INTERVAL_MS
@@ -459,8 +459,8 @@ async def _db_history(signal_id: str) -> tuple[list[str], list[dict] | None, str
         return [], None, "history: set DATABASE_URL (or run next to `signal-monitor dev`) to see it"
     import asyncpg
 
-    from workers.history import history_lines
-    from workers.signal_report import SignalNotFound, fetch_report
+    from cli.history import history_lines
+    from cli.signal_report import SignalNotFound, fetch_report
 
     try:
         report = await fetch_report(database_url, signal_id)

@@ -22,14 +22,14 @@ from typing import Any
 import asyncpg
 from temporalio.client import Client
 
-from workers.backtest.feed import Feed
-from workers.backtest.gate import CallGate
-from workers.backtest.inputs import Candle, TraderSettings
-from workers.backtest.outcomes import outcome
-from workers.backtest.report import Report, RunInfo, SignalOutcome, build_report
-from workers.backtest.sandbox import Sandbox
-from workers.backtest.spec import BacktestSpec, ProxyTarget
-from workers.config import Settings
+from backtest.feed import Feed
+from backtest.gate import CallGate
+from backtest.inputs import Candle, TraderSettings
+from backtest.outcomes import outcome
+from backtest.report import Report, RunInfo, SignalOutcome, build_report
+from backtest.sandbox import Sandbox
+from backtest.spec import BacktestSpec, ProxyTarget
+from runtime.config import Settings
 from workers.worker import run_worker
 
 WEEK_MS = 7 * 86_400_000

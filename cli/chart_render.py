@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import plotly.graph_objects as go
 
-from workers.chart_model import ChartModel
+from cli.chart_model import ChartModel
 
 DECISION_COLOURS = {"enter_trade": "#1a9850", "wait": "#f0a30a", "bad_setup": "#d73027"}
 EVENT_SYMBOLS = {"signal": "star", "entry": "triangle-up", "exit": "x", "end": "square"}

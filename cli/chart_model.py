@@ -1,6 +1,6 @@
 """What a signal's chart shows, as plain data: the candles, each analysis, the levels and the
-entry/exit. Built from the database and the exchange (workers/signal_report.py) or by anything
-else (a backtest), and drawn by workers/chart_render.py, which does no I/O."""
+entry/exit. Built from the database and the exchange (cli/signal_report.py) or by anything
+else (a backtest), and drawn by cli/chart_render.py, which does no I/O."""
 
 from __future__ import annotations
 

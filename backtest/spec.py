@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from workers.backtest.inputs import Candle, SignalSpec, TraderSettings
+from backtest.inputs import Candle, SignalSpec, TraderSettings
 
 
 @dataclass(frozen=True)

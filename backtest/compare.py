@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from workers.backtest.report import Report, SignalOutcome, _decisions, _num, _pct, _short, dec, iso
+from backtest.report import Report, SignalOutcome, _decisions, _num, _pct, _short, dec, iso
 
 
 class Difference(BaseModel):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
-from workers.signal_report import AnalysisRow, SignalReport
+from cli.signal_report import AnalysisRow, SignalReport
 
 EXCERPT = 90
 

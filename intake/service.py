@@ -2,7 +2,7 @@
 
 A trigger (migrations/003) NOTIFYs every inserted signal's id; the intake LISTENs and starts a
 monitor for each eligible one (trader `auto_analyze_signals`, owner on the `elite` tier: see
-workers/eligibility.py). Notifications are not durable, so on every (re)connection and every
+intake/eligibility.py). Notifications are not durable, so on every (re)connection and every
 `SIGNAL_MONITOR_INTAKE_SWEEP_SECONDS` it also sweeps for signals it has not decided on yet, whatever
 the platform's triggers did to their status meanwhile (`new`, NULL, `monitoring`, `ready`, 032's
 `expired`). The eligibility query is built from the schema read at start-up; a missing table or
@@ -30,13 +30,13 @@ from temporalio.client import Client
 from activities import platform_schema
 from activities.platform_schema import PlatformSchema, SchemaError
 from activities.signals_db import EXPIRED_BY_032
-from workers import metrics
-from workers.config import Settings
-from workers.eligibility import Subscription, tier_problem
-from workers.lifecycle import Backoff, stop_on_signals
-from workers.reconcile import Reconciler
-from workers.starting import monitor_summary, start_monitor
-from workers.temporal_client import connect_client, describe_target
+from intake.eligibility import Subscription, tier_problem
+from intake.reconcile import Reconciler
+from intake.starting import monitor_summary, start_monitor
+from runtime import metrics
+from runtime.config import Settings
+from runtime.lifecycle import Backoff, stop_on_signals
+from runtime.temporal_client import connect_client, describe_target
 
 log = logging.getLogger("signal_monitor.intake")
 
@@ -349,7 +349,7 @@ class _Intake:
             log.warning("signal %s: could not start its monitor (%s); will retry", signal_id, _brief(exc), extra=extra)
             raise TemporalUnavailable(str(exc)) from exc
         wid = outcome.handle.id
-        extra["temporal_workflow"] = {"workflow_id": wid}  # lifted into JSON log lines by workers.logs
+        extra["temporal_workflow"] = {"workflow_id": wid}  # lifted into JSON log lines by runtime.logs
         if outcome.started:
             self.metrics.started.add(1, {"source": source})
             log.info("signal %s: monitor %s started (%s)", signal_id, wid, source, extra=extra)

@@ -16,7 +16,7 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowUpdateFai
 from temporalio.exceptions import FailureError
 from temporalio.service import RPCError, RPCStatusCode
 
-from workers.operator_cli import Refused, UsageError, _status_name, _when, visibility_query
+from cli.operator import Refused, UsageError, _status_name, _when, visibility_query
 from workflows import names
 from workflows import search_attributes as sa
 from workflows.position_models import PositionResult, PositionStatus

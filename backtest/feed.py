@@ -19,11 +19,11 @@ from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
-from workers.backtest.gate import CallGate
-from workers.backtest.inputs import Candle, SignalSpec, interval_ms
-from workers.backtest.report import iso
-from workers.backtest.spec import BacktestSpec
-from workers.starting import start_monitor
+from backtest.gate import CallGate
+from backtest.inputs import Candle, SignalSpec, interval_ms
+from backtest.report import iso
+from backtest.spec import BacktestSpec
+from intake.starting import start_monitor
 from workflows.names import CANDLE_CLOSED_SIGNAL, CLOSE_UPDATE, STATE_QUERY, position_workflow_id_for
 
 log = logging.getLogger("signal_monitor.backtest")

@@ -14,7 +14,7 @@ import asyncpg
 
 log = logging.getLogger(__name__)
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+MIGRATIONS_DIR = Path(__file__).resolve().parent
 _FILE_NAME = re.compile(r"^(\d+)_[\w.-]+\.sql$")
 # Any fixed key: serialises concurrent `migrate` runs (two workers starting at once).
 _LOCK_KEY = 0x5167_4D6F

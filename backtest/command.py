@@ -18,14 +18,14 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from workers.backtest import inputs
-from workers.backtest.compare import compare_json, format_compare
-from workers.backtest.inputs import InputError
-from workers.backtest.report import Report, format_table, to_json
-from workers.config import Settings
+from backtest import inputs
+from backtest.compare import compare_json, format_compare
+from backtest.inputs import InputError
+from backtest.report import Report, format_table, to_json
+from runtime.config import Settings
 
 if TYPE_CHECKING:
-    from workers.backtest.spec import BacktestSpec, ProxyTarget
+    from backtest.spec import BacktestSpec, ProxyTarget
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 
@@ -156,7 +156,7 @@ def _settings(args: argparse.Namespace) -> inputs.TraderSettings:
 
 
 def _target(spec: ProxySpec, local_url: str | None, local_key: str) -> ProxyTarget:
-    from workers.backtest.spec import ProxyTarget
+    from backtest.spec import ProxyTarget
 
     if spec.local:
         assert local_url is not None
@@ -172,10 +172,10 @@ def _target(spec: ProxySpec, local_url: str | None, local_key: str) -> ProxyTarg
 
 
 async def _run(args: argparse.Namespace, spec: BacktestSpec, proxies: list[ProxySpec]) -> list[Report]:
+    from backtest.engine import run_backtest
+    from backtest.policies import local_policy
+    from backtest.sandbox import sandbox
     from fakes.llm_proxy import FakeLlmProxy
-    from workers.backtest.engine import run_backtest
-    from workers.backtest.policies import local_policy
-    from workers.backtest.sandbox import sandbox
 
     local = None
     local_key = "bt-local-" + secrets.token_hex(8)
@@ -200,7 +200,7 @@ def main(args: argparse.Namespace) -> int:
     if not args.verbose:
         # The worker's per-analysis lines would bury the report; warnings still show.
         logging.getLogger().setLevel(logging.WARNING)
-        for name in ("temporalio", "workers", "activities", "workflows", "fakes", "httpx"):
+        for name in ("temporalio", "workers", "intake", "runtime", "activities", "workflows", "fakes", "httpx"):
             logging.getLogger(name).setLevel(logging.WARNING)
         # The test server implements neither search-attribute listing nor visibility counts.
         for name in ("workers.search_attributes", "workers.monitor_gauge"):
@@ -220,7 +220,7 @@ def main(args: argparse.Namespace) -> int:
     except inputs.FetchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
-    from workers.backtest.spec import BacktestSpec, expected_analyses, expected_management
+    from backtest.spec import BacktestSpec, expected_analyses, expected_management
 
     spec = BacktestSpec(args.symbol, args.interval, candles, signals, settings, args.max_calls)
     analyses, management = expected_analyses(spec), expected_management(spec)
@@ -231,7 +231,7 @@ def main(args: argparse.Namespace) -> int:
         f"{management} manage-position calls while positions are open{'; 2 runs' if args.compare else ''}; {cap}",
         flush=True,
     )
-    from workers.backtest.sandbox import SandboxError
+    from backtest.sandbox import SandboxError
 
     try:
         reports = asyncio.run(_run(args, spec, proxies))
@@ -252,7 +252,7 @@ def main(args: argparse.Namespace) -> int:
         args.json.write_text(json.dumps(payload, indent=2) + "\n")
         print(f"[backtest] JSON report: {args.json}")
     if args.chart:
-        from workers.backtest.chart import write_chart
+        from backtest.chart import write_chart
 
         write_chart(reports[0], candles, args.chart)
         if len(reports) == 2:

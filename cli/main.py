@@ -10,9 +10,9 @@ from collections.abc import Sequence
 
 import asyncpg
 
-from workers.config import ConfigError, Settings
-from workers.logs import setup_logging
-from workers.temporal_client import TemporalUnreachable
+from runtime.config import ConfigError, Settings
+from runtime.logs import setup_logging
+from runtime.temporal_client import TemporalUnreachable
 
 log = logging.getLogger("signal_monitor")
 
@@ -25,7 +25,7 @@ EXIT_SCHEMA = 3
 
 
 def _cmd_migrate(args: argparse.Namespace) -> int:
-    from workers.migrate import MigrationError, migrate
+    from migrations.runner import MigrationError, migrate
 
     settings: Settings = args.process_settings
     try:
@@ -69,16 +69,16 @@ async def _summary_for(signal_id: str, settings: Settings) -> str | None:
         await conn.close()
     if row is None:
         return None
-    from workers.starting import monitor_summary
+    from intake.starting import monitor_summary
 
     return monitor_summary(row["symbol"], row["interval"], row["name"], row["trader_id"])
 
 
 def _cmd_start(args: argparse.Namespace) -> int:
-    from workers.operator_cli import UsageError, workflow_id_of
-    from workers.signal_rows import reset_failed_signal, signal_status
-    from workers.starting import start_again, start_monitor
-    from workers.temporal_client import connect_client
+    from cli.operator import UsageError, workflow_id_of
+    from cli.signal_rows import reset_failed_signal, signal_status
+    from intake.starting import start_again, start_monitor
+    from runtime.temporal_client import connect_client
 
     settings: Settings = args.process_settings
     try:
@@ -143,8 +143,8 @@ def _cmd_start(args: argparse.Namespace) -> int:
 
 
 def _cmd_add_signal(args: argparse.Namespace) -> int:
-    from workers.add_signal import UsageError, add_signal, parse_new_signal
-    from workers.klines import KlinesError
+    from cli.add_signal import UsageError, add_signal, parse_new_signal
+    from signal_bridge.rest_klines import KlinesError
 
     try:
         spec = parse_new_signal(
@@ -176,8 +176,8 @@ def _cmd_add_signal(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace):
-    from workers.operator_cli import workflow_id_of
-    from workers.signal_report import add_candles, fetch_report
+    from cli.operator import workflow_id_of
+    from cli.signal_report import add_candles, fetch_report
 
     signal_id = workflow_id_of(args.signal).removeprefix("signal-")
     settings: Settings = args.process_settings
@@ -191,9 +191,9 @@ def _report(args: argparse.Namespace):
 
 
 def _cmd_history(args: argparse.Namespace) -> int:
-    from workers.history import history_json, history_text
-    from workers.operator_cli import UsageError
-    from workers.signal_report import SignalNotFound
+    from cli.history import history_json, history_text
+    from cli.operator import UsageError
+    from cli.signal_report import SignalNotFound
 
     try:
         report = _report(args)
@@ -210,9 +210,9 @@ def _cmd_history(args: argparse.Namespace) -> int:
 def _cmd_chart(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from workers.chart_render import standalone_html
-    from workers.operator_cli import UsageError
-    from workers.signal_report import SignalNotFound, chart_model
+    from cli.chart_render import standalone_html
+    from cli.operator import UsageError
+    from cli.signal_report import SignalNotFound, chart_model
 
     try:
         report = _report(args)
@@ -235,7 +235,7 @@ def _cmd_chart(args: argparse.Namespace) -> int:
 
 def _cmd_intake(args: argparse.Namespace) -> int:
     from activities.platform_schema import SchemaError
-    from workers.intake import run_intake
+    from intake.service import run_intake
 
     try:
         asyncio.run(run_intake(args.process_settings))
@@ -246,8 +246,8 @@ def _cmd_intake(args: argparse.Namespace) -> int:
 
 
 def _cmd_operator(args: argparse.Namespace) -> int:
-    from workers import operator_cli
-    from workers.temporal_client import connect_client, describe_target
+    from cli import operator as operator_cli
+    from runtime.temporal_client import connect_client, describe_target
 
     try:
         operator_cli.check_usage(args)
@@ -268,7 +268,7 @@ def _cmd_operator(args: argparse.Namespace) -> int:
 
 
 def _cmd_trader(args: argparse.Namespace) -> int:
-    from workers.position_cli import run_resume
+    from cli.positions import run_resume
 
     return run_resume(args.process_settings.require_database(), args.trader_id, sys.stdout, sys.stderr)
 
@@ -280,7 +280,7 @@ def _cmd_bridge(args: argparse.Namespace) -> int:
 
 
 def _cmd_dev(args: argparse.Namespace) -> int:
-    from workers.dev import main as dev_main
+    from devstack.stack import main as dev_main
 
     return dev_main(args)
 
@@ -328,10 +328,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "intake", help="start a monitor for every new eligible signal (LISTEN/NOTIFY + sweeps)"
     ).set_defaults(func=_cmd_intake, skip_teardown=True)
-    from workers.operator_cli import add_commands
+    from cli.operator import add_commands
 
     add_commands(sub, _cmd_operator)
-    from workers.position_cli import add_position_commands
+    from cli.positions import add_position_commands
 
     add_position_commands(sub, _cmd_operator, _cmd_trader)
     # Listed here for --help; main() hands everything after `bridge` to the bridge's own parser.
@@ -358,7 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temporal-port", type=int, default=7233, help="Temporal dev server port (default 7233)")
     p.add_argument("--ui-port", type=int, default=8233, help="Temporal UI port (default 8233)")
     p.set_defaults(func=_cmd_dev, skip_teardown=True)
-    from workers.backtest.command import build as add_backtest
+    from backtest.command import build as add_backtest
 
     add_backtest(sub)
     return parser
@@ -373,7 +373,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     if args.func is not _cmd_dev:
         # Next to a running `dev` stack: reach it with nothing typed (the environment still wins).
-        from workers.devstate import apply_to_environment
+        from devstack.state import apply_to_environment
 
         apply_to_environment()
     try:
@@ -399,8 +399,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = EXIT_ERROR
     except BrokenPipeError:
         # `signal-monitor ... | head`: the reader left after what it wanted; the commands print
-        # last, so the work is done. Quiet, like the operator commands (workers/operator_cli).
-        from workers.operator_cli import silence_closed_pipe
+        # last, so the work is done. Quiet, like the operator commands (cli/operator).
+        from cli.operator import silence_closed_pipe
 
         silence_closed_pipe(sys.stdout)
         code = EXIT_OK
@@ -415,7 +415,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         sys.stdout.flush()  # here, not at interpreter exit, where EPIPE would print a warning
     except BrokenPipeError:
-        from workers.operator_cli import silence_closed_pipe
+        from cli.operator import silence_closed_pipe
 
         silence_closed_pipe(sys.stdout)
     return code

@@ -16,7 +16,7 @@ from typing import TextIO
 import asyncpg
 from pydantic import BaseModel, Field
 
-from workers.klines import Candle, latest_closed
+from signal_bridge.rest_klines import Candle, latest_closed
 from workflows.candles import INTERVAL_MS
 from workflows.names import workflow_id_for
 

@@ -32,9 +32,9 @@ from typing import TYPE_CHECKING
 
 import asyncpg
 
-from workers.config import Settings
-from workers.devstate import StackInfo, StackLock, StackRunning, state_dir, without_password
-from workers.lifecycle import on_signals
+from devstack.state import StackInfo, StackLock, StackRunning, state_dir, without_password
+from runtime.config import Settings
+from runtime.lifecycle import on_signals
 from workflows import search_attributes as sa
 from workflows.models import MonitorState
 from workflows.names import STATE_QUERY, workflow_id_for
@@ -304,7 +304,7 @@ async def _follow(temporal_address: str, signal_id: str, stack: Stack, until_dec
     from temporalio.client import WorkflowExecutionStatus
     from temporalio.service import RPCError
 
-    from workers.temporal_client import connect_client
+    from runtime.temporal_client import connect_client
 
     os.environ["TEMPORAL_ADDRESS"] = temporal_address
     client = await connect_client()
@@ -344,7 +344,7 @@ async def _follow(temporal_address: str, signal_id: str, stack: Stack, until_dec
             if isinstance(result, dict):
                 say(f"monitor ended: signal is {result['status']} ({result['reason']})")
                 if result["status"] == "in_position":
-                    from workers.dev_positions import follow_position
+                    from devstack.positions import follow_position
 
                     await follow_position(client, signal_id, stack.check, say)
             else:
@@ -456,7 +456,7 @@ async def run_dev(args, lock: StackLock) -> int:
             ui = f"http://localhost:{args.ui_port}"
             say(f"Temporal dev server on {temporal_address}, state in {STATE_DIR / 'temporal.db'}; UI {ui}")
         async with _postgres(settings.database_url) as database_url, contextlib.AsyncExitStack() as fakes:
-            from workers.migrate import migrate
+            from migrations.runner import migrate
 
             applied = await migrate(database_url)
             shown_url = without_password(database_url) or "DATABASE_URL (it carries a password: not shown)"
@@ -549,7 +549,7 @@ async def run_dev(args, lock: StackLock) -> int:
                     f"({STATE_DIR / 'stack.json'}), e.g. `signal-monitor add-signal ETHUSDT 1m`"
                 )
 
-                from workers.klines import KlinesError, latest_closed
+                from signal_bridge.rest_klines import KlinesError, latest_closed
 
                 try:
                     last = await latest_closed(rest_url, args.symbol, args.interval)

@@ -11,10 +11,10 @@ from typing import Any
 
 import asyncpg
 
-from workers.backtest.feed import Feed, Monitor, Position
-from workers.backtest.inputs import interval_ms
-from workers.backtest.report import Decision, SignalOutcome
-from workers.backtest.trades import Side, Trade, would_have_won
+from backtest.feed import Feed, Monitor, Position
+from backtest.inputs import interval_ms
+from backtest.report import Decision, SignalOutcome
+from backtest.trades import Side, Trade, would_have_won
 from workflows.names import STATE_QUERY
 
 # The position manager's close codes in the report's words.

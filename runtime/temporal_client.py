@@ -11,7 +11,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.envconfig import ClientConfig, ClientConnectConfig
 from temporalio.runtime import Runtime
 
-from workers.config import check_secret
+from runtime.config import check_secret
 
 
 def connect_config() -> ClientConnectConfig:

@@ -9,7 +9,7 @@ import sys
 from datetime import UTC, datetime
 
 from activities.redaction import Redactor
-from workers.config import Settings, secret_values
+from runtime.config import Settings, secret_values
 
 _TEMPORAL_KEYS = ("workflow_id", "run_id", "workflow_type", "activity_type", "activity_id", "attempt", "task_queue")
 

@@ -1,7 +1,7 @@
 """Everything recorded about one signal, gathered for `history`, `status` and `chart`: the signal
 and trader rows, every analysis row, the order intent, and (for prices and the chart) the
 exchange's REST klines over the monitoring window. Gathering only: formatting and drawing live in
-workers/history.py and workers/chart_render.py."""
+cli/history.py and cli/chart_render.py."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from typing import Any
 import asyncpg
 from pydantic import BaseModel, Field
 
-from workers.chart_model import ChartAnalysis, ChartCandle, ChartEvent, ChartLevels, ChartModel
-from workers.klines import Candle, KlinesError, candles_between
+from cli.chart_model import ChartAnalysis, ChartCandle, ChartEvent, ChartLevels, ChartModel
+from signal_bridge.rest_klines import Candle, KlinesError, candles_between
 from workflows.candles import INTERVAL_MS
 from workflows.models import TERMINAL_SIGNAL_STATUSES
 

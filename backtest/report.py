@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from workers.backtest.trades import Trade
+from backtest.trades import Trade
 
 Q2 = Decimal("0.01")
 Q4 = Decimal("0.0001")

@@ -5,8 +5,8 @@ visibility lag): it lists this task queue's monitors that closed Terminated, Fai
 Canceled since the last look (the first look goes back SWEEP_MAX_AGE), keeps those whose signal
 row is not in an end status, checks each is still the latest run of its workflow id (a reset or
 a new start by hand leaves a running successor: nothing to correct) and was started for that
-signal (workers/monitor_identity), and marks the row with the
-reason read from the close event (workers/monitor_ends). The UPDATE is guarded by the status, so
+signal (intake/monitor_identity), and marks the row with the
+reason read from the close event (intake/monitor_ends). The UPDATE is guarded by the status, so
 several intakes, or a monitor finishing at the same moment, never overwrite a real end."""
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from temporalio.api.workflowservice.v1 import GetWorkflowExecutionHistoryRequest
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
-from workers import metrics
-from workers.monitor_ends import SignalEnd, signal_end
-from workers.monitor_identity import same_signal, started_for
+from intake.monitor_ends import SignalEnd, signal_end
+from intake.monitor_identity import same_signal, started_for
+from runtime import metrics
 from workflows.models import TERMINAL_SIGNAL_STATUSES
 from workflows.names import WORKFLOW_TYPE
 
