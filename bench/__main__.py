@@ -16,10 +16,11 @@ from bench import data
 from bench.report import Report, machine_facts
 from bench.stack import binary, new_queue, stack, start_floor_worker, start_monitor_worker, workers
 
-MEASUREMENTS = ("overhead", "history", "burst", "positions", "memory", "llm", "bridges")
+MEASUREMENTS = ("overhead", "history", "burst", "positions", "burst10k", "memory", "llm", "bridges")
 # `--quick` keeps within about 90 s: the bridges measurement alone takes ~70 s (real replica
 # subprocesses, ~10 candles of 6 s), so a quick run leaves it out unless `--only bridges` asks.
-QUICK_DEFAULT = tuple(m for m in MEASUREMENTS if m != "bridges")
+# The 10,000-monitor burst (~5 min) is full-run only as well.
+QUICK_DEFAULT = tuple(m for m in MEASUREMENTS if m not in ("bridges", "burst10k"))
 BRIDGE_GOALS = (
     "bridge_signals_per_close_1_replica",
     "bridge_signals_per_close_3_replicas",
@@ -57,6 +58,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         nargs="+",
         metavar="N",
         help="idle monitor counts for the memory measurement (default 1000 10000, quick 300)",
+    )
+    p.add_argument(
+        "--big-burst", type=int, help="monitors for the big burst (default 10000; full run or --only burst10k)"
     )
     p.add_argument("--bridge-streams", type=int, help="streams for the bridges measurement (default 2000, quick 100)")
     p.add_argument(
@@ -124,6 +128,15 @@ async def main(args: argparse.Namespace) -> int:
                         await positions.run(st, rep, conn, trader, monitor, floor, quick)
                     except Exception as err:
                         rep.failed("positions", err)
+                if "burst10k" in wanted:
+                    from bench import burst_big
+
+                    try:
+                        await burst_big.run(
+                            st, rep, conn, trader, monitor, floor, args.big_burst or burst_big.DEFAULT_SIZE
+                        )
+                    except Exception as err:
+                        rep.failed("burst10k", err)
             if "memory" in wanted:
                 from bench import memory
 
