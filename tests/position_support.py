@@ -17,6 +17,7 @@ from temporalio.client import Client, WorkflowHandle
 from tests.monitor_harness import RECORD_HISTORIES_ENV
 from tests.support import SignalRow, insert_signal
 from workflows.candles import INTERVAL_MS
+from workflows.position_manager import PositionManagerWorkflow
 from workflows.position_models import PositionManagerInput, PositionResult, PositionView
 
 SIGNAL_AGE = timedelta(hours=1)
@@ -108,7 +109,7 @@ async def save_histories(handle: WorkflowHandle, directory: Path) -> None:
 
 
 async def view(handle: WorkflowHandle) -> PositionView:
-    return await handle.query("state", result_type=PositionView)
+    return await handle.query(PositionManagerWorkflow.state)
 
 
 JSON_COLUMNS = ("metadata", "take_profit", "action_details", "risk_assessment", "indicators")

@@ -37,6 +37,7 @@ from tests.platform_shape import (
 from tests.processes import BIN
 from tests.support import SignalRow, eventually, kline
 from workflows.models import MonitorResult
+from workflows.signal_monitor import SignalMonitorWorkflow
 
 GRACE = 5.0  # SIGNAL_MONITOR_PLATFORM_GRACE_SECONDS in these tests
 
@@ -415,9 +416,9 @@ async def test_proxy_rows_are_taken_over_and_the_monitor_has_the_last_word(clien
 
             for sid in (abandon, enter):
                 await eventually(partial(analysed, sid, 1))
-                await handles[sid].signal("candle_closed", kline(row_of(sid), 2))
+                await handles[sid].signal(SignalMonitorWorkflow.candle_closed, kline(row_of(sid), 2))
                 await eventually(partial(analysed, sid, 2))
-            await handles[abandon].signal("candle_closed", kline(row_of(abandon), 3))
+            await handles[abandon].signal(SignalMonitorWorkflow.candle_closed, kline(row_of(abandon), 3))
             results = {sid: await result_of(m.client, sid) for sid in handles}
 
             a_rows, e_rows, n_rows = [await rows_of(db, s) for s in (abandon, enter, no_levels)]

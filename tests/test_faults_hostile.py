@@ -185,7 +185,7 @@ async def _permanent_but_retried() -> None:
 
 
 async def _idle(handle, analysed: int) -> None:
-    state = await handle.query("state", result_type=MonitorState)
+    state = await handle.query(SignalMonitorWorkflow.state)
     assert state.counts.analysed == analysed and not state.analysing, state.counts
 
 
@@ -271,7 +271,7 @@ async def test_rows_of_monitors_ended_around_their_code_are_corrected(client, ow
         # Sweeps have seen the reset's terminated run: its running successor keeps the signal.
         await eventually(lambda: _idle(reset, 1), timeout=30)
         close = kline(rows["reset"], 1)  # the successor goes on monitoring: this close is analysed
-        await reset.signal("candle_closed", close)
+        await reset.signal(SignalMonitorWorkflow.candle_closed, close)
         await eventually(lambda: _idle(reset, 2), timeout=30)
         await asyncio.sleep(4 * SWEEP)
         assert await signal_status(db, rows["reset"].signal_id) == "monitoring"
@@ -350,7 +350,7 @@ async def test_a_key_with_a_newline_is_refused_and_never_shown(client, own_db, t
         handle = await m.start(row.signal_id)
 
         async def failed_once() -> MonitorState:
-            state = await handle.query("state", result_type=MonitorState)
+            state = await handle.query(SignalMonitorWorkflow.state)
             assert state.counts.failed_analyses == 1 and not state.analysing, state.counts
             return state
 

@@ -12,10 +12,11 @@ from fakes.llm_proxy import Answer, Fault
 from tests.monitor_harness import monitor_stack
 from tests.support import analyses, eventually, insert_signal, kline, signal_status
 from workflows.models import MonitorResult, MonitorState
+from workflows.signal_monitor import SignalMonitorWorkflow
 
 
 async def _state(handle) -> MonitorState:
-    return await handle.query("state", result_type=MonitorState)
+    return await handle.query(SignalMonitorWorkflow.state)
 
 
 async def _idle_with(handle, analysed: int, failed: int = 0) -> MonitorState:
@@ -57,7 +58,7 @@ async def test_set_limit_validates_and_lowering_to_done_expires(client, database
         handle = await m.start(row.signal_id)
         await eventually(lambda: _idle_with(handle, 1))
         for n in (1, 2):
-            await handle.signal("candle_closed", kline(row, n))
+            await handle.signal(SignalMonitorWorkflow.candle_closed, kline(row, n))
             await eventually(partial(_idle_with, handle, n + 1))
         for bad in (1, -1, "3", 3.5, True, 10_001):
             with pytest.raises(WorkflowUpdateFailedError):
@@ -78,7 +79,7 @@ async def test_raising_the_limit_lets_monitoring_go_on(client, database_url, db)
         await eventually(lambda: _idle_with(handle, 1))
         await handle.execute_update("set_limit", 3)
         for n in (1, 2):
-            await handle.signal("candle_closed", kline(row, n))
+            await handle.signal(SignalMonitorWorkflow.candle_closed, kline(row, n))
             await eventually(partial(_idle_with, handle, n + 1))
         # The default policy's third answer (reanalysis 2) is an enter.
         result = await handle.result()
@@ -94,7 +95,7 @@ async def test_reanalyze_retries_a_failed_analysis_and_refuses_when_nothing_is_l
         with pytest.raises(WorkflowUpdateFailedError) as info:
             await handle.execute_update("reanalyze")
         assert "nothing to reanalyse" in str(info.value.cause)
-        await handle.signal("candle_closed", kline(row, 1))
+        await handle.signal(SignalMonitorWorkflow.candle_closed, kline(row, 1))
         state = await eventually(lambda: _idle_with(handle, 1, failed=1))
         assert state.failures[-1].error.startswith("LlmProxyAuthError")
         state = await handle.execute_update("reanalyze", result_type=MonitorState)
@@ -103,7 +104,7 @@ async def test_reanalyze_retries_a_failed_analysis_and_refuses_when_nothing_is_l
         with pytest.raises(WorkflowUpdateFailedError):
             await handle.execute_update("reanalyze")
         # The same candle sent again is a duplicate: one row per candle.
-        await handle.signal("candle_closed", kline(row, 1))
+        await handle.signal(SignalMonitorWorkflow.candle_closed, kline(row, 1))
         state = await eventually(lambda: _dup(handle))
     rows = await analyses(db, row.signal_id)
     assert [r["analysis_number"] for r in rows] == [0, 1]
