@@ -74,16 +74,17 @@ def signal_candle_t(row: SignalRow) -> int:
     return (int(row.timestamp.timestamp() * 1000) // step) * step
 
 
-async def start_position(client: Client, row: SignalRow, task_queue: str, **fields: Any) -> WorkflowHandle:
+async def start_position(
+    client: Client, row: SignalRow, task_queue: str, **fields: Any
+) -> WorkflowHandle[PositionManagerWorkflow, PositionResult]:
     """By hand, as if the signal's own candle decided the entry (`entry_candle_t`, as the monitor
     passes it): the closes after it are managed. `entry_candle_t=None`: the closes after the start."""
     fields.setdefault("entry_candle_t", signal_candle_t(row))
     return await client.start_workflow(
-        "PositionManagerWorkflow",
+        PositionManagerWorkflow.run,
         PositionManagerInput(signal_id=row.signal_id, **fields),
         id=f"position-{row.signal_id}",
         task_queue=task_queue,
-        result_type=PositionResult,
     )
 
 

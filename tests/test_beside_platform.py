@@ -35,7 +35,8 @@ from tests.platform_shape import (
     create_platform_database,
 )
 from tests.processes import BIN
-from tests.support import SignalRow, eventually, kline
+from tests.support import SignalRow, async_update, eventually, kline
+from workflows.inputs import AbandonRequest
 from workflows.models import MonitorResult
 from workflows.signal_monitor import SignalMonitorWorkflow
 
@@ -379,7 +380,8 @@ async def test_the_wait_for_the_platforms_analysis_is_durable_and_operators_stil
                 assert any(e.HasField("timer_started_event_attributes") for e in events)
 
             await eventually(waiting_for_the_platform)
-            result = await handle.execute_update("abandon", {"reason": "exchange halted"}, result_type=MonitorResult)
+            abandon = AbandonRequest(reason="exchange halted")
+            result = await handle.execute_update(async_update(SignalMonitorWorkflow.abandon), abandon)
             row = await signal_row(db, sid)
             assert result.status == "expired" and "exchange halted" in result.reason
             assert (row["status"], row["monitor_reason"]) == ("expired", result.reason)

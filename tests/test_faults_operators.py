@@ -14,8 +14,8 @@ from fakes.llm_proxy import Answer
 from tests.fault_checks import Expectation, assert_three_checks, measure
 from tests.monitor_harness import monitor_stack
 from tests.processes import as_json, command_env, temporal_cli
-from tests.support import eventually, insert_signal, kline, signal_status
-from workflows.models import MonitorResult, MonitorState
+from tests.support import async_update, eventually, insert_signal, kline, signal_status
+from workflows.models import MonitorState
 from workflows.signal_monitor import SignalMonitorWorkflow
 
 
@@ -91,7 +91,7 @@ async def test_operators_by_hand(client, database_url, db, temporal_address):
         await eventually(lambda: _status(cancel, WorkflowExecutionStatus.CANCELED), timeout=30)
 
         # Cancel of a monitor that has already ended: the server accepts the request and nothing changes.
-        result = await ended.execute_update("abandon", "operator: setup gone", result_type=MonitorResult)
+        result = await ended.execute_update(async_update(SignalMonitorWorkflow.abandon), "operator: setup gone")
         assert result.status == "expired"
         await eventually(lambda: _status(ended, WorkflowExecutionStatus.COMPLETED), timeout=30)
         await temporal_cli(env, "workflow", "cancel", "--workflow-id", ended_row.workflow_id, check=False)

@@ -12,10 +12,10 @@ from temporalio.client import WorkflowFailureError, WorkflowUpdateFailedError
 from fakes.llm_proxy import Answer, Fault, ManageAnswer
 from tests.monitor_harness import monitor_stack
 from tests.position_support import candle, entered_signal, position_rows, result_of, start_position, view
-from tests.support import eventually, insert_signal, signal_status
+from tests.support import async_update, eventually, insert_signal, signal_status
 from workflows import search_attributes as sa
 from workflows.position_manager import PositionManagerWorkflow
-from workflows.position_models import PositionResult
+from workflows.position_models import CloseRequest, StopLossRequest, TakeProfitRequest
 from workflows.signal_monitor import SignalMonitorWorkflow
 
 
@@ -34,7 +34,7 @@ async def test_lifecycle_enter_paper_fill_managed_closes_then_stop_loss(client, 
         await eventually(lambda: _analysed(monitor, 1))
         await monitor.signal(SignalMonitorWorkflow.candle_closed, candle(row, 1, 99, 101, 98, 100))
         assert (await result_of(monitor)).status == "in_position"
-        handle = client.get_workflow_handle(f"position-{row.signal_id}", result_type=PositionResult)
+        handle = client.get_workflow_handle_for(PositionManagerWorkflow.run, f"position-{row.signal_id}")
         opened = await eventually(lambda: _status(handle, "open"))
         assert opened.entry_price == D("100.05") and opened.quantity == D("9.99500249")
         # the deciding close: stale
@@ -81,8 +81,8 @@ def print_rows(rows) -> None:
 
 
 async def _analysed(handle, n):
-    state = await handle.query("state")
-    assert state["analyses"] == n and not state["analysing"]
+    state = await handle.query(SignalMonitorWorkflow.state)
+    assert state.analyses == n and not state.analysing
 
 
 async def _status(handle, status):
@@ -161,12 +161,20 @@ async def test_operator_close_and_updates(client, database_url, db):
         await handle.signal(PositionManagerWorkflow.candle_closed, candle(row, 1, 100, 102, 99, 101))
         await eventually(lambda: _processed(handle, 1))
         with pytest.raises(WorkflowUpdateFailedError) as refused:
-            await handle.execute_update("set_stop_loss", {"stop_loss": "102"})
+            await handle.execute_update(
+                async_update(PositionManagerWorkflow.set_stop_loss), StopLossRequest(stop_loss=D(102))
+            )
         assert "below the last price 101" in str(refused.value.cause)
-        state = await handle.execute_update("set_stop_loss", {"stop_loss": "98"}, result_type=None)
-        assert state["stop_loss"] == "98"
-        await handle.execute_update("set_take_profit", {"take_profit": ["120", "115"]})
-        result = await handle.execute_update("close", {"reason": "exchange halted"}, result_type=PositionResult)
+        state = await handle.execute_update(
+            async_update(PositionManagerWorkflow.set_stop_loss), StopLossRequest(stop_loss=D(98))
+        )
+        assert state.stop_loss == D(98)
+        state = await handle.execute_update(
+            async_update(PositionManagerWorkflow.set_take_profit), TakeProfitRequest(take_profit=[D(120), D(115)])
+        )
+        assert state.take_profits == [D(115), D(120)]
+        close = CloseRequest(reason="exchange halted")
+        result = await handle.execute_update(async_update(PositionManagerWorkflow.close), close)
         assert await result_of(handle) == result
     assert result.status == "closed" and "exchange halted" in result.reason
     assert result.exit_price == D("100.9495")  # the last close (101) minus 0.05 % slippage

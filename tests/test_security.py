@@ -31,7 +31,7 @@ from tests.bridge_support import replay_start, unique_symbol
 from tests.conftest import create_database, free_port
 from tests.monitor_harness import monitor_stack
 from tests.processes import command_env, project_process, signal_monitor
-from tests.support import analyses, eventually, insert_signal, signal_status
+from tests.support import analyses, async_update, eventually, insert_signal, signal_status
 from workflows.models import MonitorState
 from workflows.signal_monitor import SignalMonitorWorkflow
 
@@ -218,7 +218,8 @@ async def test_hostile_strings_are_stored_as_data(client, database_url, db):
             assert s.counts.analysed == 1 and not s.analysing, s.counts
 
         await eventually(analysed, timeout=30)
-        await handle.execute_update("abandon", {"reason": HOSTILE})
+        # The raw form, so the workflow itself strips and stores it (an AbandonRequest strips here).
+        await handle.execute_update(async_update(SignalMonitorWorkflow.abandon), {"reason": HOSTILE})
         result = await asyncio.wait_for(handle.result(), 30)
         sent = [r.params for r in m.proxy.requests if r.signal_id == row.signal_id]
     # Symbols are compared upper-case, as Binance spells them.
