@@ -24,7 +24,7 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureEr
 from temporalio.service import RPCError
 
 from tests.support import eventually
-from workflows.models import TERMINAL_SIGNAL_STATUSES, MonitorResult
+from workflows.models import TERMINAL_SIGNAL_STATUSES
 from workflows.signal_monitor import SignalMonitorWorkflow
 
 # Set to a file: every checked case appends its figures there (bench/faults collects them).
@@ -111,7 +111,7 @@ async def _analyses_figures(db: asyncpg.Connection, exp: Expectation, fig: Figur
 async def _workflow_figures(
     client: Client, db: asyncpg.Connection, exp: Expectation, stored: int, fig: Figures
 ) -> None:
-    handle = client.get_workflow_handle(f"signal-{exp.signal_id}", result_type=MonitorResult)
+    handle = client.get_workflow_handle_for(SignalMonitorWorkflow.run, f"signal-{exp.signal_id}")
     try:
         desc = await handle.describe()
     except RPCError as exc:

@@ -82,7 +82,7 @@ async def signal_row(db: asyncpg.Connection, signal_id: str) -> asyncpg.Record:
 
 
 async def result_of(client: Client, signal_id: str, timeout: float = 25) -> MonitorResult:
-    handle = client.get_workflow_handle(f"signal-{signal_id}", result_type=MonitorResult)
+    handle = client.get_workflow_handle_for(SignalMonitorWorkflow.run, f"signal-{signal_id}")
     return await asyncio.wait_for(handle.result(), timeout)
 
 

@@ -139,7 +139,7 @@ async def test_bad_signal_and_trader_rows_fail_the_signal_at_once(client, own_db
             SEEN.append(row.workflow_id)
             # Bounded: the monitor ends it, or (a failed workflow) the next sweep does.
             await eventually(partial(_marked, db, row.signal_id, "failed", why), timeout=30)
-            ended = await _ends(client.get_workflow_handle(row.workflow_id, result_type=MonitorResult))
+            ended = await _ends(client.get_workflow_handle_for(SignalMonitorWorkflow.run, row.workflow_id))
             if sql is None:
                 await eventually(partial(_intake_mark, db, row.signal_id, "started"), timeout=10)
             if isinstance(ended, MonitorResult):
@@ -201,7 +201,7 @@ async def test_rows_of_monitors_ended_around_their_code_are_corrected(client, ow
         terminated = await m.start(rows["terminated"].signal_id)
         await m.start(rows["reset"].signal_id)
         # Not bound to a run: after the reset, the successor is the one that counts.
-        reset = client.get_workflow_handle(rows["reset"].workflow_id, result_type=MonitorResult)
+        reset = client.get_workflow_handle_for(SignalMonitorWorkflow.run, rows["reset"].workflow_id)
         timed = await client.start_workflow(
             SignalMonitorWorkflow.run,
             SignalMonitorInput(signal_id=rows["timed out"].signal_id),

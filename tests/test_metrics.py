@@ -83,7 +83,7 @@ async def test_worker_and_intake_metrics_endpoints(client, postgres_server, temp
             row = await insert_signal(db, symbol="BNBUSDT", interval="1m")
             await insert_signal(db, tier="pro")  # left alone
             proxy.script(row.signal_id, Fault.status(500), Answer.wait(50), Answer.enter(90))
-            handle = client.get_workflow_handle(row.workflow_id)
+            handle = client.get_workflow_handle_for(SignalMonitorWorkflow.run, row.workflow_id)
 
             async def analysed(n: int):
                 try:

@@ -178,7 +178,7 @@ async def test_start_refuses_a_missing_signal_and_restarts_a_failed_one_with_aga
         restarted = await signal_monitor(env, "start", row.signal_id, "--again")
         assert f"{row.workflow_id}: started again" in restarted.stdout, restarted
 
-        handle = client.get_workflow_handle(row.workflow_id)
+        handle = client.get_workflow_handle_for(SignalMonitorWorkflow.run, row.workflow_id)
 
         async def monitoring():
             state = await handle.query(SignalMonitorWorkflow.state)

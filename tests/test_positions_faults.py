@@ -46,7 +46,7 @@ async def test_temporal_restarted_while_a_position_is_open(database_url, db):
                 await asyncio.sleep(3)
                 assert worker.proc.returncode is None, worker.output()
                 client = await temporal.start()
-                handle = client.get_workflow_handle(handle.id)
+                handle = client.get_workflow_handle_for(PositionManagerWorkflow.run, handle.id)
                 for n in (2, 3):
                     await handle.signal(PositionManagerWorkflow.candle_closed, candle(row, n, 100, 101, 99, 100))
                     await handle.signal(PositionManagerWorkflow.candle_closed, candle(row, n, 100, 101, 99, 100))

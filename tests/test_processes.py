@@ -12,7 +12,7 @@ from fakes.llm_proxy import Answer, FakeLlmProxy
 from tests.monitor_harness import TEST_KEY
 from tests.processes import as_json, command_env, signal_monitor, temporal_cli, worker_process
 from tests.support import analyses, eventually, insert_signal, kline, signal_status
-from workflows.models import MonitorResult, MonitorState
+from workflows.models import MonitorState
 from workflows.signal_monitor import SignalMonitorWorkflow
 
 
@@ -46,7 +46,7 @@ async def test_stock_temporal_cli_start_signal_three_times_then_cancel(client, t
                 "--input",
                 as_json({"signal_id": row.signal_id}),
             )
-            handle = client.get_workflow_handle(row.workflow_id)
+            handle = client.get_workflow_handle_for(SignalMonitorWorkflow.run, row.workflow_id)
 
             async def state(analysed: int) -> MonitorState:
                 s = await handle.query(SignalMonitorWorkflow.state)
@@ -122,7 +122,7 @@ async def test_worker_killed_mid_analysis_is_replaced_and_nothing_is_written_twi
             await proxy.wait_for_requests(1, timeout=30, signal_id=row.signal_id)
             first.kill()
             await first.proc.wait()
-        handle = client.get_workflow_handle(row.workflow_id, result_type=MonitorResult)
+        handle = client.get_workflow_handle_for(SignalMonitorWorkflow.run, row.workflow_id)
         # Nothing was recorded by the dead worker.
         assert await analyses(db, row.signal_id) == []
         async with worker_process(env):
