@@ -16,7 +16,7 @@ from temporalio.client import Client
 from bench.floor import FLOOR_WORKFLOW
 from intake.starting import start_monitor
 from workflows.candles import INTERVAL_MS
-from workflows.names import workflow_id_for
+from workflows.names import CANDLE_CLOSED_SIGNAL, workflow_id_for
 
 INTERVAL = "1m"
 _STEP = INTERVAL_MS[INTERVAL]
@@ -138,7 +138,10 @@ def kline(n: int, symbol: str) -> dict[str, Any]:
 
 async def send_closes(client: Client, workflow_ids: list[str], k: dict, concurrency: int = 32) -> None:
     """One close to many workflows, as a bridge fans it out: bounded concurrent signal RPCs."""
-    await gather_limited((client.get_workflow_handle(w).signal("candle_closed", k) for w in workflow_ids), concurrency)
+    # By name, as the bridge sends it: one signal for every kind fanned out to (monitors, positions, floors).
+    await gather_limited(
+        (client.get_workflow_handle(w).signal(CANDLE_CLOSED_SIGNAL, k) for w in workflow_ids), concurrency
+    )
 
 
 def symbol_for(label: str) -> str:

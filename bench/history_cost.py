@@ -12,6 +12,7 @@ import asyncpg
 from temporalio.client import Client
 
 from bench import data, history
+from bench.floor import BareFloorWorkflow
 from bench.report import Report
 from bench.stack import (
     Stack,
@@ -68,16 +69,16 @@ async def run(
     base, fbase = await settled(client, wf), await settled(client, fwf)
     for n in range(1, per_kind + 1):
         k = data.kline(n, symbol)
-        await client.get_workflow_handle(wf).signal("candle_closed", k)
+        await client.get_workflow_handle(wf).signal(SignalMonitorWorkflow.candle_closed, k)
         await data.wait_analyses(conn, [sid], 1 + n, 30, f"close {n}", poll=0.01)
-        await client.get_workflow_handle(fwf).signal("candle_closed", k)
+        await client.get_workflow_handle(fwf).signal(BareFloorWorkflow.candle_closed, k)
         await wait_floor_done([floor], {f"{fwf} {k['t']}"}, 30)
         await asyncio.sleep(0.1)
     analysed, fanalysed = await settled(client, wf), await settled(client, fwf)
     k = data.kline(per_kind, symbol)
     for n in range(1, per_kind + 1):
-        await client.get_workflow_handle(wf).signal("candle_closed", k)
-        await client.get_workflow_handle(fwf).signal("candle_closed", k)
+        await client.get_workflow_handle(wf).signal(SignalMonitorWorkflow.candle_closed, k)
+        await client.get_workflow_handle(fwf).signal(BareFloorWorkflow.candle_closed, k)
         deadline = time.monotonic() + 30
         while await _duplicates_seen(client, wf) < n:
             if time.monotonic() > deadline:
@@ -144,7 +145,7 @@ async def _chain(
     each = []
     for n in range(1, closes + 1):
         t = time.monotonic()
-        await client.get_workflow_handle(wf).signal("candle_closed", data.kline(n, symbol))
+        await client.get_workflow_handle(wf).signal(SignalMonitorWorkflow.candle_closed, data.kline(n, symbol))
         await data.wait_analyses(conn, [sid], 1 + n, 30, f"close {n}", poll=0.003)
         each.append(time.monotonic() - t)
         await asyncio.sleep(0.01)

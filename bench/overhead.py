@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from bench import data, history
-from bench.floor import NOOP_ACTIVITY
+from bench.floor import NOOP_ACTIVITY, BareFloorWorkflow
 from bench.report import Report, percentile, ratio
 from bench.stack import Stack, WorkerProcess, wait_floor_done
 from fakes.binance import FakeBinance, stream_name
@@ -137,7 +137,7 @@ async def _alternate(
         await data.wait_analyses(conn, [sid], 1 + n, 30, f"close {n}", poll=0.005)
         await asyncio.sleep(IDLE)
         floor_sent[n] = time.time()
-        await client.get_workflow_handle(fwf).signal("candle_closed", k)
+        await client.get_workflow_handle(fwf).signal(BareFloorWorkflow.candle_closed, k)
         await wait_floor_done([floor], {f"{fwf} {k['t']}"}, 30)
     return mon_sent, floor_sent
 

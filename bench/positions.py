@@ -18,11 +18,13 @@ from typing import Any
 import asyncpg
 
 from bench import burst, data, history
+from bench.floor import BareFloorWorkflow
 from bench.history_cost import settled
 from bench.report import Report, ratio
 from bench.stack import Stack, WorkerProcess, wait_floor_done
 from fakes.llm_proxy import ManageAnswer
 from workflows import names
+from workflows.position_manager import PositionManagerWorkflow
 from workflows.position_models import PositionManagerInput
 
 MANAGE, RECORD = names.MANAGE_POSITION_ACTIVITY, names.RECORD_POSITION_DECISION_ACTIVITY
@@ -157,9 +159,9 @@ async def run(
         base, fbase = await settled(client, wf), await settled(client, fwf)
         for i in range(1, per_kind + 1):
             k = close(i, symbol)
-            await client.get_workflow_handle(wf).signal("candle_closed", k)
+            await client.get_workflow_handle(wf).signal(PositionManagerWorkflow.candle_closed, k)
             await _decisions(conn, sids, k, 30, f"managed close {i}")
-            await client.get_workflow_handle(fwf).signal("candle_closed", k)
+            await client.get_workflow_handle(fwf).signal(BareFloorWorkflow.candle_closed, k)
             await wait_floor_done([floor], {f"{fwf} {k['t']}"}, 30)
             await asyncio.sleep(0.1)
         managed, fmanaged = await settled(client, wf), await settled(client, fwf)

@@ -24,7 +24,8 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureEr
 from temporalio.service import RPCError
 
 from tests.support import eventually
-from workflows.models import TERMINAL_SIGNAL_STATUSES, MonitorResult, MonitorState
+from workflows.models import TERMINAL_SIGNAL_STATUSES
+from workflows.signal_monitor import SignalMonitorWorkflow
 
 # Set to a file: every checked case appends its figures there (bench/faults collects them).
 RECORD_ENV = "SIGNAL_MONITOR_FAULTS_RECORD"
@@ -110,7 +111,7 @@ async def _analyses_figures(db: asyncpg.Connection, exp: Expectation, fig: Figur
 async def _workflow_figures(
     client: Client, db: asyncpg.Connection, exp: Expectation, stored: int, fig: Figures
 ) -> None:
-    handle = client.get_workflow_handle(f"signal-{exp.signal_id}", result_type=MonitorResult)
+    handle = client.get_workflow_handle_for(SignalMonitorWorkflow.run, f"signal-{exp.signal_id}")
     try:
         desc = await handle.describe()
     except RPCError as exc:
@@ -119,7 +120,7 @@ async def _workflow_figures(
         return
     db_status = await db.fetchval("SELECT status FROM signals WHERE id = $1", uuid.UUID(exp.signal_id))
     if desc.status == WorkflowExecutionStatus.RUNNING:
-        state = await handle.query("state", result_type=MonitorState)
+        state = await handle.query(SignalMonitorWorkflow.state)
         if state.analysing or state.pending_candle is not None or desc.raw_description.pending_activities:
             fig.stuck += 1
             fig.problems.append(f"{exp.signal_id}: running but not waiting for a candle: {state.status}")

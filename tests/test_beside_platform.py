@@ -35,8 +35,10 @@ from tests.platform_shape import (
     create_platform_database,
 )
 from tests.processes import BIN
-from tests.support import SignalRow, eventually, kline
+from tests.support import SignalRow, async_update, eventually, kline
+from workflows.inputs import AbandonRequest
 from workflows.models import MonitorResult
+from workflows.signal_monitor import SignalMonitorWorkflow
 
 GRACE = 5.0  # SIGNAL_MONITOR_PLATFORM_GRACE_SECONDS in these tests
 
@@ -80,7 +82,7 @@ async def signal_row(db: asyncpg.Connection, signal_id: str) -> asyncpg.Record:
 
 
 async def result_of(client: Client, signal_id: str, timeout: float = 25) -> MonitorResult:
-    handle = client.get_workflow_handle(f"signal-{signal_id}", result_type=MonitorResult)
+    handle = client.get_workflow_handle_for(SignalMonitorWorkflow.run, f"signal-{signal_id}")
     return await asyncio.wait_for(handle.result(), timeout)
 
 
@@ -378,7 +380,8 @@ async def test_the_wait_for_the_platforms_analysis_is_durable_and_operators_stil
                 assert any(e.HasField("timer_started_event_attributes") for e in events)
 
             await eventually(waiting_for_the_platform)
-            result = await handle.execute_update("abandon", {"reason": "exchange halted"}, result_type=MonitorResult)
+            abandon = AbandonRequest(reason="exchange halted")
+            result = await handle.execute_update(async_update(SignalMonitorWorkflow.abandon), abandon)
             row = await signal_row(db, sid)
             assert result.status == "expired" and "exchange halted" in result.reason
             assert (row["status"], row["monitor_reason"]) == ("expired", result.reason)
@@ -415,9 +418,9 @@ async def test_proxy_rows_are_taken_over_and_the_monitor_has_the_last_word(clien
 
             for sid in (abandon, enter):
                 await eventually(partial(analysed, sid, 1))
-                await handles[sid].signal("candle_closed", kline(row_of(sid), 2))
+                await handles[sid].signal(SignalMonitorWorkflow.candle_closed, kline(row_of(sid), 2))
                 await eventually(partial(analysed, sid, 2))
-            await handles[abandon].signal("candle_closed", kline(row_of(abandon), 3))
+            await handles[abandon].signal(SignalMonitorWorkflow.candle_closed, kline(row_of(abandon), 3))
             results = {sid: await result_of(m.client, sid) for sid in handles}
 
             a_rows, e_rows, n_rows = [await rows_of(db, s) for s in (abandon, enter, no_levels)]

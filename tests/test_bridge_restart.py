@@ -22,6 +22,7 @@ from tests.bridge_support import (
 )
 from tests.monitor_harness import monitor_stack
 from tests.support import eventually, insert_signal
+from workflows.signal_monitor import SignalMonitorWorkflow
 
 log = logging.getLogger("tests.bridge")
 IV = 60_000
@@ -77,7 +78,7 @@ async def test_killed_bridge_restarts_and_backfills_the_missed_close(client, dat
 
             times = await eventually(missed_close_analysed_then_live, timeout=30, interval=0.2)
             snap = stats.snapshot()
-        state = await handle.query("state")
+        state = await handle.query(SignalMonitorWorkflow.state)
         await handle.terminate("test over")
 
     assert_each_once(times)
@@ -87,5 +88,5 @@ async def test_killed_bridge_restarts_and_backfills_the_missed_close(client, dat
         f"\nbridge restart: analysed before kill={len(before)} last={last_seen} backfilled t={missed} "
         f"(+{(missed - last_seen) // IV} candles) forwarded={snap['closes_forwarded']} "
         f"backfilled={snap['backfilled']} duplicates dropped={snap['duplicates_dropped']} "
-        f"latency ms={snap['signal_latency_ms']} workflow counts={state['counts']}"
+        f"latency ms={snap['signal_latency_ms']} workflow counts={state.counts.model_dump()}"
     )

@@ -31,6 +31,7 @@ from tests.bridge_support import (
 )
 from tests.monitor_harness import monitor_stack
 from tests.support import eventually, insert_signal
+from workflows.signal_monitor import SignalMonitorWorkflow
 
 IV = 60_000
 
@@ -67,7 +68,7 @@ async def test_three_replicas_divide_the_streams_each_close_sent_once(client, da
                     assert len(await analysed_candles(db, row.signal_id)) >= 3
 
             await eventually(three_closes_analysed_each, timeout=90, interval=0.5)
-            states = [await h.query("state") for h in handles]
+            states = [await h.query(SignalMonitorWorkflow.state) for h in handles]
             senders = {s: {i for i, r in enumerate(replicas) if forwarded_times(r, s, "1m")} for s in symbols}
             # The balance never moved while monitors ran: no handoff, no backfill duplicate.
             assert await bucket_holders(db, group) == holders
@@ -77,7 +78,7 @@ async def test_three_replicas_divide_the_streams_each_close_sent_once(client, da
     assert all(len(who) == 1 for who in senders.values()), senders
     assert {i for who in senders.values() for i in who} == {0, 1, 2}, "every replica sends its share"
     for row, state in zip(rows, states, strict=True):
-        assert state["counts"]["duplicate"] == 0, (row.symbol, state["counts"])
+        assert state.counts.duplicate == 0, (row.symbol, state.counts)
         assert_each_once(await analysed_candles(db, row.signal_id))
     # What the replicas sent is what the monitors' histories hold, each close once per monitor.
     sent = [r.signals_sent for r in replicas]  # final: the replicas have stopped and drained

@@ -16,6 +16,7 @@ from tests.bridge_support import (
 )
 from tests.monitor_harness import monitor_stack
 from tests.support import eventually, insert_signal
+from workflows.signal_monitor import SignalMonitorWorkflow
 
 
 async def test_two_bridges_each_candle_analysed_once(client, database_url, db):
@@ -39,8 +40,8 @@ async def test_two_bridges_each_candle_analysed_once(client, database_url, db):
             await eventually(both_delivered_several, timeout=60, interval=0.2)
 
             async def workflow_saw_duplicates():
-                state = await handle.query("state")
-                assert state["counts"]["duplicate"] >= 3
+                state = await handle.query(SignalMonitorWorkflow.state)
+                assert state.counts.duplicate >= 3
                 return state
 
             state = await eventually(workflow_saw_duplicates, timeout=20)
@@ -60,6 +61,6 @@ async def test_two_bridges_each_candle_analysed_once(client, database_url, db):
     assert a.reconnects == 0 and b.reconnects == 0
     print(
         f"\ntwo bridges: A forwarded={a.closes_forwarded} B forwarded={b.closes_forwarded} "
-        f"analysed={len(times)} workflow counts={state['counts']} "
+        f"analysed={len(times)} workflow counts={state.counts.model_dump()} "
         f"latency A={a.latency_summary()} B={b.latency_summary()}"
     )

@@ -10,6 +10,7 @@ from fakes.llm_proxy import Answer
 from tests.monitor_harness import monitor_stack
 from tests.support import analyses, eventually, insert_signal, kline, signal_status
 from workflows.models import MonitorState
+from workflows.signal_monitor import SignalMonitorWorkflow
 
 
 async def test_continue_as_new_keeps_deduplication_and_numbering(client, database_url, db):
@@ -20,7 +21,7 @@ async def test_continue_as_new_keeps_deduplication_and_numbering(client, databas
         first_run = handle.result_run_id
 
         async def analysed(n: int) -> MonitorState:
-            s = await handle.query("state", result_type=MonitorState)
+            s = await handle.query(SignalMonitorWorkflow.state)
             assert s.counts.analysed == n and not s.analysing, s.counts
             return s
 
@@ -28,7 +29,7 @@ async def test_continue_as_new_keeps_deduplication_and_numbering(client, databas
         candle = 0
         while True:
             candle += 1
-            await handle.signal("candle_closed", kline(row, candle))
+            await handle.signal(SignalMonitorWorkflow.candle_closed, kline(row, candle))
             state = await eventually(partial(analysed, candle + 1), timeout=30)
             if state.runs > 1:
                 break
@@ -37,14 +38,14 @@ async def test_continue_as_new_keeps_deduplication_and_numbering(client, databas
         assert latest.run_id != first_run
         # Every earlier candle again, in the new run: all recognised, none analysed.
         for n in range(1, candle + 1):
-            await handle.signal("candle_closed", kline(row, n))
-        await handle.signal("candle_closed", kline(row, candle + 1))
+            await handle.signal(SignalMonitorWorkflow.candle_closed, kline(row, n))
+        await handle.signal(SignalMonitorWorkflow.candle_closed, kline(row, candle + 1))
         state = await eventually(lambda: analysed(candle + 2), timeout=30)
         assert state.counts.duplicate + state.counts.stale == candle, state.counts
         assert [d.analysis_number for d in state.history] == list(range(candle + 2))
         m.proxy.clear_script()
         m.proxy.script(row.signal_id, Answer.enter(90))
-        await handle.signal("candle_closed", kline(row, candle + 2))
+        await handle.signal(SignalMonitorWorkflow.candle_closed, kline(row, candle + 2))
         result = await asyncio.wait_for(client.get_workflow_handle(row.workflow_id).result(), 30)
     rows = await analyses(db, row.signal_id)
     assert [r["analysis_number"] for r in rows] == list(range(candle + 3))
@@ -64,7 +65,7 @@ async def test_continue_as_new_is_not_postponed_while_closes_keep_arriving(clien
         handle = await m.start(row.signal_id)
 
         async def state() -> MonitorState:
-            return await handle.query("state", result_type=MonitorState)
+            return await handle.query(SignalMonitorWorkflow.state)
 
         async def analysing_candle(n: int) -> None:
             s = await state()
@@ -78,7 +79,7 @@ async def test_continue_as_new_is_not_postponed_while_closes_keep_arriving(clien
         await eventually(lambda: analysing_candle(0), timeout=30)
         for candle in range(1, closes + 1):
             # Sent while the previous analysis runs: it waits, and is there when that one ends.
-            await handle.signal("candle_closed", kline(row, candle))
+            await handle.signal(SignalMonitorWorkflow.candle_closed, kline(row, candle))
             await eventually(partial(analysing_candle, candle), timeout=30)
         final = await eventually(lambda: analysed(closes + 1), timeout=30)
     runs = [e async for e in client.list_workflows(f"WorkflowId = '{row.workflow_id}'")]

@@ -14,11 +14,11 @@ from fakes.llm_proxy import Answer
 from tests.fault_checks import Expectation, assert_three_checks
 from tests.monitor_harness import monitor_stack
 from tests.support import eventually, insert_signal, kline, signal_status
-from workflows.models import MonitorState
+from workflows.signal_monitor import SignalMonitorWorkflow
 
 
 async def _analysed(handle, n: int) -> None:
-    state = await handle.query("state", result_type=MonitorState)
+    state = await handle.query(SignalMonitorWorkflow.state)
     assert state.counts.analysed == n and not state.analysing, state.counts
 
 
@@ -42,8 +42,8 @@ async def test_bad_data_ends_each_monitor_with_its_reason(client, database_url, 
         await db.execute("DELETE FROM traders WHERE id = $1", uuid.UUID(deleted_trader.trader_id))
         await db.execute("DELETE FROM signals WHERE id = $1", uuid.UUID(deleted_signal.signal_id))
         close = kline(deleted_trader, 1)
-        await handle.signal("candle_closed", close)
-        await gone.signal("candle_closed", kline(deleted_signal, 1))
+        await handle.signal(SignalMonitorWorkflow.candle_closed, close)
+        await gone.signal(SignalMonitorWorkflow.candle_closed, kline(deleted_signal, 1))
         ended = await asyncio.wait_for(handle.result(), 30)
         try:
             await asyncio.wait_for(gone.result(), 30)

@@ -21,7 +21,7 @@ from tests.bridge_support import assert_fake_rules_kept, bridge_config, replay_s
 from tests.fault_checks import Expectation, assert_three_checks, closes_between
 from tests.monitor_harness import monitor_stack
 from tests.support import eventually, insert_signal
-from workflows.models import MonitorState
+from workflows.signal_monitor import SignalMonitorWorkflow
 
 INTERVAL = "1m"
 
@@ -124,7 +124,7 @@ async def test_every_binance_fault_then_each_close_analysed_once(client, databas
             await eventually(lambda: _true(stats.delivery_backlog == 0), timeout=30)
             made = [c.t for c in fake.market.closed[key]]
             closes = closes_between(made, after_ms=kline_floor(row.timestamp))
-            skipped = (await handle.query("state", result_type=MonitorState)).counts.skipped
+            skipped = (await handle.query(SignalMonitorWorkflow.state)).counts.skipped
             allowed = stats.backfill_missed_candles + stats.signals_superseded + skipped
             fig = await assert_three_checks(
                 client,

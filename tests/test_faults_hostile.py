@@ -139,7 +139,7 @@ async def test_bad_signal_and_trader_rows_fail_the_signal_at_once(client, own_db
             SEEN.append(row.workflow_id)
             # Bounded: the monitor ends it, or (a failed workflow) the next sweep does.
             await eventually(partial(_marked, db, row.signal_id, "failed", why), timeout=30)
-            ended = await _ends(client.get_workflow_handle(row.workflow_id, result_type=MonitorResult))
+            ended = await _ends(client.get_workflow_handle_for(SignalMonitorWorkflow.run, row.workflow_id))
             if sql is None:
                 await eventually(partial(_intake_mark, db, row.signal_id, "started"), timeout=10)
             if isinstance(ended, MonitorResult):
@@ -185,7 +185,7 @@ async def _permanent_but_retried() -> None:
 
 
 async def _idle(handle, analysed: int) -> None:
-    state = await handle.query("state", result_type=MonitorState)
+    state = await handle.query(SignalMonitorWorkflow.state)
     assert state.counts.analysed == analysed and not state.analysing, state.counts
 
 
@@ -201,7 +201,7 @@ async def test_rows_of_monitors_ended_around_their_code_are_corrected(client, ow
         terminated = await m.start(rows["terminated"].signal_id)
         await m.start(rows["reset"].signal_id)
         # Not bound to a run: after the reset, the successor is the one that counts.
-        reset = client.get_workflow_handle(rows["reset"].workflow_id, result_type=MonitorResult)
+        reset = client.get_workflow_handle_for(SignalMonitorWorkflow.run, rows["reset"].workflow_id)
         timed = await client.start_workflow(
             SignalMonitorWorkflow.run,
             SignalMonitorInput(signal_id=rows["timed out"].signal_id),
@@ -271,7 +271,7 @@ async def test_rows_of_monitors_ended_around_their_code_are_corrected(client, ow
         # Sweeps have seen the reset's terminated run: its running successor keeps the signal.
         await eventually(lambda: _idle(reset, 1), timeout=30)
         close = kline(rows["reset"], 1)  # the successor goes on monitoring: this close is analysed
-        await reset.signal("candle_closed", close)
+        await reset.signal(SignalMonitorWorkflow.candle_closed, close)
         await eventually(lambda: _idle(reset, 2), timeout=30)
         await asyncio.sleep(4 * SWEEP)
         assert await signal_status(db, rows["reset"].signal_id) == "monitoring"
@@ -350,7 +350,7 @@ async def test_a_key_with_a_newline_is_refused_and_never_shown(client, own_db, t
         handle = await m.start(row.signal_id)
 
         async def failed_once() -> MonitorState:
-            state = await handle.query("state", result_type=MonitorState)
+            state = await handle.query(SignalMonitorWorkflow.state)
             assert state.counts.failed_analyses == 1 and not state.analysing, state.counts
             return state
 

@@ -47,7 +47,7 @@ MINUTE = 60_000
 
 
 async def _state(handle: WorkflowHandle) -> MonitorState:
-    return await handle.query("state", result_type=MonitorState)
+    return await handle.query(SignalMonitorWorkflow.state)
 
 
 async def _idle(handle: WorkflowHandle, analysed: int) -> MonitorState:
@@ -91,7 +91,7 @@ async def test_bad_signals_updates_and_queries_never_wedge_a_monitor(client, dat
         for future in (_minute_candle(row, year_2100), _minute_candle(row, week_ahead)):  # 3.
             await cli("signal", "--name", "candle_closed", "--input", as_json(future))
         # 11. a valid kline carrying a large extra field: counted, never kept
-        await handle.signal("candle_closed", {**good, "junk": "x" * (2 * MAX_CANDLE_PAYLOAD_BYTES)})
+        await handle.signal(SignalMonitorWorkflow.candle_closed, {**good, "junk": "x" * (2 * MAX_CANDLE_PAYLOAD_BYTES)})
 
         # Updates with no input, two inputs or junk are refused and leave nothing in history.
         for args in (
@@ -113,9 +113,9 @@ async def test_bad_signals_updates_and_queries_never_wedge_a_monitor(client, dat
         assert (c.malformed, c.future, c.oversized) == (2 + len(malformed), 2, 1), c
         assert c.received == 2 + len(malformed) + 2 + 1 and c.stale == 0 and c.duplicate == 0
         # The closes from the future moved nothing: the real ones after them are analysed.
-        await handle.signal("candle_closed", good)
+        await handle.signal(SignalMonitorWorkflow.candle_closed, good)
         await eventually(lambda: _idle(handle, 2), timeout=30)
-        await handle.signal("candle_closed", kline(row, 2))
+        await handle.signal(SignalMonitorWorkflow.candle_closed, kline(row, 2))
         state = await eventually(lambda: _idle(handle, 3), timeout=30)
         assert state.max_reanalyses == 10
         events = await _events(client, row.workflow_id)

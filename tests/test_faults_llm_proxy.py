@@ -13,6 +13,7 @@ from tests.fault_checks import Expectation, assert_three_checks
 from tests.monitor_harness import TEST_KEY, monitor_stack
 from tests.support import eventually, insert_signal, kline
 from workflows.models import MonitorState
+from workflows.signal_monitor import SignalMonitorWorkflow
 
 CLIENT_TIMEOUT = 2.0  # the worker's llm-proxy read timeout, so `timeout` faults are quick
 
@@ -39,7 +40,7 @@ FAULTS = {
 
 
 async def _analysed(handle, n: int) -> MonitorState:
-    state = await handle.query("state", result_type=MonitorState)
+    state = await handle.query(SignalMonitorWorkflow.state)
     assert state.counts.analysed == n and not state.analysing, state
     return state
 
@@ -53,7 +54,7 @@ async def test_every_llm_proxy_fault_is_retried_into_exactly_one_analysis(client
             handles[name] = await m.start(row.signal_id)
         await asyncio.gather(*(eventually(partial(_analysed, h, 1), timeout=60) for h in handles.values()))
         for name, row in rows.items():
-            await handles[name].signal("candle_closed", kline(row, 2))
+            await handles[name].signal(SignalMonitorWorkflow.candle_closed, kline(row, 2))
         states = await asyncio.gather(*(eventually(partial(_analysed, h, 2), timeout=60) for h in handles.values()))
         expected = [Expectation(row.signal_id, {kline(row, 2)["t"]}) for row in rows.values()]
         fig = await assert_three_checks(client, db, "llm-proxy: every fault kind once, then answered", expected)
@@ -77,10 +78,10 @@ async def test_connection_refused_then_proxy_back(client, database_url, db):
             handle = await m.start(row.signal_id)
             await eventually(lambda: _analysed(handle, 1), timeout=30)
             await proxy.stop()
-            await handle.signal("candle_closed", kline(row, 2))
+            await handle.signal(SignalMonitorWorkflow.candle_closed, kline(row, 2))
 
             async def refused() -> None:
-                state = await handle.query("state", result_type=MonitorState)
+                state = await handle.query(SignalMonitorWorkflow.state)
                 assert state.analysing
                 desc = await handle.describe()
                 pending = desc.raw_description.pending_activities

@@ -14,12 +14,13 @@ from fakes.llm_proxy import Answer
 from tests.fault_checks import Expectation, assert_three_checks, measure
 from tests.monitor_harness import monitor_stack
 from tests.processes import as_json, command_env, temporal_cli
-from tests.support import eventually, insert_signal, kline, signal_status
-from workflows.models import MonitorResult, MonitorState
+from tests.support import async_update, eventually, insert_signal, kline, signal_status
+from workflows.models import MonitorState
+from workflows.signal_monitor import SignalMonitorWorkflow
 
 
 async def _state(handle) -> MonitorState:
-    return await handle.query("state", result_type=MonitorState)
+    return await handle.query(SignalMonitorWorkflow.state)
 
 
 async def _idle(handle, analysed: int) -> MonitorState:
@@ -83,14 +84,14 @@ async def test_operators_by_hand(client, database_url, db, temporal_address):
         await eventually(lambda: _idle(bad, 2), timeout=30)
 
         # Cancel during an analysis.
-        await cancel.signal("candle_closed", kline(cancel_row, 2))
+        await cancel.signal(SignalMonitorWorkflow.candle_closed, kline(cancel_row, 2))
         await eventually(lambda: _analysing(cancel), timeout=30)
         await m.proxy.wait_for_requests(2, timeout=30, signal_id=cancel_row.signal_id)
         await temporal_cli(env, "workflow", "cancel", "--workflow-id", cancel_row.workflow_id)
         await eventually(lambda: _status(cancel, WorkflowExecutionStatus.CANCELED), timeout=30)
 
         # Cancel of a monitor that has already ended: the server accepts the request and nothing changes.
-        result = await ended.execute_update("abandon", "operator: setup gone", result_type=MonitorResult)
+        result = await ended.execute_update(async_update(SignalMonitorWorkflow.abandon), "operator: setup gone")
         assert result.status == "expired"
         await eventually(lambda: _status(ended, WorkflowExecutionStatus.COMPLETED), timeout=30)
         await temporal_cli(env, "workflow", "cancel", "--workflow-id", ended_row.workflow_id, check=False)
@@ -125,7 +126,7 @@ async def test_the_checks_catch_a_lost_close(client, database_url, db):
         never_sent = kline(row, 3)["t"]
         fig = await measure(client, db, "checker", [Expectation(row.signal_id, {never_sent})])
         assert fig.lost == 1 and fig.stuck == 0 and not fig.ok
-        await handle.signal("candle_closed", kline(row, 2))
+        await handle.signal(SignalMonitorWorkflow.candle_closed, kline(row, 2))
         await eventually(lambda: _analysing(handle), timeout=30)
         fig = await measure(client, db, "checker", [Expectation(row.signal_id, {kline(row, 2)["t"]})])
         assert fig.stuck == 1 and fig.lost == 1 and not fig.ok

@@ -34,6 +34,7 @@ from tests.restarts import (
     worker_env,
 )
 from tests.support import eventually, insert_signal, kline
+from workflows.signal_monitor import SignalMonitorWorkflow
 
 
 async def test_temporal_restarted_on_its_database_while_monitors_wait(database_url, db):
@@ -54,7 +55,7 @@ async def test_temporal_restarted_on_its_database_while_monitors_wait(database_u
                 for n in (1, 2):
                     for row in rows:
                         k = kline(row, n)
-                        await client.get_workflow_handle(row.workflow_id).signal("candle_closed", k)
+                        await client.get_workflow_handle(row.workflow_id).signal(SignalMonitorWorkflow.candle_closed, k)
                         sent[row.signal_id].append(k["t"])
                     await all_settled(client, rows, 1 + n, timeout=60)
                 expected = [await expectation(client, row.signal_id, set(sent[row.signal_id])) for row in rows]
@@ -90,7 +91,7 @@ async def test_postgres_crashed_during_record_analysis_is_stored_once_when_back(
             await tx.start()
             await blocker.execute("SELECT 1 FROM signals WHERE id = $1 FOR UPDATE", uuid.UUID(row.signal_id))
             k = kline(row, 1)
-            await handle.signal("candle_closed", k)
+            await handle.signal(SignalMonitorWorkflow.candle_closed, k)
 
             async def writing() -> None:
                 desc = await handle.describe()

@@ -23,7 +23,7 @@ from fakes.llm_proxy import Answer, FakeLlmProxy, always
 from intake.starting import start_monitor
 from tests.monitor_harness import TEST_KEY, make_settings, running_worker
 from tests.support import eventually, insert_signal, kline
-from workflows.models import MonitorState
+from workflows.signal_monitor import SignalMonitorWorkflow
 
 
 def most_in_any_second(times: list[float]) -> int:
@@ -73,7 +73,7 @@ async def test_a_burst_of_analyses_never_exceeds_the_queue_rate(client, database
 
             async def all_analysed() -> None:
                 for h in handles:
-                    s = await h.query("state", result_type=MonitorState)
+                    s = await h.query(SignalMonitorWorkflow.state)
                     assert s.counts.analysed == 1, s.counts
 
             await eventually(all_analysed, timeout=60)
@@ -141,13 +141,13 @@ async def test_sliding_window_at_llm_proxy_two_workers_idle_spell_jitter(
 
             async def all_analysed(n: int) -> None:
                 for h in handles:
-                    s = await h.query("state", result_type=MonitorState)
+                    s = await h.query(SignalMonitorWorkflow.state)
                     assert s.counts.analysed == n, s.counts
 
             await eventually(lambda: all_analysed(1), timeout=60)
             await asyncio.sleep(6.0)  # idle: Temporal's token bucket refills, keep-alives expire
             for row, h in zip(rows, handles, strict=True):
-                await h.signal("candle_closed", kline(row, 1))
+                await h.signal(SignalMonitorWorkflow.candle_closed, kline(row, 1))
             await eventually(lambda: all_analysed(2), timeout=60)
         arrivals = [r.monotonic for r in proxy.requests]
     assert len(arrivals) == 24

@@ -38,7 +38,7 @@ async def test_cancel_while_the_local_record_waits_on_the_database(client, datab
             await tx.start()
             # record_analysis takes the signal's row FOR UPDATE inside its transaction.
             await blocker.execute("SELECT 1 FROM signals WHERE id = $1 FOR UPDATE", uuid.UUID(row.signal_id))
-            await handle.signal("candle_closed", kline(row, 1))
+            await handle.signal(SignalMonitorWorkflow.candle_closed, kline(row, 1))
 
             async def writing() -> None:
                 desc = await handle.describe()
@@ -69,7 +69,7 @@ async def test_an_analysed_candle_costs_twelve_history_events(client, database_u
         handle = await m.start(row.signal_id)
         await eventually(lambda: _analysed(handle, 1))
         before = len((await handle.fetch_history()).events)
-        await handle.signal("candle_closed", kline(row, 1))
+        await handle.signal(SignalMonitorWorkflow.candle_closed, kline(row, 1))
         await eventually(lambda: _analysed(handle, 2))
 
         async def settled() -> int:

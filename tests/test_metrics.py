@@ -19,7 +19,7 @@ from tests.conftest import create_database, free_port
 from tests.monitor_harness import TEST_KEY
 from tests.processes import project_process
 from tests.support import eventually, insert_signal, kline, signal_status
-from workflows.models import MonitorState
+from workflows.signal_monitor import SignalMonitorWorkflow
 
 
 async def scrape(address: str) -> str:
@@ -83,11 +83,11 @@ async def test_worker_and_intake_metrics_endpoints(client, postgres_server, temp
             row = await insert_signal(db, symbol="BNBUSDT", interval="1m")
             await insert_signal(db, tier="pro")  # left alone
             proxy.script(row.signal_id, Fault.status(500), Answer.wait(50), Answer.enter(90))
-            handle = client.get_workflow_handle(row.workflow_id)
+            handle = client.get_workflow_handle_for(SignalMonitorWorkflow.run, row.workflow_id)
 
             async def analysed(n: int):
                 try:
-                    state = await handle.query("state", result_type=MonitorState)
+                    state = await handle.query(SignalMonitorWorkflow.state)
                 except RPCError as exc:  # not started by the intake yet
                     raise AssertionError(exc.message) from None
                 assert state.counts.analysed == n and not state.analysing, state
@@ -100,7 +100,7 @@ async def test_worker_and_intake_metrics_endpoints(client, postgres_server, temp
                 return text
 
             await eventually(lambda: running_gauge(1), timeout=30)
-            await handle.signal("candle_closed", kline(row, 1))
+            await handle.signal(SignalMonitorWorkflow.candle_closed, kline(row, 1))
             await eventually(lambda: _status_is(db, row.signal_id, "in_position"), timeout=30)
             worker_text = await eventually(lambda: running_gauge(0), timeout=30)
 

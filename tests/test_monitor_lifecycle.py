@@ -14,10 +14,11 @@ from tests.monitor_harness import monitor_stack
 from tests.support import analyses, eventually, insert_signal, kline, signal_status
 from workflows import search_attributes as sa
 from workflows.models import MonitorState
+from workflows.signal_monitor import SignalMonitorWorkflow
 
 
 async def _state(handle) -> MonitorState:
-    return await handle.query("state", result_type=MonitorState)
+    return await handle.query(SignalMonitorWorkflow.state)
 
 
 async def test_wait_wait_enter_records_order_intent(client, database_url, db):
@@ -39,9 +40,9 @@ async def test_wait_wait_enter_records_order_intent(client, database_url, db):
         state = await eventually(first_analysed)
         assert state.status == "monitoring"
         assert await signal_status(db, row.signal_id) == "monitoring"
-        await handle.signal("candle_closed", kline(row, 1))
+        await handle.signal(SignalMonitorWorkflow.candle_closed, kline(row, 1))
         await eventually(lambda: _expect_analyses(handle, 2))
-        await handle.signal("candle_closed", kline(row, 2))
+        await handle.signal(SignalMonitorWorkflow.candle_closed, kline(row, 2))
         result = await handle.result()
 
     assert result.status == "in_position"
@@ -89,7 +90,7 @@ async def test_bad_setup_abandons_and_expires(client, database_url, db):
         m.proxy.script(row.signal_id, Answer.wait(50), Answer.abandon(80))
         handle = await m.start(row.signal_id)
         await eventually(lambda: _expect_analyses(handle, 1))
-        await handle.signal("candle_closed", kline(row, 1))
+        await handle.signal(SignalMonitorWorkflow.candle_closed, kline(row, 1))
         result = await handle.result()
     assert result.status == "expired" and "abandoned by the model" in result.reason
     assert await signal_status(db, row.signal_id) == "expired"
@@ -102,9 +103,9 @@ async def test_enter_below_min_confidence_continues_then_limit_expires(client, d
         m.proxy.script(row.signal_id, Answer.enter(75), Answer.wait(60), Answer.enter(79))
         handle = await m.start(row.signal_id)
         await eventually(lambda: _expect_analyses(handle, 1))
-        await handle.signal("candle_closed", kline(row, 1))
+        await handle.signal(SignalMonitorWorkflow.candle_closed, kline(row, 1))
         await eventually(lambda: _expect_analyses(handle, 2))
-        await handle.signal("candle_closed", kline(row, 2))
+        await handle.signal(SignalMonitorWorkflow.candle_closed, kline(row, 2))
         result = await handle.result()
     assert result.status == "expired" and "reanalysis limit" in result.reason
     rows = await analyses(db, row.signal_id)
@@ -124,7 +125,7 @@ async def test_five_consecutive_failed_analyses_fail_the_signal(client, database
         handle = await m.start(row.signal_id)
         for n in range(1, 5):
             await eventually(partial(_expect_failures, handle, n))
-            await handle.signal("candle_closed", kline(row, n))
+            await handle.signal(SignalMonitorWorkflow.candle_closed, kline(row, n))
         result = await handle.result()
     assert result.status == "failed" and "5 consecutive analyses failed" in result.reason
     assert "LlmProxyAuthError" in result.reason

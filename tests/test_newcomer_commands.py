@@ -20,7 +20,7 @@ from tests.monitor_harness import monitor_stack
 from tests.processes import command_env, signal_monitor
 from tests.support import eventually, insert_signal, signal_status
 from tests.test_temporal_ui import ARTIFACTS, CHROMIUM_ARGS, UI_TIMEOUT_MS
-from workflows.models import MonitorState
+from workflows.signal_monitor import SignalMonitorWorkflow
 
 
 @pytest.fixture(scope="session")
@@ -98,7 +98,7 @@ async def test_add_signal_history_status_and_chart_in_a_browser(
         handle = await m.start(signal_id)
         signal_ms = int(row["timestamp"].timestamp() * 1000)
         for k in await _closes_after(fake, "SOLUSDT", signal_ms, 2):
-            await handle.signal("candle_closed", k)
+            await handle.signal(SignalMonitorWorkflow.candle_closed, k)
         result = await handle.result()
         assert result.status == "in_position", result
         stored = await db.fetchrow(
@@ -178,10 +178,10 @@ async def test_start_refuses_a_missing_signal_and_restarts_a_failed_one_with_aga
         restarted = await signal_monitor(env, "start", row.signal_id, "--again")
         assert f"{row.workflow_id}: started again" in restarted.stdout, restarted
 
-        handle = client.get_workflow_handle(row.workflow_id)
+        handle = client.get_workflow_handle_for(SignalMonitorWorkflow.run, row.workflow_id)
 
         async def monitoring():
-            state = await handle.query("state", result_type=MonitorState)
+            state = await handle.query(SignalMonitorWorkflow.state)
             assert state.status == "monitoring" and state.analyses == 1, state
 
         await eventually(monitoring, timeout=30)

@@ -17,6 +17,7 @@ from fakes.llm_proxy import Answer, Fault
 from tests.monitor_harness import monitor_stack
 from tests.support import eventually, insert_signal, kline, signal_status
 from workflows.models import MonitorState
+from workflows.signal_monitor import SignalMonitorWorkflow
 
 SCRIPT = str(Path(sys.executable).parent / "signal-monitor")
 
@@ -37,7 +38,7 @@ def field(out: str, name: str) -> str:
 
 
 async def idle_after(handle, analysed: int, failed: int = 0) -> MonitorState:
-    state = await handle.query("state", result_type=MonitorState)
+    state = await handle.query(SignalMonitorWorkflow.state)
     assert state.counts.analysed == analysed and state.counts.failed_analyses == failed, state
     assert not state.analysing
     return state
@@ -109,7 +110,7 @@ async def test_reanalyze_after_a_failed_analysis_then_cancel(client, database_ur
         assert code == 0, err
         assert "reanalysed; status monitoring; last decision #0 continue (wait 66)" in out
 
-        await handle.signal("candle_closed", kline(row, 1))
+        await handle.signal(SignalMonitorWorkflow.candle_closed, kline(row, 1))
         await eventually(lambda: idle_after(handle, 2, failed=1))
         code, out, err = await cli(client, "cancel", row.signal_id)
         assert code == 0, err

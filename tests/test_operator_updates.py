@@ -10,12 +10,14 @@ from temporalio.client import WorkflowUpdateFailedError
 
 from fakes.llm_proxy import Answer, Fault
 from tests.monitor_harness import monitor_stack
-from tests.support import analyses, eventually, insert_signal, kline, signal_status
-from workflows.models import MonitorResult, MonitorState
+from tests.support import analyses, async_update, eventually, insert_signal, kline, signal_status
+from workflows.inputs import AbandonRequest, SetLimitRequest
+from workflows.models import MonitorState
+from workflows.signal_monitor import SignalMonitorWorkflow
 
 
 async def _state(handle) -> MonitorState:
-    return await handle.query("state", result_type=MonitorState)
+    return await handle.query(SignalMonitorWorkflow.state)
 
 
 async def _idle_with(handle, analysed: int, failed: int = 0) -> MonitorState:
@@ -37,14 +39,16 @@ async def test_abandon_with_reason_expires_the_signal(client, database_url, db):
         await eventually(lambda: _idle_with(handle, 1))
         for bad in ("", "   ", 42, {"why": "x"}, "x" * 501):
             with pytest.raises(WorkflowUpdateFailedError) as info:
+                # By name with raw input, as an operator sends it (no AbandonRequest could hold these).
                 await handle.execute_update("abandon", bad)
             assert "InvalidRequest" in repr(info.value.cause) or "reason" in str(info.value.cause)
         assert await _update_events(handle) == 0  # rejected updates leave no trace in history
-        result = await handle.execute_update("abandon", {"reason": "news: exchange halted"}, result_type=MonitorResult)
+        request = AbandonRequest(reason="news: exchange halted")
+        result = await handle.execute_update(async_update(SignalMonitorWorkflow.abandon), request)
         assert result.status == "expired" and result.reason == "abandoned by operator: news: exchange halted"
         assert (await handle.result()).status == "expired"
         with pytest.raises(Exception):  # noqa: B017 - an ended workflow answers with an RPC error, not an update failure
-            await handle.execute_update("abandon", "again")
+            await handle.execute_update(async_update(SignalMonitorWorkflow.abandon), "again")  # a bare reason
     assert await signal_status(db, row.signal_id) == "expired"
     reason = await db.fetchval("SELECT monitor_reason FROM signals WHERE id = $1::uuid", row.signal_id)
     assert reason == "abandoned by operator: news: exchange halted"
@@ -57,14 +61,16 @@ async def test_set_limit_validates_and_lowering_to_done_expires(client, database
         handle = await m.start(row.signal_id)
         await eventually(lambda: _idle_with(handle, 1))
         for n in (1, 2):
-            await handle.signal("candle_closed", kline(row, n))
+            await handle.signal(SignalMonitorWorkflow.candle_closed, kline(row, n))
             await eventually(partial(_idle_with, handle, n + 1))
         for bad in (1, -1, "3", 3.5, True, 10_001):
             with pytest.raises(WorkflowUpdateFailedError):
+                # By name with raw input, as an operator sends it (no SetLimitRequest could hold these).
                 await handle.execute_update("set_limit", bad)
-        state = await handle.execute_update("set_limit", {"limit": 9}, result_type=MonitorState)
+        # The two plain forms operators type, `{"limit": 9}` and the bare number, as they send them.
+        state = await handle.execute_update(SignalMonitorWorkflow.set_limit, {"limit": 9})
         assert state.max_reanalyses == 9
-        await handle.execute_update("set_limit", 2, result_type=MonitorState)
+        await handle.execute_update(SignalMonitorWorkflow.set_limit, 2)
         result = await handle.result()
     assert result.status == "expired" and "reanalysis limit" in result.reason
     assert result.reanalyses == 2
@@ -76,9 +82,9 @@ async def test_raising_the_limit_lets_monitoring_go_on(client, database_url, db)
     async with monitor_stack(client, database_url) as m:
         handle = await m.start(row.signal_id)
         await eventually(lambda: _idle_with(handle, 1))
-        await handle.execute_update("set_limit", 3)
+        await handle.execute_update(SignalMonitorWorkflow.set_limit, SetLimitRequest(limit=3))
         for n in (1, 2):
-            await handle.signal("candle_closed", kline(row, n))
+            await handle.signal(SignalMonitorWorkflow.candle_closed, kline(row, n))
             await eventually(partial(_idle_with, handle, n + 1))
         # The default policy's third answer (reanalysis 2) is an enter.
         result = await handle.result()
@@ -92,18 +98,18 @@ async def test_reanalyze_retries_a_failed_analysis_and_refuses_when_nothing_is_l
         handle = await m.start(row.signal_id)
         await eventually(lambda: _idle_with(handle, 1))
         with pytest.raises(WorkflowUpdateFailedError) as info:
-            await handle.execute_update("reanalyze")
+            await handle.execute_update(async_update(SignalMonitorWorkflow.reanalyze))
         assert "nothing to reanalyse" in str(info.value.cause)
-        await handle.signal("candle_closed", kline(row, 1))
+        await handle.signal(SignalMonitorWorkflow.candle_closed, kline(row, 1))
         state = await eventually(lambda: _idle_with(handle, 1, failed=1))
         assert state.failures[-1].error.startswith("LlmProxyAuthError")
-        state = await handle.execute_update("reanalyze", result_type=MonitorState)
+        state = await handle.execute_update(async_update(SignalMonitorWorkflow.reanalyze))
         assert state.counts.analysed == 2 and state.consecutive_failures == 0
-        assert state.last_decision.candle_open_time == kline(row, 1)["t"]
+        assert state.last_decision is not None and state.last_decision.candle_open_time == kline(row, 1)["t"]
         with pytest.raises(WorkflowUpdateFailedError):
-            await handle.execute_update("reanalyze")
+            await handle.execute_update(async_update(SignalMonitorWorkflow.reanalyze))
         # The same candle sent again is a duplicate: one row per candle.
-        await handle.signal("candle_closed", kline(row, 1))
+        await handle.signal(SignalMonitorWorkflow.candle_closed, kline(row, 1))
         state = await eventually(lambda: _dup(handle))
     rows = await analyses(db, row.signal_id)
     assert [r["analysis_number"] for r in rows] == [0, 1]
@@ -121,6 +127,10 @@ async def test_updates_on_an_ended_monitor_are_refused(client, database_url, db)
         m.proxy.script(row.signal_id, Answer.abandon(90))
         handle = await m.start(row.signal_id)
         assert (await handle.result()).status == "expired"
-        for name, arg in (("abandon", "late"), ("set_limit", 9), ("reanalyze", None)):
+        for send in (
+            lambda: handle.execute_update(async_update(SignalMonitorWorkflow.abandon), "late"),
+            lambda: handle.execute_update(SignalMonitorWorkflow.set_limit, 9),
+            lambda: handle.execute_update(async_update(SignalMonitorWorkflow.reanalyze)),
+        ):
             with pytest.raises(Exception):  # noqa: B017 - an ended workflow answers with an RPC error, not an update failure
-                await handle.execute_update(name, arg)
+                await send()

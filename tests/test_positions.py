@@ -12,9 +12,11 @@ from temporalio.client import WorkflowFailureError, WorkflowUpdateFailedError
 from fakes.llm_proxy import Answer, Fault, ManageAnswer
 from tests.monitor_harness import monitor_stack
 from tests.position_support import candle, entered_signal, position_rows, result_of, start_position, view
-from tests.support import eventually, insert_signal, signal_status
+from tests.support import async_update, eventually, insert_signal, signal_status
 from workflows import search_attributes as sa
-from workflows.position_models import PositionResult
+from workflows.position_manager import PositionManagerWorkflow
+from workflows.position_models import CloseRequest, StopLossRequest, TakeProfitRequest
+from workflows.signal_monitor import SignalMonitorWorkflow
 
 
 async def _processed(handle, n: int):
@@ -30,18 +32,19 @@ async def test_lifecycle_enter_paper_fill_managed_closes_then_stop_loss(client, 
         m.proxy.script_position(row.signal_id, ManageAnswer.hold(), ManageAnswer.adjust_sl(97))
         monitor = await m.start(row.signal_id)
         await eventually(lambda: _analysed(monitor, 1))
-        await monitor.signal("candle_closed", candle(row, 1, 99, 101, 98, 100))
+        await monitor.signal(SignalMonitorWorkflow.candle_closed, candle(row, 1, 99, 101, 98, 100))
         assert (await result_of(monitor)).status == "in_position"
-        handle = client.get_workflow_handle(f"position-{row.signal_id}", result_type=PositionResult)
+        handle = client.get_workflow_handle_for(PositionManagerWorkflow.run, f"position-{row.signal_id}")
         opened = await eventually(lambda: _status(handle, "open"))
         assert opened.entry_price == D("100.05") and opened.quantity == D("9.99500249")
-        await handle.signal("candle_closed", candle(row, 1, 99, 101, 98, 100))  # the deciding close: stale
-        await handle.signal("candle_closed", candle(row, 2, 100, 102, 99, 101))
+        # the deciding close: stale
+        await handle.signal(PositionManagerWorkflow.candle_closed, candle(row, 1, 99, 101, 98, 100))
+        await handle.signal(PositionManagerWorkflow.candle_closed, candle(row, 2, 100, 102, 99, 101))
         await eventually(lambda: _processed(handle, 1))
-        await handle.signal("candle_closed", candle(row, 3, 101, 104, 100, 103))
+        await handle.signal(PositionManagerWorkflow.candle_closed, candle(row, 3, 101, 104, 100, 103))
         state = await eventually(lambda: _processed(handle, 2))
         assert state.stop_loss == D(97) and state.counts.stale == 1
-        await handle.signal("candle_closed", candle(row, 4, 103, 103, 96, 96.5))
+        await handle.signal(PositionManagerWorkflow.candle_closed, candle(row, 4, 103, 103, 96, 96.5))
         result = await result_of(handle)
         desc = await handle.describe()
 
@@ -78,8 +81,8 @@ def print_rows(rows) -> None:
 
 
 async def _analysed(handle, n):
-    state = await handle.query("state")
-    assert state["analyses"] == n and not state["analysing"]
+    state = await handle.query(SignalMonitorWorkflow.state)
+    assert state.analyses == n and not state.analysing
 
 
 async def _status(handle, status):
@@ -93,10 +96,10 @@ async def test_partial_take_profit_then_full(client, database_url, db):
     async with monitor_stack(client, database_url) as m:
         handle = await start_position(client, row, m.task_queue, entry_price=D(100))
         await eventually(lambda: _status(handle, "open"))
-        await handle.signal("candle_closed", candle(row, 1, 100, 106, 99, 104))
+        await handle.signal(PositionManagerWorkflow.candle_closed, candle(row, 1, 100, 106, 99, 104))
         state = await eventually(lambda: _processed(handle, 1))
         assert state.quantity == D("9.99500249") - D("2.49875062") and state.targets_hit == 1
-        await handle.signal("candle_closed", candle(row, 2, 104, 111, 103, 109))
+        await handle.signal(PositionManagerWorkflow.candle_closed, candle(row, 2, 104, 111, 103, 109))
         result = await result_of(handle)
     assert result.status == "closed" and result.reason.startswith("take_profit") and result.exit_price == D(110)
     rows = await position_rows(db, row.signal_id)
@@ -115,9 +118,9 @@ async def test_trailing_stop(client, database_url, db):
     async with monitor_stack(client, database_url) as m:
         handle = await start_position(client, row, m.task_queue, entry_price=D(100))
         await eventually(lambda: _status(handle, "open"))
-        await handle.signal("candle_closed", candle(row, 1, 100, 110, 100, 109))
+        await handle.signal(PositionManagerWorkflow.candle_closed, candle(row, 1, 100, 110, 100, 109))
         await eventually(lambda: _processed(handle, 1))
-        await handle.signal("candle_closed", candle(row, 2, 109, 109.5, 107, 108))
+        await handle.signal(PositionManagerWorkflow.candle_closed, candle(row, 2, 109, 109.5, 107, 108))
         result = await result_of(handle)
     assert result.reason.startswith("trailing_stop") and result.exit_price == D("107.8")
     assert result.realized_pnl > 0
@@ -133,12 +136,12 @@ async def test_close_action_and_an_impossible_action_held(client, database_url, 
         handle = await start_position(client, row, m.task_queue, entry_price=D(100))
         await eventually(lambda: _status(handle, "open"))
         for n in (1, 2, 3):
-            await handle.signal("candle_closed", candle(row, n, 100, 102, 99, 101))
+            await handle.signal(PositionManagerWorkflow.candle_closed, candle(row, n, 100, 102, 99, 101))
             await eventually(partial(_processed, handle, n))
         state = await view(handle)
         assert state.counts.held_invalid == 2 and state.stop_loss == D(95)
         assert state.quantity == D("9.99500249") - D("4.99750124")
-        await handle.signal("candle_closed", candle(row, 4, 101, 103, 100, 102))
+        await handle.signal(PositionManagerWorkflow.candle_closed, candle(row, 4, 101, 103, 100, 102))
         result = await result_of(handle)
     assert result.reason.startswith("close_action") and result.exit_price == D("101.949")
     rows = await position_rows(db, row.signal_id)
@@ -155,15 +158,23 @@ async def test_operator_close_and_updates(client, database_url, db):
     async with monitor_stack(client, database_url) as m:
         handle = await start_position(client, row, m.task_queue, entry_price=D(100))
         await eventually(lambda: _status(handle, "open"))
-        await handle.signal("candle_closed", candle(row, 1, 100, 102, 99, 101))
+        await handle.signal(PositionManagerWorkflow.candle_closed, candle(row, 1, 100, 102, 99, 101))
         await eventually(lambda: _processed(handle, 1))
         with pytest.raises(WorkflowUpdateFailedError) as refused:
-            await handle.execute_update("set_stop_loss", {"stop_loss": "102"})
+            await handle.execute_update(
+                async_update(PositionManagerWorkflow.set_stop_loss), StopLossRequest(stop_loss=D(102))
+            )
         assert "below the last price 101" in str(refused.value.cause)
-        state = await handle.execute_update("set_stop_loss", {"stop_loss": "98"}, result_type=None)
-        assert state["stop_loss"] == "98"
-        await handle.execute_update("set_take_profit", {"take_profit": ["120", "115"]})
-        result = await handle.execute_update("close", {"reason": "exchange halted"}, result_type=PositionResult)
+        state = await handle.execute_update(
+            async_update(PositionManagerWorkflow.set_stop_loss), StopLossRequest(stop_loss=D(98))
+        )
+        assert state.stop_loss == D(98)
+        state = await handle.execute_update(
+            async_update(PositionManagerWorkflow.set_take_profit), TakeProfitRequest(take_profit=[D(120), D(115)])
+        )
+        assert state.take_profits == [D(115), D(120)]
+        close = CloseRequest(reason="exchange halted")
+        result = await handle.execute_update(async_update(PositionManagerWorkflow.close), close)
         assert await result_of(handle) == result
     assert result.status == "closed" and "exchange halted" in result.reason
     assert result.exit_price == D("100.9495")  # the last close (101) minus 0.05 % slippage
@@ -187,7 +198,7 @@ async def test_consecutive_losses_pause_the_trader(client, database_url, db):
         for n, row in enumerate((first, second)):
             handle = await start_position(client, row, m.task_queue, entry_price=D(100))
             await eventually(partial(_status, handle, "open"))
-            await handle.signal("candle_closed", candle(row, 1, 99, 99, 90, 91))
+            await handle.signal(PositionManagerWorkflow.candle_closed, candle(row, 1, 99, 99, 90, 91))
             result = await result_of(handle)
             assert result.realized_pnl < 0 and result.trader_paused == (n == 1)
     paused = await db.fetchrow("SELECT paused, paused_reason, consecutive_losses FROM traders WHERE id = $1", trader)
@@ -230,15 +241,16 @@ async def test_management_interval_and_a_failing_manage_position_is_held(client,
         m.proxy.script_position(row.signal_id, Fault.status(401), Fault.timeout(10), ManageAnswer.close())
         handle = await start_position(client, row, m.task_queue, entry_price=D(100))
         await eventually(lambda: _status(handle, "open"))
-        await handle.signal("candle_closed", candle(row, 1, 100, 101, 99, 100))  # 1m: not the management interval
+        # 1m: not the management interval
+        await handle.signal(PositionManagerWorkflow.candle_closed, candle(row, 1, 100, 101, 99, 100))
         five = {**candle(row, 5, 100, 101, 99, 100), "i": "5m"}
         five["T"] = five["t"] + 300_000 - 1
-        await handle.signal("candle_closed", five)
+        await handle.signal(PositionManagerWorkflow.candle_closed, five)
         state = await eventually(lambda: _processed(handle, 1))
         assert state.counts.foreign == 1 and state.counts.llm_failures == 1
         assert "LlmProxyAuthError" in state.last_decisions[-1].reasoning
         nxt = {**five, "t": five["t"] + 300_000, "T": five["T"] + 300_000}
-        await handle.signal("candle_closed", nxt)
+        await handle.signal(PositionManagerWorkflow.candle_closed, nxt)
         result = await result_of(handle)
     assert result.reason.startswith("close_action")
     rows = await position_rows(db, row.signal_id)

@@ -14,6 +14,7 @@ from intake import service as intake
 from tests.monitor_harness import monitor_stack
 from tests.position_support import candle, entered_signal, result_of, start_position, view
 from tests.support import eventually, insert_signal
+from workflows.position_manager import PositionManagerWorkflow
 
 
 async def _cli(client, *argv: str) -> tuple[int, str, str]:
@@ -34,7 +35,7 @@ async def test_positions_list_and_close_by_cli(client, database_url, db):
             assert code == 0 and f"position-{row.signal_id}" in out and " open " in out, out
 
         await eventually(listed)
-        await handle.signal("candle_closed", candle(row, 1, 100, 101, 99, 100))
+        await handle.signal(PositionManagerWorkflow.candle_closed, candle(row, 1, 100, 101, 99, 100))
         code, out, err = await _cli(client, "close", row.signal_id, "--reason", "desk says so")
         assert code == 0, err
         assert "closed: operator: closed by operator: desk says so" in out and "realized P&L" in out

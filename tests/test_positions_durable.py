@@ -24,6 +24,7 @@ from tests.monitor_harness import monitor_stack
 from tests.position_support import candle, entered_signal, position_rows, result_of, start_position, view
 from tests.support import eventually, signal_status
 from workflows import search_attributes as sa
+from workflows.position_manager import PositionManagerWorkflow
 from workflows.position_models import OpenPositionInput, OrderInput
 
 
@@ -68,15 +69,15 @@ async def test_continue_as_new_keeps_the_position_and_its_deduplication(client, 
         handle = await start_position(client, row, m.task_queue, entry_price=D(100))
         await eventually(lambda: _open(handle))
         for n in range(1, 13):
-            await handle.signal("candle_closed", candle(row, n, 100, 101, 99, 100 + n / 10))
-            await handle.signal("candle_closed", candle(row, n, 100, 101, 99, 100 + n / 10))  # duplicate
+            await handle.signal(PositionManagerWorkflow.candle_closed, candle(row, n, 100, 101, 99, 100 + n / 10))
+            # duplicate
+            await handle.signal(PositionManagerWorkflow.candle_closed, candle(row, n, 100, 101, 99, 100 + n / 10))
             await eventually(partial(_processed, handle, n))
         state = await view(handle)
         assert state.runs > 1, "the dev server suggests continue-as-new after 60 events"
-        await handle.signal(
-            "candle_closed", candle(row, 3, 100, 101, 99, 100)
-        )  # seen before the continue-as-new: still known
-        await handle.signal("candle_closed", candle(row, 13, 100, 101, 99, 101))
+        # seen before the continue-as-new: still known
+        await handle.signal(PositionManagerWorkflow.candle_closed, candle(row, 3, 100, 101, 99, 100))
+        await handle.signal(PositionManagerWorkflow.candle_closed, candle(row, 13, 100, 101, 99, 101))
         result = await result_of(handle)
     assert result.reason.startswith("close_action") and result.counts.processed == 13
     assert result.counts.duplicate == 13 and result.counts.received == 26

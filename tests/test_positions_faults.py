@@ -21,6 +21,7 @@ from tests.position_support import candle, entered_signal, position_rows, result
 from tests.processes import worker_process
 from tests.restarts import OwnPostgres, OwnTemporal, worker_env
 from tests.support import eventually
+from workflows.position_manager import PositionManagerWorkflow
 
 
 async def _processed(handle, n):
@@ -39,16 +40,16 @@ async def test_temporal_restarted_while_a_position_is_open(database_url, db):
             env = worker_env(temporal.address, database_url, proxy)
             async with worker_process(env) as worker:
                 handle = await start_position(client, row, env["SIGNAL_MONITOR_TASK_QUEUE"], entry_price=D(100))
-                await handle.signal("candle_closed", candle(row, 1, 100, 101, 99, 100))
+                await handle.signal(PositionManagerWorkflow.candle_closed, candle(row, 1, 100, 101, 99, 100))
                 await eventually(lambda: _processed(handle, 1), timeout=30)
                 await temporal.stop()
                 await asyncio.sleep(3)
                 assert worker.proc.returncode is None, worker.output()
                 client = await temporal.start()
-                handle = client.get_workflow_handle(handle.id)
+                handle = client.get_workflow_handle_for(PositionManagerWorkflow.run, handle.id)
                 for n in (2, 3):
-                    await handle.signal("candle_closed", candle(row, n, 100, 101, 99, 100))
-                    await handle.signal("candle_closed", candle(row, n, 100, 101, 99, 100))
+                    await handle.signal(PositionManagerWorkflow.candle_closed, candle(row, n, 100, 101, 99, 100))
+                    await handle.signal(PositionManagerWorkflow.candle_closed, candle(row, n, 100, 101, 99, 100))
                     if n == 2:
                         await eventually(lambda: _processed(handle, 2), timeout=30)
                 try:
@@ -89,7 +90,7 @@ async def test_postgres_crashed_while_a_decision_is_written(client):
                 f"paper-{row.signal_id}",
                 k["t"],
             )
-            await handle.signal("candle_closed", k)
+            await handle.signal(PositionManagerWorkflow.candle_closed, k)
 
             async def writing() -> None:
                 desc = await handle.describe()
@@ -103,7 +104,7 @@ async def test_postgres_crashed_while_a_decision_is_written(client):
             await asyncio.sleep(2)
             await pg.restart()
             await eventually(lambda: _processed(handle, 1), timeout=60)
-            await handle.signal("candle_closed", candle(row, 2, 100, 101, 99, 100))
+            await handle.signal(PositionManagerWorkflow.candle_closed, candle(row, 2, 100, 101, 99, 100))
             result = await result_of(handle)
             db = await asyncpg.connect(url)
             try:
@@ -145,7 +146,7 @@ async def test_worker_killed_during_an_order_places_it_exactly_once(client, temp
                     row.signal_id,
                     uuid.UUID(row.user_id),
                 )
-                await handle.signal("candle_closed", k)
+                await handle.signal(PositionManagerWorkflow.candle_closed, k)
 
                 async def ordering() -> None:
                     desc = await handle.describe()

@@ -21,6 +21,7 @@ from tests.processes import as_json, command_env, temporal_cli
 from tests.support import eventually, implausible_klines, signal_status
 from workflows import names
 from workflows.candle_gate import MAX_CANDLE_PAYLOAD_BYTES
+from workflows.position_manager import PositionManagerWorkflow
 from workflows.position_models import PositionView
 
 MINUTE = 60_000
@@ -71,7 +72,9 @@ async def test_bad_signals_updates_and_queries_never_wedge_a_position(client, da
         for open_ms in (year_2100, week_ahead):
             future = {**good, "t": open_ms, "T": open_ms + MINUTE - 1}
             await cli("signal", "--name", "candle_closed", "--input", as_json(future))
-        await handle.signal("candle_closed", {**good, "junk": "x" * (2 * MAX_CANDLE_PAYLOAD_BYTES)})
+        await handle.signal(
+            PositionManagerWorkflow.candle_closed, {**good, "junk": "x" * (2 * MAX_CANDLE_PAYLOAD_BYTES)}
+        )
 
         # Updates with no input, two inputs, junk or impossible levels are refused and leave
         # nothing in history.
@@ -100,9 +103,9 @@ async def test_bad_signals_updates_and_queries_never_wedge_a_position(client, da
         assert (c.malformed, c.future, c.oversized) == (2 + len(malformed), 2, 1), c
         assert c.received == 2 + len(malformed) + 2 + 1 and c.stale == 0 and c.duplicate == 0
         # The closes from the future moved nothing: the real ones after them are managed.
-        await handle.signal("candle_closed", good)
+        await handle.signal(PositionManagerWorkflow.candle_closed, good)
         await eventually(lambda: _idle(handle, 1), timeout=30)
-        await handle.signal("candle_closed", candle(row, 2, 100, 102, 99, 101))
+        await handle.signal(PositionManagerWorkflow.candle_closed, candle(row, 2, 100, 102, 99, 101))
         await eventually(lambda: _idle(handle, 2), timeout=30)
         # Bare values are what operators type: a stop as a number, a reason as a string.
         await cli("update", "execute", "--name", "set_stop_loss", "--input", "96.5")

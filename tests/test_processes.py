@@ -12,7 +12,8 @@ from fakes.llm_proxy import Answer, FakeLlmProxy
 from tests.monitor_harness import TEST_KEY
 from tests.processes import as_json, command_env, signal_monitor, temporal_cli, worker_process
 from tests.support import analyses, eventually, insert_signal, kline, signal_status
-from workflows.models import MonitorResult, MonitorState
+from workflows.models import MonitorState
+from workflows.signal_monitor import SignalMonitorWorkflow
 
 
 async def _worker_env(temporal_address: str, database_url: str, proxy: FakeLlmProxy) -> dict[str, str]:
@@ -45,10 +46,10 @@ async def test_stock_temporal_cli_start_signal_three_times_then_cancel(client, t
                 "--input",
                 as_json({"signal_id": row.signal_id}),
             )
-            handle = client.get_workflow_handle(row.workflow_id)
+            handle = client.get_workflow_handle_for(SignalMonitorWorkflow.run, row.workflow_id)
 
             async def state(analysed: int) -> MonitorState:
-                s = await handle.query("state", result_type=MonitorState)
+                s = await handle.query(SignalMonitorWorkflow.state)
                 assert s.counts.analysed == analysed and not s.analysing, s
                 return s
 
@@ -68,7 +69,7 @@ async def test_stock_temporal_cli_start_signal_three_times_then_cancel(client, t
                 )
             s = await eventually(lambda: state(2), timeout=30)
             await eventually(lambda: _received(handle, 3), timeout=10)
-            s = await handle.query("state", result_type=MonitorState)
+            s = await handle.query(SignalMonitorWorkflow.state)
             assert s.counts.duplicate == 2, s.counts
 
             await temporal_cli(env, "workflow", "cancel", "--workflow-id", row.workflow_id)
@@ -86,7 +87,7 @@ async def test_stock_temporal_cli_start_signal_three_times_then_cancel(client, t
 
 
 async def _received(handle, n: int) -> None:
-    s = await handle.query("state", result_type=MonitorState)
+    s = await handle.query(SignalMonitorWorkflow.state)
     assert s.counts.received >= n, s.counts
 
 
@@ -121,13 +122,13 @@ async def test_worker_killed_mid_analysis_is_replaced_and_nothing_is_written_twi
             await proxy.wait_for_requests(1, timeout=30, signal_id=row.signal_id)
             first.kill()
             await first.proc.wait()
-        handle = client.get_workflow_handle(row.workflow_id, result_type=MonitorResult)
+        handle = client.get_workflow_handle_for(SignalMonitorWorkflow.run, row.workflow_id)
         # Nothing was recorded by the dead worker.
         assert await analyses(db, row.signal_id) == []
         async with worker_process(env):
             # The heartbeat timeout (10 s) gives the attempt up; the new worker retries it.
             await eventually(lambda: _analysed(handle, 1), timeout=60)
-            await handle.signal("candle_closed", kline(row, 1))
+            await handle.signal(SignalMonitorWorkflow.candle_closed, kline(row, 1))
             result = await handle.result()
         assert result.status == "in_position", result
         rows = await analyses(db, row.signal_id)
@@ -141,7 +142,7 @@ async def test_worker_killed_mid_analysis_is_replaced_and_nothing_is_written_twi
 
 
 async def _analysed(handle, n: int) -> None:
-    s = await handle.query("state", result_type=MonitorState)
+    s = await handle.query(SignalMonitorWorkflow.state)
     assert s.counts.analysed == n and not s.analysing, s
 
 

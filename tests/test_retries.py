@@ -28,7 +28,7 @@ from workflows.signal_monitor import SignalMonitorWorkflow
 
 
 async def _state(handle) -> MonitorState:
-    return await handle.query("state", result_type=MonitorState)
+    return await handle.query(SignalMonitorWorkflow.state)
 
 
 async def _analysed(handle, n: int) -> MonitorState:
@@ -86,7 +86,7 @@ async def test_bad_answers_exhaust_retries_and_count_as_one_failed_analysis(clie
         # shape as production's, only shorter.
         assert len(gaps) == len(kinds) - 1 and all(g >= 0.19 * 2**i for i, g in enumerate(gaps)), gaps
         assert time.monotonic() - started < 30
-        await handle.signal("candle_closed", kline(row, 1))
+        await handle.signal(SignalMonitorWorkflow.candle_closed, kline(row, 1))
         await eventually(lambda: _analysed(handle, 1))
     assert len(m.proxy.requests_for(row.signal_id)) == len(kinds) + 1
     rows = await analyses(db, row.signal_id)
@@ -147,7 +147,7 @@ async def test_a_retried_write_does_not_write_twice(client, database_url, db):
 
             handle = (await start_monitor(client, row.signal_id, task_queue)).handle
             await eventually(lambda: _analysed(handle, 1), timeout=30)
-            await handle.signal("candle_closed", kline(row, 1))
+            await handle.signal(SignalMonitorWorkflow.candle_closed, kline(row, 1))
             result = await handle.result()
             await client.get_workflow_handle(position_workflow_id_for(row.signal_id)).terminate("test over")
     await http.aclose()

@@ -31,8 +31,9 @@ from tests.bridge_support import replay_start, unique_symbol
 from tests.conftest import create_database, free_port
 from tests.monitor_harness import monitor_stack
 from tests.processes import command_env, project_process, signal_monitor
-from tests.support import analyses, eventually, insert_signal, signal_status
+from tests.support import analyses, async_update, eventually, insert_signal, signal_status
 from workflows.models import MonitorState
+from workflows.signal_monitor import SignalMonitorWorkflow
 
 
 async def _role_with_password(admin_url: str, password: str) -> tuple[str, str]:
@@ -182,7 +183,7 @@ async def test_the_llm_proxy_key_goes_only_to_llm_proxy_url(client, database_url
             handle = await m.start(row.signal_id)
 
             async def analysed() -> MonitorState:
-                s = await handle.query("state", result_type=MonitorState)
+                s = await handle.query(SignalMonitorWorkflow.state)
                 assert s.counts.analysed == 1 and not s.analysing, s.counts
                 return s
 
@@ -213,11 +214,12 @@ async def test_hostile_strings_are_stored_as_data(client, database_url, db):
         bad_result = await asyncio.wait_for(bad_handle.result(), 30)
 
         async def analysed() -> None:
-            s = await handle.query("state", result_type=MonitorState)
+            s = await handle.query(SignalMonitorWorkflow.state)
             assert s.counts.analysed == 1 and not s.analysing, s.counts
 
         await eventually(analysed, timeout=30)
-        await handle.execute_update("abandon", {"reason": HOSTILE})
+        # The raw form, so the workflow itself strips and stores it (an AbandonRequest strips here).
+        await handle.execute_update(async_update(SignalMonitorWorkflow.abandon), {"reason": HOSTILE})
         result = await asyncio.wait_for(handle.result(), 30)
         sent = [r.params for r in m.proxy.requests if r.signal_id == row.signal_id]
     # Symbols are compared upper-case, as Binance spells them.
@@ -276,7 +278,7 @@ async def test_a_planted_key_with_a_stray_character_reaches_no_history_query_cli
         handle = await m.start(row.signal_id)
 
         async def failed_once() -> MonitorState:
-            state = await handle.query("state", result_type=MonitorState)
+            state = await handle.query(SignalMonitorWorkflow.state)
             # Not retried: a request that cannot be sent, or a refused key, stays so.
             assert state.counts.failed_analyses == 1 and not state.analysing, state.counts
             return state

@@ -14,7 +14,7 @@ import pytest
 
 from tests.monitor_harness import monitor_stack
 from tests.support import eventually, insert_signal, kline
-from workflows.models import MonitorState
+from workflows.signal_monitor import SignalMonitorWorkflow
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
@@ -66,13 +66,13 @@ async def test_history_shows_analysis_summaries_and_search_attributes(
         handle = await m.start(row.signal_id)
 
         async def analysed(n: int):
-            state = await handle.query("state", result_type=MonitorState)
+            state = await handle.query(SignalMonitorWorkflow.state)
             assert state.counts.analysed == n and not state.analysing, state
 
         await eventually(lambda: analysed(1))
-        await handle.signal("candle_closed", kline(row, 1))
+        await handle.signal(SignalMonitorWorkflow.candle_closed, kline(row, 1))
         await eventually(lambda: analysed(2))
-        state = await handle.query("state", result_type=MonitorState)
+        state = await handle.query(SignalMonitorWorkflow.state)
         run_id = (await handle.describe()).run_id
 
     candle = state.history[1].candle_open_time

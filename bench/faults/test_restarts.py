@@ -36,6 +36,7 @@ from tests.restarts import (
     worker_env,
 )
 from tests.support import eventually, insert_signal, kline
+from workflows.signal_monitor import SignalMonitorWorkflow
 
 MONITORS = 6
 
@@ -56,7 +57,7 @@ async def test_temporal_restarted_while_monitors_wait_and_while_analyses_run(dat
                 async def send(n: int) -> None:
                     for row in rows:
                         k = kline(row, n)
-                        await client.get_workflow_handle(row.workflow_id).signal("candle_closed", k)
+                        await client.get_workflow_handle(row.workflow_id).signal(SignalMonitorWorkflow.candle_closed, k)
                         sent[row.signal_id].add(k["t"])
 
                 # 1. Monitors waiting: Temporal away for 20 s.
@@ -121,7 +122,7 @@ async def test_postgres_crashed_inside_record_analysis_and_during_a_burst(client
                 async def send(n: int) -> None:
                     for row, handle in zip(rows, handles, strict=False):
                         k = kline(row, n)
-                        await handle.signal("candle_closed", k)
+                        await handle.signal(SignalMonitorWorkflow.candle_closed, k)
                         sent[row.signal_id].add(k["t"])
 
                 # 1. Every monitor inside record_analysis (its signal's row held), then the crash.

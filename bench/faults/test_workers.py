@@ -21,6 +21,7 @@ from tests.monitor_harness import TEST_KEY
 from tests.processes import worker_process
 from tests.restarts import activity_attempts, all_settled, expectation, start_settled, worker_env
 from tests.support import eventually, insert_signal, kline
+from workflows.signal_monitor import SignalMonitorWorkflow
 
 MONITORS = 6
 CLOSES = 12  # per monitor
@@ -53,7 +54,7 @@ async def test_two_workers_one_killed_repeatedly_during_a_burst(client, temporal
                 for n in range(1, CLOSES + 1):
                     for row, handle in zip(rows, handles, strict=False):
                         k = kline(row, n)
-                        await handle.signal("candle_closed", k)
+                        await handle.signal(SignalMonitorWorkflow.candle_closed, k)
                         sent[row.signal_id].add(k["t"])
                     await asyncio.sleep(CLOSE_EVERY)
             finally:
@@ -104,7 +105,7 @@ async def test_worker_killed_during_llm_calls_new_worker_takes_over(client, temp
             async with worker_process(env) as worker:
                 before = len(proxy.requests)
                 for row, handle in zip(rows, handles, strict=False):
-                    await handle.signal("candle_closed", kline(row, r))
+                    await handle.signal(SignalMonitorWorkflow.candle_closed, kline(row, r))
                 await eventually(partial(_received, proxy, before + len(rows)), timeout=60)
                 worker.kill()  # every monitor's llm-proxy call is in flight
                 await worker.proc.wait()
