@@ -34,6 +34,7 @@ import asyncpg
 
 from devstack.state import StackInfo, StackLock, StackRunning, state_dir, without_password
 from runtime.config import Settings
+from runtime.exits import fail
 from runtime.lifecycle import on_signals
 from workflows import search_attributes as sa
 from workflows.models import MonitorState
@@ -608,8 +609,7 @@ def main(args) -> int:
     try:
         lock.acquire()
     except StackRunning as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return fail(exc)
     try:
         if args.fresh:
             for part in ("temporal.db", "postgres", "logs", REPLAY_FILE):
@@ -617,8 +617,7 @@ def main(args) -> int:
                 shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
         return asyncio.run(_run_until_signalled(args, lock))
     except DevError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return fail(exc)
     except (KeyboardInterrupt, _Stopped):
         say("stopped")
         return 0
