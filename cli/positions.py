@@ -14,9 +14,8 @@ from typing import TextIO
 import asyncpg
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowUpdateFailedError
 from temporalio.exceptions import FailureError
-from temporalio.service import RPCError, RPCStatusCode
 
-from cli.operator import Refused, UsageError, _status_name, _when, visibility_query
+from cli.operator import Refused, UsageError, _status_name, _when, described, visibility_query
 from workflows import names
 from workflows import search_attributes as sa
 from workflows.position_models import PositionResult, PositionStatus
@@ -98,13 +97,7 @@ async def _close(args: argparse.Namespace, client: Client, out: TextIO) -> None:
     wid = position_workflow_id_of(args.target)
     if not args.reason.strip():
         raise UsageError("--reason must not be empty")
-    handle = client.get_workflow_handle(wid, result_type=PositionResult)
-    try:
-        desc = await handle.describe()
-    except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:
-            raise Refused(f"no position for this signal (workflow {wid} not found)") from None
-        raise
+    handle, desc = await described(client, wid, PositionResult, "position")
     if desc.status != WorkflowExecutionStatus.RUNNING:
         raise Refused(f"{wid} has already ended ({_status_name(desc.status)})")
     try:
