@@ -21,6 +21,7 @@ from typing import Any, TextIO, cast
 
 from temporalio.client import (
     Client,
+    WorkflowExecution,
     WorkflowExecutionDescription,
     WorkflowExecutionStatus,
     WorkflowFailureError,
@@ -395,24 +396,8 @@ async def _list(args: argparse.Namespace, client: Client, out: TextIO) -> None:
     query = visibility_query(args, names.WORKFLOW_TYPE, sa.MONITOR_STATUS)
     found = [wf async for wf in client.list_workflows(query, limit=args.limit)]
     decided = await _last_decisions([wf.id.removeprefix("signal-") for wf in found])
-    rows = []
-    for wf in found:
-        a = wf.typed_search_attributes
-        count, decision, confidence = decided.get(wf.id.removeprefix("signal-"), ("-", "-", "-"))
-        rows.append(
-            (
-                wf.id,
-                _status_name(wf.status),
-                a.get(sa.MONITOR_STATUS) or "-",
-                a.get(sa.SIGNAL_SYMBOL) or "-",
-                a.get(sa.SIGNAL_INTERVAL) or "-",
-                count,
-                decision,
-                confidence,
-                a.get(sa.TRADER_ID) or "-",
-                _when(wf.start_time),
-            )
-        )
+    no_decision = ("-", "-", "-")
+    rows = [listed(wf, sa.MONITOR_STATUS, *decided.get(wf.id.removeprefix("signal-"), no_decision)) for wf in found]
     if not rows:
         print(f"no monitors match ({query})", file=out)
         return
@@ -428,10 +413,31 @@ async def _list(args: argparse.Namespace, client: Client, out: TextIO) -> None:
         "TRADER",
         "STARTED",
     )
+    print_table(header, rows, out, "monitor")
+
+
+def listed(wf: WorkflowExecution, status: SearchAttributeKey[str], *middle: object) -> tuple[object, ...]:
+    """A row of `list` or `positions`: workflow id, execution status, the workflow's own `status`,
+    symbol, interval, then `middle`, then trader and start time."""
+    a = wf.typed_search_attributes
+    return (
+        wf.id,
+        _status_name(wf.status),
+        a.get(status) or "-",
+        a.get(sa.SIGNAL_SYMBOL) or "-",
+        a.get(sa.SIGNAL_INTERVAL) or "-",
+        *middle,
+        a.get(sa.TRADER_ID) or "-",
+        _when(wf.start_time),
+    )
+
+
+def print_table(header: tuple[str, ...], rows: Sequence[tuple[object, ...]], out: TextIO, what: str) -> None:
+    """Left-aligned columns, then `<n> <what>(s)`."""
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     for r in [header, *rows]:
         print("  ".join(str(v).ljust(w) for v, w in zip(r, widths, strict=False)).rstrip(), file=out)
-    print(f"{len(rows)} monitor(s)", file=out)
+    print(f"{len(rows)} {what}(s)", file=out)
 
 
 async def _last_decisions(signal_ids: list[str]) -> dict[str, tuple[str, str, str]]:
