@@ -208,15 +208,14 @@ class LlmProxy:
     @activity.defn(name=names.ANALYZE_SIGNAL)
     async def analyze_signal(self, input: AnalyzeSignalInput) -> Analysis:
         correlation = f"{input.context.signal_id}:{input.analysis_number}"
-        body, latency_ms = await self.call(build_request_body(input), correlation)
-        analysis = self.parsed(parse_answer, body, latency_ms)
+        analysis = await self.ask(build_request_body(input), correlation, parse_answer)
         activity.logger.info(
             "signal %s analysis %s: %s %.0f (%d ms)",
             input.context.signal_id,
             input.analysis_number,
             analysis.decision,
             analysis.confidence,
-            latency_ms,
+            analysis.latency_ms,
         )
         return analysis
 
@@ -282,13 +281,15 @@ class LlmProxy:
         except ValueError:
             raise self._error(f"llm-proxy answer is not JSON ({where})", BAD_ANSWER) from None
 
-    def parsed(self, parse: Callable[[Any, int], Parsed], body: Any, latency_ms: int) -> Parsed:
-        """The operation's answer from a 200's body (a BadAnswer if it is not one), tokens counted."""
+    async def ask(self, body: dict[str, Any], correlation_id: str, parse: Callable[[Any, int], Parsed]) -> Parsed:
+        """One operation (`call`), its answer parsed from the 200's body (a BadAnswer if it is not
+        one), tokens counted."""
+        reply, latency_ms = await self.call(body, correlation_id)
         try:
-            answer = parse(body, latency_ms)
+            answer = parse(reply, latency_ms)
         except ApplicationError as exc:
             raise self._error(str(exc), BAD_ANSWER) from None
-        tokens = getattr(answer, "tokens_used", None)
+        tokens = answer.tokens_used
         if tokens:
             activity_metrics.tokens_used(tokens)
         return answer

@@ -78,10 +78,9 @@ class PositionAdvisor(LlmProxy):
     @activity.defn(name=names.MANAGE_POSITION_ACTIVITY)
     async def manage_position(self, input: ManagePositionInput) -> ManagementAnswer:
         correlation = f"{input.context.signal_id}:position:{input.candle.t}"
-        body, latency_ms = await self.call(build_manage_body(input), correlation)
-        answer = self.parsed(parse_manage_answer, body, latency_ms)
+        answer = await self.ask(build_manage_body(input), correlation, parse_manage_answer)
         activity.logger.info(
             "position of signal %s candle %s: %s %.0f (%d ms)",
-            input.context.signal_id, input.candle.t, answer.action, answer.confidence, latency_ms,
+            input.context.signal_id, input.candle.t, answer.action, answer.confidence, answer.latency_ms,
         )  # fmt: skip
         return answer

@@ -34,42 +34,30 @@ def figure(report: Report, candles: list[Candle]):  # -> plotly.graph_objects.Fi
         row=1,
         col=1,
     )
+
+    def marks(name: str, times_ms: list[int], prices: list, marker: dict, text: list[str] | None = None) -> None:
+        """Markers over the price chart at (time, price)."""
+        x, y = [_dt(ms) for ms in times_ms], [float(p) for p in prices]
+        fig.add_trace(go.Scatter(x=x, y=y, mode="markers", marker=marker, name=name, text=text), row=1, col=1)
+
     sig = [o for o in report.signals if o.status != "not_run"]
-    fig.add_trace(
-        go.Scatter(
-            x=[_dt(o.signal_time_ms) for o in sig],
-            y=[float(o.price) for o in sig],
-            mode="markers",
-            marker={"symbol": "circle-open", "size": 10, "color": "#555"},
-            name="signal",
-            text=[f"{o.status}: {o.reason}" for o in sig],
-        ),
-        row=1,
-        col=1,
+    marks(
+        "signal",
+        [o.signal_time_ms for o in sig],
+        [o.price for o in sig],
+        {"symbol": "circle-open", "size": 10, "color": "#555"},
+        [f"{o.status}: {o.reason}" for o in sig],
     )
     trades = [o.trade for o in report.signals if o.trade is not None]
-    fig.add_trace(
-        go.Scatter(
-            x=[_dt(t.entry_time_ms) for t in trades],
-            y=[float(t.entry_price) for t in trades],
-            mode="markers",
-            marker={"symbol": "triangle-up", "size": 13, "color": "#1f77b4"},
-            name="entry",
-        ),
-        row=1,
-        col=1,
-    )
-    fig.add_trace(
-        go.Scatter(
-            x=[_dt(t.exit_time_ms) for t in trades],
-            y=[float(t.exit_price) for t in trades],
-            mode="markers",
-            marker={"symbol": "x", "size": 12, "color": ["#2ca02c" if t.pnl > 0 else "#d62728" for t in trades]},
-            name="exit",
-            text=[f"{t.exit_reason}: {t.pnl:.2f}" for t in trades],
-        ),
-        row=1,
-        col=1,
+    entries = [t.entry_time_ms for t in trades], [t.entry_price for t in trades]
+    marks("entry", *entries, {"symbol": "triangle-up", "size": 13, "color": "#1f77b4"})
+    exit_colors = ["#2ca02c" if t.pnl > 0 else "#d62728" for t in trades]
+    marks(
+        "exit",
+        [t.exit_time_ms for t in trades],
+        [t.exit_price for t in trades],
+        {"symbol": "x", "size": 12, "color": exit_colors},
+        [f"{t.exit_reason}: {t.pnl:.2f}" for t in trades],
     )
     for t in trades:
         fig.add_shape(

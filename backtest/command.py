@@ -8,7 +8,6 @@ import json
 import logging
 import re
 import secrets
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -23,11 +22,10 @@ from backtest.compare import compare_json, format_compare
 from backtest.inputs import InputError
 from backtest.report import Report, format_table, to_json
 from runtime.config import Settings
+from runtime.exits import EXIT_OK, EXIT_USAGE, fail
 
 if TYPE_CHECKING:
     from backtest.spec import BacktestSpec, ProxyTarget
-
-EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 
 
 class UsageError(ValueError):
@@ -215,11 +213,9 @@ def main(args: argparse.Namespace) -> int:
         signals = _signals(args, candles)
         settings = _settings(args)
     except (UsageError, InputError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return fail(exc, EXIT_USAGE)
     except inputs.FetchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+        return fail(exc)
     from backtest.spec import BacktestSpec, expected_analyses, expected_management
 
     spec = BacktestSpec(args.symbol, args.interval, candles, signals, settings, args.max_calls)
@@ -236,11 +232,9 @@ def main(args: argparse.Namespace) -> int:
     try:
         reports = asyncio.run(_run(args, spec, proxies))
     except UsageError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return fail(exc, EXIT_USAGE)
     except SandboxError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+        return fail(exc)
     if len(reports) == 2:
         a, b = reports
         print(format_table(a), "", format_table(b), "", format_compare(a, b), sep="\n")

@@ -10,17 +10,14 @@ settled (its analysis recorded, nothing pending), so the same inputs give the sa
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import math
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
 import asyncpg
-from temporalio.client import Client
 
 from backtest.feed import Feed
 from backtest.gate import CallGate
@@ -30,7 +27,7 @@ from backtest.report import Report, RunInfo, SignalOutcome, build_report
 from backtest.sandbox import Sandbox
 from backtest.spec import BacktestSpec, ProxyTarget
 from runtime.config import Settings
-from workers.worker import run_worker
+from workers.worker import running_worker
 
 WEEK_MS = 7 * 86_400_000
 TRADES_FROM = "PositionManagerWorkflow (paper backend)"
@@ -73,22 +70,6 @@ async def _insert_trader(
     return user_id, trader_id
 
 
-@contextlib.asynccontextmanager
-async def _worker(client: Client, settings: Settings) -> AsyncIterator[None]:
-    stop, ready = asyncio.Event(), asyncio.Event()
-    task = asyncio.create_task(run_worker(settings, stop=stop, client=client, ready=ready))
-    waiter = asyncio.create_task(ready.wait())
-    done, _ = await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
-    if task in done:
-        waiter.cancel()
-        task.result()  # the worker's start-up error
-    try:
-        yield
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 60)
-
-
 async def run_backtest(
     sandbox: Sandbox, spec: BacktestSpec, proxy: ProxyTarget, progress: Callable[[str], None] | None = None
 ) -> Report:
@@ -114,7 +95,7 @@ async def run_backtest(
     outcomes: list[SignalOutcome] = []
     conn = await asyncpg.connect(database_url)
     try:
-        async with _worker(sandbox.env.client, settings):
+        async with running_worker(sandbox.env.client, settings, stop_timeout=60):
             now = await run._now_ms()
             run.shift_ms = (math.ceil((now - spec.candles[0].t) / WEEK_MS) + 1) * WEEK_MS
             strategy = {**spec.settings.strategy, **proxy.strategy}

@@ -103,15 +103,22 @@ def check_series(candles: list[Candle], interval: str, source: str) -> list[Cand
     return candles
 
 
+def _json_rows(text: str, source: str) -> Any:
+    """The decoded JSON list when the text is one (it starts with `[`), else None (a CSV)."""
+    stripped = text.lstrip()
+    if not stripped.startswith("["):
+        return None
+    try:
+        return json.loads(stripped)
+    except ValueError as exc:
+        raise InputError(f"{source}: not JSON: {exc}") from None
+
+
 def parse_candles(text: str, interval: str, source: str) -> list[Candle]:
     """A CSV with the header `open_time_ms,open,high,low,close,volume`, or a JSON list of
     `[open_time_ms, open, high, low, close, volume, ...]` rows (Binance's klines answer fits)."""
-    stripped = text.lstrip()
-    if stripped.startswith("["):
-        try:
-            rows = json.loads(stripped)
-        except ValueError as exc:
-            raise InputError(f"{source}: not JSON: {exc}") from None
+    rows = _json_rows(text, source)
+    if rows is not None:
         if not isinstance(rows, list) or not all(isinstance(r, list) for r in rows):
             raise InputError(f"{source}: expected a JSON list of [open_time_ms, open, high, low, close, volume] rows")
         candles = [_candle(r, interval, f"{source} row {n}") for n, r in enumerate(rows, 1)]
@@ -220,12 +227,8 @@ def parse_signals(text: str, symbol: str, interval: str, source: str) -> list[Si
     """Signal times and prices: a CSV with a header (`time`/`timestamp`/`signal_time`, optional
     `price`/`price_at_signal`, optional `symbol`/`interval`), a JSON list of such objects, or a
     `signals` table export in either form (rows of other symbols/intervals are left out)."""
-    stripped = text.lstrip()
-    if stripped.startswith("["):
-        try:
-            rows = json.loads(stripped)
-        except ValueError as exc:
-            raise InputError(f"{source}: not JSON: {exc}") from None
+    rows = _json_rows(text, source)
+    if rows is not None:
         if not all(isinstance(r, dict) for r in rows):
             raise InputError(f"{source}: expected a JSON list of objects with a signal time")
         found = [_signal_from(r, symbol, interval, f"{source} item {n}") for n, r in enumerate(rows, 1)]

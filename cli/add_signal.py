@@ -6,7 +6,6 @@ exactly as for the platform's own signals: this command never starts a workflow 
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import uuid
 from datetime import UTC, datetime
@@ -16,6 +15,7 @@ from typing import TextIO
 import asyncpg
 from pydantic import BaseModel, Field
 
+from runtime import platform_rows
 from signal_bridge.rest_klines import Candle, latest_closed
 from workflows.candles import INTERVAL_MS
 from workflows.names import workflow_id_for
@@ -155,15 +155,8 @@ async def insert_signal(database_url: str, spec: NewSignal, candle: Candle | Non
                 name = spec.new_trader_name or f"{spec.symbol} {spec.interval} trader"
                 user_id = await _create_owner(conn, name)
                 trader_id = uuid.uuid4()
-                await conn.execute(
-                    """INSERT INTO traders (id, user_id, name, enabled, filter, strategy, auto_analyze_signals)
-                       VALUES ($1, $2, $3, true, $4::jsonb, $5::jsonb, true)""",
-                    trader_id,
-                    user_id,
-                    name,
-                    json.dumps({"interval": spec.interval}),
-                    json.dumps({"instructions": spec.strategy or DEFAULT_STRATEGY, "modelTier": "fast"}),
-                )
+                strategy = {"instructions": spec.strategy or DEFAULT_STRATEGY, "modelTier": "fast"}
+                await platform_rows.insert_trader(conn, trader_id, user_id, name, spec.interval, strategy)
             if spec.strategy is not None and not created:
                 await conn.execute(
                     """UPDATE traders SET strategy = coalesce(strategy, '{}'::jsonb) || jsonb_build_object(
@@ -181,10 +174,8 @@ async def insert_signal(database_url: str, spec: NewSignal, candle: Candle | Non
                 )
             signal_id = uuid.uuid4()
             has_user = "user_id" in await _columns(conn, "signals")
-            await conn.execute(
-                """INSERT INTO signals (id, trader_id, symbol, interval, "timestamp", price_at_signal,
-                                        change_percent_at_signal, volume_at_signal, indicator_data, status)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, '{}'::jsonb, 'new')""",
+            await platform_rows.insert_signal(
+                conn,
                 signal_id,
                 trader_id,
                 spec.symbol,
@@ -193,6 +184,7 @@ async def insert_signal(database_url: str, spec: NewSignal, candle: Candle | Non
                 _exact(price),
                 _exact(change),
                 _exact(volume),
+                {},
             )
             if has_user and user_id is not None:
                 await conn.execute("UPDATE signals SET user_id = $2 WHERE id = $1", signal_id, user_id)

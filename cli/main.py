@@ -6,22 +6,29 @@ import argparse
 import asyncio
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
 from runtime.config import ConfigError, Settings
+from runtime.exits import EXIT_ERROR, EXIT_OK, EXIT_SCHEMA, EXIT_USAGE, fail
 from runtime.logs import setup_logging
 from runtime.temporal_client import TemporalUnreachable
 
+if TYPE_CHECKING:
+    from cli.signal_report import SignalReport
+
 log = logging.getLogger("signal_monitor")
 
-EXIT_OK = 0
-EXIT_ERROR = 1
-EXIT_USAGE = 2
-# The database lacks a table or column the monitor needs (e.g. user_subscriptions, or the monitor's
-# own columns before `signal-monitor migrate`): fix the schema, do not restart in a loop.
-EXIT_SCHEMA = 3
+
+def _run_service(service: Coroutine[Any, Any, None], refusal: type[Exception], code: int, what: str = "") -> int:
+    """Run a long-running process until it stops; a `refusal` at start-up is its exit `code`."""
+    try:
+        asyncio.run(service)
+    except refusal as exc:
+        return fail(exc, code, what)
+    return EXIT_OK
 
 
 def _cmd_migrate(args: argparse.Namespace) -> int:
@@ -31,8 +38,7 @@ def _cmd_migrate(args: argparse.Namespace) -> int:
     try:
         applied = asyncio.run(migrate(settings.require_database()))
     except MigrationError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+        return fail(exc)
     print(f"applied {len(applied)} migration(s)" + (": " + ", ".join(applied) if applied else " (up to date)"))
     return EXIT_OK
 
@@ -41,12 +47,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     from workers.search_attributes import MissingSearchAttributes
     from workers.worker import run_worker
 
-    try:
-        asyncio.run(run_worker(args.process_settings))
-    except MissingSearchAttributes as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
-    return EXIT_OK
+    return _run_service(run_worker(args.process_settings), MissingSearchAttributes, EXIT_ERROR)
 
 
 async def _summary_for(signal_id: str, settings: Settings) -> str | None:
@@ -85,15 +86,13 @@ def _cmd_start(args: argparse.Namespace) -> int:
         # The same forms operators use elsewhere: a signal uuid or its workflow id.
         signal_id = workflow_id_of(args.signal_id).removeprefix("signal-")
     except UsageError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return fail(exc, EXIT_USAGE)
     database_url = settings.require_database()  # the signal must exist before anything reaches Temporal
 
     async def go() -> int:
         exists, status = await signal_status(database_url, signal_id)
         if not exists:
-            print(f"error: no signal {signal_id} in the database; no monitor started", file=sys.stderr)
-            return EXIT_ERROR
+            return fail(f"no signal {signal_id} in the database; no monitor started")
         client = await connect_client()
         summary = await _summary_for(signal_id, settings)
         if args.again:
@@ -115,23 +114,17 @@ def _cmd_start(args: argparse.Namespace) -> int:
 
         wid = f"signal-{signal_id}"
         if status != "failed":
-            print(
-                f"error: {wid}: the signal is {status}, not failed: --again only restarts failed signals",
-                file=sys.stderr,
-            )
-            return EXIT_ERROR
+            return fail(f"{wid}: the signal is {status}, not failed: --again only restarts failed signals")
         try:
             desc = await client.get_workflow_handle(wid).describe()
             if desc.status == WorkflowExecutionStatus.RUNNING:
-                print(f"error: {wid} is still running; cancel it first", file=sys.stderr)
-                return EXIT_ERROR
+                return fail(f"{wid} is still running; cancel it first")
         except RPCError:
             pass  # never started: nothing to wait for
         try:
             moved = await reset_failed_signal(database_url, signal_id)
         except LookupError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return EXIT_ERROR
+            return fail(exc)
         handle = await start_again(client, signal_id, settings.task_queue, summary)
         print(
             f"{wid}: started again (run {handle.result_run_id}); the signal is `new` again"
@@ -158,8 +151,7 @@ def _cmd_add_signal(args: argparse.Namespace) -> int:
             min_confidence=args.min_confidence,
         )
     except UsageError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return fail(exc, EXIT_USAGE)
     settings: Settings = args.process_settings
     database_url = settings.require_database()
     rest_url = settings.binance_rest_url
@@ -167,42 +159,40 @@ def _cmd_add_signal(args: argparse.Namespace) -> int:
     try:
         asyncio.run(add_signal(spec, database_url, rest_url, ui_url, args.wait, sys.stdout))
     except KlinesError as exc:
-        print(f"error: no price for {spec.symbol} {spec.interval}: {exc} (or pass --price)", file=sys.stderr)
-        return EXIT_ERROR
+        return fail(f"no price for {spec.symbol} {spec.interval}: {exc} (or pass --price)")
     except LookupError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+        return fail(exc)
     return EXIT_OK
 
 
-def _report(args: argparse.Namespace):
-    from cli.operator import workflow_id_of
-    from cli.signal_report import add_candles, fetch_report
+def _report_or_exit(args: argparse.Namespace) -> SignalReport | int:
+    """The signal's report for `history` and `chart`, or the exit code when there is none."""
+    from cli.operator import UsageError, workflow_id_of
+    from cli.signal_report import SignalNotFound, add_candles, fetch_report
 
-    signal_id = workflow_id_of(args.signal).removeprefix("signal-")
+    try:
+        signal_id = workflow_id_of(args.signal).removeprefix("signal-")
+    except UsageError as exc:
+        return fail(exc, EXIT_USAGE)
     settings: Settings = args.process_settings
     database_url = settings.require_database()
     rest_url = settings.binance_rest_url
 
-    async def go():
+    async def go() -> SignalReport:
         return await add_candles(await fetch_report(database_url, signal_id), rest_url)
 
-    return asyncio.run(go())
+    try:
+        return asyncio.run(go())
+    except SignalNotFound as exc:
+        return fail(exc)
 
 
 def _cmd_history(args: argparse.Namespace) -> int:
     from cli.history import history_json, history_text
-    from cli.operator import UsageError
-    from cli.signal_report import SignalNotFound
 
-    try:
-        report = _report(args)
-    except UsageError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except SignalNotFound as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+    report = _report_or_exit(args)
+    if isinstance(report, int):
+        return report
     print(history_json(report) if args.json else history_text(report))
     return EXIT_OK
 
@@ -211,17 +201,11 @@ def _cmd_chart(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from cli.chart_render import standalone_html
-    from cli.operator import UsageError
-    from cli.signal_report import SignalNotFound, chart_model
+    from cli.signal_report import chart_model
 
-    try:
-        report = _report(args)
-    except UsageError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except SignalNotFound as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+    report = _report_or_exit(args)
+    if isinstance(report, int):
+        return report
     model = chart_model(report)
     path = Path(args.output or f"chart-{report.signal.signal_id[:8]}.html")
     path.write_text(standalone_html(model))
@@ -237,12 +221,7 @@ def _cmd_intake(args: argparse.Namespace) -> int:
     from activities.platform_schema import SchemaError
     from intake.service import run_intake
 
-    try:
-        asyncio.run(run_intake(args.process_settings))
-    except SchemaError as exc:
-        print(f"error: configuration: {exc}", file=sys.stderr)
-        return EXIT_SCHEMA
-    return EXIT_OK
+    return _run_service(run_intake(args.process_settings), SchemaError, EXIT_SCHEMA, "configuration: ")
 
 
 def _cmd_operator(args: argparse.Namespace) -> int:
@@ -252,15 +231,13 @@ def _cmd_operator(args: argparse.Namespace) -> int:
     try:
         operator_cli.check_usage(args)
     except operator_cli.UsageError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return fail(exc, EXIT_USAGE)
 
     async def go() -> int:
         try:
             client = await connect_client()
         except RuntimeError as exc:
-            print(f"error: cannot reach Temporal at {describe_target()}: {exc}", file=sys.stderr)
-            return EXIT_ERROR
+            return fail(exc, EXIT_ERROR, f"cannot reach Temporal at {describe_target()}: ")
         return await operator_cli.run(args, client)
 
     # No metrics runtime here: a one-shot command must not take the worker's metrics port.

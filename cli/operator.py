@@ -15,12 +15,13 @@ import os
 import re
 import sys
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any, TextIO, cast
 
 from temporalio.client import (
     Client,
+    WorkflowExecution,
     WorkflowExecutionDescription,
     WorkflowExecutionStatus,
     WorkflowFailureError,
@@ -55,6 +56,8 @@ MONITOR_STATUSES = (
     "rejected",
 )
 INTERVALS = tuple(k for k in INTERVAL_MS)
+# One operator command: its arguments, the connected client, where it prints.
+Operator = Callable[[argparse.Namespace, Client, TextIO], Awaitable[None]]
 _FILTER_VALUE = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
 
 
@@ -163,27 +166,41 @@ def add_commands(sub: argparse._SubParsersAction, entry: Callable[[argparse.Name
     p.add_argument("--limit", type=int, default=50, help="at most this many rows (default 50)")
     p.set_defaults(func=entry, skip_teardown=True, operator=_list)
 
-    p = sub.add_parser("cancel", help="cancel a monitor: the signal becomes `cancelled`")
-    p.add_argument("signal")
+    p = _signal_command(sub, entry, _cancel, "cancel", "cancel a monitor: the signal becomes `cancelled`")
     p.add_argument("--wait", type=wait_seconds, default=30.0, help="seconds to wait for the end (0: do not wait)")
-    p.set_defaults(func=entry, skip_teardown=True, operator=_cancel)
 
-    p = sub.add_parser("abandon", help="stop monitoring now: the signal becomes `expired` with a reason")
-    p.add_argument("signal")
+    p = _signal_command(
+        sub, entry, _abandon, "abandon", "stop monitoring now: the signal becomes `expired` with a reason"
+    )
     p.add_argument("--reason", required=True, help="why (shown in the signal's monitor_reason)")
-    p.add_argument("--timeout", type=positive_seconds, default=60.0, help="seconds to wait for the monitor to answer")
-    p.set_defaults(func=entry, skip_teardown=True, operator=_abandon)
+    _answer_timeout(p, 60.0)
 
-    p = sub.add_parser("reanalyze", help="analyse the newest candle that has no analysis yet, now")
-    p.add_argument("signal")
-    p.add_argument("--timeout", type=positive_seconds, default=120.0, help="seconds to wait for the analysis")
-    p.set_defaults(func=entry, skip_teardown=True, operator=_reanalyze)
+    p = _signal_command(sub, entry, _reanalyze, "reanalyze", "analyse the newest candle that has no analysis yet, now")
+    _answer_timeout(p, 120.0, "seconds to wait for the analysis")
 
-    p = sub.add_parser("set-limit", help="change this signal's reanalysis limit")
-    p.add_argument("signal")
+    p = _signal_command(sub, entry, _set_limit, "set-limit", "change this signal's reanalysis limit")
     p.add_argument("limit", type=int, help="the new maximum number of reanalyses")
-    p.add_argument("--timeout", type=positive_seconds, default=60.0, help="seconds to wait for the monitor to answer")
-    p.set_defaults(func=entry, skip_teardown=True, operator=_set_limit)
+    _answer_timeout(p, 60.0)
+
+
+def _signal_command(
+    sub: argparse._SubParsersAction,
+    entry: Callable[[argparse.Namespace], int],
+    operator: Operator,
+    name: str,
+    help: str,
+) -> argparse.ArgumentParser:
+    """A subcommand acting on one signal's monitor (its first argument), run by `entry`."""
+    p = sub.add_parser(name, help=help)
+    p.add_argument("signal")
+    p.set_defaults(func=entry, skip_teardown=True, operator=operator)
+    return p
+
+
+def _answer_timeout(
+    p: argparse.ArgumentParser, default: float, help: str = "seconds to wait for the monitor to answer"
+) -> None:
+    p.add_argument("--timeout", type=positive_seconds, default=default, help=help)
 
 
 def check_usage(args: argparse.Namespace) -> None:
@@ -226,14 +243,22 @@ async def run_argv(argv: Sequence[str], client: Client, out: TextIO = sys.stdout
 # --- commands ---------------------------------------------------------------------------------------
 
 
-async def _describe(client: Client, wid: str) -> tuple[WorkflowHandle, WorkflowExecutionDescription]:
-    handle = client.get_workflow_handle(wid, result_type=MonitorResult)
+async def described(
+    client: Client, wid: str, result_type: type, what: str
+) -> tuple[WorkflowHandle, WorkflowExecutionDescription]:
+    """The workflow's handle and description; Refused when there is none (`what`: monitor, position)."""
+    handle = client.get_workflow_handle(wid, result_type=result_type)
     try:
         desc = await handle.describe()
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:
-            raise Refused(f"no monitor for this signal (workflow {wid} not found)") from None
+            raise Refused(f"no {what} for this signal (workflow {wid} not found)") from None
         raise
+    return handle, desc
+
+
+async def _describe(client: Client, wid: str) -> tuple[WorkflowHandle, WorkflowExecutionDescription]:
+    handle, desc = await described(client, wid, MonitorResult, "monitor")
     input_id = await started_for(client, wid, desc.run_id)
     if not same_signal(input_id, wid.removeprefix("signal-")):
         # `temporal workflow start --workflow-id signal-<C> --input '{"signal_id": "<B>"}'`: acting
@@ -371,24 +396,8 @@ async def _list(args: argparse.Namespace, client: Client, out: TextIO) -> None:
     query = visibility_query(args, names.WORKFLOW_TYPE, sa.MONITOR_STATUS)
     found = [wf async for wf in client.list_workflows(query, limit=args.limit)]
     decided = await _last_decisions([wf.id.removeprefix("signal-") for wf in found])
-    rows = []
-    for wf in found:
-        a = wf.typed_search_attributes
-        count, decision, confidence = decided.get(wf.id.removeprefix("signal-"), ("-", "-", "-"))
-        rows.append(
-            (
-                wf.id,
-                _status_name(wf.status),
-                a.get(sa.MONITOR_STATUS) or "-",
-                a.get(sa.SIGNAL_SYMBOL) or "-",
-                a.get(sa.SIGNAL_INTERVAL) or "-",
-                count,
-                decision,
-                confidence,
-                a.get(sa.TRADER_ID) or "-",
-                _when(wf.start_time),
-            )
-        )
+    no_decision = ("-", "-", "-")
+    rows = [listed(wf, sa.MONITOR_STATUS, *decided.get(wf.id.removeprefix("signal-"), no_decision)) for wf in found]
     if not rows:
         print(f"no monitors match ({query})", file=out)
         return
@@ -404,10 +413,31 @@ async def _list(args: argparse.Namespace, client: Client, out: TextIO) -> None:
         "TRADER",
         "STARTED",
     )
+    print_table(header, rows, out, "monitor")
+
+
+def listed(wf: WorkflowExecution, status: SearchAttributeKey[str], *middle: object) -> tuple[object, ...]:
+    """A row of `list` or `positions`: workflow id, execution status, the workflow's own `status`,
+    symbol, interval, then `middle`, then trader and start time."""
+    a = wf.typed_search_attributes
+    return (
+        wf.id,
+        _status_name(wf.status),
+        a.get(status) or "-",
+        a.get(sa.SIGNAL_SYMBOL) or "-",
+        a.get(sa.SIGNAL_INTERVAL) or "-",
+        *middle,
+        a.get(sa.TRADER_ID) or "-",
+        _when(wf.start_time),
+    )
+
+
+def print_table(header: tuple[str, ...], rows: Sequence[tuple[object, ...]], out: TextIO, what: str) -> None:
+    """Left-aligned columns, then `<n> <what>(s)`."""
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     for r in [header, *rows]:
         print("  ".join(str(v).ljust(w) for v, w in zip(r, widths, strict=False)).rstrip(), file=out)
-    print(f"{len(rows)} monitor(s)", file=out)
+    print(f"{len(rows)} {what}(s)", file=out)
 
 
 async def _last_decisions(signal_ids: list[str]) -> dict[str, tuple[str, str, str]]:

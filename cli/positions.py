@@ -14,9 +14,8 @@ from typing import TextIO
 import asyncpg
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowUpdateFailedError
 from temporalio.exceptions import FailureError
-from temporalio.service import RPCError, RPCStatusCode
 
-from cli.operator import Refused, UsageError, _status_name, _when, visibility_query
+from cli.operator import Refused, UsageError, _status_name, described, listed, print_table, visibility_query
 from workflows import names
 from workflows import search_attributes as sa
 from workflows.position_models import PositionResult, PositionStatus
@@ -70,41 +69,19 @@ def add_position_commands(
 
 async def _positions(args: argparse.Namespace, client: Client, out: TextIO) -> None:
     query = visibility_query(args, names.POSITION_WORKFLOW_TYPE, sa.POSITION_STATUS)
-    rows = []
-    async for wf in client.list_workflows(query, limit=args.limit):
-        a = wf.typed_search_attributes
-        rows.append(
-            (
-                wf.id,
-                _status_name(wf.status),
-                a.get(sa.POSITION_STATUS) or "-",
-                a.get(sa.SIGNAL_SYMBOL) or "-",
-                a.get(sa.SIGNAL_INTERVAL) or "-",
-                a.get(sa.TRADER_ID) or "-",
-                _when(wf.start_time),
-            )
-        )
+    rows = [listed(wf, sa.POSITION_STATUS) async for wf in client.list_workflows(query, limit=args.limit)]
     if not rows:
         print(f"no positions match ({query})", file=out)
         return
     header = ("WORKFLOW ID", "EXECUTION", "POSITION", "SYMBOL", "INTERVAL", "TRADER", "STARTED")
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    for r in [header, *rows]:
-        print("  ".join(str(v).ljust(w) for v, w in zip(r, widths, strict=False)).rstrip(), file=out)
-    print(f"{len(rows)} position(s)", file=out)
+    print_table(header, rows, out, "position")
 
 
 async def _close(args: argparse.Namespace, client: Client, out: TextIO) -> None:
     wid = position_workflow_id_of(args.target)
     if not args.reason.strip():
         raise UsageError("--reason must not be empty")
-    handle = client.get_workflow_handle(wid, result_type=PositionResult)
-    try:
-        desc = await handle.describe()
-    except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:
-            raise Refused(f"no position for this signal (workflow {wid} not found)") from None
-        raise
+    handle, desc = await described(client, wid, PositionResult, "position")
     if desc.status != WorkflowExecutionStatus.RUNNING:
         raise Refused(f"{wid} has already ended ({_status_name(desc.status)})")
     try:

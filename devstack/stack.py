@@ -33,7 +33,9 @@ from typing import TYPE_CHECKING
 import asyncpg
 
 from devstack.state import StackInfo, StackLock, StackRunning, state_dir, without_password
+from runtime import platform_rows
 from runtime.config import Settings
+from runtime.exits import fail
 from runtime.lifecycle import on_signals
 from workflows import search_attributes as sa
 from workflows.models import MonitorState
@@ -271,24 +273,19 @@ async def _insert_demo_signal(
         user_id, trader_id, signal_id = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
         async with conn.transaction():
             await conn.execute("INSERT INTO user_profiles (id, subscription_tier) VALUES ($1, 'elite')", user_id)
-            await conn.execute(
-                """INSERT INTO traders (id, user_id, name, enabled, filter, strategy, auto_analyze_signals)
-                   VALUES ($1, $2, 'Demo breakout trader', true, $3::jsonb, $4::jsonb, true)""",
-                trader_id,
-                user_id,
-                json.dumps({"interval": interval}),
-                json.dumps({"instructions": "Enter on a confirmed breakout with rising volume.", "modelTier": "fast"}),
-            )
-            await conn.execute(
-                """INSERT INTO signals (id, trader_id, symbol, interval, "timestamp", price_at_signal,
-                                        change_percent_at_signal, volume_at_signal, indicator_data, status)
-                   VALUES ($1, $2, $3, $4, $5, $6, 2.4, 1520.5, '{"rsi": 63.5}'::jsonb, 'new')""",
+            strategy = {"instructions": "Enter on a confirmed breakout with rising volume.", "modelTier": "fast"}
+            await platform_rows.insert_trader(conn, trader_id, user_id, "Demo breakout trader", interval, strategy)
+            await platform_rows.insert_signal(
+                conn,
                 signal_id,
                 trader_id,
                 symbol,
                 interval,
                 at,
                 Decimal(repr(price)),  # as written: a float would be stored with its binary expansion
+                Decimal("2.4"),
+                Decimal("1520.5"),
+                {"rsi": 63.5},
             )
         return str(signal_id), str(trader_id)
     finally:
@@ -608,8 +605,7 @@ def main(args) -> int:
     try:
         lock.acquire()
     except StackRunning as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return fail(exc)
     try:
         if args.fresh:
             for part in ("temporal.db", "postgres", "logs", REPLAY_FILE):
@@ -617,8 +613,7 @@ def main(args) -> int:
                 shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
         return asyncio.run(_run_until_signalled(args, lock))
     except DevError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return fail(exc)
     except (KeyboardInterrupt, _Stopped):
         say("stopped")
         return 0

@@ -3,7 +3,6 @@ fresh fake llm-proxy: one per test, on its own task queue, so tests never share 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import uuid
@@ -18,7 +17,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from fakes.llm_proxy import FakeLlmProxy
 from intake.starting import start_monitor
 from runtime.config import Settings
-from workers.worker import run_worker
+from workers.worker import running_worker
 from workflows.models import MonitorResult
 from workflows.signal_monitor import SignalMonitorWorkflow
 
@@ -87,22 +86,6 @@ async def _run_ids(client: Client, workflow_id: str) -> list[str]:
         if err.status != RPCStatusCode.UNIMPLEMENTED:
             raise
         return [(await client.get_workflow_handle(workflow_id).describe()).run_id]
-
-
-@contextlib.asynccontextmanager
-async def running_worker(client: Client, settings: Settings) -> AsyncIterator[None]:
-    stop, ready = asyncio.Event(), asyncio.Event()
-    task = asyncio.create_task(run_worker(settings, stop=stop, client=client, ready=ready))
-    waiter = asyncio.create_task(ready.wait())
-    done, _ = await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
-    if task in done:
-        waiter.cancel()
-        task.result()  # raises the worker's start-up error
-    try:
-        yield
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 30)
 
 
 @contextlib.asynccontextmanager

@@ -8,11 +8,14 @@ import uuid
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any, ParamSpec, TypeVar, cast
 
 import asyncpg
 from temporalio.workflow import UpdateMethodMultiParam
 
+from runtime.platform_rows import insert_signal as insert_platform_signal
+from runtime.platform_rows import insert_trader
 from workflows.candles import INTERVAL_MS
 
 T = TypeVar("T")
@@ -77,16 +80,8 @@ async def insert_signal(
     timestamp = timestamp or datetime.now(UTC) - DEFAULT_SIGNAL_AGE
     await db.execute("INSERT INTO user_profiles (id, subscription_tier) VALUES ($1, $2)", user_id, tier)
     if with_trader:
-        await db.execute(
-            """INSERT INTO traders (id, user_id, name, enabled, filter, strategy, auto_analyze_signals)
-               VALUES ($1, $2, $3, true, $4::jsonb, $5::jsonb, $6)""",
-            trader_id,
-            user_id,
-            f"trader {str(trader_id)[:8]}",
-            f'{{"interval": "{interval}"}}',
-            __import__("json").dumps(strategy or {"instructions": "buy breakouts", "modelTier": "fast"}),
-            auto_analyze,
-        )
+        strategy = strategy or {"instructions": "buy breakouts", "modelTier": "fast"}
+        await insert_trader(db, trader_id, user_id, f"trader {str(trader_id)[:8]}", interval, strategy, auto_analyze)
         settings = {
             "max_reanalyses": max_reanalyses,
             "min_confidence_to_enter": min_confidence_to_enter,
@@ -95,16 +90,8 @@ async def insert_signal(
         for column, value in settings.items():
             if value is not None:
                 await db.execute(f"UPDATE traders SET {column} = $2 WHERE id = $1", trader_id, value)
-    await db.execute(
-        """INSERT INTO signals (id, trader_id, symbol, interval, "timestamp", price_at_signal,
-                                change_percent_at_signal, volume_at_signal, indicator_data, status)
-           VALUES ($1, $2, $3, $4, $5, $6, 2.5, 1234.5, '{"rsi": 61}'::jsonb, 'new')""",
-        signal_id,
-        trader_id,
-        symbol,
-        interval,
-        timestamp,
-        price,
+    await insert_platform_signal(
+        db, signal_id, trader_id, symbol, interval, timestamp, price, Decimal("2.5"), Decimal("1234.5"), {"rsi": 61}
     )
     return SignalRow(str(signal_id), str(trader_id), str(user_id), symbol, interval, timestamp)
 

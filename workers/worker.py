@@ -7,7 +7,9 @@ SIGTERM/SIGINT drain: in-flight activities get a grace period, then the process 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 from datetime import timedelta
 
 from temporalio.client import Client
@@ -127,3 +129,21 @@ async def run_worker(
         await http.aclose()
         await pool.close()
     log.info("worker stopped")
+
+
+@contextlib.asynccontextmanager
+async def running_worker(client: Client, settings: Settings, stop_timeout: float = 30) -> AsyncIterator[None]:
+    """`run_worker` in this process (the backtest, the tests): entered once it polls, its start-up
+    error raised; on exit stopped and waited for (at most `stop_timeout` seconds)."""
+    stop, ready = asyncio.Event(), asyncio.Event()
+    task = asyncio.create_task(run_worker(settings, stop=stop, client=client, ready=ready))
+    waiter = asyncio.create_task(ready.wait())
+    done, _ = await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    if task in done:
+        waiter.cancel()
+        task.result()  # raises the worker's start-up error
+    try:
+        yield
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, stop_timeout)

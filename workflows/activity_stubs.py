@@ -26,6 +26,7 @@ from workflows.models import (
 from workflows.position_models import StartedPosition, StartPositionInput
 
 Answer = TypeVar("Answer", bound=BaseModel)
+Result = TypeVar("Result")
 
 
 def cause_of(err: ActivityError | ApplicationError, *types: str) -> ApplicationError | None:
@@ -38,26 +39,31 @@ def cause_of(err: ActivityError | ApplicationError, *types: str) -> ApplicationE
     return None
 
 
-async def load_signal(arg: LoadSignalInput) -> SignalContext:
+async def db_call(
+    activity: str,
+    arg: BaseModel,
+    result_type: type[Result],
+    summary: str,
+    retry: RetryPolicy = policies.DB_RETRY,
+) -> Result:
+    """A database (or other short, idempotent) activity on the workflow's own task queue, with the
+    database timeout and `retry`."""
     return await workflow.execute_activity(
-        names.LOAD_SIGNAL,
+        activity,
         arg,
-        result_type=SignalContext,
+        result_type=result_type,
         start_to_close_timeout=policies.DB_TIMEOUT,
-        retry_policy=policies.DB_RETRY,
-        summary="load signal and trader",
+        retry_policy=retry,
+        summary=summary,
     )
+
+
+async def load_signal(arg: LoadSignalInput) -> SignalContext:
+    return await db_call(names.LOAD_SIGNAL, arg, SignalContext, "load signal and trader")
 
 
 async def record_analysis(arg: RecordAnalysisInput, summary: str) -> RecordedAnalysis:
-    return await workflow.execute_activity(
-        names.RECORD_ANALYSIS,
-        arg,
-        result_type=RecordedAnalysis,
-        start_to_close_timeout=policies.DB_TIMEOUT,
-        retry_policy=policies.DB_RETRY,
-        summary=summary,
-    )
+    return await db_call(names.RECORD_ANALYSIS, arg, RecordedAnalysis, summary)
 
 
 async def record_analysis_local(arg: RecordAnalysisInput, summary: str) -> RecordedAnalysis:
@@ -76,14 +82,7 @@ async def record_analysis_local(arg: RecordAnalysisInput, summary: str) -> Recor
 
 
 async def finish_signal(arg: FinishSignalInput) -> FinishedSignal:
-    return await workflow.execute_activity(
-        names.FINISH_SIGNAL,
-        arg,
-        result_type=FinishedSignal,
-        start_to_close_timeout=policies.DB_TIMEOUT,
-        retry_policy=policies.DB_RETRY,
-        summary=f"mark signal {arg.status}",
-    )
+    return await db_call(names.FINISH_SIGNAL, arg, FinishedSignal, f"mark signal {arg.status}")
 
 
 async def analyze_signal(arg: AnalyzeSignalInput, summary: str) -> Analysis:
@@ -114,22 +113,10 @@ async def llm_call(
 
 
 async def find_platform_analysis(arg: FindPlatformAnalysisInput) -> Analysis | None:
-    return await workflow.execute_activity(
-        names.FIND_PLATFORM_ANALYSIS,
-        arg,
-        result_type=Analysis | None,  # type: ignore[arg-type]
-        start_to_close_timeout=policies.DB_TIMEOUT,
-        retry_policy=policies.DB_RETRY,
-        summary="look for the platform's initial analysis",
-    )
+    summary = "look for the platform's initial analysis"
+    return await db_call(names.FIND_PLATFORM_ANALYSIS, arg, Analysis | None, summary)  # type: ignore[arg-type]
 
 
 async def start_position_manager(arg: StartPositionInput) -> StartedPosition:
-    return await workflow.execute_activity(
-        names.START_POSITION_ACTIVITY,
-        arg,
-        result_type=StartedPosition,
-        start_to_close_timeout=policies.DB_TIMEOUT,
-        retry_policy=policies.START_POSITION_RETRY,
-        summary=f"start {names.position_workflow_id_for(arg.signal_id)}",
-    )
+    summary = f"start {names.position_workflow_id_for(arg.signal_id)}"
+    return await db_call(names.START_POSITION_ACTIVITY, arg, StartedPosition, summary, policies.START_POSITION_RETRY)

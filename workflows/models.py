@@ -100,19 +100,25 @@ class AnalyzeSignalInput(BaseModel):
     previous_decisions: list[PreviousDecision] = Field(default_factory=list)
 
 
-class Analysis(BaseModel):
-    """llm-proxy's answer, validated and in the proxy's vocabulary."""
+class ProxyAnswer(BaseModel):
+    """What every llm-proxy answer carries (an analysis, a position's management): validated
+    confidence and reasoning, and the call's metadata."""
 
-    decision: ProxyDecision
     confidence: float
     reasoning: str
-    key_levels: dict[str, Any] | None = None
-    trade_plan: dict[str, Any] | None = None
-    technical_indicators: dict[str, Any] | None = None
     raw_ai_response: str | None = None
     latency_ms: int
     tokens_used: int | None = None
     model_name: str | None = None
+
+
+class Analysis(ProxyAnswer):
+    """llm-proxy's answer, validated and in the proxy's vocabulary."""
+
+    decision: ProxyDecision
+    key_levels: dict[str, Any] | None = None
+    trade_plan: dict[str, Any] | None = None
+    technical_indicators: dict[str, Any] | None = None
     # The `signal_analyses` row it came from, when it is one the platform stored (trigger 028's
     # initial analysis): recording takes that row over instead of inserting another.
     row_id: str | None = None

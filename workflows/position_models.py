@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from workflows.candles import Kline
+from workflows.models import ProxyAnswer
 from workflows.paper import Side
 from workflows.position_actions import ManageAction
 from workflows.position_risk import ExitKind, RiskSettings
@@ -162,18 +163,12 @@ class ManagePositionInput(BaseModel):
     previous_decisions: list[PreviousManagement] = Field(default_factory=list)
 
 
-class ManagementAnswer(BaseModel):
+class ManagementAnswer(ProxyAnswer):
     """llm-proxy's `manage-position` answer, validated (the action's details are checked later)."""
 
     action: ManageAction
-    confidence: float
-    reasoning: str
     action_details: dict[str, Any] | None = None
     risk_assessment: dict[str, Any] | None = None
-    raw_ai_response: str | None = None
-    latency_ms: int
-    tokens_used: int | None = None
-    model_name: str | None = None
 
 
 class RecordDecisionInput(BaseModel):

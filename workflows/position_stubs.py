@@ -8,11 +8,10 @@ from __future__ import annotations
 from typing import TypeVar
 
 from pydantic import BaseModel
-from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
 from workflows import names, policies
-from workflows.activity_stubs import cause_of, llm_call
+from workflows.activity_stubs import cause_of, db_call, llm_call
 from workflows.position_models import (
     ClosedSignal,
     CloseSignalInput,
@@ -34,14 +33,7 @@ Result = TypeVar("Result")
 
 async def _db(activity: str, arg: BaseModel, result_type: type[Result], summary: str) -> Result:
     try:
-        return await workflow.execute_activity(
-            activity,
-            arg,
-            result_type=result_type,
-            start_to_close_timeout=policies.DB_TIMEOUT,
-            retry_policy=policies.POSITION_DB_RETRY,
-            summary=summary,
-        )
+        return await db_call(activity, arg, result_type, summary, policies.POSITION_DB_RETRY)
     except ActivityError as err:
         if cause := cause_of(err, *names.POSITION_DB_NON_RETRYABLE):
             raise ApplicationError(f"{activity}: {cause.message}", type=cause.type, non_retryable=True) from None
