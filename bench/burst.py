@@ -57,6 +57,7 @@ async def prepare(
     wfs = await data.start_monitors(st.client, sids, monitor_queue)
     await data.wait_analyses(conn, sids, 1, timeout, f"initial analyses of {n} monitors")
     fwfs = await data.start_floors(st.client, n, floor_queue)
+    await data.wait_idle(st.client, wfs + fwfs, timeout, f"{n} monitors and {n} floors settling")
     return Fleet(symbol, sids, wfs, fwfs)
 
 
