@@ -90,6 +90,27 @@ async def start_floors(client: Client, n: int, task_queue: str) -> list[str]:
     return ids
 
 
+async def wait_idle(client: Client, workflow_ids: list[str], timeout: float, what: str = "workflows") -> None:
+    """Until no workflow of `workflow_ids` has a workflow task or an activity pending: a burst
+    measured right after starting N workflows would otherwise share the server with their first
+    workflow tasks (the floors' starts, the monitors' last task after their initial analysis)."""
+    deadline = time.monotonic() + timeout
+    waiting = list(workflow_ids)
+
+    async def busy(wf: str) -> bool:
+        desc = (await client.get_workflow_handle(wf).describe()).raw_description
+        return desc.HasField("pending_workflow_task") or bool(desc.pending_activities)
+
+    while waiting:
+        flags = await gather_limited((busy(wf) for wf in waiting), 32)
+        waiting = [wf for wf, b in zip(waiting, flags, strict=True) if b]
+        if not waiting:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what}: {len(waiting)} of {len(workflow_ids)} still busy after {timeout:.0f}s")
+        await asyncio.sleep(0.2)
+
+
 async def wait_analyses(
     conn: asyncpg.Connection,
     signal_ids: list[str],

@@ -181,6 +181,7 @@ async def run(
         wfs = await open_positions(st, conn, sids, monitor.task_queue, 60 + n / 4)
         rep.figure(f"{n} positions opened", f"{time.monotonic() - began:.1f} s", detail="started 32 at a time")
         fleet = burst.Fleet(symbol, [], [], await data.start_floors(client, n, floor.task_queue))
+        await data.wait_idle(client, wfs + fleet.floor_ids, 60 + n / 4, f"{n} positions and {n} floors settling")
         k = close(1, symbol)
         pos = await _position_burst(st, conn, sids, wfs, k, 60 + n / 4)
         flo = await burst.floor_burst(st, [floor], fleet, k, 60 + n / 4)

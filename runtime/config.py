@@ -144,6 +144,9 @@ class Settings(BaseSettings):
     llm_queue_max_per_second: float | None = Field(None, gt=0)
     llm_timeout_seconds: float = Field(30.0, gt=0)
     max_cached_workflows: int = Field(1000, ge=0)
+    # How long a workflow task waits on its worker's sticky queue before any worker may take it
+    # (with a full replay): the SDK's default is 10 s.
+    sticky_schedule_to_start_seconds: float = Field(10.0, gt=0)
     db_pool_size: int = Field(10, ge=1)
     # Who runs analysis #0 beside the platform's trigger 028 (auto | platform | monitor), and how
     # long the platform's is waited for.

@@ -1,6 +1,7 @@
 """Replay: the current PositionManagerWorkflow must reproduce every position history recorded from
 real test runs (tests/histories/positions/, `SIGNAL_MONITOR_RECORD_HISTORIES=tests/histories pytest
-tests/test_positions.py tests/test_positions_durable.py`)."""
+tests/test_positions.py tests/test_positions_durable.py`; `unpatched_<patch>_*` were recorded
+by the code before that patch, `patched_<patch>_*` after it)."""
 
 from __future__ import annotations
 
@@ -15,9 +16,9 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 from temporalio.workflow import NondeterminismError
 
-from tests.test_replay import _future_closes, _patch_markers
-from workflows.names import POSITION_WORKFLOW_TYPE
-from workflows.patches import POSITION_FUTURE_CANDLES_PATCH
+from tests.test_replay import _future_closes, _patch_markers, _record_kinds
+from workflows.names import POSITION_WORKFLOW_TYPE, RECORD_POSITION_DECISION_ACTIVITY
+from workflows.patches import POSITION_FUTURE_CANDLES_PATCH, POSITION_LOCAL_RECORD_PATCH
 from workflows.position_manager import PositionManagerWorkflow
 from workflows.position_models import PositionResult
 
@@ -63,6 +64,22 @@ def test_the_future_candles_patch_is_guarded_from_both_sides():
     assert with_marker, f"no position history takes the {POSITION_FUTURE_CANDLES_PATCH!r} path"
     assert any(_future_closes(p) and p not in with_marker for p in HISTORIES)
     assert all(_future_closes(p) for p in with_marker)
+
+
+def test_the_local_record_patch_is_guarded_from_both_sides():
+    """record_position_decision as a regular activity without the marker (recorded before the
+    patch: running positions replay that way) and as a local activity with it."""
+
+    def kinds(p: Path) -> set[str]:
+        return _record_kinds(p, RECORD_POSITION_DECISION_ACTIVITY)
+
+    assert any(kinds(p) == {"activity"} and POSITION_LOCAL_RECORD_PATCH not in _patch_markers(p) for p in HISTORIES)
+    assert any(kinds(p) == {"local"} and POSITION_LOCAL_RECORD_PATCH in _patch_markers(p) for p in HISTORIES)
+    # Nothing recorded before the patch runs the local activity, nothing after it the regular one.
+    for p in HISTORIES:
+        assert kinds(p) != {"activity", "local"}, p.name
+        if "local" in kinds(p):
+            assert POSITION_LOCAL_RECORD_PATCH in _patch_markers(p), p.name
 
 
 @workflow.defn(name=POSITION_WORKFLOW_TYPE, sandboxed=False)

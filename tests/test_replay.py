@@ -119,17 +119,17 @@ def _event_kinds(path: Path) -> set[str]:
     return {e["eventType"].removeprefix("EVENT_TYPE_") for e in json.loads(path.read_text())["events"]}
 
 
-def _record_kinds(path: Path) -> set[str]:
-    """How the history ran record_analysis: as a regular activity, a local activity, or both."""
+def _record_kinds(path: Path, activity: str = "record_analysis") -> set[str]:
+    """How the history ran `activity`: as a regular activity, a local activity, or both."""
     found = set()
     for e in json.loads(path.read_text())["events"]:
         scheduled = e.get("activityTaskScheduledEventAttributes")
-        if scheduled and scheduled["activityType"]["name"] == "record_analysis":
+        if scheduled and scheduled["activityType"]["name"] == activity:
             found.add("activity")
         marker = e.get("markerRecordedEventAttributes")
         if marker and marker["markerName"] == "core_local_activity":
             data = json.loads(base64.b64decode(marker["details"]["data"]["payloads"][0]["data"]))
-            if data.get("activity_type") == "record_analysis":
+            if data.get("activity_type") == activity:
                 found.add("local")
     return found
 

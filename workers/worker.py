@@ -96,6 +96,7 @@ async def run_worker(
                 paper.close_position,
             ],
             max_cached_workflows=settings.max_cached_workflows,
+            sticky_queue_schedule_to_start_timeout=timedelta(seconds=settings.sticky_schedule_to_start_seconds),
             graceful_shutdown_timeout=timedelta(seconds=20),
         )
         llm = Worker(

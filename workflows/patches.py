@@ -31,3 +31,9 @@ LOCAL_RECORD_PATCH = "record-analysis-local-activity"
 # The position manager's: closes from the future refused by the monitor's candle gate (before it,
 # a position took such a close, and every real close after it was stale).
 POSITION_FUTURE_CANDLES_PATCH = "position-refuse-candles-from-the-future"
+# Before this patch the position's record_position_decision was a regular activity: 3 events of its
+# own plus a workflow task (3 events) per managed candle. Now it is a local activity inside the
+# workflow task that received the decision (one marker event): the model's answer is already in the
+# history when the write starts, so a failed or retried write never asks llm-proxy again, and the
+# write stays idempotent (keyed on the position and the candle: a retry finds its own row).
+POSITION_LOCAL_RECORD_PATCH = "position-record-decision-local-activity"

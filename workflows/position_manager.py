@@ -15,7 +15,7 @@ from decimal import Decimal
 from typing import Any, NoReturn
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
     from workflows import candle_gate, inputs, names, position_candles
@@ -26,7 +26,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.candles import Kline, datetime_to_ms, is_valid_interval, is_valid_symbol
     from workflows.models import MonitorStatus
     from workflows.paper import Bar, gross_pnl, pnl_pct
-    from workflows.patches import POSITION_FUTURE_CANDLES_PATCH
+    from workflows.patches import POSITION_FUTURE_CANDLES_PATCH, POSITION_LOCAL_RECORD_PATCH
     from workflows.position_actions import ManageAction, ValidatedAction, validate_action
     from workflows.position_models import (
         CloseRequest,
@@ -122,8 +122,9 @@ class PositionManagerWorkflow:
                     await self._next_step()
             except _Ended as ended:
                 self._result = ended.result
-        except (asyncio.CancelledError, ActivityError) as err:
-            if isinstance(err, ActivityError) and not is_cancelled_exception(err):
+        except (asyncio.CancelledError, ActivityError, CancelledError) as err:
+            # CancelledError (Temporal's): a cancel that lands in the local record_position_decision.
+            if not isinstance(err, asyncio.CancelledError) and not is_cancelled_exception(err):
                 raise
             # An operator's cancel stops the management and places no order: the position stays as it is.
             workflow.logger.warning(
@@ -435,30 +436,32 @@ class PositionManagerWorkflow:
             details.update(requested=validated.requested, heldReason=validated.held_reason)
         if risk_exits:
             details["riskExits"] = list(risk_exits)
-        await act.record_decision(
-            RecordDecisionInput(
-                position_id=s.position_id or "",
-                signal_id=ctx.signal_id,
-                trader_id=ctx.trader_id,
-                user_id=ctx.user_id,
-                candle_open_time=k.open_time(),
-                timestamp=k.close_time(),
-                current_pnl=self._pnl(market),
-                current_pnl_pct=pnl_pct(ctx.side, s.entry_price or market, market),
-                position_size=s.quantity,
-                market_price=market,
-                action=action,
-                confidence=answer.confidence if answer else None,
-                reasoning=reasoning,
-                action_details=details,
-                risk_assessment=answer.risk_assessment if answer else None,
-                raw_ai_response=answer.raw_ai_response if answer else None,
-                analysis_latency_ms=answer.latency_ms if answer else None,
-                tokens_used=answer.tokens_used if answer else None,
-                model_name=answer.model_name if answer else None,
-            ),
-            f"record decision · candle {utc_text(k.t)} · {action}",
+        request = RecordDecisionInput(
+            position_id=s.position_id or "",
+            signal_id=ctx.signal_id,
+            trader_id=ctx.trader_id,
+            user_id=ctx.user_id,
+            candle_open_time=k.open_time(),
+            timestamp=k.close_time(),
+            current_pnl=self._pnl(market),
+            current_pnl_pct=pnl_pct(ctx.side, s.entry_price or market, market),
+            position_size=s.quantity,
+            market_price=market,
+            action=action,
+            confidence=answer.confidence if answer else None,
+            reasoning=reasoning,
+            action_details=details,
+            risk_assessment=answer.risk_assessment if answer else None,
+            raw_ai_response=answer.raw_ai_response if answer else None,
+            analysis_latency_ms=answer.latency_ms if answer else None,
+            tokens_used=answer.tokens_used if answer else None,
+            model_name=answer.model_name if answer else None,
         )
+        summary = f"record decision · candle {utc_text(k.t)} · {action}"
+        if workflow.patched(POSITION_LOCAL_RECORD_PATCH):
+            await act.record_decision_local(request, summary)
+        else:
+            await act.record_decision(request, summary)
         s.decisions.append(
             ManagementRecord(
                 candle_open_time=k.t,

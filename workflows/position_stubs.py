@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import TypeVar
 
 from pydantic import BaseModel
+from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
 from workflows import names, policies
@@ -40,6 +41,26 @@ async def _db(activity: str, arg: BaseModel, result_type: type[Result], summary:
         raise
 
 
+async def _db_local(activity: str, arg: BaseModel, result_type: type[Result], summary: str) -> Result:
+    # `_db` as a local activity: the same timeouts and retries, run by the worker holding the
+    # workflow task (backoffs under the local retry threshold: no timers in the history). Its
+    # failure reaches the workflow as the ApplicationError itself.
+    try:
+        return await workflow.execute_local_activity(
+            activity,
+            arg,
+            result_type=result_type,
+            start_to_close_timeout=policies.DB_TIMEOUT,
+            retry_policy=policies.POSITION_DB_RETRY,
+            local_retry_threshold=policies.LOCAL_RETRY_THRESHOLD,
+            summary=summary,
+        )
+    except (ActivityError, ApplicationError) as err:
+        if cause := cause_of(err, *names.POSITION_DB_NON_RETRYABLE):
+            raise ApplicationError(f"{activity}: {cause.message}", type=cause.type, non_retryable=True) from None
+        raise
+
+
 async def load_position(arg: LoadPositionInput) -> PositionContext:
     return await _db(names.LOAD_POSITION_ACTIVITY, arg, PositionContext, "load signal")
 
@@ -60,6 +81,10 @@ async def modify_position(arg: ModifyInput, summary: str) -> bool:
 
 async def record_decision(arg: RecordDecisionInput, summary: str) -> RecordedDecision:
     return await _db(names.RECORD_POSITION_DECISION_ACTIVITY, arg, RecordedDecision, summary)
+
+
+async def record_decision_local(arg: RecordDecisionInput, summary: str) -> RecordedDecision:
+    return await _db_local(names.RECORD_POSITION_DECISION_ACTIVITY, arg, RecordedDecision, summary)
 
 
 async def close_signal(arg: CloseSignalInput, summary: str) -> ClosedSignal:

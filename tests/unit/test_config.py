@@ -27,6 +27,7 @@ def test_defaults_are_the_readmes() -> None:
     assert s.task_queue == "signal-monitor"
     assert (s.llm_max_concurrent, s.llm_max_per_second, s.llm_queue_max_per_second) == (8, None, None)
     assert (s.llm_timeout_seconds, s.max_cached_workflows, s.db_pool_size) == (30.0, 1000, 10)
+    assert s.sticky_schedule_to_start_seconds == 10.0
     assert (s.initial_analysis, s.platform_grace_seconds) == ("auto", 120.0)
     assert (s.paper_fee_pct, s.paper_slippage_pct) == (Decimal("0.1"), Decimal("0.05"))
     assert (s.intake_sweep_seconds, s.running_refresh_seconds, s.analysis_retry_initial_seconds) == (30.0, 15.0, 2.0)
@@ -184,3 +185,11 @@ def test_the_analysis_retry_setting_changes_only_the_first_interval() -> None:
         ANALYSIS_RETRY.maximum_attempts,
     )
     assert short.non_retryable_error_types == ANALYSIS_RETRY.non_retryable_error_types
+
+
+def test_sticky_schedule_to_start_is_read_and_must_be_positive(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SIGNAL_MONITOR_STICKY_SCHEDULE_TO_START_SECONDS", "45")
+    assert Settings.from_env().sticky_schedule_to_start_seconds == 45.0
+    monkeypatch.setenv("SIGNAL_MONITOR_STICKY_SCHEDULE_TO_START_SECONDS", "0")
+    with pytest.raises(ConfigError, match="SIGNAL_MONITOR_STICKY_SCHEDULE_TO_START_SECONDS"):
+        Settings.from_env()

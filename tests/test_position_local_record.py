@@ -1,0 +1,117 @@
+"""The position's `record_position_decision` runs as a local activity (patch
+`position-record-decision-local-activity`): one history marker instead of an activity and a
+workflow task. What must still hold around it: a cancel that lands while the write waits on the
+database cancels the position and leaves it as it is (no order, the signal still `in_position`),
+the decision is written at most once, and a managed candle costs the history no more than issue
+16's 12 events."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from decimal import Decimal as D
+
+import asyncpg
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import WorkflowExecutionStatus
+
+from fakes.llm_proxy import ManageAnswer
+from tests.monitor_harness import monitor_stack
+from tests.position_support import candle, entered_signal, position_rows, start_position, view
+from tests.support import eventually, signal_status
+from tests.test_local_record import LOCK_WAITERS
+from workflows.patches import POSITION_LOCAL_RECORD_PATCH
+from workflows.position_manager import PositionManagerWorkflow
+
+SCHEDULED, MARKER = EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED, EventType.EVENT_TYPE_MARKER_RECORDED
+
+
+async def _processed(handle, n: int) -> None:
+    state = await view(handle)
+    assert state.status == "open" and state.decisions == n and state.queued == 0, state
+
+
+async def test_a_managed_candle_costs_eleven_history_events(client, database_url, db):
+    row = await entered_signal(db)
+    async with monitor_stack(client, database_url) as m:
+        m.proxy.manage_default = lambda params: ManageAnswer.hold()
+        handle = await start_position(client, row, m.task_queue, entry_price=D(100))
+        await handle.signal(PositionManagerWorkflow.candle_closed, candle(row, 1, 100, 101, 99, 100))
+        await eventually(lambda: _processed(handle, 1))
+        await asyncio.sleep(0.5)  # the first candle's events are all in
+        before = len((await handle.fetch_history()).events)
+        await handle.signal(PositionManagerWorkflow.candle_closed, candle(row, 2, 100, 101, 99, 100.5))
+        await eventually(lambda: _processed(handle, 2))
+
+        async def settled() -> int:
+            # The marker is written by the workflow task that ran the record.
+            n = len((await handle.fetch_history()).events) - before
+            assert n >= 11, n
+            return n
+
+        await eventually(settled)
+        await asyncio.sleep(0.5)  # nothing more arrives for this candle
+        history = await handle.fetch_history()
+        added = history.events[before:]
+        await handle.terminate("test over")
+    kinds = [EventType.Name(e.event_type) for e in added]
+    # signal, workflow task (3), manage-position (3), workflow task (3), record marker
+    assert len(added) == 11, kinds
+    scheduled = [
+        e.activity_task_scheduled_event_attributes.activity_type.name for e in added if e.event_type == SCHEDULED
+    ]
+    assert scheduled == ["manage_position"], scheduled
+    assert [e.marker_recorded_event_attributes.marker_name for e in added if e.event_type == MARKER] == [
+        "core_local_activity"
+    ]
+    patches = [
+        json.loads(e.marker_recorded_event_attributes.details["patch-data"].payloads[0].data)["id"]
+        for e in history.events
+        if e.event_type == MARKER and e.marker_recorded_event_attributes.marker_name == "core_patch"
+    ]
+    assert POSITION_LOCAL_RECORD_PATCH in patches, patches
+    rows = await position_rows(db, row.signal_id)
+    assert [d["action"] for d in rows["decisions"]] == ["hold", "hold"]
+
+
+async def test_cancel_while_the_local_record_waits_on_the_database(client, database_url, db):
+    row = await entered_signal(db)
+    async with monitor_stack(client, database_url) as m:
+        m.proxy.manage_default = lambda params: ManageAnswer.hold()
+        handle = await start_position(client, row, m.task_queue, entry_price=D(100))
+        await eventually(lambda: _processed(handle, 0))
+        blocker = await asyncpg.connect(database_url)
+        try:
+            tx = blocker.transaction()
+            await tx.start()
+            k = candle(row, 1, 100, 101, 99, 100)
+            # Hold the decision's unique key: the insert waits inside its transaction for ours.
+            await blocker.execute(
+                "INSERT INTO position_management_decisions (position_id, action, candle_open_time) "
+                "VALUES ($1, 'hold', to_timestamp($2 / 1000.0))",
+                f"paper-{row.signal_id}",
+                k["t"],
+            )
+            await handle.signal(PositionManagerWorkflow.candle_closed, k)
+
+            async def writing() -> None:
+                desc = await handle.describe()
+                assert not desc.raw_description.pending_activities  # manage-position is done
+                assert await blocker.fetchval(LOCK_WAITERS) >= 1
+
+            await eventually(writing, timeout=30)
+            await handle.cancel()
+            await tx.rollback()
+        finally:
+            await blocker.close()
+
+        async def cancelled() -> None:
+            assert (await handle.describe()).status == WorkflowExecutionStatus.CANCELED
+
+        await eventually(cancelled, timeout=60)
+    # Left as it is: open, the entry its only order, the signal still in_position.
+    rows = await position_rows(db, row.signal_id)
+    assert rows["positions"][0]["status"] == "open" and len(rows["orders"]) == 1
+    assert await signal_status(db, row.signal_id) == "in_position"
+    # The cancel reaches the workflow once the write has ended: it may have finished first, never twice.
+    assert len(rows["decisions"]) <= 1, rows["decisions"]
