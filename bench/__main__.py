@@ -14,7 +14,7 @@ import asyncpg
 
 from bench import data
 from bench.report import Report, machine_facts
-from bench.stack import binary, new_queue, stack, start_floor_worker, start_monitor_worker, workers
+from bench.stack import Section, binary, new_queue, stack, start_floor_worker, start_monitor_worker, workers
 
 MEASUREMENTS = ("overhead", "history", "burst", "positions", "burst10k", "memory", "llm", "bridges")
 # `--quick` keeps within about 90 s: the bridges measurement alone takes ~70 s (real replica
@@ -94,10 +94,11 @@ async def main(args: argparse.Namespace) -> int:
             async with workers(
                 start_monitor_worker(st, new_queue("mon")), start_floor_worker(st, new_queue("floor"))
             ) as (monitor, floor):
+                sec = Section(st, rep, conn, trader, monitor, floor)
                 if "overhead" in wanted:
                     closes = args.closes or (50 if quick else 200)
                     try:
-                        await overhead.run(st, rep, conn, trader, monitor, floor, closes)
+                        await overhead.run(sec, closes)
                     except Exception as err:
                         rep.failed("overhead", err)
                 if "history" in wanted:
@@ -105,12 +106,7 @@ async def main(args: argparse.Namespace) -> int:
 
                     try:
                         await history_cost.run(
-                            st,
-                            rep,
-                            conn,
-                            trader,
-                            monitor,
-                            floor,
+                            sec,
                             args.chain_closes or (60 if quick else 1000),
                             suggest_at=600 if quick else history_cost.SUGGESTED_EVENTS,
                         )
@@ -118,23 +114,21 @@ async def main(args: argparse.Namespace) -> int:
                         rep.failed("history", err)
                 if "burst" in wanted:
                     try:
-                        await burst.run(st, rep, conn, trader, monitor, floor, quick)
+                        await burst.run(sec, quick)
                     except Exception as err:
                         rep.failed("burst", err)
                 if "positions" in wanted:
                     from bench import positions
 
                     try:
-                        await positions.run(st, rep, conn, trader, monitor, floor, quick)
+                        await positions.run(sec, quick)
                     except Exception as err:
                         rep.failed("positions", err)
                 if "burst10k" in wanted:
                     from bench import burst_big
 
                     try:
-                        await burst_big.run(
-                            st, rep, conn, trader, monitor, floor, args.big_burst or burst_big.DEFAULT_SIZE
-                        )
+                        await burst_big.run(sec, args.big_burst or burst_big.DEFAULT_SIZE)
                     except Exception as err:
                         rep.failed("burst10k", err)
             if "memory" in wanted:

@@ -24,6 +24,7 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from bench.report import Report
 from fakes.llm_proxy import Answer, FakeLlmProxy, always
 from migrations.runner import migrate
 from workflows import search_attributes as sa
@@ -154,6 +155,19 @@ class WorkerProcess:
                 await self.proc.wait()
         if self._reader is not None:
             self._reader.cancel()
+
+
+@dataclass(frozen=True)
+class Section:
+    """What each timed section of `python -m bench` runs on: the stack, the report, one database
+    connection, the trader its signals belong to, and the two workers (monitor and floor)."""
+
+    st: Stack
+    rep: Report
+    conn: asyncpg.Connection
+    trader: str
+    monitor: WorkerProcess
+    floor: WorkerProcess
 
 
 def _bytecode_cache(env: dict[str, str]) -> None:
