@@ -15,11 +15,10 @@ from pathlib import Path
 import asyncpg
 import pytest
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from fakes.temporal import start_dev_server
 from migrations.runner import migrate
-from workflows import search_attributes as sa
 
 BIN = Path(sys.executable).parent
 
@@ -82,11 +81,8 @@ def temporal_ui_port() -> int:
 
 @pytest.fixture(scope="session")
 async def temporal_env(temporal_ui_port) -> AsyncIterator[WorkflowEnvironment]:
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=binary("temporal"),
-        search_attributes=list(sa.ALL),
-        data_converter=pydantic_data_converter,
-        dev_server_log_level="error",
+    env = await start_dev_server(
+        binary("temporal"),
         # The Web UI too: the browser test opens a monitored signal's history in it.
         ui=True,
         ui_port=temporal_ui_port,
