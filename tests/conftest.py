@@ -17,6 +17,7 @@ import pytest
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
+from backtest.sandbox import start_time_skipping
 from fakes.temporal import start_dev_server
 from migrations.runner import migrate
 
@@ -74,6 +75,15 @@ async def db(database_url) -> AsyncIterator[asyncpg.Connection]:
     await conn.close()
 
 
+@pytest.fixture
+async def own_db(postgres_server) -> AsyncIterator[tuple[str, asyncpg.Connection]]:
+    """A migrated database of the test's own (url, connection): for tests that need no other rows."""
+    url = await create_database(postgres_server)
+    conn = await asyncpg.connect(url)
+    yield url, conn
+    await conn.close()
+
+
 @pytest.fixture(scope="session")
 def temporal_ui_port() -> int:
     return free_port()
@@ -92,6 +102,14 @@ async def temporal_env(temporal_ui_port) -> AsyncIterator[WorkflowEnvironment]:
             "limit.historyCount.suggestContinueAsNew=60",
         ],
     )
+    yield env
+    await env.shutdown()
+
+
+@pytest.fixture(scope="module")
+async def skipping_env() -> AsyncIterator[WorkflowEnvironment]:
+    """Temporal's time-skipping test server (the backtest's), one per test module that asks."""
+    env = await start_time_skipping()
     yield env
     await env.shutdown()
 

@@ -5,19 +5,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pytest
-
-from backtest.sandbox import start_time_skipping
 from fakes.llm_proxy import Answer
 from tests.monitor_harness import monitor_stack
 from tests.support import analyses, insert_signal, signal_status
-
-
-@pytest.fixture(scope="module")
-async def skipping_env():
-    env = await start_time_skipping()
-    yield env
-    await env.shutdown()
 
 
 async def test_duration_passes_with_no_decision_and_the_signal_expires(skipping_env, database_url, db):

@@ -17,7 +17,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 from temporalio import activity
-from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
+from temporalio.client import Client, WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
 
@@ -30,7 +30,7 @@ from tests.fault_checks import (
     assert_three_checks,
     send_hostile_closes,
 )
-from tests.monitor_harness import RECORD_HISTORIES_ENV, monitor_stack, save_histories
+from tests.monitor_harness import RECORD_HISTORIES_ENV, idle_monitor, monitor_stack, save_histories
 from tests.processes import as_json, command_env, temporal_cli
 from tests.support import analyses, eventually, insert_signal, kline, signal_status
 from workflows import names
@@ -42,22 +42,11 @@ from workflows.models import (
     FinishSignalInput,
     LoadSignalInput,
     MonitorResult,
-    MonitorState,
     RecordAnalysisInput,
     RecordedAnalysis,
     SignalContext,
 )
 from workflows.signal_monitor import SignalMonitorWorkflow
-
-
-async def _state(handle: WorkflowHandle) -> MonitorState:
-    return await handle.query(SignalMonitorWorkflow.state)
-
-
-async def _idle(handle: WorkflowHandle, analysed: int) -> MonitorState:
-    state = await _state(handle)
-    assert state.counts.analysed == analysed and not state.analysing and state.pending_candle is None, state
-    return state
 
 
 async def _events(client: Client, workflow_id: str) -> list[str]:
@@ -75,7 +64,7 @@ async def test_bad_signals_updates_and_queries_never_wedge_a_monitor(client, dat
     async with monitor_stack(client, database_url) as m:
         m.proxy.script(row.signal_id, Answer.wait(50), Answer.wait(51), Answer.wait(52))
         handle = await m.start(row.signal_id)
-        await eventually(lambda: _idle(handle, 1), timeout=30)
+        await eventually(lambda: idle_monitor(handle, 1), timeout=30)
 
         async def cli(*args: str, check: bool = True):
             return await temporal_cli(env, "workflow", *args, "--workflow-id", row.workflow_id, check=check)
@@ -100,13 +89,12 @@ async def test_bad_signals_updates_and_queries_never_wedge_a_monitor(client, dat
             ],
         )
 
-        state = await _idle(handle, 1)
-        assert_hostile_counts(state.counts, malformed)
+        await assert_hostile_counts(idle_monitor(handle, 1), malformed)
         # The closes from the future moved nothing: the real ones after them are analysed.
         await handle.signal(SignalMonitorWorkflow.candle_closed, good)
-        await eventually(lambda: _idle(handle, 2), timeout=30)
+        await eventually(lambda: idle_monitor(handle, 2), timeout=30)
         await handle.signal(SignalMonitorWorkflow.candle_closed, kline(row, 2))
-        state = await eventually(lambda: _idle(handle, 3), timeout=30)
+        state = await eventually(lambda: idle_monitor(handle, 3), timeout=30)
         assert state.max_reanalyses == 10
         events = await _events(client, row.workflow_id)
         _no_task_failed(events)

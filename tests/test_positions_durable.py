@@ -7,26 +7,17 @@ from datetime import timedelta
 from decimal import Decimal as D
 from functools import partial
 
-import pytest
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.testing import ActivityEnvironment
 
 from activities.database import create_pool
 from activities.paper_execution import PaperExecution
-from backtest.sandbox import start_time_skipping
 from fakes.llm_proxy import ManageAnswer
 from tests.monitor_harness import monitor_stack
 from tests.position_support import candle, entered_signal, position_rows, result_of, start_position, view
 from tests.support import eventually, signal_status
 from workflows.position_manager import PositionManagerWorkflow
 from workflows.position_models import OpenPositionInput, OrderInput
-
-
-@pytest.fixture(scope="module")
-async def skipping_env():
-    env = await start_time_skipping()
-    yield env
-    await env.shutdown()
 
 
 async def test_max_position_duration_closes_at_the_last_price(skipping_env, database_url, db):

@@ -86,8 +86,7 @@ async def test_bad_signals_updates_and_queries_never_wedge_a_position(client, da
             ],
         )
 
-        state = await _idle(handle, 0)
-        assert_hostile_counts(state.counts, malformed)
+        await assert_hostile_counts(_idle(handle, 0), malformed)
         # The closes from the future moved nothing: the real ones after them are managed.
         await handle.signal(PositionManagerWorkflow.candle_closed, good)
         await eventually(lambda: _idle(handle, 1), timeout=30)
