@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
@@ -218,6 +219,12 @@ def record(fig: Figures) -> None:
         out.write(json.dumps(entry) + "\n")
 
 
+def kline_floor(ts: datetime) -> int:
+    """Closes after this open time are the monitor's: a candle that closed before the signal was
+    raised (T <= signal time) was seen by the first analysis."""
+    return int(ts.timestamp() * 1000) - 59_999
+
+
 def closes_between(times: Iterable[int], after_ms: int, until_ms: int | None = None) -> set[int]:
     """Open times of the closes in a window: after the signal's own candle, before an end."""
     return {t for t in times if t > after_ms and (until_ms is None or t <= until_ms)}
@@ -343,7 +350,9 @@ async def assert_refused_updates(cli: Cli, updates: Iterable[list[str]]) -> None
     assert '"signal_id"' in answered.stdout
 
 
-def assert_hostile_counts(counts, malformed: int) -> None:
-    """What `send_hostile_closes` and one oversized close leave in the workflow's counts."""
+async def assert_hostile_counts(idle: Awaitable[Any], malformed: int) -> None:
+    """What `send_hostile_closes` and one oversized close leave in the counts of the workflow's
+    state, once `idle` (its state query, checked idle) answers."""
+    counts = (await idle).counts
     assert (counts.malformed, counts.future, counts.oversized) == (2 + malformed, 2, 1), counts
     assert counts.received == 2 + malformed + 2 + 1 and counts.stale == 0 and counts.duplicate == 0
