@@ -159,6 +159,16 @@ def implausible_klines(good: dict, interval_ms: int = 60_000) -> list[dict]:
 
 
 @contextlib.asynccontextmanager
+async def connected(url: str) -> AsyncIterator[asyncpg.Connection]:
+    """A connection of its own to `url` for the block."""
+    conn = await asyncpg.connect(url)
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+@contextlib.asynccontextmanager
 async def running_service(
     what: str,
     run: Callable[[asyncio.Event, asyncio.Event], Coroutine[Any, Any, object]],
