@@ -130,9 +130,10 @@ DEV_FINDS_ITSELF = ("TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE", "DATABASE_URL", "L
 
 def dev_env(**values: str) -> dict[str, str]:
     """A clean environment without the settings the dev stack provides itself, as a newcomer has."""
-    env = command_env("", **values)
+    env = command_env("")
     for name in DEV_FINDS_ITSELF:
         env.pop(name, None)
+    env.update(values)  # after: a test may set one of them itself (its own state folder)
     return env
 
 
