@@ -9,12 +9,13 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 
 import asyncpg
 
 from bench import data
 from bench.report import Report, machine_facts
-from bench.stack import binary, new_queue, stack, start_floor_worker, start_monitor_worker, workers
+from bench.stack import Section, binary, new_queue, stack, start_floor_worker, start_monitor_worker, workers
 
 MEASUREMENTS = ("overhead", "history", "burst", "positions", "burst10k", "memory", "llm", "bridges")
 # `--quick` keeps within about 90 s: the bridges measurement alone takes ~70 s (real replica
@@ -78,11 +79,20 @@ def temporal_version() -> str:
 
 
 async def main(args: argparse.Namespace) -> int:
-    from bench import burst, overhead
+    from bench import bridge_share, burst, burst_big, history_cost, llm_pressure, memory, overhead, positions
 
     quick = args.quick
     wanted = set(args.only or (QUICK_DEFAULT if quick else MEASUREMENTS))
     rep = Report()
+
+    async def measure(name: str, run: Callable[[], Awaitable[object]]) -> None:
+        """One measurement, when asked for: a failure is reported under its name and the run goes on."""
+        if name in wanted:
+            try:
+                await run()
+            except Exception as err:
+                rep.failed(name, err)
+
     began = time.monotonic()
     rep.say(f"signal-monitor benchmarks ({'quick' if quick else 'full'} run), {time.strftime('%Y-%m-%d %H:%M:%S %Z')}")
     for fact in machine_facts(args.db_file, temporal_version()):
@@ -94,75 +104,29 @@ async def main(args: argparse.Namespace) -> int:
             async with workers(
                 start_monitor_worker(st, new_queue("mon")), start_floor_worker(st, new_queue("floor"))
             ) as (monitor, floor):
-                if "overhead" in wanted:
-                    closes = args.closes or (50 if quick else 200)
-                    try:
-                        await overhead.run(st, rep, conn, trader, monitor, floor, closes)
-                    except Exception as err:
-                        rep.failed("overhead", err)
-                if "history" in wanted:
-                    from bench import history_cost
-
-                    try:
-                        await history_cost.run(
-                            st,
-                            rep,
-                            conn,
-                            trader,
-                            monitor,
-                            floor,
-                            args.chain_closes or (60 if quick else 1000),
-                            suggest_at=600 if quick else history_cost.SUGGESTED_EVENTS,
-                        )
-                    except Exception as err:
-                        rep.failed("history", err)
-                if "burst" in wanted:
-                    try:
-                        await burst.run(st, rep, conn, trader, monitor, floor, quick)
-                    except Exception as err:
-                        rep.failed("burst", err)
-                if "positions" in wanted:
-                    from bench import positions
-
-                    try:
-                        await positions.run(st, rep, conn, trader, monitor, floor, quick)
-                    except Exception as err:
-                        rep.failed("positions", err)
-                if "burst10k" in wanted:
-                    from bench import burst_big
-
-                    try:
-                        await burst_big.run(
-                            st, rep, conn, trader, monitor, floor, args.big_burst or burst_big.DEFAULT_SIZE
-                        )
-                    except Exception as err:
-                        rep.failed("burst10k", err)
-            if "memory" in wanted:
-                from bench import memory
-
-                try:
-                    counts = tuple(sorted(args.idle_monitors or ((300,) if quick else (1000, 10000))))
-                    await memory.run(st, rep, conn, trader, counts)
-                except Exception as err:
-                    rep.failed("memory", err)
-            if "llm" in wanted:
-                from bench import llm_pressure
-
-                try:
-                    await llm_pressure.run(st, rep, conn, trader, quick)
-                except Exception as err:
-                    rep.failed("llm", err)
+                sec = Section(st, rep, conn, trader, monitor, floor)
+                await measure("overhead", lambda: overhead.run(sec, args.closes or (50 if quick else 200)))
+                await measure(
+                    "history",
+                    lambda: history_cost.run(
+                        sec,
+                        args.chain_closes or (60 if quick else 1000),
+                        suggest_at=600 if quick else history_cost.SUGGESTED_EVENTS,
+                    ),
+                )
+                await measure("burst", lambda: burst.run(sec, quick))
+                await measure("positions", lambda: positions.run(sec, quick))
+                await measure("burst10k", lambda: burst_big.run(sec, args.big_burst or burst_big.DEFAULT_SIZE))
+            counts = tuple(sorted(args.idle_monitors or ((300,) if quick else (1000, 10000))))
+            await measure("memory", lambda: memory.run(st, rep, conn, trader, counts))
+            await measure("llm", lambda: llm_pressure.run(st, rep, conn, trader, quick))
             if "bridges" not in wanted and not args.only:
                 # Every goal line still appears: these say how to take them.
                 for name in BRIDGE_GOALS:
                     rep.not_run(name, "python -m bench --quick --only bridges (about 70 s)")
-            if "bridges" in wanted:
-                from bench import bridge_share
-
-                try:
-                    await bridge_share.run(st, rep, quick, args.bridge_streams, args.bridge_monitors)
-                except Exception as err:
-                    rep.failed("bridges", err)
+            await measure(
+                "bridges", lambda: bridge_share.run(st, rep, quick, args.bridge_streams, args.bridge_monitors)
+            )
         finally:
             await conn.close()
     rep.say(

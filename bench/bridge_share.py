@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import subprocess
 import sys
@@ -41,6 +40,7 @@ from bench.data import gather_limited
 from bench.report import Report
 from bench.stack import REPO, Stack
 from fakes.binance import FakeBinance
+from fakes.temporal import closes_signalled
 from signal_bridge.ownership import lock_space
 from workflows.search_attributes import SIGNAL_INTERVAL, SIGNAL_SYMBOL
 
@@ -203,14 +203,7 @@ async def start_monitors(client: Client, queue: str, symbols: list[str], n: int)
 
 async def received(client: Client, workflow_id: str) -> Counter:
     """Open time -> `candle_closed` signals this workflow's history holds."""
-    got: Counter = Counter()
-    history = await client.get_workflow_handle(workflow_id).fetch_history()
-    for e in history.events:
-        if e.HasField("workflow_execution_signaled_event_attributes"):
-            attrs = e.workflow_execution_signaled_event_attributes
-            if attrs.signal_name == "candle_closed" and attrs.input.payloads:
-                got[json.loads(attrs.input.payloads[0].data)["t"]] += 1
-    return got
+    return closes_signalled(await client.get_workflow_handle(workflow_id).fetch_history())
 
 
 @dataclass

@@ -17,6 +17,7 @@ from bench import data, history
 from bench.floor import NOOP_ACTIVITY
 from bench.report import Report, ratio
 from bench.stack import (
+    Section,
     Stack,
     WorkerProcess,
     new_queue,
@@ -139,15 +140,8 @@ def report(
     rep.figure(f"{title}: lost or doubled", f"{mon.problems} (floor {flo.problems})")
 
 
-async def run(
-    st: Stack,
-    rep: Report,
-    conn: asyncpg.Connection,
-    trader: str,
-    monitor: WorkerProcess,
-    floor: WorkerProcess,
-    quick: bool,
-) -> None:
+async def run(sec: Section, quick: bool) -> None:
+    st, rep, conn, trader, monitor, floor = sec.st, sec.rep, sec.conn, sec.trader, sec.monitor, sec.floor
     sizes = (20, 100) if quick else (100, 1000)
     rep.say(f"\n== 2. burst: one close to {' and '.join(map(str, sizes))} idle monitors (one worker each) ==")
     results: dict[int, tuple[BurstTimes, BurstTimes]] = {}

@@ -9,24 +9,15 @@ from __future__ import annotations
 
 import time
 
-import asyncpg
-
 from bench import burst
-from bench.report import Report, ratio
-from bench.stack import Stack, WorkerProcess
+from bench.report import ratio
+from bench.stack import Section
 
 DEFAULT_SIZE = 10_000
 
 
-async def run(
-    st: Stack,
-    rep: Report,
-    conn: asyncpg.Connection,
-    trader: str,
-    monitor: WorkerProcess,
-    floor: WorkerProcess,
-    n: int = DEFAULT_SIZE,
-) -> None:
+async def run(sec: Section, n: int = DEFAULT_SIZE) -> None:
+    st, rep, conn, trader, monitor, floor = sec.st, sec.rep, sec.conn, sec.trader, sec.monitor, sec.floor
     rep.say(f"\n== 9. big burst: one close to {n} idle monitors (one worker each, cache 1,000) ==")
     began = time.monotonic()
     # Starting n monitors runs n initial analyses first; generous, since the sender is one process.

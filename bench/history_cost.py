@@ -13,10 +13,9 @@ from temporalio.client import Client
 
 from bench import data, history
 from bench.floor import BareFloorWorkflow
-from bench.report import Report
 from bench.stack import (
+    Section,
     Stack,
-    WorkerProcess,
     new_queue,
     second_server,
     start_monitor_worker,
@@ -48,17 +47,8 @@ async def _duplicates_seen(client: Client, workflow_id: str) -> int:
     return state.counts.duplicate
 
 
-async def run(
-    st: Stack,
-    rep: Report,
-    conn: asyncpg.Connection,
-    trader: str,
-    monitor: WorkerProcess,
-    floor: WorkerProcess,
-    closes: int,
-    per_kind: int = 10,
-    suggest_at: int = SUGGESTED_EVENTS,
-) -> None:
+async def run(sec: Section, closes: int, per_kind: int = 10, suggest_at: int = SUGGESTED_EVENTS) -> None:
+    st, rep, conn, trader, monitor, floor = sec.st, sec.rep, sec.conn, sec.trader, sec.monitor, sec.floor
     client = st.client
     rep.say(f"\n== 4. history cost: {per_kind} candles and {per_kind} duplicates; {closes} closes in one monitor ==")
     symbol = data.symbol_for("hist")

@@ -21,7 +21,7 @@ import asyncpg
 from bench import data, history
 from bench.floor import NOOP_ACTIVITY, BareFloorWorkflow
 from bench.report import Report, percentile, ratio
-from bench.stack import Stack, WorkerProcess, wait_floor_done
+from bench.stack import Section, Stack, WorkerProcess, wait_floor_done
 from fakes.binance import FakeBinance, stream_name
 from signal_bridge.config import RUNNING_MONITORS_QUERY, BridgeConfig
 from signal_bridge.service import run_bridge
@@ -86,15 +86,8 @@ def frame(k: dict) -> dict:
     return {"stream": stream_name(k["s"], k["i"]), "data": {"e": "kline", "E": k["T"] + 300, "s": k["s"], "k": k}}
 
 
-async def run(
-    st: Stack,
-    rep: Report,
-    conn: asyncpg.Connection,
-    trader: str,
-    monitor: WorkerProcess,
-    floor: WorkerProcess,
-    closes: int,
-) -> None:
+async def run(sec: Section, closes: int) -> None:
+    st, rep, conn, trader, monitor, floor = sec.st, sec.rep, sec.conn, sec.trader, sec.monitor, sec.floor
     rep.say(f"\n== 1. close-to-analysis overhead: {closes} closes, one at a time; monitor through the bridge ==")
     client = st.client
     symbol = data.symbol_for("ovh")

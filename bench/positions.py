@@ -20,8 +20,8 @@ import asyncpg
 from bench import burst, data, history
 from bench.floor import BareFloorWorkflow
 from bench.history_cost import settled
-from bench.report import Report, ratio
-from bench.stack import Stack, WorkerProcess, wait_floor_done
+from bench.report import ratio
+from bench.stack import Section, Stack, wait_floor_done
 from fakes.llm_proxy import ManageAnswer
 from workflows import names
 from workflows.position_manager import PositionManagerWorkflow
@@ -136,16 +136,8 @@ async def _position_burst(
     return burst.collect(n, timings, t0, sent, problems)
 
 
-async def run(
-    st: Stack,
-    rep: Report,
-    conn: asyncpg.Connection,
-    trader: str,
-    monitor: WorkerProcess,
-    floor: WorkerProcess,
-    quick: bool,
-    per_kind: int = 10,
-) -> None:
+async def run(sec: Section, quick: bool, per_kind: int = 10) -> None:
+    st, rep, conn, trader, monitor, floor = sec.st, sec.rep, sec.conn, sec.trader, sec.monitor, sec.floor
     n = 100 if quick else 1000
     rep.say(f"\n== 8. positions: {per_kind} managed candles in one position; one close to {n} open positions ==")
     before = st.proxy.manage_default

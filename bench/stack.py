@@ -21,12 +21,12 @@ from pathlib import Path
 
 import asyncpg
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from bench.report import Report
 from fakes.llm_proxy import Answer, FakeLlmProxy, always
+from fakes.temporal import start_dev_server
 from migrations.runner import migrate
-from workflows import search_attributes as sa
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -80,11 +80,8 @@ async def stack(db_file: str | None = None, server_args: tuple[str, ...] = ()) -
             await admin.close()
         database_url = pg.get_uri("bench")
         await migrate(database_url)
-        env = await WorkflowEnvironment.start_local(
-            dev_server_existing_path=binary("temporal"),
-            search_attributes=list(sa.ALL),
-            data_converter=pydantic_data_converter,
-            dev_server_log_level="error",
+        env = await start_dev_server(
+            binary("temporal"),
             dev_server_database_filename=db_file,
             dev_server_extra_args=list(server_args),
         )
@@ -112,11 +109,8 @@ ONE_PARTITION = (
 @contextlib.asynccontextmanager
 async def second_server(st: Stack, server_args: tuple[str, ...]) -> AsyncIterator[Stack]:
     """Another Temporal dev server beside the first, sharing PostgreSQL and the proxy."""
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=binary("temporal"),
-        search_attributes=list(sa.ALL),
-        data_converter=pydantic_data_converter,
-        dev_server_log_level="error",
+    env = await start_dev_server(
+        binary("temporal"),
         dev_server_extra_args=list(server_args),
     )
     try:
@@ -154,6 +148,19 @@ class WorkerProcess:
                 await self.proc.wait()
         if self._reader is not None:
             self._reader.cancel()
+
+
+@dataclass(frozen=True)
+class Section:
+    """What each timed section of `python -m bench` runs on: the stack, the report, one database
+    connection, the trader its signals belong to, and the two workers (monitor and floor)."""
+
+    st: Stack
+    rep: Report
+    conn: asyncpg.Connection
+    trader: str
+    monitor: WorkerProcess
+    floor: WorkerProcess
 
 
 def _bytecode_cache(env: dict[str, str]) -> None:

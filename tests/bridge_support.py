@@ -13,14 +13,17 @@ import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
 
 from fakes.binance import FakeBinance
+from fakes.temporal import closes_signalled
 from signal_bridge.config import RUNNING_MONITORS_QUERY, BridgeConfig
 from signal_bridge.service import run_bridge
 from signal_bridge.stats import BridgeStats
-from tests.support import analyses
+from tests.support import analyses, running_service
 
 
 def bridge_config(fake: FakeBinance, task_queue: str, **overrides: object) -> BridgeConfig:
@@ -46,19 +49,10 @@ def bridge_config(fake: FakeBinance, task_queue: str, **overrides: object) -> Br
 
 @contextlib.asynccontextmanager
 async def running_bridge(client: Client, cfg: BridgeConfig) -> AsyncIterator[BridgeStats]:
-    stop, ready, stats = asyncio.Event(), asyncio.Event(), BridgeStats()
-    task = asyncio.create_task(run_bridge(cfg, client=client, stop=stop, ready=ready, stats=stats))
-    waiter = asyncio.create_task(ready.wait())
-    done, _ = await asyncio.wait({task, waiter}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
-    if task in done:
-        waiter.cancel()
-        task.result()
-    assert waiter in done, "bridge not ready within 30 s"
-    try:
+    stats = BridgeStats()
+    run = partial(run_bridge, cfg, client=client, stats=stats)
+    async with running_service("bridge", lambda stop, ready: run(stop=stop, ready=ready), stop_within=30):
         yield stats
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 30)
 
 
 def bridge_env(fake: FakeBinance, task_queue: str, temporal_address: str, **knobs: object) -> dict[str, str]:
@@ -165,16 +159,9 @@ def symbols_spread_over(holders: dict[int, set[int]], per_holder: int, buckets: 
 
 async def signals_received(client: Client, workflow_id: str) -> Counter:
     """Open time -> `candle_closed` signals in the workflow's history (every run of it)."""
-    import json
-
     got: Counter = Counter()
     async for execution in client.list_workflows(f"WorkflowId = '{workflow_id}'"):
-        history = await client.get_workflow_handle(workflow_id, run_id=execution.run_id).fetch_history()
-        for e in history.events:
-            if e.HasField("workflow_execution_signaled_event_attributes"):
-                attrs = e.workflow_execution_signaled_event_attributes
-                if attrs.signal_name == "candle_closed" and attrs.input.payloads:
-                    got[json.loads(attrs.input.payloads[0].data)["t"]] += 1
+        got += closes_signalled(await client.get_workflow_handle(workflow_id, run_id=execution.run_id).fetch_history())
     return got
 
 
@@ -186,3 +173,62 @@ REPLAY_LEAD = timedelta(hours=1)
 def replay_start() -> datetime:
     """Where a fast fake Binance's clock begins; signals of the test are stamped the same instant."""
     return datetime.now(UTC) - REPLAY_LEAD
+
+
+class Relay:
+    """A TCP relay to Temporal that can be cut (open connections reset, new ones refused)."""
+
+    def __init__(self, target: str) -> None:
+        host, _, port = target.rpartition(":")
+        self.target = (host or "127.0.0.1", int(port))
+        self.down = False
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> str:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        return f"127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+
+    async def stop(self) -> None:
+        self.cut()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    def cut(self) -> None:
+        self.down = True
+        for w in list(self._writers):
+            w.transport.abort()
+        self._writers.clear()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.down:
+            writer.transport.abort()
+            return
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self.target)
+        except OSError:
+            writer.transport.abort()
+            return
+        self._writers.update((writer, up_writer))
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(Exception):
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            dst.transport.abort()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        self._writers.difference_update((writer, up_writer))
+
+
+@contextlib.asynccontextmanager
+async def relayed_client(client: Client, temporal_address: str) -> AsyncIterator[tuple[Relay, Client]]:
+    """A client for a bridge that reaches Temporal through a `Relay` the test can cut."""
+    relay = Relay(temporal_address)
+    address = await relay.start()
+    try:
+        yield relay, await Client.connect(address, namespace=client.namespace, data_converter=pydantic_data_converter)
+    finally:
+        await relay.stop()

@@ -15,11 +15,11 @@ from pathlib import Path
 import asyncpg
 import pytest
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from backtest.sandbox import start_time_skipping
+from fakes.temporal import start_dev_server
 from migrations.runner import migrate
-from workflows import search_attributes as sa
 
 BIN = Path(sys.executable).parent
 
@@ -75,6 +75,15 @@ async def db(database_url) -> AsyncIterator[asyncpg.Connection]:
     await conn.close()
 
 
+@pytest.fixture
+async def own_db(postgres_server) -> AsyncIterator[tuple[str, asyncpg.Connection]]:
+    """A migrated database of the test's own (url, connection): for tests that need no other rows."""
+    url = await create_database(postgres_server)
+    conn = await asyncpg.connect(url)
+    yield url, conn
+    await conn.close()
+
+
 @pytest.fixture(scope="session")
 def temporal_ui_port() -> int:
     return free_port()
@@ -82,11 +91,8 @@ def temporal_ui_port() -> int:
 
 @pytest.fixture(scope="session")
 async def temporal_env(temporal_ui_port) -> AsyncIterator[WorkflowEnvironment]:
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=binary("temporal"),
-        search_attributes=list(sa.ALL),
-        data_converter=pydantic_data_converter,
-        dev_server_log_level="error",
+    env = await start_dev_server(
+        binary("temporal"),
         # The Web UI too: the browser test opens a monitored signal's history in it.
         ui=True,
         ui_port=temporal_ui_port,
@@ -96,6 +102,14 @@ async def temporal_env(temporal_ui_port) -> AsyncIterator[WorkflowEnvironment]:
             "limit.historyCount.suggestContinueAsNew=60",
         ],
     )
+    yield env
+    await env.shutdown()
+
+
+@pytest.fixture(scope="module")
+async def skipping_env() -> AsyncIterator[WorkflowEnvironment]:
+    """Temporal's time-skipping test server (the backtest's), one per test module that asks."""
+    env = await start_time_skipping()
     yield env
     await env.shutdown()
 

@@ -12,18 +12,22 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
 from temporalio.service import RPCError
 
-from tests.support import eventually
+from tests.processes import as_json
+from tests.support import eventually, implausible_klines
 from workflows.models import TERMINAL_SIGNAL_STATUSES
 from workflows.signal_monitor import SignalMonitorWorkflow
 
@@ -215,6 +219,12 @@ def record(fig: Figures) -> None:
         out.write(json.dumps(entry) + "\n")
 
 
+def kline_floor(ts: datetime) -> int:
+    """Closes after this open time are the monitor's: a candle that closed before the signal was
+    raised (T <= signal time) was seen by the first analysis."""
+    return int(ts.timestamp() * 1000) - 59_999
+
+
 def closes_between(times: Iterable[int], after_ms: int, until_ms: int | None = None) -> set[int]:
     """Open times of the closes in a window: after the signal's own candle, before an end."""
     return {t for t in times if t > after_ms and (until_ms is None or t <= until_ms)}
@@ -305,3 +315,44 @@ async def wedge_problems(client: Client, workflow_ids: Iterable[str]) -> list[st
 async def assert_no_wedged_monitors(client: Client, workflow_ids: Iterable[str]) -> None:
     problems = await wedge_problems(client, workflow_ids)
     assert not problems, "\n".join(problems)
+
+
+# --- hostile input for a long-lived workflow (tests/test_faults_hostile_workflow.py for the
+# monitor, tests/test_positions_hostile.py for the position manager) -----------------------------
+
+MINUTE = 60_000
+Cli = Callable[..., Awaitable[subprocess.CompletedProcess]]  # `temporal workflow ARGS --workflow-id ID`
+
+
+async def send_hostile_closes(cli: Cli, good: dict) -> int:
+    """`candle_closed` as an operator's CLI can send it wrong: no input, two inputs, each
+    implausible kline, and two one-minute closes from the future (year 2100, a week ahead). Returns how many
+    implausible klines were sent; the caller then sends one oversized close through the SDK."""
+    year_2100 = int(datetime(2100, 1, 1, tzinfo=UTC).timestamp() * 1000)
+    week_ahead = (int(datetime.now(UTC).timestamp() * 1000) + int(6.9 * 86_400_000)) // MINUTE * MINUTE
+    malformed = implausible_klines(good, MINUTE)
+    await cli("signal", "--name", "candle_closed")  # no input (the UI's empty "Send Signal")
+    await cli("signal", "--name", "candle_closed", "--input", as_json(good), "--input", as_json(good))
+    for payload in malformed:
+        await cli("signal", "--name", "candle_closed", "--input", as_json(payload))
+    for open_ms in (year_2100, week_ahead):
+        future = {**good, "t": open_ms, "T": open_ms + MINUTE - 1}
+        await cli("signal", "--name", "candle_closed", "--input", as_json(future))
+    return len(malformed)
+
+
+async def assert_refused_updates(cli: Cli, updates: Iterable[list[str]]) -> None:
+    """Each `update execute ARGS` is refused; a query with junk arguments still answers."""
+    for args in updates:
+        refused = await cli("update", "execute", *args, check=False)
+        assert refused.returncode != 0, (args, refused.stdout)
+    answered = await cli("query", "--name", "state", "--input", "1", "--input", '"x"')
+    assert '"signal_id"' in answered.stdout
+
+
+async def assert_hostile_counts(idle: Awaitable[Any], malformed: int) -> None:
+    """What `send_hostile_closes` and one oversized close leave in the counts of the workflow's
+    state, once `idle` (its state query, checked idle) answers."""
+    counts = (await idle).counts
+    assert (counts.malformed, counts.future, counts.oversized) == (2 + malformed, 2, 1), counts
+    assert counts.received == 2 + malformed + 2 + 1 and counts.stale == 0 and counts.duplicate == 0

@@ -382,3 +382,14 @@ class PgNet:
             self.posted.append(signal_id)
         except httpx.HTTPError as exc:  # pg_net only logs
             log.warning("pg_net emulation: %s", exc)
+
+
+@contextlib.asynccontextmanager
+async def platform_database(server: Any, **shape: bool) -> AsyncIterator[tuple[str, asyncpg.Connection]]:
+    """A database shaped like the platform's (then migrated) and a connection to it, closed after."""
+    url = await create_platform_database(server, **shape)
+    db = await asyncpg.connect(url)
+    try:
+        yield url, db
+    finally:
+        await db.close()

@@ -121,3 +121,54 @@ async def signal_monitor(env: dict[str, str], *args: str, check: bool = True) ->
 
 def as_json(value: object) -> str:
     return json.dumps(value, separators=(",", ":"))
+
+
+# --- `signal-monitor dev` (tests/test_dev_stack.py, tests/test_dev_stack_lifecycle.py) -----------
+
+DEV_FINDS_ITSELF = ("TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE", "DATABASE_URL", "LLM_PROXY_URL", "BINANCE_REST_URL")
+
+
+def dev_env(**values: str) -> dict[str, str]:
+    """A clean environment without the settings the dev stack provides itself, as a newcomer has."""
+    env = command_env("")
+    for name in DEV_FINDS_ITSELF:
+        env.pop(name, None)
+    env.update(values)  # after: a test may set one of them itself (its own state folder)
+    return env
+
+
+@contextlib.asynccontextmanager
+async def dev_stack(
+    env: dict[str, str], cwd: Path, *args: str, temporal_port: int, ui_port: int
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    """`signal-monitor dev ARGS` on the given ports, its console (stdout and stderr) on stdout;
+    killed on the way out if the test left it running."""
+    proc = await asyncio.create_subprocess_exec(
+        str(BIN / "signal-monitor"),
+        "dev",
+        *args,
+        "--temporal-port",
+        str(temporal_port),
+        "--ui-port",
+        str(ui_port),
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        yield proc
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+async def stop_dev_stack(dev: asyncio.subprocess.Process, signum: int, timeout: float = 90) -> tuple[int, str]:
+    """Send `signum` and read the console to its end: the exit code and the rest of the output."""
+    assert dev.stdout is not None  # stdout=PIPE
+    dev.send_signal(signum)
+    async with asyncio.timeout(timeout):
+        rest = (await dev.stdout.read()).decode()
+        code = await dev.wait()
+    return code, rest

@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING
 
 import asyncpg
 from temporalio.client import Client, WorkflowHandle
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from fakes.llm_proxy import FakeLlmProxy
+from fakes.temporal import start_dev_server
 from intake.starting import start_monitor
 from migrations.runner import migrate
 from tests.conftest import binary, free_port
@@ -28,7 +28,6 @@ from tests.fault_checks import Expectation
 from tests.monitor_harness import TEST_KEY
 from tests.processes import command_env
 from tests.support import eventually
-from workflows import search_attributes as sa
 from workflows.models import MonitorState
 from workflows.signal_monitor import SignalMonitorWorkflow
 
@@ -55,14 +54,12 @@ class OwnTemporal:
         return self.env.client
 
     async def start(self) -> Client:
-        self.env = await WorkflowEnvironment.start_local(
-            dev_server_existing_path=binary("temporal"),
+        self.env = await start_dev_server(
+            binary("temporal"),
             port=self.port,
             dev_server_database_filename=self.db_file,
             # Registered on the first start; the database file keeps them afterwards.
-            search_attributes=list(sa.ALL) if self.starts == 0 else (),
-            data_converter=pydantic_data_converter,
-            dev_server_log_level="error",
+            register_search_attributes=self.starts == 0,
         )
         self.starts += 1
         return self.env.client

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, ParamSpec, TypeVar, cast
 
 import asyncpg
+from temporalio.client import Client
 from temporalio.workflow import UpdateMethodMultiParam
 
+from intake.service import run_intake
+from runtime.config import Settings
 from runtime.platform_rows import insert_signal as insert_platform_signal
 from runtime.platform_rows import insert_trader
 from workflows.candles import INTERVAL_MS
@@ -152,3 +156,52 @@ def implausible_klines(good: dict, interval_ms: int = 60_000) -> list[dict]:
         {**good, "T": good["T"] + interval_ms},  # a candle two intervals long
         {**good, "s": "btcu\u017fdt"},  # U+017F upper-cases to BTCUSDT
     ]
+
+
+@contextlib.asynccontextmanager
+async def connected(url: str) -> AsyncIterator[asyncpg.Connection]:
+    """A connection of its own to `url` for the block."""
+    conn = await asyncpg.connect(url)
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+@contextlib.asynccontextmanager
+async def running_service(
+    what: str,
+    run: Callable[[asyncio.Event, asyncio.Event], Coroutine[Any, Any, object]],
+    ready_within: float = 30,
+    stop_within: float = 15,
+) -> AsyncIterator[None]:
+    """`run(stop, ready)` as a task in this process for the block: it must set `ready` within
+    `ready_within` s (if it ends first, its own error is raised); on the way out `stop` is set
+    and the task must end within `stop_within` s, without an error."""
+    stop, ready = asyncio.Event(), asyncio.Event()
+    task = asyncio.create_task(run(stop, ready))
+    waiter = asyncio.create_task(ready.wait())
+    done, _ = await asyncio.wait({task, waiter}, timeout=ready_within, return_when=asyncio.FIRST_COMPLETED)
+    if task in done:
+        waiter.cancel()
+        task.result()
+    assert waiter in done, f"{what} not ready within {ready_within:.0f} s"
+    try:
+        yield
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, stop_within)
+    assert task.done() and task.exception() is None
+
+
+NO_SWEEP = 3600.0  # only the intake's sweep at (re)connection runs
+
+
+def running_intake(
+    client: Client | None, settings: Settings, sweep_every: float = NO_SWEEP
+) -> contextlib.AbstractAsyncContextManager[None]:
+    """The intake in this process for the block, ready (listening, first sweep done) when it starts."""
+    return running_service(
+        "intake",
+        lambda stop, ready: run_intake(settings, client=client, stop=stop, ready=ready, sweep_every=sweep_every),
+    )

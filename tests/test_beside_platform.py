@@ -22,9 +22,7 @@ from temporalio.client import Client
 
 from activities import platform_schema
 from fakes.llm_proxy import Answer, FakeLlmProxy
-from intake.service import run_intake
 from migrations.runner import MIGRATIONS_DIR, migrate
-from runtime.config import Settings
 from tests.monitor_harness import TEST_KEY, monitor_stack
 from tests.platform_shape import (
     PRODUCTION_ONLY_STATUS,
@@ -33,30 +31,15 @@ from tests.platform_shape import (
     add_owner,
     add_signal,
     create_platform_database,
+    platform_database,
 )
 from tests.processes import BIN
-from tests.support import SignalRow, async_update, eventually, kline
+from tests.support import SignalRow, async_update, eventually, kline, running_intake
 from workflows.inputs import AbandonRequest
 from workflows.models import MonitorResult
 from workflows.signal_monitor import SignalMonitorWorkflow
 
 GRACE = 5.0  # SIGNAL_MONITOR_PLATFORM_GRACE_SECONDS in these tests
-
-
-@contextlib.asynccontextmanager
-async def intake(client: Client, settings: Settings) -> AsyncIterator[None]:
-    stop, ready = asyncio.Event(), asyncio.Event()
-    task = asyncio.create_task(run_intake(settings, client=client, stop=stop, ready=ready, sweep_every=3600))
-    waiter = asyncio.create_task(ready.wait())
-    done, _ = await asyncio.wait({task, waiter}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
-    if task in done:
-        waiter.cancel()
-        task.result()
-    try:
-        yield
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 15)
 
 
 @contextlib.asynccontextmanager
@@ -199,7 +182,7 @@ async def test_eligibility_from_subscriptions_and_profile_tier(client, postgres_
                 owner = await add_owner(db, max_reanalyses=0, **owner_kwargs)
                 signals[name] = await add_signal(db, owner)
             m.proxy.script(None, *[Answer.wait(55)] * len(cases))
-            async with intake(m.client, m.settings):
+            async with running_intake(m.client, m.settings):
 
                 async def all_decided():
                     marks = {n: (await signal_row(db, s))["monitor_intake"] for n, s in signals.items()}
@@ -305,7 +288,7 @@ async def test_platform_initial_analysis_is_analysis_zero_in_any_order(client, p
                     assert len(await rows_of(db, sid)) == 1
 
             await eventually(platform_rows_landed, timeout=30)
-            async with intake(m.client, m.settings):
+            async with running_intake(m.client, m.settings):
                 # Intake up: notified while the status is still `new` (or NULL).
                 await signal("up: platform first", Answer.wait(60), ("expired", "reanalysis limit"), **elite)
                 await signal(
@@ -394,9 +377,7 @@ async def test_the_wait_for_the_platforms_analysis_is_durable_and_operators_stil
 
 
 async def test_proxy_rows_are_taken_over_and_the_monitor_has_the_last_word(client, postgres_server):
-    url = await create_platform_database(postgres_server, trigger_028=False)
-    db = await asyncpg.connect(url)
-    try:
+    async with platform_database(postgres_server, trigger_028=False) as (url, db):
         async with platform(url, db) as (proxy, _), monitor_stack(client, url, proxy=proxy) as m:
             owner = await add_owner(db, max_reanalyses=5)
             stamp = datetime.now(UTC) - timedelta(hours=2)
@@ -465,17 +446,13 @@ async def test_proxy_rows_are_taken_over_and_the_monitor_has_the_last_word(clien
             assert any("key_levels" in f for f in proxy.row_store_failures)
             assert len(n_rows) == 1 and n_rows[0]["key_levels"] == "{}" and n_rows[0]["trade_plan"] == "{}"
             assert (await signal_row(db, no_levels))["status"] == "expired"
-    finally:
-        await db.close()
 
 
 # --- 5. nothing retries a permanent error --------------------------------------------------------
 
 
 async def test_a_permanently_failing_write_is_not_retried(client, postgres_server):
-    url = await create_platform_database(postgres_server, trigger_028=False)
-    db = await asyncpg.connect(url)
-    try:
+    async with platform_database(postgres_server, trigger_028=False) as (url, db):
         # A rule the platform might add that the monitor's row breaks: a check violation.
         await db.execute("ALTER TABLE signal_analyses ADD CONSTRAINT no_poison CHECK (reasoning <> 'poison')")
         async with platform(url, db) as (proxy, _), monitor_stack(client, url, proxy=proxy) as m:
@@ -500,8 +477,6 @@ async def test_a_permanently_failing_write_is_not_retried(client, postgres_serve
             assert result.status == "failed" and row["status"] == "failed"
             assert "no_poison" in (row["monitor_reason"] or "")
             assert took < 30
-    finally:
-        await db.close()
 
 
 def test_readme_has_the_section():

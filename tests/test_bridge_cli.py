@@ -11,6 +11,7 @@ import tempfile
 import uuid
 
 import httpx
+import pytest
 
 from fakes.binance import FakeBinance
 from tests.bridge_support import bridge_env, kill, start_bridge_process
@@ -54,25 +55,22 @@ async def test_cli_serves_metrics_and_stops_on_sigterm(temporal_address):
     assert "sk-" not in log and "sk-" not in text
 
 
-def test_cli_rejects_bad_configuration():
+@pytest.mark.parametrize(
+    ("name", "value", "said"),
+    [
+        ("SIGNAL_BRIDGE_STREAMS_PER_CONNECTION", "5000", ["SIGNAL_BRIDGE_STREAMS_PER_CONNECTION must be <= 1024"]),
+        ("SIGNAL_BRIDGE_REFRESH_SECONDS", "soon", ["SIGNAL_BRIDGE_REFRESH_SECONDS must be a number", "soon"]),
+    ],
+)
+def test_cli_rejects_bad_configuration(name: str, value: str, said: list[str]):
     out = subprocess.run(
         [sys.executable, "-m", "cli.main", "bridge"],
         capture_output=True,
         text=True,
-        env={"PATH": "", "SIGNAL_BRIDGE_STREAMS_PER_CONNECTION": "5000"},
+        env={"PATH": "", name: value},
         timeout=60,
     )
-    assert out.returncode == 2 and "SIGNAL_BRIDGE_STREAMS_PER_CONNECTION must be <= 1024" in out.stderr, out.stderr
-    out = subprocess.run(
-        [sys.executable, "-m", "cli.main", "bridge"],
-        capture_output=True,
-        text=True,
-        env={"PATH": "", "SIGNAL_BRIDGE_REFRESH_SECONDS": "soon"},
-        timeout=60,
-    )
-    assert (
-        out.returncode == 2 and "SIGNAL_BRIDGE_REFRESH_SECONDS must be a number" in out.stderr and "soon" in out.stderr
-    )
+    assert out.returncode == 2 and all(s in out.stderr for s in said), out.stderr
 
 
 def test_cli_passes_its_arguments_to_the_bridge():

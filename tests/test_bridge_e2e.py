@@ -11,15 +11,7 @@ from temporalio.client import WorkflowExecutionStatus
 
 from fakes.binance import FakeBinance
 from fakes.llm_proxy import Answer
-from tests.bridge_support import (
-    analysed_candles,
-    assert_each_once,
-    assert_fake_rules_kept,
-    bridge_config,
-    forwarded_times,
-    replay_start,
-    running_bridge,
-)
+from tests import bridge_support as bs
 from tests.monitor_harness import monitor_stack
 from tests.support import eventually, insert_signal, signal_status
 
@@ -59,15 +51,15 @@ MALFORMED = [
 
 
 async def test_monitor_decides_on_replayed_closes_and_survives_malformed_frames(client, database_url, db):
-    start = replay_start()  # the fake replays from here, never past the wall clock
+    start = bs.replay_start()  # the fake replays from here, never past the wall clock
     row = await insert_signal(db, symbol="BTCUSDT", interval="1m", timestamp=start)
     # speed 30: one 1m candle every 2 s, closes 0.3 virtual seconds after T, late x:false frames.
     async with FakeBinance(start=start, speed=30, auto_series=True) as fake, monitor_stack(client, database_url) as m:
         m.proxy.script(
             row.signal_id, Answer.wait(55), Answer.wait(58), Answer.wait(61), Answer.enter(86, entry=43000.0)
         )
-        cfg = bridge_config(fake, m.task_queue)
-        async with running_bridge(client, cfg) as stats:
+        cfg = bs.bridge_config(fake, m.task_queue)
+        async with bs.running_bridge(client, cfg) as stats:
             handle = await m.start(row.signal_id)
 
             async def watched():
@@ -87,10 +79,10 @@ async def test_monitor_decides_on_replayed_closes_and_survives_malformed_frames(
 
     assert result.status == "in_position"
     assert await signal_status(db, row.signal_id) == "in_position"
-    times = await analysed_candles(db, row.signal_id)
+    times = await bs.analysed_candles(db, row.signal_id)
     assert len(times) == 3
-    assert_each_once(times)
-    live = set(forwarded_times(stats, "BTCUSDT", "1m"))
+    bs.assert_each_once(times)
+    live = set(bs.forwarded_times(stats, "BTCUSDT", "1m"))
     assert set(times) <= live
     # The bad frames were counted and skipped; the stream went on (the decision needed closes
     # after them).
@@ -98,7 +90,7 @@ async def test_monitor_decides_on_replayed_closes_and_survives_malformed_frames(
     assert {"invalid_json", "not_an_object", "unknown_event", "kline_bad_fields"} <= reasons
     assert counts["reconnects"] == 0
     assert counts["signal_failures"] == 0
-    assert_fake_rules_kept(fake)
+    bs.assert_fake_rules_kept(fake)
     desc = await handle.describe()
     assert desc.status == WorkflowExecutionStatus.COMPLETED
     lat = snap["signal_latency_ms"]

@@ -8,14 +8,7 @@ from datetime import UTC, datetime
 
 from fakes.binance import FakeBinance
 from fakes.llm_proxy import Answer
-from tests.bridge_support import (
-    analysed_candles,
-    assert_each_once,
-    assert_fake_rules_kept,
-    bridge_config,
-    forwarded_times,
-    running_bridge,
-)
+from tests import bridge_support as bs
 from tests.monitor_harness import monitor_stack
 from tests.support import eventually, insert_signal
 
@@ -27,8 +20,8 @@ async def test_duplicate_late_dropped_and_missing_candles(client, database_url, 
     async with FakeBinance(speed=30, auto_series=True) as fake, monitor_stack(client, database_url) as m:
         m.proxy.script(row.signal_id, *[Answer.wait(55) for _ in range(100)])
         handle = await m.start(row.signal_id)
-        cfg = bridge_config(fake, m.task_queue, missing_close_grace=0.3)
-        async with running_bridge(client, cfg) as stats:
+        cfg = bs.bridge_config(fake, m.task_queue, missing_close_grace=0.3)
+        async with bs.running_bridge(client, cfg) as stats:
 
             async def check(condition):
                 assert condition()
@@ -48,9 +41,9 @@ async def test_duplicate_late_dropped_and_missing_candles(client, database_url, 
             await eventually(lambda: check(lambda: stats.closes_forwarded >= n + 2), timeout=20)
             snap, counts = stats.snapshot(), stats.counters()
         await handle.terminate("test over")
-        times = await analysed_candles(db, row.signal_id)
+        times = await bs.analysed_candles(db, row.signal_id)
 
-    fwd = sorted(forwarded_times(stats, *KEY))
+    fwd = sorted(bs.forwarded_times(stats, *KEY))
     assert len(fwd) == len(set(fwd))
     exchange = [c.t for c in fake.market.closed[KEY] if fwd[0] <= c.t <= fwd[-1]]
     # Every candle the exchange has was forwarded (the dropped one from REST), except older
@@ -64,9 +57,9 @@ async def test_duplicate_late_dropped_and_missing_candles(client, database_url, 
     rest = [t for s, i, t, src in stats.recent_forwards if (s, i) == KEY and src == "rest"]
     assert rest and set(rest) <= set(exchange)
     assert fake.stats.closes_dropped == 1 and fake.stats.closes_duplicated == 1
-    assert_each_once(times)
+    bs.assert_each_once(times)
     assert set(times) <= set(fwd)
-    assert_fake_rules_kept(fake)
+    bs.assert_fake_rules_kept(fake)
     print(
         f"\nfaults: forwarded={snap['closes_forwarded']} duplicates dropped={snap['duplicates_dropped']} "
         f"missing detected={snap['missing_closes_detected']} backfilled={snap['backfilled']} "

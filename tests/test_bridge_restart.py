@@ -9,17 +9,7 @@ import tempfile
 
 from fakes.binance import FakeBinance
 from fakes.llm_proxy import Answer
-from tests.bridge_support import (
-    analysed_candles,
-    assert_each_once,
-    assert_fake_rules_kept,
-    bridge_config,
-    bridge_env,
-    kill,
-    replay_start,
-    running_bridge,
-    start_bridge_process,
-)
+from tests import bridge_support as bs
 from tests.monitor_harness import monitor_stack
 from tests.support import eventually, insert_signal
 from workflows.signal_monitor import SignalMonitorWorkflow
@@ -29,7 +19,7 @@ IV = 60_000
 
 
 async def test_killed_bridge_restarts_and_backfills_the_missed_close(client, database_url, db, temporal_address):
-    start = replay_start()  # the fake replays from here, never past the wall clock
+    start = bs.replay_start()  # the fake replays from here, never past the wall clock
     row = await insert_signal(db, symbol="ETHUSDT", interval="1m", timestamp=start, max_reanalyses=100)
     # speed 20: a 1m candle every 3 s.
     async with FakeBinance(start=start, speed=20, auto_series=True) as fake, monitor_stack(client, database_url) as m:
@@ -37,18 +27,18 @@ async def test_killed_bridge_restarts_and_backfills_the_missed_close(client, dat
         handle = await m.start(row.signal_id)
         with tempfile.NamedTemporaryFile(prefix="bridge-", suffix=".log", delete=False) as fh:
             log_path = fh.name
-        proc = start_bridge_process(bridge_env(fake, m.task_queue, temporal_address), log_path)
+        proc = bs.start_bridge_process(bs.bridge_env(fake, m.task_queue, temporal_address), log_path)
         try:
 
             async def two_candles_analysed():
                 assert proc.poll() is None, open(log_path).read()[-3000:]
-                times = await analysed_candles(db, row.signal_id)
+                times = await bs.analysed_candles(db, row.signal_id)
                 assert len(times) >= 2
                 return times
 
             before = await eventually(two_candles_analysed, timeout=60, interval=0.2)
         finally:
-            kill(proc)
+            bs.kill(proc)
         last_seen = max(before)
         closed = fake.market.closed[("ETHUSDT", "1m")]
 
@@ -58,7 +48,7 @@ async def test_killed_bridge_restarts_and_backfills_the_missed_close(client, dat
         await eventually(closes_missed, timeout=30)
         # The restarted bridge's first REST call is rate limited: it must wait, not hammer.
         fake.rest_rate_limit(times=1, retry_after=1)
-        async with running_bridge(client, bridge_config(fake, m.task_queue)) as stats:
+        async with bs.running_bridge(client, bs.bridge_config(fake, m.task_queue)) as stats:
 
             async def backfilled():
                 assert stats.backfilled >= 1
@@ -71,7 +61,7 @@ async def test_killed_bridge_restarts_and_backfills_the_missed_close(client, dat
             assert missed in {c.t for c in closed}
 
             async def missed_close_analysed_then_live():
-                times = await analysed_candles(db, row.signal_id)
+                times = await bs.analysed_candles(db, row.signal_id)
                 assert missed in times
                 assert max(times) > missed  # and the live stream goes on after it
                 return times
@@ -81,9 +71,9 @@ async def test_killed_bridge_restarts_and_backfills_the_missed_close(client, dat
         state = await handle.query(SignalMonitorWorkflow.state)
         await handle.terminate("test over")
 
-    assert_each_once(times)
+    bs.assert_each_once(times)
     assert snap["rest_rate_limited"] == 1
-    assert_fake_rules_kept(fake)
+    bs.assert_fake_rules_kept(fake)
     print(
         f"\nbridge restart: analysed before kill={len(before)} last={last_seen} backfilled t={missed} "
         f"(+{(missed - last_seen) // IV} candles) forwarded={snap['closes_forwarded']} "

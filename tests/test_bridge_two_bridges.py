@@ -5,22 +5,14 @@ from __future__ import annotations
 
 from fakes.binance import FakeBinance
 from fakes.llm_proxy import Answer
-from tests.bridge_support import (
-    analysed_candles,
-    assert_each_once,
-    assert_fake_rules_kept,
-    bridge_config,
-    forwarded_times,
-    replay_start,
-    running_bridge,
-)
+from tests import bridge_support as bs
 from tests.monitor_harness import monitor_stack
 from tests.support import eventually, insert_signal
 from workflows.signal_monitor import SignalMonitorWorkflow
 
 
 async def test_two_bridges_each_candle_analysed_once(client, database_url, db):
-    start = replay_start()  # the fake replays from here, never past the wall clock
+    start = bs.replay_start()  # the fake replays from here, never past the wall clock
     row = await insert_signal(db, symbol="SOLUSDT", interval="1m", timestamp=start, max_reanalyses=100)
     # Pings every second, 2 s to answer: the bridges' connections live on their pongs.
     async with (
@@ -29,11 +21,11 @@ async def test_two_bridges_each_candle_analysed_once(client, database_url, db):
     ):
         m.proxy.script(row.signal_id, *[Answer.wait(55) for _ in range(100)])
         handle = await m.start(row.signal_id)
-        cfg = bridge_config(fake, m.task_queue)
-        async with running_bridge(client, cfg) as a, running_bridge(client, cfg) as b:
+        cfg = bs.bridge_config(fake, m.task_queue)
+        async with bs.running_bridge(client, cfg) as a, bs.running_bridge(client, cfg) as b:
 
             async def both_delivered_several():
-                common = set(forwarded_times(a, "SOLUSDT", "1m")) & set(forwarded_times(b, "SOLUSDT", "1m"))
+                common = set(bs.forwarded_times(a, "SOLUSDT", "1m")) & set(bs.forwarded_times(b, "SOLUSDT", "1m"))
                 assert len(common) >= 4 and a.signals_sent >= 4 and b.signals_sent >= 4
                 return common
 
@@ -48,15 +40,15 @@ async def test_two_bridges_each_candle_analysed_once(client, database_url, db):
 
             async def several_analysed():
                 # A loaded machine analyses fewer closes (only the newest waiting one is taken): wait.
-                assert len(await analysed_candles(db, row.signal_id)) >= 3
+                assert len(await bs.analysed_candles(db, row.signal_id)) >= 3
 
             await eventually(several_analysed, timeout=60, interval=0.5)
         await handle.terminate("test over")
-        times = await analysed_candles(db, row.signal_id)
+        times = await bs.analysed_candles(db, row.signal_id)
 
-    assert_each_once(times)
+    bs.assert_each_once(times)
     assert len(times) >= 3
-    assert_fake_rules_kept(fake)
+    bs.assert_fake_rules_kept(fake)
     assert fake.stats.connections_opened == 2
     assert a.reconnects == 0 and b.reconnects == 0
     print(

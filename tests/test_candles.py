@@ -6,31 +6,20 @@ from __future__ import annotations
 import asyncio
 
 from fakes.llm_proxy import Answer
-from tests.monitor_harness import monitor_stack
+from tests.monitor_harness import idle_monitor, monitor_stack, monitor_state
 from tests.support import analyses, eventually, insert_signal, kline
-from workflows.models import MonitorState
 from workflows.signal_monitor import SignalMonitorWorkflow
-
-
-async def _state(handle) -> MonitorState:
-    return await handle.query(SignalMonitorWorkflow.state)
-
-
-async def _idle_with(handle, analysed: int) -> MonitorState:
-    state = await _state(handle)
-    assert state.counts.analysed == analysed and not state.analysing and state.pending_candle is None, state
-    return state
 
 
 async def test_duplicates_stale_open_and_foreign_candles_are_counted_not_analysed(client, database_url, db):
     row = await insert_signal(db, symbol="BTCUSDT", interval="15m", max_reanalyses=10)
     async with monitor_stack(client, database_url) as m:
         handle = await m.start(row.signal_id)
-        await eventually(lambda: _idle_with(handle, 1))
+        await eventually(lambda: idle_monitor(handle, 1))
         c1 = kline(row, 1)
         for _ in range(3):  # the same close three times (rotation overlap, two bridges...)
             await handle.signal(SignalMonitorWorkflow.candle_closed, c1)
-        await eventually(lambda: _idle_with(handle, 2))
+        await eventually(lambda: idle_monitor(handle, 2))
         await handle.signal(SignalMonitorWorkflow.candle_closed, kline(row, 2, closed=False))  # still open
         # other symbol, same interval
         await handle.signal(SignalMonitorWorkflow.candle_closed, kline(row, 2, symbol="ETHUSDT"))
@@ -39,7 +28,7 @@ async def test_duplicates_stale_open_and_foreign_candles_are_counted_not_analyse
         await handle.signal(SignalMonitorWorkflow.candle_closed, kline(row, 0))  # closed before the signal: stale
         await handle.signal(SignalMonitorWorkflow.candle_closed, c1)  # late duplicate
         await handle.signal(SignalMonitorWorkflow.candle_closed, kline(row, 2))
-        state = await eventually(lambda: _idle_with(handle, 3))
+        state = await eventually(lambda: idle_monitor(handle, 3))
 
     c = state.counts
     assert (c.duplicate, c.open, c.foreign, c.stale) == (3, 1, 2, 1), c
@@ -55,13 +44,13 @@ async def test_burst_during_an_analysis_analyses_only_the_newest(client, databas
     async with monitor_stack(client, database_url) as m:
         m.proxy.script(row.signal_id, Answer.wait(50), Answer.delay(1.5, Answer.wait(50)))
         handle = await m.start(row.signal_id)
-        await eventually(lambda: _idle_with(handle, 1))
+        await eventually(lambda: idle_monitor(handle, 1))
         await handle.signal(SignalMonitorWorkflow.candle_closed, kline(row, 1))
         await eventually(lambda: _analysing(handle))
         # Arrive while candle 1 is being analysed, and out of order.
         for n in (3, 2, 5, 4):
             await handle.signal(SignalMonitorWorkflow.candle_closed, kline(row, n))
-        state = await eventually(lambda: _idle_with(handle, 3))
+        state = await eventually(lambda: idle_monitor(handle, 3))
 
     assert state.counts.skipped == 3, state.counts
     assert sorted(state.skipped_candles) == sorted(kline(row, n)["t"] for n in (2, 3, 4))
@@ -70,14 +59,14 @@ async def test_burst_during_an_analysis_analyses_only_the_newest(client, databas
 
 
 async def _analysing(handle) -> None:
-    assert (await _state(handle)).analysing
+    assert (await monitor_state(handle)).analysing
 
 
 async def test_malformed_payloads_are_counted_and_the_monitor_keeps_going(client, database_url, db):
     row = await insert_signal(db, max_reanalyses=10)
     async with monitor_stack(client, database_url) as m:
         handle = await m.start(row.signal_id)
-        await eventually(lambda: _idle_with(handle, 1))
+        await eventually(lambda: idle_monitor(handle, 1))
         good = kline(row, 1)
         bad_payloads = [
             {k: v for k, v in good.items() if k != "T"},  # missing field
@@ -91,7 +80,7 @@ async def test_malformed_payloads_are_counted_and_the_monitor_keeps_going(client
         for payload in bad_payloads:
             await handle.signal(SignalMonitorWorkflow.candle_closed, payload)
         await handle.signal(SignalMonitorWorkflow.candle_closed, good)
-        state = await eventually(lambda: _idle_with(handle, 2))
+        state = await eventually(lambda: idle_monitor(handle, 2))
     assert state.counts.malformed == len(bad_payloads)
     assert len(await analyses(db, row.signal_id)) == 2
 
@@ -102,7 +91,7 @@ async def test_candles_sent_before_the_signal_is_loaded_are_kept(client, databas
         handle = await m.start(row.signal_id)
         await handle.signal(SignalMonitorWorkflow.candle_closed, kline(row, 1))
         await handle.signal(SignalMonitorWorkflow.candle_closed, kline(row, 1))
-        state = await eventually(lambda: _idle_with(handle, 2))
+        state = await eventually(lambda: idle_monitor(handle, 2))
     assert state.counts.duplicate == 1
     assert len(await analyses(db, row.signal_id)) == 2
 
@@ -112,11 +101,11 @@ async def test_two_monitors_on_one_symbol_different_intervals_get_only_their_own
     b = await insert_signal(db, symbol="SOLUSDT", interval="5m", max_reanalyses=10)
     async with monitor_stack(client, database_url) as m:
         ha, hb = await m.start(a.signal_id), await m.start(b.signal_id)
-        await asyncio.gather(eventually(lambda: _idle_with(ha, 1)), eventually(lambda: _idle_with(hb, 1)))
+        await asyncio.gather(eventually(lambda: idle_monitor(ha, 1)), eventually(lambda: idle_monitor(hb, 1)))
         # The earlier monitor's fault: closes matched by interval only. Send each close to both.
         for candle in (kline(a, 1), kline(b, 1)):
             await ha.signal(SignalMonitorWorkflow.candle_closed, candle)
             await hb.signal(SignalMonitorWorkflow.candle_closed, candle)
-        sa_state = await eventually(lambda: _idle_with(ha, 2))
-        sb_state = await eventually(lambda: _idle_with(hb, 2))
+        sa_state = await eventually(lambda: idle_monitor(ha, 2))
+        sb_state = await eventually(lambda: idle_monitor(hb, 2))
     assert sa_state.counts.foreign == 1 and sb_state.counts.foreign == 1

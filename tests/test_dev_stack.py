@@ -6,37 +6,21 @@ from __future__ import annotations
 
 import asyncio
 import re
-import subprocess
 import urllib.request
 
 from tests.conftest import free_port
-from tests.processes import BIN, command_env
+from tests.processes import dev_env, dev_stack
 
 
 async def test_dev_runs_a_demo_signal_to_a_decision_and_the_ui_link_works(tmp_path):
     temporal_port, ui_port = free_port(), free_port()
-    env = command_env("", SIGNAL_MONITOR_DEV_STATE=str(tmp_path / "state"))
-    for name in ("TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE", "DATABASE_URL", "LLM_PROXY_URL"):
-        env.pop(name, None)
-    proc = await asyncio.create_subprocess_exec(
-        str(BIN / "signal-monitor"),
-        "dev",
-        "--until-decided",
-        "--speed",
-        "60",
-        "--temporal-port",
-        str(temporal_port),
-        "--ui-port",
-        str(ui_port),
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    assert proc.stdout is not None  # stdout=PIPE
+    env = dev_env(SIGNAL_MONITOR_DEV_STATE=str(tmp_path / "state"))
     lines: list[str] = []
     ui_status = None
-    try:
+    async with dev_stack(
+        env, tmp_path, "--until-decided", "--speed", "60", temporal_port=temporal_port, ui_port=ui_port
+    ) as proc:
+        assert proc.stdout is not None  # stdout=PIPE
         async with asyncio.timeout(150):
             while line := (await proc.stdout.readline()).decode():
                 lines.append(line)
@@ -45,10 +29,6 @@ async def test_dev_runs_a_demo_signal_to_a_decision_and_the_ui_link_works(tmp_pa
                     url = link.group(1)
                     ui_status = await asyncio.to_thread(_http_status, url)
             code = await proc.wait()
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
     output = "".join(lines)
     assert code == 0, output
     assert ui_status == 200, output

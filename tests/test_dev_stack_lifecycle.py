@@ -18,14 +18,7 @@ import psutil
 import pytest
 
 from tests.conftest import free_port
-from tests.processes import BIN, command_env
-
-
-def _dev_env(tmp_path: Path) -> dict[str, str]:
-    env = command_env("")
-    for name in ("TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE", "DATABASE_URL", "LLM_PROXY_URL", "BINANCE_REST_URL"):
-        env.pop(name, None)
-    return env
+from tests.processes import BIN, dev_env, dev_stack, stop_dev_stack
 
 
 async def _run(env: dict[str, str], cwd: Path, *args: str, timeout: float = 90) -> tuple[int, str, str]:
@@ -62,34 +55,20 @@ def _snapshot(state: Path) -> dict[str, tuple[int, float]]:
 
 async def test_commands_reach_the_stack_a_second_dev_refuses_and_sigterm_leaves_nothing(tmp_path):
     temporal_port, ui_port = free_port(), free_port()
-    env, state = _dev_env(tmp_path), tmp_path / ".dev-state"
-    dev = await asyncio.create_subprocess_exec(
-        str(BIN / "signal-monitor"),
-        "dev",
-        "--speed",
-        "60",
-        "--temporal-port",
-        str(temporal_port),
-        "--ui-port",
-        str(ui_port),
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    lines: list[str] = []
+    env, state = dev_env(), tmp_path / ".dev-state"
+    async with dev_stack(env, tmp_path, "--speed", "60", temporal_port=temporal_port, ui_port=ui_port) as dev:
+        lines: list[str] = []
 
-    async def read_until(pattern: str, timeout: float) -> re.Match:
-        async with asyncio.timeout(timeout):
-            while True:
-                for line in lines:
-                    if found := re.search(pattern, line):
-                        return found
-                line = (await dev.stdout.readline()).decode()  # type: ignore[union-attr]
-                assert line, "".join(lines)
-                lines.append(line)
+        async def read_until(pattern: str, timeout: float) -> re.Match:
+            async with asyncio.timeout(timeout):
+                while True:
+                    for line in lines:
+                        if found := re.search(pattern, line):
+                            return found
+                    line = (await dev.stdout.readline()).decode()  # type: ignore[union-attr]
+                    assert line, "".join(lines)
+                    lines.append(line)
 
-    try:
         await read_until(r"monitor ended: signal is in_position", 150)
         assert re.search(r"database URL: postgresql://\S+", "".join(lines)), lines
         assert re.search(r"replay 1m: BTCUSDT: .*~43000", "".join(lines)), lines
@@ -127,14 +106,7 @@ async def test_commands_reach_the_stack_a_second_dev_refuses_and_sigterm_leaves_
         pids = _stack_pids(state)
         assert set(pids) == {"temporal", "worker", "intake", "bridge", "postgres"}
         assert all(_alive(p) for p in pids.values()), pids
-        dev.send_signal(signal.SIGTERM)
-        async with asyncio.timeout(90):
-            rest = (await dev.stdout.read()).decode()  # type: ignore[union-attr]
-            code = await dev.wait()
-    finally:
-        if dev.returncode is None:
-            dev.kill()
-            await dev.wait()
+        code, rest = await stop_dev_stack(dev, signal.SIGTERM)
     assert code == 0, rest
     assert "SIGTERM received: stopping the stack" in rest
     for part in ("bridge", "intake", "worker", "temporal", "PostgreSQL"):
@@ -148,7 +120,7 @@ async def test_commands_reach_the_stack_a_second_dev_refuses_and_sigterm_leaves_
 
 
 async def test_a_part_that_cannot_start_prints_its_own_error_and_commands_ignore_a_dead_stack(tmp_path):
-    env = _dev_env(tmp_path)
+    env = dev_env()
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -166,24 +138,13 @@ async def test_a_part_that_cannot_start_prints_its_own_error_and_commands_ignore
 
 
 async def test_sighup_stops_the_stack_like_ctrl_c(tmp_path):
-    env, state = _dev_env(tmp_path), tmp_path / ".dev-state"
-    args = ["dev", "--speed", "60", "--temporal-port", str(free_port()), "--ui-port", str(free_port())]
-    dev = await asyncio.create_subprocess_exec(
-        str(BIN / "signal-monitor"), *args, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
-    try:
+    env, state = dev_env(), tmp_path / ".dev-state"
+    async with dev_stack(env, tmp_path, "--speed", "60", temporal_port=free_port(), ui_port=free_port()) as dev:
         async with asyncio.timeout(120):
             while "monitor started by the intake" not in (line := (await dev.stdout.readline()).decode()):  # type: ignore[union-attr]
                 assert line
         pids = _stack_pids(state)
-        dev.send_signal(signal.SIGHUP)
-        async with asyncio.timeout(90):
-            rest = (await dev.stdout.read()).decode()  # type: ignore[union-attr]
-            code = await dev.wait()
-    finally:
-        if dev.returncode is None:
-            dev.kill()
-            await dev.wait()
+        code, rest = await stop_dev_stack(dev, signal.SIGHUP)
     assert code == 0 and "SIGHUP received" in rest and "stopped PostgreSQL" in rest, rest
     assert not [p for p in pids.values() if _alive(p)], pids
 
@@ -192,7 +153,7 @@ async def test_sighup_stops_the_stack_like_ctrl_c(tmp_path):
 async def test_after_a_restart_a_running_monitor_keeps_getting_closes_it_accepts(tmp_path):
     """The replay clock continues where it stopped (.dev-state/replay.json) instead of starting
     again in the past, where every close would be older than the monitor's last one."""
-    env, ports = _dev_env(tmp_path), ["--temporal-port", str(free_port()), "--ui-port", str(free_port())]
+    env, ports = dev_env(), ["--temporal-port", str(free_port()), "--ui-port", str(free_port())]
 
     async def start_dev() -> asyncio.subprocess.Process:
         dev = await asyncio.create_subprocess_exec(

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import datetime
 from functools import partial
 
 import pytest
@@ -18,7 +17,7 @@ import pytest
 from fakes.binance import FakeBinance
 from fakes.llm_proxy import Answer, always
 from tests.bridge_support import assert_fake_rules_kept, bridge_config, replay_start, running_bridge, unique_symbol
-from tests.fault_checks import Expectation, assert_three_checks, closes_between
+from tests.fault_checks import Expectation, assert_three_checks, closes_between, kline_floor
 from tests.monitor_harness import monitor_stack
 from tests.support import eventually, insert_signal
 from workflows.signal_monitor import SignalMonitorWorkflow
@@ -143,12 +142,6 @@ async def test_every_binance_fault_then_each_close_analysed_once(client, databas
     print(
         f"\nbinance faults: {fig.summary()} bridge={ {k: snap[k] for k in ('reconnects', 'rotations', 'backfilled', 'backfill_missed_candles', 'signals_superseded', 'malformed_frames')} }"
     )
-
-
-def kline_floor(ts: datetime) -> int:
-    """Closes after this open time are the monitor's: a candle that closed before the signal was
-    raised (T <= signal time) was seen by the first analysis."""
-    return int(ts.timestamp() * 1000) - 59_999
 
 
 async def _true(condition: bool) -> None:

@@ -19,7 +19,6 @@ import logging
 import math
 import subprocess
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
@@ -29,7 +28,7 @@ import pytest
 from temporalio import activity, workflow
 from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.workflowservice.v1 import ResetWorkflowExecutionRequest
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
+from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
@@ -37,42 +36,17 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from cli.operator import run_argv
 from fakes.llm_proxy import Answer
-from intake.service import run_intake
-from runtime.config import Settings
-from tests.conftest import create_database
 from tests.fault_checks import Expectation, assert_no_wedged_monitors, assert_three_checks, wedge_problems
-from tests.monitor_harness import TEST_KEY, monitor_stack
+from tests.monitor_harness import TEST_KEY, failed_analyses, monitor_stack
 from tests.processes import BIN, command_env, run_command, signal_monitor
-from tests.support import SignalRow, eventually, insert_signal, kline, signal_status
-from workflows.models import MonitorResult, MonitorState, SignalMonitorInput
+from tests.support import SignalRow, eventually, insert_signal, kline, running_intake, signal_status
+from workflows.models import MonitorResult, SignalMonitorInput
 from workflows.signal_monitor import SignalMonitorWorkflow
 
 # Every monitor this module ran: the last test looks at all of them.
 SEEN: list[str] = []
 SCRIPT = str(BIN / "signal-monitor")
 SWEEP = 0.5  # the intake's sweep period here: reconciliation is bounded by it (plus visibility lag)
-
-
-@pytest.fixture
-async def own_db(postgres_server) -> AsyncIterator[tuple[str, asyncpg.Connection]]:
-    url = await create_database(postgres_server)
-    conn = await asyncpg.connect(url)
-    yield url, conn
-    await conn.close()
-
-
-@contextlib.asynccontextmanager
-async def intake(client: Client, settings: Settings) -> AsyncIterator[None]:
-    stop, ready = asyncio.Event(), asyncio.Event()
-    task = asyncio.create_task(run_intake(settings, client=client, stop=stop, ready=ready, sweep_every=SWEEP))
-    await asyncio.wait({task, asyncio.create_task(ready.wait())}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
-    if task.done():
-        task.result()
-    try:
-        yield
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 15)
 
 
 async def _row(db: asyncpg.Connection, signal_id: str) -> tuple[str | None, str | None]:
@@ -129,7 +103,7 @@ async def test_bad_signal_and_trader_rows_fail_the_signal_at_once(client, own_db
     for name, (kwargs, _sql, _why) in BAD_ROWS.items():
         # Rows changed after their INSERT are hidden from the intake until then (auto_analyze off).
         rows[name] = await insert_signal(db, interval="1m", auto_analyze=_sql is None, **kwargs)
-    async with monitor_stack(client, url) as m, intake(client, m.settings):
+    async with monitor_stack(client, url) as m, running_intake(client, m.settings, sweep_every=SWEEP):
         for name, (_kwargs, sql, _why) in BAD_ROWS.items():
             if sql is not None:
                 await db.execute(sql, uuid.UUID(rows[name].signal_id))
@@ -197,7 +171,7 @@ async def test_rows_of_monitors_ended_around_their_code_are_corrected(client, ow
     await db.execute("UPDATE signals SET monitor_intake = 'started' WHERE id = $1::uuid", rows["terminated"].signal_id)
     SEEN.extend(r.workflow_id for r in rows.values())
     foreign = await insert_signal(db, interval="1m", auto_analyze=False)
-    async with monitor_stack(client, url) as m, intake(client, m.settings):
+    async with monitor_stack(client, url) as m, running_intake(client, m.settings, sweep_every=SWEEP):
         terminated = await m.start(rows["terminated"].signal_id)
         await m.start(rows["reset"].signal_id)
         # Not bound to a run: after the reset, the successor is the one that counts.
@@ -254,7 +228,7 @@ async def test_rows_of_monitors_ended_around_their_code_are_corrected(client, ow
                 task_queue=m.task_queue + "-other",
             )
             other = m.settings.model_copy(update={"task_queue": m.task_queue + "-other"})
-            async with intake(client, other):
+            async with running_intake(client, other, sweep_every=SWEEP):
                 await client.get_workflow_handle(rows["cancelled"].workflow_id).cancel()
                 await eventually(lambda: _marked(db, rows["failed"].signal_id, "failed", "Bug: the monitor hit"), 30)
                 await eventually(lambda: _marked(db, rows["cancelled"].signal_id, "cancelled", "cancelled"), 30)
@@ -349,12 +323,7 @@ async def test_a_key_with_a_newline_is_refused_and_never_shown(client, own_db, t
     async with monitor_stack(client, url, llm_proxy_key=TEST_KEY + "\n") as m:
         handle = await m.start(row.signal_id)
 
-        async def failed_once() -> MonitorState:
-            state = await handle.query(SignalMonitorWorkflow.state)
-            assert state.counts.failed_analyses == 1 and not state.analysing, state.counts
-            return state
-
-        state = await eventually(failed_once, timeout=30)
+        state = await eventually(lambda: failed_analyses(handle, 1), timeout=30)
         assert "LlmProxyRequestRejected" in state.failures[0].error and "***" in state.failures[0].error
         code, out, err = await _cli(client, "status", row.signal_id)
         assert code == 0 and "failed analyses" in out

@@ -11,22 +11,28 @@ import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import asyncpg
 import pytest
 from temporalio import activity
-from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
+from temporalio.client import Client, WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
 
 from activities.signals_db import SignalStore
 from fakes.llm_proxy import Answer
-from tests.fault_checks import Expectation, assert_three_checks
-from tests.monitor_harness import RECORD_HISTORIES_ENV, monitor_stack, save_histories
+from tests.fault_checks import (
+    Expectation,
+    assert_hostile_counts,
+    assert_refused_updates,
+    assert_three_checks,
+    send_hostile_closes,
+)
+from tests.monitor_harness import RECORD_HISTORIES_ENV, idle_monitor, monitor_stack, save_histories
 from tests.processes import as_json, command_env, temporal_cli
-from tests.support import analyses, eventually, implausible_klines, insert_signal, kline, signal_status
+from tests.support import analyses, eventually, insert_signal, kline, signal_status
 from workflows import names
 from workflows.candle_gate import MAX_CANDLE_PAYLOAD_BYTES
 from workflows.models import (
@@ -36,24 +42,11 @@ from workflows.models import (
     FinishSignalInput,
     LoadSignalInput,
     MonitorResult,
-    MonitorState,
     RecordAnalysisInput,
     RecordedAnalysis,
     SignalContext,
 )
 from workflows.signal_monitor import SignalMonitorWorkflow
-
-MINUTE = 60_000
-
-
-async def _state(handle: WorkflowHandle) -> MonitorState:
-    return await handle.query(SignalMonitorWorkflow.state)
-
-
-async def _idle(handle: WorkflowHandle, analysed: int) -> MonitorState:
-    state = await _state(handle)
-    assert state.counts.analysed == analysed and not state.analysing and state.pending_candle is None, state
-    return state
 
 
 async def _events(client: Client, workflow_id: str) -> list[str]:
@@ -65,58 +58,43 @@ def _no_task_failed(events: list[str]) -> None:
     assert "workflow_task_failed_event_attributes" not in events, "a workflow task failed"
 
 
-def _minute_candle(row, open_ms: int, **over) -> dict:
-    return {**kline(row, 1), "t": open_ms, "T": open_ms + MINUTE - 1, **over}
-
-
 async def test_bad_signals_updates_and_queries_never_wedge_a_monitor(client, database_url, db, temporal_address):
     env = command_env(temporal_address)
     row = await insert_signal(db, interval="1m", max_reanalyses=10)
     async with monitor_stack(client, database_url) as m:
         m.proxy.script(row.signal_id, Answer.wait(50), Answer.wait(51), Answer.wait(52))
         handle = await m.start(row.signal_id)
-        await eventually(lambda: _idle(handle, 1), timeout=30)
+        await eventually(lambda: idle_monitor(handle, 1), timeout=30)
 
         async def cli(*args: str, check: bool = True):
             return await temporal_cli(env, "workflow", *args, "--workflow-id", row.workflow_id, check=check)
 
         good = kline(row, 1)
-        year_2100 = int(datetime(2100, 1, 1, tzinfo=UTC).timestamp() * 1000)
-        week_ahead = (int(datetime.now(UTC).timestamp() * 1000) + int(6.9 * 86_400_000)) // MINUTE * MINUTE
-        malformed = implausible_klines(good, MINUTE)
-        await cli("signal", "--name", "candle_closed")  # 1. no input (the UI's empty "Send Signal")
-        await cli("signal", "--name", "candle_closed", "--input", as_json(good), "--input", as_json(good))
-        for payload in malformed:
-            await cli("signal", "--name", "candle_closed", "--input", as_json(payload))
-        for future in (_minute_candle(row, year_2100), _minute_candle(row, week_ahead)):  # 3.
-            await cli("signal", "--name", "candle_closed", "--input", as_json(future))
+        # 1. no input (the UI's empty "Send Signal"), two inputs, implausible klines; 3. the future
+        malformed = await send_hostile_closes(cli, good)
         # 11. a valid kline carrying a large extra field: counted, never kept
         await handle.signal(SignalMonitorWorkflow.candle_closed, {**good, "junk": "x" * (2 * MAX_CANDLE_PAYLOAD_BYTES)})
 
         # Updates with no input, two inputs or junk are refused and leave nothing in history.
-        for args in (
-            ["--name", "set_limit"],
-            ["--name", "set_limit", "--input", "7", "--input", "8"],
-            ["--name", "abandon"],
-            ["--name", "abandon", "--input", "42"],
-            ["--name", "reanalyze", "--input", "5"],
-            ["--name", "set_limit", "--input", '"7"'],
-        ):
-            refused = await cli("update", "execute", *args, check=False)
-            assert refused.returncode != 0, (args, refused.stdout)
         # A query with junk arguments still answers.
-        answered = await cli("query", "--name", "state", "--input", "1", "--input", '"x"')
-        assert '"signal_id"' in answered.stdout
+        await assert_refused_updates(
+            cli,
+            [
+                ["--name", "set_limit"],
+                ["--name", "set_limit", "--input", "7", "--input", "8"],
+                ["--name", "abandon"],
+                ["--name", "abandon", "--input", "42"],
+                ["--name", "reanalyze", "--input", "5"],
+                ["--name", "set_limit", "--input", '"7"'],
+            ],
+        )
 
-        state = await _idle(handle, 1)
-        c = state.counts
-        assert (c.malformed, c.future, c.oversized) == (2 + len(malformed), 2, 1), c
-        assert c.received == 2 + len(malformed) + 2 + 1 and c.stale == 0 and c.duplicate == 0
+        await assert_hostile_counts(idle_monitor(handle, 1), malformed)
         # The closes from the future moved nothing: the real ones after them are analysed.
         await handle.signal(SignalMonitorWorkflow.candle_closed, good)
-        await eventually(lambda: _idle(handle, 2), timeout=30)
+        await eventually(lambda: idle_monitor(handle, 2), timeout=30)
         await handle.signal(SignalMonitorWorkflow.candle_closed, kline(row, 2))
-        state = await eventually(lambda: _idle(handle, 3), timeout=30)
+        state = await eventually(lambda: idle_monitor(handle, 3), timeout=30)
         assert state.max_reanalyses == 10
         events = await _events(client, row.workflow_id)
         _no_task_failed(events)

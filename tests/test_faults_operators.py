@@ -12,21 +12,10 @@ from temporalio.client import WorkflowExecutionStatus
 
 from fakes.llm_proxy import Answer
 from tests.fault_checks import Expectation, assert_three_checks, measure
-from tests.monitor_harness import monitor_stack
+from tests.monitor_harness import idle_monitor, monitor_stack, monitor_state
 from tests.processes import as_json, command_env, temporal_cli
 from tests.support import async_update, eventually, insert_signal, kline, signal_status
-from workflows.models import MonitorState
 from workflows.signal_monitor import SignalMonitorWorkflow
-
-
-async def _state(handle) -> MonitorState:
-    return await handle.query(SignalMonitorWorkflow.state)
-
-
-async def _idle(handle, analysed: int) -> MonitorState:
-    state = await _state(handle)
-    assert state.counts.analysed == analysed and not state.analysing and state.pending_candle is None, state
-    return state
 
 
 async def test_operators_by_hand(client, database_url, db, temporal_address):
@@ -40,7 +29,7 @@ async def test_operators_by_hand(client, database_url, db, temporal_address):
         m.proxy.script(cancel_row.signal_id, Answer.wait(50), Answer.delay(30, Answer.enter(95)))
         m.proxy.script(ended_row.signal_id, Answer.wait(50))
         bad, cancel, ended = [await m.start(r.signal_id) for r in (bad_row, cancel_row, ended_row)]
-        await asyncio.gather(*(eventually(partial(_idle, h, 1), timeout=30) for h in (bad, cancel, ended)))
+        await asyncio.gather(*(eventually(partial(idle_monitor, h, 1), timeout=30) for h in (bad, cancel, ended)))
 
         async def signal(workflow_id: str, payload) -> None:
             await temporal_cli(
@@ -77,11 +66,11 @@ async def test_operators_by_hand(client, database_url, db, temporal_address):
                 args += ["--input", as_json(value)]
             refused = await temporal_cli(env, *args, check=False)
             assert refused.returncode != 0, (name, value, refused.stdout)
-        state = await _idle(bad, 1)
+        state = await idle_monitor(bad, 1)
         assert state.counts.malformed == 6 and state.counts.foreign == 1, state.counts
         assert state.max_reanalyses == 10
         await signal(bad_row.workflow_id, good)
-        await eventually(lambda: _idle(bad, 2), timeout=30)
+        await eventually(lambda: idle_monitor(bad, 2), timeout=30)
 
         # Cancel during an analysis.
         await cancel.signal(SignalMonitorWorkflow.candle_closed, kline(cancel_row, 2))
@@ -108,7 +97,7 @@ async def test_operators_by_hand(client, database_url, db, temporal_address):
 
 
 async def _analysing(handle) -> None:
-    assert (await _state(handle)).analysing
+    assert (await monitor_state(handle)).analysing
 
 
 async def _status(handle, status) -> None:
@@ -122,7 +111,7 @@ async def test_the_checks_catch_a_lost_close(client, database_url, db):
     async with monitor_stack(client, database_url) as m:
         m.proxy.script(row.signal_id, Answer.wait(50), Answer.delay(30, Answer.wait(51)))
         handle = await m.start(row.signal_id)
-        await eventually(lambda: _idle(handle, 1), timeout=30)
+        await eventually(lambda: idle_monitor(handle, 1), timeout=30)
         never_sent = kline(row, 3)["t"]
         fig = await measure(client, db, "checker", [Expectation(row.signal_id, {never_sent})])
         assert fig.lost == 1 and fig.stuck == 0 and not fig.ok

@@ -33,7 +33,7 @@ from tests.restarts import (
     start_settled,
     worker_env,
 )
-from tests.support import eventually, insert_signal, kline
+from tests.support import connected, eventually, insert_signal, kline
 from workflows.signal_monitor import SignalMonitorWorkflow
 
 
@@ -76,11 +76,8 @@ async def test_postgres_crashed_during_record_analysis_is_stored_once_when_back(
     pg = OwnPostgres()
     try:
         url = await pg.start()
-        db = await asyncpg.connect(url)
-        try:
+        async with connected(url) as db:
             row = await insert_signal(db, interval="1m", max_reanalyses=50)
-        finally:
-            await db.close()
         async with monitor_stack(client, url) as m:
             m.proxy.default = always(Answer.wait(55))
             handle = await m.start(row.signal_id)

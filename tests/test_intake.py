@@ -8,53 +8,20 @@ start monitors for the signals other test modules insert into the session's data
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
-import pytest
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
-from intake.service import APPLICATION_NAME, CHANNEL, run_intake
+from intake.service import APPLICATION_NAME, CHANNEL
 from intake.starting import start_monitor
 from runtime.config import Settings
-from tests.conftest import binary, create_database, free_port
+from tests.conftest import binary, free_port
 from tests.monitor_harness import make_settings, monitor_stack
-from tests.support import eventually, insert_signal, signal_status
-
-NO_SWEEP = 3600.0  # only the sweep at (re)connection runs
-
-
-@pytest.fixture
-async def own_db(postgres_server) -> AsyncIterator[tuple[str, asyncpg.Connection]]:
-    url = await create_database(postgres_server)
-    conn = await asyncpg.connect(url)
-    yield url, conn
-    await conn.close()
-
-
-@contextlib.asynccontextmanager
-async def running_intake(
-    client: Client | None, settings: Settings, sweep_every: float = NO_SWEEP
-) -> AsyncIterator[None]:
-    stop, ready = asyncio.Event(), asyncio.Event()
-    task = asyncio.create_task(run_intake(settings, client=client, stop=stop, ready=ready, sweep_every=sweep_every))
-    waiter = asyncio.create_task(ready.wait())
-    done, _ = await asyncio.wait({task, waiter}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
-    if task in done:
-        waiter.cancel()
-        task.result()
-    assert waiter in done, "intake not ready within 30 s"
-    try:
-        yield
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 15)
-    assert task.done() and task.exception() is None
+from tests.support import eventually, insert_signal, running_intake, signal_status
 
 
 def idle_settings(url: str) -> Settings:

@@ -6,32 +6,34 @@ and the analysed candle costs the history no more than issue 16's 12 events."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
+from collections.abc import AsyncIterator
 
 import asyncpg
-from temporalio.client import WorkflowExecutionStatus
+from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 
 from fakes.llm_proxy import Answer, always
-from tests.monitor_harness import monitor_stack
-from tests.support import analyses, eventually, insert_signal, kline, signal_status
-from workflows.models import MonitorState
+from tests.monitor_harness import analysed, monitor_stack
+from tests.support import SignalRow, analyses, eventually, insert_signal, kline, signal_status
 from workflows.signal_monitor import SignalMonitorWorkflow
 
 LOCK_WAITERS = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
 
 
-async def _analysed(handle, n: int) -> MonitorState:
-    state = await handle.query(SignalMonitorWorkflow.state)
-    assert state.analyses == n and not state.analysing, state
-    return state
+@contextlib.asynccontextmanager
+async def _waiting_monitor(client, database_url: str, row: SignalRow) -> AsyncIterator[WorkflowHandle]:
+    """A 1m monitor past its first analysis, every answer `wait`, for the block."""
+    async with monitor_stack(client, database_url) as m:
+        m.proxy.default = always(Answer.wait(55))
+        handle = await m.start(row.signal_id)
+        await eventually(lambda: analysed(handle, 1))
+        yield handle
 
 
 async def test_cancel_while_the_local_record_waits_on_the_database(client, database_url, db):
     row = await insert_signal(db, interval="1m")
-    async with monitor_stack(client, database_url) as m:
-        m.proxy.default = always(Answer.wait(55))
-        handle = await m.start(row.signal_id)
-        await eventually(lambda: _analysed(handle, 1))
+    async with _waiting_monitor(client, database_url, row) as handle:
         blocker = await asyncpg.connect(database_url)
         try:
             tx = blocker.transaction()
@@ -64,13 +66,10 @@ async def test_cancel_while_the_local_record_waits_on_the_database(client, datab
 
 async def test_an_analysed_candle_costs_twelve_history_events(client, database_url, db):
     row = await insert_signal(db, interval="1m")
-    async with monitor_stack(client, database_url) as m:
-        m.proxy.default = always(Answer.wait(55))
-        handle = await m.start(row.signal_id)
-        await eventually(lambda: _analysed(handle, 1))
+    async with _waiting_monitor(client, database_url, row) as handle:
         before = len((await handle.fetch_history()).events)
         await handle.signal(SignalMonitorWorkflow.candle_closed, kline(row, 1))
-        await eventually(lambda: _analysed(handle, 2))
+        await eventually(lambda: analysed(handle, 2))
 
         async def settled() -> int:
             # The upsert and the marker are written by the workflow task that follows the record.

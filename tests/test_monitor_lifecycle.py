@@ -10,7 +10,7 @@ import pytest
 from temporalio.client import WorkflowExecutionStatus
 
 from fakes.llm_proxy import Answer, Fault
-from tests.monitor_harness import monitor_stack
+from tests.monitor_harness import analysed, monitor_stack
 from tests.support import analyses, eventually, insert_signal, kline, signal_status
 from workflows import search_attributes as sa
 from workflows.models import MonitorState
@@ -41,7 +41,7 @@ async def test_wait_wait_enter_records_order_intent(client, database_url, db):
         assert state.status == "monitoring"
         assert await signal_status(db, row.signal_id) == "monitoring"
         await handle.signal(SignalMonitorWorkflow.candle_closed, kline(row, 1))
-        await eventually(lambda: _expect_analyses(handle, 2))
+        await eventually(lambda: analysed(handle, 2))
         await handle.signal(SignalMonitorWorkflow.candle_closed, kline(row, 2))
         result = await handle.result()
 
@@ -79,17 +79,12 @@ async def test_wait_wait_enter_records_order_intent(client, database_url, db):
     assert attrs.get(sa.MONITOR_STATUS) == "in_position" and attrs.get(sa.REANALYSES) == 2
 
 
-async def _expect_analyses(handle, n: int) -> None:
-    state = await _state(handle)
-    assert state.analyses == n and not state.analysing, state
-
-
 async def test_bad_setup_abandons_and_expires(client, database_url, db):
     row = await insert_signal(db)
     async with monitor_stack(client, database_url) as m:
         m.proxy.script(row.signal_id, Answer.wait(50), Answer.abandon(80))
         handle = await m.start(row.signal_id)
-        await eventually(lambda: _expect_analyses(handle, 1))
+        await eventually(lambda: analysed(handle, 1))
         await handle.signal(SignalMonitorWorkflow.candle_closed, kline(row, 1))
         result = await handle.result()
     assert result.status == "expired" and "abandoned by the model" in result.reason
@@ -102,9 +97,9 @@ async def test_enter_below_min_confidence_continues_then_limit_expires(client, d
     async with monitor_stack(client, database_url) as m:
         m.proxy.script(row.signal_id, Answer.enter(75), Answer.wait(60), Answer.enter(79))
         handle = await m.start(row.signal_id)
-        await eventually(lambda: _expect_analyses(handle, 1))
+        await eventually(lambda: analysed(handle, 1))
         await handle.signal(SignalMonitorWorkflow.candle_closed, kline(row, 1))
-        await eventually(lambda: _expect_analyses(handle, 2))
+        await eventually(lambda: analysed(handle, 2))
         await handle.signal(SignalMonitorWorkflow.candle_closed, kline(row, 2))
         result = await handle.result()
     assert result.status == "expired" and "reanalysis limit" in result.reason
@@ -143,7 +138,7 @@ async def test_cancel_marks_signal_cancelled(client, database_url, db):
     row = await insert_signal(db)
     async with monitor_stack(client, database_url) as m:
         handle = await m.start(row.signal_id)
-        await eventually(lambda: _expect_analyses(handle, 1))
+        await eventually(lambda: analysed(handle, 1))
         await handle.cancel()
         await eventually(lambda: _expect_status(handle, WorkflowExecutionStatus.CANCELED))
     assert await signal_status(db, row.signal_id) == "cancelled"

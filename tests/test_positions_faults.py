@@ -20,7 +20,7 @@ from tests.monitor_harness import TEST_KEY, monitor_stack
 from tests.position_support import candle, entered_signal, position_rows, result_of, start_position, view
 from tests.processes import worker_process
 from tests.restarts import OwnPostgres, OwnTemporal, worker_env
-from tests.support import eventually
+from tests.support import connected, eventually
 from tests.test_local_record import LOCK_WAITERS
 from workflows.position_manager import PositionManagerWorkflow
 
@@ -71,11 +71,8 @@ async def test_postgres_crashed_while_a_decision_is_written(client):
     pg = OwnPostgres()
     try:
         url = await pg.start()
-        db = await asyncpg.connect(url)
-        try:
+        async with connected(url) as db:
             row = await entered_signal(db, take_profits=[150])
-        finally:
-            await db.close()
         async with monitor_stack(client, url) as m:
             m.proxy.script_position(row.signal_id, ManageAnswer.hold(), ManageAnswer.close())
             handle = await start_position(client, row, m.task_queue, entry_price=D(100))

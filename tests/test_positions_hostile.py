@@ -7,7 +7,6 @@ way an operator would, through the stock `temporal` CLI."""
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
 from decimal import Decimal as D
 
 import pytest
@@ -15,16 +14,15 @@ from temporalio.client import Client, WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 
 from fakes.llm_proxy import ManageAnswer
+from tests.fault_checks import assert_hostile_counts, assert_refused_updates, send_hostile_closes
 from tests.monitor_harness import monitor_stack
 from tests.position_support import candle, entered_signal, position_rows, result_of, start_position, view
 from tests.processes import as_json, command_env, temporal_cli
-from tests.support import eventually, implausible_klines, signal_status
+from tests.support import eventually, signal_status
 from workflows import names
 from workflows.candle_gate import MAX_CANDLE_PAYLOAD_BYTES
 from workflows.position_manager import PositionManagerWorkflow
 from workflows.position_models import PositionView
-
-MINUTE = 60_000
 
 
 async def _events(client: Client, workflow_id: str) -> list[str]:
@@ -62,46 +60,33 @@ async def test_bad_signals_updates_and_queries_never_wedge_a_position(client, da
             return await temporal_cli(env, "workflow", *args, "--workflow-id", workflow_id, check=check)
 
         good = candle(row, 1, 100, 101, 99, 100)
-        year_2100 = int(datetime(2100, 1, 1, tzinfo=UTC).timestamp() * 1000)
-        week_ahead = (int(datetime.now(UTC).timestamp() * 1000) + int(6.9 * 86_400_000)) // MINUTE * MINUTE
-        malformed = implausible_klines(good, MINUTE)
-        await cli("signal", "--name", "candle_closed")  # no input (the UI's empty "Send Signal")
-        await cli("signal", "--name", "candle_closed", "--input", as_json(good), "--input", as_json(good))
-        for payload in malformed:
-            await cli("signal", "--name", "candle_closed", "--input", as_json(payload))
-        for open_ms in (year_2100, week_ahead):
-            future = {**good, "t": open_ms, "T": open_ms + MINUTE - 1}
-            await cli("signal", "--name", "candle_closed", "--input", as_json(future))
+        malformed = await send_hostile_closes(cli, good)
         await handle.signal(
             PositionManagerWorkflow.candle_closed, {**good, "junk": "x" * (2 * MAX_CANDLE_PAYLOAD_BYTES)}
         )
 
         # Updates with no input, two inputs, junk or impossible levels are refused and leave
         # nothing in history.
-        for args in (
-            ["--name", "close"],
-            ["--name", "close", "--input", "42"],
-            ["--name", "close", "--input", '"   "'],
-            ["--name", "close", "--input", '"a"', "--input", '"b"'],
-            ["--name", "set_stop_loss"],
-            ["--name", "set_stop_loss", "--input", '"abc"'],
-            ["--name", "set_stop_loss", "--input", '{"stop_loss": 95, "extra": 1}'],
-            ["--name", "set_stop_loss", "--input", "-5"],
-            ["--name", "set_stop_loss", "--input", '"NaN"'],
-            ["--name", "set_take_profit", "--input", "[]"],
-            ["--name", "set_take_profit", "--input", '["x"]'],
-            ["--name", "set_take_profit", "--input", '{"take_profit": "Infinity"}'],
-        ):
-            refused = await cli("update", "execute", *args, check=False)
-            assert refused.returncode != 0, (args, refused.stdout)
         # A query with junk arguments still answers.
-        answered = await cli("query", "--name", "state", "--input", "1", "--input", '"x"')
-        assert '"signal_id"' in answered.stdout
+        await assert_refused_updates(
+            cli,
+            [
+                ["--name", "close"],
+                ["--name", "close", "--input", "42"],
+                ["--name", "close", "--input", '"   "'],
+                ["--name", "close", "--input", '"a"', "--input", '"b"'],
+                ["--name", "set_stop_loss"],
+                ["--name", "set_stop_loss", "--input", '"abc"'],
+                ["--name", "set_stop_loss", "--input", '{"stop_loss": 95, "extra": 1}'],
+                ["--name", "set_stop_loss", "--input", "-5"],
+                ["--name", "set_stop_loss", "--input", '"NaN"'],
+                ["--name", "set_take_profit", "--input", "[]"],
+                ["--name", "set_take_profit", "--input", '["x"]'],
+                ["--name", "set_take_profit", "--input", '{"take_profit": "Infinity"}'],
+            ],
+        )
 
-        state = await _idle(handle, 0)
-        c = state.counts
-        assert (c.malformed, c.future, c.oversized) == (2 + len(malformed), 2, 1), c
-        assert c.received == 2 + len(malformed) + 2 + 1 and c.stale == 0 and c.duplicate == 0
+        await assert_hostile_counts(_idle(handle, 0), malformed)
         # The closes from the future moved nothing: the real ones after them are managed.
         await handle.signal(PositionManagerWorkflow.candle_closed, good)
         await eventually(lambda: _idle(handle, 1), timeout=30)

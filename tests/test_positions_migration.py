@@ -43,19 +43,13 @@ async def test_position_settings_defaults_checks_and_tables(postgres_server):
         )
         assert [r[0] for r in rls] == ["orders", "position_management_decisions", "positions"]
         signal = uuid.uuid4()
-        await conn.execute(
+        position = (
             "INSERT INTO positions (id, user_id, symbol, side, contracts, entry_price, signal_id) "
-            "VALUES ('p1', $1, 'BTCUSDT', 'long', 1, 100, $2)",
-            uuid.uuid4(),
-            signal,
+            "VALUES ($1, $2, 'BTCUSDT', 'long', 1, 100, $3)"
         )
-        with pytest.raises(asyncpg.UniqueViolationError):
-            await conn.execute(
-                "INSERT INTO positions (id, user_id, symbol, side, contracts, entry_price, signal_id) "
-                "VALUES ('p2', $1, 'BTCUSDT', 'long', 1, 100, $2)",
-                uuid.uuid4(),
-                signal,
-            )
+        await conn.execute(position, "p1", uuid.uuid4(), signal)
+        with pytest.raises(asyncpg.UniqueViolationError):  # one position a signal
+            await conn.execute(position, "p2", uuid.uuid4(), signal)
         with pytest.raises(asyncpg.CheckViolationError):
             await conn.execute("UPDATE positions SET status = 'gone' WHERE id = 'p1'")
         decision = (

@@ -11,7 +11,7 @@ from temporalio.client import WorkflowExecutionStatus
 from fakes.llm_proxy import Answer, FakeLlmProxy
 from tests.monitor_harness import TEST_KEY
 from tests.processes import as_json, command_env, signal_monitor, temporal_cli, worker_process
-from tests.support import analyses, eventually, insert_signal, kline, signal_status
+from tests.support import SignalRow, analyses, eventually, insert_signal, kline, signal_status
 from workflows.models import MonitorState
 from workflows.signal_monitor import SignalMonitorWorkflow
 
@@ -26,26 +26,30 @@ async def _worker_env(temporal_address: str, database_url: str, proxy: FakeLlmPr
     )
 
 
+async def _start_by_cli(env: dict[str, str], row: SignalRow) -> None:
+    """`temporal workflow start` of the monitor, as an operator types it, on the worker's queue."""
+    await temporal_cli(
+        env,
+        "workflow",
+        "start",
+        "--type",
+        "SignalMonitorWorkflow",
+        "--task-queue",
+        env["SIGNAL_MONITOR_TASK_QUEUE"],
+        "--workflow-id",
+        row.workflow_id,
+        "--input",
+        as_json({"signal_id": row.signal_id}),
+    )
+
+
 async def test_stock_temporal_cli_start_signal_three_times_then_cancel(client, temporal_address, database_url, db):
     row = await insert_signal(db, interval="15m")
     async with FakeLlmProxy(api_key=TEST_KEY) as proxy:
         proxy.script(row.signal_id, Answer.wait(55), Answer.wait(60))
         env = await _worker_env(temporal_address, database_url, proxy)
-        queue = env["SIGNAL_MONITOR_TASK_QUEUE"]
         async with worker_process(env) as worker:
-            await temporal_cli(
-                env,
-                "workflow",
-                "start",
-                "--type",
-                "SignalMonitorWorkflow",
-                "--task-queue",
-                queue,
-                "--workflow-id",
-                row.workflow_id,
-                "--input",
-                as_json({"signal_id": row.signal_id}),
-            )
+            await _start_by_cli(env, row)
             handle = client.get_workflow_handle_for(SignalMonitorWorkflow.run, row.workflow_id)
 
             async def state(analysed: int) -> MonitorState:
@@ -106,19 +110,7 @@ async def test_worker_killed_mid_analysis_is_replaced_and_nothing_is_written_twi
         proxy.script(row.signal_id, Answer.delay(120, Answer.wait(50)), Answer.wait(57), Answer.enter(88))
         env = await _worker_env(temporal_address, database_url, proxy)
         async with worker_process(env) as first:
-            await temporal_cli(
-                env,
-                "workflow",
-                "start",
-                "--type",
-                "SignalMonitorWorkflow",
-                "--task-queue",
-                env["SIGNAL_MONITOR_TASK_QUEUE"],
-                "--workflow-id",
-                row.workflow_id,
-                "--input",
-                as_json({"signal_id": row.signal_id}),
-            )
+            await _start_by_cli(env, row)
             await proxy.wait_for_requests(1, timeout=30, signal_id=row.signal_id)
             first.kill()
             await first.proc.wait()

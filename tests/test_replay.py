@@ -17,19 +17,11 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 from temporalio.workflow import NondeterminismError
 
+from workflows import patches
 from workflows.candles import INTERVAL_MS
 from workflows.models import MonitorResult
 from workflows.names import WORKFLOW_TYPE
-from workflows.signal_monitor import (
-    CANCEL_DURING_ACTIVITY_PATCH,
-    CONTINUE_AS_NEW_FIRST_PATCH,
-    FUTURE_CANDLES_PATCH,
-    LOCAL_RECORD_PATCH,
-    ONE_DEADLINE_TIMER_PATCH,
-    PLATFORM_INITIAL_ANALYSIS_PATCH,
-    START_POSITION_PATCH,
-    SignalMonitorWorkflow,
-)
+from workflows.signal_monitor import SignalMonitorWorkflow
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 
@@ -84,16 +76,16 @@ def test_every_patch_is_guarded_from_both_sides():
     """Each patch has a history recorded by the code before it (no marker, the old path: running
     executions replay that way) and one recorded after it (the marker, the new path)."""
     markers = {p.name: _patch_markers(p) for p in HISTORIES}
-    patches = (
-        CANCEL_DURING_ACTIVITY_PATCH,
-        CONTINUE_AS_NEW_FIRST_PATCH,
-        FUTURE_CANDLES_PATCH,
-        PLATFORM_INITIAL_ANALYSIS_PATCH,
-        START_POSITION_PATCH,
-        ONE_DEADLINE_TIMER_PATCH,
-        LOCAL_RECORD_PATCH,
+    monitor_patches = (
+        patches.CANCEL_DURING_ACTIVITY_PATCH,
+        patches.CONTINUE_AS_NEW_FIRST_PATCH,
+        patches.FUTURE_CANDLES_PATCH,
+        patches.PLATFORM_INITIAL_ANALYSIS_PATCH,
+        patches.START_POSITION_PATCH,
+        patches.ONE_DEADLINE_TIMER_PATCH,
+        patches.LOCAL_RECORD_PATCH,
     )
-    for patch in patches:
+    for patch in monitor_patches:
         assert any(patch in found for found in markers.values()), f"no history takes the {patch!r} path"
     before = {name for name in markers if name.startswith("unpatched_")}
     assert any("cancel_during_activity" in name and not markers[name] for name in before)
@@ -103,16 +95,18 @@ def test_every_patch_is_guarded_from_both_sides():
     # "platform" in its loaded context): such a running monitor keeps analysing #0 itself.
     assert any("platform_initial_analysis" in name and not markers[name] for name in before)
     # Before the future-candles patch, closes opening later than now + one interval were taken.
-    assert any(_future_closes(p) and FUTURE_CANDLES_PATCH not in markers[p.name] for p in HISTORIES)
+    assert any(_future_closes(p) and patches.FUTURE_CANDLES_PATCH not in markers[p.name] for p in HISTORIES)
     # Before one-deadline-timer, each candle cancelled the run's timer and started another; after
     # it, one timer per run, and a history where it fires (the signal expires on it).
     kinds = {p.name: _event_kinds(p) for p in HISTORIES}
-    assert any("TIMER_CANCELED" in kinds[n] and ONE_DEADLINE_TIMER_PATCH not in markers[n] for n in markers)
-    assert any("TIMER_FIRED" in kinds[n] and ONE_DEADLINE_TIMER_PATCH in markers[n] for n in markers)
+    assert any("TIMER_CANCELED" in kinds[n] and patches.ONE_DEADLINE_TIMER_PATCH not in markers[n] for n in markers)
+    assert any("TIMER_FIRED" in kinds[n] and patches.ONE_DEADLINE_TIMER_PATCH in markers[n] for n in markers)
     # Before record-analysis-local-activity, record_analysis was a regular activity; after it, a
     # local activity's marker.
-    assert any(_record_kinds(p) == {"activity"} and LOCAL_RECORD_PATCH not in markers[p.name] for p in HISTORIES)
-    assert any(_record_kinds(p) == {"local"} and LOCAL_RECORD_PATCH in markers[p.name] for p in HISTORIES)
+    assert any(
+        _record_kinds(p) == {"activity"} and patches.LOCAL_RECORD_PATCH not in markers[p.name] for p in HISTORIES
+    )
+    assert any(_record_kinds(p) == {"local"} and patches.LOCAL_RECORD_PATCH in markers[p.name] for p in HISTORIES)
 
 
 def _event_kinds(path: Path) -> set[str]:

@@ -29,7 +29,7 @@ from fakes.llm_proxy import Answer, FakeLlmProxy, Fault
 from signal_bridge.config import RUNNING_MONITORS_QUERY
 from tests.bridge_support import replay_start, unique_symbol
 from tests.conftest import create_database, free_port
-from tests.monitor_harness import monitor_stack
+from tests.monitor_harness import failed_analyses, monitor_stack
 from tests.processes import command_env, project_process, signal_monitor
 from tests.support import analyses, async_update, eventually, insert_signal, signal_status
 from workflows.models import MonitorState
@@ -277,13 +277,8 @@ async def test_a_planted_key_with_a_stray_character_reaches_no_history_query_cli
     async with monitor_stack(client, database_url, llm_proxy_key=TEST_KEY + stray) as m:
         handle = await m.start(row.signal_id)
 
-        async def failed_once() -> MonitorState:
-            state = await handle.query(SignalMonitorWorkflow.state)
-            # Not retried: a request that cannot be sent, or a refused key, stays so.
-            assert state.counts.failed_analyses == 1 and not state.analysing, state.counts
-            return state
-
-        state = await eventually(failed_once, timeout=30)
+        # Not retried: a request that cannot be sent, or a refused key, stays so.
+        state = await eventually(lambda: failed_analyses(handle, 1), timeout=30)
         out, err = io.StringIO(), io.StringIO()
         assert await run_argv(["status", row.signal_id], client, out, err) == 0
         history = (await handle.fetch_history()).to_json()

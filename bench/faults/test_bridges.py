@@ -19,9 +19,6 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
-
 from fakes.binance import FakeBinance
 from fakes.llm_proxy import Answer, always
 from tests.bridge_support import (
@@ -29,17 +26,16 @@ from tests.bridge_support import (
     bridge_config,
     bridge_env,
     kill,
+    relayed_client,
     replay_start,
     running_bridge,
     start_bridge_process,
     unique_symbol,
 )
-from tests.fault_checks import Expectation, assert_three_checks, closes_between
+from tests.fault_checks import Expectation, Figures, assert_three_checks, closes_between, kline_floor
 from tests.monitor_harness import monitor_stack
 from tests.restarts import state_of
 from tests.support import eventually, insert_signal
-from tests.test_bridge_temporal_outage import Relay
-from tests.test_faults_binance import kline_floor
 
 INTERVAL = "1m"
 
@@ -83,6 +79,11 @@ async def _expectations(client, rows, made: dict[str, list[int]], allowed: dict[
     return out
 
 
+async def _three_checks(client, db, case: str, rows, made: dict[str, list[int]], allowed: dict[str, int]) -> Figures:
+    """The three checks of tests/fault_checks.py on every row's closes (60 s to settle)."""
+    return await assert_three_checks(client, db, case, await _expectations(client, rows, made, allowed), timeout=60)
+
+
 async def test_bridge_killed_and_restarted_repeatedly(client, database_url, db, temporal_address):
     start = replay_start()  # the fake replays from here, never past the wall clock
     rows = await _rows(db, start)
@@ -116,13 +117,13 @@ async def test_bridge_killed_and_restarted_repeatedly(client, database_url, db, 
                     allowed[row.signal_id] += max(0, _closed(fake, row) - at_kill[row.signal_id])
             await asyncio.sleep(8.0)
             made = await _stop_exchange(fake, rows)
-            expected = await _expectations(client, rows, made, allowed)
-            fig = await assert_three_checks(
+            fig = await _three_checks(
                 client,
                 db,
                 f"bridge: SIGKILLed and restarted {kills}x (3 monitors, live 1m closes)",
-                expected,
-                timeout=60,
+                rows,
+                made,
+                allowed,
             )
             backfills = Path(path).read_text(errors="replace").count("bridge.backfill")
         finally:
@@ -155,9 +156,8 @@ async def test_two_bridges_at_once(client, database_url, db, temporal_address):
                 await _wait_log(path, "bridge.connected", proc)
             await asyncio.sleep(20.0)
             made = await _stop_exchange(fake, rows)
-            expected = await _expectations(client, rows, made, {})
-            fig = await assert_three_checks(
-                client, db, "bridge: two bridges at once for 20 s (3 monitors, live 1m closes)", expected, timeout=60
+            fig = await _three_checks(
+                client, db, "bridge: two bridges at once for 20 s (3 monitors, live 1m closes)", rows, made, {}
             )
             duplicates = [(await state_of(client, row.signal_id)).counts.duplicate for row in rows]
             alive = [proc.poll() is None for proc in procs]
@@ -182,43 +182,38 @@ OUTAGE = 60.0
 async def test_bridge_cut_off_from_temporal_for_a_minute(client, database_url, db, temporal_address):
     start = replay_start()  # the fake replays from here, never past the wall clock
     rows = await _rows(db, start)
-    relay = Relay(temporal_address)
-    address = await relay.start()
-    bridge_client = await Client.connect(address, namespace=client.namespace, data_converter=pydantic_data_converter)
-    try:
-        async with (
-            FakeBinance(start=start, speed=20, auto_series=True) as fake,
-            monitor_stack(client, database_url) as m,
-        ):
-            m.proxy.default = always(Answer.wait(55))
-            handles = [await m.start(row.signal_id) for row in rows]
-            cfg = bridge_config(fake, m.task_queue, signal_timeout=1.0, retry_initial=0.5, retry_max=2.0)
-            async with running_bridge(bridge_client, cfg) as stats:
-                await eventually(lambda: _true(stats.signals_sent >= 6), timeout=60)
-                relay.cut()
-                at_cut = {row.signal_id: _closed(fake, row) for row in rows}
-                failures = stats.signal_failures
-                await asyncio.sleep(OUTAGE)
-                during = stats.signal_failures - failures
-                relay.down = False
-                # Closes made while Temporal was out of reach: only the newest is owed.
-                allowed = {row.signal_id: _closed(fake, row) - at_cut[row.signal_id] for row in rows}
-                await asyncio.sleep(10.0)  # live again
-                made = await _stop_exchange(fake, rows)
-                await eventually(lambda: _true(stats.delivery_backlog == 0), timeout=60)
-                expected = await _expectations(client, rows, made, allowed)
-                fig = await assert_three_checks(
-                    client,
-                    db,
-                    f"bridge: cut off from Temporal for {OUTAGE:.0f} s (3 monitors, live 1m closes)",
-                    expected,
-                    timeout=60,
-                )
-                snap, counts = stats.snapshot(), stats.counters()
-            for handle in handles:
-                await handle.terminate("fault case over")
-    finally:
-        await relay.stop()
+    async with (
+        relayed_client(client, temporal_address) as (relay, bridge_client),
+        FakeBinance(start=start, speed=20, auto_series=True) as fake,
+        monitor_stack(client, database_url) as m,
+    ):
+        m.proxy.default = always(Answer.wait(55))
+        handles = [await m.start(row.signal_id) for row in rows]
+        cfg = bridge_config(fake, m.task_queue, signal_timeout=1.0, retry_initial=0.5, retry_max=2.0)
+        async with running_bridge(bridge_client, cfg) as stats:
+            await eventually(lambda: _true(stats.signals_sent >= 6), timeout=60)
+            relay.cut()
+            at_cut = {row.signal_id: _closed(fake, row) for row in rows}
+            failures = stats.signal_failures
+            await asyncio.sleep(OUTAGE)
+            during = stats.signal_failures - failures
+            relay.down = False
+            # Closes made while Temporal was out of reach: only the newest is owed.
+            allowed = {row.signal_id: _closed(fake, row) - at_cut[row.signal_id] for row in rows}
+            await asyncio.sleep(10.0)  # live again
+            made = await _stop_exchange(fake, rows)
+            await eventually(lambda: _true(stats.delivery_backlog == 0), timeout=60)
+            fig = await _three_checks(
+                client,
+                db,
+                f"bridge: cut off from Temporal for {OUTAGE:.0f} s (3 monitors, live 1m closes)",
+                rows,
+                made,
+                allowed,
+            )
+            snap, counts = stats.snapshot(), stats.counters()
+        for handle in handles:
+            await handle.terminate("fault case over")
     assert during >= 3 and counts["signals_retried"] >= 1
     # Older closes of the outage gave way to the newest, by the bridge's own count.
     assert counts["signals_superseded"] >= 1

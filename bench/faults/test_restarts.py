@@ -21,38 +21,37 @@ import uuid
 from pathlib import Path
 
 import asyncpg
+from temporalio.client import Client
 
 from fakes.llm_proxy import Answer, FakeLlmProxy, always
-from tests.fault_checks import assert_three_checks
+from tests import restarts as rs
+from tests.fault_checks import Figures, assert_three_checks
 from tests.monitor_harness import TEST_KEY
 from tests.processes import worker_process
-from tests.restarts import (
-    OwnPostgres,
-    OwnTemporal,
-    activity_attempts,
-    all_settled,
-    expectation,
-    start_settled,
-    worker_env,
-)
 from tests.support import eventually, insert_signal, kline
 from workflows.signal_monitor import SignalMonitorWorkflow
 
 MONITORS = 6
 
 
+async def _three_checks(client, db, case: str, rows, sent: dict[str, set[int]]) -> Figures:
+    """The three checks of tests/fault_checks.py on every row's closes sent (120 s to settle)."""
+    expected = [await rs.expectation(client, row.signal_id, sent[row.signal_id]) for row in rows]
+    return await assert_three_checks(client, db, case, expected, timeout=120)
+
+
 async def test_temporal_restarted_while_monitors_wait_and_while_analyses_run(database_url, db):
     workdir = Path(tempfile.mkdtemp(prefix="signal-monitor-fault-temporal-"))
-    temporal = OwnTemporal(workdir)
+    temporal = rs.OwnTemporal(workdir)
     rows = [await insert_signal(db, interval="1m", max_reanalyses=1000) for _ in range(MONITORS)]
     sent: dict[str, set[int]] = {row.signal_id: set() for row in rows}
     try:
         client = await temporal.start()
         async with FakeLlmProxy(api_key=TEST_KEY, default=always(Answer.wait(55)), answer_delay=1.5) as proxy:
-            env = worker_env(temporal.address, database_url, proxy)
+            env = rs.worker_env(temporal.address, database_url, proxy)
             queue = env["SIGNAL_MONITOR_TASK_QUEUE"]
             async with worker_process(env) as a, worker_process(env) as b:
-                await start_settled(client, rows, queue)
+                await rs.start_settled(client, rows, queue)
 
                 async def send(n: int) -> None:
                     for row in rows:
@@ -65,34 +64,34 @@ async def test_temporal_restarted_while_monitors_wait_and_while_analyses_run(dat
                 await asyncio.sleep(20)
                 client = await temporal.start()
                 await send(1)
-                await all_settled(client, rows, 2, timeout=120, interval=0.5)
+                await rs.all_settled(client, rows, 2, timeout=120, interval=0.5)
+
+                async def away_mid_analysis(close: int, down: float, kill: bool) -> Client:
+                    """Close `close` sent; once every monitor is inside its llm-proxy call, the
+                    server stopped (or SIGKILLed) for `down` s; back, every monitor settles."""
+                    before = len(proxy.requests)
+                    await send(close)
+                    await eventually(lambda: _true(len(proxy.requests) >= before + MONITORS), timeout=30)
+                    await (temporal.kill() if kill else temporal.stop())
+                    await asyncio.sleep(down)
+                    client = await temporal.start()
+                    await rs.all_settled(client, rows, close + 1, timeout=120, interval=0.5)
+                    return client
+
                 # 2. Every monitor inside its llm-proxy call: Temporal away for 10 s.
-                before = len(proxy.requests)
-                await send(2)
-                await eventually(lambda: _true(len(proxy.requests) >= before + MONITORS), timeout=30)
-                await temporal.stop()
-                await asyncio.sleep(10)
-                client = await temporal.start()
-                await all_settled(client, rows, 3, timeout=120, interval=0.5)
+                client = await away_mid_analysis(2, 10, kill=False)
                 # 3. Every monitor inside its llm-proxy call again: the server SIGKILLed, 5 s down.
-                before = len(proxy.requests)
-                await send(3)
-                await eventually(lambda: _true(len(proxy.requests) >= before + MONITORS), timeout=30)
-                await temporal.kill()
-                await asyncio.sleep(5)
-                client = await temporal.start()
-                await all_settled(client, rows, 4, timeout=120, interval=0.5)
+                client = await away_mid_analysis(3, 5, kill=True)
                 await send(4)
-                await all_settled(client, rows, 5, timeout=120, interval=0.5)
+                await rs.all_settled(client, rows, 5, timeout=120, interval=0.5)
                 assert a.proc.returncode is None and b.proc.returncode is None, a.output()[-2000:] + b.output()[-2000:]
-                expected = [await expectation(client, row.signal_id, sent[row.signal_id]) for row in rows]
-                fig = await assert_three_checks(
+                fig = await _three_checks(
                     client,
                     db,
                     f"temporal: dev server restarted on its database file 3x ({MONITORS} monitors; "
                     "waiting, mid-analysis, SIGKILLed mid-analysis)",
-                    expected,
-                    timeout=120,
+                    rows,
+                    sent,
                 )
                 calls = len(proxy.requests)
     finally:
@@ -103,7 +102,7 @@ async def test_temporal_restarted_while_monitors_wait_and_while_analyses_run(dat
 
 
 async def test_postgres_crashed_inside_record_analysis_and_during_a_burst(client, temporal_address):
-    pg = OwnPostgres()
+    pg = rs.OwnPostgres()
     rng = random.Random(4)
     try:
         url = await pg.start()
@@ -114,10 +113,10 @@ async def test_postgres_crashed_inside_record_analysis_and_during_a_burst(client
             await db.close()
         sent: dict[str, set[int]] = {row.signal_id: set() for row in rows}
         async with FakeLlmProxy(api_key=TEST_KEY, default=always(Answer.wait(55)), answer_delay=0.3) as proxy:
-            env = worker_env(temporal_address, url, proxy)
+            env = rs.worker_env(temporal_address, url, proxy)
             queue = env["SIGNAL_MONITOR_TASK_QUEUE"]
             async with worker_process(env) as worker:
-                handles = await start_settled(client, rows, queue)
+                handles = await rs.start_settled(client, rows, queue)
 
                 async def send(n: int) -> None:
                     for row, handle in zip(rows, handles, strict=False):
@@ -152,7 +151,7 @@ async def test_postgres_crashed_inside_record_analysis_and_during_a_burst(client
                 blocker.terminate()
                 await asyncio.sleep(20)
                 await pg.restart()
-                await all_settled(client, rows, 2, timeout=120, interval=0.5)
+                await rs.all_settled(client, rows, 2, timeout=120, interval=0.5)
                 # 2. A burst of closes; the crash lands wherever it lands.
                 crash_at = rng.uniform(1.0, 4.0)
 
@@ -167,22 +166,21 @@ async def test_postgres_crashed_inside_record_analysis_and_during_a_burst(client
                     await send(n)
                     await asyncio.sleep(0.6)
                 await crasher
-                await all_settled(client, rows, 3, timeout=120, interval=0.5)
+                await rs.all_settled(client, rows, 3, timeout=120, interval=0.5)
                 assert worker.proc.returncode is None, worker.output()[-3000:]
                 db = await asyncpg.connect(url)
                 try:
-                    expected = [await expectation(client, row.signal_id, sent[row.signal_id]) for row in rows]
-                    fig = await assert_three_checks(
+                    fig = await _three_checks(
                         client,
                         db,
                         f"postgres: crashed inside record_analysis ({MONITORS} monitors, 20 s down), "
                         "then during a burst (10 s down)",
-                        expected,
-                        timeout=120,
+                        rows,
+                        sent,
                     )
                 finally:
                     await db.close()
-                first_writes = [(await activity_attempts(h, "record_analysis"))[1] for h in handles]
+                first_writes = [(await rs.activity_attempts(h, "record_analysis"))[1] for h in handles]
                 for handle in handles:
                     await handle.terminate("fault case over")
     finally:
