@@ -39,6 +39,13 @@ def cause_of(err: ActivityError | ApplicationError, *types: str) -> ApplicationE
     return None
 
 
+def failure_text(err: ActivityError) -> str:
+    """What an activity that failed after its retries says: `Type: message` of its
+    ApplicationError, else the failure itself."""
+    cause = cause_of(err)
+    return f"{cause.type}: {cause.message}" if cause else str(err.cause or err)
+
+
 async def db_call(
     activity: str,
     arg: BaseModel,

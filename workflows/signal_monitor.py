@@ -326,8 +326,7 @@ class SignalMonitorWorkflow:
 
     async def _analysis_failed(self, candle: Kline | None, err: ActivityError) -> None:
         s = self._s
-        cause = act.cause_of(err)
-        message = f"{cause.type}: {cause.message}" if cause else str(err.cause or err)
+        message = act.failure_text(err)
         state_ops.analysis_failed(s, candle, message, workflow.now())
         failures = s.consecutive_failures
         workflow.logger.warning(
