@@ -39,6 +39,22 @@ def cause_of(err: ActivityError | ApplicationError, *types: str) -> ApplicationE
     return None
 
 
+def refusal(err: ActivityError | ApplicationError, *types: str, wording: str = "{}") -> ApplicationError | None:
+    """The activity's refusal (one of `types`) as the workflow's own non-retryable failure, in the
+    activity's words (`wording` around its message), not "Activity task failed"; else None."""
+    cause = cause_of(err, *types)
+    if cause is None:
+        return None
+    return ApplicationError(wording.format(cause.message), type=cause.type, non_retryable=True)
+
+
+def failure_text(err: ActivityError) -> str:
+    """What an activity that failed after its retries says: `Type: message` of its
+    ApplicationError, else the failure itself."""
+    cause = cause_of(err)
+    return f"{cause.type}: {cause.message}" if cause else str(err.cause or err)
+
+
 async def db_call(
     activity: str,
     arg: BaseModel,

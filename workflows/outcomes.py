@@ -53,6 +53,21 @@ def deadline_of(ctx: SignalContext) -> datetime | None:
         return None
 
 
+def platform_grace_end(ctx: SignalContext) -> datetime:
+    """Until when the monitor looks for the platform's own initial analysis."""
+    return ctx.signal_time + timedelta(seconds=ctx.platform_grace_seconds)
+
+
+def platform_wait(grace_end: datetime, now: datetime, looks: int) -> float | None:
+    """Seconds to wait before the next look for the platform's initial analysis after `looks`
+    empty looks past the first (the wait doubles each time, and never outlasts the grace); None
+    once the grace has run out."""
+    remaining = (grace_end - now).total_seconds()
+    if remaining <= 0:
+        return None
+    return min(PLATFORM_LOOK_FIRST_WAIT * 2**looks, remaining)
+
+
 def context_problem(ctx: SignalContext) -> str | None:
     """What makes a loaded signal unmonitorable (it then ends `failed` with this reason)."""
     if not ctx.trader_found:

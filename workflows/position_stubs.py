@@ -12,7 +12,7 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
 from workflows import names, policies
-from workflows.activity_stubs import cause_of, db_call, llm_call
+from workflows.activity_stubs import db_call, llm_call, refusal
 from workflows.position_models import (
     ClosedSignal,
     CloseSignalInput,
@@ -36,8 +36,8 @@ async def _db(activity: str, arg: BaseModel, result_type: type[Result], summary:
     try:
         return await db_call(activity, arg, result_type, summary, policies.POSITION_DB_RETRY)
     except ActivityError as err:
-        if cause := cause_of(err, *names.POSITION_DB_NON_RETRYABLE):
-            raise ApplicationError(f"{activity}: {cause.message}", type=cause.type, non_retryable=True) from None
+        if failure := refusal(err, *names.POSITION_DB_NON_RETRYABLE, wording=f"{activity}: {{}}"):
+            raise failure from None
         raise
 
 
@@ -56,8 +56,8 @@ async def _db_local(activity: str, arg: BaseModel, result_type: type[Result], su
             summary=summary,
         )
     except (ActivityError, ApplicationError) as err:
-        if cause := cause_of(err, *names.POSITION_DB_NON_RETRYABLE):
-            raise ApplicationError(f"{activity}: {cause.message}", type=cause.type, non_retryable=True) from None
+        if failure := refusal(err, *names.POSITION_DB_NON_RETRYABLE, wording=f"{activity}: {{}}"):
+            raise failure from None
         raise
 
 

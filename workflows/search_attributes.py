@@ -32,3 +32,11 @@ def changed(
     if current.get(REANALYSES) != reanalyses:
         updates.append(REANALYSES.value_set(reanalyses))
     return updates
+
+
+def position_changed(
+    current: TypedSearchAttributes, symbol: str, interval: str, trader_id: str, status: str
+) -> list[SearchAttributeUpdate]:
+    """The upserts that bring a position manager's search attributes to these values (none when equal)."""
+    keywords = [(SIGNAL_SYMBOL, symbol), (SIGNAL_INTERVAL, interval), (TRADER_ID, trader_id), (POSITION_STATUS, status)]
+    return [key.value_set(value) for key, value in keywords if current.get(key) != value]

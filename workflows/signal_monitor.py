@@ -147,26 +147,19 @@ class SignalMonitorWorkflow:
         try:
             ctx = await act.load_signal(LoadSignalInput(signal_id=self._signal_id))
         except ActivityError as err:
-            if cause := act.cause_of(err, names.SIGNAL_NOT_FOUND, names.INVALID_SIGNAL_ID):
-                raise ApplicationError(cause.message, type=cause.type, non_retryable=True) from None
+            if failure := act.refusal(err, names.SIGNAL_NOT_FOUND, names.INVALID_SIGNAL_ID):
+                raise failure from None
             if cause := act.cause_of(err, names.INVALID_SIGNAL_DATA, names.PERMANENT_DATABASE_ERROR):
                 await self._end(outcomes.invalid(cause.message))
             raise
-        s = self._s
-        s.context, s.max_reanalyses, deadline = ctx, ctx.max_reanalyses, outcomes.deadline_of(ctx)
         workflow.logger.info(
             "monitoring signal %s: %s %s, trader %s", ctx.signal_id, ctx.symbol, ctx.interval, ctx.trader_id
         )
-        if ctx.status in TERMINAL_SIGNAL_STATUSES:
-            # Started again for a signal that already ended: report, change nothing.
-            raise _Ended(self._make_result(ctx.status, f"signal was already {ctx.status}"))
-        problem = outcomes.context_problem(ctx)
-        if problem or deadline is None:
-            await self._end(outcomes.invalid(problem or "max_monitoring_duration is not usable"))
-        s.deadline = deadline
-        if workflow.now() >= s.deadline:
-            await self._end(outcomes.deadline_passed(before_start=True))
-        s.status = MonitorStatus.ANALYZING
+        end = state_ops.loaded(self._s, ctx, workflow.now())
+        if isinstance(end, End):
+            await self._end(end)
+        if end is not None:  # started again for a signal that already ended: report, change nothing
+            raise _Ended(self._make_result(*end))
 
     async def _next_step(self) -> None:
         s = self._s
@@ -189,25 +182,12 @@ class SignalMonitorWorkflow:
                 )
             except TimeoutError:
                 await self._end(outcomes.deadline_passed(before_start=False))
-        if s.abandon_reason is not None:
-            await self._end(outcomes.abandoned_by_operator(s.abandon_reason))
-        if s.limit_changed:
-            s.limit_changed = False
-            if state_ops.limit_reached(s):
-                await self._end(outcomes.limit_lowered())
-        if s.force_reanalysis:
-            s.force_reanalysis = False
-            # The newest candle without an analysis; else the signal itself if its first failed.
-            candle = s.pending or s.retry_candle
-            s.pending = None
-            if candle is not None or s.retry_initial:
-                await self._analyse(candle)
-            return
-        if s.pending is not None and not self._continue_as_new_first():
-            candle, s.pending = s.pending, None
-            await self._analyse(candle)
-            return
-        if workflow.info().is_continue_as_new_suggested():
+        step = state_ops.next_step(s, self._continue_as_new_first)
+        if isinstance(step, End):
+            await self._end(step)
+        if isinstance(step, state_ops.Analyse):
+            await self._analyse(step.candle)
+        elif step == "continue" and workflow.info().is_continue_as_new_suggested():
             await workflow.wait_condition(workflow.all_handlers_finished)
             # The waiting candle, if any, is carried and analysed first by the next run.
             workflow.continue_as_new(SignalMonitorInput(signal_id=self._signal_id, carried=s))
@@ -234,23 +214,21 @@ class SignalMonitorWorkflow:
             await self._analyse(None)
             return
         s = self._s
-        grace_ends = ctx.signal_time + timedelta(seconds=ctx.platform_grace_seconds)
+        grace_end, looks = outcomes.platform_grace_end(ctx), 0
         look = FindPlatformAnalysisInput(signal_id=self._signal_id)
-        wait = outcomes.PLATFORM_LOOK_FIRST_WAIT
         found = await act.find_platform_analysis(look)
-        while found is None and s.abandon_reason is None:
-            remaining = (grace_ends - workflow.now()).total_seconds()
-            if remaining <= 0:
-                break
+        while (
+            found is None
+            and s.abandon_reason is None
+            and (wait := outcomes.platform_wait(grace_end, workflow.now(), looks)) is not None
+        ):
             try:
                 # Durable, and an operator's abandon (or cancel) ends the wait at once.
                 await workflow.wait_condition(
-                    lambda: s.abandon_reason is not None,
-                    timeout=min(wait, remaining),
-                    timeout_summary="platform's initial analysis",
+                    lambda: s.abandon_reason is not None, timeout=wait, timeout_summary="platform's initial analysis"
                 )
             except TimeoutError:
-                wait *= 2
+                looks += 1
                 found = await act.find_platform_analysis(look)
         if s.abandon_reason is not None:
             return  # the main loop ends the monitor as the operator asked
@@ -299,11 +277,9 @@ class SignalMonitorWorkflow:
                 return await act.record_analysis_local(request, summary)
             return await act.record_analysis(request, summary)
         except (ActivityError, ApplicationError) as err:
-            if cause := act.cause_of(err, names.SIGNAL_NOT_FOUND):
-                # The signals row was deleted under the monitor: say so, not "Activity task failed".
-                raise ApplicationError(
-                    f"{cause.message}: deleted while it was monitored", type=cause.type, non_retryable=True
-                ) from None
+            # The signals row was deleted under the monitor: say so.
+            if failure := act.refusal(err, names.SIGNAL_NOT_FOUND, wording="{}: deleted while it was monitored"):
+                raise failure from None
             if cause := act.cause_of(err, names.PERMANENT_DATABASE_ERROR):
                 self._s.analysing = False
                 await self._end(outcomes.invalid(cause.message))
@@ -326,15 +302,14 @@ class SignalMonitorWorkflow:
 
     async def _analysis_failed(self, candle: Kline | None, err: ActivityError) -> None:
         s = self._s
-        cause = act.cause_of(err)
-        message = f"{cause.type}: {cause.message}" if cause else str(err.cause or err)
-        state_ops.analysis_failed(s, candle, message, workflow.now())
+        message = act.failure_text(err)
+        end = state_ops.analysis_failed(s, candle, message, workflow.now())
         failures = s.consecutive_failures
         workflow.logger.warning(
             "signal %s: analysis failed after retries (%d in a row): %s", self._signal_id, failures, message
         )
-        if s.consecutive_failures >= outcomes.MAX_CONSECUTIVE_FAILURES:
-            await self._end(outcomes.too_many_failures(s.consecutive_failures, message))
+        if end is not None:
+            await self._end(end)
         s.status = MonitorStatus.MONITORING
         self._publish()
 
@@ -350,8 +325,8 @@ class SignalMonitorWorkflow:
             return await act.finish_signal(request)
         except ActivityError as err:
             # The end cannot be written: the workflow fails saying why (the sweep reconciles the row).
-            if cause := act.cause_of(err, names.PERMANENT_DATABASE_ERROR):
-                raise ApplicationError(cause.message, type=cause.type, non_retryable=True) from None
+            if failure := act.refusal(err, names.PERMANENT_DATABASE_ERROR):
+                raise failure from None
             raise
 
     def _make_result(self, status: str, reason: str) -> MonitorResult:
@@ -363,12 +338,12 @@ class SignalMonitorWorkflow:
     def candle_closed(self, *payload: object) -> None:
         """Binance's kline object `k`. Takes any number of inputs and never raises: anything but
         one plausible kline is counted and ignored."""
-        note = candle_gate.receive(self._s, payload, datetime_to_ms(workflow.now()), self._refuse_future)
-        if note:
-            workflow.logger.warning("signal %s: %s", self._signal_id, note)
+        self._warn(candle_gate.receive(self._s, payload, datetime_to_ms(workflow.now()), self._refuse_future))
 
     def _classify(self, k: Kline, ctx: SignalContext) -> None:
-        note = candle_gate.file(self._s, ctx, k, datetime_to_ms(workflow.now()), self._refuse_future)
+        self._warn(candle_gate.file(self._s, ctx, k, datetime_to_ms(workflow.now()), self._refuse_future))
+
+    def _warn(self, note: str | None) -> None:
         if note:
             workflow.logger.warning("signal %s: %s", self._signal_id, note)
 
@@ -400,11 +375,9 @@ class SignalMonitorWorkflow:
     async def reanalyze(self, request: object = None) -> MonitorState:
         """Analyse the latest candle that has no analysis yet, now, without waiting for a close."""
         s = self._s
-        before = s.counts.analysed + s.counts.failed_analyses
+        before = state_ops.analyses_done(s)
         s.force_reanalysis = True
-        await workflow.wait_condition(
-            lambda: s.result is not None or s.counts.analysed + s.counts.failed_analyses > before
-        )
+        await workflow.wait_condition(lambda: s.result is not None or state_ops.analyses_done(s) > before)
         return self.state()
 
     @reanalyze.validator

@@ -3,13 +3,16 @@ request does to it, and the views built from it (the `state` query, the result).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
+from typing import Literal, NamedTuple
 
-from workflows import names
+from workflows import names, outcomes
 from workflows.candles import Kline
 from workflows.decisions import explain_decision
 from workflows.models import (
+    TERMINAL_SIGNAL_STATUSES,
     Analysis,
     AnalyzeSignalInput,
     CarriedState,
@@ -18,12 +21,13 @@ from workflows.models import (
     MonitorDecision,
     MonitorResult,
     MonitorState,
+    MonitorStatus,
     PreviousDecision,
     RecordAnalysisInput,
     RecordedAnalysis,
     SignalContext,
 )
-from workflows.outcomes import AnalysisOutcome
+from workflows.outcomes import AnalysisOutcome, End
 from workflows.position_models import StartPositionInput
 from workflows.timefmt import utc_text
 
@@ -32,9 +36,67 @@ REASONING_KEPT = 500
 PREVIOUS_DECISIONS_SENT = 5
 
 
+def loaded(s: CarriedState, ctx: SignalContext, now: datetime) -> End | AlreadyEnded | None:
+    """The signal is loaded: kept with its limit and, if usable, its deadline. What ends the
+    monitor at once: a signal that already ended (reported as it is, nothing written), one that
+    cannot be monitored, a deadline already passed. Else the monitor is analysing."""
+    s.context, s.max_reanalyses, deadline = ctx, ctx.max_reanalyses, outcomes.deadline_of(ctx)
+    if ctx.status in TERMINAL_SIGNAL_STATUSES:
+        return AlreadyEnded(ctx.status, f"signal was already {ctx.status}")
+    problem = outcomes.context_problem(ctx)
+    if problem or deadline is None:
+        return outcomes.invalid(problem or "max_monitoring_duration is not usable")
+    s.deadline = deadline
+    if now >= deadline:
+        return outcomes.deadline_passed(before_start=True)
+    s.status = MonitorStatus.ANALYZING
+    return None
+
+
 def has_work(s: CarriedState) -> bool:
     """Something for the main loop to do (besides continue-as-new and the deadline)."""
     return s.pending is not None or s.force_reanalysis or s.abandon_reason is not None or s.limit_changed
+
+
+class AlreadyEnded(NamedTuple):
+    """Started for a signal that had ended: its stored status and why, reported as they are."""
+
+    status: str
+    reason: str
+
+
+class Analyse(NamedTuple):
+    """Run the analysis of `candle` (None: of the signal itself, analysis #0 again)."""
+
+    candle: Kline | None
+
+
+# "wait": back to waiting (a forced reanalysis found nothing to analyse); "continue": nothing to
+# do now, continue as new if that is suggested.
+NextStep = End | Analyse | Literal["wait", "continue"]
+
+
+def next_step(s: CarriedState, continue_as_new_first: Callable[[], bool]) -> NextStep:
+    """What the main loop does once woken, in priority order: an operator's abandon, a lowered
+    limit that is now reached, a forced reanalysis (the newest close without an analysis, else the
+    signal itself if its first failed), the waiting close unless continue-as-new comes first
+    (`continue_as_new_first`: the workflow's check, asked only when a close waits). Clears the
+    flags it acts on."""
+    if s.abandon_reason is not None:
+        return outcomes.abandoned_by_operator(s.abandon_reason)
+    if s.limit_changed:
+        s.limit_changed = False
+        if limit_reached(s):
+            return outcomes.limit_lowered()
+    if s.force_reanalysis:
+        s.force_reanalysis = False
+        candle = s.pending or s.retry_candle
+        s.pending = None
+        return Analyse(candle) if candle is not None or s.retry_initial else "wait"
+    if s.pending is not None and not continue_as_new_first():
+        candle, s.pending = s.pending, None
+        return Analyse(candle)
+    return "continue"
 
 
 def analysis_request(
@@ -91,8 +153,9 @@ def analysed(
     s.order_intent_id = recorded.order_intent_id or s.order_intent_id
 
 
-def analysis_failed(s: CarriedState, candle: Kline | None, message: str, now: datetime) -> None:
-    """An analysis failed after its retries: kept for `reanalyze` and for the next success to supersede."""
+def analysis_failed(s: CarriedState, candle: Kline | None, message: str, now: datetime) -> End | None:
+    """An analysis failed after its retries: kept for `reanalyze` and for the next success to
+    supersede. Too many in a row end the monitor."""
     s.consecutive_failures += 1
     s.counts.failed_analyses += 1
     s.failures.append(FailedAnalysis(candle_open_time=candle.t if candle else None, error=message[:300], at=now))
@@ -101,6 +164,14 @@ def analysis_failed(s: CarriedState, candle: Kline | None, message: str, now: da
         s.retry_initial = True
     else:
         s.retry_candle = candle
+    if s.consecutive_failures >= outcomes.MAX_CONSECUTIVE_FAILURES:
+        return outcomes.too_many_failures(s.consecutive_failures, message)
+    return None
+
+
+def analyses_done(s: CarriedState) -> int:
+    """Analyses finished, recorded or failed: what a `reanalyze` waits to see grow."""
+    return s.counts.analysed + s.counts.failed_analyses
 
 
 def limit_reached(s: CarriedState) -> bool:

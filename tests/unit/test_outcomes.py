@@ -1,4 +1,4 @@
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from workflows import outcomes
 from workflows.decisions import explain_decision, monitor_decision
@@ -71,3 +71,18 @@ def test_status_words_never_raise():
 
     assert MonitorStatus.of("closed", MonitorStatus.FAILED) is MonitorStatus.CLOSED
     assert MonitorStatus.of("no-such-status", MonitorStatus.MONITORING) is MonitorStatus.MONITORING
+
+
+def test_the_platforms_initial_analysis_is_looked_for_with_doubling_waits_until_the_grace():
+    signal_time = datetime(2026, 11, 25, 12, tzinfo=UTC)
+    c = SignalContext(
+        signal_id="s", status="new", symbol="BTCUSDT", interval="1m", signal_time=signal_time,
+        trader_found=True, platform_grace_seconds=120,
+    )  # fmt: skip
+    grace_end = outcomes.platform_grace_end(c)
+    assert grace_end == signal_time + timedelta(seconds=120)
+    assert [outcomes.platform_wait(grace_end, signal_time, n) for n in range(4)] == [10.0, 20.0, 40.0, 80.0]
+    assert outcomes.platform_wait(grace_end, signal_time, 4) == 120.0  # never past the grace
+    assert outcomes.platform_wait(grace_end, grace_end - timedelta(seconds=3), 0) == 3.0
+    assert outcomes.platform_wait(grace_end, grace_end, 0) is None
+    assert outcomes.platform_wait(grace_end, grace_end + timedelta(seconds=1), 0) is None

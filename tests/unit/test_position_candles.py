@@ -1,7 +1,8 @@
 from workflows.candle_gate import Verdict, count_refused, decode_counted
 from workflows.candles import INTERVAL_MS, Kline
-from workflows.position_candles import classify
-from workflows.position_models import PositionCounts
+from workflows.position_candles import QUEUE_MAX, RECENT_KEPT, classify, file, receive, take
+from workflows.position_candles import verdict as verdict_of
+from workflows.position_models import PositionContext, PositionCounts, PositionState, PositionStatus
 
 
 def k(t: int, *, s="BTCUSDT", i="1m", x=True) -> Kline:
@@ -57,3 +58,86 @@ def test_payloads_are_decoded_and_counted_by_the_monitors_gate():
     assert "malformed" in str(decode_counted(counts, ({**good, "t": good["T"] + 1},)))
     assert "oversized" in str(decode_counted(counts, ({**good, "junk": "x" * 10_000},)))
     assert (counts.received, counts.malformed, counts.oversized) == (5, 3, 1)
+
+
+# --- the position's own queue: file, receive, take -------------------------------------------
+
+SIGNAL = "00000000-0000-4000-8000-000000000001"
+
+
+def open_position(**kw) -> PositionState:
+    context = PositionContext(
+        signal_id=SIGNAL, signal_status="in_position", symbol="BTCUSDT", interval="1m", trader_found=True
+    )
+    values: dict = dict(signal_id=SIGNAL, context=context, status=PositionStatus.OPEN, after_t=60_000)
+    values.update(kw)
+    return PositionState(**values)
+
+
+def never() -> bool:
+    raise AssertionError("the patch is asked only for a close from the future")
+
+
+def test_taken_closes_queue_in_open_time_order_and_repeats_are_refused():
+    s = open_position()
+    assert s.context is not None
+    for t in (240_000, 120_000, 180_000):
+        assert file(s, s.context, k(t), NOW, never) is None
+    assert [q.t for q in s.queue] == [120_000, 180_000, 240_000]
+    file(s, s.context, k(180_000), NOW, never)  # waiting already
+    file(s, s.context, k(60_000), NOW, never)  # the deciding candle
+    file(s, s.context, k(120_000, s="ETHUSDT"), NOW, never)
+    assert (s.counts.duplicate, s.counts.stale, s.counts.foreign, len(s.queue)) == (1, 1, 1, 3)
+
+
+def test_a_position_that_is_not_open_takes_no_close():
+    s = open_position(status=PositionStatus.CLOSED)
+    assert s.context is not None
+    assert file(s, s.context, k(120_000), NOW, never) is None
+    assert (s.counts.stale, s.queue) == (1, [])
+
+
+def test_the_queue_is_bounded_dropping_the_oldest():
+    s = open_position(queue=[k(120_000 + i * 60_000) for i in range(QUEUE_MAX)])
+    assert s.context is not None
+    file(s, s.context, k(120_000 + QUEUE_MAX * 60_000), 10**13, never)
+    assert len(s.queue) == QUEUE_MAX and s.queue[0].t == 180_000 and s.counts.superseded == 1
+
+
+def test_a_close_from_the_future_is_refused_only_under_the_patch():
+    refused = open_position()
+    assert refused.context is not None
+    note = file(refused, refused.context, k(NOW + 120_000), NOW, lambda: True)
+    assert note == "ignored a close from the future (open 1970-01-01 00:12 UTC)"
+    assert (refused.counts.future, refused.queue) == (1, [])
+    before = open_position()
+    assert before.context is not None
+    assert file(before, before.context, k(NOW + 120_000), NOW, lambda: False) is None
+    assert [q.t for q in before.queue] == [NOW + 120_000] and before.counts.future == 0
+
+
+def test_closes_before_the_position_is_open_wait_and_junk_is_counted():
+    early: list[Kline] = []
+    loading = PositionState(signal_id=SIGNAL)
+    assert receive(loading, early, (k(120_000).model_dump(),), NOW, never) is None
+    opening = open_position(status=PositionStatus.OPENING)
+    assert receive(opening, early, (k(180_000).model_dump(),), NOW, never) is None
+    assert [q.t for q in early] == [120_000, 180_000] and opening.queue == []
+    note = receive(opening, early, (), NOW, never)
+    assert note is not None and note.startswith("ignored malformed candle_closed payload")
+    s = open_position()
+    assert receive(s, early, (k(120_000).model_dump(),), NOW, never) is None
+    assert [q.t for q in s.queue] == [120_000] and len(early) == 2 and s.counts.received == 1
+
+
+def test_a_managed_close_is_remembered_and_moves_the_dedup_point_forward_only():
+    s = open_position()
+    take(s, k(180_000))
+    take(s, k(120_000))
+    take(s, k(180_000))
+    assert (s.last_taken_t, s.recent_t) == (180_000, [180_000, 120_000])
+    for i in range(RECENT_KEPT + 5):
+        take(s, k(240_000 + i * 60_000))
+    assert len(s.recent_t) == RECENT_KEPT and s.recent_t[-1] == 240_000 + (RECENT_KEPT + 4) * 60_000
+    assert s.context is not None
+    assert verdict_of(s, s.context, k(180_000), NOW) == "stale"  # older than the last managed close

@@ -1,16 +1,16 @@
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-from workflows import state_ops
+from workflows import outcomes, state_ops
 from workflows.candles import Kline
 from workflows.details import details_text, excerpt
-from workflows.models import Analysis, CarriedState, MonitorState, RecordedAnalysis, SignalContext
+from workflows.models import Analysis, CarriedState, MonitorState, MonitorStatus, RecordedAnalysis, SignalContext
 
 NOW = datetime(2025, 11, 25, 12, tzinfo=UTC)
 T0 = 1764068400000
 
 
-def ctx() -> SignalContext:
-    return SignalContext(
+def ctx(**kw) -> SignalContext:
+    values: dict = dict(
         signal_id="s",
         status="new",
         symbol="BTCUSDT",
@@ -21,6 +21,8 @@ def ctx() -> SignalContext:
         trader_id="t",
         min_confidence_to_enter=95,
     )
+    values.update(kw)
+    return SignalContext(**values)
 
 
 def candle() -> Kline:
@@ -142,3 +144,86 @@ def test_the_carry_leaves_out_what_lives_in_one_run():
 def test_excerpt():
     assert excerpt("a\n b") == "a b"
     assert len(excerpt("x" * 500)) == 160
+
+
+def never() -> bool:
+    raise AssertionError("continue-as-new is asked about only when a close waits")
+
+
+def test_the_main_loop_acts_on_an_abandon_first_then_a_lowered_limit():
+    s = loaded()
+    s.abandon_reason, s.limit_changed, s.force_reanalysis = "halted", True, True
+    assert state_ops.next_step(s, never) == outcomes.End("expired", "abandoned by operator: halted")
+    assert s.limit_changed and s.force_reanalysis  # untouched: the monitor ends
+    s.abandon_reason = None
+    s.force_reanalysis = False
+    s.history.append(_continue_record())
+    s.max_reanalyses = 0
+    assert state_ops.next_step(s, never) == outcomes.limit_lowered()
+    assert not s.limit_changed
+    s.max_reanalyses, s.limit_changed = 5, True
+    assert state_ops.next_step(s, never) == "continue"  # raised again: nothing to end, nothing to analyse
+    assert not s.limit_changed
+
+
+def _continue_record():
+    s = loaded()
+    state_ops.analysed(
+        s, ctx(), 0, None, answer("wait"), "continue",
+        RecordedAnalysis(analysis_id="a", inserted=True, signal_status="monitoring"), NOW,
+    )  # fmt: skip
+    return s.history[-1]
+
+
+def test_a_forced_reanalysis_takes_the_newest_close_else_the_failed_one_else_the_signal():
+    s = loaded()
+    s.force_reanalysis, s.pending, s.retry_candle = True, candle(), None
+    assert state_ops.next_step(s, never) == state_ops.Analyse(candle())
+    assert (s.force_reanalysis, s.pending) == (False, None)
+    s.force_reanalysis, s.retry_candle = True, candle()
+    assert state_ops.next_step(s, never) == state_ops.Analyse(candle())
+    s.force_reanalysis, s.retry_candle, s.retry_initial = True, None, True
+    assert state_ops.next_step(s, never) == state_ops.Analyse(None)
+    s.force_reanalysis, s.retry_initial = True, False
+    assert state_ops.next_step(s, never) == "wait"  # nothing to analyse: back to waiting
+    assert not s.force_reanalysis
+
+
+def test_a_waiting_close_is_analysed_unless_continue_as_new_comes_first():
+    s = loaded()
+    s.pending = candle()
+    assert state_ops.next_step(s, lambda: True) == "continue" and s.pending == candle()  # carried
+    assert state_ops.next_step(s, lambda: False) == state_ops.Analyse(candle()) and s.pending is None
+    assert state_ops.next_step(s, never) == "continue"
+
+
+def test_loading_keeps_the_limit_and_deadline_or_says_why_the_monitor_ends():
+    s = CarriedState()
+    assert state_ops.loaded(s, ctx(), NOW - timedelta(minutes=1)) is None
+    assert (s.context, s.max_reanalyses, s.status) == (ctx(), 5, MonitorStatus.ANALYZING)
+    assert s.deadline == NOW + timedelta(hours=24)
+    ended = CarriedState()
+    assert state_ops.loaded(ended, ctx(status="in_position"), NOW) == state_ops.AlreadyEnded(
+        "in_position", "signal was already in_position"
+    )
+    assert ended.context is not None and ended.deadline is None and ended.status != MonitorStatus.ANALYZING
+    bad = CarriedState()
+    assert state_ops.loaded(bad, ctx(trader_found=False), NOW) == outcomes.invalid("trader t not found")
+    assert bad.deadline is None
+    endless = CarriedState()
+    end = state_ops.loaded(endless, ctx(max_monitoring_seconds=0), NOW)
+    assert isinstance(end, outcomes.End) and end.status == "failed" and "not a usable time" in end.reason
+    assert endless.deadline is None
+    late = CarriedState()
+    assert state_ops.loaded(late, ctx(), NOW + timedelta(hours=25)) == outcomes.deadline_passed(before_start=True)
+    assert late.deadline == NOW + timedelta(hours=24)  # shown by the state query
+
+
+def test_too_many_failures_in_a_row_end_the_monitor():
+    s = loaded()
+    for _ in range(outcomes.MAX_CONSECUTIVE_FAILURES - 1):
+        assert state_ops.analysis_failed(s, None, "LlmProxyServerError: 502", NOW) is None
+    assert state_ops.analysis_failed(s, None, "LlmProxyServerError: 502", NOW) == outcomes.too_many_failures(
+        outcomes.MAX_CONSECUTIVE_FAILURES, "LlmProxyServerError: 502"
+    )
+    assert s.retry_initial and state_ops.analyses_done(s) == outcomes.MAX_CONSECUTIVE_FAILURES
