@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
@@ -13,7 +14,8 @@ from decimal import Decimal
 from typing import Any, ParamSpec, TypeVar, cast
 
 import asyncpg
-from temporalio.client import Client
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client, WorkflowHandle
 from temporalio.workflow import UpdateMethodMultiParam
 
 from intake.service import run_intake
@@ -205,3 +207,27 @@ def running_intake(
         "intake",
         lambda stop, ready: run_intake(settings, client=client, stop=stop, ready=ready, sweep_every=sweep_every),
     )
+
+
+async def settled_events(handle: WorkflowHandle[Any, Any], quiet: float = 1.0, timeout: float = 60.0) -> list[Any]:
+    """The workflow's history once nothing is pending and it has not grown for `quiet` seconds: on
+    a busy machine a workflow task's completion (and the marker it writes) can land well after the
+    state query already shows the work done."""
+
+    async def still() -> list[Any]:
+        first = (await handle.fetch_history()).events
+        pending = (await handle.describe()).raw_description
+        assert not pending.HasField("pending_workflow_task") and not pending.pending_activities, "work pending"
+        await asyncio.sleep(quiet)
+        again = (await handle.fetch_history()).events
+        assert len(again) == len(first), "history still growing"
+        return list(again)
+
+    return await eventually(still, timeout=timeout, interval=0.2)
+
+
+def heartbeat_tasks(events: list[Any]) -> int:
+    """Workflow tasks the SDK completed only to keep a long local activity alive (a task completed
+    straight into the next one, no command between): each adds 3 events that a quick write does not."""
+    completed, scheduled = EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED, EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED
+    return sum(1 for a, b in itertools.pairwise(events) if a.event_type == completed and b.event_type == scheduled)
