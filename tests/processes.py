@@ -19,9 +19,15 @@ from pathlib import Path
 BIN = Path(sys.executable).parent
 
 
+PROJECT_PREFIXES = ("TEMPORAL_", "SIGNAL_MONITOR_", "SIGNAL_BRIDGE_", "LLM_PROXY_", "BINANCE_")
+PROJECT_NAMES = ("DATABASE_URL",)
+
+
 def command_env(temporal_address: str, **values: str) -> dict[str, str]:
-    """A clean environment: the Temporal CLI's own variables plus the project's."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "SIGNAL_MONITOR_", "LLM_PROXY_"))}
+    """A clean environment: the Temporal CLI's own variables plus the project's, and only what is
+    passed here (none of the project's variables comes from the test process, where another test
+    may have left one)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(PROJECT_PREFIXES) and k not in PROJECT_NAMES}
     env.update(TEMPORAL_ADDRESS=temporal_address, TEMPORAL_NAMESPACE="default", SIGNAL_MONITOR_LOG_FORMAT="json")
     env.update(values)
     return env

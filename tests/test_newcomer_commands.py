@@ -143,6 +143,8 @@ async def test_add_signal_history_status_and_chart_in_a_browser(
         try:
             page = await browser.new_page(viewport={"width": 1500, "height": 900})
             page.set_default_timeout(UI_TIMEOUT_MS)
+            # expect() keeps its own 5 s default, not the page's: a busy machine renders slower.
+            expect.set_options(timeout=UI_TIMEOUT_MS)
             await page.goto(out.as_uri())
             for text in ("#0 wait 55%", "#1 enter_trade 78%", "#2 enter_trade 97%"):
                 await expect(page.get_by_text(text, exact=True).first).to_be_visible()
