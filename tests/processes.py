@@ -16,6 +16,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from devstack.state import STATE_ENV
+
 BIN = Path(sys.executable).parent
 
 
@@ -29,6 +31,9 @@ def command_env(temporal_address: str, **values: str) -> dict[str, str]:
     may have left one)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(PROJECT_PREFIXES) and k not in PROJECT_NAMES}
     env.update(TEMPORAL_ADDRESS=temporal_address, TEMPORAL_NAMESPACE="default", SIGNAL_MONITOR_LOG_FORMAT="json")
+    # Commands fill in unset variables from a running `signal-monitor dev` next to them
+    # (./.dev-state): a developer's stack in the checkout must not reach the tests' commands.
+    env[STATE_ENV] = str(Path(tempfile.gettempdir()) / f"signal-monitor-tests-no-stack-{os.getpid()}")
     env.update(values)
     return env
 

@@ -17,13 +17,22 @@ from pathlib import Path
 import psutil
 import pytest
 
+from devstack.state import STATE_ENV
 from tests.conftest import free_port
 from tests.processes import BIN, command_env
 
 
 def _dev_env(tmp_path: Path) -> dict[str, str]:
     env = command_env("")
-    for name in ("TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE", "DATABASE_URL", "LLM_PROXY_URL", "BINANCE_REST_URL"):
+    # The stack and the commands next to it use ./.dev-state (the cwd is tmp_path).
+    for name in (
+        "TEMPORAL_ADDRESS",
+        "TEMPORAL_NAMESPACE",
+        "DATABASE_URL",
+        "LLM_PROXY_URL",
+        "BINANCE_REST_URL",
+        STATE_ENV,
+    ):
         env.pop(name, None)
     return env
 
