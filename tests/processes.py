@@ -16,13 +16,24 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from devstack.state import STATE_ENV
+
 BIN = Path(sys.executable).parent
 
 
+PROJECT_PREFIXES = ("TEMPORAL_", "SIGNAL_MONITOR_", "SIGNAL_BRIDGE_", "LLM_PROXY_", "BINANCE_")
+PROJECT_NAMES = ("DATABASE_URL",)
+
+
 def command_env(temporal_address: str, **values: str) -> dict[str, str]:
-    """A clean environment: the Temporal CLI's own variables plus the project's."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "SIGNAL_MONITOR_", "LLM_PROXY_"))}
+    """A clean environment: the Temporal CLI's own variables plus the project's, and only what is
+    passed here (none of the project's variables comes from the test process, where another test
+    may have left one)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(PROJECT_PREFIXES) and k not in PROJECT_NAMES}
     env.update(TEMPORAL_ADDRESS=temporal_address, TEMPORAL_NAMESPACE="default", SIGNAL_MONITOR_LOG_FORMAT="json")
+    # Commands fill in unset variables from a running `signal-monitor dev` next to them
+    # (./.dev-state): a developer's stack in the checkout must not reach the tests' commands.
+    env[STATE_ENV] = str(Path(tempfile.gettempdir()) / f"signal-monitor-tests-no-stack-{os.getpid()}")
     env.update(values)
     return env
 
@@ -125,7 +136,14 @@ def as_json(value: object) -> str:
 
 # --- `signal-monitor dev` (tests/test_dev_stack.py, tests/test_dev_stack_lifecycle.py) -----------
 
-DEV_FINDS_ITSELF = ("TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE", "DATABASE_URL", "LLM_PROXY_URL", "BINANCE_REST_URL")
+DEV_FINDS_ITSELF = (
+    "TEMPORAL_ADDRESS",
+    "TEMPORAL_NAMESPACE",
+    "DATABASE_URL",
+    "LLM_PROXY_URL",
+    "BINANCE_REST_URL",
+    STATE_ENV,
+)
 
 
 def dev_env(**values: str) -> dict[str, str]:

@@ -61,26 +61,26 @@ async def test_continue_as_new_is_not_postponed_while_closes_keep_arriving(clien
     row = await insert_signal(db, interval="1m", max_reanalyses=40)
     closes = 10
     async with monitor_stack(client, database_url) as m:
-        m.proxy.script(row.signal_id, *[Answer.delay(0.4, Answer.wait(50 + n)) for n in range(closes + 1)])
+        # Each analysis takes 1 s at llm-proxy: long enough that the next close, sent once the
+        # analysis has reached llm-proxy, arrives while it runs, even on a busy machine.
+        m.proxy.script(row.signal_id, *[Answer.delay(1.0, Answer.wait(50 + n)) for n in range(closes + 1)])
         handle = await m.start(row.signal_id)
 
         async def state() -> MonitorState:
             return await handle.query(SignalMonitorWorkflow.state)
-
-        async def analysing_candle(n: int) -> None:
-            s = await state()
-            assert s.analysing and s.counts.analysed == n, s.counts
 
         async def analysed(n: int) -> MonitorState:
             s = await state()
             assert s.counts.analysed == n and not s.analysing and s.pending_candle is None, s.counts
             return s
 
-        await eventually(lambda: analysing_candle(0), timeout=30)
+        # Analysis n has started once llm-proxy has its request: a condition that cannot be missed
+        # (polling the `state` query for "analysing" can miss a short analysis on a busy machine).
+        await m.proxy.wait_for_requests(1, timeout=30, signal_id=row.signal_id)
         for candle in range(1, closes + 1):
             # Sent while the previous analysis runs: it waits, and is there when that one ends.
             await handle.signal(SignalMonitorWorkflow.candle_closed, kline(row, candle))
-            await eventually(partial(analysing_candle, candle), timeout=30)
+            await m.proxy.wait_for_requests(candle + 1, timeout=30, signal_id=row.signal_id)
         final = await eventually(lambda: analysed(closes + 1), timeout=30)
     runs = [e async for e in client.list_workflows(f"WorkflowId = '{row.workflow_id}'")]
     lengths = [e.history_length for e in runs if e.status is not None and e.status.name == "CONTINUED_AS_NEW"]

@@ -5,10 +5,12 @@ missing signal and restarting a failed one with --again."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
 import uuid
+from functools import partial
 
 import pytest
 
@@ -97,9 +99,12 @@ async def test_add_signal_history_status_and_chart_in_a_browser(
         m.proxy.script(signal_id, Answer.wait(55), Answer.enter(78), Answer.enter(97))
         handle = await m.start(signal_id)
         signal_ms = int(row["timestamp"].timestamp() * 1000)
-        for k in await _closes_after(fake, "SOLUSDT", signal_ms, 2):
+        for n, k in enumerate(await _closes_after(fake, "SOLUSDT", signal_ms, 2), start=1):
+            # One at a time: a close arriving while an analysis runs waits, and a second one then
+            # supersedes it (on a busy machine analysis #0 can still be running when both arrive).
+            await eventually(partial(_analysed, handle, n), timeout=60)
             await handle.signal(SignalMonitorWorkflow.candle_closed, k)
-        result = await handle.result()
+        result = await asyncio.wait_for(handle.result(), 120)
         assert result.status == "in_position", result
         stored = await db.fetchrow(
             """SELECT s.price_at_signal::text AS price, o.entry_price::text AS entry, o.stop_loss::text AS stop
@@ -143,6 +148,8 @@ async def test_add_signal_history_status_and_chart_in_a_browser(
         try:
             page = await browser.new_page(viewport={"width": 1500, "height": 900})
             page.set_default_timeout(UI_TIMEOUT_MS)
+            # expect() keeps its own 5 s default, not the page's: a busy machine renders slower.
+            expect.set_options(timeout=UI_TIMEOUT_MS)
             await page.goto(out.as_uri())
             for text in ("#0 wait 55%", "#1 enter_trade 78%", "#2 enter_trade 97%"):
                 await expect(page.get_by_text(text, exact=True).first).to_be_visible()
@@ -189,6 +196,11 @@ async def test_start_refuses_a_missing_signal_and_restarts_a_failed_one_with_aga
         twice = await signal_monitor(env, "start", row.signal_id, "--again", check=False)
         assert twice.returncode == 1 and "not failed" in twice.stderr
         await handle.terminate("test done")
+
+
+async def _analysed(handle, n: int) -> None:
+    state = await handle.query(SignalMonitorWorkflow.state)
+    assert state.counts.analysed == n and not state.analysing, state.counts
 
 
 async def _status_is(db, signal_id: str, status: str) -> None:

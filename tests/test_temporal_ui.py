@@ -86,6 +86,8 @@ async def test_history_shows_analysis_summaries_and_search_attributes(
         try:
             page = await browser.new_page(viewport={"width": 1600, "height": 1400})
             page.set_default_timeout(UI_TIMEOUT_MS)
+            # expect() keeps its own 5 s default, not the page's: a busy machine renders slower.
+            expect.set_options(timeout=UI_TIMEOUT_MS)
             await page.goto(url)
             # A single-page app: wait for the rendered history, not for the load event.
             await expect(page.get_by_text(row.workflow_id, exact=True).first).to_be_visible()

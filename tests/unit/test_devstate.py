@@ -17,9 +17,18 @@ def test_addresses_are_read_only_while_the_stack_holds_its_lock_and_the_environm
     )
     with pytest.raises(StackRunning, match="pid 4242"):
         StackLock(tmp_path).acquire()  # a second stack refuses
-    for name in ("DATABASE_URL", "TEMPORAL_NAMESPACE", "TEMPORAL_UI_URL", "BINANCE_REST_URL", "BINANCE_WS_URL"):
-        monkeypatch.delenv(name, raising=False)  # restored after the test, whatever apply_to_environment sets
-    monkeypatch.delenv("SIGNAL_MONITOR_TASK_QUEUE", raising=False)
+    for name in (
+        "DATABASE_URL",
+        "TEMPORAL_NAMESPACE",
+        "TEMPORAL_UI_URL",
+        "BINANCE_REST_URL",
+        "BINANCE_WS_URL",
+        "SIGNAL_MONITOR_TASK_QUEUE",
+    ):
+        # setenv first: delenv of an unset name records nothing, and what apply_to_environment
+        # then sets would outlive the test (it leaked DATABASE_URL into later tests of the process).
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
     monkeypatch.setenv("TEMPORAL_ADDRESS", "mine:7233")
     assert apply_to_environment(tmp_path) is not None
     assert os.environ["DATABASE_URL"] == "postgresql://postgres@/db?host=/x"
