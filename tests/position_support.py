@@ -138,3 +138,18 @@ async def position_rows(db: asyncpg.Connection, signal_id: str) -> dict[str, lis
             )
         ),
     }
+
+
+async def hold_decision_key(blocker: asyncpg.Connection, row: SignalRow, k: dict[str, Any]) -> Any:
+    """In a transaction of `blocker`'s, insert the decision row the position is about to write for
+    close `k`: its insert then waits inside its own transaction on the unique key. Returns the
+    transaction (roll it back, or end the connection, to let the write go on)."""
+    tx = blocker.transaction()
+    await tx.start()
+    await blocker.execute(
+        "INSERT INTO position_management_decisions (position_id, action, candle_open_time) "
+        "VALUES ($1, 'hold', to_timestamp($2 / 1000.0))",
+        f"paper-{row.signal_id}",
+        k["t"],
+    )
+    return tx

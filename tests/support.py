@@ -15,7 +15,7 @@ from typing import Any, ParamSpec, TypeVar, cast
 
 import asyncpg
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.workflow import UpdateMethodMultiParam
 
 from intake.service import run_intake
@@ -231,3 +231,18 @@ def heartbeat_tasks(events: list[Any]) -> int:
     straight into the next one, no command between): each adds 3 events that a quick write does not."""
     completed, scheduled = EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED, EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED
     return sum(1 for a, b in itertools.pairwise(events) if a.event_type == completed and b.event_type == scheduled)
+
+
+LOCK_WAITERS = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+
+
+async def local_write_waits(handle: WorkflowHandle[Any, Any], blocker: asyncpg.Connection) -> None:
+    """The workflow's local write is waiting on `blocker`'s lock: a local activity shows no pending
+    activity, so what is seen is the llm-proxy step done and a lock waiter in PostgreSQL."""
+    desc = await handle.describe()
+    assert not desc.raw_description.pending_activities
+    assert await blocker.fetchval(LOCK_WAITERS) >= 1
+
+
+async def is_cancelled(handle: WorkflowHandle[Any, Any]) -> None:
+    assert (await handle.describe()).status == WorkflowExecutionStatus.CANCELED

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
+from temporalio.client import WorkflowHandle
 
 from fakes.llm_proxy import Answer, always
 from tests.monitor_harness import analysed, monitor_stack
@@ -21,13 +21,13 @@ from tests.support import (
     eventually,
     heartbeat_tasks,
     insert_signal,
+    is_cancelled,
     kline,
+    local_write_waits,
     settled_events,
     signal_status,
 )
 from workflows.signal_monitor import SignalMonitorWorkflow
-
-LOCK_WAITERS = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
 
 
 @contextlib.asynccontextmanager
@@ -51,21 +51,13 @@ async def test_cancel_while_the_local_record_waits_on_the_database(client, datab
             await blocker.execute("SELECT 1 FROM signals WHERE id = $1 FOR UPDATE", uuid.UUID(row.signal_id))
             await handle.signal(SignalMonitorWorkflow.candle_closed, kline(row, 1))
 
-            async def writing() -> None:
-                desc = await handle.describe()
-                assert not desc.raw_description.pending_activities  # the analysis is done
-                assert await blocker.fetchval(LOCK_WAITERS) >= 1
-
-            await eventually(writing, timeout=30)
+            await eventually(lambda: local_write_waits(handle, blocker), timeout=30)
             await handle.cancel()
             await tx.rollback()
         finally:
             await blocker.close()
 
-        async def cancelled() -> None:
-            assert (await handle.describe()).status == WorkflowExecutionStatus.CANCELED
-
-        await eventually(cancelled, timeout=60)
+        await eventually(lambda: is_cancelled(handle), timeout=60)
     assert await signal_status(db, row.signal_id) == "cancelled"
     # A cancel reaches the workflow once the write has ended (the write holds the workflow task;
     # new events arrive at its next heartbeat): the write may have finished first, never twice.

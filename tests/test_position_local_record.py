@@ -12,13 +12,11 @@ from decimal import Decimal as D
 
 import asyncpg
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import WorkflowExecutionStatus
 
 from fakes.llm_proxy import ManageAnswer
 from tests.monitor_harness import monitor_stack
-from tests.position_support import candle, entered_signal, position_rows, start_position, view
-from tests.support import eventually, heartbeat_tasks, settled_events, signal_status
-from tests.test_local_record import LOCK_WAITERS
+from tests.position_support import candle, entered_signal, hold_decision_key, position_rows, start_position, view
+from tests.support import eventually, heartbeat_tasks, is_cancelled, local_write_waits, settled_events, signal_status
 from workflows.patches import POSITION_LOCAL_RECORD_PATCH
 from workflows.position_manager import PositionManagerWorkflow
 
@@ -72,33 +70,15 @@ async def test_cancel_while_the_local_record_waits_on_the_database(client, datab
         await eventually(lambda: _processed(handle, 0))
         blocker = await asyncpg.connect(database_url)
         try:
-            tx = blocker.transaction()
-            await tx.start()
             k = candle(row, 1, 100, 101, 99, 100)
-            # Hold the decision's unique key: the insert waits inside its transaction for ours.
-            await blocker.execute(
-                "INSERT INTO position_management_decisions (position_id, action, candle_open_time) "
-                "VALUES ($1, 'hold', to_timestamp($2 / 1000.0))",
-                f"paper-{row.signal_id}",
-                k["t"],
-            )
+            tx = await hold_decision_key(blocker, row, k)
             await handle.signal(PositionManagerWorkflow.candle_closed, k)
-
-            async def writing() -> None:
-                desc = await handle.describe()
-                assert not desc.raw_description.pending_activities  # manage-position is done
-                assert await blocker.fetchval(LOCK_WAITERS) >= 1
-
-            await eventually(writing, timeout=30)
+            await eventually(lambda: local_write_waits(handle, blocker), timeout=30)
             await handle.cancel()
             await tx.rollback()
         finally:
             await blocker.close()
-
-        async def cancelled() -> None:
-            assert (await handle.describe()).status == WorkflowExecutionStatus.CANCELED
-
-        await eventually(cancelled, timeout=60)
+        await eventually(lambda: is_cancelled(handle), timeout=60)
     # Left as it is: open, the entry its only order, the signal still in_position.
     rows = await position_rows(db, row.signal_id)
     assert rows["positions"][0]["status"] == "open" and len(rows["orders"]) == 1

@@ -17,11 +17,18 @@ import pytest
 
 from fakes.llm_proxy import FakeLlmProxy, ManageAnswer
 from tests.monitor_harness import TEST_KEY, monitor_stack
-from tests.position_support import candle, entered_signal, position_rows, result_of, start_position, view
+from tests.position_support import (
+    candle,
+    entered_signal,
+    hold_decision_key,
+    position_rows,
+    result_of,
+    start_position,
+    view,
+)
 from tests.processes import worker_process
 from tests.restarts import OwnPostgres, OwnTemporal, worker_env
-from tests.support import connected, eventually
-from tests.test_local_record import LOCK_WAITERS
+from tests.support import connected, eventually, local_write_waits
 from workflows.position_manager import PositionManagerWorkflow
 
 
@@ -77,27 +84,11 @@ async def test_postgres_crashed_while_a_decision_is_written(client):
             m.proxy.script_position(row.signal_id, ManageAnswer.hold(), ManageAnswer.close())
             handle = await start_position(client, row, m.task_queue, entry_price=D(100))
             await eventually(lambda: _processed(handle, 0), timeout=30)
-            # Hold the decision's unique key: the insert waits inside its transaction for ours.
             blocker = await asyncpg.connect(url)
-            tx = blocker.transaction()
-            await tx.start()
             k = candle(row, 1, 100, 101, 99, 100)
-            await blocker.execute(
-                "INSERT INTO position_management_decisions (position_id, action, candle_open_time) "
-                "VALUES ($1, 'hold', to_timestamp($2 / 1000.0))",
-                f"paper-{row.signal_id}",
-                k["t"],
-            )
+            await hold_decision_key(blocker, row, k)
             await handle.signal(PositionManagerWorkflow.candle_closed, k)
-
-            async def writing() -> None:
-                # record_position_decision is a local activity (no pending activity to see): the
-                # model's answer is in, and the insert waits on our row's key in the database.
-                desc = await handle.describe()
-                assert not desc.raw_description.pending_activities
-                assert await blocker.fetchval(LOCK_WAITERS) >= 1
-
-            await eventually(writing, timeout=30)
+            await eventually(lambda: local_write_waits(handle, blocker), timeout=30)
             await asyncio.sleep(0.5)
             await pg.crash()
             blocker.terminate()
