@@ -210,12 +210,20 @@ def file(
 ) -> str | None:
     """Classify and admit a decoded kline. `refuse_future` says whether the rule refusing closes
     from the future applies (it is the workflow's patch check, asked only when it matters)."""
-    verdict = classify(state, ctx, k, now_ms)
-    note = None
-    if verdict is Verdict.FUTURE:
-        if refuse_future():
-            note = f"ignored a close from the future (open {utc_text(k.t)})"
-        else:
-            verdict = classify(state, ctx, k, now_ms, check_future=False)
+    verdict, note = judged(lambda check: classify(state, ctx, k, now_ms, check_future=check), k, refuse_future)
     admit(state, k, verdict)
     return note
+
+
+def judged(
+    verdict_of: Callable[[bool], Verdict], k: Kline, refuse_future: Callable[[], bool]
+) -> tuple[Verdict, str | None]:
+    """The verdict on `k` under the rule refusing closes from the future, for both workflows:
+    `verdict_of(check_future)`; the patch check `refuse_future` is asked only for such a close
+    (where it is off, the close is judged as before the rule). With the note worth a warning."""
+    verdict = verdict_of(True)
+    if verdict is not Verdict.FUTURE:
+        return verdict, None
+    if refuse_future():
+        return verdict, f"ignored a close from the future (open {utc_text(k.t)})"
+    return verdict_of(False), None

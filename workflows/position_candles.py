@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from workflows.candle_gate import Verdict, count_refused, decode_counted, foreign_or_open, from_the_future
+from workflows.candle_gate import Verdict, count_refused, decode_counted, foreign_or_open, from_the_future, judged
 from workflows.candles import Kline
 from workflows.position_models import PositionContext, PositionState, PositionStatus
-from workflows.timefmt import datetime_to_ms, utc_text
+from workflows.timefmt import datetime_to_ms
 
 # Bounded memory of open times taken, to tell a repeated close (duplicate) from an old one (stale).
 RECENT_KEPT = 64
@@ -87,13 +87,7 @@ def file(
     if s.status != PositionStatus.OPEN:
         s.counts.stale += 1
         return None
-    found = verdict(s, ctx, k, now_ms)
-    note = None
-    if found is Verdict.FUTURE:
-        if refuse_future():
-            note = f"ignored a close from the future (open {utc_text(k.t)})"
-        else:
-            found = verdict(s, ctx, k, now_ms, check_future=False)
+    found, note = judged(lambda check: verdict(s, ctx, k, now_ms, check_future=check), k, refuse_future)
     if found is not Verdict.TAKE:
         count_refused(s.counts, found)
         return note
