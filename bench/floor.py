@@ -7,7 +7,9 @@ the same run on the same Temporal server, with the worker in the same process sh
 subprocess of its own, same `max_cached_workflows`).
 
 `python -m bench.floor` runs its worker (env: TEMPORAL_ADDRESS, BENCH_FLOOR_TASK_QUEUE,
-SIGNAL_MONITOR_MAX_CACHED_WORKFLOWS). Each finished no-op prints `done <workflow id> <t>` on
+SIGNAL_MONITOR_MAX_CACHED_WORKFLOWS, and BENCH_FLOOR_EAGER=0 for the *queued floor*: the no-op then
+goes through the task queue as the monitor's analysis does on its `<queue>-llm` queue, instead of
+coming back in the workflow task's own completion). Each finished no-op prints `done <workflow id> <t>` on
 stdout: that is how the bench knows a burst is over without polling the server under load."""
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ async def _main() -> None:
         activities=[floor_noop],
         max_cached_workflows=Settings.from_env().max_cached_workflows,
         graceful_shutdown_timeout=timedelta(seconds=2),
+        disable_eager_activity_execution=os.environ.get("BENCH_FLOOR_EAGER", "1") == "0",
     )
     async with worker:
         sys.stdout.write("ready\n")

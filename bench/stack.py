@@ -230,11 +230,14 @@ async def start_monitor_worker(
     return wp
 
 
-async def start_floor_worker(st: Stack, task_queue: str, *, max_cached: int = 1000) -> WorkerProcess:
+async def start_floor_worker(
+    st: Stack, task_queue: str, *, max_cached: int = 1000, eager: bool = True
+) -> WorkerProcess:
     env = dict(
         os.environ,
         TEMPORAL_ADDRESS=st.temporal_address,
         BENCH_FLOOR_TASK_QUEUE=task_queue,
+        BENCH_FLOOR_EAGER="1" if eager else "0",
         SIGNAL_MONITOR_MAX_CACHED_WORKFLOWS=str(max_cached),
         PYTHONPATH=str(REPO),
     )
