@@ -1,6 +1,8 @@
 """Typed search attributes of a signal monitor: what operators filter on in the Temporal UI
 and what the bridge reads to know which kline streams to watch."""
 
+from typing import Any
+
 from temporalio.common import SearchAttributeKey, SearchAttributeUpdate, TypedSearchAttributes
 
 SIGNAL_SYMBOL = SearchAttributeKey.for_keyword("SignalSymbol")
@@ -26,12 +28,7 @@ def changed(
 ) -> list[SearchAttributeUpdate]:
     """The upserts that bring the monitor's search attributes to these values (none when equal)."""
     keywords = [(SIGNAL_SYMBOL, symbol), (SIGNAL_INTERVAL, interval), (TRADER_ID, trader_id), (MONITOR_STATUS, status)]
-    updates: list[SearchAttributeUpdate] = [
-        key.value_set(value) for key, value in keywords if current.get(key) != value
-    ]
-    if current.get(REANALYSES) != reanalyses:
-        updates.append(REANALYSES.value_set(reanalyses))
-    return updates
+    return _upserts(current, [*keywords, (REANALYSES, reanalyses)])
 
 
 def position_changed(
@@ -39,4 +36,9 @@ def position_changed(
 ) -> list[SearchAttributeUpdate]:
     """The upserts that bring a position manager's search attributes to these values (none when equal)."""
     keywords = [(SIGNAL_SYMBOL, symbol), (SIGNAL_INTERVAL, interval), (TRADER_ID, trader_id), (POSITION_STATUS, status)]
-    return [key.value_set(value) for key, value in keywords if current.get(key) != value]
+    return _upserts(current, keywords)
+
+
+def _upserts(current: TypedSearchAttributes, wanted: list[tuple[Any, Any]]) -> list[SearchAttributeUpdate]:
+    # Only what differs: an upsert is a history event, and these run at every candle.
+    return [key.value_set(value) for key, value in wanted if current.get(key) != value]
