@@ -166,12 +166,12 @@ async def _report(
             t0 = t if e.event_type == history.SIGNALED else t0
             rep.say(f"  {e.event_id:5d} {EventType.Name(e.event_type)[11:]:36s} {(t - (t0 or t)) * 1000:7.1f} ms")
     mon = _latencies(mon_sent, history.candle_timings(await history.events(client, wf), ANALYSE, RECORD)[-closes:])
-    measured = [("monitor", mon)]
+    measured = {"monitor": mon}
     for fl in floors:
         timings = history.candle_timings(await history.events(client, fl.workflow_id), NOOP_ACTIVITY, NOOP_ACTIVITY)
-        measured.append((fl.label, _latencies(fl.sent, timings)))
+        measured[fl.label] = _latencies(fl.sent, timings)
     ms = 1000
-    for label, lat in measured:
+    for label, lat in measured.items():
         rep.figure(
             f"{label} close->activity start p50/p99",
             f"{percentile(lat.to_start, 50) * ms:.1f} / {percentile(lat.to_start, 99) * ms:.1f}",
@@ -189,7 +189,7 @@ async def _report(
             "ms",
             "monitor: record_analysis done; floor: no-op done",
         )
-    flo, queued = measured[1][1], measured[2][1]
+    flo, queued = measured["floor"], measured["queued floor"]
     for name, pick in (("close->start", lambda lat: lat.to_start), ("signal->start", lambda lat: lat.signal_to_start)):
         rep.figure(
             f"vs queued floor, {name} p50/p99",
