@@ -46,7 +46,14 @@ def _analyse(prompt: str) -> dict[str, Any]:
     rows = candles(prompt)
     m = _ANALYSIS.search(prompt)
     number = int(m[1]) if m else 0
-    empty_levels: dict[str, Any] = {"side": None, "entry": None, "stopLoss": None, "takeProfit": [], "support": [], "resistance": []}
+    empty_levels: dict[str, Any] = {
+        "side": None,
+        "entry": None,
+        "stopLoss": None,
+        "takeProfit": [],
+        "support": [],
+        "resistance": [],
+    }
     plan = {"setup": "", "execution": "", "invalidation": "", "riskReward": None}
     if len(rows) < 5:
         return {

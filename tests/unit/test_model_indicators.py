@@ -4,6 +4,7 @@ from their textbook definitions."""
 
 from __future__ import annotations
 
+import itertools
 import statistics
 
 import pytest
@@ -34,7 +35,7 @@ def _ema(values: list[float], period: int) -> list[float]:
 
 
 def _wilder_rsi(closes: list[float], period: int = 14) -> float:
-    changes = [b - a for a, b in zip(closes, closes[1:], strict=False)]
+    changes = [b - a for a, b in itertools.pairwise(closes)]
     gain = sum(max(c, 0) for c in changes[:period]) / period
     loss = sum(max(-c, 0) for c in changes[:period]) / period
     for c in changes[period:]:
@@ -45,7 +46,7 @@ def _wilder_rsi(closes: list[float], period: int = 14) -> float:
 
 def _wilder_atr(bars: list[Bar], period: int = 14) -> float:
     trs = [bars[0].h - bars[0].l] + [
-        max(b.h - b.l, abs(b.h - a.c), abs(b.l - a.c)) for a, b in zip(bars, bars[1:], strict=False)
+        max(b.h - b.l, abs(b.h - a.c), abs(b.l - a.c)) for a, b in itertools.pairwise(bars)
     ]
     value = sum(trs[:period]) / period
     for tr in trs[period:]:
