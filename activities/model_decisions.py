@@ -32,6 +32,7 @@ from model_backend.answers import (
     parse_management,
 )
 from model_backend.client import Completion, ModelClient
+from model_backend.market import price_digits
 from model_backend.pricing import call_cost
 from model_backend.prompt import Rendered, analysis_prompt, management_prompt, reask
 from workflows import names
@@ -147,7 +148,8 @@ class ModelDecisions:
         decided = await self._decide(
             rendered, model, "analysis", ANALYSIS_SCHEMA, lambda t: parse_analysis(t, last, atr)
         )
-        analysis = analysis_from(decided, indicators.snapshot(bars) if bars else {})
+        computed = indicators.snapshot(bars, price_digits(bars[-1].c)) if bars else {}
+        analysis = analysis_from(decided, computed)
         activity.logger.info(
             "signal %s analysis %s (model %s, prompt %s, %d chars): %s %.0f%s (%d ms, %d calls)",
             ctx.signal_id, input.analysis_number, model, rendered.prompt_version, rendered.chars,

@@ -90,3 +90,33 @@ def manage_input(bars: list[tuple[Bar, int]], at: int, previous: int = 0, side: 
         candle=kline_of(bar),
         previous_decisions=[PreviousManagement(action="hold", confidence=65, reasoning="r") for _ in range(previous)],
     )
+
+
+def market_series(start_ms: int, n: int, level: float = 100.0) -> list[Bar]:
+    """n 1m candles from `start_ms`: a steady rise (the rule's long), then flat small candles from
+    bar n - 10 on (no stop or target is touched while the rule manages the position)."""
+    out, prev = [], level
+    for i in range(n):
+        c = level + i * 0.1 if i < n - 10 else level + (n - 11) * 0.1 + (0.02 if i % 2 else -0.02)
+        out.append(Bar(start_ms + i * STEP, prev, max(prev, c) + 0.05, min(prev, c) - 0.05, c, 10 + i % 3))
+        prev = c
+    return out
+
+
+def seed_binance(fake: Any, symbol: str, bars: list[Bar]) -> None:
+    """The exchange's closed-candle history (what REST klines serves), from `bars`."""
+    from fakes.binance.market import Candle
+    from fakes.binance.recorded import Snapshot
+
+    for b in bars:
+        snap = Snapshot(
+            o=f"{b.o:.4f}", h=f"{b.h:.4f}", l=f"{b.l:.4f}", c=f"{b.c:.4f}", v=f"{b.v:.3f}",
+            q="0", V="0", Q="0", n=5, trades_seen=True,
+        )  # fmt: skip
+        fake.market.close(Candle(symbol, "1m", b.t, b.t + STEP - 1, snap))
+
+
+def k_of(bar: Bar, symbol: str) -> dict[str, Any]:
+    """The close of `bar` as the bridge would signal it (Binance's `k`)."""
+    return {"t": bar.t, "T": bar.t + STEP - 1, "s": symbol, "i": "1m", "o": f"{bar.o:.4f}", "h": f"{bar.h:.4f}",
+            "l": f"{bar.l:.4f}", "c": f"{bar.c:.4f}", "v": f"{bar.v:.3f}", "x": True}  # fmt: skip

@@ -1,0 +1,86 @@
+"""A monitor and its position decided end to end by the `model` backend: real Temporal, PostgreSQL,
+the local Binance's REST klines for the candles, and the rule stand-in behind the real client."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from fakes.binance.server import FakeBinance
+from fakes.model import STANDIN_MODEL, FakeModel
+from tests.model_support import STEP, k_of, market_series, seed_binance
+from tests.monitor_harness import monitor_stack
+from tests.position_support import position_rows, result_of, view
+from tests.support import analyses, eventually, insert_signal, signal_status
+from workflows.position_manager import PositionManagerWorkflow
+from workflows.signal_monitor import SignalMonitorWorkflow
+
+KEY = "sk-e2e-model-" + uuid.uuid4().hex
+
+
+def _last_row_open(prompt: str) -> datetime:
+    mm_dd, hh_mm = re.findall(r"^0,(\d\d-\d\d) (\d\d:\d\d),", prompt, re.M)[0]
+    return datetime.strptime(f"{datetime.now(UTC).year}-{mm_dd} {hh_mm}", "%Y-%m-%d %H:%M").replace(tzinfo=UTC)
+
+
+async def test_monitor_and_position_decided_by_the_model_backend(client, database_url, db):
+    start = (int((datetime.now(UTC) - timedelta(hours=3)).timestamp() * 1000) // STEP) * STEP
+    bars = market_series(start, 140)
+    signal_at = 125  # the signal comes with bar 125's close; 126, 127 decide; 128+ manage
+    async with FakeBinance() as exchange, FakeModel(api_key=KEY, cost_per_call=0.00042) as model:
+        seed_binance(exchange, "SOLUSDT", bars)  # later candles too: the prompts must not show them
+        signal_time = datetime.fromtimestamp((bars[signal_at].t + STEP) / 1000, UTC)
+        row = await insert_signal(db, symbol="SOLUSDT", interval="1m", price=bars[signal_at].c, timestamp=signal_time)
+        overrides = dict(
+            decisions="model", model_url=model.url, model_key=KEY, model=STANDIN_MODEL,
+            binance_rest_url=exchange.rest_url,
+        )  # fmt: skip
+        async with monitor_stack(client, database_url, **overrides) as m:
+            monitor = await m.start(row.signal_id)
+            await eventually(lambda: _analysed(monitor, 1))
+            await monitor.signal(SignalMonitorWorkflow.candle_closed, k_of(bars[signal_at + 1], "SOLUSDT"))
+            await eventually(lambda: _analysed(monitor, 2))
+            await monitor.signal(SignalMonitorWorkflow.candle_closed, k_of(bars[signal_at + 2], "SOLUSDT"))
+            result = await monitor.result()
+            assert result.status == "in_position", result
+            position = client.get_workflow_handle_for(PositionManagerWorkflow.run, f"position-{row.signal_id}")
+            await eventually(lambda: _opened(position))
+            for n in (3, 4, 5):
+                await position.signal(PositionManagerWorkflow.candle_closed, k_of(bars[signal_at + n], "SOLUSDT"))
+                if n < 5:
+                    await eventually(lambda n=n: _managed(position, n - 2))
+            closed = await result_of(position)
+            assert not m.proxy.requests_for(row.signal_id)  # llm-proxy never asked
+
+    assert closed.status == "closed" and "model" in closed.reason, closed
+    rows = await analyses(db, row.signal_id)
+    assert [(r["decision"], float(r["confidence"])) for r in rows] == [("wait", 55), ("wait", 62), ("enter_trade", 78)]
+    assert all(r["model_name"] == STANDIN_MODEL and r["gemini_tokens_used"] > 500 for r in rows)
+    assert rows[2]["key_levels"] and '"side": "long"' in rows[2]["key_levels"]
+    decisions = (await position_rows(db, row.signal_id))["decisions"]
+    assert [d["action"] for d in decisions] == ["hold", "hold", "close"]
+    assert await signal_status(db, row.signal_id) == "closed"
+    # No look-ahead: each prompt's table ends at the analysed candle (#0: the signal's own).
+    analysed = [bars[signal_at], bars[signal_at + 1], bars[signal_at + 2], *bars[signal_at + 3 : signal_at + 6]]
+    assert len(model.requests) == 6
+    for req, bar in zip(model.requests, analysed, strict=True):
+        assert _last_row_open(req.user) == datetime.fromtimestamp(bar.t / 1000, UTC), req.user[-300:]
+        assert len(re.findall(r"^-?\d+,\d\d-\d\d", req.user, re.M)) == 100
+    print(model.requests[2].user[:1500])
+
+
+async def _analysed(handle, n: int):
+    state = await handle.query(SignalMonitorWorkflow.state)
+    assert state.analyses == n and not state.analysing, state
+
+
+async def _managed(handle, n: int):
+    state = await view(handle)
+    assert state.decisions >= n and state.queued == 0, state
+
+
+async def _opened(handle):
+    state = await view(handle)
+    assert state.status == "open", state
+    return state
