@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 from fakes.binance.server import FakeBinance
 from fakes.model import STANDIN_MODEL, FakeModel
@@ -32,11 +33,10 @@ async def test_monitor_and_position_decided_by_the_model_backend(client, databas
         seed_binance(exchange, "SOLUSDT", bars)  # later candles too: the prompts must not show them
         signal_time = datetime.fromtimestamp((bars[signal_at].t + STEP) / 1000, UTC)
         row = await insert_signal(db, symbol="SOLUSDT", interval="1m", price=bars[signal_at].c, timestamp=signal_time)
-        overrides = dict(
-            decisions="model", model_url=model.url, model_key=KEY, model=STANDIN_MODEL,
+        async with monitor_stack(
+            client, database_url, None, decisions="model", model_url=model.url, model_key=KEY, model=STANDIN_MODEL,
             binance_rest_url=exchange.rest_url,
-        )  # fmt: skip
-        async with monitor_stack(client, database_url, **overrides) as m:
+        ) as m:  # fmt: skip
             monitor = await m.start(row.signal_id)
             await eventually(lambda: _analysed(monitor, 1))
             await monitor.signal(SignalMonitorWorkflow.candle_closed, k_of(bars[signal_at + 1], "SOLUSDT"))
@@ -49,7 +49,7 @@ async def test_monitor_and_position_decided_by_the_model_backend(client, databas
             for n in (3, 4, 5):
                 await position.signal(PositionManagerWorkflow.candle_closed, k_of(bars[signal_at + n], "SOLUSDT"))
                 if n < 5:
-                    await eventually(lambda n=n: _managed(position, n - 2))
+                    await eventually(partial(_managed, position, n - 2))
             closed = await result_of(position)
             assert not m.proxy.requests_for(row.signal_id)  # llm-proxy never asked
 
