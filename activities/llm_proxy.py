@@ -22,10 +22,10 @@ from temporalio.exceptions import ApplicationError
 
 from activities import activity_metrics
 from activities.redaction import Redactor
-from workflows import names
-from workflows.decisions import normalise_proxy_decision
-from workflows.models import Analysis, AnalyzeSignalInput
-from workflows.position_models import ManagementAnswer
+from workflows.common import names
+from workflows.monitor.decisions import normalise_proxy_decision
+from workflows.monitor.models import Analysis, AnalyzeSignalInput
+from workflows.position.models import ManagementAnswer
 
 if TYPE_CHECKING:
     from activities.llm_pacing import LlmCallPacer

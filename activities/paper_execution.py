@@ -20,9 +20,9 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.db_errors import permanent_errors
-from workflows import names
-from workflows.paper import PaperRules, fee, gross_pnl, market_fill_price, price, size_for_stake
-from workflows.position_models import Fill, ModifyInput, OpenedPosition, OpenPositionInput, OrderInput
+from workflows.common import names
+from workflows.position.models import Fill, ModifyInput, OpenedPosition, OpenPositionInput, OrderInput
+from workflows.position.paper import PaperRules, fee, gross_pnl, market_fill_price, price, size_for_stake
 
 QUOTES = ("USDT", "USDC", "FDUSD", "BUSD", "TUSD", "BTC", "ETH", "BNB", "EUR", "TRY")
 

@@ -10,8 +10,8 @@ from typing import Literal
 from pydantic import BaseModel
 
 from backtest.inputs import Candle
-from workflows.paper import Bar, stop_fill_price, target_fill_price
-from workflows.paper import Side as PaperSide
+from workflows.position.paper import Bar, stop_fill_price, target_fill_price
+from workflows.position.paper import Side as PaperSide
 
 Side = Literal["buy", "sell"]
 

@@ -36,11 +36,11 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from intake.monitor_identity import same_signal, started_for
 from runtime.config import Settings
-from workflows import names
-from workflows import search_attributes as sa
-from workflows.candles import INTERVAL_MS
-from workflows.models import DecisionRecord, MonitorResult, MonitorState
-from workflows.timefmt import utc_text
+from workflows.common import names
+from workflows.common import search_attributes as sa
+from workflows.common.candles import INTERVAL_MS
+from workflows.common.timefmt import utc_text
+from workflows.monitor.models import DecisionRecord, MonitorResult, MonitorState
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 # What `MonitorStatus` can hold: the monitor's statuses and the platform's end statuses it mirrors.

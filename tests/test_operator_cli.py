@@ -16,8 +16,8 @@ from cli.operator import run_argv
 from fakes.llm_proxy import Answer, Fault
 from tests.monitor_harness import monitor_stack
 from tests.support import eventually, insert_signal, kline, signal_status
-from workflows.models import MonitorState
-from workflows.signal_monitor import SignalMonitorWorkflow
+from workflows.monitor.models import MonitorState
+from workflows.monitor.workflow import SignalMonitorWorkflow
 
 SCRIPT = str(Path(sys.executable).parent / "signal-monitor")
 

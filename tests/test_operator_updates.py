@@ -11,9 +11,9 @@ from temporalio.client import WorkflowUpdateFailedError
 from fakes.llm_proxy import Answer, Fault
 from tests.monitor_harness import monitor_stack
 from tests.support import analyses, async_update, eventually, insert_signal, kline, signal_status
-from workflows.inputs import AbandonRequest, SetLimitRequest
-from workflows.models import MonitorState
-from workflows.signal_monitor import SignalMonitorWorkflow
+from workflows.monitor.inputs import AbandonRequest, SetLimitRequest
+from workflows.monitor.models import MonitorState
+from workflows.monitor.workflow import SignalMonitorWorkflow
 
 
 async def _state(handle) -> MonitorState:

@@ -12,8 +12,8 @@ from fakes.llm_proxy import Answer, FakeLlmProxy
 from tests.monitor_harness import TEST_KEY
 from tests.processes import as_json, command_env, signal_monitor, temporal_cli, worker_process
 from tests.support import SignalRow, analyses, eventually, insert_signal, kline, signal_status
-from workflows.models import MonitorState
-from workflows.signal_monitor import SignalMonitorWorkflow
+from workflows.monitor.models import MonitorState
+from workflows.monitor.workflow import SignalMonitorWorkflow
 
 
 async def _worker_env(temporal_address: str, database_url: str, proxy: FakeLlmProxy) -> dict[str, str]:

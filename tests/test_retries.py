@@ -21,10 +21,10 @@ from activities.signals_db import SignalStore
 from fakes.llm_proxy import Answer, FakeLlmProxy, Fault
 from tests.monitor_harness import TEST_KEY, monitor_stack
 from tests.support import analyses, eventually, insert_signal, kline
-from workflows.models import MonitorState, RecordAnalysisInput, RecordedAnalysis
-from workflows.names import llm_task_queue_for, position_workflow_id_for
-from workflows.policies import ANALYSIS_RETRY
-from workflows.signal_monitor import SignalMonitorWorkflow
+from workflows.common.names import llm_task_queue_for, position_workflow_id_for
+from workflows.common.policies import ANALYSIS_RETRY
+from workflows.monitor.models import MonitorState, RecordAnalysisInput, RecordedAnalysis
+from workflows.monitor.workflow import SignalMonitorWorkflow
 
 
 async def _state(handle) -> MonitorState:

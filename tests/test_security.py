@@ -32,8 +32,8 @@ from tests.conftest import create_database, free_port
 from tests.monitor_harness import failed_analyses, monitor_stack
 from tests.processes import command_env, project_process, signal_monitor
 from tests.support import analyses, async_update, eventually, insert_signal, signal_status
-from workflows.models import MonitorState
-from workflows.signal_monitor import SignalMonitorWorkflow
+from workflows.monitor.models import MonitorState
+from workflows.monitor.workflow import SignalMonitorWorkflow
 
 
 async def _role_with_password(admin_url: str, password: str) -> tuple[str, str]:

@@ -14,11 +14,11 @@ from temporalio import workflow
 
 from bench.floor import BareFloorWorkflow
 from tests.support import async_update
-from workflows import names
-from workflows.models import MonitorResult, MonitorState
-from workflows.position_manager import PositionManagerWorkflow
-from workflows.position_models import PositionResult, PositionView
-from workflows.signal_monitor import SignalMonitorWorkflow
+from workflows.common import names
+from workflows.monitor.models import MonitorResult, MonitorState
+from workflows.monitor.workflow import SignalMonitorWorkflow
+from workflows.position.models import PositionResult, PositionView
+from workflows.position.workflow import PositionManagerWorkflow
 
 SIGNALS: list[tuple[Callable[..., Any], str]] = [
     (SignalMonitorWorkflow.candle_closed, names.CANDLE_CLOSED_SIGNAL),

@@ -1,0 +1,138 @@
+"""The monitor's activities as typed calls by name (the SDK's stub pattern): the workflow never
+imports `activities/` (httpx, asyncpg). Each stub carries its timeouts and retry policy.
+Only callable from workflow code."""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+from pydantic import BaseModel
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+from workflows.common import names, policies
+from workflows.monitor.models import (
+    Analysis,
+    AnalyzeSignalInput,
+    FindPlatformAnalysisInput,
+    FinishedSignal,
+    FinishSignalInput,
+    LoadSignalInput,
+    RecordAnalysisInput,
+    RecordedAnalysis,
+    SignalContext,
+)
+from workflows.position.models import StartedPosition, StartPositionInput
+
+Answer = TypeVar("Answer", bound=BaseModel)
+Result = TypeVar("Result")
+
+
+def cause_of(err: ActivityError | ApplicationError, *types: str) -> ApplicationError | None:
+    """The activity's ApplicationError if it is one of `types` (any type when none is given). A
+    local activity's failure reaches the workflow as the ApplicationError itself, not wrapped in
+    an ActivityError."""
+    cause = err if isinstance(err, ApplicationError) else err.cause
+    if isinstance(cause, ApplicationError) and (not types or cause.type in types):
+        return cause
+    return None
+
+
+def refusal(err: ActivityError | ApplicationError, *types: str, wording: str = "{}") -> ApplicationError | None:
+    """The activity's refusal (one of `types`) as the workflow's own non-retryable failure, in the
+    activity's words (`wording` around its message), not "Activity task failed"; else None."""
+    cause = cause_of(err, *types)
+    if cause is None:
+        return None
+    return ApplicationError(wording.format(cause.message), type=cause.type, non_retryable=True)
+
+
+def failure_text(err: ActivityError) -> str:
+    """What an activity that failed after its retries says: `Type: message` of its
+    ApplicationError, else the failure itself."""
+    cause = cause_of(err)
+    return f"{cause.type}: {cause.message}" if cause else str(err.cause or err)
+
+
+async def db_call(
+    activity: str,
+    arg: BaseModel,
+    result_type: type[Result],
+    summary: str,
+    retry: RetryPolicy = policies.DB_RETRY,
+) -> Result:
+    """A database (or other short, idempotent) activity on the workflow's own task queue, with the
+    database timeout and `retry`."""
+    return await workflow.execute_activity(
+        activity,
+        arg,
+        result_type=result_type,
+        start_to_close_timeout=policies.DB_TIMEOUT,
+        retry_policy=retry,
+        summary=summary,
+    )
+
+
+async def load_signal(arg: LoadSignalInput) -> SignalContext:
+    return await db_call(names.LOAD_SIGNAL, arg, SignalContext, "load signal and trader")
+
+
+async def record_analysis(arg: RecordAnalysisInput, summary: str) -> RecordedAnalysis:
+    return await db_call(names.RECORD_ANALYSIS, arg, RecordedAnalysis, summary)
+
+
+async def record_analysis_local(arg: RecordAnalysisInput, summary: str) -> RecordedAnalysis:
+    # Same retries as the regular activity, run by the worker holding the workflow task: backoffs
+    # (at most 30 s) stay under the local retry threshold, so a database outage is waited out
+    # inside the task (heartbeated by the SDK) rather than with timers in the history.
+    return await workflow.execute_local_activity(
+        names.RECORD_ANALYSIS,
+        arg,
+        result_type=RecordedAnalysis,
+        start_to_close_timeout=policies.DB_TIMEOUT,
+        retry_policy=policies.DB_RETRY,
+        local_retry_threshold=policies.LOCAL_RETRY_THRESHOLD,
+        summary=summary,
+    )
+
+
+async def finish_signal(arg: FinishSignalInput) -> FinishedSignal:
+    return await db_call(names.FINISH_SIGNAL, arg, FinishedSignal, f"mark signal {arg.status}")
+
+
+async def analyze_signal(arg: AnalyzeSignalInput, summary: str) -> Analysis:
+    retry = policies.analysis_retry(arg.context.analysis_retry_initial_seconds)
+    return await llm_call(names.ANALYZE_SIGNAL, arg, Analysis, summary, retry)
+
+
+async def llm_call(
+    activity: str,
+    arg: BaseModel,
+    result_type: type[Answer],
+    summary: str,
+    retry: RetryPolicy = policies.ANALYSIS_RETRY,
+) -> Answer:
+    """An llm-proxy activity: on its own task queue (the llm-proxy caps bind llm-proxy calls
+    only), with the analyses' timeouts and retry rules."""
+    return await workflow.execute_activity(
+        activity,
+        arg,
+        result_type=result_type,
+        task_queue=names.llm_task_queue_for(workflow.info().task_queue),
+        start_to_close_timeout=policies.ANALYSIS_START_TO_CLOSE,
+        schedule_to_close_timeout=policies.ANALYSIS_SCHEDULE_TO_CLOSE,
+        heartbeat_timeout=policies.ANALYSIS_HEARTBEAT,
+        retry_policy=retry,
+        summary=summary,
+    )
+
+
+async def find_platform_analysis(arg: FindPlatformAnalysisInput) -> Analysis | None:
+    summary = "look for the platform's initial analysis"
+    return await db_call(names.FIND_PLATFORM_ANALYSIS, arg, Analysis | None, summary)  # type: ignore[arg-type]
+
+
+async def start_position_manager(arg: StartPositionInput) -> StartedPosition:
+    summary = f"start {names.position_workflow_id_for(arg.signal_id)}"
+    return await db_call(names.START_POSITION_ACTIVITY, arg, StartedPosition, summary, policies.START_POSITION_RETRY)
