@@ -10,7 +10,8 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from workflows.common import names
-from workflows.position.models import PositionManagerInput, StartedPosition, StartPositionInput
+from workflows.monitor.models import StartedPosition, StartPositionInput
+from workflows.position.models import PositionManagerInput
 
 
 async def start_position(client: Client, input: StartPositionInput) -> StartedPosition:

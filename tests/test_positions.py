@@ -15,7 +15,7 @@ from tests.position_support import candle, entered_signal, position_rows, result
 from tests.support import async_update, eventually, insert_signal, signal_status
 from workflows.common import search_attributes as sa
 from workflows.monitor.workflow import SignalMonitorWorkflow
-from workflows.position.models import CloseRequest, StopLossRequest, TakeProfitRequest
+from workflows.position.inputs import CloseRequest, StopLossRequest, TakeProfitRequest
 from workflows.position.workflow import PositionManagerWorkflow
 
 

@@ -1,9 +1,9 @@
-"""Which `candle_closed` payloads the monitor believes, and what it does with each: the candle
-gate. Pure: it reads and updates the workflow's state model, nothing else.
+"""The candle gate both workflows share: which `candle_closed` payloads are believed at all. Pure.
 
-A payload is first decoded (`decode`): too large, not a kline, or a kline that could not be real
-(see `Kline`) is refused before it touches state. A kline is then classified against the signal
-and the de-duplication state (`classify`), and `admit` applies the verdict."""
+A payload is first decoded (`decode_counted`): too large, not a kline, or a kline that could not be
+real (see `Kline`) is refused before it touches state. The rules every receiver applies to a decoded
+kline (not this stream's, not closed, from the future) and their counting are here; each workflow's
+own `candle_gate` classifies against its state and applies the verdict."""
 
 from __future__ import annotations
 
@@ -14,16 +14,15 @@ from typing import Protocol
 
 from pydantic import ValidationError
 
-from workflows.common.candles import INTERVAL_MS, Kline, candle_open_containing, interval_length_ms
-from workflows.common.timefmt import datetime_to_ms, utc_text
-from workflows.monitor.models import CarriedState, SignalContext
+from workflows.common.candles import INTERVAL_MS, Kline, interval_length_ms
+from workflows.common.timefmt import utc_text
 
 # A real kline object is about 350 bytes of JSON; anything much larger is not one, and keeping it
 # would let one sender push the monitor toward the history size limit.
 MAX_CANDLE_PAYLOAD_BYTES = 8 * 1024
-# Bounded memory of open times seen, to tell a repeated candle (duplicate) from an old one (stale).
+# Bounded memory of open times seen, to tell a repeated candle (duplicate) from an old one (stale):
+# the monitor's and the position's.
 RECENT_CANDLES_KEPT = 64
-SKIPPED_KEPT = 50
 
 
 class Verdict(StrEnum):
@@ -102,48 +101,6 @@ def from_the_future(k: Kline, interval: str, now_ms: int) -> bool:
     return k.t > now_ms + _interval_ms(interval, now_ms)
 
 
-def classify(state: CarriedState, ctx: SignalContext, k: Kline, now_ms: int, *, check_future: bool = True) -> Verdict:
-    """The verdict on a decoded kline. `check_future=False` is the rule before closes from the
-    future were refused (kept for histories recorded before it)."""
-    if (verdict := foreign_or_open(k, ctx.symbol, ctx.interval)) is not None:
-        return verdict
-    if state.result is not None:
-        return Verdict.STALE
-    signal_ms = datetime_to_ms(ctx.signal_time)
-    # Closed before the signal was raised: the first analysis already saw it.
-    if k.T <= signal_ms:
-        return Verdict.STALE
-    signal_candle = candle_open_containing(ctx.interval, signal_ms)
-    if signal_candle is not None and k.t < signal_candle:
-        return Verdict.STALE
-    if check_future and from_the_future(k, ctx.interval, now_ms):
-        return Verdict.FUTURE
-    pending = state.pending
-    if k.t in state.recent_t or (pending is not None and k.t == pending.t):
-        return Verdict.DUPLICATE
-    if state.last_taken_t is not None and k.t < state.last_taken_t:
-        return Verdict.BEHIND
-    if pending is not None and k.t < pending.t:
-        return Verdict.SUPERSEDED
-    return Verdict.TAKE
-
-
-def admit(state: CarriedState, k: Kline, verdict: Verdict) -> None:
-    """Apply a verdict: count it and update the de-duplication state."""
-    if verdict is Verdict.TAKE:
-        if state.pending is not None:
-            skip(state, state.pending.t)
-        state.pending = k
-        remember(state, k.t)
-    elif verdict is Verdict.SUPERSEDED:
-        skip(state, k.t)
-        remember(state, k.t)
-    else:
-        count_refused(state.counts, verdict)
-        if verdict is Verdict.BEHIND:
-            remember(state, k.t)
-
-
 class RefusalCounts(Protocol):
     """The counters of closes not taken, kept by every receiver (the monitor's and the position's)."""
 
@@ -168,51 +125,8 @@ def count_refused(counts: RefusalCounts, verdict: Verdict) -> None:
         counts.future += 1
 
 
-def take(state: CarriedState, k: Kline) -> None:
-    """The analysis of `k` begins: it becomes the de-duplication point if it is the newest."""
-    if state.last_taken_t is None or k.t > state.last_taken_t:
-        state.last_taken_t = k.t
-    remember(state, k.t)
-
-
-def remember(state: CarriedState, t: int) -> None:
-    if t not in state.recent_t:
-        state.recent_t.append(t)
-        del state.recent_t[:-RECENT_CANDLES_KEPT]
-
-
-def skip(state: CarriedState, t: int) -> None:
-    state.counts.skipped += 1
-    state.skipped_t.append(t)
-    del state.skipped_t[:-SKIPPED_KEPT]
-
-
 def _interval_ms(interval: str, at_ms: int) -> int:
     return interval_length_ms(interval, at_ms) or INTERVAL_MS["1d"] or 86_400_000
-
-
-def receive(
-    state: CarriedState, args: tuple[object, ...], now_ms: int, refuse_future: Callable[[], bool]
-) -> str | None:
-    """One `candle_closed` signal, whatever its inputs: counted, then filed (or kept until the
-    signal is loaded). Returns why it was ignored when that is worth a warning."""
-    decoded = decode_counted(state.counts, args)
-    if not isinstance(decoded, Kline):
-        return decoded
-    if state.context is None:
-        state.early.append(decoded)
-        return None
-    return file(state, state.context, decoded, now_ms, refuse_future)
-
-
-def file(
-    state: CarriedState, ctx: SignalContext, k: Kline, now_ms: int, refuse_future: Callable[[], bool]
-) -> str | None:
-    """Classify and admit a decoded kline. `refuse_future` says whether the rule refusing closes
-    from the future applies (it is the workflow's patch check, asked only when it matters)."""
-    verdict, note = judged(lambda check: classify(state, ctx, k, now_ms, check_future=check), k, refuse_future)
-    admit(state, k, verdict)
-    return note
 
 
 def judged(

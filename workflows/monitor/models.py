@@ -5,12 +5,14 @@ which every Temporal UI user can read."""
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, StrictStr, computed_field
 
 from workflows.common.candles import Kline
+from workflows.common.models import ProxyAnswer
 from workflows.common.timefmt import iso_text
 
 ProxyDecision = Literal["enter_trade", "bad_setup", "wait"]
@@ -100,18 +102,6 @@ class AnalyzeSignalInput(BaseModel):
     previous_decisions: list[PreviousDecision] = Field(default_factory=list)
 
 
-class ProxyAnswer(BaseModel):
-    """What every llm-proxy answer carries (an analysis, a position's management): validated
-    confidence and reasoning, and the call's metadata."""
-
-    confidence: float
-    reasoning: str
-    raw_ai_response: str | None = None
-    latency_ms: int
-    tokens_used: int | None = None
-    model_name: str | None = None
-
-
 class Analysis(ProxyAnswer):
     """llm-proxy's answer, validated and in the proxy's vocabulary."""
 
@@ -164,6 +154,20 @@ class FinishedSignal(BaseModel):
     signal_status: str | None = Field(
         description="the status actually stored: an earlier end (e.g. in_position) is never overwritten"
     )
+
+
+class StartPositionInput(BaseModel):
+    """What the monitor's `start_position_manager` activity starts `position-<id>` with after an enter."""
+
+    signal_id: str
+    task_queue: str
+    entry_price: Decimal | None = None
+    entry_candle_t: int | None = None
+
+
+class StartedPosition(BaseModel):
+    workflow_id: str
+    started: bool
 
 
 # --- workflow state, results, operator messages ------------------------------------------------

@@ -1,5 +1,6 @@
-"""Pure operations on the monitor's state model: what an analysis, a failure or an operator's
-request does to it, and the views built from it (the `state` query, the result). No Temporal."""
+"""Pure operations on the monitor's state model: what loading, an analysis, a failure or an
+operator's request does to it, the activity inputs built from it, and its result. No Temporal: the
+workflow passes `workflow.now()` in."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Literal, NamedTuple
 
 from workflows.common import names
 from workflows.common.candles import Kline
+from workflows.common.models import PREVIOUS_DECISIONS_SENT, REASONING_KEPT
 from workflows.common.timefmt import utc_text
 from workflows.monitor import outcomes
 from workflows.monitor.decisions import explain_decision
@@ -22,19 +24,16 @@ from workflows.monitor.models import (
     FailedAnalysis,
     MonitorDecision,
     MonitorResult,
-    MonitorState,
     MonitorStatus,
     PreviousDecision,
     RecordAnalysisInput,
     RecordedAnalysis,
     SignalContext,
+    StartPositionInput,
 )
 from workflows.monitor.outcomes import AnalysisOutcome, End
-from workflows.position.models import StartPositionInput
 
 FAILURES_KEPT = 20
-REASONING_KEPT = 500
-PREVIOUS_DECISIONS_SENT = 5
 
 
 def loaded(s: CarriedState, ctx: SignalContext, now: datetime) -> End | AlreadyEnded | None:
@@ -213,31 +212,6 @@ def set_limit_refusal(s: CarriedState, limit: int) -> str | None:
     if limit < s.reanalyses:
         return f"limit {limit} is below the {s.reanalyses} reanalyses already done"
     return None
-
-
-def state_view(signal_id: str, s: CarriedState) -> MonitorState:
-    ctx = s.context
-    return MonitorState(
-        signal_id=signal_id,
-        status=s.status,
-        symbol=ctx.symbol if ctx else None,
-        interval=ctx.interval if ctx else None,
-        trader_id=ctx.trader_id if ctx else None,
-        analyses=len(s.history),
-        reanalyses=s.reanalyses,
-        max_reanalyses=s.max_reanalyses,
-        counts=s.counts,
-        last_decision=s.last_decision,
-        history=s.history,
-        failures=s.failures,
-        skipped_candles=s.skipped_t,
-        pending_candle=s.pending.t if s.pending else None,
-        analysing=s.analysing,
-        consecutive_failures=s.consecutive_failures,
-        deadline=s.deadline,
-        end_reason=s.result.reason if s.result else None,
-        runs=s.runs,
-    )
 
 
 def result_of(signal_id: str, s: CarriedState, status: str, reason: str, now: datetime) -> MonitorResult:

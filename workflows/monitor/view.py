@@ -1,11 +1,37 @@
-"""The Temporal UI's Current Details of a monitor (markdown), from its state. Pure."""
+"""What operators see of a monitor, from its state model: the `state` query and the Temporal UI's
+Current Details (markdown). Pure."""
 
 from __future__ import annotations
 
 from workflows.common.timefmt import utc_text
-from workflows.monitor.models import CarriedState, SignalContext
+from workflows.monitor.models import CarriedState, MonitorState, SignalContext
 
 REASONING_EXCERPT = 160
+
+
+def state_view(signal_id: str, s: CarriedState) -> MonitorState:
+    ctx = s.context
+    return MonitorState(
+        signal_id=signal_id,
+        status=s.status,
+        symbol=ctx.symbol if ctx else None,
+        interval=ctx.interval if ctx else None,
+        trader_id=ctx.trader_id if ctx else None,
+        analyses=len(s.history),
+        reanalyses=s.reanalyses,
+        max_reanalyses=s.max_reanalyses,
+        counts=s.counts,
+        last_decision=s.last_decision,
+        history=s.history,
+        failures=s.failures,
+        skipped_candles=s.skipped_t,
+        pending_candle=s.pending.t if s.pending else None,
+        analysing=s.analysing,
+        consecutive_failures=s.consecutive_failures,
+        deadline=s.deadline,
+        end_reason=s.result.reason if s.result else None,
+        runs=s.runs,
+    )
 
 
 def excerpt(text: str, limit: int = REASONING_EXCERPT) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timedelta
-from typing import NoReturn
+from typing import NoReturn, cast
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, is_cancelled_exception
@@ -20,14 +20,18 @@ with workflow.unsafe.imports_passed_through():
     # the `workflows` package (this module's parent), and a submodule taken from it by name is
     # imported afresh for every new workflow instead of passed through (py-spy: ~9 % of a worker
     # starting monitors went into re-running these modules).
-    import workflows.common.candle_gate as candle_gate
+    import workflows.common.activity_calls as calls
     import workflows.common.names as names
+    import workflows.common.parsing as parsing
     import workflows.common.search_attributes as sa
+    import workflows.monitor.candle_gate as candle_gate
     import workflows.monitor.inputs as inputs
     import workflows.monitor.outcomes as outcomes
-    import workflows.monitor.steps as state_ops
+    import workflows.monitor.steps as steps
     import workflows.monitor.stubs as act
+    import workflows.monitor.view as view
     from workflows.common.candles import Kline
+    from workflows.common.ended import Ended
     from workflows.common.patches import (
         CANCEL_DURING_ACTIVITY_PATCH,
         CONTINUE_AS_NEW_FIRST_PATCH,
@@ -56,14 +60,6 @@ with workflow.unsafe.imports_passed_through():
         SignalMonitorInput,
     )
     from workflows.monitor.outcomes import AnalysisOutcome, End
-    from workflows.monitor.view import details_text
-
-
-class _Ended(Exception):
-    """Internal: the monitor reached an end; carries the result out of the main loop."""
-
-    def __init__(self, result: MonitorResult):
-        self.result = result
 
 
 @workflow.defn(name=names.WORKFLOW_TYPE)
@@ -127,8 +123,8 @@ class SignalMonitorWorkflow:
                 await self._initial_analysis(ctx)
             while True:
                 await self._next_step()
-        except _Ended as ended:
-            return ended.result
+        except Ended as ended:
+            return cast(MonitorResult, ended.result)
 
     @staticmethod
     def _cancelled_activity(err: BaseException) -> bool:
@@ -147,19 +143,19 @@ class SignalMonitorWorkflow:
         try:
             ctx = await act.load_signal(LoadSignalInput(signal_id=self._signal_id))
         except ActivityError as err:
-            if failure := act.refusal(err, names.SIGNAL_NOT_FOUND, names.INVALID_SIGNAL_ID):
+            if failure := calls.refusal(err, names.SIGNAL_NOT_FOUND, names.INVALID_SIGNAL_ID):
                 raise failure from None
-            if cause := act.cause_of(err, names.INVALID_SIGNAL_DATA, names.PERMANENT_DATABASE_ERROR):
+            if cause := calls.cause_of(err, names.INVALID_SIGNAL_DATA, names.PERMANENT_DATABASE_ERROR):
                 await self._end(outcomes.invalid(cause.message))
             raise
         workflow.logger.info(
             "monitoring signal %s: %s %s, trader %s", ctx.signal_id, ctx.symbol, ctx.interval, ctx.trader_id
         )
-        end = state_ops.loaded(self._s, ctx, workflow.now())
+        end = steps.loaded(self._s, ctx, workflow.now())
         if isinstance(end, End):
             await self._end(end)
         if end is not None:  # started again for a signal that already ended: report, change nothing
-            raise _Ended(self._make_result(*end))
+            raise Ended(self._make_result(*end))
 
     async def _next_step(self) -> None:
         s = self._s
@@ -168,7 +164,7 @@ class SignalMonitorWorkflow:
             if self._deadline_timer is None:
                 self._deadline_timer = asyncio.ensure_future(self._deadline(deadline))
             await workflow.wait_condition(
-                lambda: self._deadline_passed or state_ops.has_work(s) or workflow.info().is_continue_as_new_suggested()
+                lambda: self._deadline_passed or steps.has_work(s) or workflow.info().is_continue_as_new_suggested()
             )
             if self._deadline_passed:
                 await self._end(outcomes.deadline_passed(before_start=False))
@@ -176,16 +172,16 @@ class SignalMonitorWorkflow:
             try:
                 # Before the patch: a timer per loop turn, cancelled and restarted for every candle.
                 await workflow.wait_condition(
-                    lambda: state_ops.has_work(s) or workflow.info().is_continue_as_new_suggested(),
+                    lambda: steps.has_work(s) or workflow.info().is_continue_as_new_suggested(),
                     timeout=max(timedelta(0), deadline - workflow.now()),
                     timeout_summary="max_monitoring_duration",
                 )
             except TimeoutError:
                 await self._end(outcomes.deadline_passed(before_start=False))
-        step = state_ops.next_step(s, self._continue_as_new_first)
+        step = steps.next_step(s, self._continue_as_new_first)
         if isinstance(step, End):
             await self._end(step)
-        if isinstance(step, state_ops.Analyse):
+        if isinstance(step, steps.Analyse):
             await self._analyse(step.candle)
         elif step == "continue" and workflow.info().is_continue_as_new_suggested():
             await workflow.wait_condition(workflow.all_handlers_finished)
@@ -245,7 +241,7 @@ class SignalMonitorWorkflow:
         s.analysing, s.status = True, MonitorStatus.ANALYZING
         self._set_details()
         try:
-            request = state_ops.analysis_request(s, ctx, number, limit, candle)
+            request = steps.analysis_request(s, ctx, number, limit, candle)
             summary = f"analysis #{number} · candle {utc_text(candle.t if candle else None)}"
             # `given`: the platform's own initial analysis, taken as this analysis's answer.
             analysis = given if given is not None else await act.analyze_signal(request, summary)
@@ -258,19 +254,19 @@ class SignalMonitorWorkflow:
         decision = monitor_decision(analysis.decision, analysis.confidence, ctx.min_confidence_to_enter)
         outcome = outcomes.after_analysis(decision, number, limit)
         recorded = await self._record(number, candle, analysis, decision, outcome)
-        state_ops.analysed(s, ctx, number, candle, analysis, decision, recorded, workflow.now())
+        steps.analysed(s, ctx, number, candle, analysis, decision, recorded, workflow.now())
         stored = recorded.signal_status
         if decision == "enter" and stored == MonitorStatus.IN_POSITION:
             await self._start_position(ctx, candle)
         if stored in TERMINAL_SIGNAL_STATUSES:
-            raise _Ended(self._make_result(*outcomes.recorded_end(stored, outcome, recorded.signal_reason)))
+            raise Ended(self._make_result(*outcomes.recorded_end(stored, outcome, recorded.signal_reason)))
         s.status = MonitorStatus.MONITORING
         self._publish()
 
     async def _record(
         self, number: int, candle: Kline | None, analysis: Analysis, decision: MonitorDecision, outcome: AnalysisOutcome
     ) -> RecordedAnalysis:
-        request = state_ops.record_request(self._loaded()[0], number, candle, analysis, decision, outcome)
+        request = steps.record_request(self._loaded()[0], number, candle, analysis, decision, outcome)
         summary = f"record analysis #{number} · candle {utc_text(candle.t if candle else None)} · {decision}"
         try:
             if workflow.patched(LOCAL_RECORD_PATCH):
@@ -278,9 +274,9 @@ class SignalMonitorWorkflow:
             return await act.record_analysis(request, summary)
         except (ActivityError, ApplicationError) as err:
             # The signals row was deleted under the monitor: say so.
-            if failure := act.refusal(err, names.SIGNAL_NOT_FOUND, wording="{}: deleted while it was monitored"):
+            if failure := calls.refusal(err, names.SIGNAL_NOT_FOUND, wording="{}: deleted while it was monitored"):
                 raise failure from None
-            if cause := act.cause_of(err, names.PERMANENT_DATABASE_ERROR):
+            if cause := calls.cause_of(err, names.PERMANENT_DATABASE_ERROR):
                 self._s.analysing = False
                 await self._end(outcomes.invalid(cause.message))
             raise
@@ -293,7 +289,7 @@ class SignalMonitorWorkflow:
             return
         try:
             await act.start_position_manager(
-                state_ops.position_start(self._signal_id, ctx, candle, workflow.info().task_queue)
+                steps.position_start(self._signal_id, ctx, candle, workflow.info().task_queue)
             )
         except ActivityError as err:
             if self._cancelled_activity(err):
@@ -302,8 +298,8 @@ class SignalMonitorWorkflow:
 
     async def _analysis_failed(self, candle: Kline | None, err: ActivityError) -> None:
         s = self._s
-        message = act.failure_text(err)
-        end = state_ops.analysis_failed(s, candle, message, workflow.now())
+        message = calls.failure_text(err)
+        end = steps.analysis_failed(s, candle, message, workflow.now())
         failures = s.consecutive_failures
         workflow.logger.warning(
             "signal %s: analysis failed after retries (%d in a row): %s", self._signal_id, failures, message
@@ -317,7 +313,7 @@ class SignalMonitorWorkflow:
 
     async def _end(self, end: End) -> NoReturn:
         finished = await self._finish_activity(end)
-        raise _Ended(self._make_result(*outcomes.as_stored(end, finished.signal_status)))
+        raise Ended(self._make_result(*outcomes.as_stored(end, finished.signal_status)))
 
     async def _finish_activity(self, end: End) -> FinishedSignal:
         request = FinishSignalInput(signal_id=self._signal_id, status=end.status, reason=end.reason)
@@ -325,12 +321,12 @@ class SignalMonitorWorkflow:
             return await act.finish_signal(request)
         except ActivityError as err:
             # The end cannot be written: the workflow fails saying why (the sweep reconciles the row).
-            if failure := act.refusal(err, names.PERMANENT_DATABASE_ERROR):
+            if failure := calls.refusal(err, names.PERMANENT_DATABASE_ERROR):
                 raise failure from None
             raise
 
     def _make_result(self, status: str, reason: str) -> MonitorResult:
-        return state_ops.result_of(self._signal_id, self._s, status, reason, workflow.now())
+        return steps.result_of(self._signal_id, self._s, status, reason, workflow.now())
 
     # --- candles ---------------------------------------------------------------------------------
 
@@ -355,16 +351,16 @@ class SignalMonitorWorkflow:
 
     @workflow.query(name=names.STATE_QUERY)
     def state(self, *_ignored: object) -> MonitorState:
-        return state_ops.state_view(self._signal_id, self._s)
+        return view.state_view(self._signal_id, self._s)
 
     @workflow.update(name=names.ABANDON_UPDATE)
     async def abandon(self, request: object = None) -> MonitorResult:
         """Stop monitoring now: the signal becomes `expired` with the operator's reason. Input: an
         `AbandonRequest` (`{"reason": "..."}`) or the reason as a bare string."""
-        self._s.abandon_reason = inputs.parse(inputs.AbandonRequest, request).reason
+        self._s.abandon_reason = parsing.parse(inputs.AbandonRequest, request).reason
         await workflow.wait_condition(lambda: self._s.result is not None)
         if (result := self._s.result) is None:  # unreachable: the condition above
-            raise inputs.reject("monitor ended without a result")
+            raise parsing.reject("monitor ended without a result")
         return result
 
     @abandon.validator
@@ -375,9 +371,9 @@ class SignalMonitorWorkflow:
     async def reanalyze(self, request: object = None) -> MonitorState:
         """Analyse the latest candle that has no analysis yet, now, without waiting for a close."""
         s = self._s
-        before = state_ops.analyses_done(s)
+        before = steps.analyses_done(s)
         s.force_reanalysis = True
-        await workflow.wait_condition(lambda: s.result is not None or state_ops.analyses_done(s) > before)
+        await workflow.wait_condition(lambda: s.result is not None or steps.analyses_done(s) > before)
         return self.state()
 
     @reanalyze.validator
@@ -388,7 +384,7 @@ class SignalMonitorWorkflow:
     def set_limit(self, request: object = None) -> MonitorState:
         """Change this signal's reanalysis limit (never below the reanalyses already done). Input:
         a `SetLimitRequest` (`{"limit": 7}`) or the bare number."""
-        self._s.max_reanalyses = inputs.parse(inputs.SetLimitRequest, request).limit
+        self._s.max_reanalyses = parsing.parse(inputs.SetLimitRequest, request).limit
         self._s.limit_changed = True
         self._publish()
         return self.state()
@@ -412,7 +408,7 @@ class SignalMonitorWorkflow:
 
     def _set_details(self) -> None:
         if self._s.context is not None:
-            text = details_text(self._s, self._s.context)
+            text = view.details_text(self._s, self._s.context)
             if text != self._details:
                 self._details = text
                 workflow.set_current_details(text)

@@ -1,5 +1,5 @@
-"""Which `candle_closed` signals a position manager takes: the monitor's candle gate (decoding,
-plausibility, foreign/open, closes from the future: `candle_gate`) and what is the position's own:
+"""Which `candle_closed` signals a position manager takes: the shared candle gate (decoding,
+plausibility, foreign/open, closes from the future: `common.candle_gate`) and what is the position's own:
 only closes after the candle that decided the entry, each once, in order. Pure: it reads and
 updates the position's state model, nothing else."""
 
@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from workflows.common.candle_gate import (
+    RECENT_CANDLES_KEPT,
     Verdict,
     count_refused,
     decode_counted,
@@ -19,8 +20,6 @@ from workflows.common.candles import Kline
 from workflows.common.timefmt import datetime_to_ms
 from workflows.position.models import PositionContext, PositionState, PositionStatus
 
-# Bounded memory of open times taken, to tell a repeated close (duplicate) from an old one (stale).
-RECENT_KEPT = 64
 # Closes waiting for the main loop; beyond this the oldest is dropped (counted as superseded).
 QUEUE_MAX = 500
 
@@ -111,4 +110,4 @@ def take(s: PositionState, k: Kline) -> None:
     s.last_taken_t = max(k.t, s.last_taken_t or k.t)
     if k.t not in s.recent_t:
         s.recent_t.append(k.t)
-        del s.recent_t[:-RECENT_KEPT]
+        del s.recent_t[:-RECENT_CANDLES_KEPT]

@@ -12,7 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from workflows.common.candles import Kline
-from workflows.monitor.models import ProxyAnswer
+from workflows.common.models import ProxyAnswer
 from workflows.position.actions import ManageAction
 from workflows.position.paper import Side
 from workflows.position.risk import ExitKind, RiskSettings
@@ -289,79 +289,6 @@ class PositionResult(BaseModel):
     decisions: int = 0
     counts: PositionCounts
     trader_paused: bool = False
-
-
-def _bare(field: str, value: Any) -> Any:
-    # What operators type: `--input 96.5` as well as `--input '{"stop_loss": 96.5}'`.
-    return value if isinstance(value, dict) else {field: value}
-
-
-class CloseRequest(BaseModel):
-    """`{"reason": "..."}` or the reason as a bare string."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    reason: str = Field(min_length=1, max_length=500)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _bare_reason(cls, value: Any) -> Any:
-        return _bare("reason", value)
-
-    @field_validator("reason")
-    @classmethod
-    def _stripped(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("close needs a non-empty reason")
-        return value.strip()
-
-
-class StopLossRequest(BaseModel):
-    """`{"stop_loss": 96.5}` or the bare price."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    stop_loss: Decimal = Field(gt=0, allow_inf_nan=False)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _bare_price(cls, value: Any) -> Any:
-        return _bare("stop_loss", value)
-
-
-class TakeProfitRequest(BaseModel):
-    """`{"take_profit": [110, 120]}` or the bare list (or one bare price)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    take_profit: list[Decimal] = Field(min_length=1, max_length=10)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _bare_prices(cls, value: Any) -> Any:
-        value = _bare("take_profit", value)
-        if isinstance(value.get("take_profit"), (int, float, str)):
-            value = {**value, "take_profit": [value["take_profit"]]}
-        return value
-
-    @field_validator("take_profit")
-    @classmethod
-    def _finite(cls, value: list[Decimal]) -> list[Decimal]:
-        if not all(t.is_finite() for t in value):
-            raise ValueError("take-profit levels must be finite numbers")
-        return value
-
-
-class StartPositionInput(BaseModel):
-    signal_id: str
-    task_queue: str
-    entry_price: Decimal | None = None
-    entry_candle_t: int | None = None
-
-
-class StartedPosition(BaseModel):
-    workflow_id: str
-    started: bool
 
 
 PositionManagerInput.model_rebuild()

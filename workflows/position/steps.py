@@ -10,8 +10,10 @@ from decimal import Decimal
 from typing import Any
 
 from workflows.common.candles import Kline, is_valid_interval, is_valid_symbol
+from workflows.common.models import PREVIOUS_DECISIONS_SENT, REASONING_KEPT
 from workflows.common.timefmt import utc_text
 from workflows.position.actions import ManageAction, ValidatedAction
+from workflows.position.inputs import StopLossRequest, TakeProfitRequest
 from workflows.position.models import (
     CloseSignalInput,
     Fill,
@@ -30,15 +32,11 @@ from workflows.position.models import (
     PositionStatus,
     PreviousManagement,
     RecordDecisionInput,
-    StopLossRequest,
-    TakeProfitRequest,
 )
 from workflows.position.paper import Bar, Side, gross_pnl, pnl_pct
 from workflows.position.risk import Book, Exit, ExitKind, RiskOutcome, usable_levels
 
 DECISIONS_KEPT = 20
-REASONING_KEPT = 500
-PREVIOUS_DECISIONS_SENT = 5
 SIGNAL_REASON_MAX = 500
 
 # --- opening -----------------------------------------------------------------------------------

@@ -1,5 +1,4 @@
-"""The position manager's activities as typed calls by name (like `activity_stubs` for the
-monitor): one place with their timeouts and retry policies. A permanent refusal of a database or
+"""The position manager's activities as typed calls by name (like the monitor's `stubs`): one place with their timeouts and retry policies. A permanent refusal of a database or
 backend activity is raised as the workflow's own ApplicationError, in the activity's words (not
 "Activity task failed"). Only callable from workflow code."""
 
@@ -12,7 +11,7 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
 from workflows.common import names, policies
-from workflows.monitor.stubs import db_call, llm_call, refusal
+from workflows.common.activity_calls import db_call, llm_call, refusal
 from workflows.position.models import (
     ClosedSignal,
     CloseSignalInput,

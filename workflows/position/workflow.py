@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
-from typing import NoReturn
+from typing import NoReturn, cast
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, is_cancelled_exception
@@ -23,21 +23,22 @@ with workflow.unsafe.imports_passed_through():
     # `import workflows.x as x`, not `from workflows import x`: see signal_monitor.py (a submodule
     # taken by name from the sandbox's copy of the package is imported afresh for every workflow).
     import workflows.common.names as names
+    import workflows.common.parsing as parsing
     import workflows.common.search_attributes as sa
-    import workflows.monitor.inputs as inputs
-    import workflows.position.candle_gate as position_candles
-    import workflows.position.inputs as position_inputs
-    import workflows.position.steps as ops
+    import workflows.position.candle_gate as candle_gate
+    import workflows.position.inputs as inputs
+    import workflows.position.steps as steps
     import workflows.position.stubs as act
     import workflows.position.view as view
+    from workflows.common.activity_calls import failure_text
     from workflows.common.candles import Kline
+    from workflows.common.ended import Ended
     from workflows.common.patches import POSITION_FUTURE_CANDLES_PATCH, POSITION_LOCAL_RECORD_PATCH
     from workflows.common.timefmt import datetime_to_ms, utc_text
     from workflows.monitor.models import MonitorStatus
-    from workflows.monitor.stubs import failure_text
     from workflows.position.actions import validate_action
+    from workflows.position.inputs import CloseRequest, StopLossRequest, TakeProfitRequest
     from workflows.position.models import (
-        CloseRequest,
         LoadPositionInput,
         ManagementAnswer,
         ModifyInput,
@@ -47,18 +48,9 @@ with workflow.unsafe.imports_passed_through():
         PositionResult,
         PositionStatus,
         PositionView,
-        StopLossRequest,
-        TakeProfitRequest,
     )
     from workflows.position.paper import Bar
     from workflows.position.risk import check
-
-
-class _Ended(Exception):
-    """Internal: the position reached an end; carries the result out of the main loop."""
-
-    def __init__(self, result: PositionResult):
-        self.result = result
 
 
 @workflow.defn(name=names.POSITION_WORKFLOW_TYPE)
@@ -69,11 +61,11 @@ class PositionManagerWorkflow:
         # use must fail the workflow (in `run`), never its task over and over.
         self._refused: ApplicationError | None = None
         try:
-            started = position_inputs.parse_start(args, workflow.info().workflow_id)
+            started = inputs.parse_start(args, workflow.info().workflow_id)
         except ApplicationError as err:
             self._refused, started = err, None
         self._input = started
-        self._s = position_inputs.initial_state(started)
+        self._s = inputs.initial_state(started)
         self._early: list[Kline] = []
         self._close_reason: str | None = None
         self._modifications: list[StopLossRequest | TakeProfitRequest] = []
@@ -88,7 +80,7 @@ class PositionManagerWorkflow:
     @workflow.run
     async def run(self, *args: object) -> PositionResult:
         if self._refused is not None or self._input is None:
-            raise self._refused or inputs.reject("no start input")  # touches nothing: no activity, no write
+            raise self._refused or parsing.reject("no start input")  # touches nothing: no activity, no write
         s = self._s
         try:
             self._result = result = await self._manage(self._input)
@@ -125,8 +117,8 @@ class PositionManagerWorkflow:
             self._early.clear()
             while True:
                 await self._next_step()
-        except _Ended as ended:
-            return ended.result
+        except Ended as ended:
+            return cast(PositionResult, ended.result)
 
     async def _load_and_open(self, input: PositionManagerInput) -> None:
         s = self._s
@@ -134,17 +126,17 @@ class PositionManagerWorkflow:
         s.context = ctx
         if ctx.signal_status != MonitorStatus.IN_POSITION:
             s.status = PositionStatus.NOT_OPENED
-            raise _Ended(ops.result_of(s, f"signal is {ctx.signal_status}, not in_position: nothing to manage"))
-        request = ops.open_request(input, ctx)
+            raise Ended(steps.result_of(s, f"signal is {ctx.signal_status}, not in_position: nothing to manage"))
+        request = steps.open_request(input, ctx)
         if isinstance(request, str):
             await self._end_unopened(request)
         try:
-            opened = await act.open_position(request, ops.open_summary(request))
+            opened = await act.open_position(request, steps.open_summary(request))
         except ApplicationError as err:
             if err.type != names.INVALID_SIGNAL_DATA:
                 raise
             await self._end_unopened(err.message)
-        ops.opened(s, ctx, request, opened, ops.entry_candle_t(input, ctx), workflow.now())
+        steps.opened(s, ctx, request, opened, steps.entry_candle_t(input, ctx), workflow.now())
         workflow.logger.info(
             "position %s opened: %s %s %s at %s", s.position_id, ctx.side, s.quantity, ctx.symbol, s.entry_price
         )
@@ -154,8 +146,8 @@ class PositionManagerWorkflow:
         (it must not claim a position nobody manages)."""
         ctx = self._ctx()
         self._s.status = PositionStatus.NOT_OPENED
-        await act.close_signal(ops.unopened_signal(ctx, reason), "mark signal failed · position not opened")
-        raise _Ended(ops.result_of(self._s, f"position could not be opened: {reason}"))
+        await act.close_signal(steps.unopened_signal(ctx, reason), "mark signal failed · position not opened")
+        raise Ended(steps.result_of(self._s, f"position could not be opened: {reason}"))
 
     async def _duration_timer(self) -> None:
         deadline = self._s.deadline or workflow.now()
@@ -198,21 +190,21 @@ class PositionManagerWorkflow:
 
     async def _process(self, k: Kline) -> None:
         ctx, s = self._ctx(), self._s
-        position_candles.take(s, k)
+        candle_gate.take(s, k)
         bar = Bar.of(k)
-        outcome = check(ops.book(s, ctx.side), ctx.risk, bar)
+        outcome = check(steps.book(s, ctx.side), ctx.risk, bar)
         for i, exit in enumerate(outcome.exits):
             closing = outcome.closes_position and i == len(outcome.exits) - 1
-            await self._order(ops.exit_order(ctx, s, k, exit, closing))
-        risk_exits = ops.risk_checked(s, outcome, bar)
-        if end := ops.risk_end(outcome, k):
-            await self._record(ops.Decision(k, "close", end[1], risk_exits=risk_exits))
+            await self._order(steps.exit_order(ctx, s, k, exit, closing))
+        risk_exits = steps.risk_checked(s, outcome, bar)
+        if end := steps.risk_end(outcome, k):
+            await self._record(steps.Decision(k, "close", end[1], risk_exits=risk_exits))
             await self._finish(*end)
         if s.queue:
             # A newer close waits: this one got its risk checks, the model is asked about the newest only.
             s.counts.superseded += 1
             await self._record(
-                ops.Decision(k, "hold", "superseded by a newer close: risk checks only", risk_exits=risk_exits)
+                steps.Decision(k, "hold", "superseded by a newer close: risk checks only", risk_exits=risk_exits)
             )
             return
         answer = await self._ask(k)
@@ -221,12 +213,12 @@ class PositionManagerWorkflow:
         action = validate_action(answer.action, answer.action_details, ctx.side, bar.close, s.quantity)
         if action.held_reason:
             s.counts.held_invalid += 1
-        step = ops.action_step(ctx, s, k, action)
+        step = steps.action_step(ctx, s, k, action)
         if isinstance(step, OrderInput):
             await self._order(step)
         elif step is not None:
             await self._modify(step)
-        await self._record(ops.model_decision(k, answer, action, risk_exits))
+        await self._record(steps.model_decision(k, answer, action, risk_exits))
         if action.action == "close":
             await self._finish("close_action", f"closed by the model on candle {utc_text(k.t)}")
         self._publish()
@@ -234,52 +226,56 @@ class PositionManagerWorkflow:
     async def _ask(self, k: Kline) -> ManagementAnswer | None:
         ctx, s = self._ctx(), self._s
         try:
-            return await act.manage_position(ops.manage_request(ctx, s, k), f"manage-position · candle {utc_text(k.t)}")
+            return await act.manage_position(
+                steps.manage_request(ctx, s, k), f"manage-position · candle {utc_text(k.t)}"
+            )
         except ActivityError as err:
             if is_cancelled_exception(err):
                 raise
             message = failure_text(err)
             s.counts.llm_failures += 1
             workflow.logger.warning("position of signal %s: manage-position failed: %s", s.signal_id, message)
-            await self._record(ops.Decision(k, "hold", f"manage-position failed after retries, held: {message[:300]}"))
+            await self._record(
+                steps.Decision(k, "hold", f"manage-position failed after retries, held: {message[:300]}")
+            )
             self._publish()
             return None
 
     async def _order(self, request: OrderInput) -> None:
-        fill = await act.fill_order(request, ops.order_summary(request))
-        ops.filled(self._s, request, fill)
+        fill = await act.fill_order(request, steps.order_summary(request))
+        steps.filled(self._s, request, fill)
 
     async def _modify(self, request: ModifyInput) -> None:
-        await act.modify_position(request, ops.modify_summary(request))
-        ops.modified(self._s, request)
+        await act.modify_position(request, steps.modify_summary(request))
+        steps.modified(self._s, request)
 
-    async def _record(self, decision: ops.Decision) -> None:
-        request = ops.record_request(self._ctx(), self._s, decision)
+    async def _record(self, decision: steps.Decision) -> None:
+        request = steps.record_request(self._ctx(), self._s, decision)
         if workflow.patched(POSITION_LOCAL_RECORD_PATCH):
-            await act.record_decision_local(request, ops.record_summary(decision))
+            await act.record_decision_local(request, steps.record_summary(decision))
         else:
-            await act.record_decision(request, ops.record_summary(decision))
+            await act.record_decision(request, steps.record_summary(decision))
         # A candle counts as processed once its decision row is written.
-        ops.recorded(self._s, decision, workflow.now())
+        steps.recorded(self._s, decision, workflow.now())
 
     # --- ends ----------------------------------------------------------------------------------
 
     async def _close_at_market(self, code: str, key_part: str, reason: str) -> NoReturn:
-        order, end_reason = ops.market_close(self._ctx(), self._s, code, key_part, reason)
+        order, end_reason = steps.market_close(self._ctx(), self._s, code, key_part, reason)
         await self._order(order)
         await self._finish(code, end_reason)
 
     async def _finish(self, code: str, reason: str) -> NoReturn:
         ctx, s = self._ctx(), self._s
-        ops.closing(s, code, workflow.now())
+        steps.closing(s, code, workflow.now())
         closed = await act.close_signal(
-            ops.closed_signal(ctx, s, code, reason), f"mark signal closed · {code} · P&L {s.realized_pnl}"
+            steps.closed_signal(ctx, s, code, reason), f"mark signal closed · {code} · P&L {s.realized_pnl}"
         )
         s.trader_paused = closed.trader_paused
         workflow.logger.info(
             "position %s closed (%s): exit %s, realized P&L %s", s.position_id, code, s.exit_price, s.realized_pnl
         )
-        raise _Ended(ops.result_of(s, f"{code}: {reason}"))
+        raise Ended(steps.result_of(s, f"{code}: {reason}"))
 
     # --- candles -------------------------------------------------------------------------------
 
@@ -288,10 +284,10 @@ class PositionManagerWorkflow:
         """Binance's kline object `k`, through the monitor's candle gate. Takes any number of
         inputs and never raises: anything but one plausible kline is counted and ignored."""
         now_ms = datetime_to_ms(workflow.now())
-        self._warn(position_candles.receive(self._s, self._early, payload, now_ms, self._refuse_future))
+        self._warn(candle_gate.receive(self._s, self._early, payload, now_ms, self._refuse_future))
 
     def _classify(self, k: Kline) -> None:
-        self._warn(position_candles.file(self._s, self._ctx(), k, datetime_to_ms(workflow.now()), self._refuse_future))
+        self._warn(candle_gate.file(self._s, self._ctx(), k, datetime_to_ms(workflow.now()), self._refuse_future))
 
     def _warn(self, note: str | None) -> None:
         if note:
@@ -305,7 +301,7 @@ class PositionManagerWorkflow:
     # --- operators -------------------------------------------------------------------------------
 
     def _require_open(self) -> None:
-        position_inputs.require_open(
+        inputs.require_open(
             self._s, ended=self._result is not None, closing=self._close_reason is not None, continuing=self._continuing
         )
 
@@ -317,34 +313,34 @@ class PositionManagerWorkflow:
         """Close the whole position at the last close price (with slippage), with the operator's
         reason: a `CloseRequest` (`{"reason": "..."}`) or the reason as a bare string."""
         self._s.operator_changes += 1
-        self._close_reason = inputs.parse(CloseRequest, request).reason
+        self._close_reason = parsing.parse(CloseRequest, request).reason
         await workflow.wait_condition(lambda: self._result is not None)
-        return self._result or ops.result_of(self._s, "closed")
+        return self._result or steps.result_of(self._s, "closed")
 
     @close.validator
     def _validate_close(self, request: object = None) -> None:
         self._require_open()
-        inputs.parse(CloseRequest, request)
+        parsing.parse(CloseRequest, request)
 
     @workflow.update(name=names.SET_STOP_LOSS_UPDATE)
     async def set_stop_loss(self, request: object = None) -> PositionView:
         """A `StopLossRequest` (`{"stop_loss": 96.5}`) or the bare price."""
-        return await self._modification(inputs.parse(StopLossRequest, request))
+        return await self._modification(parsing.parse(StopLossRequest, request))
 
     @set_stop_loss.validator
     def _validate_stop_loss(self, request: object = None) -> None:
         self._require_open()
-        position_inputs.check_stop_loss(request, self._ctx().side, self._s.last_price)
+        inputs.check_stop_loss(request, self._ctx().side, self._s.last_price)
 
     @workflow.update(name=names.SET_TAKE_PROFIT_UPDATE)
     async def set_take_profit(self, request: object = None) -> PositionView:
         """A `TakeProfitRequest` (`{"take_profit": [110, 120]}`) or the bare list."""
-        return await self._modification(inputs.parse(TakeProfitRequest, request))
+        return await self._modification(parsing.parse(TakeProfitRequest, request))
 
     @set_take_profit.validator
     def _validate_take_profit(self, request: object = None) -> None:
         self._require_open()
-        position_inputs.check_take_profit(request, self._ctx().side, self._s.last_price)
+        inputs.check_take_profit(request, self._ctx().side, self._s.last_price)
 
     async def _modification(self, request: StopLossRequest | TakeProfitRequest) -> PositionView:
         self._s.operator_changes += 1
@@ -354,7 +350,7 @@ class PositionManagerWorkflow:
         return self.state()
 
     async def _apply_modification(self, request: StopLossRequest | TakeProfitRequest) -> None:
-        await self._modify(ops.operator_change(self._s, self._ctx().side, request, self._applied))
+        await self._modify(steps.operator_change(self._s, self._ctx().side, request, self._applied))
         self._applied += 1
         self._publish()
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError, TimeoutType
 
-from workflows.monitor.stubs import failure_text, refusal
+from workflows.common.activity_calls import failure_text, refusal
 
 
 def activity_error(cause: BaseException | None) -> ActivityError:

@@ -2,7 +2,8 @@ import pytest
 from temporalio.exceptions import ApplicationError
 
 from workflows.common import names
-from workflows.monitor.inputs import AbandonRequest, ReanalyzeRequest, SetLimitRequest, parse, parse_start
+from workflows.common.parsing import parse
+from workflows.monitor.inputs import AbandonRequest, ReanalyzeRequest, SetLimitRequest, parse_start
 from workflows.monitor.models import CarriedState, SignalMonitorInput
 
 UUID = "6f1c2c3e-8a8b-4c1d-9e2f-0a1b2c3d4e5f"

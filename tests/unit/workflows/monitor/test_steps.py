@@ -1,8 +1,7 @@
 from datetime import UTC, datetime, timedelta
 
 from workflows.common.candles import Kline
-from workflows.monitor import outcomes
-from workflows.monitor import steps as state_ops
+from workflows.monitor import outcomes, steps, view
 from workflows.monitor.models import (
     Analysis,
     CarriedState,
@@ -11,7 +10,6 @@ from workflows.monitor.models import (
     RecordedAnalysis,
     SignalContext,
 )
-from workflows.monitor.view import details_text, excerpt
 
 NOW = datetime(2025, 11, 25, 12, tzinfo=UTC)
 T0 = 1764068400000
@@ -61,7 +59,7 @@ def loaded() -> CarriedState:
 def test_an_analysis_is_recorded_with_its_price_and_why():
     s = loaded()
     s.retry_initial, s.consecutive_failures = True, 2
-    state_ops.analysed(
+    steps.analysed(
         s,
         ctx(),
         0,
@@ -71,7 +69,7 @@ def test_an_analysis_is_recorded_with_its_price_and_why():
         RecordedAnalysis(analysis_id="a0", inserted=True, signal_status="monitoring"),
         NOW,
     )
-    state_ops.analysed(
+    steps.analysed(
         s,
         ctx(),
         1,
@@ -86,34 +84,34 @@ def test_an_analysis_is_recorded_with_its_price_and_why():
     assert last.mapped == "enter_trade 78 < min 95 -> continue"
     assert s.counts.analysed == 2 and s.consecutive_failures == 0 and not s.retry_initial
     assert s.reanalyses == 1 and s.last_decision is last
-    text = details_text(s, ctx())
+    text = view.details_text(s, ctx())
     assert "price 43300.5" in text and "enter_trade 78 < min 95 -> continue" in text and "> Breakout" in text
     assert "2025-11-25 11:00 UTC" in text
 
 
 def test_details_before_any_analysis_show_the_signal_price():
-    assert "price 43250.12" in details_text(loaded(), ctx())
+    assert "price 43250.12" in view.details_text(loaded(), ctx())
 
 
 def test_failures_are_kept_bounded_and_remembered_for_reanalyze():
     s = loaded()
     for _ in range(30):
-        state_ops.analysis_failed(s, candle(), "LlmProxyServerError: 502", NOW)
-    assert len(s.failures) == state_ops.FAILURES_KEPT and s.consecutive_failures == 30
-    assert s.retry_candle == candle() and state_ops.reanalyze_refusal(s) is None
+        steps.analysis_failed(s, candle(), "LlmProxyServerError: 502", NOW)
+    assert len(s.failures) == steps.FAILURES_KEPT and s.consecutive_failures == 30
+    assert s.retry_candle == candle() and steps.reanalyze_refusal(s) is None
 
 
 def test_operator_refusals():
     s = CarriedState()
-    assert (state_ops.not_active(s) or ("", ""))[0] == "MonitorNotReady"
+    assert (steps.not_active(s) or ("", ""))[0] == "MonitorNotReady"
     s = loaded()
-    assert state_ops.not_active(s) is None
-    assert "nothing to reanalyse" in (state_ops.reanalyze_refusal(s) or "")
+    assert steps.not_active(s) is None
+    assert "nothing to reanalyse" in (steps.reanalyze_refusal(s) or "")
     s.analysing = True
-    assert state_ops.reanalyze_refusal(s) == "an analysis is already running"
+    assert steps.reanalyze_refusal(s) == "an analysis is already running"
     s.analysing = False
     for n in range(3):
-        state_ops.analysed(
+        steps.analysed(
             s,
             ctx(),
             n,
@@ -123,21 +121,21 @@ def test_operator_refusals():
             RecordedAnalysis(analysis_id=str(n), inserted=True, signal_status="monitoring"),
             NOW,
         )
-    assert state_ops.set_limit_refusal(s, 1) == "limit 1 is below the 2 reanalyses already done"
-    assert state_ops.set_limit_refusal(s, 2) is None
+    assert steps.set_limit_refusal(s, 1) == "limit 1 is below the 2 reanalyses already done"
+    assert steps.set_limit_refusal(s, 2) is None
     s.max_reanalyses = 2
-    assert state_ops.limit_reached(s)
+    assert steps.limit_reached(s)
 
 
 def test_state_view_and_result_carry_iso_times():
     s = loaded()
     s.pending = candle()
-    view = state_ops.state_view("s", s)
-    dumped = view.model_dump(mode="json")
+    shown = view.state_view("s", s)
+    dumped = shown.model_dump(mode="json")
     assert dumped["pending_candle_iso"] == "2025-11-25T11:00:00Z" and dumped["deadline_iso"] == "2025-11-25T12:00:00Z"
     # Old payloads (no ISO fields) still parse, and the computed ones are ignored on input.
     assert MonitorState.model_validate(dumped).pending_candle == T0
-    result = state_ops.result_of("s", s, "expired", "r", NOW).model_dump(mode="json")
+    result = steps.result_of("s", s, "expired", "r", NOW).model_dump(mode="json")
     assert result["ended_at_iso"] == "2025-11-25T12:00:00Z"
 
 
@@ -150,8 +148,8 @@ def test_the_carry_leaves_out_what_lives_in_one_run():
 
 
 def test_excerpt():
-    assert excerpt("a\n b") == "a b"
-    assert len(excerpt("x" * 500)) == 160
+    assert view.excerpt("a\n b") == "a b"
+    assert len(view.excerpt("x" * 500)) == 160
 
 
 def never() -> bool:
@@ -161,22 +159,22 @@ def never() -> bool:
 def test_the_main_loop_acts_on_an_abandon_first_then_a_lowered_limit():
     s = loaded()
     s.abandon_reason, s.limit_changed, s.force_reanalysis = "halted", True, True
-    assert state_ops.next_step(s, never) == outcomes.End("expired", "abandoned by operator: halted")
+    assert steps.next_step(s, never) == outcomes.End("expired", "abandoned by operator: halted")
     assert s.limit_changed and s.force_reanalysis  # untouched: the monitor ends
     s.abandon_reason = None
     s.force_reanalysis = False
     s.history.append(_continue_record())
     s.max_reanalyses = 0
-    assert state_ops.next_step(s, never) == outcomes.limit_lowered()
+    assert steps.next_step(s, never) == outcomes.limit_lowered()
     assert not s.limit_changed
     s.max_reanalyses, s.limit_changed = 5, True
-    assert state_ops.next_step(s, never) == "continue"  # raised again: nothing to end, nothing to analyse
+    assert steps.next_step(s, never) == "continue"  # raised again: nothing to end, nothing to analyse
     assert not s.limit_changed
 
 
 def _continue_record():
     s = loaded()
-    state_ops.analysed(
+    steps.analysed(
         s, ctx(), 0, None, answer("wait"), "continue",
         RecordedAnalysis(analysis_id="a", inserted=True, signal_status="monitoring"), NOW,
     )  # fmt: skip
@@ -186,52 +184,52 @@ def _continue_record():
 def test_a_forced_reanalysis_takes_the_newest_close_else_the_failed_one_else_the_signal():
     s = loaded()
     s.force_reanalysis, s.pending, s.retry_candle = True, candle(), None
-    assert state_ops.next_step(s, never) == state_ops.Analyse(candle())
+    assert steps.next_step(s, never) == steps.Analyse(candle())
     assert (s.force_reanalysis, s.pending) == (False, None)
     s.force_reanalysis, s.retry_candle = True, candle()
-    assert state_ops.next_step(s, never) == state_ops.Analyse(candle())
+    assert steps.next_step(s, never) == steps.Analyse(candle())
     s.force_reanalysis, s.retry_candle, s.retry_initial = True, None, True
-    assert state_ops.next_step(s, never) == state_ops.Analyse(None)
+    assert steps.next_step(s, never) == steps.Analyse(None)
     s.force_reanalysis, s.retry_initial = True, False
-    assert state_ops.next_step(s, never) == "wait"  # nothing to analyse: back to waiting
+    assert steps.next_step(s, never) == "wait"  # nothing to analyse: back to waiting
     assert not s.force_reanalysis
 
 
 def test_a_waiting_close_is_analysed_unless_continue_as_new_comes_first():
     s = loaded()
     s.pending = candle()
-    assert state_ops.next_step(s, lambda: True) == "continue" and s.pending == candle()  # carried
-    assert state_ops.next_step(s, lambda: False) == state_ops.Analyse(candle()) and s.pending is None
-    assert state_ops.next_step(s, never) == "continue"
+    assert steps.next_step(s, lambda: True) == "continue" and s.pending == candle()  # carried
+    assert steps.next_step(s, lambda: False) == steps.Analyse(candle()) and s.pending is None
+    assert steps.next_step(s, never) == "continue"
 
 
 def test_loading_keeps_the_limit_and_deadline_or_says_why_the_monitor_ends():
     s = CarriedState()
-    assert state_ops.loaded(s, ctx(), NOW - timedelta(minutes=1)) is None
+    assert steps.loaded(s, ctx(), NOW - timedelta(minutes=1)) is None
     assert (s.context, s.max_reanalyses, s.status) == (ctx(), 5, MonitorStatus.ANALYZING)
     assert s.deadline == NOW + timedelta(hours=24)
     ended = CarriedState()
-    assert state_ops.loaded(ended, ctx(status="in_position"), NOW) == state_ops.AlreadyEnded(
+    assert steps.loaded(ended, ctx(status="in_position"), NOW) == steps.AlreadyEnded(
         "in_position", "signal was already in_position"
     )
     assert ended.context is not None and ended.deadline is None and ended.status != MonitorStatus.ANALYZING
     bad = CarriedState()
-    assert state_ops.loaded(bad, ctx(trader_found=False), NOW) == outcomes.invalid("trader t not found")
+    assert steps.loaded(bad, ctx(trader_found=False), NOW) == outcomes.invalid("trader t not found")
     assert bad.deadline is None
     endless = CarriedState()
-    end = state_ops.loaded(endless, ctx(max_monitoring_seconds=0), NOW)
+    end = steps.loaded(endless, ctx(max_monitoring_seconds=0), NOW)
     assert isinstance(end, outcomes.End) and end.status == "failed" and "not a usable time" in end.reason
     assert endless.deadline is None
     late = CarriedState()
-    assert state_ops.loaded(late, ctx(), NOW + timedelta(hours=25)) == outcomes.deadline_passed(before_start=True)
+    assert steps.loaded(late, ctx(), NOW + timedelta(hours=25)) == outcomes.deadline_passed(before_start=True)
     assert late.deadline == NOW + timedelta(hours=24)  # shown by the state query
 
 
 def test_too_many_failures_in_a_row_end_the_monitor():
     s = loaded()
     for _ in range(outcomes.MAX_CONSECUTIVE_FAILURES - 1):
-        assert state_ops.analysis_failed(s, None, "LlmProxyServerError: 502", NOW) is None
-    assert state_ops.analysis_failed(s, None, "LlmProxyServerError: 502", NOW) == outcomes.too_many_failures(
+        assert steps.analysis_failed(s, None, "LlmProxyServerError: 502", NOW) is None
+    assert steps.analysis_failed(s, None, "LlmProxyServerError: 502", NOW) == outcomes.too_many_failures(
         outcomes.MAX_CONSECUTIVE_FAILURES, "LlmProxyServerError: 502"
     )
-    assert s.retry_initial and state_ops.analyses_done(s) == outcomes.MAX_CONSECUTIVE_FAILURES
+    assert s.retry_initial and steps.analyses_done(s) == outcomes.MAX_CONSECUTIVE_FAILURES

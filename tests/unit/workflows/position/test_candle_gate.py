@@ -1,6 +1,6 @@
-from workflows.common.candle_gate import Verdict, count_refused, decode_counted
+from workflows.common.candle_gate import RECENT_CANDLES_KEPT, Verdict, count_refused, decode_counted
 from workflows.common.candles import INTERVAL_MS, Kline
-from workflows.position.candle_gate import QUEUE_MAX, RECENT_KEPT, classify, file, receive, take
+from workflows.position.candle_gate import QUEUE_MAX, classify, file, receive, take
 from workflows.position.candle_gate import verdict as verdict_of
 from workflows.position.models import PositionContext, PositionCounts, PositionState, PositionStatus
 
@@ -136,8 +136,8 @@ def test_a_managed_close_is_remembered_and_moves_the_dedup_point_forward_only():
     take(s, k(120_000))
     take(s, k(180_000))
     assert (s.last_taken_t, s.recent_t) == (180_000, [180_000, 120_000])
-    for i in range(RECENT_KEPT + 5):
+    for i in range(RECENT_CANDLES_KEPT + 5):
         take(s, k(240_000 + i * 60_000))
-    assert len(s.recent_t) == RECENT_KEPT and s.recent_t[-1] == 240_000 + (RECENT_KEPT + 4) * 60_000
+    assert len(s.recent_t) == RECENT_CANDLES_KEPT and s.recent_t[-1] == 240_000 + (RECENT_CANDLES_KEPT + 4) * 60_000
     assert s.context is not None
     assert verdict_of(s, s.context, k(180_000), NOW) == "stale"  # older than the last managed close

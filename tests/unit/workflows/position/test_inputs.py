@@ -9,17 +9,14 @@ from decimal import Decimal
 import pytest
 from temporalio.exceptions import ApplicationError
 
-from workflows.common import names
-from workflows.monitor import inputs
-from workflows.position import inputs as position_inputs
+from workflows.common import names, parsing
+from workflows.position import inputs
+from workflows.position.inputs import CloseRequest, StopLossRequest, TakeProfitRequest
 from workflows.position.models import (
-    CloseRequest,
     PositionContext,
     PositionManagerInput,
     PositionState,
     PositionStatus,
-    StopLossRequest,
-    TakeProfitRequest,
 )
 from workflows.position.paper import Side
 
@@ -27,7 +24,7 @@ SIGNAL = str(uuid.uuid4())
 
 
 def start(*args: object, workflow_id: str | None = None) -> PositionManagerInput:
-    return position_inputs.parse_start(args, workflow_id or names.position_workflow_id_for(SIGNAL))
+    return inputs.parse_start(args, workflow_id or names.position_workflow_id_for(SIGNAL))
 
 
 def test_a_usable_start_is_taken_and_its_id_normalised():
@@ -67,12 +64,12 @@ def test_a_start_under_another_signals_id_is_refused():
 
 
 def test_update_inputs_take_what_operators_type():
-    assert inputs.parse(CloseRequest, " desk closes it ").reason == "desk closes it"
-    assert inputs.parse(CloseRequest, {"reason": "x"}).reason == "x"
-    assert inputs.parse(StopLossRequest, 96.5).stop_loss == Decimal("96.5")
-    assert inputs.parse(StopLossRequest, {"stop_loss": "97.5"}).stop_loss == Decimal("97.5")
-    assert inputs.parse(TakeProfitRequest, ["110", 120]).take_profit == [Decimal(110), Decimal(120)]
-    assert inputs.parse(TakeProfitRequest, 110).take_profit == [Decimal(110)]
+    assert parsing.parse(CloseRequest, " desk closes it ").reason == "desk closes it"
+    assert parsing.parse(CloseRequest, {"reason": "x"}).reason == "x"
+    assert parsing.parse(StopLossRequest, 96.5).stop_loss == Decimal("96.5")
+    assert parsing.parse(StopLossRequest, {"stop_loss": "97.5"}).stop_loss == Decimal("97.5")
+    assert parsing.parse(TakeProfitRequest, ["110", 120]).take_profit == [Decimal(110), Decimal(120)]
+    assert parsing.parse(TakeProfitRequest, 110).take_profit == [Decimal(110)]
 
 
 @pytest.mark.parametrize(
@@ -95,16 +92,16 @@ def test_update_inputs_take_what_operators_type():
 )
 def test_junk_update_inputs_are_refused(model, raw):
     with pytest.raises(ApplicationError) as info:
-        inputs.parse(model, raw)
+        parsing.parse(model, raw)
     assert info.value.type == names.INVALID_REQUEST and info.value.message
 
 
 def test_a_carried_state_is_one_run_more_and_a_refused_start_gets_a_placeholder():
     carried = start({"signal_id": SIGNAL, "state": PositionState(signal_id=SIGNAL, runs=3).model_dump(mode="json")})
-    assert position_inputs.initial_state(carried).runs == 4
-    fresh = position_inputs.initial_state(start({"signal_id": SIGNAL}))
+    assert inputs.initial_state(carried).runs == 4
+    fresh = inputs.initial_state(start({"signal_id": SIGNAL}))
     assert (fresh.signal_id, fresh.runs, fresh.status) == (SIGNAL, 1, PositionStatus.OPENING)
-    assert position_inputs.initial_state(None).signal_id == "-"
+    assert inputs.initial_state(None).signal_id == "-"
 
 
 def opened(**kw) -> PositionState:
@@ -126,36 +123,36 @@ def opened(**kw) -> PositionState:
 def test_operator_requests_need_an_open_idle_position(state, busy, error_type, says):
     flags = {"ended": False, "closing": False, "continuing": False, **busy}
     with pytest.raises(ApplicationError) as info:
-        position_inputs.require_open(state, **flags)
+        inputs.require_open(state, **flags)
     assert info.value.type == error_type and says in info.value.message
 
 
 def test_an_open_idle_position_takes_requests():
-    position_inputs.require_open(opened(), ended=False, closing=False, continuing=False)
+    inputs.require_open(opened(), ended=False, closing=False, continuing=False)
 
 
 def test_a_new_stop_must_be_on_the_losing_side_of_the_last_price():
-    assert position_inputs.check_stop_loss(96.5, "long", Decimal(100)).stop_loss == Decimal("96.5")
-    assert position_inputs.check_stop_loss({"stop_loss": 104}, "short", Decimal(100)).stop_loss == Decimal(104)
-    assert position_inputs.check_stop_loss(150, "long", None).stop_loss == Decimal(150)  # no price yet: any stop
+    assert inputs.check_stop_loss(96.5, "long", Decimal(100)).stop_loss == Decimal("96.5")
+    assert inputs.check_stop_loss({"stop_loss": 104}, "short", Decimal(100)).stop_loss == Decimal(104)
+    assert inputs.check_stop_loss(150, "long", None).stop_loss == Decimal(150)  # no price yet: any stop
     cases: list[tuple[object, Side, str]] = [
         (100, "long", "a long's stop must be below the last price 100, got 100"),
         (99, "short", "a short's stop must be above the last price 100, got 99"),
     ]
     for raw, side, says in cases:
         with pytest.raises(ApplicationError) as info:
-            position_inputs.check_stop_loss(raw, side, Decimal(100))
+            inputs.check_stop_loss(raw, side, Decimal(100))
         assert info.value.type == names.INVALID_REQUEST and info.value.message == says
     with pytest.raises(ApplicationError):
-        position_inputs.check_stop_loss("abc", "long", Decimal(100))
+        inputs.check_stop_loss("abc", "long", Decimal(100))
 
 
 def test_new_targets_must_be_on_the_winning_side_of_the_last_price():
-    assert position_inputs.check_take_profit([110, 120], "long", Decimal(100)).take_profit == [
+    assert inputs.check_take_profit([110, 120], "long", Decimal(100)).take_profit == [
         Decimal(110),
         Decimal(120),
     ]
-    assert position_inputs.check_take_profit(90, "short", Decimal(100)).take_profit == [Decimal(90)]
+    assert inputs.check_take_profit(90, "short", Decimal(100)).take_profit == [Decimal(90)]
     cases: list[tuple[object, Side, Decimal | None, str]] = [
         ([110, 99], "long", Decimal(100), "a long's take-profit must be above the last price 100, got 99"),
         ([90, 101], "short", Decimal(100), "a short's take-profit must be below the last price 100, got 101"),
@@ -163,5 +160,5 @@ def test_new_targets_must_be_on_the_winning_side_of_the_last_price():
     ]
     for raw, side, market, says in cases:
         with pytest.raises(ApplicationError) as info:
-            position_inputs.check_take_profit(raw, side, market)
+            inputs.check_take_profit(raw, side, market)
         assert info.value.type == names.INVALID_REQUEST and info.value.message == says
