@@ -34,7 +34,7 @@ TRIGGER_SOURCE = "monitoring-worker"
 MAX_RETRY_AFTER = timedelta(minutes=5)
 _HEARTBEAT_EVERY = 2.0
 
-# Error types (workflows/names.py, where the workflow's RetryPolicy names those no retry helps).
+# Error types (workflows/common/names.py, where the workflow's RetryPolicy names those no retry helps).
 AUTH_ERROR = names.LLM_AUTH_ERROR
 REQUEST_REJECTED = names.LLM_REQUEST_REJECTED
 RATE_LIMITED = names.LLM_RATE_LIMITED

@@ -3,7 +3,7 @@
 Four activities, each idempotent under the key the workflow derives (signal id + candle + action):
 `open_position`, `modify_position` (stop-loss / take-profit), `reduce_position`, `close_position`.
 `PaperExecution` (the default and only backend today) fills against the candle stream with the
-rules of workflows/paper.py and writes the platform's tables: one `orders` row per fill (its id is
+rules of workflows/position/paper.py and writes the platform's tables: one `orders` row per fill (its id is
 `paper-<key>`, so a retried or replayed call finds its own order instead of placing a second) and
 the `positions` row (`paper-<signal id>`), both in one transaction. A live backend (the platform's
 executor, or ccxt) would implement the same four names, taking its fills from the exchange."""

@@ -1,5 +1,5 @@
 """A backtest's trade (as the position manager ran it) and the would-have-won test of a signal
-that was not entered, on the paper backend's own fill rules (workflows/paper.py). Pure."""
+that was not entered, on the paper backend's own fill rules (workflows/position/paper.py). Pure."""
 
 from __future__ import annotations
 

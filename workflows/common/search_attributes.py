@@ -23,7 +23,7 @@ ALL: tuple[SearchAttributeKey[str] | SearchAttributeKey[int], ...] = (
 )
 
 
-def changed(
+def monitor_changed(
     current: TypedSearchAttributes, symbol: str, interval: str, trader_id: str, status: str, reanalyses: int
 ) -> list[SearchAttributeUpdate]:
     """The upserts that bring the monitor's search attributes to these values (none when equal)."""

@@ -18,12 +18,12 @@ from workflows.common.candle_gate import (
 )
 from workflows.common.candles import Kline, candle_open_containing
 from workflows.common.timefmt import datetime_to_ms
-from workflows.monitor.models import CarriedState, SignalContext
+from workflows.monitor.models import MonitorState, SignalContext
 
 SKIPPED_KEPT = 50
 
 
-def classify(state: CarriedState, ctx: SignalContext, k: Kline, now_ms: int, *, check_future: bool = True) -> Verdict:
+def classify(state: MonitorState, ctx: SignalContext, k: Kline, now_ms: int, *, check_future: bool = True) -> Verdict:
     """The verdict on a decoded kline. `check_future=False` is the rule before closes from the
     future were refused (kept for histories recorded before it)."""
     if (verdict := foreign_or_open(k, ctx.symbol, ctx.interval)) is not None:
@@ -49,7 +49,7 @@ def classify(state: CarriedState, ctx: SignalContext, k: Kline, now_ms: int, *, 
     return Verdict.TAKE
 
 
-def admit(state: CarriedState, k: Kline, verdict: Verdict) -> None:
+def admit(state: MonitorState, k: Kline, verdict: Verdict) -> None:
     """Apply a verdict: count it and update the de-duplication state."""
     if verdict is Verdict.TAKE:
         if state.pending is not None:
@@ -65,27 +65,27 @@ def admit(state: CarriedState, k: Kline, verdict: Verdict) -> None:
             remember(state, k.t)
 
 
-def take(state: CarriedState, k: Kline) -> None:
+def take(state: MonitorState, k: Kline) -> None:
     """The analysis of `k` begins: it becomes the de-duplication point if it is the newest."""
     if state.last_taken_t is None or k.t > state.last_taken_t:
         state.last_taken_t = k.t
     remember(state, k.t)
 
 
-def remember(state: CarriedState, t: int) -> None:
+def remember(state: MonitorState, t: int) -> None:
     if t not in state.recent_t:
         state.recent_t.append(t)
         del state.recent_t[:-RECENT_CANDLES_KEPT]
 
 
-def skip(state: CarriedState, t: int) -> None:
+def skip(state: MonitorState, t: int) -> None:
     state.counts.skipped += 1
     state.skipped_t.append(t)
     del state.skipped_t[:-SKIPPED_KEPT]
 
 
 def receive(
-    state: CarriedState, args: tuple[object, ...], now_ms: int, refuse_future: Callable[[], bool]
+    state: MonitorState, args: tuple[object, ...], now_ms: int, refuse_future: Callable[[], bool]
 ) -> str | None:
     """One `candle_closed` signal, whatever its inputs: counted, then filed (or kept until the
     signal is loaded). Returns why it was ignored when that is worth a warning."""
@@ -99,7 +99,7 @@ def receive(
 
 
 def file(
-    state: CarriedState, ctx: SignalContext, k: Kline, now_ms: int, refuse_future: Callable[[], bool]
+    state: MonitorState, ctx: SignalContext, k: Kline, now_ms: int, refuse_future: Callable[[], bool]
 ) -> str | None:
     """Classify and admit a decoded kline. `refuse_future` says whether the rule refusing closes
     from the future applies (it is the workflow's patch check, asked only when it matters)."""

@@ -10,8 +10,8 @@ from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 from temporalio.exceptions import ApplicationError
 
 from workflows.common import names, parsing
-from workflows.monitor import steps as state_ops
-from workflows.monitor.models import CarriedState, SignalMonitorInput
+from workflows.monitor import steps
+from workflows.monitor.models import MonitorState, SignalMonitorInput
 from workflows.monitor.outcomes import MAX_REANALYSES_CEILING
 
 ABANDON_REASON_MAX = 500
@@ -85,13 +85,13 @@ def parse_start(args: tuple[object, ...], workflow_id: str) -> SignalMonitorInpu
 # --- the Update validators' rules, over the monitor's state -----------------------------------
 
 
-def _active(s: CarriedState) -> None:
-    refusal = state_ops.not_active(s)
+def _active(s: MonitorState) -> None:
+    refusal = steps.not_active(s)
     if refusal:
         raise ApplicationError(refusal[1], type=refusal[0])
 
 
-def check_abandon(s: CarriedState, raw: object) -> AbandonRequest:
+def check_abandon(s: MonitorState, raw: object) -> AbandonRequest:
     _active(s)
     request = parsing.parse(AbandonRequest, raw)
     if s.abandon_reason is not None:
@@ -99,19 +99,19 @@ def check_abandon(s: CarriedState, raw: object) -> AbandonRequest:
     return request
 
 
-def check_reanalyze(s: CarriedState, raw: object) -> ReanalyzeRequest:
+def check_reanalyze(s: MonitorState, raw: object) -> ReanalyzeRequest:
     _active(s)
     request = parsing.parse(ReanalyzeRequest, raw)
-    refusal = state_ops.reanalyze_refusal(s)
+    refusal = steps.reanalyze_refusal(s)
     if refusal:
         raise parsing.reject(refusal)
     return request
 
 
-def check_set_limit(s: CarriedState, raw: object) -> SetLimitRequest:
+def check_set_limit(s: MonitorState, raw: object) -> SetLimitRequest:
     _active(s)
     request = parsing.parse(SetLimitRequest, raw)
-    refusal = state_ops.set_limit_refusal(s, request.limit)
+    refusal = steps.set_limit_refusal(s, request.limit)
     if refusal:
         raise parsing.reject(refusal)
     return request

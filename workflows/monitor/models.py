@@ -46,7 +46,7 @@ class SignalMonitorInput(BaseModel):
     """`{"signal_id": "<uuid>"}` when started by hand; `carried` only across continue-as-new."""
 
     signal_id: StrictStr = Field(min_length=1, max_length=100)
-    carried: CarriedState | None = None
+    carried: MonitorState | None = None
 
 
 # --- activities -------------------------------------------------------------------------------
@@ -173,7 +173,7 @@ class StartedPosition(BaseModel):
 # --- workflow state, results, operator messages ------------------------------------------------
 
 
-class Counts(BaseModel):
+class MonitorCounts(BaseModel):
     received: int = 0
     analysed: int = 0
     duplicate: int = 0
@@ -189,7 +189,7 @@ class Counts(BaseModel):
     oversized: int = 0
 
 
-class DecisionRecord(BaseModel):
+class AnalysisRecord(BaseModel):
     analysis_number: int
     candle_open_time: int | None
     proxy_decision: ProxyDecision
@@ -219,7 +219,7 @@ class FailedAnalysis(BaseModel):
         return iso_text(self.candle_open_time)
 
 
-class CarriedState(BaseModel):
+class MonitorState(BaseModel):
     """The workflow's live state, and what a run hands to the next across continue-as-new (the
     server de-duplicates nothing across runs, so the de-duplication state must travel here).
     Fields marked `exclude` live only within one run. `context`, `deadline` and `max_reanalyses`
@@ -236,8 +236,8 @@ class CarriedState(BaseModel):
     retry_candle: Kline | None = None
     retry_initial: bool = False
     consecutive_failures: int = 0
-    counts: Counts = Field(default_factory=Counts)
-    history: list[DecisionRecord] = Field(default_factory=list)
+    counts: MonitorCounts = Field(default_factory=MonitorCounts)
+    history: list[AnalysisRecord] = Field(default_factory=list)
     failures: list[FailedAnalysis] = Field(default_factory=list)
     skipped_t: list[int] = Field(default_factory=list)
     runs: int = 1
@@ -256,11 +256,11 @@ class CarriedState(BaseModel):
         return max(0, len(self.history) - 1)
 
     @property
-    def last_decision(self) -> DecisionRecord | None:
+    def last_decision(self) -> AnalysisRecord | None:
         return self.history[-1] if self.history else None
 
 
-class MonitorState(BaseModel):
+class MonitorView(BaseModel):
     """The `state` query."""
 
     signal_id: str
@@ -271,9 +271,9 @@ class MonitorState(BaseModel):
     analyses: int
     reanalyses: int
     max_reanalyses: int | None = None
-    counts: Counts
-    last_decision: DecisionRecord | None = None
-    history: list[DecisionRecord]
+    counts: MonitorCounts
+    last_decision: AnalysisRecord | None = None
+    history: list[AnalysisRecord]
     failures: list[FailedAnalysis]
     skipped_candles: list[int]
     pending_candle: int | None = None
@@ -300,9 +300,9 @@ class MonitorResult(BaseModel):
     reason: str
     analyses: int
     reanalyses: int
-    last_decision: DecisionRecord | None = None
+    last_decision: AnalysisRecord | None = None
     order_intent_id: str | None = None
-    counts: Counts
+    counts: MonitorCounts
     ended_at: datetime | None = None
 
     @computed_field  # type: ignore[prop-decorator]
@@ -311,5 +311,5 @@ class MonitorResult(BaseModel):
         return iso_text(self.ended_at)
 
 
-CarriedState.model_rebuild()
+MonitorState.model_rebuild()
 SignalMonitorInput.model_rebuild()

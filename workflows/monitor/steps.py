@@ -18,12 +18,12 @@ from workflows.monitor.decisions import explain_decision
 from workflows.monitor.models import (
     TERMINAL_SIGNAL_STATUSES,
     Analysis,
+    AnalysisRecord,
     AnalyzeSignalInput,
-    CarriedState,
-    DecisionRecord,
     FailedAnalysis,
     MonitorDecision,
     MonitorResult,
+    MonitorState,
     MonitorStatus,
     PreviousDecision,
     RecordAnalysisInput,
@@ -36,7 +36,7 @@ from workflows.monitor.outcomes import AnalysisOutcome, End
 FAILURES_KEPT = 20
 
 
-def loaded(s: CarriedState, ctx: SignalContext, now: datetime) -> End | AlreadyEnded | None:
+def loaded(s: MonitorState, ctx: SignalContext, now: datetime) -> End | AlreadyEnded | None:
     """The signal is loaded: kept with its limit and, if usable, its deadline. What ends the
     monitor at once: a signal that already ended (reported as it is, nothing written), one that
     cannot be monitored, a deadline already passed. Else the monitor is analysing."""
@@ -53,7 +53,7 @@ def loaded(s: CarriedState, ctx: SignalContext, now: datetime) -> End | AlreadyE
     return None
 
 
-def has_work(s: CarriedState) -> bool:
+def has_work(s: MonitorState) -> bool:
     """Something for the main loop to do (besides continue-as-new and the deadline)."""
     return s.pending is not None or s.force_reanalysis or s.abandon_reason is not None or s.limit_changed
 
@@ -76,7 +76,7 @@ class Analyse(NamedTuple):
 NextStep = End | Analyse | Literal["wait", "continue"]
 
 
-def next_step(s: CarriedState, continue_as_new_first: Callable[[], bool]) -> NextStep:
+def next_step(s: MonitorState, continue_as_new_first: Callable[[], bool]) -> NextStep:
     """What the main loop does once woken, in priority order: an operator's abandon, a lowered
     limit that is now reached, a forced reanalysis (the newest close without an analysis, else the
     signal itself if its first failed), the waiting close unless continue-as-new comes first
@@ -100,7 +100,7 @@ def next_step(s: CarriedState, continue_as_new_first: Callable[[], bool]) -> Nex
 
 
 def analysis_request(
-    s: CarriedState, ctx: SignalContext, number: int, limit: int, candle: Kline | None
+    s: MonitorState, ctx: SignalContext, number: int, limit: int, candle: Kline | None
 ) -> AnalyzeSignalInput:
     return AnalyzeSignalInput(
         context=ctx,
@@ -120,7 +120,7 @@ def analysis_request(
 
 
 def analysed(
-    s: CarriedState,
+    s: MonitorState,
     ctx: SignalContext,
     number: int,
     candle: Kline | None,
@@ -137,7 +137,7 @@ def analysed(
     if s.retry_candle is not None and (candle is None or s.retry_candle.t <= candle.t):
         s.retry_candle = None
     s.history.append(
-        DecisionRecord(
+        AnalysisRecord(
             analysis_number=number,
             candle_open_time=candle.t if candle else None,
             proxy_decision=analysis.decision,
@@ -153,7 +153,7 @@ def analysed(
     s.order_intent_id = recorded.order_intent_id or s.order_intent_id
 
 
-def analysis_failed(s: CarriedState, candle: Kline | None, message: str, now: datetime) -> End | None:
+def analysis_failed(s: MonitorState, candle: Kline | None, message: str, now: datetime) -> End | None:
     """An analysis failed after its retries: kept for `reanalyze` and for the next success to
     supersede. Too many in a row end the monitor."""
     s.consecutive_failures += 1
@@ -169,12 +169,12 @@ def analysis_failed(s: CarriedState, candle: Kline | None, message: str, now: da
     return None
 
 
-def analyses_done(s: CarriedState) -> int:
+def analyses_done(s: MonitorState) -> int:
     """Analyses finished, recorded or failed: what a `reanalyze` waits to see grow."""
     return s.counts.analysed + s.counts.failed_analyses
 
 
-def limit_reached(s: CarriedState) -> bool:
+def limit_reached(s: MonitorState) -> bool:
     last = s.last_decision
     return (
         last is not None
@@ -185,7 +185,7 @@ def limit_reached(s: CarriedState) -> bool:
     )
 
 
-def not_active(s: CarriedState) -> tuple[str, str] | None:
+def not_active(s: MonitorState) -> tuple[str, str] | None:
     """(error type, message) when no operator request can be taken now."""
     if s.result is not None:
         return names.MONITOR_ENDED, f"monitor has ended ({s.result.status})"
@@ -194,7 +194,7 @@ def not_active(s: CarriedState) -> tuple[str, str] | None:
     return None
 
 
-def reanalyze_refusal(s: CarriedState) -> str | None:
+def reanalyze_refusal(s: MonitorState) -> str | None:
     if s.analysing or s.force_reanalysis:
         return "an analysis is already running"
     if not (s.retry_initial or s.pending is not None or s.retry_candle is not None):
@@ -208,13 +208,13 @@ def reanalyze_refusal(s: CarriedState) -> str | None:
     return None
 
 
-def set_limit_refusal(s: CarriedState, limit: int) -> str | None:
+def set_limit_refusal(s: MonitorState, limit: int) -> str | None:
     if limit < s.reanalyses:
         return f"limit {limit} is below the {s.reanalyses} reanalyses already done"
     return None
 
 
-def result_of(signal_id: str, s: CarriedState, status: str, reason: str, now: datetime) -> MonitorResult:
+def result_of(signal_id: str, s: MonitorState, status: str, reason: str, now: datetime) -> MonitorResult:
     return MonitorResult(
         signal_id=signal_id,
         status=status,

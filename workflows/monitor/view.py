@@ -4,14 +4,14 @@ Current Details (markdown). Pure."""
 from __future__ import annotations
 
 from workflows.common.timefmt import utc_text
-from workflows.monitor.models import CarriedState, MonitorState, SignalContext
+from workflows.monitor.models import MonitorState, MonitorView, SignalContext
 
 REASONING_EXCERPT = 160
 
 
-def state_view(signal_id: str, s: CarriedState) -> MonitorState:
+def state_view(signal_id: str, s: MonitorState) -> MonitorView:
     ctx = s.context
-    return MonitorState(
+    return MonitorView(
         signal_id=signal_id,
         status=s.status,
         symbol=ctx.symbol if ctx else None,
@@ -39,7 +39,7 @@ def excerpt(text: str, limit: int = REASONING_EXCERPT) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
-def details_text(state: CarriedState, ctx: SignalContext) -> str:
+def details_text(state: MonitorState, ctx: SignalContext) -> str:
     last = state.last_decision
     price = (last.price if last and last.price else None) or (str(ctx.price) if ctx.price is not None else "-")
     lines = [

@@ -1,7 +1,8 @@
 """SignalMonitorWorkflow: one long-lived workflow per monitored signal.
 
-Orchestration only: the state is one model (`CarriedState`, also the continue-as-new payload),
-the decisions are pure modules (`candle_gate`, `outcomes`, `decisions`, `details`, `inputs`).
+Orchestration only: the state is one model (`MonitorState`, also the continue-as-new payload),
+the decisions are pure modules beside it (`steps`, `candle_gate`, `outcomes`, `decisions`, `view`,
+`inputs`) and in `workflows/common/`.
 Signal handlers only validate, classify and enqueue; one main loop runs the analyses, so every
 candle is analysed at most once and the de-duplication state is durable workflow state.
 Activities are called by name: this module imports no I/O."""
@@ -16,8 +17,8 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
-    # `import workflows.x as x`, not `from workflows import x`: the sandbox holds its own copy of
-    # the `workflows` package (this module's parent), and a submodule taken from it by name is
+    # `import workflows.a.b as b`, not `from workflows.a import b`: the sandbox holds its own copy of
+    # the `workflows` package (this module's ancestor), and a submodule taken from it by name is
     # imported afresh for every new workflow instead of passed through (py-spy: ~9 % of a worker
     # starting monitors went into re-running these modules).
     import workflows.common.activity_calls as calls
@@ -46,7 +47,6 @@ with workflow.unsafe.imports_passed_through():
     from workflows.monitor.models import (
         TERMINAL_SIGNAL_STATUSES,
         Analysis,
-        CarriedState,
         FindPlatformAnalysisInput,
         FinishedSignal,
         FinishSignalInput,
@@ -55,6 +55,7 @@ with workflow.unsafe.imports_passed_through():
         MonitorResult,
         MonitorState,
         MonitorStatus,
+        MonitorView,
         RecordedAnalysis,
         SignalContext,
         SignalMonitorInput,
@@ -74,7 +75,7 @@ class SignalMonitorWorkflow:
         except ApplicationError as err:
             self._refused, started = err, SignalMonitorInput(signal_id="-")
         self._signal_id = started.signal_id
-        self._s = started.carried or CarriedState(runs=0)
+        self._s = started.carried or MonitorState(runs=0)
         self._s.runs += 1
         # One durable max_monitoring_duration timer per run (ONE_DEADLINE_TIMER_PATCH).
         self._deadline_timer: asyncio.Task[None] | None = None
@@ -350,7 +351,7 @@ class SignalMonitorWorkflow:
     # --- operators ------------------------------------------------------------------------------
 
     @workflow.query(name=names.STATE_QUERY)
-    def state(self, *_ignored: object) -> MonitorState:
+    def state(self, *_ignored: object) -> MonitorView:
         return view.state_view(self._signal_id, self._s)
 
     @workflow.update(name=names.ABANDON_UPDATE)
@@ -368,7 +369,7 @@ class SignalMonitorWorkflow:
         inputs.check_abandon(self._s, request)
 
     @workflow.update(name=names.REANALYZE_UPDATE)
-    async def reanalyze(self, request: object = None) -> MonitorState:
+    async def reanalyze(self, request: object = None) -> MonitorView:
         """Analyse the latest candle that has no analysis yet, now, without waiting for a close."""
         s = self._s
         before = steps.analyses_done(s)
@@ -381,7 +382,7 @@ class SignalMonitorWorkflow:
         inputs.check_reanalyze(self._s, request)
 
     @workflow.update(name=names.SET_LIMIT_UPDATE)
-    def set_limit(self, request: object = None) -> MonitorState:
+    def set_limit(self, request: object = None) -> MonitorView:
         """Change this signal's reanalysis limit (never below the reanalyses already done). Input:
         a `SetLimitRequest` (`{"limit": 7}`) or the bare number."""
         self._s.max_reanalyses = parsing.parse(inputs.SetLimitRequest, request).limit
@@ -401,7 +402,9 @@ class SignalMonitorWorkflow:
         if ctx is None:
             return
         current = workflow.info().typed_search_attributes
-        updates = sa.changed(current, ctx.symbol, ctx.interval, ctx.trader_id or "", s.status.value, s.reanalyses)
+        updates = sa.monitor_changed(
+            current, ctx.symbol, ctx.interval, ctx.trader_id or "", s.status.value, s.reanalyses
+        )
         if updates:
             workflow.upsert_search_attributes(updates)
         self._set_details()

@@ -7,8 +7,8 @@ an impossible action is held), the action executed exactly once (idempotency key
 operator's `close`, or `max_position_duration` (a durable timer); then the signal is `closed`.
 
 Orchestration only: the state is one model (`PositionState`, also the continue-as-new payload),
-the logic is pure modules (`position_ops`, `position_candles`, `position_risk`, `position_actions`,
-`position_inputs`, `position_view`). Activities are called by name: this module imports no I/O."""
+the logic is pure modules beside it (`steps`, `candle_gate`, `risk`, `actions`, `inputs`, `view`)
+and in `workflows/common/`. Activities are called by name: this module imports no I/O."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
-    # `import workflows.x as x`, not `from workflows import x`: see signal_monitor.py (a submodule
+    # `import workflows.a.b as b`, not `from workflows.a import b`: see monitor/workflow.py (a submodule
     # taken by name from the sandbox's copy of the package is imported afresh for every workflow).
     import workflows.common.names as names
     import workflows.common.parsing as parsing

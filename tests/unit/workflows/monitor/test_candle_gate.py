@@ -3,7 +3,7 @@ from datetime import UTC, datetime
 from workflows.common.candle_gate import RECENT_CANDLES_KEPT, Verdict
 from workflows.common.candles import Kline
 from workflows.monitor import candle_gate
-from workflows.monitor.models import CarriedState, MonitorResult, SignalContext
+from workflows.monitor.models import MonitorResult, MonitorState, SignalContext
 
 MIN = 60_000
 SIGNAL_MS = 1764068400000 + 30_000  # 2025-11-25 11:00:30 UTC, inside the 11:00 candle
@@ -33,7 +33,7 @@ def kl(n: int, **over) -> Kline:
 
 
 def test_classification_of_each_kind():
-    s, c = CarriedState(), ctx()
+    s, c = MonitorState(), ctx()
     assert candle_gate.classify(s, c, kl(1, s="ETHUSDT"), NOW) is Verdict.FOREIGN
     assert candle_gate.classify(s, c, kl(1, i="5m", T=OPEN0 + 5 * MIN - 1), NOW) is Verdict.FOREIGN
     assert candle_gate.classify(s, c, kl(1, x=False), NOW) is Verdict.OPEN
@@ -43,7 +43,7 @@ def test_classification_of_each_kind():
 
 
 def test_a_close_from_the_future_is_refused_and_moves_nothing():
-    s, c = CarriedState(), ctx()
+    s, c = MonitorState(), ctx()
     future = kl(13)  # opens at NOW + 2 min: more than one interval ahead
     assert candle_gate.classify(s, c, kl(12), NOW) is Verdict.TAKE  # exactly now + one interval
     assert candle_gate.classify(s, c, future, NOW) is Verdict.FUTURE
@@ -54,7 +54,7 @@ def test_a_close_from_the_future_is_refused_and_moves_nothing():
 
 
 def test_newest_waits_older_ones_are_skipped_and_repeats_are_duplicates():
-    s, c = CarriedState(), ctx()
+    s, c = MonitorState(), ctx()
     for n in (3, 2, 5, 4):
         k = kl(n)
         candle_gate.admit(s, k, candle_gate.classify(s, c, k, NOW))
@@ -73,13 +73,13 @@ def test_newest_waits_older_ones_are_skipped_and_repeats_are_duplicates():
 
 
 def test_after_the_end_every_close_is_stale():
-    s = CarriedState()
+    s = MonitorState()
     s.result = MonitorResult(signal_id="s", status="expired", reason="r", analyses=1, reanalyses=0, counts=s.counts)
     assert candle_gate.classify(s, ctx(), kl(2), NOW) is Verdict.STALE
 
 
 def test_memory_is_bounded():
-    s = CarriedState()
+    s = MonitorState()
     for t in range(200):
         candle_gate.remember(s, t)
         candle_gate.skip(s, t)

@@ -4,7 +4,7 @@ from temporalio.exceptions import ApplicationError
 from workflows.common import names
 from workflows.common.parsing import parse
 from workflows.monitor.inputs import AbandonRequest, ReanalyzeRequest, SetLimitRequest, parse_start
-from workflows.monitor.models import CarriedState, SignalMonitorInput
+from workflows.monitor.models import MonitorState, SignalMonitorInput
 
 UUID = "6f1c2c3e-8a8b-4c1d-9e2f-0a1b2c3d4e5f"
 
@@ -42,7 +42,7 @@ def test_reanalyze_takes_nothing():
 
 def test_a_good_start_and_a_carried_one():
     assert parse_start(({"signal_id": UUID},), f"signal-{UUID}").signal_id == UUID
-    carried = SignalMonitorInput(signal_id=UUID, carried=CarriedState(runs=3)).model_dump(mode="json")
+    carried = SignalMonitorInput(signal_id=UUID, carried=MonitorState(runs=3)).model_dump(mode="json")
     started = parse_start((carried,), f"signal-{UUID}")
     assert started.carried is not None and started.carried.runs == 3
 
@@ -78,7 +78,7 @@ def test_update_rules_over_the_state():
     from workflows.monitor.inputs import check_abandon, check_reanalyze, check_set_limit
     from workflows.monitor.models import MonitorResult, SignalContext
 
-    s = CarriedState()
+    s = MonitorState()
     with pytest.raises(ApplicationError) as info:
         check_abandon(s, "x")
     assert info.value.type == "MonitorNotReady"

@@ -4,9 +4,9 @@ from workflows.common.candles import Kline
 from workflows.monitor import outcomes, steps, view
 from workflows.monitor.models import (
     Analysis,
-    CarriedState,
     MonitorState,
     MonitorStatus,
+    MonitorView,
     RecordedAnalysis,
     SignalContext,
 )
@@ -52,8 +52,8 @@ def answer(decision="enter_trade", confidence=78.0) -> Analysis:
     return Analysis(decision=decision, confidence=confidence, reasoning="Breakout " * 40, latency_ms=5)
 
 
-def loaded() -> CarriedState:
-    return CarriedState(context=ctx(), deadline=NOW, max_reanalyses=5)
+def loaded() -> MonitorState:
+    return MonitorState(context=ctx(), deadline=NOW, max_reanalyses=5)
 
 
 def test_an_analysis_is_recorded_with_its_price_and_why():
@@ -102,7 +102,7 @@ def test_failures_are_kept_bounded_and_remembered_for_reanalyze():
 
 
 def test_operator_refusals():
-    s = CarriedState()
+    s = MonitorState()
     assert (steps.not_active(s) or ("", ""))[0] == "MonitorNotReady"
     s = loaded()
     assert steps.not_active(s) is None
@@ -134,7 +134,7 @@ def test_state_view_and_result_carry_iso_times():
     dumped = shown.model_dump(mode="json")
     assert dumped["pending_candle_iso"] == "2025-11-25T11:00:00Z" and dumped["deadline_iso"] == "2025-11-25T12:00:00Z"
     # Old payloads (no ISO fields) still parse, and the computed ones are ignored on input.
-    assert MonitorState.model_validate(dumped).pending_candle == T0
+    assert MonitorView.model_validate(dumped).pending_candle == T0
     result = steps.result_of("s", s, "expired", "r", NOW).model_dump(mode="json")
     assert result["ended_at_iso"] == "2025-11-25T12:00:00Z"
 
@@ -144,7 +144,7 @@ def test_the_carry_leaves_out_what_lives_in_one_run():
     s.analysing, s.abandon_reason, s.order_intent_id = True, "x", "o"
     carried = s.model_dump(mode="json")
     assert not {"analysing", "abandon_reason", "order_intent_id", "result", "early"} & carried.keys()
-    assert CarriedState.model_validate(carried).context == ctx()
+    assert MonitorState.model_validate(carried).context == ctx()
 
 
 def test_excerpt():
@@ -204,23 +204,23 @@ def test_a_waiting_close_is_analysed_unless_continue_as_new_comes_first():
 
 
 def test_loading_keeps_the_limit_and_deadline_or_says_why_the_monitor_ends():
-    s = CarriedState()
+    s = MonitorState()
     assert steps.loaded(s, ctx(), NOW - timedelta(minutes=1)) is None
     assert (s.context, s.max_reanalyses, s.status) == (ctx(), 5, MonitorStatus.ANALYZING)
     assert s.deadline == NOW + timedelta(hours=24)
-    ended = CarriedState()
+    ended = MonitorState()
     assert steps.loaded(ended, ctx(status="in_position"), NOW) == steps.AlreadyEnded(
         "in_position", "signal was already in_position"
     )
     assert ended.context is not None and ended.deadline is None and ended.status != MonitorStatus.ANALYZING
-    bad = CarriedState()
+    bad = MonitorState()
     assert steps.loaded(bad, ctx(trader_found=False), NOW) == outcomes.invalid("trader t not found")
     assert bad.deadline is None
-    endless = CarriedState()
+    endless = MonitorState()
     end = steps.loaded(endless, ctx(max_monitoring_seconds=0), NOW)
     assert isinstance(end, outcomes.End) and end.status == "failed" and "not a usable time" in end.reason
     assert endless.deadline is None
-    late = CarriedState()
+    late = MonitorState()
     assert steps.loaded(late, ctx(), NOW + timedelta(hours=25)) == outcomes.deadline_passed(before_start=True)
     assert late.deadline == NOW + timedelta(hours=24)  # shown by the state query
 
