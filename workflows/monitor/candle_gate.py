@@ -7,15 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from workflows.common.candle_gate import (
-    RECENT_CANDLES_KEPT,
-    Verdict,
-    count_refused,
-    decode_counted,
-    foreign_or_open,
-    from_the_future,
-    judged,
-)
+from workflows.common import candle_gate as gate
+from workflows.common.candle_gate import RECENT_CANDLES_KEPT, Verdict
 from workflows.common.candles import Kline, candle_open_containing
 from workflows.common.timefmt import datetime_to_ms
 from workflows.monitor.models import MonitorState, SignalContext
@@ -26,7 +19,7 @@ SKIPPED_KEPT = 50
 def classify(state: MonitorState, ctx: SignalContext, k: Kline, now_ms: int, *, check_future: bool = True) -> Verdict:
     """The verdict on a decoded kline. `check_future=False` is the rule before closes from the
     future were refused (kept for histories recorded before it)."""
-    if (verdict := foreign_or_open(k, ctx.symbol, ctx.interval)) is not None:
+    if (verdict := gate.foreign_or_open(k, ctx.symbol, ctx.interval)) is not None:
         return verdict
     if state.result is not None:
         return Verdict.STALE
@@ -37,7 +30,7 @@ def classify(state: MonitorState, ctx: SignalContext, k: Kline, now_ms: int, *, 
     signal_candle = candle_open_containing(ctx.interval, signal_ms)
     if signal_candle is not None and k.t < signal_candle:
         return Verdict.STALE
-    if check_future and from_the_future(k, ctx.interval, now_ms):
+    if check_future and gate.from_the_future(k, ctx.interval, now_ms):
         return Verdict.FUTURE
     pending = state.pending
     if k.t in state.recent_t or (pending is not None and k.t == pending.t):
@@ -60,7 +53,7 @@ def admit(state: MonitorState, k: Kline, verdict: Verdict) -> None:
         skip(state, k.t)
         remember(state, k.t)
     else:
-        count_refused(state.counts, verdict)
+        gate.count_refused(state.counts, verdict)
         if verdict is Verdict.BEHIND:
             remember(state, k.t)
 
@@ -89,7 +82,7 @@ def receive(
 ) -> str | None:
     """One `candle_closed` signal, whatever its inputs: counted, then filed (or kept until the
     signal is loaded). Returns why it was ignored when that is worth a warning."""
-    decoded = decode_counted(state.counts, args)
+    decoded = gate.decode_counted(state.counts, args)
     if not isinstance(decoded, Kline):
         return decoded
     if state.context is None:
@@ -103,6 +96,6 @@ def file(
 ) -> str | None:
     """Classify and admit a decoded kline. `refuse_future` says whether the rule refusing closes
     from the future applies (it is the workflow's patch check, asked only when it matters)."""
-    verdict, note = judged(lambda check: classify(state, ctx, k, now_ms, check_future=check), k, refuse_future)
+    verdict, note = gate.judged(lambda check: classify(state, ctx, k, now_ms, check_future=check), k, refuse_future)
     admit(state, k, verdict)
     return note

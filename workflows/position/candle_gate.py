@@ -7,15 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from workflows.common.candle_gate import (
-    RECENT_CANDLES_KEPT,
-    Verdict,
-    count_refused,
-    decode_counted,
-    foreign_or_open,
-    from_the_future,
-    judged,
-)
+from workflows.common import candle_gate as gate
+from workflows.common.candle_gate import RECENT_CANDLES_KEPT, Verdict
 from workflows.common.candles import Kline
 from workflows.common.timefmt import datetime_to_ms
 from workflows.position.models import PositionContext, PositionState, PositionStatus
@@ -38,13 +31,13 @@ def classify(
 ) -> Verdict:
     """TAKE, or why not. `check_future=False` is the rule before closes from the future were
     refused (kept for histories recorded before it)."""
-    if (verdict := foreign_or_open(k, symbol, interval)) is not None:
+    if (verdict := gate.foreign_or_open(k, symbol, interval)) is not None:
         return verdict
     # The deciding candle (and anything before it) priced the entry already; a position started by
     # hand without one manages the closes after its start.
     if (after_t is not None and k.t <= after_t) or (after_t is None and opened_ms is not None and k.T <= opened_ms):
         return Verdict.STALE
-    if check_future and from_the_future(k, interval, now_ms):
+    if check_future and gate.from_the_future(k, interval, now_ms):
         return Verdict.FUTURE
     if k.t in seen_t:
         return Verdict.DUPLICATE
@@ -74,7 +67,7 @@ def receive(
     """One `candle_closed` signal, whatever its inputs: counted, then filed, or kept in `early`
     until the position is open (or known not to open). Returns why it was ignored when that is
     worth a warning."""
-    decoded = decode_counted(s.counts, args)
+    decoded = gate.decode_counted(s.counts, args)
     if not isinstance(decoded, Kline):
         return decoded
     if s.context is None or s.status == PositionStatus.OPENING:
@@ -93,9 +86,9 @@ def file(
     if s.status != PositionStatus.OPEN:
         s.counts.stale += 1
         return None
-    found, note = judged(lambda check: verdict(s, ctx, k, now_ms, check_future=check), k, refuse_future)
+    found, note = gate.judged(lambda check: verdict(s, ctx, k, now_ms, check_future=check), k, refuse_future)
     if found is not Verdict.TAKE:
-        count_refused(s.counts, found)
+        gate.count_refused(s.counts, found)
         return note
     s.queue.append(k)
     s.queue.sort(key=lambda q: q.t)
