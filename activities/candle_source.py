@@ -16,7 +16,7 @@ from typing import Protocol
 from model_backend.indicators import Bar
 from model_backend.market import closed_by
 from signal_bridge.rest_klines import KlinesError, candles_between
-from workflows.candles import INTERVAL_MS
+from workflows.common.candles import INTERVAL_MS
 
 Key = tuple[str, str, int, int]
 

@@ -35,10 +35,11 @@ from model_backend.client import Completion, ModelClient
 from model_backend.market import price_digits
 from model_backend.pricing import call_cost
 from model_backend.prompt import Rendered, analysis_prompt, management_prompt, reask
-from workflows import names
-from workflows.models import Analysis, AnalyzeSignalInput
-from workflows.position_models import ManagementAnswer, ManagePositionInput
-from workflows.timefmt import datetime_to_ms
+from workflows.common import names
+from workflows.common.model_call import ModelCall
+from workflows.common.timefmt import datetime_to_ms
+from workflows.monitor.models import Analysis, AnalyzeSignalInput
+from workflows.position.models import ManagementAnswer, ManagePositionInput
 
 RAW_ANSWER_CHARS = 4000
 
@@ -193,6 +194,7 @@ def analysis_from(decided: Decided, computed: dict[str, Any]) -> Analysis:
         "tokens_used": (call["tokens_in"] or 0) + (call["tokens_out"] or 0) or None,
         "model_name": call["model_served"] or call["model_requested"],
         "technical_indicators": computed or None,
+        "model_call": ModelCall(**call),
     }
     if not checked.usable or not isinstance(checked, CheckedAnalysis):
         return Analysis(
@@ -219,6 +221,7 @@ def management_from(decided: Decided) -> ManagementAnswer:
         "latency_ms": call["latency_ms"],
         "tokens_used": (call["tokens_in"] or 0) + (call["tokens_out"] or 0) or None,
         "model_name": call["model_served"] or call["model_requested"],
+        "model_call": ModelCall(**call),
     }
     if not checked.usable or not isinstance(checked, CheckedManagement):
         return ManagementAnswer(

@@ -13,6 +13,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.db_errors import permanent_errors
+from activities.model_call_rows import write_model_call
 from workflows.common import names
 from workflows.position.models import (
     ClosedSignal,
@@ -118,8 +119,9 @@ class PositionStore:
     @activity.defn(name=names.RECORD_POSITION_DECISION_ACTIVITY)
     async def record_position_decision(self, input: RecordDecisionInput) -> RecordedDecision:
         with permanent_errors("record position decision"):
-            decision_id = await self._pool.fetchval(
-                """
+            async with self._pool.acquire() as conn, conn.transaction():
+                decision_id = await conn.fetchval(
+                    """
                 INSERT INTO position_management_decisions (
                     position_id, signal_id, trader_id, user_id, "timestamp", current_pnl, current_pnl_pct,
                     position_size, action, confidence, reasoning, action_details, market_price,
@@ -129,26 +131,28 @@ class PositionStore:
                 ON CONFLICT (position_id, candle_open_time) DO NOTHING
                 RETURNING id
                 """,
-                input.position_id,
-                uuid.UUID(input.signal_id),
-                uuid.UUID(input.trader_id) if input.trader_id else None,
-                uuid.UUID(input.user_id) if input.user_id else None,
-                input.timestamp,
-                input.current_pnl,
-                input.current_pnl_pct,
-                input.position_size,
-                input.action,
-                round(input.confidence, 2) if input.confidence is not None else None,
-                input.reasoning,
-                input.action_details,
-                input.market_price,
-                input.risk_assessment,
-                input.raw_ai_response,
-                input.analysis_latency_ms,
-                input.tokens_used,
-                input.model_name,
-                input.candle_open_time,
-            )
+                    input.position_id,
+                    uuid.UUID(input.signal_id),
+                    uuid.UUID(input.trader_id) if input.trader_id else None,
+                    uuid.UUID(input.user_id) if input.user_id else None,
+                    input.timestamp,
+                    input.current_pnl,
+                    input.current_pnl_pct,
+                    input.position_size,
+                    input.action,
+                    round(input.confidence, 2) if input.confidence is not None else None,
+                    input.reasoning,
+                    input.action_details,
+                    input.market_price,
+                    input.risk_assessment,
+                    input.raw_ai_response,
+                    input.analysis_latency_ms,
+                    input.tokens_used,
+                    input.model_name,
+                    input.candle_open_time,
+                )
+                if decision_id is not None:
+                    await write_model_call(conn, "position_management_decisions", decision_id, input.model_call)
             if decision_id is not None:
                 return RecordedDecision(decision_id=str(decision_id), inserted=True)
             existing = await self._pool.fetchval(

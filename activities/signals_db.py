@@ -16,6 +16,7 @@ from activities import activity_metrics
 from activities import signal_checks as checks
 from activities.db_errors import no_retry_on_permanent_errors
 from activities.exact import positive_decimal, to_decimal
+from activities.model_call_rows import write_model_call
 from activities.platform_schema import InitialAnalysis
 from workflows.common import names
 from workflows.monitor.decisions import normalise_proxy_decision
@@ -365,6 +366,7 @@ class SignalStore:
             input.analysis_number,
             input.monitor_decision,
         )
+        await write_model_call(conn, "signal_analyses", analysis_id, a.model_call)
         return analysis_id, True, False
 
     @staticmethod

@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from workflows.decisions import normalise_proxy_decision
-from workflows.models import ProxyDecision
-from workflows.position_actions import MANAGE_ACTIONS, ManageAction, validate_action
+from workflows.monitor.decisions import normalise_proxy_decision
+from workflows.monitor.models import ProxyDecision
+from workflows.position.actions import MANAGE_ACTIONS, ManageAction, validate_action
 
 MIN_REWARD_TO_RISK = 1.2
 MAX_ENTRY_ATR = 3.0  # the entry within this many ATR of the last close

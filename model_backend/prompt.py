@@ -17,8 +17,8 @@ from typing import Any
 
 from model_backend.indicators import Bar, snapshot
 from model_backend.market import candle_table, higher_timeframe, price_digits
-from workflows.models import AnalyzeSignalInput
-from workflows.position_models import ManagePositionInput
+from workflows.monitor.models import AnalyzeSignalInput
+from workflows.position.models import ManagePositionInput
 
 PROMPT_VERSION = "candles-v1"
 # About 8k tokens in at most (the budget); a character is ~0.3 token for these tables.

@@ -8,9 +8,9 @@ from decimal import Decimal
 from typing import Any
 
 from model_backend.indicators import Bar
-from workflows.candles import Kline
-from workflows.models import AnalyzeSignalInput, PreviousDecision, SignalContext
-from workflows.position_models import ManagePositionInput, PositionContext, PreviousManagement
+from workflows.common.candles import Kline
+from workflows.monitor.models import AnalyzeSignalInput, PreviousDecision, SignalContext
+from workflows.position.models import ManagePositionInput, PositionContext, PreviousManagement
 
 STEP = 60_000
 T0 = 1_764_600_000_000 // STEP * STEP  # 2025-12-01, a whole minute

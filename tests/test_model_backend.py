@@ -17,7 +17,7 @@ from activities.model_decisions import ModelDecisions
 from fakes.model import FakeModel
 from model_backend.client import ModelClient, new_model_http_client
 from tests.model_support import STEP, analysis_input, manage_input, series
-from workflows import names
+from workflows.common import names
 
 KEY = "sk-model-test-0123456789"
 BARS = series()

@@ -6,16 +6,18 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from functools import partial
 
 from fakes.binance.server import FakeBinance
 from fakes.model import STANDIN_MODEL, FakeModel
+from model_backend.prompt import PROMPT_VERSION, messages_sha256
 from tests.model_support import STEP, k_of, market_series, seed_binance
 from tests.monitor_harness import monitor_stack
 from tests.position_support import position_rows, result_of, view
 from tests.support import analyses, eventually, insert_signal, signal_status
-from workflows.position_manager import PositionManagerWorkflow
-from workflows.signal_monitor import SignalMonitorWorkflow
+from workflows.monitor.workflow import SignalMonitorWorkflow
+from workflows.position.workflow import PositionManagerWorkflow
 
 KEY = "sk-e2e-model-" + uuid.uuid4().hex
 
@@ -58,8 +60,17 @@ async def test_monitor_and_position_decided_by_the_model_backend(client, databas
     assert [(r["decision"], float(r["confidence"])) for r in rows] == [("wait", 55), ("wait", 62), ("enter_trade", 78)]
     assert all(r["model_name"] == STANDIN_MODEL and r["gemini_tokens_used"] > 500 for r in rows)
     assert rows[2]["key_levels"] and '"side": "long"' in rows[2]["key_levels"]
+    for r, model_request in zip(rows, model.requests[:3], strict=True):
+        assert r["model_requested"] == r["model_served"] == STANDIN_MODEL and r["prompt_version"] == PROMPT_VERSION
+        assert r["prompt_sha256"] == messages_sha256(model_request.body["messages"])
+        assert r["tokens_in"] > 500 and r["tokens_out"] > 10 and r["tokens_cached"] == 0
+        assert r["cost_usd"] == Decimal("0.00042") and r["cost_source"] == "provider"
+        assert r["model_attempts"] == 1 and r["abstained"] is False and r["model_latency_ms"] >= 0
     decisions = (await position_rows(db, row.signal_id))["decisions"]
     assert [d["action"] for d in decisions] == ["hold", "hold", "close"]
+    assert all(d["cost_usd"] == Decimal("0.00042") and d["prompt_version"] == PROMPT_VERSION for d in decisions)
+    assert all(d["model_served"] == STANDIN_MODEL and d["tokens_in"] > 500 for d in decisions)
+    print_rows(rows, decisions)
     assert await signal_status(db, row.signal_id) == "closed"
     # No look-ahead: each prompt's table ends at the analysed candle (#0: the signal's own).
     analysed = [bars[signal_at], bars[signal_at + 1], bars[signal_at + 2], *bars[signal_at + 3 : signal_at + 6]]
@@ -68,6 +79,15 @@ async def test_monitor_and_position_decided_by_the_model_backend(client, databas
         assert _last_row_open(req.user) == datetime.fromtimestamp(bar.t / 1000, UTC), req.user[-300:]
         assert len(re.findall(r"^-?\d+,\d\d-\d\d", req.user, re.M)) == 100
     print(model.requests[2].user[:1500])
+
+
+def print_rows(rows, decisions) -> None:
+    audit = ("model_requested", "model_served", "prompt_version", "prompt_sha256", "tokens_in", "tokens_out",
+             "tokens_cached", "cost_usd", "cost_source", "model_latency_ms", "model_attempts", "abstained")  # fmt: skip
+    for r in rows:
+        print("signal_analyses", r["analysis_number"], r["decision"], float(r["confidence"]), {c: r[c] for c in audit})
+    for d in decisions:
+        print("position_management_decisions", d["action"], {c: d[c] for c in audit})
 
 
 async def _analysed(handle, n: int):

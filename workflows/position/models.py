@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from workflows.common.candles import Kline
+from workflows.common.model_call import ModelCall
 from workflows.common.models import ProxyAnswer
 from workflows.position.actions import ManageAction
 from workflows.position.paper import Side
@@ -191,6 +192,7 @@ class RecordDecisionInput(BaseModel):
     analysis_latency_ms: int | None = None
     tokens_used: int | None = None
     model_name: str | None = None
+    model_call: ModelCall | None = None  # the `model` backend's audit of the call
 
 
 class RecordedDecision(BaseModel):

@@ -353,6 +353,7 @@ def record_request(ctx: PositionContext, s: PositionState, d: Decision) -> Recor
         analysis_latency_ms=answer.latency_ms if answer else None,
         tokens_used=answer.tokens_used if answer else None,
         model_name=answer.model_name if answer else None,
+        model_call=answer.model_call if answer else None,
     )
 
 
