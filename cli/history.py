@@ -24,13 +24,17 @@ def _n(value: float | int | None) -> str:
     return "-" if value is None else f"{value:g}"
 
 
+def _usd(value: float | None) -> str:
+    return "-" if value is None else f"{value:.6f}".rstrip("0").rstrip(".") if value else "0"
+
+
 def decision_text(a: AnalysisRow) -> str:
     return f"{a.decision} -> {a.monitor_decision}" if a.monitor_decision else a.decision
 
 
 def history_lines(report: SignalReport) -> list[str]:
     """One line per analysis (the table's rows, also used by `status` after the end)."""
-    rows = [("#", "TIME (UTC)", "CANDLE (UTC)", "PRICE", "DECISION", "CONF", "TOKENS", "REASONING")]
+    rows = [("#", "TIME (UTC)", "CANDLE (UTC)", "PRICE", "DECISION", "CONF", "TOKENS", "COST $", "REASONING")]
     for a in report.analyses:
         rows.append(
             (
@@ -41,7 +45,8 @@ def history_lines(report: SignalReport) -> list[str]:
                 decision_text(a),
                 f"{a.confidence:g}",
                 "-" if a.tokens is None else str(a.tokens),
-                excerpt(a.reasoning),
+                _usd(a.cost_usd),
+                ("[abstained] " if a.abstained else "") + excerpt(a.reasoning),
             )
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
@@ -66,7 +71,15 @@ def history_text(report: SignalReport) -> str:
     if not report.analyses:
         return "\n".join([*head, "no analysis recorded yet"])
     total = sum(a.tokens or 0 for a in report.analyses)
-    tail = [f"{len(report.analyses)} analyses, {total} tokens; prices of candles: {report.candles_source}"]
+    costs = [a.cost_usd for a in report.analyses if a.cost_usd is not None]
+    cost = f", cost ${_usd(sum(costs))}" if costs else ""
+    tail = [f"{len(report.analyses)} analyses, {total} tokens{cost}; prices of candles: {report.candles_source}"]
+    p = report.position_cost
+    if p is not None:
+        spent = f", cost ${_usd(p.cost_usd)}" if p.cost_usd is not None else ""
+        tail.append(
+            f"position: {p.decisions} management decisions ({p.model_decisions} by the model), {p.tokens} tokens{spent}"
+        )
     return "\n".join([*head, *history_lines(report), *tail])
 
 

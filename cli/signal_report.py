@@ -54,6 +54,10 @@ class AnalysisRow(BaseModel):
     model_name: str | None
     latency_ms: int | None
     key_levels: dict[str, Any] | None = None
+    # The `model` backend's audit (migration 008); None on llm-proxy's rows.
+    cost_usd: float | None = None
+    prompt_version: str | None = None
+    abstained: bool | None = None
 
 
 class OrderIntentRow(BaseModel):
@@ -65,9 +69,19 @@ class OrderIntentRow(BaseModel):
     created_at: datetime
 
 
+class PositionCost(BaseModel):
+    """The position's management decisions and what the model calls behind them cost."""
+
+    decisions: int
+    model_decisions: int
+    tokens: int
+    cost_usd: float | None
+
+
 class SignalReport(BaseModel):
     signal: SignalInfo
     analyses: list[AnalysisRow]
+    position_cost: PositionCost | None = None
     order_intent: OrderIntentRow | None = None
     candles: list[Candle] = Field(default_factory=list)
     candles_source: str = "not fetched"
@@ -116,9 +130,18 @@ async def fetch_report(database_url: str, signal_id: str) -> SignalReport:
             raise SignalNotFound(f"no signal {signal_id} in the database")
         rows = await conn.fetch(
             """SELECT analysis_number, created_at, candle_open_time, decision, confidence, monitor_decision,
-                      reasoning, gemini_tokens_used, model_name, analysis_latency_ms, key_levels
-               FROM signal_analyses WHERE signal_id = $1
+                      reasoning, gemini_tokens_used, model_name, analysis_latency_ms, key_levels,
+                      -- migration 008's columns, read so that a database without them still reports
+                      (to_jsonb(a) ->> 'cost_usd')::numeric AS cost_usd, to_jsonb(a) ->> 'prompt_version' AS prompt_version,
+                      (to_jsonb(a) ->> 'abstained')::boolean AS abstained
+               FROM signal_analyses a WHERE signal_id = $1
                ORDER BY analysis_number NULLS FIRST, created_at""",
+            sid,
+        )
+        cost = await conn.fetchrow(
+            """SELECT count(*) AS decisions, count(to_jsonb(d) ->> 'prompt_version') AS model_decisions,
+                      coalesce(sum(tokens_used), 0) AS tokens, sum((to_jsonb(d) ->> 'cost_usd')::numeric) AS cost_usd
+               FROM position_management_decisions d WHERE signal_id = $1""",
             sid,
         )
         intent = await conn.fetchrow(
@@ -157,9 +180,20 @@ async def fetch_report(database_url: str, signal_id: str) -> SignalReport:
             model_name=r["model_name"],
             latency_ms=r["analysis_latency_ms"],
             key_levels=_json(r["key_levels"]),
+            cost_usd=_float(r["cost_usd"]),
+            prompt_version=r["prompt_version"],
+            abstained=r["abstained"],
         )
         for r in rows
     ]
+    position_cost = None
+    if cost is not None and cost["decisions"]:
+        position_cost = PositionCost(
+            decisions=cost["decisions"],
+            model_decisions=cost["model_decisions"],
+            tokens=int(cost["tokens"]),
+            cost_usd=_float(cost["cost_usd"]),
+        )
     order_intent = None
     if intent is not None:
         order_intent = OrderIntentRow(
@@ -170,7 +204,7 @@ async def fetch_report(database_url: str, signal_id: str) -> SignalReport:
             status=intent["status"],
             created_at=intent["created_at"],
         )
-    return SignalReport(signal=info, analyses=analyses, order_intent=order_intent)
+    return SignalReport(signal=info, analyses=analyses, order_intent=order_intent, position_cost=position_cost)
 
 
 async def add_candles(report: SignalReport, rest_url: str) -> SignalReport:

@@ -9,6 +9,10 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from functools import partial
 
+from temporalio.api.sdk.v1 import WorkflowMetadata
+
+from cli.history import history_text
+from cli.signal_report import fetch_report
 from fakes.binance.server import FakeBinance
 from fakes.model import STANDIN_MODEL, FakeModel
 from model_backend.prompt import PROMPT_VERSION, messages_sha256
@@ -53,6 +57,8 @@ async def test_monitor_and_position_decided_by_the_model_backend(client, databas
                 if n < 5:
                     await eventually(partial(_managed, position, n - 2))
             closed = await result_of(position)
+            monitor_details = await _details(monitor)
+            position_details = await _details(position)
             assert not m.proxy.requests_for(row.signal_id)  # llm-proxy never asked
 
     assert closed.status == "closed" and "model" in closed.reason, closed
@@ -71,6 +77,13 @@ async def test_monitor_and_position_decided_by_the_model_backend(client, databas
     assert all(d["cost_usd"] == Decimal("0.00042") and d["prompt_version"] == PROMPT_VERSION for d in decisions)
     assert all(d["model_served"] == STANDIN_MODEL and d["tokens_in"] > 500 for d in decisions)
     print_rows(rows, decisions)
+    print(monitor_details, position_details, sep="\n")
+    assert "model cost: $0.00126000 over 3 analyses" in monitor_details
+    assert "model cost $0.00126000" in position_details
+    text = history_text(await fetch_report(database_url, row.signal_id))
+    print(text)
+    assert "3 analyses, " in text and "cost $0.00126;" in text
+    assert "position: 3 management decisions (3 by the model)" in text and "cost $0.00126" in text.splitlines()[-1]
     assert await signal_status(db, row.signal_id) == "closed"
     # No look-ahead: each prompt's table ends at the analysed candle (#0: the signal's own).
     analysed = [bars[signal_at], bars[signal_at + 1], bars[signal_at + 2], *bars[signal_at + 3 : signal_at + 6]]
@@ -88,6 +101,12 @@ def print_rows(rows, decisions) -> None:
         print("signal_analyses", r["analysis_number"], r["decision"], float(r["confidence"]), {c: r[c] for c in audit})
     for d in decisions:
         print("position_management_decisions", d["action"], {c: d[c] for c in audit})
+
+
+async def _details(handle) -> str:
+    """What the Temporal UI shows as the workflow's current details."""
+    meta = await handle.query("__temporal_workflow_metadata", result_type=WorkflowMetadata)
+    return meta.current_details
 
 
 async def _analysed(handle, n: int):

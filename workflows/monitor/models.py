@@ -201,6 +201,8 @@ class AnalysisRecord(BaseModel):
     # Why `decision` follows from `proxy_decision` (e.g. "enter_trade 78 < min 95 -> continue").
     mapped: str | None = None
     price: str | None = Field(default=None, description="the candle's close, or the signal's price for #0")
+    # What the `model` backend's call cost (USD), when it says; None from llm-proxy.
+    cost_usd: Decimal | None = None
 
     @computed_field  # type: ignore[prop-decorator]
     @property

@@ -269,6 +269,8 @@ class PositionState(BaseModel):
     queue: list[Kline] = Field(default_factory=list)
     decisions: list[ManagementRecord] = Field(default_factory=list)
     counts: PositionCounts = Field(default_factory=PositionCounts)
+    # What the `model` backend's management calls cost so far (USD; llm-proxy's report none).
+    model_cost_usd: Decimal | None = None
     operator_changes: int = 0
     runs: int = 1
     close_reason: str | None = None

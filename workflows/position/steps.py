@@ -377,6 +377,9 @@ def recorded(s: PositionState, d: Decision, now: datetime) -> None:
     )
     del s.decisions[:-DECISIONS_KEPT]
     s.counts.processed += 1
+    call = d.answer.model_call if d.answer else None
+    if call is not None and call.cost_usd is not None:
+        s.model_cost_usd = (s.model_cost_usd or Decimal(0)) + call.cost_usd
 
 
 def model_decision(k: Kline, answer: ManagementAnswer, action: ValidatedAction, risk_exits: list[ExitKind]) -> Decision:

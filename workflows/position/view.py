@@ -58,7 +58,8 @@ def details_text(s: PositionState, note: str | None = None) -> str | None:
         f"**{ctx.symbol} {ctx.interval}** · {ctx.side} · trader {ctx.trader_name or ctx.trader_id}",
         f"status: {s.status} · size {s.quantity}/{s.initial_quantity} · entry {s.entry_price} · last {s.last_price}",
         f"stop {s.stop_loss} · targets {', '.join(map(str, open_targets(s))) or 'none'}",
-        f"realized P&L {s.realized_pnl} (fees {s.fees_paid}) · decisions {s.counts.processed}",
+        f"realized P&L {s.realized_pnl} (fees {s.fees_paid}) · decisions {s.counts.processed}"
+        + (f" · model cost ${s.model_cost_usd}" if s.model_cost_usd is not None else ""),
     ]
     if s.decisions:
         d = s.decisions[-1]
