@@ -71,7 +71,8 @@ class PositionStore:
                        t.management_interval, t.use_trailing_stop, t.trailing_stop_distance,
                        t.partial_take_profit_levels, t.max_loss_per_position, t.max_consecutive_losses,
                        extract(epoch FROM t.max_position_duration)::float8 AS max_position_seconds, t.paper_stake,
-                       s.trader_id, oi.side, oi.entry_price, oi.stop_loss, oi.take_profits, a.candle_open_time
+                       s.trader_id, oi.side, oi.entry_price, oi.stop_loss, oi.take_profits, a.candle_open_time,
+                       (to_jsonb(t) ->> 'management_min_move_pct')::numeric AS management_min_move_pct
                 FROM signals s
                 LEFT JOIN traders t ON t.id = s.trader_id
                 LEFT JOIN order_intents oi ON oi.signal_id = s.id
@@ -114,6 +115,7 @@ class PositionStore:
             context.paper_stake = row["paper_stake"]
             context.max_position_seconds = row["max_position_seconds"]
             context.max_consecutive_losses = row["max_consecutive_losses"]
+            context.management_min_move_pct = row["management_min_move_pct"]
         return context
 
     @activity.defn(name=names.RECORD_POSITION_DECISION_ACTIVITY)

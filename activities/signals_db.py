@@ -138,6 +138,8 @@ class SignalStore:
                        octet_length(t.strategy::text) AS strategy_bytes,
                        CASE WHEN octet_length(t.strategy::text) <= $2 THEN t.strategy END AS strategy,
                        t.max_reanalyses, t.min_confidence_to_enter,
+                       -- migration 008's, read so that a database without it loads (the gate is off)
+                       (to_jsonb(t) ->> 'min_price_move_pct')::float8 AS min_price_move_pct,
                        extract(epoch FROM t.max_monitoring_duration)::float8 AS max_monitoring_seconds,
                        {EXPIRED_BY_032} AS expired_by_032,
                        coalesce({platform_fires}, false) AS platform_fires
@@ -194,6 +196,7 @@ class SignalStore:
                 context.max_reanalyses = row["max_reanalyses"]
                 context.min_confidence_to_enter = float(row["min_confidence_to_enter"])
                 context.max_monitoring_seconds = row["max_monitoring_seconds"]
+                context.min_price_move_pct = row["min_price_move_pct"]
         except ValidationError as exc:
             # Whatever the checks above did not foresee is still data no retry can change.
             where = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5])

@@ -18,7 +18,11 @@ from temporalio.workflow import NondeterminismError
 
 from tests.test_replay import _future_closes, _patch_markers, _record_kinds
 from workflows.common.names import POSITION_WORKFLOW_TYPE, RECORD_POSITION_DECISION_ACTIVITY
-from workflows.common.patches import POSITION_FUTURE_CANDLES_PATCH, POSITION_LOCAL_RECORD_PATCH
+from workflows.common.patches import (
+    POSITION_FUTURE_CANDLES_PATCH,
+    POSITION_LOCAL_RECORD_PATCH,
+    POSITION_PRICE_MOVE_GATE_PATCH,
+)
 from workflows.position.models import PositionResult
 from workflows.position.workflow import PositionManagerWorkflow
 
@@ -80,6 +84,28 @@ def test_the_local_record_patch_is_guarded_from_both_sides():
         assert kinds(p) != {"activity", "local"}, p.name
         if "local" in kinds(p):
             assert POSITION_LOCAL_RECORD_PATCH in _patch_markers(p), p.name
+
+
+def test_the_price_move_gate_is_guarded_from_both_sides():
+    """Histories recorded before the management gate (no marker: every close went to the model)
+    replay as they were; the gate's marker only in a history whose trader set it."""
+    with_marker = [p for p in HISTORIES if POSITION_PRICE_MOVE_GATE_PATCH in _patch_markers(p)]
+    assert with_marker, f"no position history takes the {POSITION_PRICE_MOVE_GATE_PATCH!r} path"
+    assert all(_has_setting(p) for p in with_marker)
+    assert any(not _has_setting(p) for p in HISTORIES if p not in with_marker)
+
+
+def _has_setting(path: Path) -> bool:
+    """Whether a loaded PositionContext in the history sets management_min_move_pct."""
+    for e in json.loads(path.read_text())["events"]:
+        done = e.get("activityTaskCompletedEventAttributes")
+        for payload in (done or {}).get("result", {}).get("payloads", []):
+            if "data" not in payload:
+                continue  # a null result
+            value = json.loads(base64.b64decode(payload["data"]))
+            if isinstance(value, dict) and value.get("management_min_move_pct"):
+                return True
+    return False
 
 
 @workflow.defn(name=POSITION_WORKFLOW_TYPE, sandboxed=False)

@@ -59,6 +59,6 @@ def details_text(state: MonitorState, ctx: SignalContext) -> str:
     lines.append(
         f"candles: analysed {c.analysed}, duplicate {c.duplicate}, stale {c.stale}, skipped {c.skipped}, "
         f"foreign {c.foreign}, malformed {c.malformed}, future {c.future}, oversized {c.oversized}, "
-        f"failed {c.failed_analyses}"
+        f"failed {c.failed_analyses}" + (f", gated {c.gated}" if c.gated else "")
     )
     return "\n\n".join(lines)

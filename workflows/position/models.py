@@ -88,6 +88,9 @@ class PositionContext(BaseModel):
     paper_stake: Decimal = Decimal(1000)
     max_position_seconds: float = 7 * 24 * 3600.0
     max_consecutive_losses: int | None = None
+    # The management price-move gate (percent; None: off): the model is not asked about a close
+    # that moved less since the last one it was asked about; stop and target checks still run.
+    management_min_move_pct: Decimal | None = None
 
 
 class Fill(BaseModel):
@@ -242,6 +245,8 @@ class PositionCounts(BaseModel):
     held_invalid: int = 0
     llm_failures: int = 0
     fills: int = 0
+    # Moved less than management_min_move_pct since the last close the model was asked about.
+    gated: int = 0
 
 
 class PositionState(BaseModel):
@@ -271,6 +276,8 @@ class PositionState(BaseModel):
     counts: PositionCounts = Field(default_factory=PositionCounts)
     # What the `model` backend's management calls cost so far (USD; llm-proxy's report none).
     model_cost_usd: Decimal | None = None
+    # The close of the last candle the model was asked about (the gate's reference; else the entry).
+    last_model_price: Decimal | None = None
     operator_changes: int = 0
     runs: int = 1
     close_reason: str | None = None

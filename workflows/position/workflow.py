@@ -24,6 +24,7 @@ with workflow.unsafe.imports_passed_through():
     # taken by name from the sandbox's copy of the package is imported afresh for every workflow).
     import workflows.common.names as names
     import workflows.common.parsing as parsing
+    import workflows.common.price_gate as price_gate
     import workflows.common.search_attributes as sa
     import workflows.position.candle_gate as candle_gate
     import workflows.position.inputs as inputs
@@ -33,7 +34,11 @@ with workflow.unsafe.imports_passed_through():
     from workflows.common.activity_calls import failure_text
     from workflows.common.candles import Kline
     from workflows.common.ended import Ended
-    from workflows.common.patches import POSITION_FUTURE_CANDLES_PATCH, POSITION_LOCAL_RECORD_PATCH
+    from workflows.common.patches import (
+        POSITION_FUTURE_CANDLES_PATCH,
+        POSITION_LOCAL_RECORD_PATCH,
+        POSITION_PRICE_MOVE_GATE_PATCH,
+    )
     from workflows.common.timefmt import datetime_to_ms, utc_text
     from workflows.monitor.models import MonitorStatus
     from workflows.position.actions import validate_action
@@ -207,9 +212,18 @@ class PositionManagerWorkflow:
                 steps.Decision(k, "hold", "superseded by a newer close: risk checks only", risk_exits=risk_exits)
             )
             return
+        reference = s.last_model_price if s.last_model_price is not None else s.entry_price
+        why = price_gate.gated(ctx.management_min_move_pct, reference, bar.close)
+        if why is not None and workflow.patched(POSITION_PRICE_MOVE_GATE_PATCH):
+            # The stop and target checks above ran; only the model is not asked.
+            s.counts.gated += 1
+            await self._record(steps.Decision(k, "hold", why, risk_exits=risk_exits))
+            self._publish()
+            return
         answer = await self._ask(k)
         if answer is None:
             return
+        s.last_model_price = bar.close
         action = validate_action(answer.action, answer.action_details, ctx.side, bar.close, s.quantity)
         if action.held_reason:
             s.counts.held_invalid += 1
