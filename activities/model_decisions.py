@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -44,6 +45,16 @@ from workflows.position.models import ManagementAnswer, ManagePositionInput
 RAW_ANSWER_CHARS = 4000
 
 
+class CallMeter(Protocol):
+    """What a backtest counts and caps (backtest/model_calls.py); live workers have none."""
+
+    def before_call(self, signal_id: str) -> None:
+        """Raises a non-retryable ApplicationError when the run's call cap is reached."""
+        ...
+
+    def after_call(self, signal_id: str, completion: Completion, cached: bool) -> None: ...
+
+
 @dataclass
 class Decided:
     checked: Checked
@@ -60,6 +71,8 @@ class ModelDecisions:
         monitoring_model: str | None = None,
         candle_count: int = 100,
         answer_cache: AnswerCache | None = None,
+        meter: CallMeter | None = None,
+        time_shift: Callable[[], int] | None = None,
     ):
         self._client = client
         self._candles = candles
@@ -67,6 +80,10 @@ class ModelDecisions:
         self.monitoring_model = monitoring_model or model
         self._count = candle_count
         self._cache = answer_cache
+        self._meter = meter
+        # A backtest replays its series shifted into the test server's future: prompts (and the
+        # answer cache's keys) use the series' own times, so a rerun asks the same question.
+        self._shift = time_shift
 
     async def _bars(self, symbol: str, interval: str, cutoff_ms: int) -> list[indicators.Bar]:
         try:
@@ -75,16 +92,26 @@ class ModelDecisions:
             # Retryable: the exchange's REST may be down for a while; Temporal's policy bounds it.
             raise ApplicationError(f"candles unavailable: {exc}"[:500], type=names.LLM_UNAVAILABLE) from None
 
-    async def _complete(self, body: dict[str, Any]) -> tuple[Completion, bool]:
-        if self._cache is not None and (hit := self._cache.get(body)) is not None:
-            return hit, True
-        completion = await self._client.complete(body)
-        if self._cache is not None:
-            self._cache.put(body, completion)
-        return completion, False
+    async def _complete(self, body: dict[str, Any], signal_id: str) -> tuple[Completion, bool]:
+        cached = self._cache.get(body) if self._cache is not None else None
+        if cached is None:
+            if self._meter is not None:
+                self._meter.before_call(signal_id)
+            completion = await self._client.complete(body)
+            if self._cache is not None:
+                self._cache.put(body, completion)
+        if self._meter is not None:
+            self._meter.after_call(signal_id, cached or completion, cached is not None)
+        return (cached, True) if cached is not None else (completion, False)
 
     async def _decide(
-        self, rendered: Rendered, model: str, name: str, schema: dict[str, Any], parse: Callable[[str | None], Checked]
+        self,
+        signal_id: str,
+        rendered: Rendered,
+        model: str,
+        name: str,
+        schema: dict[str, Any],
+        parse: Callable[[str | None], Checked],
     ) -> Decided:
         messages = rendered.messages
         tokens_in = tokens_out = tokens_cached = 0
@@ -92,7 +119,8 @@ class ModelDecisions:
         all_cached, served, text = True, None, None
         checked: Checked = Checked(errors=["no answer"])
         for _ in range(2):  # the answer, and one re-ask with its errors
-            completion, cached = await self._complete(self._client.request_body(model, messages, name, schema))
+            body = self._client.request_body(model, messages, name, schema)
+            completion, cached = await self._complete(body, signal_id)
             attempts += 1
             all_cached &= cached
             served, text = completion.model_served or served, completion.text
@@ -139,6 +167,8 @@ class ModelDecisions:
 
     @activity.defn(name=names.ANALYZE_SIGNAL)
     async def analyze_signal(self, input: AnalyzeSignalInput) -> Analysis:
+        if self._shift is not None and (shift := self._shift()):
+            input = unshifted_analysis(input, shift)
         ctx, candle = input.context, input.candle
         cutoff = candle.T if candle is not None else datetime_to_ms(ctx.signal_time)
         bars = await self._bars(ctx.symbol, ctx.interval, cutoff)
@@ -147,7 +177,7 @@ class ModelDecisions:
         last = float(candle.c) if candle is not None else (ctx.price or (bars[-1].c if bars else 0.0))
         atr = indicators.atr(bars) if bars else None
         decided = await self._decide(
-            rendered, model, "analysis", ANALYSIS_SCHEMA, lambda t: parse_analysis(t, last, atr)
+            ctx.signal_id, rendered, model, "analysis", ANALYSIS_SCHEMA, lambda t: parse_analysis(t, last, atr)
         )
         computed = indicators.snapshot(bars, price_digits(bars[-1].c)) if bars else {}
         analysis = analysis_from(decided, computed)
@@ -161,12 +191,15 @@ class ModelDecisions:
 
     @activity.defn(name=names.MANAGE_POSITION_ACTIVITY)
     async def manage_position(self, input: ManagePositionInput) -> ManagementAnswer:
+        if self._shift is not None and (shift := self._shift()):
+            input = unshifted_management(input, shift)
         ctx, k = input.context, input.candle
         bars = await self._bars(ctx.symbol, ctx.interval, k.T)
         held = (k.T + 1 - ctx.decided_candle_t) / 1000 if ctx.decided_candle_t is not None else None
         rendered = management_prompt(input, bars, held)
         market, size = input.market_price, input.position_size
         decided = await self._decide(
+            ctx.signal_id,
             rendered,
             self.monitoring_model,
             "management",
@@ -180,6 +213,27 @@ class ModelDecisions:
             " abstained" if decided.call["abstained"] else "", answer.latency_ms, decided.call["attempts"],
         )  # fmt: skip
         return answer
+
+
+def unshifted_analysis(input: AnalyzeSignalInput, shift: int) -> AnalyzeSignalInput:
+    ctx = input.context.model_copy(update={"signal_time": input.context.signal_time - timedelta(milliseconds=shift)})
+    candle = (
+        input.candle.model_copy(update={"t": input.candle.t - shift, "T": input.candle.T - shift})
+        if input.candle
+        else None
+    )
+    previous = [
+        d.model_copy(update={"candleOpenTime": d.candleOpenTime - shift}) if d.candleOpenTime is not None else d
+        for d in input.previous_decisions
+    ]
+    return input.model_copy(update={"context": ctx, "candle": candle, "previous_decisions": previous})
+
+
+def unshifted_management(input: ManagePositionInput, shift: int) -> ManagePositionInput:
+    decided = input.context.decided_candle_t
+    ctx = input.context.model_copy(update={"decided_candle_t": decided - shift if decided is not None else None})
+    candle = input.candle.model_copy(update={"t": input.candle.t - shift, "T": input.candle.T - shift})
+    return input.model_copy(update={"context": ctx, "candle": candle})
 
 
 def _raw(text: str | None) -> str | None:

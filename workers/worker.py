@@ -28,7 +28,6 @@ from activities.position_advisor import PositionAdvisor
 from activities.position_starter import PositionStarter
 from activities.positions_db import PositionStore
 from activities.signals_db import SignalStore
-from model_backend.answer_cache import AnswerCache
 from model_backend.client import ModelClient
 from runtime import metrics
 from runtime.config import Settings
@@ -49,8 +48,10 @@ async def run_worker(
     stop: asyncio.Event | None = None,
     client: Client | None = None,
     ready: asyncio.Event | None = None,
-    answer_cache: AnswerCache | None = None,
+    decision_activities: list[Callable[..., Any]] | None = None,
 ) -> None:
+    """`decision_activities`: `analyze_signal` and `manage_position` built by the caller (the
+    backtest's, on its replayed series); else the settings' backend's."""
     database_url = settings.require_database()
     backend = settings.decision_backend()
     if backend == "model":
@@ -81,7 +82,8 @@ async def run_worker(
         pacer = None
         if settings.llm_queue_max_per_second:
             pacer = LlmCallPacer(pool, llm_queue, settings.llm_queue_max_per_second)
-        decision_activities = decision_backend_activities(settings, http, pacer, answer_cache)
+        if decision_activities is None:
+            decision_activities = decision_backend_activities(settings, http, pacer)
         positions = PositionStore(pool)
         paper = PaperExecution(
             pool, PaperRules(fee_pct=settings.paper_fee_pct, slippage_pct=settings.paper_slippage_pct)
@@ -144,7 +146,7 @@ async def run_worker(
 
 
 def decision_backend_activities(
-    settings: Settings, http: httpx.AsyncClient, pacer: LlmCallPacer | None, answer_cache: AnswerCache | None = None
+    settings: Settings, http: httpx.AsyncClient, pacer: LlmCallPacer | None
 ) -> list[Callable[..., Any]]:
     """`analyze_signal` and `manage_position`: llm-proxy's or the `model` backend's (the same
     activity names, inputs and results: the workflows do not know which). Both share the
@@ -155,9 +157,7 @@ def decision_backend_activities(
             http, url, key, settings.model_structured, settings.model_temperature, settings.model_max_tokens
         )
         candles = SingleFlightCache(binance_fetch(settings.binance_rest_url))
-        decisions = ModelDecisions(
-            client, candles, model, settings.monitoring_model, settings.model_candles, answer_cache=answer_cache
-        )
+        decisions = ModelDecisions(client, candles, model, settings.monitoring_model, settings.model_candles)
         return [decisions.analyze_signal, decisions.manage_position]
     proxy_url, proxy_key = settings.require_llm_proxy()
     proxy = LlmProxy(http, proxy_url, proxy_key, pacer)
@@ -178,12 +178,17 @@ def describe_backend(settings: Settings) -> str:
 
 @contextlib.asynccontextmanager
 async def running_worker(
-    client: Client, settings: Settings, stop_timeout: float = 30, answer_cache: AnswerCache | None = None
+    client: Client,
+    settings: Settings,
+    stop_timeout: float = 30,
+    decision_activities: list[Callable[..., Any]] | None = None,
 ) -> AsyncIterator[None]:
     """`run_worker` in this process (the backtest, the tests): entered once it polls, its start-up
     error raised; on exit stopped and waited for (at most `stop_timeout` seconds)."""
     stop, ready = asyncio.Event(), asyncio.Event()
-    task = asyncio.create_task(run_worker(settings, stop=stop, client=client, ready=ready, answer_cache=answer_cache))
+    task = asyncio.create_task(
+        run_worker(settings, stop=stop, client=client, ready=ready, decision_activities=decision_activities)
+    )
     waiter = asyncio.create_task(ready.wait())
     done, _ = await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
     if task in done:
