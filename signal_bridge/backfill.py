@@ -15,10 +15,10 @@ from typing import Any
 import httpx
 from pydantic import ValidationError
 
+from runtime.config import BridgeSettings
 from runtime.lifecycle import Backoff
 from workflows.candles import INTERVAL_MS, Kline
 
-from .config import BridgeConfig
 from .events import emit
 from .frames import KlineEvent, StreamKey
 from .router import CloseRouter
@@ -52,7 +52,7 @@ def row_to_k(symbol: str, interval: str, row: list) -> dict:
 
 class Backfiller:
     def __init__(
-        self, cfg: BridgeConfig, stats: BridgeStats, router: CloseRouter, http: httpx.AsyncClient | None = None
+        self, cfg: BridgeSettings, stats: BridgeStats, router: CloseRouter, http: httpx.AsyncClient | None = None
     ) -> None:
         self.cfg, self.stats, self.router = cfg, stats, router
         self.http = http or httpx.AsyncClient(
