@@ -36,25 +36,15 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from intake.monitor_identity import same_signal, started_for
 from runtime.config import Settings
+from runtime.exits import EXIT_ERROR, EXIT_OK, EXIT_USAGE
 from workflows import names
 from workflows import search_attributes as sa
 from workflows.candles import INTERVAL_MS
-from workflows.models import DecisionRecord, MonitorResult, MonitorState
+from workflows.models import DecisionRecord, MonitorResult, MonitorState, MonitorStatus
 from workflows.timefmt import utc_text
 
-EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 # What `MonitorStatus` can hold: the monitor's statuses and the platform's end statuses it mirrors.
-MONITOR_STATUSES = (
-    "new",
-    "analyzing",
-    "monitoring",
-    "in_position",
-    "expired",
-    "cancelled",
-    "failed",
-    "closed",
-    "rejected",
-)
+MONITOR_STATUSES = tuple(status.value for status in MonitorStatus)
 INTERVALS = tuple(k for k in INTERVAL_MS)
 # One operator command: its arguments, the connected client, where it prints.
 Operator = Callable[[argparse.Namespace, Client, TextIO], Awaitable[None]]
