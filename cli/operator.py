@@ -35,11 +35,11 @@ from temporalio.exceptions import ApplicationError, CancelledError, FailureError
 from temporalio.service import RPCError, RPCStatusCode
 
 from intake.monitor_identity import same_signal, started_for
+from market.intervals import INTERVAL_MS
 from runtime.config import Settings
 from runtime.exits import EXIT_ERROR, EXIT_OK, EXIT_USAGE
 from workflows import names
 from workflows import search_attributes as sa
-from workflows.candles import INTERVAL_MS
 from workflows.models import DecisionRecord, MonitorResult, MonitorState, MonitorStatus
 from workflows.timefmt import utc_text
 

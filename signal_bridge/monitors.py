@@ -9,8 +9,9 @@ from collections import defaultdict
 
 from temporalio.client import Client
 
+from market.intervals import is_valid_interval
 from runtime.config import BridgeSettings
-from workflows.candles import is_valid_interval, is_valid_symbol
+from workflows.candles import is_valid_symbol
 from workflows.search_attributes import SIGNAL_INTERVAL, SIGNAL_SYMBOL
 
 from .events import emit

@@ -13,7 +13,7 @@ from backtest import inputs
 from backtest.command import UsageError, parse_duration, parse_proxy
 from backtest.compare import differences, format_compare
 from backtest.gate import tokens_of
-from backtest.inputs import Candle, InputError, parse_candles, parse_signals
+from backtest.inputs import InputError, parse_candles, parse_signals
 from backtest.report import (
     Decision,
     RunInfo,
@@ -27,6 +27,7 @@ from backtest.report import (
 from backtest.spec import BacktestSpec, expected_analyses, expected_management
 from backtest.trades import Trade, would_have_won
 from fakes.binance.ohlcv import SAMPLE_FILE, sample_csv
+from market.candle import Candle
 
 M = 60_000
 
