@@ -4,6 +4,7 @@ guess), a REST klines row as the stream's `k` and back, the Decimal candle. Pure
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
@@ -12,7 +13,7 @@ from market.intervals import FIXED_INTERVALS, UnknownInterval, interval_ms, is_v
 from workflows.candles import Kline
 
 # A real BTCUSDT 1m row as `GET /api/v3/klines` answers it.
-ROW = [
+ROW: list[Any] = [
     1732526400000,
     "98250.01000000",
     "98301.99000000",
