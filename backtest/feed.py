@@ -26,7 +26,7 @@ from backtest.spec import BacktestSpec
 from intake.starting import start_monitor
 from market.candle import Candle
 from market.intervals import interval_ms
-from workflows.names import CANDLE_CLOSED_SIGNAL, CLOSE_UPDATE, STATE_QUERY, position_workflow_id_for
+from workflows.common.names import CANDLE_CLOSED_SIGNAL, CLOSE_UPDATE, STATE_QUERY, position_workflow_id_for
 
 log = logging.getLogger("signal_monitor.backtest")
 

@@ -16,7 +16,7 @@ from temporalio.client import Client
 from bench.floor import FLOOR_WORKFLOW
 from intake.starting import start_monitor
 from market.intervals import interval_ms
-from workflows.names import CANDLE_CLOSED_SIGNAL, workflow_id_for
+from workflows.common.names import CANDLE_CLOSED_SIGNAL, workflow_id_for
 
 INTERVAL = "1m"
 STEP = interval_ms(INTERVAL)

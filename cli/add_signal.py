@@ -19,7 +19,7 @@ from market.candle import Candle
 from market.intervals import FIXED_INTERVALS
 from market.rest import latest_closed, rest_client
 from runtime import platform_rows
-from workflows.names import workflow_id_for
+from workflows.common.names import workflow_id_for
 
 SYMBOL_RE = re.compile(r"^[A-Z0-9]{2,20}$")
 DEFAULT_STRATEGY = "Enter on a confirmed breakout with rising volume; stop below the last swing low."

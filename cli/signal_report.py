@@ -17,7 +17,7 @@ from cli.chart_model import ChartAnalysis, ChartCandle, ChartEvent, ChartLevels,
 from market.candle import Candle
 from market.intervals import UnknownInterval, interval_ms
 from market.rest import KlinesError, fetch_candles, rest_client
-from workflows.models import TERMINAL_SIGNAL_STATUSES
+from workflows.monitor.models import TERMINAL_SIGNAL_STATUSES
 
 CANDLES_BEFORE, CANDLES_AFTER, MAX_CANDLES = 5, 2, 1000
 

@@ -1,7 +1,7 @@
 """A candle as Binance carries it: a `GET /api/v3/klines` row, the stream's kline object `k`, and
 the Decimal candle the product computes with. Pure: no I/O.
 
-The `k` object a workflow accepts is validated by `workflows.candles.Kline` (its signal payload);
+The `k` object a workflow accepts is validated by `workflows.common.candles.Kline` (its signal payload);
 this module only builds it, from a REST row or a candle, the one way everything here does."""
 
 from __future__ import annotations

@@ -18,9 +18,9 @@ from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from runtime.redaction import has_unsafe_characters
-from workflows.names import DEFAULT_TASK_QUEUE, POSITION_WORKFLOW_TYPE, WORKFLOW_TYPE
-from workflows.paper import DEFAULT_FEE_PCT, DEFAULT_SLIPPAGE_PCT
-from workflows.policies import ANALYSIS_RETRY
+from workflows.common.names import DEFAULT_TASK_QUEUE, POSITION_WORKFLOW_TYPE, WORKFLOW_TYPE
+from workflows.common.policies import ANALYSIS_RETRY
+from workflows.position.paper import DEFAULT_FEE_PCT, DEFAULT_SLIPPAGE_PCT
 
 DEFAULT_REST_URL = "https://api.binance.com"
 DEFAULT_WS_URL = "wss://stream.binance.com:9443"

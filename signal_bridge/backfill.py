@@ -20,7 +20,7 @@ from market.candle import row_to_k
 from market.intervals import INTERVAL_MS
 from runtime.config import BridgeSettings
 from runtime.lifecycle import Backoff
-from workflows.candles import Kline
+from workflows.common.candles import Kline
 
 from .events import emit
 from .frames import KlineEvent, StreamKey

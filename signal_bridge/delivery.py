@@ -17,7 +17,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from runtime.config import BridgeSettings
 from runtime.lifecycle import Backoff
-from workflows.names import CANDLE_CLOSED_SIGNAL
+from workflows.common.names import CANDLE_CLOSED_SIGNAL
 
 from .events import emit
 from .frames import StreamKey

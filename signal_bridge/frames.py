@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from market.intervals import is_valid_interval
-from workflows.candles import Kline, is_valid_symbol
+from workflows.common.candles import Kline, is_valid_symbol
 
 StreamKey = tuple[str, str]  # (SYMBOL, interval)
 

@@ -11,8 +11,8 @@ from temporalio.client import Client
 
 from market.intervals import is_valid_interval
 from runtime.config import BridgeSettings
-from workflows.candles import is_valid_symbol
-from workflows.search_attributes import SIGNAL_INTERVAL, SIGNAL_SYMBOL
+from workflows.common.candles import is_valid_symbol
+from workflows.common.search_attributes import SIGNAL_INTERVAL, SIGNAL_SYMBOL
 
 from .events import emit
 from .frames import StreamKey

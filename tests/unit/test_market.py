@@ -10,7 +10,7 @@ import pytest
 
 from market.candle import Candle, k_to_row, row_to_k
 from market.intervals import FIXED_INTERVALS, UnknownInterval, interval_ms, is_valid_interval
-from workflows.candles import Kline
+from workflows.common.candles import Kline
 
 # A real BTCUSDT 1m row as `GET /api/v3/klines` answers it.
 ROW: list[Any] = [
