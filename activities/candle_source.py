@@ -13,10 +13,10 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
+from market.intervals import INTERVAL_MS
+from market.rest import KlinesError, fetch_candles, rest_client
 from model_backend.indicators import Bar
 from model_backend.market import closed_by
-from signal_bridge.rest_klines import KlinesError, candles_between
-from workflows.common.candles import INTERVAL_MS
 
 Key = tuple[str, str, int, int]
 
@@ -71,8 +71,9 @@ def binance_fetch(rest_url: str) -> Fetch:
         step = INTERVAL_MS.get(interval) or 60_000
         # One candle more than asked: the newest row may be the one still open.
         start = cutoff_ms - (n + 1) * step
-        rows = await candles_between(rest_url, symbol, interval, start, cutoff_ms)
-        return [(Bar(c.open_time, c.open, c.high, c.low, c.close, c.volume), c.close_time) for c in rows]
+        async with rest_client(rest_url) as http:
+            rows = await fetch_candles(http, symbol, interval, start, cutoff_ms)
+        return [(Bar(c.t, float(c.o), float(c.h), float(c.l), float(c.c), float(c.v)), c.T) for c in rows]
 
     return fetch
 

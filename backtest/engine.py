@@ -22,12 +22,13 @@ import asyncpg
 from activities.model_decisions import ModelDecisions
 from backtest.feed import Feed
 from backtest.gate import CallCounter, CallGate
-from backtest.inputs import Candle, TraderSettings
+from backtest.inputs import TraderSettings
 from backtest.model_run import ModelCallMeter, ModelRun, SeriesCandles, answer_cache
 from backtest.outcomes import outcome
 from backtest.report import Report, RunInfo, SignalOutcome, build_report
 from backtest.sandbox import Sandbox
 from backtest.spec import BacktestSpec, ProxyTarget
+from market.candle import Candle
 from model_backend.client import ModelClient, new_model_http_client
 from runtime.config import Settings
 from workers.worker import running_worker

@@ -20,7 +20,7 @@ from typing import Any
 
 from temporalio.exceptions import ApplicationError
 
-from backtest.inputs import Candle
+from market.candle import Candle
 from model_backend.answer_cache import AnswerCache
 from model_backend.client import Completion
 from model_backend.indicators import Bar

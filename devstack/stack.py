@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 import asyncpg
 
 from devstack.state import StackInfo, StackLock, StackRunning, state_dir, without_password
+from fakes import free_port
 from runtime import platform_rows
 from runtime.config import Settings
 from runtime.exits import fail
@@ -89,7 +90,7 @@ async def _decision_backend(settings: Settings, fakes: contextlib.AsyncExitStack
         return {"SIGNAL_MONITOR_DECISIONS": "model"}
     from fakes.model import STANDIN_MODEL, FakeModel
 
-    standin = await fakes.enter_async_context(FakeModel(port=_free_port()))
+    standin = await fakes.enter_async_context(FakeModel(port=free_port()))
     say(
         f"decisions: the `model` backend against a local rule stand-in at {standin.url} (it reads the "
         "candles in the prompt and decides by a documented rule: a rule, NOT a model; set "
@@ -100,12 +101,6 @@ async def _decision_backend(settings: Settings, fakes: contextlib.AsyncExitStack
         "SIGNAL_MONITOR_MODEL_URL": standin.url,
         "SIGNAL_MONITOR_MODEL": settings.model or STANDIN_MODEL,
     }
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 async def _wait_for_port(port: int, timeout: float, what: str, proc: asyncio.subprocess.Process | None = None) -> None:
@@ -389,9 +384,9 @@ async def _wait_forever(stack: Stack) -> None:
 
 
 def _replay_lead_ms(interval: str) -> int:
-    from workflows.common.candles import INTERVAL_MS
+    from market.intervals import interval_ms
 
-    step = INTERVAL_MS.get(interval) or 60_000
+    step = interval_ms(interval)
     return min(REPLAY_LEAD_MAX_MS, max(REPLAY_LEAD_MIN_MS, REPLAY_LEAD_CANDLES * step))
 
 
@@ -496,7 +491,7 @@ async def run_dev(args, lock: StackLock) -> int:
                 from fakes.llm_proxy import FakeLlmProxy
 
                 proxy_key = "dev-" + secrets.token_hex(16)
-                proxy = await fakes.enter_async_context(FakeLlmProxy(api_key=proxy_key, port=_free_port()))
+                proxy = await fakes.enter_async_context(FakeLlmProxy(api_key=proxy_key, port=free_port()))
                 proxy_url = proxy.url
                 say(
                     f"llm-proxy: local deterministic stand-in at {proxy_url} (answers are labelled "
@@ -518,7 +513,7 @@ async def run_dev(args, lock: StackLock) -> int:
                 fake = await fakes.enter_async_context(
                     FakeBinance(
                         "127.0.0.1",
-                        _free_port(),
+                        free_port(),
                         speed=args.speed,
                         auto_series=True,
                         clock=Clock(args.speed, min(start_ms, now_ms), follow_wall_clock=True),
@@ -575,11 +570,12 @@ async def run_dev(args, lock: StackLock) -> int:
                     f"({STATE_DIR / 'stack.json'}), e.g. `signal-monitor add-signal ETHUSDT 1m`"
                 )
 
-                from signal_bridge.rest_klines import KlinesError, latest_closed
+                from market.rest import KlinesError, latest_closed, rest_client
 
                 try:
-                    last = await latest_closed(rest_url, args.symbol, args.interval)
-                    price, at = last.close, datetime.fromtimestamp((last.close_time + 1) / 1000, tz=UTC)
+                    async with rest_client(rest_url) as http:
+                        last = await latest_closed(http, args.symbol, args.interval)
+                    price, at = float(last.c), datetime.fromtimestamp((last.T + 1) / 1000, tz=UTC)
                 except KlinesError as exc:
                     raise DevError(f"Binance: no price for the demo signal: {exc}") from None
                 signal_id, trader_id = await _insert_demo_signal(database_url, args.symbol, args.interval, price, at)

@@ -22,7 +22,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities import activity_metrics
 from activities.llm_proxy import retry_after
-from activities.redaction import Redactor
+from runtime.redaction import Redactor
 from workflows.common import names
 
 StructuredMode = str  # json_schema | json_object_schema | json_object (runtime/config.py)

@@ -105,7 +105,7 @@ def market_series(start_ms: int, n: int, level: float = 100.0) -> list[Bar]:
 
 def seed_binance(fake: Any, symbol: str, bars: list[Bar]) -> None:
     """The exchange's closed-candle history (what REST klines serves), from `bars`."""
-    from fakes.binance.market import Candle
+    from fakes.binance.exchange import LiveCandle
     from fakes.binance.recorded import Snapshot
 
     for b in bars:
@@ -113,7 +113,7 @@ def seed_binance(fake: Any, symbol: str, bars: list[Bar]) -> None:
             o=f"{b.o:.4f}", h=f"{b.h:.4f}", l=f"{b.l:.4f}", c=f"{b.c:.4f}", v=f"{b.v:.3f}",
             q="0", V="0", Q="0", n=5, trades_seen=True,
         )  # fmt: skip
-        fake.market.close(Candle(symbol, "1m", b.t, b.t + STEP - 1, snap))
+        fake.market.close(LiveCandle(symbol, "1m", b.t, b.t + STEP - 1, snap))
 
 
 def k_of(bar: Bar, symbol: str) -> dict[str, Any]:
