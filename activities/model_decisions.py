@@ -33,7 +33,6 @@ from model_backend.answers import (
     parse_management,
 )
 from model_backend.client import Completion, ModelClient
-from model_backend.market import price_digits
 from model_backend.pricing import call_cost
 from model_backend.prompt import Rendered, analysis_prompt, management_prompt, reask
 from workflows.common import names
@@ -175,12 +174,11 @@ class ModelDecisions:
         rendered = analysis_prompt(input, bars, MIN_REWARD_TO_RISK)
         model = self.model if input.analysis_number == 0 else self.monitoring_model
         last = float(candle.c) if candle is not None else (ctx.price or (bars[-1].c if bars else 0.0))
-        atr = indicators.atr(bars) if bars else None
+        atr = rendered.indicators.get("atr14")
         decided = await self._decide(
             ctx.signal_id, rendered, model, "analysis", ANALYSIS_SCHEMA, lambda t: parse_analysis(t, last, atr)
         )
-        computed = indicators.snapshot(bars, price_digits(bars[-1].c)) if bars else {}
-        analysis = analysis_from(decided, computed)
+        analysis = analysis_from(decided, rendered.indicators)
         activity.logger.info(
             "signal %s analysis %s (model %s, prompt %s, %d chars): %s %.0f%s (%d ms, %d calls)",
             ctx.signal_id, input.analysis_number, model, rendered.prompt_version, rendered.chars,

@@ -120,6 +120,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="model: SIGNAL_MONITOR_MODEL_URL/_MODEL/_KEY decide (--max-calls required), or the local rule "
         "stand-in when SIGNAL_MONITOR_MODEL_URL is unset",
     )
+    md.add_argument(
+        "--concurrency",
+        type=int,
+        default=1,
+        help="independent signals in this many time-skipping servers at once (a latency-bound model run)",
+    )
     md.add_argument("--no-cache", action="store_true", help="call the model even for answers already cached")
     md.add_argument("--cache-dir", type=Path, help="the answer cache (default ~/.cache/signal-monitor/model-answers)")
     md.add_argument(
@@ -186,7 +192,7 @@ def _target(spec: ProxySpec, local_url: str | None, local_key: str) -> ProxyTarg
 
 
 async def _run(args: argparse.Namespace, spec: BacktestSpec, proxies: list[ProxySpec]) -> list[Report]:
-    from backtest.engine import run_backtest
+    from backtest.concurrent import run_concurrent
     from backtest.policies import local_policy
     from backtest.sandbox import sandbox
     from fakes.llm_proxy import FakeLlmProxy
@@ -206,7 +212,9 @@ async def _run(args: argparse.Namespace, spec: BacktestSpec, proxies: list[Proxy
             for target in targets:
                 started = time.monotonic()
                 say = lambda m: print(f"[backtest] {m}", flush=True)  # noqa: E731
-                report = await run_backtest(box, spec, target, progress=say, model=model)
+                report = await run_concurrent(
+                    box, spec, target, args.concurrency, progress=say, model=model, quiet=not args.verbose
+                )
                 label = f"model {model.label}" if model is not None else target.label
                 print(f"[backtest] {label}: done in {time.monotonic() - started:.1f} s", flush=True)
                 reports.append(report)
@@ -258,6 +266,8 @@ def main(args: argparse.Namespace) -> int:
                 raise UsageError("--max-calls is required with a real model (it caps what the run may spend)")
         elif any(not p.local for p in proxies) and args.max_calls is None:
             raise UsageError("--max-calls is required with a real llm-proxy (it caps what the run may spend)")
+        if args.concurrency < 1:
+            raise UsageError("--concurrency must be 1 or more")
         if args.max_calls is not None and args.max_calls < 0:
             raise UsageError("--max-calls must be 0 or more")
         candles = asyncio.run(_candles(args))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -53,6 +53,8 @@ class Rendered:
     prompt_version: str
     sha256: str
     chars: int
+    # The indicators shown (computed once: the row's `technical_indicators`, the answer's ATR check).
+    indicators: dict[str, Any] = field(default_factory=dict)
 
     @property
     def approx_tokens(self) -> int:
@@ -64,9 +66,9 @@ def messages_sha256(messages: Sequence[dict[str, str]]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _rendered(system: str, user: str) -> Rendered:
+def _rendered(system: str, user: str, indicators: dict[str, Any]) -> Rendered:
     messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
-    return Rendered(messages, PROMPT_VERSION, messages_sha256(messages), len(system) + len(user))
+    return Rendered(messages, PROMPT_VERSION, messages_sha256(messages), len(system) + len(user), indicators)
 
 
 def _iso(when: datetime | None) -> str:
@@ -85,9 +87,8 @@ def _strategy(strategy: Any) -> str:
     return json.dumps(strategy, sort_keys=True, default=str)[:2000]
 
 
-def _indicators(bars: Sequence[Bar], digits: int) -> str:
-    values = snapshot(bars, digits)
-    return json.dumps({k: v for k, v in values.items()}, separators=(", ", ": ")).replace("null", "n/a")
+def _indicators(values: dict[str, Any]) -> str:
+    return json.dumps(values, separators=(", ", ": ")).replace("null", "n/a")
 
 
 def _pct(frm: float | None, to: float) -> str:
@@ -96,14 +97,17 @@ def _pct(frm: float | None, to: float) -> str:
     return f"{(to - frm) / frm * 100:+.2f}%"
 
 
-def _market_block(bars: Sequence[Bar], interval: str, digits: int) -> list[str]:
+def _market_block(bars: Sequence[Bar], interval: str, digits: int) -> tuple[list[str], dict[str, Any]]:
+    if not bars:
+        return ["Candles: none available from the exchange for this window (no indicators)."], {}
+    values = snapshot(bars, digits)
     htf = higher_timeframe(bars, digits)
     return [
-        f"Indicators at the analysed close (from the {len(bars)} candles below): {_indicators(bars, digits)}",
+        f"Indicators at the analysed close (from the {len(bars)} candles below): {_indicators(values)}",
         f"Higher timeframe (bars of {htf.get('candles_per_bar', '?')} x {interval}): {json.dumps(htf)}",
         f"Candles ({interval}, oldest first; i=0 is the analysed candle; time = its open, UTC):",
         candle_table(bars, digits),
-    ]
+    ], values
 
 
 def analysis_prompt(input: AnalyzeSignalInput, bars: Sequence[Bar], min_rr: float) -> Rendered:
@@ -131,8 +135,8 @@ def analysis_prompt(input: AnalyzeSignalInput, bars: Sequence[Bar], min_rr: floa
             lines.append(f"- {d.decision} {d.confidence:g}% (move since: {_pct(at, price)}): {reasoning}")
     else:
         lines.append("Previous decisions: none.")
-    lines += _market_block(bars, ctx.interval, digits)
-    return _rendered(ANALYSIS_SYSTEM.format(min_rr=min_rr), "\n".join(lines))
+    market, values = _market_block(bars, ctx.interval, digits)
+    return _rendered(ANALYSIS_SYSTEM.format(min_rr=min_rr), "\n".join([*lines, *market]), values)
 
 
 def _d(value: Decimal | None, digits: int) -> str:
@@ -162,8 +166,8 @@ def management_prompt(input: ManagePositionInput, bars: Sequence[Bar], held_seco
             lines.append(f"- {d.action}{conf}: {reasoning}")
     else:
         lines.append("Previous management decisions: none.")
-    lines += _market_block(bars, ctx.interval, digits)
-    return _rendered(MANAGEMENT_SYSTEM, "\n".join(lines))
+    market, values = _market_block(bars, ctx.interval, digits)
+    return _rendered(MANAGEMENT_SYSTEM, "\n".join([*lines, *market]), values)
 
 
 def reask(rendered: Rendered, answer_text: str, errors: Sequence[str]) -> list[dict[str, str]]:
