@@ -33,6 +33,7 @@ from model_backend.answers import (
     parse_management,
 )
 from model_backend.client import Completion, ModelClient
+from model_backend.masking import Mask
 from model_backend.pricing import call_cost
 from model_backend.prompt import Rendered, analysis_prompt, management_prompt, reask
 from workflows.common import names
@@ -72,6 +73,7 @@ class ModelDecisions:
         answer_cache: AnswerCache | None = None,
         meter: CallMeter | None = None,
         time_shift: Callable[[], int] | None = None,
+        mask: Mask | None = None,
     ):
         self._client = client
         self._candles = candles
@@ -83,6 +85,7 @@ class ModelDecisions:
         # A backtest replays its series shifted into the test server's future: prompts (and the
         # answer cache's keys) use the series' own times, so a rerun asks the same question.
         self._shift = time_shift
+        self._mask = mask  # the backtest's --masked probe
 
     async def _bars(self, symbol: str, interval: str, cutoff_ms: int) -> list[indicators.Bar]:
         try:
@@ -168,10 +171,13 @@ class ModelDecisions:
     async def analyze_signal(self, input: AnalyzeSignalInput) -> Analysis:
         if self._shift is not None and (shift := self._shift()):
             input = unshifted_analysis(input, shift)
+        cutoff = input.candle.T if input.candle is not None else datetime_to_ms(input.context.signal_time)
+        bars = await self._bars(input.context.symbol, input.context.interval, cutoff)
+        mask = self._mask
+        if mask is not None:
+            input, bars = mask.analysis_input(input), mask.bars(bars)
         ctx, candle = input.context, input.candle
-        cutoff = candle.T if candle is not None else datetime_to_ms(ctx.signal_time)
-        bars = await self._bars(ctx.symbol, ctx.interval, cutoff)
-        rendered = analysis_prompt(input, bars, MIN_REWARD_TO_RISK)
+        rendered = analysis_prompt(input, bars, MIN_REWARD_TO_RISK, masked=mask is not None)
         model = self.model if input.analysis_number == 0 else self.monitoring_model
         last = float(candle.c) if candle is not None else (ctx.price or (bars[-1].c if bars else 0.0))
         atr = rendered.indicators.get("atr14")
@@ -179,6 +185,8 @@ class ModelDecisions:
             ctx.signal_id, rendered, model, "analysis", ANALYSIS_SCHEMA, lambda t: parse_analysis(t, last, atr)
         )
         analysis = analysis_from(decided, rendered.indicators)
+        if mask is not None and analysis.key_levels:
+            analysis = analysis.model_copy(update={"key_levels": mask.real_levels(analysis.key_levels)})
         activity.logger.info(
             "signal %s analysis %s (model %s, prompt %s, %d chars): %s %.0f%s (%d ms, %d calls)",
             ctx.signal_id, input.analysis_number, model, rendered.prompt_version, rendered.chars,
@@ -191,10 +199,13 @@ class ModelDecisions:
     async def manage_position(self, input: ManagePositionInput) -> ManagementAnswer:
         if self._shift is not None and (shift := self._shift()):
             input = unshifted_management(input, shift)
+        bars = await self._bars(input.context.symbol, input.context.interval, input.candle.T)
+        mask = self._mask
+        if mask is not None:
+            input, bars = mask.management_input(input), mask.bars(bars)
         ctx, k = input.context, input.candle
-        bars = await self._bars(ctx.symbol, ctx.interval, k.T)
         held = (k.T + 1 - ctx.decided_candle_t) / 1000 if ctx.decided_candle_t is not None else None
-        rendered = management_prompt(input, bars, held)
+        rendered = management_prompt(input, bars, held, masked=mask is not None)
         market, size = input.market_price, input.position_size
         decided = await self._decide(
             ctx.signal_id,
@@ -205,6 +216,8 @@ class ModelDecisions:
             lambda t: parse_management(t, ctx.side, market, size),
         )
         answer = management_from(decided)
+        if mask is not None and answer.action_details:
+            answer = answer.model_copy(update={"action_details": mask.real_details(answer.action_details)})
         activity.logger.info(
             "position of signal %s candle %s (model %s): %s%s (%d ms, %d calls)",
             ctx.signal_id, k.t, self.monitoring_model, answer.action,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
+import itertools
 import json
 import logging
 import re
@@ -126,6 +128,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=1,
         help="independent signals in this many time-skipping servers at once (a latency-bound model run)",
     )
+    md.add_argument(
+        "--masked",
+        action="store_true",
+        help="also run a probe with the symbol, times and price level hidden, reported beside the plain run",
+    )
     md.add_argument("--no-cache", action="store_true", help="call the model even for answers already cached")
     md.add_argument("--cache-dir", type=Path, help="the answer cache (default ~/.cache/signal-monitor/model-answers)")
     md.add_argument(
@@ -204,12 +211,16 @@ async def _run(args: argparse.Namespace, spec: BacktestSpec, proxies: list[Proxy
         local = await FakeLlmProxy(api_key=local_key, default=local_policy).start()
     try:
         model = None
+        runs: list[ModelRun | None] = [None]
         if args.decisions == "model":
             model, standin = await _model_run(args)
+            runs = [model]
+            if args.masked:
+                runs.append(dataclasses.replace(model, label=model.label + " (masked)", masked=True))
         targets = [_target(p, local.url if local else None, local_key) for p in proxies]
         reports = []
         async with sandbox(quiet=not args.verbose) as box:
-            for target in targets:
+            for target, model in itertools.product(targets, runs):
                 started = time.monotonic()
                 say = lambda m: print(f"[backtest] {m}", flush=True)  # noqa: E731
                 report = await run_concurrent(
@@ -262,8 +273,12 @@ def main(args: argparse.Namespace) -> int:
         if args.decisions == "model":
             if args.compare:
                 raise UsageError("--compare is for llm-proxy variants; run --decisions model once per model")
+            if args.masked and args.max_calls is not None:
+                print("[backtest] --masked: two runs, each capped at --max-calls", flush=True)
             if Settings.from_env().model_url and args.max_calls is None:
                 raise UsageError("--max-calls is required with a real model (it caps what the run may spend)")
+        elif args.masked:
+            raise UsageError("--masked is a probe of the model backend: use it with --decisions model")
         elif any(not p.local for p in proxies) and args.max_calls is None:
             raise UsageError("--max-calls is required with a real llm-proxy (it caps what the run may spend)")
         if args.concurrency < 1:

@@ -30,6 +30,7 @@ from backtest.sandbox import Sandbox
 from backtest.spec import BacktestSpec, ProxyTarget
 from market.candle import Candle
 from model_backend.client import ModelClient, new_model_http_client
+from model_backend.masking import Mask
 from runtime.config import Settings
 from workers.worker import running_worker
 
@@ -119,6 +120,7 @@ async def run_backtest(
             answer_cache=answer_cache(model),
             meter=meter,
             time_shift=lambda: run.shift_ms,
+            mask=Mask.for_series(float(spec.candles[0].c)) if model.masked else None,
         )
         activities = [decisions.analyze_signal, decisions.manage_position]
     try:

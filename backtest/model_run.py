@@ -51,6 +51,7 @@ class ModelRun:
     max_tokens: int = 1200
     candle_count: int = 100
     cache_dir: Path | None = None
+    masked: bool = False  # the --masked probe: symbol, times and price level hidden
 
 
 class ModelCallMeter:

@@ -75,6 +75,14 @@ def _iso(when: datetime | None) -> str:
     return when.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC") if when else "n/a"
 
 
+def _hidden(when: datetime | None) -> str:
+    return "(time hidden)"
+
+
+def _g(value: float | None, digits: int) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
 def _strategy(strategy: Any) -> str:
     if (
         isinstance(strategy, dict)
@@ -97,7 +105,9 @@ def _pct(frm: float | None, to: float) -> str:
     return f"{(to - frm) / frm * 100:+.2f}%"
 
 
-def _market_block(bars: Sequence[Bar], interval: str, digits: int) -> tuple[list[str], dict[str, Any]]:
+def _market_block(
+    bars: Sequence[Bar], interval: str, digits: int, masked: bool = False
+) -> tuple[list[str], dict[str, Any]]:
     if not bars:
         return ["Candles: none available from the exchange for this window (no indicators)."], {}
     values = snapshot(bars, digits)
@@ -105,13 +115,16 @@ def _market_block(bars: Sequence[Bar], interval: str, digits: int) -> tuple[list
     return [
         f"Indicators at the analysed close (from the {len(bars)} candles below): {_indicators(values)}",
         f"Higher timeframe (bars of {htf.get('candles_per_bar', '?')} x {interval}): {json.dumps(htf)}",
-        f"Candles ({interval}, oldest first; i=0 is the analysed candle; time = its open, UTC):",
-        candle_table(bars, digits),
+        f"Candles ({interval}, oldest first; i=0 is the analysed candle"
+        + ("; times hidden):" if masked else "; time = its open, UTC):"),
+        candle_table(bars, digits, masked=masked),
     ], values
 
 
-def analysis_prompt(input: AnalyzeSignalInput, bars: Sequence[Bar], min_rr: float) -> Rendered:
+def analysis_prompt(input: AnalyzeSignalInput, bars: Sequence[Bar], min_rr: float, masked: bool = False) -> Rendered:
+    """`masked`: times hidden (the caller has hidden the symbol and rescaled the prices)."""
     ctx = input.context
+    iso = _hidden if masked else _iso
     last = bars[-1].c if bars else (ctx.price or 0.0)
     digits = price_digits(last)
     price = float(input.candle.c) if input.candle is not None else (ctx.price or last)
@@ -120,8 +133,8 @@ def analysis_prompt(input: AnalyzeSignalInput, bars: Sequence[Bar], min_rr: floa
     by_open = {b.t: b.c for b in bars}
     lines = [
         f"Operation: analyze-signal, analysis #{input.analysis_number} (reanalyses allowed: {input.max_reanalyses}).",
-        f"Symbol {ctx.symbol}, interval {ctx.interval}. Analysed close: {_iso(when)}, price {price:.{digits}f}.",
-        f"Signal: price {ctx.price if ctx.price is not None else 'n/a'} at {_iso(ctx.signal_time)}, "
+        f"Symbol {ctx.symbol}, interval {ctx.interval}. Analysed close: {iso(when)}, price {price:.{digits}f}.",
+        f"Signal: price {_g(ctx.price, digits)} at {iso(ctx.signal_time)}, "
         f"change {ctx.change_percent if ctx.change_percent is not None else 'n/a'}%, "
         f"volume {ctx.volume if ctx.volume is not None else 'n/a'}, "
         f"indicator_data {json.dumps(ctx.indicator_data, default=str)[:600]}.",
@@ -135,7 +148,7 @@ def analysis_prompt(input: AnalyzeSignalInput, bars: Sequence[Bar], min_rr: floa
             lines.append(f"- {d.decision} {d.confidence:g}% (move since: {_pct(at, price)}): {reasoning}")
     else:
         lines.append("Previous decisions: none.")
-    market, values = _market_block(bars, ctx.interval, digits)
+    market, values = _market_block(bars, ctx.interval, digits, masked)
     return _rendered(ANALYSIS_SYSTEM.format(min_rr=min_rr), "\n".join([*lines, *market]), values)
 
 
@@ -143,14 +156,17 @@ def _d(value: Decimal | None, digits: int) -> str:
     return "none" if value is None else f"{float(value):.{digits}f}"
 
 
-def management_prompt(input: ManagePositionInput, bars: Sequence[Bar], held_seconds: float | None) -> Rendered:
+def management_prompt(
+    input: ManagePositionInput, bars: Sequence[Bar], held_seconds: float | None, masked: bool = False
+) -> Rendered:
     ctx = input.context
+    iso = _hidden if masked else _iso
     digits = price_digits(float(input.market_price))
     held = f"{held_seconds / 60:.0f} min" if held_seconds is not None else "n/a"
     lines = [
         "Operation: manage-position.",
         f"Symbol {ctx.symbol}, interval {ctx.interval}. "
-        f"This close: {_iso(input.candle.close_time() + timedelta(milliseconds=1))}, "
+        f"This close: {iso(input.candle.close_time() + timedelta(milliseconds=1))}, "
         f"market price {_d(input.market_price, digits)}.",
         f"Position: {ctx.side}, entry {_d(input.entry_price, digits)}, size {input.position_size}, "
         f"P&L {float(input.current_pnl):.4f} ({float(input.current_pnl_pct):+.2f}%), "
@@ -166,7 +182,7 @@ def management_prompt(input: ManagePositionInput, bars: Sequence[Bar], held_seco
             lines.append(f"- {d.action}{conf}: {reasoning}")
     else:
         lines.append("Previous management decisions: none.")
-    market, values = _market_block(bars, ctx.interval, digits)
+    market, values = _market_block(bars, ctx.interval, digits, masked)
     return _rendered(MANAGEMENT_SYSTEM, "\n".join([*lines, *market]), values)
 
 

@@ -16,6 +16,7 @@ from activities.candle_source import SingleFlightCache
 from activities.model_decisions import ModelDecisions
 from fakes.model import FakeModel
 from model_backend.client import ModelClient, new_model_http_client
+from model_backend.masking import Mask
 from tests.model_support import STEP, analysis_input, manage_input, series
 from workflows.common import names
 
@@ -150,3 +151,24 @@ async def test_candles_fetched_once_per_close_however_many_ask():
     assert all(b.t + STEP - 1 <= cutoff for b in got[0])
     await cache.closed_candles("BTCUSDT", "1m", BARS[101][1], 100)
     assert fetch.calls == 2
+
+
+async def test_the_masked_probe_hides_symbol_times_and_level_and_maps_levels_back(fake):
+    http = new_model_http_client(5.0, 2)
+    try:
+        mask = Mask.for_series(200.0)  # as if the series began at 200: every price halved
+        masked = ModelDecisions(ModelClient(http, fake.url, KEY), SingleFlightCache(Fetches()), "m", mask=mask)
+        entered = await ActivityEnvironment().run(masked.analyze_signal, analysis_input(BARS, 150, 2, at=160))
+        managed = await ActivityEnvironment().run(masked.manage_position, manage_input(BARS, 201, previous=2))
+    finally:
+        await http.aclose()
+    for req in fake.requests:
+        user = req.user
+        assert "ASSET" in user and "BTCUSDT" not in user and "UTC" not in user and "12-01" not in user
+        assert "(time hidden)" in user and "i,open,high,low,close,volume" in user
+    real_close = BARS[160][0].c
+    assert mask.scale == 0.5 and f"price {real_close * 0.5:.4f}" in fake.requests[0].user
+    assert f"{real_close:.3f}" not in fake.requests[0].user
+    levels = entered.key_levels or {}
+    assert entered.decision == "enter_trade" and abs(levels["entry"] - real_close) < 0.01  # back to real prices
+    assert managed.action == "close"
