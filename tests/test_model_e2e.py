@@ -123,3 +123,34 @@ async def _opened(handle):
     state = await view(handle)
     assert state.status == "open", state
     return state
+
+
+async def test_credits_exhausted_is_not_retried_and_the_signal_says_so(client, database_url, db):
+    """402 from the provider: every analysis fails at once (no retry can help), and the signal's
+    reason names it when the failures end monitoring. No order from a failed analysis."""
+    start = (int((datetime.now(UTC) - timedelta(hours=3)).timestamp() * 1000) // STEP) * STEP
+    bars = market_series(start, 140)
+    async with FakeBinance() as exchange, FakeModel(api_key=KEY) as model:
+        seed_binance(exchange, "SOLUSDT", bars)
+        model.script(*["402"] * 5)
+        signal_time = datetime.fromtimestamp((bars[125].t + STEP) / 1000, UTC)
+        row = await insert_signal(db, symbol="SOLUSDT", interval="1m", price=bars[125].c, timestamp=signal_time)
+        async with monitor_stack(
+            client, database_url, None, decisions="model", model_url=model.url, model_key=KEY, model=STANDIN_MODEL,
+            binance_rest_url=exchange.rest_url,
+        ) as m:  # fmt: skip
+            monitor = await m.start(row.signal_id)
+            for n in range(1, 5):
+                await eventually(partial(_failed, monitor, n))
+                await monitor.signal(SignalMonitorWorkflow.candle_closed, k_of(bars[125 + n], "SOLUSDT"))
+            result = await monitor.result()
+    assert result.status == "failed" and "credits exhausted (HTTP 402)" in result.reason, result
+    assert len(model.requests) == 5  # one call per analysis: never retried
+    reason = await db.fetchval("SELECT monitor_reason FROM signals WHERE id = $1", uuid.UUID(row.signal_id))
+    assert "credits exhausted" in reason and KEY not in reason
+    assert await db.fetchval("SELECT count(*) FROM order_intents WHERE signal_id = $1", uuid.UUID(row.signal_id)) == 0
+
+
+async def _failed(handle, n: int):
+    state = await handle.query(SignalMonitorWorkflow.state)
+    assert state.counts.failed_analyses == n and not state.analysing, state.counts
