@@ -129,6 +129,16 @@ def pytest_configure(config):
         os.environ["XDG_RUNTIME_DIR"] = tempfile.mkdtemp(prefix="signal-monitor-runtime-")
 
 
+def pytest_collection_modifyitems(config, items):
+    # The real-model test is opt-in (`pytest -m real_model`): minutes of CPU, and extra packages.
+    if "real_model" in (config.getoption("markexpr") or ""):
+        return
+    skip = pytest.mark.skip(reason="opt-in: run it with `pytest -m real_model` (see docs/model-backend.md)")
+    for item in items:
+        if "real_model" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_cmdline_main(config):
     # The Temporal SDK can crash at interpreter teardown after every test passed (sdk-python#300):
