@@ -173,7 +173,9 @@ def layout(model: ChartModel) -> Layout:
 def _offsets(direction: int) -> list[tuple[float, float]]:
     """(dy, dx) to try: straight above (or below) at growing distances, then the other side, then
     shifted sideways."""
-    rows: list[float] = [direction * (22.0 + 19 * i) for i in range(12)] + [-direction * (22 + 19 * i) for i in range(12)]
+    rows: list[float] = [direction * (22.0 + 19 * i) for i in range(12)] + [
+        -direction * (22 + 19 * i) for i in range(12)
+    ]
     return [(dy, 0.0) for dy in rows] + [(dy, dx) for dx in (-90.0, 90.0, -180.0, 180.0) for dy in rows]
 
 

@@ -6,8 +6,13 @@ at 22:22): "the candle 22:21" alone meant its open time in one place and its clo
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
+import sys
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
+from pathlib import Path
 
 from workflows.candles import interval_length_ms
 from workflows.timefmt import datetime_to_ms, ms_to_datetime
@@ -60,3 +65,26 @@ def candle_ending(close_time: datetime, interval: str | None) -> str:
     if not length:
         return "the candle closing " + close_time.strftime("%Y-%m-%d %H:%M UTC")
     return "candle " + candle_span(datetime_to_ms(close_time) - length, interval)
+
+
+def command_name(argv0: str | None = None, cwd: Path | None = None) -> str:
+    """How to run `signal-monitor` again from here, as a user can paste it: the bare name when the
+    shell finds this very script on PATH (an activated venv, a pip install), else the path of the
+    script that is running (`.venv/bin/signal-monitor`), relative to this directory when inside it."""
+    script = Path(argv0 if argv0 is not None else sys.argv[0])
+    if script.name != "signal-monitor":
+        # `python -m cli.main`, tests: the console script next to the running interpreter.
+        script = Path(sys.executable).parent / "signal-monitor"
+    found = shutil.which("signal-monitor")
+    with contextlib.suppress(OSError):
+        if found and Path(found).resolve() == script.resolve():
+            return "signal-monitor"
+    full = script if script.is_absolute() else Path.cwd() / script
+    here = cwd or Path.cwd()
+    try:
+        if not full.resolve().is_relative_to(here.resolve()):
+            return str(full)
+        relative = os.path.relpath(full, here)
+        return relative if os.sep in relative else f".{os.sep}{relative}"
+    except (OSError, ValueError):
+        return str(full)
