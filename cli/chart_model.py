@@ -15,6 +15,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from cli.text import plain
+
 # The figure's fixed geometry (pixels): what the layout computes against and the renderer draws.
 WIDTH, HEIGHT = 1280, 760
 MARGIN_L, MARGIN_R, MARGIN_T, MARGIN_B = 70, 190, 110, 130
@@ -184,7 +186,7 @@ def _level_labels(model: ChartModel, y0: float, y1: float) -> list[LevelLabel]:
     out = []
     for name, value in level_lines(model.levels):
         y = (y1 - value) / (y1 - y0) * PLOT_H
-        out.append(LevelLabel(text=f"{name} {value:g}", price=value, y_px=y, line_y_px=y))
+        out.append(LevelLabel(text=f"{name} {plain(value)}", price=value, y_px=y, line_y_px=y))
     out.sort(key=lambda lv: lv.line_y_px)
     for prev, cur in itertools.pairwise(out):
         cur.y_px = max(cur.y_px, prev.y_px + LEVEL_GAP)
