@@ -19,7 +19,7 @@ from typing import Any
 import asyncpg
 from pydantic import BaseModel, Field
 
-from workflows.paper import gross_pnl
+from workflows.position.paper import gross_pnl
 
 # The monitor's `MonitorStatus` a signal in each later status was left with: a `closed` signal's
 # monitor ended `in_position`; a position that could not be opened makes the signal `failed`.

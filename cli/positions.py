@@ -18,9 +18,9 @@ from temporalio.exceptions import FailureError
 from cli.lifecycle import PositionFacts
 from cli.operator import Refused, UsageError, _status_name, described, listed, matching, print_table
 from cli.text import plain, signed
-from workflows import names
-from workflows import search_attributes as sa
-from workflows.position_models import PositionResult, PositionStatus
+from workflows.common import names
+from workflows.common import search_attributes as sa
+from workflows.position.models import PositionResult, PositionStatus
 
 
 def position_workflow_id_of(raw: str) -> str:

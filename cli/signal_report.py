@@ -19,9 +19,9 @@ from cli.text import candle_span, plain, signed
 from fakes.llm_proxy.names import FAKE_MODEL_NAME as STAND_IN_MODEL
 from fakes.llm_proxy.names import REASONING_PREFIX as STAND_IN_PREFIX
 from signal_bridge.rest_klines import Candle, KlinesError, candles_between
-from workflows.candles import INTERVAL_MS
-from workflows.models import TERMINAL_SIGNAL_STATUSES
-from workflows.timefmt import datetime_to_ms, ms_to_datetime, utc_text
+from workflows.common.candles import INTERVAL_MS
+from workflows.common.timefmt import datetime_to_ms, ms_to_datetime, utc_text
+from workflows.monitor.models import TERMINAL_SIGNAL_STATUSES
 
 CANDLES_BEFORE, CANDLES_AFTER, MAX_CANDLES = 5, 2, 1000
 

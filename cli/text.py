@@ -14,8 +14,8 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
-from workflows.candles import interval_length_ms
-from workflows.timefmt import datetime_to_ms, ms_to_datetime
+from workflows.common.candles import interval_length_ms
+from workflows.common.timefmt import datetime_to_ms, ms_to_datetime
 
 
 def plain(value: Decimal | float | int | str | None, none: str = "-") -> str:

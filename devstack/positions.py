@@ -10,8 +10,8 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError
 
 from cli.text import candle_span, plain, signed
-from workflows.names import STATE_QUERY, position_workflow_id_for
-from workflows.position_models import PositionResult, PositionView
+from workflows.common.names import STATE_QUERY, position_workflow_id_for
+from workflows.position.models import PositionResult, PositionView
 
 
 async def follow_position(

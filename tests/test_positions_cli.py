@@ -17,8 +17,8 @@ from intake import service as intake
 from tests.monitor_harness import monitor_stack
 from tests.position_support import candle, entered_signal, position_rows, result_of, start_position, view
 from tests.support import eventually, insert_signal
-from workflows.position_manager import PositionManagerWorkflow
-from workflows.signal_monitor import SignalMonitorWorkflow
+from workflows.monitor.workflow import SignalMonitorWorkflow
+from workflows.position.workflow import PositionManagerWorkflow
 
 
 async def _cli(client, *argv: str) -> tuple[int, str, str]:
@@ -69,7 +69,7 @@ async def test_trader_resume_lifts_the_pause_for_the_intake(database_url, db):
     assert await db.fetchval("SELECT consecutive_losses FROM traders WHERE id = $1", tid) == 0
 
 
-def _row_of(out: str, wid: str) -> list[str]:
+def _row_of(out: str, wid: str) -> dict[str, str]:
     """One table row of `list`/`positions`, by its columns (two or more spaces apart)."""
     import re
 
@@ -78,7 +78,7 @@ def _row_of(out: str, wid: str) -> list[str]:
     line = next(ln for ln in out.splitlines() if ln.startswith(wid))
     cells = [line[a:b].strip() for a, b in zip(starts, [*starts[1:], None], strict=True)]
     names = [header[a:b].strip() for a, b in zip(starts, [*starts[1:], None], strict=True)]
-    return dict(zip(names, cells, strict=True))  # type: ignore[return-value]
+    return dict(zip(names, cells, strict=True))
 
 
 async def test_one_lifecycle_in_list_status_positions_and_history(client, database_url, db, monkeypatch):

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-
 import itertools
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal as D
 
 from cli.chart_model import (
@@ -218,7 +217,7 @@ def test_the_figure_draws_the_layout_and_says_when_decisions_are_scripted():
     fig = figure(model)
     kinds = [t.type for t in fig.data]
     assert kinds.count("candlestick") == 1
-    assert list(fig.data[0].x)[0] == T0  # candles drawn at their open time
+    assert next(iter(fig.data[0].x)) == T0  # candles drawn at their open time
     notes = {a.text: a for a in fig.layout.annotations}
     assert {"#0 wait 55%", "#1 enter_trade 78%", "#2 enter_trade 96%", "entry buy 2304.15"} <= set(notes)
     assert "entry 2304.15" in notes and "stop-loss 2299" in notes and "take-profit 1 2349.1" in notes
