@@ -237,6 +237,6 @@ def test_too_many_failures_in_a_row_end_the_monitor():
 
 def test_details_of_an_entered_monitor_point_at_its_position():
     s = loaded()
-    s.status = "in_position"
+    s.status = MonitorStatus.IN_POSITION
     text = view.details_text(s, ctx())
     assert "entered: the position is managed by `position-s`" in text
