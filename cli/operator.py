@@ -36,7 +36,7 @@ from temporalio.exceptions import ApplicationError, CancelledError, FailureError
 from temporalio.service import RPCError, RPCStatusCode
 
 from cli.lifecycle import SignalFacts, monitor_statuses_for, signal_facts
-from cli.text import candle_span, plain, signed
+from cli.text import candle_span, closes_text, plain, signed
 from intake.monitor_identity import same_signal, started_for
 from runtime.config import Settings
 from workflows.common import names
@@ -705,11 +705,7 @@ def position_text(facts: SignalFacts) -> str:
 
 
 def _counts_text(c: Any) -> str:
-    return (
-        f"received {c.received}, analysed {c.analysed}, duplicate {c.duplicate}, stale {c.stale}, "
-        f"skipped {c.skipped}, foreign {c.foreign}, open {c.open}, malformed {c.malformed}, "
-        f"future {c.future}, oversized {c.oversized}, failed analyses {c.failed_analyses}"
-    )
+    return closes_text(c)
 
 
 def _attrs_dict(attrs: Any) -> dict:

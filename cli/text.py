@@ -15,6 +15,7 @@ from pathlib import Path
 from workflows.common.candles import interval_length_ms
 from workflows.common.display import candle_span, plain
 from workflows.common.timefmt import datetime_to_ms
+from workflows.monitor.models import MonitorCounts
 
 
 def signed(value: Decimal | float | int | None, none: str = "-") -> str:
@@ -54,4 +55,27 @@ def command_name(argv0: str | None = None, cwd: Path | None = None) -> str:
         return str(full)
 
 
-__all__ = ["candle_ending", "candle_span", "command_name", "plain", "signed"]
+def closes_text(c: MonitorCounts) -> str:
+    """A monitor's candle counts in words a newcomer reads without alarm: closes that are not
+    analysed are expected, and each kind that is set aside says why."""
+    aside = [
+        (n, what)
+        for n, what in (
+            (c.stale, "stale (closed no later than the signal or the last analysed candle: already seen, normal)"),
+            (c.duplicate, "duplicate (the same close sent again, normal with several bridges)"),
+            (c.skipped, "skipped (a newer close came during an analysis; only the newest is analysed)"),
+            (c.open, "still open"),
+            (c.foreign, "for another symbol or interval"),
+            (c.future, "from the future"),
+            (c.malformed, "malformed"),
+            (c.oversized, "oversized"),
+        )
+        if n
+    ]
+    text = f"candle closes received {c.received}, " + (
+        "none set aside" if not aside else "set aside: " + ", ".join(f"{n} {what}" for n, what in aside)
+    )
+    return text + (f"; failed analyses {c.failed_analyses}" if c.failed_analyses else "")
+
+
+__all__ = ["candle_ending", "candle_span", "closes_text", "command_name", "plain", "signed"]

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 
 import asyncpg
 
-from cli.text import candle_ending, candle_span, command_name
+from cli.text import candle_ending, candle_span, closes_text, command_name
 from devstack.state import StackInfo, StackLock, StackRunning, state_dir, without_password
 from runtime import platform_rows
 from runtime.config import Settings
@@ -294,24 +294,6 @@ async def _insert_demo_signal(
 
 def _candle_time(ms: int | None, interval: str | None) -> str:
     return "the signal's own price" if ms is None else "candle " + candle_span(ms, interval)
-
-
-def closes_text(c) -> str:
-    """The monitor's candle counts in words a newcomer reads without alarm: closes that are not
-    analysed are expected, and each kind says why it was set aside."""
-    parts = [f"closes received {c.received}: analysed {c.analysed}"]
-    for n, what in (
-        (c.stale, "stale (closed no later than the signal or the last analysed candle: already seen, normal)"),
-        (c.duplicate, "duplicate (the same close sent again, normal with several bridges)"),
-        (c.skipped, "skipped (a newer close came in during an analysis; only the newest is analysed)"),
-        (c.open, "still open"),
-        (c.foreign, "for another symbol or interval"),
-        (c.future, "from the future"),
-        (c.malformed + c.oversized, "unusable"),
-    ):
-        if n:
-            parts.append(f"{n} {what}")
-    return ", ".join(parts)
 
 
 async def _follow(temporal_address: str, signal_id: str, interval: str, stack: Stack, until_decided: bool) -> None:
