@@ -19,6 +19,7 @@ from typing import Any
 import asyncpg
 from pydantic import BaseModel, Field
 
+from cli.text import Amount
 from workflows.position.paper import gross_pnl
 
 # The monitor's `MonitorStatus` a signal in each later status was left with: a `closed` signal's
@@ -36,16 +37,16 @@ class PositionFacts(BaseModel):
     status: str  # open | closed
     mode: str  # paper | live
     side: str  # long | short
-    entry_price: Decimal = Field(description="the entry fill's price")
-    size: Decimal = Field(description="the size at the entry")
-    open_size: Decimal = Field(description="what is still open (after partial exits)")
-    stop_loss: Decimal | None
-    take_profits: list[Decimal]
-    exit_price: Decimal | None
+    entry_price: Amount = Field(description="the entry fill's price")
+    size: Amount = Field(description="the size at the entry")
+    open_size: Amount = Field(description="what is still open (after partial exits)")
+    stop_loss: Amount | None
+    take_profits: list[Amount]
+    exit_price: Amount | None
     close_reason: str | None
-    realized_pnl: Decimal = Field(description="after every fill's fee, the entry's included")
-    fees_paid: Decimal
-    last_price: Decimal | None = Field(description="the last managed candle's close, else the last fill")
+    realized_pnl: Amount = Field(description="after every fill's fee, the entry's included")
+    fees_paid: Amount
+    last_price: Amount | None = Field(description="the last managed candle's close, else the last fill")
     opened_at: datetime | None
     closed_at: datetime | None
 

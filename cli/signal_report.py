@@ -15,7 +15,7 @@ import asyncpg
 from pydantic import BaseModel, Field
 
 from cli.chart_model import ChartAnalysis, ChartCandle, ChartEvent, ChartLevels, ChartModel
-from cli.text import candle_span, plain, signed
+from cli.text import Amount, candle_span, plain, signed
 from fakes.llm_proxy.names import FAKE_MODEL_NAME as STAND_IN_MODEL
 from fakes.llm_proxy.names import REASONING_PREFIX as STAND_IN_PREFIX
 from signal_bridge.rest_klines import Candle, KlinesError, candles_between
@@ -77,10 +77,10 @@ class FillRow(BaseModel):
     kind: str  # entry | stop_loss | trailing_stop | max_loss | take_profit | reduce | close
     side: str  # buy | sell
     type: str
-    price: Decimal
-    quantity: Decimal
-    fee: Decimal
-    realized_pnl: Decimal | None
+    price: Amount
+    quantity: Amount
+    fee: Amount
+    realized_pnl: Amount | None
     created_at: datetime
     candle_open_time: datetime | None = Field(
         description="the candle the fill belongs to (from the order's key); None for a fill at a moment "
@@ -93,14 +93,14 @@ class PositionRow(BaseModel):
     mode: str
     side: str
     status: str
-    size: Decimal
-    entry_price: Decimal
-    exit_price: Decimal | None
+    size: Amount
+    entry_price: Amount
+    exit_price: Amount | None
     close_reason: str | None
-    realized_pnl: Decimal | None
-    fees_paid: Decimal | None
-    stop_loss: Decimal | None = None
-    take_profits: list[Decimal] = Field(default_factory=list)
+    realized_pnl: Amount | None
+    fees_paid: Amount | None
+    stop_loss: Amount | None = None
+    take_profits: list[Amount] = Field(default_factory=list)
     closed_at: datetime | None
 
 

@@ -11,11 +11,17 @@ import sys
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Annotated
+
+from pydantic import PlainSerializer
 
 from workflows.common.candles import interval_length_ms
 from workflows.common.display import candle_span, plain
 from workflows.common.timefmt import datetime_to_ms
 from workflows.monitor.models import MonitorCounts
+
+# Prices and amounts in JSON as a trader writes them (`43167.79311`, not `43167.79311000` or `-0E-8`).
+Amount = Annotated[Decimal, PlainSerializer(plain, return_type=str, when_used="json")]
 
 
 def signed(value: Decimal | float | int | None, none: str = "-") -> str:
@@ -78,4 +84,4 @@ def closes_text(c: MonitorCounts) -> str:
     return text + (f"; failed analyses {c.failed_analyses}" if c.failed_analyses else "")
 
 
-__all__ = ["candle_ending", "candle_span", "closes_text", "command_name", "plain", "signed"]
+__all__ = ["Amount", "candle_ending", "candle_span", "closes_text", "command_name", "plain", "signed"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal as D
 
@@ -19,7 +20,7 @@ from cli.chart_model import (
     layout,
 )
 from cli.chart_render import figure, standalone_html
-from cli.history import excerpt, history_lines, history_text
+from cli.history import excerpt, history_json, history_lines, history_text
 from cli.signal_report import (
     AnalysisRow,
     FillRow,
@@ -276,3 +277,9 @@ def test_the_window_covers_the_monitoring_with_a_few_candles_around():
     start, end = window(_report())
     assert start == int((T0 - timedelta(minutes=5)).timestamp() * 1000)
     assert end == int((T0 + timedelta(minutes=4 + 2)).timestamp() * 1000)
+
+
+def test_history_json_prints_amounts_plainly():
+    doc = json.loads(history_json(_closed()))
+    assert doc["position"]["exit_price"] == "2299" and doc["fills"][0]["price"] == "2304.15"
+    assert doc["fills"][1]["candle_open_time"] == "2026-11-25T11:04:00Z"
