@@ -7,7 +7,7 @@ import json
 from datetime import datetime
 
 from cli.signal_report import SCRIPTED_NOTE, AnalysisRow, SignalReport, scripted
-from cli.text import candle_span, plain, signed
+from cli.text import candle_ending, candle_span, plain, signed
 
 EXCERPT = 90
 
@@ -56,7 +56,8 @@ def history_text(report: SignalReport) -> str:
     head = [
         f"signal {s.signal_id}: {s.symbol} {s.interval}, status {s.status}"
         + (f" ({s.monitor_reason})" if s.monitor_reason else ""),
-        f"  at {_t(s.timestamp)} UTC, price {_n(s.price)}",
+        f"  at {_t(s.timestamp)} UTC, price {_n(s.price)}"
+        + (f" (the close of {candle_ending(s.timestamp, s.interval)})" if s.timestamp else ""),
         f"  trader {s.trader_name or '-'} ({s.trader_id or 'none'}): enters at confidence >= "
         f"{_n(s.min_confidence_to_enter)}, at most {_n(s.max_reanalyses)} reanalyses",
     ]

@@ -259,6 +259,7 @@ def test_history_lines_and_text():
     assert "2026-11-25 11:01–11:02" in lines[2] and "enter_trade -> continue" in lines[2] and "78" in lines[2]
     text = history_text(report)
     assert "enters at confidence >= 95" in text and "3 analyses, 2700 tokens" in text
+    assert "at 2026-11-25 11:00:00 UTC, price 2300.5 (the close of candle 2026-11-25 10:59–11:00 UTC)" in text
     assert "order intent (the plan): buy at 2303, stop-loss 2256.9, take-profit 2349.1, 2395.1 (pending)" in text
     assert len(excerpt("a " * 300)) == 90 and excerpt("two\nlines") == "two lines"
 
