@@ -10,7 +10,6 @@ from pydantic import BaseModel, Field
 
 from backtest.trades import Trade
 
-Q2 = Decimal("0.01")
 SCRIPTED = (
     "decisions scripted: the local llm-proxy stand-in answers by a fixed script, not a model (default: each "
     "signal wait 55, wait 62, enter_trade 78, each position hold, hold, close; 'strict': a fixed rule on the "

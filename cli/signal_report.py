@@ -18,8 +18,9 @@ from cli.chart_model import ChartAnalysis, ChartCandle, ChartEvent, ChartLevels,
 from cli.text import Amount, candle_span, plain, signed
 from fakes.llm_proxy.names import FAKE_MODEL_NAME as STAND_IN_MODEL
 from fakes.llm_proxy.names import REASONING_PREFIX as STAND_IN_PREFIX
-from signal_bridge.rest_klines import Candle, KlinesError, candles_between
-from workflows.common.candles import INTERVAL_MS
+from market.candle import Candle
+from market.intervals import UnknownInterval, interval_ms
+from market.rest import KlinesError, fetch_candles, rest_client
 from workflows.common.timefmt import datetime_to_ms, ms_to_datetime, utc_text
 from workflows.monitor.models import TERMINAL_SIGNAL_STATUSES
 
@@ -122,13 +123,10 @@ def _json(v: Any) -> Any:
     return json.loads(v) if isinstance(v, str) else v
 
 
-def interval_ms(interval: str | None) -> int:
-    return INTERVAL_MS.get(interval or "") or 60_000
-
-
 def window(report: SignalReport, now: datetime | None = None) -> tuple[int, int]:
-    """The monitoring window in ms, padded by a few candles, at most MAX_CANDLES long."""
-    s, step = report.signal, interval_ms(report.signal.interval)
+    """The monitoring window in ms, padded by a few candles, at most MAX_CANDLES long
+    (`UnknownInterval` when the signal's interval has no fixed length)."""
+    s, step = report.signal, interval_ms(report.signal.interval or "")
     now = now or datetime.now(UTC)
     start = s.timestamp or next((a.created_at for a in report.analyses if a.created_at), None) or now
     ends = [a.created_at for a in report.analyses if a.created_at] + [f.created_at for f in report.fills]
@@ -282,14 +280,15 @@ async def add_candles(report: SignalReport, rest_url: str) -> SignalReport:
     if not s.symbol or not s.interval:
         report.candles_source = "unavailable: the signal has no symbol or interval"
         return report
-    start_ms, end_ms = window(report)
     try:
-        report.candles = await candles_between(rest_url, s.symbol, s.interval, start_ms, end_ms)
+        start_ms, end_ms = window(report)
+        async with rest_client(rest_url) as http:
+            report.candles = await fetch_candles(http, s.symbol, s.interval, start_ms, end_ms)
         report.candles_source = f"REST klines from {rest_url}"
-    except KlinesError as exc:
+    except (UnknownInterval, KlinesError) as exc:
         report.candles_source = f"unavailable: {exc}"
         return report
-    closes = {c.open_time: c.close for c in report.candles}
+    closes = {c.t: float(c.c) for c in report.candles}
     for a in report.analyses:
         if a.candle_open_time is not None and a.price is None:
             a.price = closes.get(int(a.candle_open_time.timestamp() * 1000))
@@ -338,6 +337,8 @@ def scripted(report: SignalReport) -> bool:
 
 def _candle_x(at: datetime, step_ms: int) -> datetime:
     """The open time of the chart's candle containing `at` (x of its candlestick)."""
+    if step_ms <= 0:
+        return at
     ms = datetime_to_ms(at)
     return ms_to_datetime(ms - ms % step_ms) or at
 
@@ -370,7 +371,10 @@ def _fill_events(report: SignalReport, step_ms: int, interval: str | None) -> li
 
 def chart_model(report: SignalReport) -> ChartModel:
     s = report.signal
-    step_ms = interval_ms(s.interval)
+    try:
+        step_ms = interval_ms(s.interval or "")
+    except UnknownInterval:
+        step_ms = 0  # no fixed length (`1M`): marks keep their own times
     analyses = []
     for i, a in enumerate(report.analyses):
         if a.candle_open_time is not None:
@@ -434,11 +438,11 @@ def chart_model(report: SignalReport) -> ChartModel:
         interval=s.interval or "?",
         candles=[
             ChartCandle(
-                open_time=datetime.fromtimestamp(c.open_time / 1000, tz=UTC),
-                open=c.open,
-                high=c.high,
-                low=c.low,
-                close=c.close,
+                open_time=datetime.fromtimestamp(c.t / 1000, tz=UTC),
+                open=float(c.o),
+                high=float(c.h),
+                low=float(c.l),
+                close=float(c.c),
             )
             for c in report.candles
         ],
