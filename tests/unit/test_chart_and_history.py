@@ -284,3 +284,16 @@ def test_history_json_prints_amounts_plainly():
     doc = json.loads(history_json(_closed()))
     assert doc["position"]["exit_price"] == "2299" and doc["fills"][0]["price"] == "2304.15"
     assert doc["fills"][1]["candle_open_time"] == "2026-11-25T11:04:00Z"
+
+
+def test_a_partial_exit_of_an_open_position_is_marked_as_such():
+    report = _closed()
+    assert report.position is not None
+    report.signal.status = "in_position"
+    report.position.status, report.position.exit_price, report.position.close_reason = "open", None, None
+    report.fills[1].kind = "take_profit"
+    model = chart_model(report)
+    kinds = [e.kind for e in model.events]
+    assert kinds == ["signal", "entry", "partial"] and "partial exit 2299 (take_profit)" in model.events[2].label
+    assert "position open since 2304.15" in model.title
+    assert "closed" not in history_text(report).split("position paper-x")[1].splitlines()[0]
