@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 import asyncpg
 
 from devstack.state import StackInfo, StackLock, StackRunning, state_dir, without_password
+from fakes import free_port
 from runtime import platform_rows
 from runtime.config import Settings
 from runtime.exits import fail
@@ -75,12 +76,6 @@ def _port_free(port: int, host: str = "127.0.0.1") -> bool:
         except OSError:
             return False
     return True
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 async def _wait_for_port(port: int, timeout: float, what: str, proc: asyncio.subprocess.Process | None = None) -> None:
@@ -468,7 +463,7 @@ async def run_dev(args, lock: StackLock) -> int:
                 from fakes.llm_proxy import FakeLlmProxy
 
                 proxy_key = "dev-" + secrets.token_hex(16)
-                proxy = await fakes.enter_async_context(FakeLlmProxy(api_key=proxy_key, port=_free_port()))
+                proxy = await fakes.enter_async_context(FakeLlmProxy(api_key=proxy_key, port=free_port()))
                 proxy_url = proxy.url
                 say(
                     f"llm-proxy: local deterministic stand-in at {proxy_url} (answers are labelled "
@@ -490,7 +485,7 @@ async def run_dev(args, lock: StackLock) -> int:
                 fake = await fakes.enter_async_context(
                     FakeBinance(
                         "127.0.0.1",
-                        _free_port(),
+                        free_port(),
                         speed=args.speed,
                         auto_series=True,
                         clock=Clock(args.speed, min(start_ms, now_ms), follow_wall_clock=True),

@@ -8,7 +8,7 @@ import asyncio
 import re
 import urllib.request
 
-from tests.conftest import free_port
+from fakes import free_port
 from tests.processes import dev_env, dev_stack
 
 
