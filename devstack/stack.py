@@ -359,9 +359,9 @@ async def _wait_forever(stack: Stack) -> None:
 
 
 def _replay_lead_ms(interval: str) -> int:
-    from workflows.common.candles import INTERVAL_MS
+    from market.intervals import interval_ms
 
-    step = INTERVAL_MS.get(interval) or 60_000
+    step = interval_ms(interval)
     return min(REPLAY_LEAD_MAX_MS, max(REPLAY_LEAD_MIN_MS, REPLAY_LEAD_CANDLES * step))
 
 
@@ -541,11 +541,12 @@ async def run_dev(args, lock: StackLock) -> int:
                     f"({STATE_DIR / 'stack.json'}), e.g. `signal-monitor add-signal ETHUSDT 1m`"
                 )
 
-                from signal_bridge.rest_klines import KlinesError, latest_closed
+                from market.rest import KlinesError, latest_closed, rest_client
 
                 try:
-                    last = await latest_closed(rest_url, args.symbol, args.interval)
-                    price, at = last.close, datetime.fromtimestamp((last.close_time + 1) / 1000, tz=UTC)
+                    async with rest_client(rest_url) as http:
+                        last = await latest_closed(http, args.symbol, args.interval)
+                    price, at = float(last.c), datetime.fromtimestamp((last.T + 1) / 1000, tz=UTC)
                 except KlinesError as exc:
                     raise DevError(f"Binance: no price for the demo signal: {exc}") from None
                 signal_id, trader_id = await _insert_demo_signal(database_url, args.symbol, args.interval, price, at)

@@ -27,7 +27,7 @@ from temporalio.client import WorkflowExecutionStatus
 from fakes import free_port
 from fakes.binance import FakeBinance
 from fakes.llm_proxy import Answer, FakeLlmProxy, Fault
-from signal_bridge.config import RUNNING_MONITORS_QUERY
+from runtime.config import RUNNING_MONITORS_QUERY
 from tests.helpers.bridge import replay_start, unique_symbol
 from tests.helpers.monitor import failed_analyses, monitor_stack
 from tests.helpers.processes import command_env, project_process, signal_monitor

@@ -14,7 +14,7 @@ from functools import partial
 
 from fakes.binance import Clock, FakeBinance
 from fakes.llm_proxy import Answer
-from signal_bridge.backfill import row_to_k
+from market.candle import row_to_k
 from tests.helpers.browser import ARTIFACTS, CHROMIUM_ARGS, UI_TIMEOUT_MS
 from tests.helpers.monitor import monitor_stack
 from tests.helpers.processes import command_env, signal_monitor
