@@ -25,7 +25,7 @@ def cpu(rep: Report) -> None:
     from fakes.model.rule import decide
     from model_backend.answers import parse_analysis
     from model_backend.prompt import analysis_prompt
-    from tests.model_support import analysis_input, series
+    from tests.helpers.model import analysis_input, series
 
     bars = series(300)
     rows = [b for b, _ in bars]
