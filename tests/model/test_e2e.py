@@ -83,7 +83,8 @@ async def test_monitor_and_position_decided_by_the_model_backend(client, databas
     text = history_text(await fetch_report(database_url, row.signal_id))
     print(text)
     assert "3 analyses, " in text and "cost $0.00126;" in text
-    assert "position: 3 management decisions (3 by the model)" in text and "cost $0.00126" in text.splitlines()[-1]
+    cost_line = next(line for line in text.splitlines() if line.startswith("position: 3 management decisions"))
+    assert "(3 by the model)" in cost_line and "cost $0.00126" in cost_line
     assert await signal_status(db, row.signal_id) == "closed"
     # No look-ahead: each prompt's table ends at the analysed candle (#0: the signal's own).
     analysed = [bars[signal_at], bars[signal_at + 1], bars[signal_at + 2], *bars[signal_at + 3 : signal_at + 6]]
