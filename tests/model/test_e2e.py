@@ -78,7 +78,7 @@ async def test_monitor_and_position_decided_by_the_model_backend(client, databas
     assert all(d["model_served"] == STANDIN_MODEL and d["tokens_in"] > 500 for d in decisions)
     print_rows(rows, decisions)
     print(monitor_details, position_details, sep="\n")
-    assert "model cost: $0.00126000 over 3 analyses" in monitor_details
+    assert "model cost: $0.00126 over 3 analyses" in monitor_details
     assert "model cost $0.00126" in position_details
     text = history_text(await fetch_report(database_url, row.signal_id))
     print(text)

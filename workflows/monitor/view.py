@@ -60,7 +60,7 @@ def details_text(state: MonitorState, ctx: SignalContext) -> str:
             lines.append(f"> {excerpt(last.reasoning)}")
     costs = [r.cost_usd for r in state.history if r.cost_usd is not None]
     if costs:
-        lines.append(f"model cost: ${sum(costs)} over {len(costs)} analyses")
+        lines.append(f"model cost: ${plain(sum(costs))} over {len(costs)} analyses")
     c = state.counts
     lines.append(
         f"candles: analysed {c.analysed}, duplicate {c.duplicate}, stale {c.stale}, skipped {c.skipped}, "
