@@ -256,7 +256,7 @@ async def _model_run(args: argparse.Namespace) -> tuple[ModelRun, FakeModel | No
         return ModelRun(model, url, key, model, settings.monitoring_model, **common), None
     standin = await FakeModel().start()
     label = f"{STANDIN_MODEL} (local rule stand-in: a rule, not a model)"
-    return ModelRun(label, standin.url, None, settings.model or STANDIN_MODEL, **common), standin
+    return ModelRun(label, standin.url, None, settings.model or STANDIN_MODEL, standin=True, **common), standin
 
 
 def main(args: argparse.Namespace) -> int:

@@ -185,7 +185,7 @@ async def run_backtest(
         first_open_ms=spec.candles[0].t,
         last_close_ms=run.horizon_ms,
         proxy=f"model {model.label}" if model is not None else proxy.label,
-        scripted=proxy.local and model is None,
+        scripted=proxy.local if model is None else model.standin,
         trades_from=TRADES_FROM,
         stake=spec.settings.paper_stake,
         max_calls=spec.max_calls,

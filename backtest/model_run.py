@@ -52,6 +52,7 @@ class ModelRun:
     candle_count: int = 100
     cache_dir: Path | None = None
     masked: bool = False  # the --masked probe: symbol, times and price level hidden
+    standin: bool = False  # the local rule stand-in (fakes/model): a rule, not a model
 
 
 class ModelCallMeter:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
-from cli.signal_report import SCRIPTED_NOTE, AnalysisRow, SignalReport, scripted
+from cli.signal_report import AnalysisRow, SignalReport, standin_note
 from cli.text import candle_ending, candle_span, plain, signed
 
 EXCERPT = 90
@@ -76,8 +76,8 @@ def history_text(report: SignalReport) -> str:
             f"  order intent (the plan): {oi.side} at {_n(oi.entry_price)}, stop-loss {_n(oi.stop_loss)}, "
             f"take-profit {', '.join(map(plain, oi.take_profits)) or '-'} ({done})"
         )
-    if scripted(report):
-        head.append(f"  NOTE: {SCRIPTED_NOTE}")
+    if note := standin_note(report):
+        head.append(f"  NOTE: {note}")
     if not report.analyses:
         return "\n".join([*head, "no analysis recorded yet", *position_lines(report)])
     total = sum(a.tokens or 0 for a in report.analyses)

@@ -18,6 +18,8 @@ from cli.chart_model import ChartAnalysis, ChartCandle, ChartEvent, ChartLevels,
 from cli.text import Amount, candle_span, plain, signed
 from fakes.llm_proxy.names import FAKE_MODEL_NAME as STAND_IN_MODEL
 from fakes.llm_proxy.names import REASONING_PREFIX as STAND_IN_PREFIX
+from fakes.model.rule import REASONING_PREFIX as RULE_PREFIX
+from fakes.model.server import STANDIN_MODEL as RULE_STANDIN_MODEL
 from market.candle import Candle
 from market.intervals import UnknownInterval, interval_ms
 from market.rest import KlinesError, fetch_candles, rest_client
@@ -375,8 +377,12 @@ def _num(v: Any) -> float | None:
 
 
 def scripted(report: SignalReport) -> bool:
-    """Were the decisions the local llm-proxy stand-in's fixed script (not a model)?"""
-    return any(a.model_name == STAND_IN_MODEL or a.reasoning.startswith(STAND_IN_PREFIX) for a in report.analyses)
+    """Were the decisions a local stand-in's (the llm-proxy stand-in's fixed script, or the model
+    stand-in's documented rule over the candles), not a model's?"""
+    return any(
+        a.model_name in (STAND_IN_MODEL, RULE_STANDIN_MODEL) or a.reasoning.startswith((STAND_IN_PREFIX, RULE_PREFIX))
+        for a in report.analyses
+    )
 
 
 def _candle_x(at: datetime, step_ms: int) -> datetime:
@@ -494,7 +500,7 @@ def chart_model(report: SignalReport) -> ChartModel:
         analyses=analyses,
         levels=_levels(report),
         events=events,
-        note=SCRIPTED_NOTE if scripted(report) else None,
+        note=standin_note(report),
     )
 
 
@@ -502,6 +508,17 @@ SCRIPTED_NOTE = (
     "decisions scripted by the local llm-proxy stand-in (a fixed script, not a model): the P&L says nothing "
     "about a strategy"
 )
+RULE_NOTE = (
+    "decisions by the local model stand-in (a documented rule over the candles, not a model): the P&L says "
+    "nothing about a strategy"
+)
+
+
+def standin_note(report: SignalReport) -> str | None:
+    """What to say when a local stand-in decided (None when it was llm-proxy or a model)."""
+    if any(a.model_name == RULE_STANDIN_MODEL or a.reasoning.startswith(RULE_PREFIX) for a in report.analyses):
+        return RULE_NOTE
+    return SCRIPTED_NOTE if scripted(report) else None
 
 
 def _g(value: float | None) -> str:

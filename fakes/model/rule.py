@@ -18,6 +18,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+# Every answer's reasoning starts with it: a reader (and `history`) can tell it is not a model's.
+REASONING_PREFIX = "rule, not a model"
 _ANALYSIS = re.compile(r"analysis #(\d+)")
 _ROW = re.compile(r"^-?\d+,(?:[^,]+,)?([-\d.]+),([-\d.]+),([-\d.]+),([-\d.]+),[-\d.e+]+$")
 

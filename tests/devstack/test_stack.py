@@ -44,7 +44,8 @@ async def test_dev_runs_a_demo_signal_to_a_decision_and_the_ui_link_works(tmp_pa
     assert re.search(
         r"position closed \(\w+: .*\): exit fill at [0-9.]+, realized P&L [-+]?[0-9.]+ after fees [0-9.]+", output
     ), output
-    assert "decisions are a fixed script, not a model" in output and "E-" not in output, output
+    # The default stand-in is the model backend's rule (fakes/model), labelled as no model.
+    assert "decides by a documented rule: a rule, NOT a model" in output and "E-" not in output, output
     for part in ("bridge", "intake", "worker", "temporal", "PostgreSQL"):
         assert f"stopped {part}" in output, output
 
