@@ -92,7 +92,7 @@ async def test_monitor_and_position_decided_by_the_model_backend(client, databas
     for req, bar in zip(model.requests, analysed, strict=True):
         assert _last_row_open(req.user) == datetime.fromtimestamp(bar.t / 1000, UTC), req.user[-300:]
         assert len(re.findall(r"^-?\d+,\d\d-\d\d", req.user, re.M)) == 100
-    print(model.requests[2].user[:1500])
+    print(model.requests[2].user[:1500], "...", model.requests[2].user[-180:], sep="\n")
 
 
 def print_rows(rows, decisions) -> None:
