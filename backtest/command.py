@@ -113,7 +113,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--proxy", default="local", help="local (deterministic stand-in, default), env (LLM_PROXY_URL), or a URL"
     )
     px.add_argument("--max-calls", type=int, help="hard cap on llm-proxy calls per run (required unless local)")
-    px.add_argument("--compare", nargs=2, metavar=("A", "B"), help="two proxies side by side (see --proxy)")
+    px.add_argument(
+        "--compare",
+        nargs=2,
+        metavar=("A", "B"),
+        help="two proxies side by side (see --proxy); with --decisions model, two model ids on the same endpoint",
+    )
     md = p.add_argument_group("the model backend (docs/model-backend.md)")
     md.add_argument(
         "--decisions",
@@ -215,7 +220,10 @@ async def _run(args: argparse.Namespace, spec: BacktestSpec, proxies: list[Proxy
         if args.decisions == "model":
             model, standin = await _model_run(args)
             runs = [model]
-            if args.masked:
+            if args.compare:
+                # Two model ids on the same endpoint, side by side (the monitoring model follows each).
+                runs = [dataclasses.replace(model, label=m, model=m, monitoring_model=None) for m in args.compare]
+            elif args.masked:
                 runs.append(dataclasses.replace(model, label=model.label + " (masked)", masked=True))
         targets = [_target(p, local.url if local else None, local_key) for p in proxies]
         reports = []
@@ -269,10 +277,11 @@ def main(args: argparse.Namespace) -> int:
         for name in ("workers.search_attributes", "workers.monitor_gauge"):
             logging.getLogger(name).setLevel(logging.ERROR)
     try:
-        proxies = [parse_proxy(p) for p in (args.compare or [args.proxy])]
+        model_ids = list(args.compare or []) if args.decisions == "model" else []
+        proxies = [parse_proxy(p) for p in ((args.compare if not model_ids else None) or [args.proxy])]
         if args.decisions == "model":
-            if args.compare:
-                raise UsageError("--compare is for llm-proxy variants; run --decisions model once per model")
+            if model_ids and args.masked:
+                raise UsageError("--compare (two models) and --masked are alternatives")
             if args.masked and args.max_calls is not None:
                 print("[backtest] --masked: two runs, each capped at --max-calls", flush=True)
             if Settings.from_env().model_url and args.max_calls is None:
