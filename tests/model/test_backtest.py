@@ -5,8 +5,14 @@ no call, and `--model-cutoff` splits the report."""
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import shutil
+import subprocess
+import sys
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +22,7 @@ from backtest.model_run import ModelRun
 from backtest.report import format_table, to_json
 from backtest.sandbox import Sandbox, start_time_skipping
 from backtest.spec import BacktestSpec, ProxyTarget
+from fakes.binance.ohlcv import SAMPLE_FILE
 from fakes.model import STANDIN_MODEL, FakeModel
 from tests.test_backtest import CANDLES, SETTINGS, SIGNALS
 
@@ -64,3 +71,35 @@ async def test_model_backtest_no_look_ahead_cache_and_cutoff(box, tmp_path):
     assert after.totals.signals == 2 and before.totals.signals == 2
     text = format_cutoff(first, cut)
     assert "HEADLINE after the cutoff: signals 2/2" in text and "memorizable (before the cutoff" in text
+
+
+def _backtest(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    cmd = [
+        str(Path(sys.executable).parent / "signal-monitor"), "backtest", "--data", str(SAMPLE_FILE),
+        "--symbol", "BTCUSDT", "--interval", "1m", "--every", "15", "--decisions", "model",
+        "--max-reanalyses", "3", "--max-monitoring-duration", "10m", "--max-position-duration", "10m",
+        "--cache-dir", str(tmp_path / "cache"), "--json", str(tmp_path / "report.json"), *extra,
+    ]  # fmt: skip
+    drop = ("DATABASE_URL", "TEMPORAL_ADDRESS", "LLM_PROXY_URL", "SIGNAL_MONITOR_MODEL_URL", "SIGNAL_MONITOR_MODEL")
+    env = {k: v for k, v in os.environ.items() if k not in drop}
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
+
+
+@pytest.mark.slow  # three backtests as subprocesses, ~45 s
+@pytest.mark.skipif(
+    not shutil.which("temporal-test-server", path=str(Path(sys.executable).parent)), reason="dev extras"
+)
+def test_the_command_compares_two_models_and_runs_the_masked_probe(tmp_path):
+    """As a user types them, against the local rule stand-in: `--compare` two model ids side by side
+    (the same rule answers both: no signal differs), and `--masked` beside the plain run."""
+    compared = _backtest(tmp_path, "--compare", "rule-standin", "other-model")
+    assert compared.returncode == 0, compared.stderr
+    out = compared.stdout
+    assert "A = model rule-standin" in out and "B = model other-model" in out, out
+    assert "signals whose decisions differ: 0 of 4" in out
+    assert "(+19 calls of unknown cost)" in out  # other-model is in no price table: unknown, not 0
+    masked = _backtest(tmp_path, "--masked")
+    assert masked.returncode == 0, masked.stderr
+    assert "(masked)" in masked.stdout and "signals whose decisions differ:" in masked.stdout
+    doc = json.loads((tmp_path / "report.json").read_text())
+    assert doc["a"]["totals"]["trades"] == doc["b"]["totals"]["trades"] == 3, doc.keys()
