@@ -162,7 +162,8 @@ class ModelDecisions:
             "abstain_reason": None if checked.usable else "; ".join(checked.errors)[:500],
             "cached": all_cached,
         }
-        activity_metrics.tokens_used(tokens_in + tokens_out) if tokens_in + tokens_out else None
+        if tokens_in + tokens_out:
+            activity_metrics.tokens_used(tokens_in + tokens_out)
         cost_value = call["cost_usd"]
         activity_metrics.model_call(float(cost_value) if cost_value else None, not checked.usable, name)
         return Decided(checked, call, text)
