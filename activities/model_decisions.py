@@ -133,7 +133,9 @@ class ModelDecisions:
             this_cost, source = call_cost(
                 completion.provider_cost, completion.model_served or model, completion.tokens_in, completion.tokens_out
             )
-            if this_cost is None or source is None:
+            if cached:
+                pass  # an answer from the backtest's cache costs nothing this time
+            elif this_cost is None or source is None:
                 cost_source = "unknown"
             else:
                 cost += this_cost
