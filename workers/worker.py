@@ -11,12 +11,16 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from typing import Any
 
 from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities import platform_schema
 from activities.database import create_pool
+from activities.execution import ExecutionBackends
+from activities.live.accounts import Credentials, KeysFileError, load_keys_file
+from activities.live.backend import LiveExecution, LiveSettings
 from activities.llm_pacing import LlmCallPacer
 from activities.llm_proxy import LlmProxy, new_http_client
 from activities.paper_execution import PaperExecution
@@ -25,7 +29,7 @@ from activities.position_starter import PositionStarter
 from activities.positions_db import PositionStore
 from activities.signals_db import SignalStore
 from runtime import metrics
-from runtime.config import Settings
+from runtime.config import ConfigError, Settings
 from runtime.lifecycle import stop_on_signals
 from runtime.temporal_client import connect_client, describe_target
 from workers.monitor_gauge import publish_running_monitors
@@ -46,6 +50,7 @@ async def run_worker(
 ) -> None:
     database_url = settings.require_database()
     proxy_url, proxy_key = settings.require_llm_proxy()
+    live_keys(settings)  # a keys file others can read is refused before anything starts
     if client is None:
         metrics.init_runtime(settings.metrics_address)  # before connecting: the runtime serves it
         log.info("connecting to Temporal at %s", describe_target())
@@ -76,6 +81,7 @@ async def run_worker(
         paper = PaperExecution(
             pool, PaperRules(fee_pct=settings.paper_fee_pct, slippage_pct=settings.paper_slippage_pct)
         )
+        execution = ExecutionBackends(pool, paper, live_backend(settings, pool))
         starter = PositionStarter(client)
         main = Worker(
             client,
@@ -90,10 +96,10 @@ async def run_worker(
                 positions.load_position,
                 positions.record_position_decision,
                 positions.close_signal,
-                paper.open_position,
-                paper.modify_position,
-                paper.reduce_position,
-                paper.close_position,
+                execution.open_position,
+                execution.modify_position,
+                execution.reduce_position,
+                execution.close_position,
             ],
             max_cached_workflows=settings.max_cached_workflows,
             sticky_queue_schedule_to_start_timeout=timedelta(seconds=settings.sticky_schedule_to_start_seconds),
@@ -130,6 +136,35 @@ async def run_worker(
         await http.aclose()
         await pool.close()
     log.info("worker stopped")
+
+
+def live_keys(settings: Settings) -> dict[str, Credentials] | None:
+    """The exchange credentials when live trading is on (None when off)."""
+    if not settings.live_trading:
+        return None
+    if settings.exchange_keys_file is None:
+        raise ConfigError("SIGNAL_MONITOR_LIVE_TRADING=on needs SIGNAL_MONITOR_EXCHANGE_KEYS_FILE")
+    try:
+        return load_keys_file(settings.exchange_keys_file)
+    except KeysFileError as err:
+        raise ConfigError(str(err)) from None
+
+
+def live_backend(settings: Settings, pool: Any) -> LiveExecution | None:
+    keys = live_keys(settings)
+    if keys is None:
+        log.info("live trading is off: every position is paper")
+        return None
+    log.info("live trading is ON for %d exchange account(s)", len(keys))
+    return LiveExecution(
+        pool,
+        keys,
+        LiveSettings(
+            exchange_url=settings.exchange_url,
+            recv_window_ms=settings.exchange_recv_window_ms,
+            timeout_seconds=settings.exchange_timeout_seconds,
+        ),
+    )
 
 
 @contextlib.asynccontextmanager
