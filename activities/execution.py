@@ -22,8 +22,8 @@ from activities.live.backend import position_id_for as live_position_id
 from activities.live.client_ids import client_order_id
 from activities.paper_execution import PaperExecution
 from activities.paper_execution import position_id_for as paper_position_id
-from workflows import names
-from workflows.position_models import Fill, ModifyInput, OpenedPosition, OpenPositionInput, OrderInput
+from workflows.common import names
+from workflows.position.models import Fill, ModifyInput, OpenedPosition, OpenPositionInput, OrderInput
 
 LIVE_TRADING_OFF = "LiveTradingOff"
 

@@ -9,8 +9,8 @@ from tests.live_support import exchange_view, live_exchange, make_live
 from tests.monitor_harness import monitor_stack
 from tests.position_support import candle, entered_signal, position_rows, result_of, start_position, view
 from tests.support import async_update, eventually, signal_status
-from workflows.position_manager import PositionManagerWorkflow
-from workflows.position_models import StopLossRequest
+from workflows.position.inputs import StopLossRequest
+from workflows.position.workflow import PositionManagerWorkflow
 
 
 async def _open(handle):

@@ -28,8 +28,8 @@ from activities.live.fills import Execution, aggregate
 from activities.live.filters import SymbolRules
 from activities.live.limits import RiskLimits, refusal
 from activities.live.venue import OrderSpec, Venue, VenueError
-from workflows import names
-from workflows.position_models import Fill, ModifyInput, OpenedPosition, OpenPositionInput, OrderInput
+from workflows.common import names
+from workflows.position.models import Fill, ModifyInput, OpenedPosition, OpenPositionInput, OrderInput
 
 log = logging.getLogger(__name__)
 
