@@ -73,6 +73,7 @@ class LiveExecution:
         self._keys = keys
         self._settings = settings
         self._time_offsets: dict[str, int] = {}
+        self._bans: dict[str, float] = {}
 
     # ---- the account ----------------------------------------------------------------------
     async def _venue(self, account_id: str) -> Venue:
@@ -97,7 +98,7 @@ class LiveExecution:
         client = new_client(url, creds.api_key, creds.api_secret, self._settings.timeout_seconds)
         # The clock offset measured after a -1021 is kept for the account's next attempts.
         client.options["timeDifference"] = self._time_offsets.get(account_id, 0)
-        return Venue(client, self._settings.recv_window_ms)
+        return Venue(client, self._settings.recv_window_ms, bans=self._bans, account=account_id)
 
     def _keep_offset(self, account_id: str, venue: Venue) -> None:
         self._time_offsets[account_id] = int(venue.client.options.get("timeDifference") or 0)
@@ -200,6 +201,8 @@ class LiveExecution:
                 order = await venue.place_once(spec, record)
             return order, await self._execution(venue, spec.symbol, order)
         except VenueError as err:
+            if err.kind in ("refused", "would_trigger"):
+                await self._reject(spec.client_id, err.classified.reason)
             self._raise(err, doing)
             raise
 
@@ -396,6 +399,8 @@ class LiveExecution:
                         # The stop filled during the replace: nothing new; the exit reads the old one.
                         await self._reject(cid, "cancel-replace: the resting stop had filled")
                         return replace
+                    if old is None or old.get("status") in ("NEW", "PARTIALLY_FILLED"):
+                        raise  # not readable yet: a later attempt decides
                     order = await venue.place_once(spec, record)  # the old one is gone: a fresh stop
             else:
                 order, _ = await self._place(venue, spec, record, "protect position")

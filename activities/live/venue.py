@@ -75,10 +75,16 @@ class Venue:
         client: ccxt.binance,
         recv_window_ms: int,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        bans: dict[str, float] | None = None,
+        account: str = "",
     ):
+        """`bans`: account -> wall time its `Retry-After` ends, shared by every attempt of the
+        worker, so no request of that account leaves before it (a 429 ignored becomes a 418 ban)."""
         self.client = client
         self.recv_window_ms = recv_window_ms
         self._sleep = sleep
+        self._bans = bans if bans is not None else {}
+        self._account = account
         client.options["recvWindow"] = recv_window_ms
 
     async def close(self) -> None:
@@ -88,10 +94,15 @@ class Venue:
     async def call(self, fn: Callable[[dict], Awaitable[Any]], params: dict[str, Any]) -> Any:
         """One signed request; a -1021 resyncs the clock once and sends again."""
         for attempt in range(2):
+            wait = self._bans.get(self._account, 0.0) - time.time()
+            if wait > 0:
+                raise VenueError(Classified("rate_limited", None, "waiting out Retry-After", retry_after=wait))
             try:
                 return await fn(dict(params))
             except ccxt.BaseError as err:
                 classified = self._classify(err)
+                if classified.kind == "rate_limited":
+                    self._bans[self._account] = time.time() + (classified.retry_after or 60.0)
                 if classified.kind == "clock" and attempt == 0:
                     await self.client.load_time_difference()
                     continue

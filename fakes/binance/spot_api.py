@@ -57,6 +57,7 @@ class SpotStats:
     banned: int = 0
     timestamp_refusals: int = 0
     signature_refusals: int = 0
+    refusals: Counter = field(default_factory=Counter)  # "code msg" -> count of error answers
 
 
 class FakeSpotExchange:
@@ -180,6 +181,7 @@ class FakeSpotExchange:
             async with self._lock:
                 answer = self._route(request.method, path, account, params)
         except ExchangeRefusal as err:
+            self.stats.refusals[f"{err.code} {err.msg}"] += 1
             return _error(err.status, err.code, err.msg)
         lost = next((f for f in self.faults.lose_answer if f[0] == path and request.method == "POST"), None)
         if lost is None and request.method == "DELETE":
@@ -266,7 +268,7 @@ class FakeSpotExchange:
         if path == "/order" and method == "GET":
             return self._find(key, p).view()
         if path == "/order" and method == "DELETE":
-            order = self._find(key, p)
+            order = self._find(key, p, engine=True)
             if order.order_list_id >= 0:
                 for o in [order, *book.siblings(order)]:
                     if o.open:
@@ -298,7 +300,8 @@ class FakeSpotExchange:
             return {"orderListId": list_id, "listStatusType": "ALL_DONE", "orders": [o.view() for o in legs]}
         raise ExchangeRefusal(-1, f"Not found: {method} {path}", 404)
 
-    def _find(self, key: str, p: dict[str, str]) -> Order:
+    def _find(self, key: str, p: dict[str, str], engine: bool = False) -> Order:
+        """`engine`: as the matching engine sees it (a cancel), not the lagging read side (a query)."""
         order_id = p.get("orderId")
         client_id = p.get("origClientOrderId")
         if order_id is None and client_id is None:
@@ -338,7 +341,7 @@ class FakeSpotExchange:
         if p.get("cancelReplaceMode") != "STOP_ON_FAILURE":
             raise ExchangeRefusal(-1102, "cancelReplaceMode must be STOP_ON_FAILURE here.")
         try:
-            old = book.find(key, _need(p, "symbol"), None, _need(p, "cancelOrigClientOrderId"), time.monotonic())
+            old = book.find(key, _need(p, "symbol"), None, _need(p, "cancelOrigClientOrderId"), float("inf"))
             book.cancel(old, self.now_ms())
         except ExchangeRefusal:
             raise ExchangeRefusal(-2022, "Order cancel-replace failed.") from None
