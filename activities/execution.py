@@ -23,7 +23,15 @@ from activities.live.client_ids import client_order_id
 from activities.paper_execution import PaperExecution
 from activities.paper_execution import position_id_for as paper_position_id
 from workflows.common import names
-from workflows.position.models import Fill, ModifyInput, OpenedPosition, OpenPositionInput, OrderInput
+from workflows.position.models import (
+    Fill,
+    ModifyInput,
+    OpenedPosition,
+    OpenPositionInput,
+    OrderInput,
+    Reconciled,
+    ReconcileInput,
+)
 
 LIVE_TRADING_OFF = "LiveTradingOff"
 
@@ -95,3 +103,10 @@ class ExecutionBackends:
         if await self._mode(input.position_id) == "live":
             return await self._require_live().exit(input)
         return await self._paper.close_position(input)
+
+    @activity.defn(name=names.RECONCILE_POSITION_ACTIVITY)
+    async def reconcile_position(self, input: ReconcileInput) -> Reconciled:
+        """Only live positions call it; a paper one has nothing to reconcile."""
+        if await self._mode(input.position_id) == "live":
+            return await self._require_live().reconcile(input)
+        return Reconciled()

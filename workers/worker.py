@@ -100,6 +100,7 @@ async def run_worker(
                 execution.modify_position,
                 execution.reduce_position,
                 execution.close_position,
+                execution.reconcile_position,
             ],
             max_cached_workflows=settings.max_cached_workflows,
             sticky_queue_schedule_to_start_timeout=timedelta(seconds=settings.sticky_schedule_to_start_seconds),

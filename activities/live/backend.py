@@ -29,7 +29,15 @@ from activities.live.filters import SymbolRules
 from activities.live.limits import RiskLimits, refusal
 from activities.live.venue import OrderSpec, Venue, VenueError
 from workflows.common import names
-from workflows.position.models import Fill, ModifyInput, OpenedPosition, OpenPositionInput, OrderInput
+from workflows.position.models import (
+    Fill,
+    ModifyInput,
+    OpenedPosition,
+    OpenPositionInput,
+    OrderInput,
+    Reconciled,
+    ReconcileInput,
+)
 
 log = logging.getLogger(__name__)
 
@@ -609,26 +617,77 @@ class LiveExecution:
                     realized_pnl=ZERO, inserted=True)  # fmt: skip
 
     # ---- reconcile -----------------------------------------------------------------------------
-    async def exchange_exit(self, position_id: str) -> Fill | None:
-        """The position's resting stop filled on the exchange (while nobody watched): book it from
-        its fills and return it; None when it still rests (or the position has none)."""
-        pos = await self._pool.fetchrow("SELECT * FROM positions WHERE id = $1", position_id)
-        if pos is None or pos["status"] != "open" or not pos["protective_order_id"]:
-            return None
+    async def reconcile(self, input: ReconcileInput) -> Reconciled:
+        """The position against the exchange: its resting stop filled (an exit to book from the
+        real fills), cancelled by the exchange (put back), or the account holding less than the
+        position (the user sold by hand: the position ends, saying so)."""
+        pos = await self._pool.fetchrow("SELECT * FROM positions WHERE id = $1", input.position_id)
+        if pos is None:
+            raise ApplicationError(
+                f"position {input.position_id} not found", type=names.POSITION_NOT_FOUND, non_retryable=True
+            )
+        if pos["status"] != "open":
+            closing = await self._pool.fetchrow(
+                "SELECT * FROM orders WHERE metadata ->> 'position_id' = $1 AND metadata ->> 'closed_position' = 'true'",
+                input.position_id,
+            )
+            if closing is not None and closing["filled"]:
+                return Reconciled(fill=_fill_of(closing, _kind_of(closing), inserted=False))
+            return Reconciled(ended=pos["close_reason"] or "closed")
         account_id = str(pos["exchange_account_id"])
         venue = await self._venue(account_id)
         try:
             rules = await self._rules(venue, pos["symbol"], "reconcile position")
             try:
-                order = await venue.lookup(rules.symbol, pos["protective_order_id"])
+                resting = (
+                    await venue.lookup(rules.symbol, pos["protective_order_id"]) if pos["protective_order_id"] else None
+                )
             except VenueError as err:
                 self._raise(err, "reconcile position")
                 raise
-            if order is None or order.get("status") != "FILLED":
-                return None
-            return await self._exchange_exit(venue, rules, pos, order)
+            if resting is not None and resting.get("status") == "FILLED":
+                return Reconciled(fill=await self._exchange_exit(venue, rules, pos, resting))
+            try:
+                free, locked = await venue.balance(rules.base)
+            except VenueError as err:
+                self._raise(err, "reconcile position")
+                raise
+            if free + locked + rules.step_size < pos["contracts"]:
+                reason = (
+                    f"balance lower than the position: {free + locked:f} {rules.base} held of "
+                    f"{pos['contracts']:f} (sold outside the monitor)"
+                )
+                if resting is not None and resting.get("status") in ("NEW", "PARTIALLY_FILLED"):
+                    await self._cancel_resting(venue, rules, pos["protective_order_id"])
+                elif resting is not None:
+                    await self._complete_raw(venue, rules, pos["protective_order_id"], resting)
+                await self._pool.execute(
+                    """UPDATE positions SET status = 'closed', closed_at = now(), close_reason = $2,
+                           protective_order_id = NULL, updated_at = now() WHERE id = $1 AND status = 'open'""",
+                    input.position_id,
+                    reason[:300],
+                )
+                return Reconciled(ended=reason)
+            if resting is not None and resting.get("status") in ("NEW", "PARTIALLY_FILLED"):
+                return Reconciled(protected=True)
+            if resting is not None:
+                await self._complete_raw(venue, rules, pos["protective_order_id"], resting)
+            if pos["stop_loss"] is None:
+                return Reconciled()
+            # Cancelled or expired by the exchange, or never placed: put the stop back.
+            placed = await self._protect(
+                venue, account_id, str(pos["user_id"]), str(pos["signal_id"]), input.position_id,
+                protective_key(input.key, "back"), pos["stop_loss"], rules,
+            )  # fmt: skip
+            return Reconciled(protected=placed is not None)
         finally:
+            self._keep_offset(account_id, venue)
             await venue.close()
+
+
+def _kind_of(row: Any) -> str:
+    kind = (row["metadata"] or {}).get("kind", "close")
+    return kind if kind != "entry" else "close"
 
 
 def _fill_of(row: Any, kind: str, inserted: bool) -> Fill:
