@@ -244,6 +244,13 @@ def _cmd_operator(args: argparse.Namespace) -> int:
     return asyncio.run(go())
 
 
+def _cmd_trading(args: argparse.Namespace) -> int:
+    from cli.trading import run
+    from runtime.temporal_client import connect_client
+
+    return asyncio.run(run(args, args.process_settings.require_database(), connect_client))
+
+
 def _cmd_trader(args: argparse.Namespace) -> int:
     from cli.positions import run_resume
 
@@ -311,6 +318,9 @@ def build_parser() -> argparse.ArgumentParser:
     from cli.positions import add_position_commands
 
     add_position_commands(sub, _cmd_operator, _cmd_trader)
+    from cli.trading import add_trading_commands
+
+    add_trading_commands(sub, _cmd_trading)
     # Listed here for --help; main() hands everything after `bridge` to the bridge's own parser.
     p = sub.add_parser("bridge", help="forward Binance candle closes to the monitors", add_help=False)
     p.add_argument("rest", nargs=argparse.REMAINDER)
