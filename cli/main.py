@@ -333,6 +333,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--until-decided", action="store_true", help="stop everything once the demo signal is decided")
     p.add_argument("--live", action="store_true", help="use the real Binance streams instead of the local replay")
     p.add_argument("--fresh", action="store_true", help="start from empty state (.dev-state)")
+    p.add_argument(
+        "--live-orders",
+        action="store_true",
+        help="the demo trader trades live on a local Binance spot exchange driven by the replay (docs/live-orders.md)",
+    )
     p.add_argument("--symbol", default="BTCUSDT", help="the demo signal's symbol (default BTCUSDT)")
     p.add_argument("--interval", default="1m", help="the demo signal's candle interval, e.g. 1m, 5m, 15m (default 1m)")
     p.add_argument(

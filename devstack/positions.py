@@ -29,7 +29,7 @@ async def follow_position(
             continue
         if not opened and state.entry_price is not None:
             say(
-                f"position opened (paper): {state.side} {state.quantity} {state.symbol} at {state.entry_price}, "
+                f"position opened ({'live' if (state.position_id or '').startswith('live-') else 'paper'}): {state.side} {state.quantity} {state.symbol} at {state.entry_price}, "
                 f"stop {state.stop_loss}, targets {', '.join(map(str, state.take_profits)) or 'none'}"
             )
             opened = True

@@ -478,6 +478,11 @@ async def run_dev(args, lock: StackLock) -> int:
                 say(f"llm-proxy: {proxy_url}")
 
             fake = None
+            live_orders = None
+            if args.live and getattr(args, "live_orders", False):
+                raise DevError(
+                    "--live-orders trades on the local exchange, which follows the local replay: not with --live"
+                )
             if args.live:
                 ws_url, rest_url = "wss://stream.binance.com:9443", "https://api.binance.com"
                 say("Binance: the real exchange (--live)")
@@ -507,6 +512,14 @@ async def run_dev(args, lock: StackLock) -> int:
                     f"the wall clock in about {catch_up:.0f}s, then real time (--live for the real exchange)"
                 )
                 background.append(asyncio.create_task(_watch_replay(fake)))
+                if getattr(args, "live_orders", False):
+                    from devstack import live_orders as live_demo
+
+                    live_orders = await live_demo.start(fakes, fake, args.symbol, STATE_DIR, _free_port())
+                    say(
+                        f"live orders: local Binance spot exchange at {live_orders.exchange.base_url} (prices from the "
+                        f"replay); keys in {live_orders.keys_file} (owner-only); the demo trader trades on it"
+                    )
 
             try:
                 task_queue = settings.task_queue
@@ -524,6 +537,8 @@ async def run_dev(args, lock: StackLock) -> int:
                     SIGNAL_MONITOR_INTAKE_SWEEP_SECONDS=base_env.get("SIGNAL_MONITOR_INTAKE_SWEEP_SECONDS", "10"),
                 )
                 env.pop("SIGNAL_MONITOR_METRICS_ADDRESS", None)  # one port cannot serve three processes
+                if live_orders is not None:
+                    env.update(live_orders.env())
                 monitor = str(BIN / "signal-monitor")
                 for name in ("worker", "intake", "bridge"):
                     await stack.spawn(name, [monitor, name], env)
@@ -554,6 +569,9 @@ async def run_dev(args, lock: StackLock) -> int:
                 except KlinesError as exc:
                     raise DevError(f"Binance: no price for the demo signal: {exc}") from None
                 signal_id, trader_id = await _insert_demo_signal(database_url, args.symbol, args.interval, price, at)
+                if live_orders is not None:
+                    await live_demo.make_trader_live(database_url, trader_id, live_orders)
+                    say(f"demo trader {trader_id}: auto_execute_trades on, exchange account {live_orders.account_id}")
                 say(
                     f"demo signal {signal_id}: {args.symbol} {args.interval} at {price:g} (close of the candle ending "
                     f"{at.strftime('%H:%M UTC')}), trader {trader_id} (elite, auto-analyse)"
@@ -567,6 +585,8 @@ async def run_dev(args, lock: StackLock) -> int:
                 await asyncio.gather(*background, return_exceptions=True)
                 if fake is not None:
                     _save_replay(fake)
+                if live_orders is not None:
+                    say("orders on the local exchange: " + ("; ".join(live_orders.orders_text()) or "none"))
                 await stack.stop()
     finally:
         await stack.stop()

@@ -117,6 +117,11 @@ class FakeSpotExchange:
     def open_account(self, api_key: str, secret: str, balances: dict[str, Any]) -> None:
         self.book.open_account(api_key, secret, balances)
 
+    def list_symbol(self, symbol: str) -> None:
+        """Trade one more USDT pair, with the default filters."""
+        if symbol not in self.book.symbols and symbol.endswith("USDT") and len(symbol) > 4:
+            self.book.symbols[symbol] = SymbolInfo(symbol, symbol[:-4], "USDT")
+
     def trade_at(self, symbol: str, price: Decimal | str | float) -> list[Order]:
         return self.book.trade_at(symbol, Decimal(str(price)), self.now_ms())
 
