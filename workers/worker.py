@@ -58,6 +58,7 @@ async def run_worker(
     await ensure_search_attributes(client)
     stop = stop or stop_on_signals()
     pool = await create_pool(database_url, settings.db_pool_size)
+    live: LiveExecution | None = None
     http = new_http_client(settings.llm_timeout_seconds, settings.llm_max_concurrent)
     try:
         schema = await platform_schema.inspect(pool)
@@ -81,7 +82,8 @@ async def run_worker(
         paper = PaperExecution(
             pool, PaperRules(fee_pct=settings.paper_fee_pct, slippage_pct=settings.paper_slippage_pct)
         )
-        execution = ExecutionBackends(pool, paper, live_backend(settings, pool))
+        live = live_backend(settings, pool)
+        execution = ExecutionBackends(pool, paper, live)
         starter = PositionStarter(client)
         main = Worker(
             client,
@@ -134,6 +136,8 @@ async def run_worker(
                 await asyncio.gather(gauge, return_exceptions=True)
             log.info("stopping: draining in-flight tasks")
     finally:
+        if live is not None:
+            await live.aclose()
         await http.aclose()
         await pool.close()
     log.info("worker stopped")

@@ -11,6 +11,7 @@ hit while nobody watched) is taken from the exchange's fills."""
 from __future__ import annotations
 
 import logging
+import ssl
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+import aiohttp
 import asyncpg
 from temporalio.exceptions import ApplicationError
 
@@ -52,6 +54,7 @@ STATUS = {
     "EXPIRED": "expired",
     "EXPIRED_IN_MATCH": "expired",
 }
+RULES_TTL = 300.0
 # Error types of the live backend (ApplicationError.type).
 EXCHANGE_REFUSED = "ExchangeRefused"
 EXCHANGE_RATE_LIMITED = "ExchangeRateLimited"
@@ -82,6 +85,19 @@ class LiveExecution:
         self._settings = settings
         self._time_offsets: dict[str, int] = {}
         self._bans: dict[str, float] = {}
+        self._rules_cache: dict[tuple[str, str], tuple[float, SymbolRules]] = {}
+        # One HTTP session for every account's clients (connections kept alive between attempts).
+        self._session: aiohttp.ClientSession | None = None
+        self._ssl = ssl.create_default_context()
+        self._idle: dict[tuple[str, str], list[Any]] = {}
+
+    async def aclose(self) -> None:
+        for clients in self._idle.values():
+            for client in clients:
+                await client.close()
+        self._idle.clear()
+        if self._session is not None:
+            await self._session.close()
 
     # ---- the account ----------------------------------------------------------------------
     async def _venue(self, account_id: str) -> Venue:
@@ -103,10 +119,28 @@ class LiveExecution:
                 non_retryable=True,
             )
         url = base_url(bool(row["is_testnet"]), self._settings.exchange_url)
-        client = new_client(url, creds.api_key, creds.api_secret, self._settings.timeout_seconds)
-        # The clock offset measured after a -1021 is kept for the account's next attempts.
-        client.options["timeDifference"] = self._time_offsets.get(account_id, 0)
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=self._ssl), trust_env=False)
+        idle = self._idle.setdefault((account_id, url), [])
+        if idle:
+            client = idle.pop()
+        else:
+            # Building a ccxt client costs milliseconds of CPU: made once, kept for the account's
+            # next attempts (one attempt at a time uses a client, so errors read its own answer).
+            client = new_client(
+                url, creds.api_key, creds.api_secret, self._settings.timeout_seconds, self._session, self._ssl
+            )
+            # The clock offset measured after a -1021 is kept for the account's next attempts.
+            client.options["timeDifference"] = self._time_offsets.get(account_id, 0)
         return Venue(client, self._settings.recv_window_ms, bans=self._bans, account=account_id)
+
+    async def _release(self, account_id: str, venue: Venue) -> None:
+        self._keep_offset(account_id, venue)
+        idle = self._idle.setdefault((account_id, venue.base_url.removesuffix("/api/v3")), [])
+        if len(idle) < 4:
+            idle.append(venue.client)
+        else:
+            await venue.close()
 
     def _keep_offset(self, account_id: str, venue: Venue) -> None:
         self._time_offsets[account_id] = int(venue.client.options.get("timeDifference") or 0)
@@ -305,15 +339,21 @@ class LiveExecution:
             )  # fmt: skip
             return OpenedPosition(position_id=position_id, fill=fill, opened_at=opened)
         finally:
-            self._keep_offset(account_id, venue)
-            await venue.close()
+            await self._release(account_id, venue)
 
     async def _rules(self, venue: Venue, symbol: str, doing: str) -> SymbolRules:
+        """A symbol's filters, kept RULES_TTL seconds (they change rarely; a stale one only costs
+        a -1013, which is recorded, never retried)."""
+        cached = self._rules_cache.get((venue.base_url, symbol))
+        if cached is not None and time.monotonic() - cached[0] < RULES_TTL:
+            return cached[1]
         try:
-            return await venue.rules(symbol)
+            rules = await venue.rules(symbol)
         except VenueError as err:
             self._raise(err, doing)
             raise
+        self._rules_cache[(venue.base_url, symbol)] = (time.monotonic(), rules)
+        return rules
 
     async def _check_entry(
         self, input: OpenPositionInput, account_id: str, cid: str, rules: SymbolRules, qty: Decimal, position_id: str
@@ -473,8 +513,7 @@ class LiveExecution:
             )
             return True
         finally:
-            self._keep_offset(account_id, venue)
-            await venue.close()
+            await self._release(account_id, venue)
 
     async def _cancel_resting(self, venue: Venue, rules: SymbolRules, cid: str) -> dict | None:
         """Cancel the resting stop; returns the order when it had filled instead (an exchange-side exit)."""
@@ -551,8 +590,7 @@ class LiveExecution:
                                     protective_key(input.key, "after"), pos["stop_loss"], rules)  # fmt: skip
             return fill
         finally:
-            self._keep_offset(account_id, venue)
-            await venue.close()
+            await self._release(account_id, venue)
 
     async def _book_exit(
         self, pos: Any, cid: str, order: dict, ex: Execution, rules: SymbolRules, kind: str, closing: bool,
@@ -681,8 +719,7 @@ class LiveExecution:
             )  # fmt: skip
             return Reconciled(protected=placed is not None)
         finally:
-            self._keep_offset(account_id, venue)
-            await venue.close()
+            await self._release(account_id, venue)
 
 
 def _kind_of(row: Any) -> str:

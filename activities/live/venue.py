@@ -87,6 +87,10 @@ class Venue:
         self._account = account
         client.options["recvWindow"] = recv_window_ms
 
+    @property
+    def base_url(self) -> str:
+        return str(self.client.urls["api"]["private"])
+
     async def close(self) -> None:
         await self.client.close()
 
@@ -97,6 +101,9 @@ class Venue:
             wait = self._bans.get(self._account, 0.0) - time.time()
             if wait > 0:
                 raise VenueError(Classified("rate_limited", None, "waiting out Retry-After", retry_after=wait))
+            # A kept client still holds its last answer: a lost one must not be read as that.
+            self.client.last_json_response = None
+            self.client.last_response_headers = {}
             try:
                 return await fn(dict(params))
             except ccxt.BaseError as err:
