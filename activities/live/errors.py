@@ -31,7 +31,8 @@ REFUSED_CODES = {
     -2015,  # invalid API-key, IP, or permissions
     -1022,  # signature invalid (a wrong secret: no retry fixes it)
 }
-UNKNOWN_CODES = {-1006, -1007}
+# -1001 "Internal error; unable to process your request": the request may have been processed.
+UNKNOWN_CODES = {-1001, -1006, -1007}
 NOT_FOUND_CODES = {-2013, -2011}
 
 

@@ -66,6 +66,16 @@ async def test_live_position_life_stop_moved_then_filled_on_the_exchange(client,
     assert await signal_status(db, row.signal_id) == "closed"
     for o in rows["orders"]:
         assert "api" not in str(o["metadata"]).lower()
+    # One live position's life (pytest -s): the exchange's list beside the rows.
+    for cid, side, kind, qty, executed in listed:
+        print("exchange", cid, side, kind, qty, executed)
+    for o in rows["orders"]:
+        meta = o["metadata"]
+        print("orders", o["id"], o["side"], o["type"], o["status"], o["quantity"], o["filled"], o["average_price"],
+              o["fee_cost"], meta["kind"], meta.get("exchange_order_id"))  # fmt: skip
+    print("positions", {k: position[k] for k in ("id", "mode", "status", "contracts", "initial_contracts",
+                                                  "entry_price", "exit_price", "realized_pnl", "fees_paid",
+                                                  "close_reason", "stop_loss")})  # fmt: skip
 
 
 async def test_stop_filled_while_every_worker_is_down_closes_at_its_real_fill(client, database_url, db):
