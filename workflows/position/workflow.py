@@ -33,13 +33,14 @@ with workflow.unsafe.imports_passed_through():
     import workflows.position.view as view
     from workflows.common.activity_calls import failure_text
     from workflows.common.candles import Kline
+    from workflows.common.display import candle_span, plain
     from workflows.common.ended import Ended
     from workflows.common.patches import (
         LIVE_RECONCILE_PATCH,
         POSITION_FUTURE_CANDLES_PATCH,
         POSITION_LOCAL_RECORD_PATCH,
     )
-    from workflows.common.timefmt import datetime_to_ms, utc_text
+    from workflows.common.timefmt import datetime_to_ms
     from workflows.monitor.models import MonitorStatus
     from workflows.position.actions import validate_action
     from workflows.position.inputs import CloseRequest, StopLossRequest, TakeProfitRequest
@@ -231,7 +232,7 @@ class PositionManagerWorkflow:
             await self._modify(step)
         await self._record(steps.model_decision(k, answer, action, risk_exits))
         if action.action == "close":
-            await self._finish("close_action", f"closed by the model on candle {utc_text(k.t)}")
+            await self._finish("close_action", f"closed by the model on candle {candle_span(k.t, k.i)}")
         self._publish()
 
     async def _reconcile(self, part: str, k: Kline | None) -> bool:
@@ -242,7 +243,7 @@ class PositionManagerWorkflow:
         found = await act.reconcile_position(steps.reconcile_request(s, part), "reconcile with the exchange")
         if found.fill is not None:
             steps.filled(s, steps.exchange_exit(ctx, s, found.fill, part), found.fill)
-            reason = f"{found.fill.kind} filled on the exchange at {found.fill.price}"
+            reason = f"{found.fill.kind} filled on the exchange at {plain(found.fill.price)}"
         elif found.ended is not None:
             s.quantity = Decimal(0)
             reason = found.ended
@@ -257,7 +258,7 @@ class PositionManagerWorkflow:
         ctx, s = self._ctx(), self._s
         try:
             return await act.manage_position(
-                steps.manage_request(ctx, s, k), f"manage-position · candle {utc_text(k.t)}"
+                steps.manage_request(ctx, s, k), f"manage-position · candle {candle_span(k.t, k.i)}"
             )
         except ActivityError as err:
             if is_cancelled_exception(err):
