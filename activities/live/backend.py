@@ -240,7 +240,8 @@ class LiveExecution:
                 found = await venue.settle(spec.symbol, spec.client_id, sent_at)
                 order = found if found is not None else await venue.place_once(spec, record)
             else:
-                order = await venue.place_once(spec, record)
+                # No row: no attempt ever recorded an intent, and none sends without one first.
+                order = await venue.place_once(spec, record, never_sent=row is None)
             return order, await self._execution(venue, spec.symbol, order)
         except VenueError as err:
             if err.kind in ("refused", "would_trigger"):

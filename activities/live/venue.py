@@ -175,12 +175,17 @@ class Venue:
             await self._sleep(delay)
         return await self.lookup(symbol, client_id)
 
-    async def place_once(self, spec: OrderSpec, before_send: Callable[[float], Awaitable[None]]) -> dict:
+    async def place_once(
+        self, spec: OrderSpec, before_send: Callable[[float], Awaitable[None]], never_sent: bool = False
+    ) -> dict:
         """The order with `spec.client_id`: the existing one, or a new one. `before_send(sent_at)`
-        is awaited right before the request leaves (the caller records its intent there)."""
-        existing = await self.lookup(spec.symbol, spec.client_id)
-        if existing is not None:
-            return existing
+        is awaited right before the request leaves (the caller records its intent there, durably).
+        `never_sent`: that record proves no request with this id ever left, so there is nothing
+        to look up first."""
+        if not never_sent:
+            existing = await self.lookup(spec.symbol, spec.client_id)
+            if existing is not None:
+                return existing
         sent_at = time.time()
         await before_send(sent_at)
         try:

@@ -70,13 +70,16 @@ class FakeSpotExchange:
         *,
         symbols: dict[str, SymbolInfo] | None = None,
         clock_offset_ms: int = 0,
+        latency_ms: float = 0.0,
     ) -> None:
+        """`latency_ms`: added to every answer (a network round trip to the real exchange)."""
         self.host, self.port = host, port
         self.book = SpotBook(symbols)
         self.faults = SpotFaults()
         self.stats = SpotStats()
         # The server's clock minus the wall clock (skew a client must measure and follow).
         self.clock_offset_ms = clock_offset_ms
+        self.latency_ms = latency_ms
         self._banned_until = 0.0
         self._runner: web.AppRunner | None = None
         self._lock = asyncio.Lock()
@@ -158,6 +161,8 @@ class FakeSpotExchange:
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         path = "/" + request.match_info["tail"]
         self.stats.requests[f"{request.method} {path}"] += 1
+        if self.latency_ms:
+            await asyncio.sleep(self.latency_ms / 1000)
         now = time.monotonic()
         if now < self._banned_until:
             self.stats.banned += 1
