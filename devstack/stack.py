@@ -37,7 +37,7 @@ from devstack.state import StackInfo, StackLock, StackRunning, state_dir, withou
 from fakes import free_port
 from runtime import platform_rows
 from runtime.config import Settings
-from runtime.exits import fail
+from runtime.exits import EXIT_USAGE, fail
 from runtime.lifecycle import on_signals
 from workflows.common import search_attributes as sa
 from workflows.common.names import STATE_QUERY, workflow_id_for
@@ -619,6 +619,11 @@ async def _run_until_signalled(args, lock: StackLock) -> int:
 
 
 def main(args) -> int:
+    if args.live and getattr(args, "live_orders", False):
+        return fail(
+            DevError("--live-orders trades on the local exchange, which follows the local replay: not with --live"),
+            EXIT_USAGE,
+        )
     # The lock first: a second `dev` (with --fresh or not) refuses before touching anything.
     lock = StackLock(STATE_DIR)
     try:
