@@ -8,6 +8,7 @@ import json
 import uuid
 from decimal import Decimal as D
 
+from activities.live.accounts import write_keys_file
 from tests.helpers.live import live_exchange, make_live
 from tests.helpers.monitor import monitor_stack
 from tests.helpers.positions import entered_signal, result_of, start_position, view
@@ -87,3 +88,17 @@ async def test_kill_switch_flattens_and_refuses_new_entries(client, database_url
     ]
     bad = await signal_monitor(env, "trading", "pause", "--user", "not-a-uuid", check=False)
     assert bad.returncode == 2
+
+
+async def test_the_worker_refuses_a_keys_file_others_can_read(tmp_path, database_url, temporal_address):
+    keys = tmp_path / "keys.json"
+    write_keys_file(keys, {str(uuid.uuid4()): ("k", "s3cr3t-value")})
+    keys.chmod(0o644)
+    env = command_env(temporal_address, DATABASE_URL=database_url, LLM_PROXY_URL="http://127.0.0.1:9",
+                      LLM_PROXY_KEY="sk-test", SIGNAL_MONITOR_LIVE_TRADING="on",
+                      SIGNAL_MONITOR_EXCHANGE_KEYS_FILE=str(keys))  # fmt: skip
+    done = await signal_monitor(env, "worker", check=False)
+    assert done.returncode == 2 and "readable by other users" in done.stderr and "s3cr3t" not in done.stderr
+    env.pop("SIGNAL_MONITOR_EXCHANGE_KEYS_FILE")
+    done = await signal_monitor(env, "worker", check=False)
+    assert done.returncode == 2 and "needs SIGNAL_MONITOR_EXCHANGE_KEYS_FILE" in done.stderr
