@@ -539,9 +539,17 @@ class LiveExecution:
             raise ApplicationError(
                 f"position {input.position_id} not found", type=names.POSITION_NOT_FOUND, non_retryable=True
             )
-        done = await self._pool.fetchrow("SELECT * FROM orders WHERE id = $1 AND status <> 'pending'", cid)
-        if done is not None:
-            return _fill_of(done, input.kind, inserted=False)
+        rows = {
+            r["id"]: r
+            for r in await self._pool.fetch(
+                "SELECT * FROM orders WHERE id = ANY($1::text[])", [cid, client_order_id(f"{input.key}:held")]
+            )
+        }
+        for row in rows.values():
+            if row["status"] not in ("pending", "rejected"):
+                return _fill_of(row, input.kind, inserted=False)
+        # A first sell refused for the balance: the retry goes straight to selling what is held.
+        refused = ((rows[cid]["metadata"] or {}).get("refused") or "") if cid in rows else None
         if pos["status"] != "open":
             closing = await self._pool.fetchrow(
                 "SELECT * FROM orders WHERE metadata ->> 'position_id' = $1 AND metadata ->> 'closed_position' = 'true'",
@@ -561,28 +569,36 @@ class LiveExecution:
                 if filled is not None:
                     # The stop filled on the exchange: that is the exit, at its real fills.
                     return await self._exchange_exit(venue, rules, pos, filled)
-            try:
-                free, _locked = await venue.balance(rules.base)
-            except VenueError as err:
-                self._raise(err, "exit position")
-                raise
             wanted = pos["contracts"] if input.close else min(input.quantity, pos["contracts"])
-            short_reason = None
-            if free < wanted:
-                short_reason = f"balance lower than the position: {free:f} {rules.base} free of {wanted:f}"
-            qty = rules.floor_qty(min(wanted, free))
-            spec = OrderSpec(cid, rules.symbol, "SELL", "MARKET", qty)
-            if rules.refusal(qty, input.reference_price) is not None:
+            short_reason: str | None = None
+            spec = OrderSpec(cid, rules.symbol, "SELL", "MARKET", rules.floor_qty(wanted))
+            if rules.refusal(spec.quantity, input.reference_price) is not None:
                 # Dust (or nothing) left to sell: the position ends without an order.
-                reason = short_reason or f"{qty:f} {rules.base} left is below the exchange's minimum"
+                reason = f"{spec.quantity:f} {rules.base} left is below the exchange's minimum"
                 return await self._end_without_order(input, pos, spec, account_id, reason)
-
-            async def record(sent_at: float) -> None:
-                async with self._pool.acquire() as conn:
-                    await self._pending(conn, cid, input.user_id, input.signal_id, account_id, spec, input.kind,
-                                        input.key, input.position_id, sent_at)  # fmt: skip
-
-            order, ex = await self._place(venue, spec, record, f"{input.kind} position")
+            try:
+                if refused is not None and "insufficient balance" in refused:
+                    raise ApplicationError(refused, type=EXCHANGE_REFUSED, non_retryable=True)
+                order, ex = await self._place(venue, spec, self._recorder(input, account_id, spec),
+                                              f"{input.kind} position")  # fmt: skip
+            except ApplicationError as err:
+                if err.type != EXCHANGE_REFUSED or "insufficient balance" not in err.message:
+                    raise
+                # Less is held than the position says (sold by hand): read the balance only now,
+                # sell what is there under a second id, and end the position saying why.
+                try:
+                    free, _locked = await venue.balance(rules.base)
+                except VenueError as verr:
+                    self._raise(verr, "exit position")
+                    raise
+                short_reason = f"balance lower than the position: {free:f} {rules.base} free of {wanted:f}"
+                spec = OrderSpec(client_order_id(f"{input.key}:held"), rules.symbol, "SELL", "MARKET",
+                                 rules.floor_qty(min(wanted, free)))  # fmt: skip
+                if rules.refusal(spec.quantity, input.reference_price) is not None:
+                    return await self._end_without_order(input, pos, spec, account_id, short_reason)
+                order, ex = await self._place(venue, spec, self._recorder(input, account_id, spec),
+                                              f"{input.kind} position")  # fmt: skip
+            cid = spec.client_id
             closing = input.close or short_reason is not None or ex.executed >= pos["contracts"]
             fill = await self._book_exit(pos, cid, order, ex, rules, input.kind, closing,
                                          short_reason or input.close_reason, inserted=True)  # fmt: skip
@@ -592,6 +608,14 @@ class LiveExecution:
             return fill
         finally:
             await self._release(account_id, venue)
+
+    def _recorder(self, input: OrderInput, account_id: str, spec: OrderSpec) -> Callable[[float], Awaitable[None]]:
+        async def record(sent_at: float) -> None:
+            async with self._pool.acquire() as conn:
+                await self._pending(conn, spec.client_id, input.user_id, input.signal_id, account_id, spec,
+                                    input.kind, input.key, input.position_id, sent_at)  # fmt: skip
+
+        return record
 
     async def _book_exit(
         self, pos: Any, cid: str, order: dict, ex: Execution, rules: SymbolRules, kind: str, closing: bool,

@@ -291,3 +291,27 @@ async def test_exchange_accounts_need_keys(db, live) -> None:
     with pytest.raises(ApplicationError) as err:
         await backend.open(request, stranger)
     assert err.value.non_retryable and "no keys in the worker's keys file" in err.value.message
+
+
+async def test_close_after_a_hand_sale_sells_what_is_held(db, live) -> None:
+    account, backend = live
+    ex = account.exchange
+    row, request = await entry(db, account)
+    await attempts(lambda: backend.open(request, account.account_id))
+    stop_cid = await db.fetchval("SELECT protective_order_id FROM positions WHERE id = $1", f"live-{row.signal_id}")
+    ex.cancel_by_exchange(stop_cid)
+    ex.book.place(ex.book.accounts[API_KEY], symbol="BTCUSDT", side="SELL", type="MARKET", qty=D(3),
+                  price=None, stop_price=None, client_id="by-hand", time_in_force=None, now_ms=ex.now_ms())  # fmt: skip
+    fill, _ = await attempts(lambda: backend.exit(exit_request(row, "close")))
+    assert fill.quantity == D("1.995")
+    position = await db.fetchrow("SELECT * FROM positions WHERE id = $1", f"live-{row.signal_id}")
+    assert position["status"] == "closed" and "balance lower than the position" in position["close_reason"]
+    first = await db.fetchrow("SELECT status FROM orders WHERE id = $1", client_order_id(f"{row.signal_id}:close"))
+    assert first["status"] == "rejected"
+    again, _ = await attempts(lambda: backend.exit(exit_request(row, "close")))
+    assert again.order_id == fill.order_id and not again.inserted
+    sells = [
+        o for o in ex.orders_of(API_KEY) if o.side == "SELL" and o.type == "MARKET" and o.client_order_id != "by-hand"
+    ]
+    assert [(o.status, o.executed_qty) for o in sells] == [("FILLED", D("1.995"))]
+    note("close after a hand sale", "-2010: balance read, what is held sold under a second id: 1 sell")
