@@ -420,7 +420,8 @@ class SignalStore:
         signal_id = _uuid(input.signal_id, "signal id")
         async with self._pool.acquire() as conn, conn.transaction():
             locked = await conn.fetchrow(
-                f"SELECT s.status, {EXPIRED_BY_032} AS expired_by_032 FROM signals s WHERE s.id = $1 FOR UPDATE",
+                f"""SELECT s.status, {EXPIRED_BY_032} AS expired_by_032, s.monitor_leave_reason
+                    FROM signals s WHERE s.id = $1 FOR UPDATE""",
                 signal_id,
             )
             if locked is None:
@@ -428,5 +429,9 @@ class SignalStore:
                 return FinishedSignal(signal_status=None)
             if locked["status"] in TERMINAL_SIGNAL_STATUSES and not locked["expired_by_032"]:
                 return FinishedSignal(signal_status=locked["status"])
-            await self._set_status(conn, signal_id, input.status, input.reason)
+            reason = input.reason
+            if input.status == "cancelled" and locked["monitor_leave_reason"]:
+                # The intake cancelled it because the signal is no longer wanted: say why.
+                reason = locked["monitor_leave_reason"]
+            await self._set_status(conn, signal_id, input.status, reason)
             return FinishedSignal(signal_status=input.status)
