@@ -214,6 +214,9 @@ class _Metrics:
             "every intake decision on a signal, by reason (started, existing, <ineligible kind>)",
         )
         self.rollout_mode = m.create_gauge(p + "rollout_mode", "1 for the monitoring rollout's current mode")
+        self.paused = m.create_gauge(
+            p + "traders_paused", "traders paused by max_consecutive_losses, counted each sweep"
+        )
         self.rollout_percent = m.create_gauge_float(
             p + "rollout_percent", "the monitoring rollout's percentage of users"
         )
@@ -396,6 +399,7 @@ class _Intake:
             await self._examine(conn, row, "sweep")
         if self.client is not None:
             await self._stop_the_unwanted(conn)
+        self.metrics.paused.set(await conn.fetchval("SELECT count(*) FROM traders WHERE paused"))
         # Rows whose monitor Temporal ended around its code (terminate, failure, timeout...).
         if self.client is not None:
             await self.reconciler.sweep(self.client, conn)
@@ -435,10 +439,12 @@ class _Intake:
             await conn.execute(_LEAVE, row["id"], reason)
             try:
                 await self.client.get_workflow_handle(f"signal-{signal_id}").cancel()
-            except RPCError as exc:
-                if exc.status != RPCStatusCode.NOT_FOUND:  # NOT_FOUND: it has ended meanwhile
+            except Exception as exc:  # Temporal unreachable: the SDK raises RuntimeError too
+                if not (isinstance(exc, RPCError) and exc.status == RPCStatusCode.NOT_FOUND):  # NOT_FOUND: ended
                     self.metrics.errors.add(1, {"dependency": "temporal"})
-                    log.warning("signal %s: could not cancel its monitor (%s); next sweep retries", signal_id, exc)
+                    log.warning(
+                        "signal %s: could not cancel its monitor (%s); next sweep retries", signal_id, _brief(exc)
+                    )
                 continue
             if row["monitor_leave_reason"] != reason:
                 self.metrics.left.add(1, {"reason": why.kind})

@@ -28,6 +28,7 @@ from runtime import metrics
 from runtime.config import Settings
 from runtime.lifecycle import stop_on_signals
 from runtime.temporal_client import connect_client, describe_target
+from workers.activity_metrics import OperatorMetrics
 from workers.monitor_gauge import publish_running_monitors
 from workers.search_attributes import ensure_search_attributes
 from workflows.names import llm_task_queue_for
@@ -98,6 +99,7 @@ async def run_worker(
             max_cached_workflows=settings.max_cached_workflows,
             sticky_queue_schedule_to_start_timeout=timedelta(seconds=settings.sticky_schedule_to_start_seconds),
             graceful_shutdown_timeout=timedelta(seconds=20),
+            interceptors=[OperatorMetrics()],
         )
         llm = Worker(
             client,
@@ -107,6 +109,7 @@ async def run_worker(
             max_activities_per_second=settings.llm_max_per_second,
             max_task_queue_activities_per_second=settings.llm_queue_max_per_second,
             graceful_shutdown_timeout=timedelta(seconds=20),
+            interceptors=[OperatorMetrics()],
         )
         async with main, llm:
             log.info(
