@@ -22,8 +22,8 @@ from tests.position_support import candle
 from tests.processes import project_process
 from tests.support import eventually, insert_signal, signal_status
 from tests.test_metrics import scrape, value
-from workflows.position_manager import PositionManagerWorkflow
-from workflows.signal_monitor import SignalMonitorWorkflow
+from workflows.monitor.workflow import SignalMonitorWorkflow
+from workflows.position.workflow import PositionManagerWorkflow
 
 ALERTS = Path(__file__).resolve().parent.parent / "deploy" / "prometheus" / "alerts.yml"
 

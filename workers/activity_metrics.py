@@ -32,7 +32,7 @@ from temporalio.worker import ActivityInboundInterceptor, ExecuteActivityInput, 
 from activities.db_errors import is_permanent
 from runtime.metrics import PREFIX
 from runtime.model_prices import estimated_cost_usd
-from workflows import names
+from workflows.common import names
 
 DEFAULT_BACKEND = "llm-proxy"
 _MODEL_CALLS = {names.ANALYZE_SIGNAL: "analyze", names.MANAGE_POSITION_ACTIVITY: "manage"}

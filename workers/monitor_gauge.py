@@ -15,7 +15,7 @@ import logging
 from temporalio.client import Client
 
 from runtime import metrics
-from workflows.names import POSITION_WORKFLOW_TYPE, WORKFLOW_TYPE
+from workflows.common.names import POSITION_WORKFLOW_TYPE, WORKFLOW_TYPE
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from runtime.rollout import Rollout, allowing
 from signal_bridge.router import CloseRouter
 from signal_bridge.stats import BridgeStats
 from workers.activity_metrics import error_kind, model_label
-from workflows import names
+from workflows.common import names
 
 MIN = 60_000
 
