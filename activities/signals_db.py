@@ -115,11 +115,7 @@ class SignalStore:
             else "true"
         )
         async with self._pool.acquire() as conn, conn.transaction():
-            # From now on the monitor alone sets this signal's status (migration 005's guard).
-            await conn.execute(
-                "UPDATE signals SET monitor_started_at = now() WHERE id = $1 AND monitor_started_at IS NULL",
-                signal_id,
-            )
+            await self._take_signal(conn, signal_id)
             # Times come as epoch seconds and JSON only below its bound, so no value a row can hold
             # ('infinity', a 9000-year interval, a 3 MB strategy) fails decoding or the activity's
             # result: every such row gets a reason from activities/signal_checks, never a retry.
@@ -198,6 +194,14 @@ class SignalStore:
             where = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5])
             raise _invalid(signal_id, where) from None
         return context
+
+    @staticmethod
+    async def _take_signal(conn: asyncpg.Connection, signal_id: uuid.UUID) -> None:
+        # From now on the monitor alone sets this signal's status (migration 005's guard).
+        await conn.execute(
+            "UPDATE signals SET monitor_started_at = now() WHERE id = $1 AND monitor_started_at IS NULL",
+            signal_id,
+        )
 
     @activity.defn(name=names.FIND_PLATFORM_ANALYSIS)
     @no_retry_on_permanent_errors

@@ -70,6 +70,12 @@ WHERE t.id = s.trader_id AND s.monitor_intake LIKE '{INELIGIBLE}: {NOT_IN_ROLLOU
 _LEAVE = """UPDATE signals SET monitor_leave_reason = $2 WHERE id = $1
            AND monitor_leave_reason IS DISTINCT FROM $2"""
 LEAVE_PREFIX = "no longer eligible: "
+# Shadow mode (SIGNAL_MONITOR_SHADOW=on) writes nothing to `signals`: its decisions live in
+# shadow_intake, and the platform's statuses do not say whether a shadow monitor still runs.
+_SHADOW_MARK = """INSERT INTO shadow_intake (signal_id, decision) VALUES ($1, $2) ON CONFLICT (signal_id) DO NOTHING"""
+_SHADOW_REEXAMINE = f"""DELETE FROM shadow_intake si USING signals s, traders t
+WHERE si.signal_id = s.id AND t.id = s.trader_id AND si.decision LIKE '{INELIGIBLE}: {NOT_IN_ROLLOUT}%'
+  AND s."timestamp" > now() - $1::interval AND s."timestamp" + t.max_monitoring_duration > now()"""
 
 
 @dataclass(frozen=True)
@@ -81,18 +87,32 @@ class Queries:
     """The signals this intake started whose monitors may still run: are they still wanted?"""
     recent: str = ""
     """Every signal since $1 (a dry run of the rollout counts which it would monitor)."""
+    mark: str = _MARK
+    reexamine: str = _REEXAMINE
+    leave: str | None = _LEAVE
+    """None in shadow mode: a shadow monitor's cancel carries no reason into `signals`."""
 
 
-def build_queries(schema: PlatformSchema) -> Queries:
+def build_queries(schema: PlatformSchema, shadow: bool = False) -> Queries:
     """The eligibility inputs as this database holds them: the subscription always, the profile
-    tier only where production's column exists."""
+    tier only where production's column exists. In shadow mode the intake's marks are read from
+    and written to shadow_intake instead of `signals`."""
     if schema.profile_tier:
         profile, profile_join = "p.subscription_tier", "LEFT JOIN user_profiles p ON p.id = t.user_id"
     else:
         profile, profile_join = "NULL::text", ""
+    if shadow:
+        marks, marks_join = (
+            "si.decision AS monitor_intake, NULL::text AS monitor_leave_reason",
+            ("LEFT JOIN shadow_intake si ON si.signal_id = s.id"),
+        )
+        undecided, started = "si.signal_id IS NULL", f"si.decision = '{STARTED}' AND si.ended_at IS NULL"
+    else:
+        marks, marks_join = "s.monitor_intake, s.monitor_leave_reason", ""
+        undecided, started = "s.monitor_intake IS NULL", f"s.monitor_intake = '{STARTED}' AND {_MONITORABLE}"
     select = f"""
 SELECT s.id, s.status, s.symbol, coalesce(s.interval, t.filter->>'interval') AS interval,
-       s.trader_id, s.monitor_intake, s.monitor_leave_reason, t.id AS found_trader_id, t.name AS trader_name,
+       s.trader_id, {marks}, t.id AS found_trader_id, t.name AS trader_name,
        t.user_id AS owner_id,
        t.auto_analyze_signals, {profile} AS profile_tier, us.tier AS subscription_tier,
        us.status AS subscription_status, us.expires_at AS subscription_expires_at, now() AS db_now,
@@ -100,6 +120,7 @@ SELECT s.id, s.status, s.symbol, coalesce(s.interval, t.filter->>'interval') AS 
 FROM signals s
 LEFT JOIN traders t ON t.id = s.trader_id
 {profile_join}
+{marks_join}
 LEFT JOIN LATERAL (
     SELECT u.tier, u.status, u.expires_at FROM user_subscriptions u WHERE u.user_id = t.user_id
     ORDER BY (lower(u.tier) = 'elite' AND u.status = 'active' AND (u.expires_at IS NULL OR u.expires_at > now())) DESC,
@@ -109,7 +130,7 @@ LEFT JOIN LATERAL (
     # Matches the partial index signals_monitor_intake_undecided_idx (migration 005).
     sweep = (
         select
-        + f"""WHERE s.monitor_intake IS NULL AND {_MONITORABLE}
+        + f"""WHERE {undecided} AND {_MONITORABLE}
   AND s."timestamp" > now() - $1::interval
   AND (t.id IS NULL OR s."timestamp" + t.max_monitoring_duration > now())
 ORDER BY s."timestamp" DESC
@@ -117,7 +138,7 @@ LIMIT $2"""
     )
     running = (
         select
-        + f"""WHERE s.monitor_intake = '{STARTED}' AND {_MONITORABLE}
+        + f"""WHERE {started}
   AND s."timestamp" > now() - $1::interval"""
     )
     recent = select + 'WHERE s."timestamp" > $1 ORDER BY s."timestamp"'
@@ -127,6 +148,9 @@ LIMIT $2"""
         profile_tier=schema.profile_tier,
         running=running,
         recent=recent,
+        mark=_SHADOW_MARK if shadow else _MARK,
+        reexamine=_SHADOW_REEXAMINE if shadow else _REEXAMINE,
+        leave=None if shadow else _LEAVE,
     )
 
 
@@ -256,7 +280,9 @@ async def read_schema(settings: Settings, dsn: str) -> Queries:
     log.info("rollout: %s (revision %d; `signal-monitor rollout show`)", rollout.describe(), rollout.revision)
     choice = platform_schema.choose_initial_analysis(settings.initial_analysis, schema)
     log.info("beside the platform: %s", platform_schema.describe(schema, choice))
-    return build_queries(schema)
+    if settings.shadow_mode:
+        log.warning("shadow mode (SIGNAL_MONITOR_SHADOW=on): decisions go to shadow_intake, nothing to signals")
+    return build_queries(schema, shadow=settings.shadow_mode)
 
 
 class _Intake:
@@ -374,7 +400,8 @@ class _Intake:
         rollout = await rollout_store.read_or_seed(conn, self.settings.rollout_seed)
         previous = self.rollout
         if previous is None or previous.revision != rollout.revision:
-            cleared = await conn.execute(_REEXAMINE, SWEEP_MAX_AGE)
+            assert self.queries is not None
+            cleared = await conn.execute(self.queries.reexamine, SWEEP_MAX_AGE)
             again = int(cleared.split()[-1])
             log.info(
                 "rollout: %s (revision %d)%s",
@@ -401,7 +428,7 @@ class _Intake:
             await self._stop_the_unwanted(conn)
         self.metrics.paused.set(await conn.fetchval("SELECT count(*) FROM traders WHERE paused"))
         # Rows whose monitor Temporal ended around its code (terminate, failure, timeout...).
-        if self.client is not None:
+        if self.client is not None and not self.settings.shadow_mode:  # shadow mode writes no signal row
             await self.reconciler.sweep(self.client, conn)
 
     async def _examine_id(self, conn: asyncpg.Connection, payload: str) -> None:
@@ -430,13 +457,14 @@ class _Intake:
         for row in await conn.fetch(self.queries.running, SWEEP_MAX_AGE):
             why = owner_problem(row, self.queries.profile_tier, self.rollout)
             if why is None or why.kind not in LEAVING_KINDS:
-                if row["monitor_leave_reason"] is not None:  # wanted again before its cancel landed
-                    await conn.execute(_LEAVE, row["id"], None)
+                if row["monitor_leave_reason"] is not None and self.queries.leave:  # wanted again in time
+                    await conn.execute(self.queries.leave, row["id"], None)
                 continue
             signal_id = str(row["id"])
             reason = LEAVE_PREFIX + why.reason
             extra: dict[str, Any] = {"signal_id": signal_id, "event": "intake"}
-            await conn.execute(_LEAVE, row["id"], reason)
+            if self.queries.leave:
+                await conn.execute(self.queries.leave, row["id"], reason)
             try:
                 await self.client.get_workflow_handle(f"signal-{signal_id}").cancel()
             except Exception as exc:  # Temporal unreachable: the SDK raises RuntimeError too
@@ -463,7 +491,7 @@ class _Intake:
             log.info("signal %s left alone: %s", signal_id, why.reason, extra=extra)
             self.metrics.ineligible.add(1, {"reason": why.kind})
             self.metrics.decisions.add(1, {"reason": why.kind})
-            await conn.execute(_MARK, row["id"], f"{INELIGIBLE}: {why.reason}")
+            await conn.execute(self.queries.mark, row["id"], f"{INELIGIBLE}: {why.reason}")
             return
         summary = monitor_summary(row["symbol"], row["interval"], row["trader_name"], row["trader_id"])
         assert self.client is not None
@@ -488,7 +516,7 @@ class _Intake:
                 "had already ended" if outcome.ended_before else "is already running",
                 extra=extra,
             )
-        await conn.execute(_MARK, row["id"], ALREADY_ENDED if outcome.ended_before else STARTED)
+        await conn.execute(self.queries.mark, row["id"], ALREADY_ENDED if outcome.ended_before else STARTED)
 
 
 def _brief(exc: BaseException) -> str:

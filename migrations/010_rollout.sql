@@ -116,3 +116,28 @@ BEGIN
     END LOOP;
 END;
 $$;
+
+-- Shadow mode's own record of the intake's decisions and the shadow monitors' ends (the intake
+-- writes nothing to `signals` in shadow mode).
+CREATE TABLE IF NOT EXISTS shadow_intake (
+    signal_id uuid PRIMARY KEY,
+    decision text NOT NULL,
+    decided_at timestamptz NOT NULL DEFAULT now(),
+    end_status text,
+    end_reason text,
+    ended_at timestamptz
+);
+CREATE INDEX IF NOT EXISTS shadow_intake_started_idx ON shadow_intake (decided_at) WHERE decision = 'started' AND ended_at IS NULL;
+ALTER TABLE shadow_intake ENABLE ROW LEVEL SECURITY;
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'signal_monitor_worker') THEN
+        GRANT SELECT, INSERT, UPDATE, DELETE ON shadow_intake TO signal_monitor_worker;
+        IF NOT EXISTS (SELECT 1 FROM pg_policies WHERE tablename = 'shadow_intake'
+                       AND policyname = 'signal-monitor worker') THEN
+            CREATE POLICY "signal-monitor worker" ON shadow_intake FOR ALL TO signal_monitor_worker
+                USING (true) WITH CHECK (true);
+        END IF;
+    END IF;
+END;
+$$;

@@ -23,6 +23,7 @@ from activities.paper_execution import PaperExecution
 from activities.position_advisor import PositionAdvisor
 from activities.position_starter import PositionStarter
 from activities.positions_db import PositionStore
+from activities.shadow_db import ShadowPositionStarter, ShadowSignalStore
 from activities.signals_db import SignalStore
 from runtime import metrics
 from runtime.config import Settings
@@ -59,9 +60,15 @@ async def run_worker(
         schema = await platform_schema.inspect(pool)
         choice = platform_schema.choose_initial_analysis(settings.initial_analysis, schema)
         log.info("beside the platform: %s", platform_schema.describe(schema, choice))
-        store = SignalStore(
+        shadow = settings.shadow_mode
+        if shadow:
+            log.warning(
+                "shadow mode (SIGNAL_MONITOR_SHADOW=on): analyses go to shadow_analyses; nothing is written to "
+                "signals or signal_analyses, no position is started, nothing is placed; analysis #0 is the monitor's"
+            )
+        store = (ShadowSignalStore if shadow else SignalStore)(
             pool,
-            initial_analysis=choice.mode,
+            initial_analysis="monitor" if shadow else choice.mode,
             platform_grace_seconds=settings.platform_grace_seconds,
             analysis_retry_initial_seconds=settings.analysis_retry_initial_seconds,
             # auto: only the signals trigger 028 actually posts for (profile tier exactly 'elite').
@@ -77,7 +84,9 @@ async def run_worker(
         paper = PaperExecution(
             pool, PaperRules(fee_pct=settings.paper_fee_pct, slippage_pct=settings.paper_slippage_pct)
         )
-        starter = PositionStarter(client)
+        starter: PositionStarter | ShadowPositionStarter = (
+            ShadowPositionStarter() if shadow else PositionStarter(client)
+        )
         main = Worker(
             client,
             task_queue=settings.task_queue,
