@@ -22,10 +22,10 @@ from typing import Any, Literal, TextIO
 
 import asyncpg
 
-from backtest.inputs import Candle
+from market.candle import Candle
+from market.rest import KlinesError, fetch_candles, rest_client
 from runtime.exits import EXIT_OK, EXIT_USAGE
 from runtime.model_prices import estimated_cost_usd
-from signal_bridge import rest_klines
 from workflows.common.candles import INTERVAL_MS
 from workflows.position.paper import Bar, stop_fill_price, target_fill_price
 
@@ -199,22 +199,11 @@ def rest_candles(rest_url: str) -> Callable[[str, str, int], Any]:
     async def fetch(symbol: str, interval: str, after_ms: int) -> list[Candle] | None:
         now_ms = int(datetime.now(UTC).timestamp() * 1000)
         try:
-            rows = await rest_klines.candles_between(rest_url, symbol, interval, after_ms, now_ms)
-        except (rest_klines.KlinesError, OSError):
+            async with rest_client(rest_url) as http:
+                rows = await fetch_candles(http, symbol, interval, after_ms, now_ms)
+        except (KlinesError, OSError):
             return None
-        return [
-            Candle(
-                t=c.open_time,
-                T=c.close_time,
-                o=Decimal(str(c.open)),
-                h=Decimal(str(c.high)),
-                l=Decimal(str(c.low)),
-                c=Decimal(str(c.close)),
-                v=Decimal(str(c.volume)),
-            )
-            for c in rows
-            if c.open_time >= after_ms and c.close_time < now_ms
-        ]
+        return [c for c in rows if c.t >= after_ms and c.T < now_ms]
 
     return fetch
 

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 import asyncpg
 
 from devstack.state import StackInfo, StackLock, StackRunning, state_dir, without_password
+from fakes import free_port
 from runtime import platform_rows
 from runtime.config import Settings
 from runtime.exits import fail
@@ -81,9 +82,9 @@ def metrics_addresses(worker: str | None) -> dict[str, str]:
     """The metrics address of the worker, the intake and the bridge: the worker keeps
     SIGNAL_MONITOR_METRICS_ADDRESS when it is set; every other gets a free local port."""
     return {
-        "worker": (worker or "").strip() or f"127.0.0.1:{_free_port()}",
-        "intake": f"127.0.0.1:{_free_port()}",
-        "bridge": f"127.0.0.1:{_free_port()}",
+        "worker": (worker or "").strip() or f"127.0.0.1:{free_port()}",
+        "intake": f"127.0.0.1:{free_port()}",
+        "bridge": f"127.0.0.1:{free_port()}",
     }
 
 
@@ -91,12 +92,6 @@ def _shown(address: str) -> str:
     """Where a browser reaches an address bound to every interface."""
     host, _, port = address.rpartition(":")
     return f"127.0.0.1:{port}" if host in ("0.0.0.0", "", "[::]") else address
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 async def _wait_for_port(port: int, timeout: float, what: str, proc: asyncio.subprocess.Process | None = None) -> None:
@@ -380,9 +375,9 @@ async def _wait_forever(stack: Stack) -> None:
 
 
 def _replay_lead_ms(interval: str) -> int:
-    from workflows.common.candles import INTERVAL_MS
+    from market.intervals import interval_ms
 
-    step = INTERVAL_MS.get(interval) or 60_000
+    step = interval_ms(interval)
     return min(REPLAY_LEAD_MAX_MS, max(REPLAY_LEAD_MIN_MS, REPLAY_LEAD_CANDLES * step))
 
 
@@ -484,7 +479,7 @@ async def run_dev(args, lock: StackLock) -> int:
                 from fakes.llm_proxy import FakeLlmProxy
 
                 proxy_key = "dev-" + secrets.token_hex(16)
-                proxy = await fakes.enter_async_context(FakeLlmProxy(api_key=proxy_key, port=_free_port()))
+                proxy = await fakes.enter_async_context(FakeLlmProxy(api_key=proxy_key, port=free_port()))
                 proxy_url = proxy.url
                 say(
                     f"llm-proxy: local deterministic stand-in at {proxy_url} (answers are labelled "
@@ -506,7 +501,7 @@ async def run_dev(args, lock: StackLock) -> int:
                 fake = await fakes.enter_async_context(
                     FakeBinance(
                         "127.0.0.1",
-                        _free_port(),
+                        free_port(),
                         speed=args.speed,
                         auto_series=True,
                         clock=Clock(args.speed, min(start_ms, now_ms), follow_wall_clock=True),
@@ -569,11 +564,12 @@ async def run_dev(args, lock: StackLock) -> int:
                     f"({STATE_DIR / 'stack.json'}), e.g. `signal-monitor add-signal ETHUSDT 1m`"
                 )
 
-                from signal_bridge.rest_klines import KlinesError, latest_closed
+                from market.rest import KlinesError, latest_closed, rest_client
 
                 try:
-                    last = await latest_closed(rest_url, args.symbol, args.interval)
-                    price, at = last.close, datetime.fromtimestamp((last.close_time + 1) / 1000, tz=UTC)
+                    async with rest_client(rest_url) as http:
+                        last = await latest_closed(http, args.symbol, args.interval)
+                    price, at = float(last.c), datetime.fromtimestamp((last.T + 1) / 1000, tz=UTC)
                 except KlinesError as exc:
                     raise DevError(f"Binance: no price for the demo signal: {exc}") from None
                 signal_id, trader_id = await _insert_demo_signal(database_url, args.symbol, args.interval, price, at)

@@ -9,7 +9,7 @@ import re
 import time
 import urllib.request
 
-from tests.conftest import free_port
+from fakes import free_port
 from tests.processes import dev_env, dev_stack
 
 
