@@ -21,7 +21,7 @@ import asyncpg
 
 from activities import platform_schema
 from intake.service import build_queries, owner_problem
-from runtime import rollout_store
+from runtime import live_rollout, rollout_store
 from runtime.exits import EXIT_OK, EXIT_USAGE
 from runtime.live_rollout import caps_for
 from runtime.rollout import MODES, Rollout, RolloutError, allowing, ladder, parse_percent, parse_seed, with_mode
@@ -48,7 +48,24 @@ def add_rollout_commands(sub: argparse._SubParsersAction, entry: Callable[[argpa
         who.add_argument("--trader", metavar="ID", help="trader id")
         who.add_argument("--user", metavar="ID", help="user id (every trader the user owns)")
         _common(a)
+    c = steps.add_parser("caps", help="live orders: per-user caps in USD overriding the step's defaults")
+    c.add_argument("--max-order-usd", type=_usd, help="largest order (empty: the step's default)")
+    c.add_argument("--max-total-usd", type=_usd, help="largest open live exposure per user (empty: the default)")
+    c.add_argument("--dry-run", action="store_true", help="say what would change; change nothing")
+    c.set_defaults(live=True)
     p.set_defaults(func=entry, skip_teardown=True)
+
+
+def _usd(raw: str) -> Decimal | None:
+    if raw.strip() == "":
+        return None
+    try:
+        value = Decimal(raw)
+    except ArithmeticError:
+        raise argparse.ArgumentTypeError(f"not an amount in USD: {raw!r}") from None
+    if not value.is_finite() or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite amount of 0 or more, got {raw!r}")
+    return value
 
 
 def _common(p: argparse.ArgumentParser, dry_run: bool = True) -> None:
@@ -137,9 +154,14 @@ async def run_rollout(
         current = await rollout_store.read_or_seed(conn, seed, table)
         recent = await recent_signals(conn, (now or datetime.now(UTC)) - DRY_RUN_WINDOW)
         if args.rollout_command == "show":
-            for line in describe(current, table) + ladder_lines(current, recent, args.live):
+            lines = describe(current, table)
+            if args.live:
+                lines.append(_caps_line(await live_rollout.load(conn)))
+            for line in lines + ladder_lines(current, recent, args.live):
                 print(line, file=out)
             return EXIT_OK
+        if args.rollout_command == "caps":
+            return await _set_caps(conn, args, out)
         try:
             wanted = changed(args, current)
         except RolloutError as exc:
@@ -163,6 +185,34 @@ async def run_rollout(
         return EXIT_OK
     finally:
         await conn.close()
+
+
+def _caps_line(live: live_rollout.LiveRollout) -> str:
+    caps, defaults = live.caps, live_rollout.default_caps(live.rollout)
+    own = (
+        " (the step's defaults)"
+        if caps == defaults
+        else f" (the step's defaults: {defaults.max_order_usd}/{defaults.max_total_usd})"
+    )
+    return f"  caps now: {caps.max_order_usd} USD per order, {caps.max_total_usd} USD open per user{own}"
+
+
+async def _set_caps(conn: asyncpg.Connection, args: argparse.Namespace, out: TextIO) -> int:
+    await rollout_store.read_or_seed(conn, parse_seed("off"), "live_rollout")
+    if args.dry_run:
+        print(
+            f"dry run, nothing changed: caps would be {args.max_order_usd}/{args.max_total_usd} (None: default)",
+            file=out,
+        )
+        return EXIT_OK
+    await conn.execute(
+        "UPDATE live_rollout SET max_order_usd = $1, max_total_usd = $2, updated_by = $3 WHERE id",
+        args.max_order_usd,
+        args.max_total_usd,
+        f"cli ({_user()})",
+    )
+    print(_caps_line(await live_rollout.load(conn)).strip(), file=out)
+    return EXIT_OK
 
 
 def _user() -> str:

@@ -18,6 +18,7 @@ import asyncpg
 from temporalio.client import WorkflowExecutionStatus
 
 from cli.rollout import parse, run_rollout
+from runtime import live_rollout
 from runtime.platform_rows import insert_signal as insert_platform_signal
 from runtime.platform_rows import insert_trader
 from runtime.rollout import Rollout, user_bucket
@@ -197,3 +198,24 @@ async def test_a_trader_turning_auto_analysis_off_or_an_owner_leaving_elite_stop
         assert await signal_status(db, stays.signal_id) == "monitoring"
         desc = await client.get_workflow_handle(f"signal-{stays.signal_id}").describe()
         assert desc.status == WorkflowExecutionStatus.RUNNING
+
+
+async def test_the_live_ladder_is_separate_off_by_default_with_the_plans_caps(own_db):
+    url, db = own_db
+    canary = str(uuid.uuid4())
+    shown = await rollout(url, "show", "--live")
+    assert shown.startswith("live_rollout: off") and "caps now: 0 USD per order, 0 USD open per user" in shown
+    await rollout(url, "allow", "--live", "--user", canary)
+    out = await rollout(url, "set", "users", "--live")
+    assert "off -> users" in out
+    live = await live_rollout.load(db)
+    verdict = live_rollout.live_verdict(live, uuid.uuid4(), canary, Decimal(100), Decimal(400))
+    assert verdict.allowed and verdict.caps == live_rollout.Caps(Decimal(100), Decimal(500))
+    refused = live_rollout.live_verdict(live, uuid.uuid4(), uuid.uuid4(), Decimal(10), Decimal(0))
+    assert refused.kind == "not_in_rollout" and refused.reason == "live orders: not in rollout (users)"
+    # Monitoring is untouched by the live ladder (its own row, still the seed).
+    assert "monitor_rollout: all" in await rollout(url, "show")
+    out = await rollout(url, "caps", "--max-order-usd", "25", "--max-total-usd", "")
+    assert "25.00 USD per order, 500 USD open per user (the step's defaults: 100/500)" in out
+    live = await live_rollout.load(db)
+    assert live_rollout.live_verdict(live, None, canary, Decimal(30), Decimal(0)).kind == "over_order_cap"

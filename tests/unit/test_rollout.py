@@ -77,3 +77,21 @@ def test_the_seed_and_changes_refuse_what_they_cannot_use():
     r = allowing(Rollout(mode="traders"), trader=TRADER.upper())
     assert r.admits(TRADER, None)
     assert not allowing(r, trader=TRADER, allow=False).admits(TRADER, None)
+
+
+def test_the_settings_refuse_a_rollout_seed_or_shadow_value_they_cannot_use(monkeypatch):
+    from runtime.config import ConfigError, Settings
+
+    monkeypatch.setenv("SIGNAL_MONITOR_ROLLOUT", "percent:10")
+    monkeypatch.setenv("SIGNAL_MONITOR_SHADOW", "ON")
+    settings = Settings.from_env()
+    assert settings.rollout_seed == Rollout(mode="percent", percent=Decimal(10)) and settings.shadow_mode
+    monkeypatch.setenv("SIGNAL_MONITOR_ROLLOUT", "half")
+    with pytest.raises(ConfigError, match="SIGNAL_MONITOR_ROLLOUT is invalid: must be one of off, traders"):
+        Settings.from_env()
+    monkeypatch.setenv("SIGNAL_MONITOR_ROLLOUT", "")
+    monkeypatch.setenv("SIGNAL_MONITOR_SHADOW", "maybe")
+    with pytest.raises(ConfigError, match="SIGNAL_MONITOR_SHADOW must be one of on, off"):
+        Settings.from_env()
+    monkeypatch.delenv("SIGNAL_MONITOR_SHADOW")
+    assert Settings.from_env().rollout_seed == Rollout(mode="all")  # empty: today's behaviour
