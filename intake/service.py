@@ -242,7 +242,7 @@ class _Metrics:
             p + "traders_paused", "traders paused by max_consecutive_losses, counted each sweep"
         )
         self.rollout_percent = m.create_gauge_float(
-            p + "rollout_percent", "the monitoring rollout's percentage of users"
+            p + "rollout_percent", "share of users admitted by percentage (percent mode: N, all: 100, else 0)"
         )
 
 
@@ -411,7 +411,8 @@ class _Intake:
             )
             for mode in MODES:
                 self.metrics.rollout_mode.set(1 if mode == rollout.mode else 0, {"mode": mode})
-            self.metrics.rollout_percent.set(float(rollout.percent))
+            share = {"percent": float(rollout.percent), "all": 100.0}.get(rollout.mode, 0.0)
+            self.metrics.rollout_percent.set(share)
         self.rollout = rollout
         return rollout
 

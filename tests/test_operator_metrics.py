@@ -122,7 +122,7 @@ async def test_operator_metrics_from_worker_and_intake(client, postgres_server, 
     assert abs(cost - tokens * (0.30 * 0.95 + 2.50 * 0.05) / 1e6) < 1e-9, cost
     assert value(intake_text, "signal_monitor_rollout_mode", mode="all") == 1
     assert value(intake_text, "signal_monitor_rollout_mode", mode="off") == 0
-    assert value(intake_text, "signal_monitor_rollout_percent") == 0
+    assert value(intake_text, "signal_monitor_rollout_percent") == 100  # `all` admits every user
 
     # Every signal_monitor_* series an alert rule names exists (bridge: as declared by the bridge).
     exported = _names(worker_text) | _names(intake_text)
