@@ -13,14 +13,15 @@ from pathlib import Path
 
 import asyncpg
 
+from fakes import free_port
 from fakes.llm_proxy import Answer, FakeLlmProxy, Fault, ManageAnswer
 from signal_bridge.metrics import COUNTERS, GAUGES
 from signal_bridge.metrics import PREFIX as BRIDGE_PREFIX
-from tests.conftest import create_database, free_port
-from tests.monitor_harness import TEST_KEY
-from tests.position_support import candle
-from tests.processes import project_process
-from tests.support import eventually, insert_signal, signal_status
+from tests.helpers.monitor import TEST_KEY
+from tests.helpers.positions import candle
+from tests.helpers.processes import project_process
+from tests.helpers.servers import create_database
+from tests.helpers.support import eventually, insert_signal, signal_status
 from tests.test_metrics import scrape, value
 from workflows.monitor.workflow import SignalMonitorWorkflow
 from workflows.position.workflow import PositionManagerWorkflow

@@ -22,8 +22,8 @@ from runtime import live_rollout
 from runtime.platform_rows import insert_signal as insert_platform_signal
 from runtime.platform_rows import insert_trader
 from runtime.rollout import Rollout, user_bucket
-from tests.monitor_harness import monitor_stack
-from tests.support import eventually, running_intake, signal_status
+from tests.helpers.monitor import monitor_stack
+from tests.helpers.support import eventually, running_intake, signal_status
 
 # Printed with `pytest -s` (the closing note shows the ladder as walked here).
 SHOW = os.environ.get("SIGNAL_MONITOR_SHOW_LADDER") == "1"

@@ -18,11 +18,11 @@ import asyncpg
 from aiohttp import web
 
 from cli.shadow import parse, run_report
+from fakes import free_port
 from fakes.llm_proxy import Answer
-from tests.conftest import free_port
-from tests.monitor_harness import monitor_stack
-from tests.platform_shape import add_owner, add_signal, create_platform_database
-from tests.support import eventually, running_intake
+from tests.helpers.monitor import monitor_stack
+from tests.helpers.platform_shape import add_owner, add_signal, create_platform_database
+from tests.helpers.support import eventually, running_intake
 from tests.test_beside_platform import platform, rows_of, signal_row
 
 SHOW = os.environ.get("SIGNAL_MONITOR_SHOW_LADDER") == "1"
