@@ -32,7 +32,7 @@ async def test_dev_runs_a_demo_signal_to_a_decision_and_the_ui_link_works(tmp_pa
                     ui_status = await asyncio.to_thread(_http_status, url)
                 if "metrics (Prometheus):" in line:
                     for name, url in re.findall(r"(worker|intake|bridge) (http://\S+/metrics)", line):
-                        scraped[name] = await asyncio.to_thread(_http_text, url)
+                        scraped[name] = await asyncio.to_thread(_http_text, url, EXPECTED_METRIC[name])
             code = await proc.wait()
     output = "".join(lines)
     assert code == 0, output
@@ -56,14 +56,26 @@ async def test_dev_runs_a_demo_signal_to_a_decision_and_the_ui_link_works(tmp_pa
         assert f"stopped {part}" in output, output
 
 
-def _http_text(url: str) -> str:
-    # The processes have just started: their endpoints may need a moment.
-    for _ in range(50):
+# A metric each process exports once it is at work (the intake's once it listens).
+EXPECTED_METRIC = {
+    "worker": "temporal_",
+    "intake": "signal_monitor_intake_listening",
+    "bridge": "signal_monitor_bridge_streams_watched",
+}
+
+
+def _http_text(url: str, expected: str) -> str:
+    # The processes have just started: their endpoints and metrics may need a moment.
+    text = ""
+    for _ in range(100):
         try:
-            return urllib.request.urlopen(url, timeout=10).read().decode()
+            text = urllib.request.urlopen(url, timeout=10).read().decode()
         except OSError:
-            time.sleep(0.2)
-    return urllib.request.urlopen(url, timeout=10).read().decode()
+            text = ""
+        if expected in text:
+            break
+        time.sleep(0.2)
+    return text
 
 
 def _http_status(url: str) -> int:
