@@ -49,6 +49,7 @@ APPLICATION_NAME = "signal-monitor-intake"
 # analysis (`monitoring`, `ready`; its `expired` is recognised by EXPIRED_BY_032).
 MONITORABLE_STATUSES = ("new", "analysis_queued", "analyzing", "monitoring", "ready")
 SWEEP_BATCH = 200
+CHANGE_SETTLE = 0.2  # seconds a notified change waits for the ones right behind it
 # Sweeps never look further back than this (keeps the index scan short on a table with years of
 # history); each trader's own max_monitoring_duration narrows it further.
 SWEEP_MAX_AGE = timedelta(days=7)
@@ -347,7 +348,8 @@ class _Intake:
         try:
             conn.add_termination_listener(lambda _c: inbox.put_nowait(lost))
             await conn.add_listener(CHANNEL, lambda _c, _pid, _ch, payload: inbox.put_nowait(payload))
-            # A rollout change: sweep now (widening starts, narrowing stops, without waiting).
+            # A rollout change, a trader's auto-analysis or an owner's tier changed (migration 010's
+            # triggers): sweep now (widening starts, leaving stops monitors, without waiting).
             await conn.add_listener(rollout_store.CHANNEL, lambda *_args: inbox.put_nowait(rollout_changed))
             self.metrics.connected.set(1)
             log.info("listening on %s; sweeping every %.0f s", CHANNEL, self.period)
@@ -376,7 +378,8 @@ class _Intake:
                 if item is lost:
                     raise _ConnectionLost("the LISTEN connection closed")
                 if item is rollout_changed:
-                    next_sweep = 0.0
+                    # Coalesced: a burst of changes (a bulk UPDATE of traders) is one sweep.
+                    next_sweep = min(next_sweep, time.monotonic() + CHANGE_SETTLE)
                     continue
                 try:
                     await self._examine_id(conn, str(item))

@@ -141,3 +141,39 @@ BEGIN
     END IF;
 END;
 $$;
+
+-- Leaving at once: a trader's auto-analysis turned off, an owner's tier or subscription changed
+-- NOTIFY the intakes on the rollout's channel, and they look at their running monitors right away
+-- instead of at their next sweep. AFTER triggers that only notify: the platform's rows are not
+-- touched. The profile tier exists only in production databases (domain notes): guarded.
+CREATE OR REPLACE FUNCTION signal_monitor_owner_changed() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('signal_monitor_rollout', TG_TABLE_NAME);
+    RETURN NULL;
+END;
+$$;
+
+DROP TRIGGER IF EXISTS signal_monitor_owner_changed ON traders;
+CREATE TRIGGER signal_monitor_owner_changed
+    AFTER UPDATE ON traders
+    FOR EACH ROW
+    WHEN (OLD.auto_analyze_signals IS DISTINCT FROM NEW.auto_analyze_signals OR OLD.user_id IS DISTINCT FROM NEW.user_id)
+    EXECUTE FUNCTION signal_monitor_owner_changed();
+
+DROP TRIGGER IF EXISTS signal_monitor_owner_changed ON user_subscriptions;
+CREATE TRIGGER signal_monitor_owner_changed
+    AFTER UPDATE OF tier, status, expires_at, user_id OR DELETE ON user_subscriptions
+    FOR EACH ROW EXECUTE FUNCTION signal_monitor_owner_changed();
+
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM information_schema.columns
+               WHERE table_schema = current_schema() AND table_name = 'user_profiles'
+                 AND column_name = 'subscription_tier') THEN
+        EXECUTE 'DROP TRIGGER IF EXISTS signal_monitor_owner_changed ON user_profiles';
+        EXECUTE 'CREATE TRIGGER signal_monitor_owner_changed AFTER UPDATE OF subscription_tier ON user_profiles '
+                'FOR EACH ROW EXECUTE FUNCTION signal_monitor_owner_changed()';
+    END IF;
+END;
+$$;

@@ -183,7 +183,8 @@ async def test_a_trader_turning_auto_analysis_off_or_an_owner_leaving_elite_stop
     stays = await new_signal(db, await owner_and_trader(db, "stays", uuid.uuid4()))
     switched_off = await new_signal(db, await owner_and_trader(db, "switched off", uuid.uuid4()))
     downgraded = await new_signal(db, await owner_and_trader(db, "downgraded", uuid.uuid4()))
-    async with monitor_stack(client, url) as m, running_intake(client, m.settings, sweep_every=0.5):
+    # No periodic sweep: the changes themselves (migration 010's triggers NOTIFY) make the intake look.
+    async with monitor_stack(client, url) as m, running_intake(client, m.settings):
         for p in (stays, switched_off, downgraded):
             await eventually(partial(_status_is, db, p.signal_id, "monitoring"), timeout=30)
         await db.execute("UPDATE traders SET auto_analyze_signals = false WHERE id = $1::uuid", switched_off.trader_id)
