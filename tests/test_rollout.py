@@ -15,7 +15,7 @@ from decimal import Decimal
 from functools import partial
 
 import asyncpg
-from temporalio.client import WorkflowExecutionStatus
+from temporalio.client import Client, WorkflowExecutionStatus
 
 from cli.rollout import parse, run_rollout
 from runtime import live_rollout
@@ -168,10 +168,14 @@ async def test_the_ladder_from_a_test_trader_to_everyone(client, own_db):
             await eventually(partial(_status_is, db, p.signal_id, "cancelled"), timeout=30)
             reason = await db.fetchval("SELECT monitor_reason FROM signals WHERE id = $1::uuid", p.signal_id)
             assert reason == "no longer eligible: not in rollout (traders)", reason
-            desc = await client.get_workflow_handle(f"signal-{p.signal_id}").describe()
-            assert desc.status == WorkflowExecutionStatus.CANCELED
+            # The row is written by the clean-up; the run closes right after it.
+            await eventually(partial(_closed_as, client, p.signal_id, WorkflowExecutionStatus.CANCELED), timeout=30)
         assert await signal_status(db, people[0].signal_id) == "monitoring"
         assert len(m.proxy.requests_for(people[0].signal_id)) == 1
+
+
+async def _closed_as(client: Client, signal_id: str, status: WorkflowExecutionStatus) -> None:
+    assert (await client.get_workflow_handle(f"signal-{signal_id}").describe()).status == status
 
 
 async def _status_is(db: asyncpg.Connection, signal_id: str, status: str) -> None:
