@@ -43,3 +43,8 @@ POSITION_LOCAL_RECORD_PATCH = "position-record-decision-local-activity"
 # written where a close is gated.
 PRICE_MOVE_GATE_PATCH = "price-move-gate"
 POSITION_PRICE_MOVE_GATE_PATCH = "position-price-move-gate"
+# A live position (id `live-...`) reconciles with its exchange at every managed close: an
+# exchange-side fill of its resting stop closes it from the real fills, a cancelled stop is put back,
+# a balance lower than the position ends it; the candle's stop rule is then the exchange's, not the
+# paper one. Paper positions never reach the check, so their histories carry no marker.
+LIVE_RECONCILE_PATCH = "live-position-reconcile"
