@@ -21,7 +21,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities import activity_metrics
-from activities.redaction import Redactor
+from runtime.redaction import Redactor
 from workflows import names
 from workflows.decisions import normalise_proxy_decision
 from workflows.models import Analysis, AnalyzeSignalInput

@@ -18,7 +18,7 @@ from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from activities.platform_schema import InitialAnalysisSetting
-from activities.redaction import has_unsafe_characters
+from runtime.redaction import has_unsafe_characters
 from workflows.names import DEFAULT_TASK_QUEUE, POSITION_WORKFLOW_TYPE, WORKFLOW_TYPE
 from workflows.paper import DEFAULT_FEE_PCT, DEFAULT_SLIPPAGE_PCT
 from workflows.policies import ANALYSIS_RETRY
