@@ -4,14 +4,14 @@ implementation: `LlmProxy.call`)."""
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from datetime import UTC
 from typing import Any
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.llm_proxy import BAD_ANSWER, LlmProxy, answer_parts, envelope_data
+from activities.answer_hygiene import AnswerHygiene, TooLarge
+from activities.llm_proxy import BAD_ANSWER, LlmProxy, answer_parts, envelope_data, with_notes
 from workflows import names
 from workflows.position_actions import MANAGE_ACTIONS
 from workflows.position_models import ManagementAnswer, ManagePositionInput
@@ -52,7 +52,9 @@ def build_manage_body(input: ManagePositionInput) -> dict[str, Any]:
     }
 
 
-def parse_manage_answer(body: Any, latency_ms: int) -> ManagementAnswer:
+def parse_manage_answer(body: Any, latency_ms: int, clean: AnswerHygiene | None = None) -> ManagementAnswer:
+    clean = clean if clean is not None else AnswerHygiene()
+
     def bad(why: str) -> ApplicationError:
         return ApplicationError(f"llm-proxy gave a bad manage-position answer: {why}", type=BAD_ANSWER)
 
@@ -60,14 +62,17 @@ def parse_manage_answer(body: Any, latency_ms: int) -> ManagementAnswer:
     action = data.get("action")
     if not isinstance(action, str) or action.strip().lower() not in MANAGE_ACTIONS:
         raise bad(f"unknown action {str(action)[:50]!r}")
-    parts = answer_parts(body, data, bad)
-    details, risk = data.get("actionDetails"), data.get("riskAssessment")
+    parts = answer_parts(body, data, bad, clean)
+    try:
+        details = clean.levels(data.get("actionDetails"), "actionDetails")
+    except TooLarge as exc:
+        raise bad(str(exc)) from None
     return ManagementAnswer(
         action=action.strip().lower(),  # checked against MANAGE_ACTIONS above
-        action_details=details if isinstance(details, dict) else None,
-        risk_assessment=risk if isinstance(risk, dict) else None,
+        action_details=details,
+        risk_assessment=clean.obj(data.get("riskAssessment"), "riskAssessment"),
         latency_ms=latency_ms,
-        **asdict(parts),
+        **with_notes(parts, clean),
     )
 
 

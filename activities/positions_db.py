@@ -12,6 +12,7 @@ import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.answer_hygiene import storable_int, storable_json, storable_text
 from activities.db_errors import permanent_errors
 from workflows import names
 from workflows.paper import price
@@ -139,14 +140,14 @@ class PositionStore:
                 input.position_size,
                 input.action,
                 round(input.confidence, 2) if input.confidence is not None else None,
-                input.reasoning,
-                input.action_details,
+                storable_text(input.reasoning),
+                storable_json(input.action_details),
                 input.market_price,
-                input.risk_assessment,
-                input.raw_ai_response,
-                input.analysis_latency_ms,
-                input.tokens_used,
-                input.model_name,
+                storable_json(input.risk_assessment),
+                storable_text(input.raw_ai_response),
+                storable_int(input.analysis_latency_ms),
+                storable_int(input.tokens_used),
+                storable_text(input.model_name),
                 input.candle_open_time,
             )
             if decision_id is not None:

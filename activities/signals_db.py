@@ -14,6 +14,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities import activity_metrics
 from activities import signal_checks as checks
+from activities.answer_hygiene import storable_int, storable_json, storable_text
 from activities.db_errors import no_retry_on_permanent_errors
 from activities.exact import positive_decimal, to_decimal
 from activities.platform_schema import InitialAnalysis
@@ -324,7 +325,7 @@ class SignalStore:
                 signal_id,
                 a.decision,
                 confidence,
-                a.reasoning,
+                storable_text(a.reasoning),
             )
         if platform_row is not None:
             # An UPDATE: trigger 032 fires on INSERT only, so taking the row over changes no status.
@@ -353,14 +354,14 @@ class SignalStore:
             uuid.UUID(input.user_id) if input.user_id else None,
             a.decision,
             confidence,
-            a.reasoning,
-            _json_object(a.key_levels),
-            _json_object(a.trade_plan),
-            a.technical_indicators,
-            a.raw_ai_response,
-            a.latency_ms,
-            a.tokens_used,
-            a.model_name,
+            storable_text(a.reasoning),
+            storable_json(_json_object(a.key_levels)),
+            storable_json(_json_object(a.trade_plan)),
+            storable_json(a.technical_indicators),
+            storable_text(a.raw_ai_response),
+            storable_int(a.latency_ms),
+            storable_int(a.tokens_used),
+            storable_text(a.model_name),
             candle,
             input.analysis_number,
             input.monitor_decision,
