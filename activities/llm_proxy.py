@@ -41,10 +41,10 @@ from activities.http_answers import (
     read_bounded,
 )
 from runtime.redaction import Redactor
-from workflows import names
-from workflows.decisions import normalise_proxy_decision
-from workflows.models import Analysis, AnalyzeSignalInput
-from workflows.position_models import ManagementAnswer
+from workflows.common import names
+from workflows.monitor.decisions import normalise_proxy_decision
+from workflows.monitor.models import Analysis, AnalyzeSignalInput
+from workflows.position.models import ManagementAnswer
 
 if TYPE_CHECKING:
     from activities.llm_pacing import LlmCallPacer
@@ -57,7 +57,7 @@ MAX_ANSWER_BYTES = 1024 * 1024
 # Error text kept in a message (after redaction).
 MAX_ERROR_DETAIL = 200
 
-# Error types (workflows/names.py, where the workflow's RetryPolicy names those no retry helps).
+# Error types (workflows/common/names.py, where the workflow's RetryPolicy names those no retry helps).
 AUTH_ERROR = names.LLM_AUTH_ERROR
 REQUEST_REJECTED = names.LLM_REQUEST_REJECTED
 RATE_LIMITED = names.LLM_RATE_LIMITED

@@ -12,9 +12,9 @@ from temporalio.exceptions import ApplicationError
 
 from activities.answer_hygiene import AnswerHygiene, TooLarge
 from activities.llm_proxy import BAD_ANSWER, LlmProxy, answer_parts, envelope_data, with_notes
-from workflows import names
-from workflows.position_actions import MANAGE_ACTIONS
-from workflows.position_models import ManagementAnswer, ManagePositionInput
+from workflows.common import names
+from workflows.position.actions import MANAGE_ACTIONS
+from workflows.position.models import ManagementAnswer, ManagePositionInput
 
 
 def build_manage_body(input: ManagePositionInput) -> dict[str, Any]:

@@ -14,9 +14,8 @@ from temporalio.exceptions import ApplicationError
 
 from activities.answer_hygiene import storable_int, storable_json, storable_text
 from activities.db_errors import permanent_errors
-from workflows import names
-from workflows.paper import price
-from workflows.position_models import (
+from workflows.common import names
+from workflows.position.models import (
     ClosedSignal,
     CloseSignalInput,
     LoadPositionInput,
@@ -24,7 +23,8 @@ from workflows.position_models import (
     RecordDecisionInput,
     RecordedDecision,
 )
-from workflows.position_risk import RiskSettings
+from workflows.position.paper import price
+from workflows.position.risk import RiskSettings
 
 
 def _uuid(value: str) -> uuid.UUID:

@@ -18,9 +18,9 @@ from activities.answer_hygiene import storable_int, storable_json, storable_text
 from activities.db_errors import no_retry_on_permanent_errors
 from activities.exact import positive_decimal, to_decimal
 from activities.platform_schema import InitialAnalysis
-from workflows import names
-from workflows.decisions import normalise_proxy_decision
-from workflows.models import (
+from workflows.common import names
+from workflows.monitor.decisions import normalise_proxy_decision
+from workflows.monitor.models import (
     TERMINAL_SIGNAL_STATUSES,
     Analysis,
     FindPlatformAnalysisInput,

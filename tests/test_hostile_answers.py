@@ -22,8 +22,8 @@ from tests.monitor_harness import TEST_KEY, analysed, failed_analyses, make_sett
 from tests.position_support import candle, entered_signal, position_rows, result_of, start_position, view
 from tests.support import analyses, eventually, insert_signal, kline, signal_status
 from workers.worker import running_worker
-from workflows.position_manager import PositionManagerWorkflow
-from workflows.signal_monitor import SignalMonitorWorkflow
+from workflows.monitor.workflow import SignalMonitorWorkflow
+from workflows.position.workflow import PositionManagerWorkflow
 
 NUL_TEXT = "support at 100\x00 holds"
 
