@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import functools
 import json
 import time
 from collections.abc import Callable
@@ -40,6 +41,7 @@ from activities.http_answers import (
     drop_poisoned_connections,
     read_bounded,
 )
+from activities.trade_levels import incoherent_entry
 from runtime.redaction import Redactor
 from workflows.common import names
 from workflows.monitor.decisions import normalise_proxy_decision
@@ -192,8 +194,12 @@ def with_notes(parts: AnswerParts, clean: AnswerHygiene) -> dict[str, Any]:
     return {**asdict(parts), "reasoning": clean.annotated(parts.reasoning)}
 
 
-def parse_answer(body: Any, latency_ms: int, clean: AnswerHygiene | None = None) -> Analysis:
-    """The contract's success envelope, or a BadAnswer: never a silent `continue`."""
+def parse_answer(
+    body: Any, latency_ms: int, clean: AnswerHygiene | None = None, reference_price: Any = None
+) -> Analysis:
+    """The contract's success envelope, or a BadAnswer: never a silent `continue`. An `enter_trade`
+    whose levels make no trade (activities/trade_levels.py; `reference_price` stands in for a
+    missing entry) is a bad answer too."""
     clean = clean if clean is not None else AnswerHygiene()
 
     def bad(why: str) -> ApplicationError:
@@ -208,6 +214,9 @@ def parse_answer(body: Any, latency_ms: int, clean: AnswerHygiene | None = None)
         key_levels = clean.levels(data.get("keyLevels"), "keyLevels")
     except TooLarge as exc:
         raise bad(str(exc)) from None
+    # On the levels as sent: 1e309 is an infinity here, not the null it is once cleaned.
+    if decision == "enter_trade" and (why := incoherent_entry(data.get("keyLevels"), reference_price)):
+        raise bad(f"enter_trade levels are no trade: {why}")
     trade_plan = clean.obj(data.get("tradePlan"), "tradePlan")
     indicators = clean.obj(data.get("technicalIndicators"), "technicalIndicators")
     return Analysis(
@@ -279,7 +288,9 @@ class LlmProxy:
     @activity.defn(name=names.ANALYZE_SIGNAL)
     async def analyze_signal(self, input: AnalyzeSignalInput) -> Analysis:
         correlation = f"{input.context.signal_id}:{input.analysis_number}"
-        analysis = await self.ask(build_request_body(input), correlation, parse_answer)
+        body = build_request_body(input)
+        parse = functools.partial(parse_answer, reference_price=body["params"]["price"])
+        analysis = await self.ask(body, correlation, parse)
         activity.logger.info(
             "signal %s analysis %s: %s %.0f (%d ms)",
             input.context.signal_id,

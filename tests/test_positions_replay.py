@@ -18,7 +18,11 @@ from temporalio.workflow import NondeterminismError
 
 from tests.test_replay import _future_closes, _patch_markers, _record_kinds
 from workflows.common.names import POSITION_WORKFLOW_TYPE, RECORD_POSITION_DECISION_ACTIVITY
-from workflows.common.patches import POSITION_FUTURE_CANDLES_PATCH, POSITION_LOCAL_RECORD_PATCH
+from workflows.common.patches import (
+    POSITION_DUST_REMAINDER_PATCH,
+    POSITION_FUTURE_CANDLES_PATCH,
+    POSITION_LOCAL_RECORD_PATCH,
+)
 from workflows.position.models import PositionResult
 from workflows.position.workflow import PositionManagerWorkflow
 
@@ -80,6 +84,17 @@ def test_the_local_record_patch_is_guarded_from_both_sides():
         assert kinds(p) != {"activity", "local"}, p.name
         if "local" in kinds(p):
             assert POSITION_LOCAL_RECORD_PATCH in _patch_markers(p), p.name
+
+
+def test_the_dust_remainder_patch_is_guarded_from_both_sides():
+    """A reduce leaving dust kept open without the marker (recorded before the patch: a reduce
+    order, then the model's close a candle later) and closed whole with it."""
+    before = [p for p in HISTORIES if p.name.startswith("unpatched_reduce_dust_")]
+    after = [p for p in HISTORIES if p.name.startswith("patched_reduce_dust_")]
+    assert before and after
+    assert all(POSITION_DUST_REMAINDER_PATCH not in _patch_markers(p) for p in before)
+    assert all(POSITION_DUST_REMAINDER_PATCH in _patch_markers(p) for p in after)
+    assert all(POSITION_DUST_REMAINDER_PATCH not in _patch_markers(p) for p in HISTORIES if p not in after)
 
 
 @workflow.defn(name=POSITION_WORKFLOW_TYPE, sandboxed=False)

@@ -113,3 +113,37 @@ def test_the_database_guards():
     assert storable_text("a\x00\udfff") == "a\ufffd\ufffd" and storable_text(None) is None
     assert json.dumps(storable_json({"x": [float("inf"), "\x00"]})) == '{"x": [null, "\\ufffd"]}'
     assert storable_int(2**31) is None and storable_int(-(2**31)) == -(2**31) and storable_int(5) == 5
+
+
+@pytest.mark.parametrize(
+    ("levels", "why"),
+    [
+        ({"entry": 100, "stopLoss": 105, "takeProfit": [110]}, "a long's stopLoss 105 is not below its entry 100"),
+        ({"entry": 100, "stopLoss": 95, "takeProfit": [110, 99]}, "a long's takeProfit 99 is not above"),
+        ({"entry": 1e309, "stopLoss": 95}, "entry 'inf' is not a positive finite price"),
+        ({"entry": 100, "stopLoss": "NaN"}, "stopLoss 'NaN' is not a positive finite price"),
+        ({"entry": 100}, "an entry needs a stop"),
+        ({"side": "short", "entry": 100, "stopLoss": 95}, "a short's stopLoss 95 is not above its entry 100"),
+        ({"side": "sideways", "entry": 100, "stopLoss": 95}, "side 'sideways' is neither long nor short"),
+        ({"entry": 100, "stopLoss": 95, "takeProfit": ["Infinity"]}, "takeProfit 'Infinity' is not a positive"),
+        (None, "no keyLevels"),
+    ],
+)
+def test_enter_levels_that_make_no_trade_are_a_bad_answer(levels, why):
+    with pytest.raises(ApplicationError) as info:
+        parse_answer(envelope(decision="enter_trade", keyLevels=levels), 1, reference_price=100.0)
+    assert info.value.type == BAD_ANSWER and why in info.value.message
+
+
+def test_coherent_levels_in_the_stated_direction_are_a_trade():
+    from activities.trade_levels import order_side
+
+    short = {"side": "SELL", "entry": 100, "stopLoss": 105, "takeProfit": [90, 80]}
+    assert parse_answer(envelope(decision="enter_trade", keyLevels=short), 1).key_levels == short
+    no_entry = {"stopLoss": 95, "takeProfit": [110]}
+    assert parse_answer(envelope(decision="enter_trade", keyLevels=no_entry), 1, reference_price=100).key_levels
+    # A wait's levels are not a trade and need not be one.
+    assert parse_answer(envelope(decision="wait", keyLevels={"stopLoss": "NaN"}), 1).decision == "wait"
+    assert (
+        order_side(short) == "sell" and order_side({"entry": 1, "stopLoss": 2}) == "buy" and order_side(None) == "buy"
+    )

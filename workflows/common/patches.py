@@ -37,3 +37,8 @@ POSITION_FUTURE_CANDLES_PATCH = "position-refuse-candles-from-the-future"
 # history when the write starts, so a failed or retried write never asks llm-proxy again, and the
 # write stays idempotent (keyed on the position and the candle: a retry finds its own row).
 POSITION_LOCAL_RECORD_PATCH = "position-record-decision-local-activity"
+# Before this patch a model's reduce that left less than the symbol's minimum order value (e.g.
+# `reduceAmount 0.99999999999`: 1e-8 contracts) kept that dust open and managed, one paid
+# manage-position call per candle. Now such a reduce closes the whole position. The marker is only
+# written where such a reduce arrives.
+POSITION_DUST_REMAINDER_PATCH = "position-reduce-dust-closes-the-rest"

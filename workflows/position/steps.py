@@ -380,7 +380,8 @@ def recorded(s: PositionState, d: Decision, now: datetime) -> None:
 
 def model_decision(k: Kline, answer: ManagementAnswer, action: ValidatedAction, risk_exits: list[ExitKind]) -> Decision:
     """The model's validated answer as recorded: a held action leads its reasoning with why."""
-    reasoning = answer.reasoning if not action.held_reason else f"{action.held_reason}. Model: {answer.reasoning}"
+    why = action.held_reason or action.note
+    reasoning = answer.reasoning if not why else f"{why}. Model: {answer.reasoning}"
     return Decision(k, action.action, reasoning, answer, risk_exits, action)
 
 

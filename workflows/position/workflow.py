@@ -33,10 +33,14 @@ with workflow.unsafe.imports_passed_through():
     from workflows.common.activity_calls import failure_text
     from workflows.common.candles import Kline
     from workflows.common.ended import Ended
-    from workflows.common.patches import POSITION_FUTURE_CANDLES_PATCH, POSITION_LOCAL_RECORD_PATCH
+    from workflows.common.patches import (
+        POSITION_DUST_REMAINDER_PATCH,
+        POSITION_FUTURE_CANDLES_PATCH,
+        POSITION_LOCAL_RECORD_PATCH,
+    )
     from workflows.common.timefmt import datetime_to_ms, utc_text
     from workflows.monitor.models import MonitorStatus
-    from workflows.position.actions import validate_action
+    from workflows.position.actions import closing_the_rest, leaves_dust, validate_action
     from workflows.position.inputs import CloseRequest, StopLossRequest, TakeProfitRequest
     from workflows.position.models import (
         LoadPositionInput,
@@ -211,6 +215,9 @@ class PositionManagerWorkflow:
         if answer is None:
             return
         action = validate_action(answer.action, answer.action_details, ctx.side, bar.close, s.quantity)
+        # Only where a dust remainder arises: histories without one carry no marker.
+        if leaves_dust(action, s.quantity, bar.close) and workflow.patched(POSITION_DUST_REMAINDER_PATCH):
+            action = closing_the_rest(action, s.quantity, bar.close)
         if action.held_reason:
             s.counts.held_invalid += 1
         step = steps.action_step(ctx, s, k, action)
