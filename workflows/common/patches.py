@@ -42,3 +42,8 @@ POSITION_LOCAL_RECORD_PATCH = "position-record-decision-local-activity"
 # manage-position call per candle. Now such a reduce closes the whole position. The marker is only
 # written where such a reduce arrives.
 POSITION_DUST_REMAINDER_PATCH = "position-reduce-dust-closes-the-rest"
+# Both workflows: before this patch a start whose signal id was another spelling of a UUID
+# (upper case, braces, no dashes, `urn:uuid:`) under the matching id (`signal-<UPPER>`) ran beside
+# the canonical `signal-<lowercase>`: a second paid analysis, two workflows writing one row. Now it
+# fails at once (WrongWorkflowId) and writes nothing. The marker is only written for such a start.
+CANONICAL_SIGNAL_ID_PATCH = "canonical-signal-id"

@@ -34,6 +34,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.common.candles import Kline
     from workflows.common.ended import Ended
     from workflows.common.patches import (
+        CANONICAL_SIGNAL_ID_PATCH,
         POSITION_DUST_REMAINDER_PATCH,
         POSITION_FUTURE_CANDLES_PATCH,
         POSITION_LOCAL_RECORD_PATCH,
@@ -65,7 +66,9 @@ class PositionManagerWorkflow:
         # use must fail the workflow (in `run`), never its task over and over.
         self._refused: ApplicationError | None = None
         try:
-            started = inputs.parse_start(args, workflow.info().workflow_id)
+            started = inputs.parse_start(
+                args, workflow.info().workflow_id, lambda: workflow.patched(CANONICAL_SIGNAL_ID_PATCH)
+            )
         except ApplicationError as err:
             self._refused, started = err, None
         self._input = started
