@@ -18,6 +18,7 @@ from workflows.common import names
 from workflows.position.models import (
     ClosedSignal,
     CloseSignalInput,
+    ExistingPosition,
     LoadPositionInput,
     PositionContext,
     RecordDecisionInput,
@@ -103,6 +104,7 @@ class PositionStore:
             reference_price=_decimal(row["entry_price"]) or _decimal(row["price_at_signal"]),
             decided_candle_t=int(decided.timestamp() * 1000) if decided else None,
         )
+        context.existing = await self._existing(signal_id)
         if found:
             trailing = bool(row["use_trailing_stop"]) and row["trailing_stop_distance"] is not None
             context.risk = RiskSettings(
@@ -115,6 +117,43 @@ class PositionStore:
             context.max_position_seconds = row["max_position_seconds"]
             context.max_consecutive_losses = row["max_consecutive_losses"]
         return context
+
+    async def _existing(self, signal_id: uuid.UUID) -> ExistingPosition | None:
+        """The signal's position row (the newest, if there were several), with the open time of its
+        last managed close; None when nothing was opened for it."""
+        with permanent_errors("load position"):
+            row = await self._pool.fetchrow(
+                """
+                SELECT p.id, p.status, p.side, p.contracts, coalesce(p.initial_contracts, p.contracts) AS initial,
+                       p.entry_price, p.mark_price, p.stop_loss, p.take_profit, coalesce(p.realized_pnl, 0) AS pnl,
+                       coalesce(p.fees_paid, 0) AS fees, p.exit_price, p.close_reason, p.created_at,
+                       (SELECT max(candle_open_time) FROM position_management_decisions d
+                         WHERE d.position_id = p.id) AS last_managed
+                FROM positions p WHERE p.signal_id = $1 ORDER BY p.created_at DESC LIMIT 1
+                """,
+                signal_id,
+            )
+        if row is None or row["side"] not in ("long", "short"):
+            return None
+        targets = row["take_profit"] if isinstance(row["take_profit"], list) else []
+        last = row["last_managed"]
+        return ExistingPosition(
+            position_id=row["id"],
+            status=row["status"],
+            side=row["side"],
+            quantity=row["contracts"],
+            initial_quantity=row["initial"],
+            entry_price=row["entry_price"],
+            mark_price=row["mark_price"],
+            stop_loss=_decimal(row["stop_loss"]),
+            take_profits=[d for d in (_decimal(v) for v in targets) if d is not None],
+            realized_pnl=row["pnl"],
+            fees_paid=row["fees"],
+            exit_price=row["exit_price"],
+            close_reason=row["close_reason"],
+            opened_at=row["created_at"],
+            last_managed_t=int(last.timestamp() * 1000) if last else None,
+        )
 
     @activity.defn(name=names.RECORD_POSITION_DECISION_ACTIVITY)
     async def record_position_decision(self, input: RecordDecisionInput) -> RecordedDecision:

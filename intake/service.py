@@ -31,6 +31,7 @@ from activities import platform_schema
 from activities.platform_schema import PlatformSchema, SchemaError
 from activities.signals_db import EXPIRED_BY_032
 from intake.eligibility import Subscription, tier_problem
+from intake.position_reconcile import PositionReconciler
 from intake.reconcile import Reconciler
 from intake.starting import monitor_summary, start_monitor
 from runtime import metrics
@@ -203,6 +204,7 @@ class _Intake:
         self.metrics = _Metrics()
         self.queries: Queries | None = None
         self.reconciler = Reconciler(settings.task_queue)
+        self.positions = PositionReconciler(settings.task_queue)
 
     async def run(self, stop: asyncio.Event, ready: asyncio.Event | None) -> None:
         backoff = _backoff()
@@ -308,6 +310,8 @@ class _Intake:
         # Rows whose monitor Temporal ended around its code (terminate, failure, timeout...).
         if self.client is not None:
             await self.reconciler.sweep(self.client, conn)
+            # Open positions whose workflow ended around its code: reported (see position_reconcile).
+            await self.positions.sweep(self.client, conn)
 
     async def _examine_id(self, conn: asyncpg.Connection, payload: str) -> None:
         try:

@@ -22,6 +22,7 @@ from workflows.common.patches import (
     POSITION_DUST_REMAINDER_PATCH,
     POSITION_FUTURE_CANDLES_PATCH,
     POSITION_LOCAL_RECORD_PATCH,
+    POSITION_REAL_STATE_PATCH,
 )
 from workflows.position.models import PositionResult
 from workflows.position.workflow import PositionManagerWorkflow
@@ -95,6 +96,15 @@ def test_the_dust_remainder_patch_is_guarded_from_both_sides():
     assert all(POSITION_DUST_REMAINDER_PATCH not in _patch_markers(p) for p in before)
     assert all(POSITION_DUST_REMAINDER_PATCH in _patch_markers(p) for p in after)
     assert all(POSITION_DUST_REMAINDER_PATCH not in _patch_markers(p) for p in HISTORIES if p not in after)
+
+
+def test_the_real_state_patch_is_guarded_from_both_sides():
+    """A start over an existing position row opened again without the marker (recorded before the
+    patch: the ghost) and took the row as it is with it (taken over, or found closed)."""
+    before = [p for p in HISTORIES if p.name.startswith("unpatched_real_state_")]
+    after = [p for p in HISTORIES if POSITION_REAL_STATE_PATCH in _patch_markers(p)]
+    assert before and all(POSITION_REAL_STATE_PATCH not in _patch_markers(p) for p in before)
+    assert len(after) >= 2 and all(p.name.startswith("patched_real_state_") for p in after)
 
 
 @workflow.defn(name=POSITION_WORKFLOW_TYPE, sandboxed=False)

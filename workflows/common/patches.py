@@ -47,3 +47,9 @@ POSITION_DUST_REMAINDER_PATCH = "position-reduce-dust-closes-the-rest"
 # the canonical `signal-<lowercase>`: a second paid analysis, two workflows writing one row. Now it
 # fails at once (WrongWorkflowId) and writes nothing. The marker is only written for such a start.
 CANONICAL_SIGNAL_ID_PATCH = "canonical-signal-id"
+# Before this patch a position workflow started for a signal whose position row already existed
+# (a run terminated or failed, then a start by hand) opened again: over a closed row it re-opened a
+# ghost and paid a manage call. Now the start reads the row first: an open position is taken over
+# as it is, a closed one closes the signal with no order and no call. The marker is only written
+# where a row exists at the start.
+POSITION_REAL_STATE_PATCH = "position-start-reads-the-real-state"
