@@ -50,6 +50,8 @@ class AnswerHygiene:
 
     redact: Callable[[str], str] = field(default=lambda text: text)
     notes: list[str] = field(default_factory=list)
+    # The raw answer whole (cleaned and masked) when history keeps only its first MAX_RAW_CHARS.
+    full_raw: str | None = None
 
     def text(self, value: str, what: str, limit: int) -> str:
         cleaned, replaced = _UNSTORABLE.subn(REPLACEMENT, value)
@@ -62,6 +64,15 @@ class AnswerHygiene:
             self.notes.append(f"{what}: cut from {len(masked):,} to {limit:,} characters")
             masked = masked[:limit]
         return masked
+
+    def raw(self, value: str) -> str:
+        """The raw answer as history keeps it; the whole of it in `full_raw` when that is cut."""
+        whole = self.text(value, "rawAiResponse", len(value))
+        if len(whole) <= MAX_RAW_CHARS:
+            return whole
+        self.full_raw = whole
+        self.notes.append(f"rawAiResponse: {len(whole):,} characters, history keeps {MAX_RAW_CHARS:,}, the row all")
+        return whole[:MAX_RAW_CHARS]
 
     def tokens(self, value: Any) -> int | None:
         if isinstance(value, bool) or not isinstance(value, int):

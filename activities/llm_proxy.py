@@ -29,7 +29,6 @@ from temporalio.exceptions import ApplicationError
 from activities import activity_metrics
 from activities.answer_hygiene import (
     MAX_MODEL_NAME_CHARS,
-    MAX_RAW_CHARS,
     MAX_REASONING_CHARS,
     AnswerHygiene,
     TooLarge,
@@ -41,6 +40,7 @@ from activities.http_answers import (
     drop_poisoned_connections,
     read_bounded,
 )
+from activities.raw_answers import analysis_correlation
 from activities.trade_levels import incoherent_entry
 from runtime.redaction import Redactor
 from workflows.common import names
@@ -50,6 +50,7 @@ from workflows.position.models import ManagementAnswer
 
 if TYPE_CHECKING:
     from activities.llm_pacing import LlmCallPacer
+    from activities.raw_answers import RawAnswers
 
 TRIGGER_SOURCE = "monitoring-worker"
 MAX_RETRY_AFTER = timedelta(minutes=5)
@@ -183,7 +184,7 @@ def answer_parts(
     return AnswerParts(
         confidence=float(confidence),
         reasoning=clean.text(reasoning.strip(), "reasoning", MAX_REASONING_CHARS),
-        raw_ai_response=clean.text(raw, "rawAiResponse", MAX_RAW_CHARS) if raw is not None else None,
+        raw_ai_response=clean.raw(raw) if raw is not None else None,
         tokens_used=clean.tokens(tokens),
         model_name=clean.text(model, "modelName", MAX_MODEL_NAME_CHARS) if isinstance(model, str) else None,
     )
@@ -269,7 +270,9 @@ class LlmProxy:
         api_key: str,
         pacer: LlmCallPacer | None = None,
         max_answer_bytes: int = MAX_ANSWER_BYTES,
+        raw_answers: RawAnswers | None = None,
     ):
+        self._raw_answers = raw_answers
         self._client = client
         self._url = url
         self._key = api_key
@@ -287,7 +290,7 @@ class LlmProxy:
 
     @activity.defn(name=names.ANALYZE_SIGNAL)
     async def analyze_signal(self, input: AnalyzeSignalInput) -> Analysis:
-        correlation = f"{input.context.signal_id}:{input.analysis_number}"
+        correlation = analysis_correlation(input.context.signal_id, input.analysis_number)
         body = build_request_body(input)
         parse = functools.partial(parse_answer, reference_price=body["params"]["price"])
         analysis = await self.ask(body, correlation, parse)
@@ -413,6 +416,9 @@ class LlmProxy:
             answer = parse(reply, latency_ms, clean)
         except ApplicationError as exc:
             raise self._error(str(exc), BAD_ANSWER) from None
+        if clean.full_raw is not None and self._raw_answers is not None:
+            # The whole answer for its row; history keeps the cut one (record_* moves it over).
+            await self._raw_answers.park(correlation_id, clean.full_raw)
         if clean.notes:
             activity.logger.warning(
                 "llm-proxy answer %s kept with changes: %s", correlation_id, "; ".join(dict.fromkeys(clean.notes))

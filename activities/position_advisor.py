@@ -12,6 +12,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.answer_hygiene import AnswerHygiene, TooLarge
 from activities.llm_proxy import BAD_ANSWER, LlmProxy, answer_parts, envelope_data, with_notes
+from activities.raw_answers import position_correlation
 from workflows.common import names
 from workflows.position.actions import MANAGE_ACTIONS
 from workflows.position.models import ManagementAnswer, ManagePositionInput
@@ -82,7 +83,7 @@ class PositionAdvisor(LlmProxy):
 
     @activity.defn(name=names.MANAGE_POSITION_ACTIVITY)
     async def manage_position(self, input: ManagePositionInput) -> ManagementAnswer:
-        correlation = f"{input.context.signal_id}:position:{input.candle.t}"
+        correlation = position_correlation(input.context.signal_id, input.candle.t)
         answer = await self.ask(build_manage_body(input), correlation, parse_manage_answer)
         activity.logger.info(
             "position of signal %s candle %s: %s %.0f (%d ms)",

@@ -14,6 +14,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.answer_hygiene import storable_int, storable_json, storable_text
 from activities.db_errors import permanent_errors
+from activities.raw_answers import position_correlation, take_parked
 from workflows.common import names
 from workflows.position.models import (
     ClosedSignal,
@@ -157,38 +158,11 @@ class PositionStore:
 
     @activity.defn(name=names.RECORD_POSITION_DECISION_ACTIVITY)
     async def record_position_decision(self, input: RecordDecisionInput) -> RecordedDecision:
+        correlation = position_correlation(input.signal_id, int(input.candle_open_time.timestamp() * 1000))
         with permanent_errors("record position decision"):
-            decision_id = await self._pool.fetchval(
-                """
-                INSERT INTO position_management_decisions (
-                    position_id, signal_id, trader_id, user_id, "timestamp", current_pnl, current_pnl_pct,
-                    position_size, action, confidence, reasoning, action_details, market_price,
-                    risk_assessment, raw_ai_response, analysis_latency_ms, tokens_used, model_name,
-                    candle_open_time)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
-                ON CONFLICT (position_id, candle_open_time) DO NOTHING
-                RETURNING id
-                """,
-                input.position_id,
-                uuid.UUID(input.signal_id),
-                uuid.UUID(input.trader_id) if input.trader_id else None,
-                uuid.UUID(input.user_id) if input.user_id else None,
-                input.timestamp,
-                input.current_pnl,
-                input.current_pnl_pct,
-                input.position_size,
-                input.action,
-                round(input.confidence, 2) if input.confidence is not None else None,
-                storable_text(input.reasoning),
-                storable_json(input.action_details),
-                input.market_price,
-                storable_json(input.risk_assessment),
-                storable_text(input.raw_ai_response),
-                storable_int(input.analysis_latency_ms),
-                storable_int(input.tokens_used),
-                storable_text(input.model_name),
-                input.candle_open_time,
-            )
+            async with self._pool.acquire() as conn, conn.transaction():
+                whole_raw = await take_parked(conn, correlation)
+                decision_id = await self._insert_decision(conn, input, whole_raw)
             if decision_id is not None:
                 return RecordedDecision(decision_id=str(decision_id), inserted=True)
             existing = await self._pool.fetchval(
@@ -197,6 +171,40 @@ class PositionStore:
                 input.candle_open_time,
             )
         return RecordedDecision(decision_id=str(existing), inserted=False)
+
+    @staticmethod
+    async def _insert_decision(conn: asyncpg.Connection, input: RecordDecisionInput, whole_raw: str | None) -> Any:
+        return await conn.fetchval(
+            """
+            INSERT INTO position_management_decisions (
+                position_id, signal_id, trader_id, user_id, "timestamp", current_pnl, current_pnl_pct,
+                position_size, action, confidence, reasoning, action_details, market_price,
+                risk_assessment, raw_ai_response, analysis_latency_ms, tokens_used, model_name,
+                candle_open_time)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
+            ON CONFLICT (position_id, candle_open_time) DO NOTHING
+            RETURNING id
+            """,
+            input.position_id,
+            uuid.UUID(input.signal_id),
+            uuid.UUID(input.trader_id) if input.trader_id else None,
+            uuid.UUID(input.user_id) if input.user_id else None,
+            input.timestamp,
+            input.current_pnl,
+            input.current_pnl_pct,
+            input.position_size,
+            input.action,
+            round(input.confidence, 2) if input.confidence is not None else None,
+            storable_text(input.reasoning),
+            storable_json(input.action_details),
+            input.market_price,
+            storable_json(input.risk_assessment),
+            storable_text(whole_raw or input.raw_ai_response),
+            storable_int(input.analysis_latency_ms),
+            storable_int(input.tokens_used),
+            storable_text(input.model_name),
+            input.candle_open_time,
+        )
 
     @activity.defn(name=names.CLOSE_SIGNAL_ACTIVITY)
     async def close_signal(self, input: CloseSignalInput) -> ClosedSignal:

@@ -18,6 +18,7 @@ from activities.answer_hygiene import storable_int, storable_json, storable_text
 from activities.db_errors import no_retry_on_permanent_errors
 from activities.exact import positive_decimal, to_decimal
 from activities.platform_schema import InitialAnalysis
+from activities.raw_answers import analysis_correlation, take_parked
 from activities.trade_levels import incoherent_entry, order_side
 from workflows.common import names
 from workflows.monitor.decisions import normalise_proxy_decision
@@ -332,6 +333,7 @@ class SignalStore:
                 input.monitor_decision,
             )
             return platform_row, True, True
+        whole_raw = await take_parked(conn, analysis_correlation(str(signal_id), input.analysis_number))
         analysis_id = await conn.fetchval(
             """
             INSERT INTO signal_analyses (
@@ -350,7 +352,7 @@ class SignalStore:
             storable_json(_json_object(a.key_levels)),
             storable_json(_json_object(a.trade_plan)),
             storable_json(a.technical_indicators),
-            storable_text(a.raw_ai_response),
+            storable_text(whole_raw or a.raw_ai_response),
             storable_int(a.latency_ms),
             storable_int(a.tokens_used),
             storable_text(a.model_name),

@@ -18,6 +18,7 @@ from temporalio.client import Client
 from fakes.llm_proxy import Answer, Fault, ManageAnswer
 from fakes.raw_llm_proxy import RawLlmProxy, RawRequest, answer_json, gzip_bomb, http_response
 from intake.starting import start_monitor
+from tests.fault_checks import assert_three_checks
 from tests.monitor_harness import TEST_KEY, analysed, failed_analyses, make_settings, monitor_stack
 from tests.position_support import candle, entered_signal, position_rows, result_of, start_position, view
 from tests.support import analyses, eventually, insert_signal, kline, signal_status
@@ -54,6 +55,12 @@ async def test_nul_and_out_of_range_tokens_are_stored_safely_by_a_monitor(client
         await eventually(lambda: analysed(handle, 1), timeout=30)
         await handle.signal(SignalMonitorWorkflow.candle_closed, kline(row, 2))
         state = await eventually(lambda: analysed(handle, 2), timeout=30)
+        await assert_three_checks(
+            client,
+            db,
+            "hostile answers: NUL in reasoning and objects, tokensUsed past integer",
+            {row.signal_id: [kline(row, 2)["t"]]},
+        )
     assert state.counts.failed_analyses == 0
     assert await signal_status(db, row.signal_id) == "monitoring"
     stored = await analyses(db, row.signal_id)
@@ -75,10 +82,10 @@ async def test_nul_and_out_of_range_tokens_never_end_a_position(client, database
             ManageAnswer.close(reasoning="closing\x00 now", tokens_used=2**40),
         )
         handle = await start_position(client, row, m.task_queue)
-        await eventually(lambda: _open(handle), timeout=30)
+        await eventually(lambda: _open(handle), timeout=60)
         await handle.signal(PositionManagerWorkflow.candle_closed, candle(row, 1, 100, 101, 99, 100))
         await handle.signal(PositionManagerWorkflow.candle_closed, candle(row, 2, 100, 101, 99, 100))
-        result = await result_of(handle)
+        result = await result_of(handle, timeout=120)
     assert result.status == "closed", result
     rows = await position_rows(db, row.signal_id)
     assert [d["action"] for d in rows["decisions"]] == ["hold", "close"]
@@ -127,6 +134,12 @@ async def test_a_second_response_on_a_kept_alive_connection_is_never_an_answer(c
         for row in (first, second, third):
             handles[row.signal_id] = (await start_monitor(client, row.signal_id, queue)).handle
             await eventually(partial(analysed, handles[row.signal_id], 1), timeout=45)
+        await assert_three_checks(
+            client,
+            db,
+            "hostile answers: a second response on a kept-alive connection, a stale one before the real",
+            {row.signal_id: [] for row in (first, second, third)},
+        )
     for row in (first, second, third):
         assert await signal_status(db, row.signal_id) == "monitoring"
         assert [a["decision"] for a in await analyses(db, row.signal_id)] == ["wait"]
@@ -177,18 +190,30 @@ async def test_oversized_and_compressed_answers_are_bounded(client, database_url
         await handle.signal(SignalMonitorWorkflow.candle_closed, kline(row, 2))
         await eventually(lambda: analysed(handle, 2), timeout=30)
         size_after_second = await _history_bytes(client, handle.id)
+        await assert_three_checks(
+            client,
+            db,
+            "hostile answers: 400 MB gzip bomb, 30 MB body, 100,000 targets, 900 KB raw answer",
+            {row.signal_id: [kline(row, 2)["t"]]},
+        )
     grown_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before  # KiB on Linux
     assert grown_kb < 150 * 1024, f"the worker grew by {grown_kb} KiB reading a bomb"
     assert state.counts.failed_analyses == 0
     # Three bad answers (bomb, 30 MB, 100,000 targets), each refused, then the real one.
-    assert len(raw.for_signal(row.signal_id)) == 5
+    # (a sixth when a busy machine made one exchange outlast the 5 s client timeout)
+    assert len(raw.for_signal(row.signal_id)) >= 5
     history = await _history_text(client, handle.id)
     # Only the last failed attempt before an answer is in history.
     assert "keyLevels.takeProfit has 100,000 levels (at most 20)" in history
     assert await signal_status(db, row.signal_id) == "monitoring"
     stored = await analyses(db, row.signal_id)
     assert [a["decision"] for a in stored] == ["wait", "wait"]
-    assert len(stored[1]["raw_ai_response"]) == 16_000
+    # History kept 16,000 characters of the 900,000-character raw answer; its row has it whole.
+    assert stored[1]["raw_ai_response"] == "r" * 900_000
+    assert "rawAiResponse: 900,000 characters, history keeps 16,000, the row all" in stored[1]["reasoning"]
+    assert (
+        await db.fetchval("SELECT count(*) FROM llm_raw_answers WHERE correlation_id LIKE $1", row.signal_id + "%") == 0
+    )
     # What one analysis with a 900 KB raw answer adds to history: tens of KB.
     assert size_after_second - size_after_first < 80_000, size_after_second - size_after_first
 
@@ -217,6 +242,12 @@ async def test_the_key_is_kept_nowhere_in_any_spelling(client, database_url, db)
         await handle.signal(SignalMonitorWorkflow.candle_closed, kline(row, 2))
         await eventually(lambda: analysed(handle, 2), timeout=60)
         await eventually(lambda: failed_analyses(handle, 0), timeout=5)
+        await assert_three_checks(
+            client,
+            db,
+            "hostile answers: the key echoed upper-cased, base64, hex, cut at 200; quoted by the model",
+            {row.signal_id: [kline(row, 2)["t"]]},
+        )
     history = await _history_text(client, handle.id)
     stored = await analyses(db, row.signal_id)
     kept = history + json.dumps([dict(a) for a in stored], default=str)

@@ -11,6 +11,7 @@ import pytest
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 
+from tests.fault_checks import assert_three_checks
 from tests.monitor_harness import analysed, monitor_stack
 from tests.position_support import entered_signal, position_rows
 from tests.processes import as_json, command_env, temporal_cli
@@ -54,6 +55,9 @@ async def test_any_spelling_of_a_signal_id_maps_to_its_one_monitor(client, datab
         # The canonical id runs: one monitor, one analysis #0.
         handle = await m.start(row.signal_id)
         await eventually(lambda: analysed(handle, 1), timeout=30)
+        await assert_three_checks(
+            client, db, "hostile ids: signal-<UPPER>, {braces}, no dashes, urn:uuid: by hand", {row.signal_id: []}
+        )
     assert len(await analyses(db, row.signal_id)) == 1
 
 

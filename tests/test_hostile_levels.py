@@ -10,6 +10,7 @@ from functools import partial
 from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 
 from fakes.llm_proxy import Answer, ManageAnswer
+from tests.fault_checks import assert_three_checks
 from tests.monitor_harness import analysed, monitor_stack
 from tests.position_support import candle, entered_signal, position_rows, result_of, start_position, view
 from tests.support import analyses, eventually, insert_signal, signal_status
@@ -32,6 +33,12 @@ async def test_levels_that_make_no_trade_never_open_a_position(client, database_
         for handle in handles.values():
             state = await eventually(partial(analysed, handle, 1), timeout=45)
             assert state.counts.failed_analyses == 0
+        await assert_three_checks(
+            client,
+            db,
+            "hostile levels: stop above entry (no side), NaN stop with entry 1e309",
+            {r.signal_id: [] for r in rows.values()},
+        )
     for name, row in rows.items():
         assert await signal_status(db, row.signal_id) == "monitoring", name
         assert [a["decision"] for a in await analyses(db, row.signal_id)] == ["wait"], name
