@@ -68,7 +68,6 @@ SERVER_ERROR = names.LLM_SERVER_ERROR
 UNAVAILABLE = names.LLM_UNAVAILABLE
 TIMEOUT = names.LLM_TIMEOUT
 BAD_ANSWER = names.LLM_BAD_ANSWER
-NON_RETRYABLE = names.LLM_NON_RETRYABLE
 
 Parsed = TypeVar("Parsed", Analysis, ManagementAnswer)
 

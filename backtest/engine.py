@@ -21,11 +21,12 @@ import asyncpg
 
 from backtest.feed import Feed
 from backtest.gate import CallGate
-from backtest.inputs import Candle, TraderSettings
+from backtest.inputs import TraderSettings
 from backtest.outcomes import outcome
 from backtest.report import Report, RunInfo, SignalOutcome, build_report
 from backtest.sandbox import Sandbox
 from backtest.spec import BacktestSpec, ProxyTarget
+from market.candle import Candle
 from runtime.config import Settings
 from workers.worker import running_worker
 
@@ -152,6 +153,7 @@ async def run_backtest(
         first_open_ms=spec.candles[0].t,
         last_close_ms=run.horizon_ms,
         proxy=proxy.label,
+        scripted=proxy.local,
         trades_from=TRADES_FROM,
         stake=spec.settings.paper_stake,
         max_calls=spec.max_calls,
