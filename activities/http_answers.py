@@ -74,7 +74,7 @@ async def read_bounded(response: httpx.Response, limit: int) -> bytes:
 async def drop_poisoned_connections(client: httpx.AsyncClient) -> int:
     """Closes the idle connections of `client`'s pool whose parser holds unread bytes; returns how
     many. Reads httpcore's connection objects (no public API says "bytes waiting"): if their shape
-    changes this finds nothing, and tests/test_hostile_answers.py fails."""
+    changes this finds nothing, and tests/hostile/test_answers.py fails."""
     pool: Any = getattr(getattr(client, "_transport", None), "_pool", None)
     dropped = 0
     for connection in list(getattr(pool, "connections", None) or []):
