@@ -112,6 +112,7 @@ async def test_a_sigstopped_replica_is_fenced_and_its_streams_lose_no_close(clie
 
                 await eventually(three_more_each, timeout=60, interval=0.3)
                 delivered = {s: set(forwarded_times(survivor, s, "1m")) for s in frozen_streams}
+                survivor_backfilled = survivor.backfilled
                 # The frozen replica may have sent a close just before the freeze (analysed after it).
                 by_row = {r.symbol: r for r in rows}
                 analysed = {s: set(await analysed_candles(db, by_row[s].signal_id)) for s in frozen_streams}
@@ -128,4 +129,8 @@ async def test_a_sigstopped_replica_is_fenced_and_its_streams_lose_no_close(clie
         lost[s] = sorted(set(market) - delivered[s] - analysed[s])
         assert len(market) >= 6
     assert not any(lost.values()), f"closes of the frozen replica's streams never delivered: {lost} {before}"
-    print(f"\nfenced a SIGSTOPped replica: takeover {takeover_s:.2f} s (stale after {STALE_S} s); lost=0")
+    closes = sum(len([c for c in fake.market.closed[(s, "1m")] if before[s] < c.t <= max(delivered[s])]) for s in lost)
+    print(
+        f"\nfenced a SIGSTOPped replica: takeover {takeover_s:.2f} s (stale after {STALE_S} s); "
+        f"{closes} closes of its streams since the freeze, {survivor_backfilled} from REST; lost=0"
+    )
