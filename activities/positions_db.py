@@ -12,7 +12,7 @@ import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.answer_hygiene import storable_int, storable_json, storable_text
+from activities.answer_hygiene import MAX_LEVELS, storable_int, storable_json, storable_text
 from activities.db_errors import permanent_errors
 from activities.raw_answers import position_correlation, take_parked
 from workflows.common import names
@@ -87,6 +87,16 @@ class PositionStore:
         found = row["found_trader_id"] is not None
         signal_interval = (row["signal_interval"] or "").strip()
         take_profits = row["take_profits"] if isinstance(row["take_profits"], list) else []
+        if len(take_profits) > MAX_LEVELS:
+            # An intent written before answers were bounded (or by someone else): the position's
+            # state and every activity input carry the targets, so they stay within Temporal's limits.
+            activity.logger.warning(
+                "signal %s: order intent has %d take-profits; the first %d are kept",
+                signal_id,
+                len(take_profits),
+                MAX_LEVELS,
+            )
+            take_profits = take_profits[:MAX_LEVELS]
         decided = row["candle_open_time"]
         context = PositionContext(
             signal_id=str(row["id"]),
@@ -136,7 +146,7 @@ class PositionStore:
             )
         if row is None or row["side"] not in ("long", "short"):
             return None
-        targets = row["take_profit"] if isinstance(row["take_profit"], list) else []
+        targets = (row["take_profit"] if isinstance(row["take_profit"], list) else [])[:MAX_LEVELS]
         last = row["last_managed"]
         return ExistingPosition(
             position_id=row["id"],

@@ -75,3 +75,25 @@ async def test_a_reduce_leaving_less_than_the_minimum_closes_the_rest(client, da
     assert decision["action"] == "close" and "below the minimum" in decision["reasoning"], decision
     assert len(m.proxy.requests_for(row.signal_id)) == 1
     assert await signal_status(db, row.signal_id) == "closed"
+
+
+async def test_an_intent_with_150000_targets_still_opens_a_managed_position(client, database_url, db):
+    """An order intent written before answers were bounded (8-place decimals: over Temporal's payload
+    limit whole) opens a position with its first 20 targets; queries and the operator's close work."""
+    targets = [float(f"{150 + i * 0.00000001:.8f}") for i in range(150_000)]
+    row = await entered_signal(db, stop_loss=90.0, take_profits=targets)
+    async with monitor_stack(client, database_url) as m:
+        handle = await start_position(client, row, m.task_queue)
+
+        async def opened():
+            state = await view(handle)
+            assert state.status == "open", state
+            return state
+
+        state = await eventually(opened, timeout=60)
+        assert len(state.take_profits) == 20 and state.stop_loss is not None
+        await handle.execute_update(PositionManagerWorkflow.close, "desk")
+        result = await result_of(handle)
+    assert result.status == "closed"
+    rows = await position_rows(db, row.signal_id)
+    assert [o["metadata"]["kind"] for o in rows["orders"]] == ["entry", "close"]
