@@ -13,7 +13,7 @@ from fakes.llm_proxy import Answer, ManageAnswer
 from tests.helpers.fault_checks import assert_three_checks
 from tests.helpers.monitor import analysed, monitor_stack
 from tests.helpers.positions import candle, entered_signal, position_rows, result_of, start_position, view
-from tests.helpers.support import analyses, eventually, insert_signal, signal_status
+from tests.helpers.support import analyses, async_update, eventually, insert_signal, signal_status
 from workflows.position.workflow import PositionManagerWorkflow
 
 
@@ -92,7 +92,7 @@ async def test_an_intent_with_150000_targets_still_opens_a_managed_position(clie
 
         state = await eventually(opened, timeout=60)
         assert len(state.take_profits) == 20 and state.stop_loss is not None
-        await handle.execute_update(PositionManagerWorkflow.close, "desk")
+        await handle.execute_update(async_update(PositionManagerWorkflow.close), "desk")
         result = await result_of(handle)
     assert result.status == "closed"
     rows = await position_rows(db, row.signal_id)
