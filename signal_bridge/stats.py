@@ -38,6 +38,7 @@ class BridgeStats:
     backfill_missed_candles: int = 0  # missed closes not forwarded (over MAX_BACKFILL_CLOSES, or superseded)
     exchange_gaps: int = 0  # candles REST does not have either
     missing_closes_detected: int = 0
+    streams_overdue: int = 0  # streams sent here whose next close is late (gauge)
     rest_rate_limited: int = 0
     rest_errors: int = 0
     visibility_refreshes: int = 0
