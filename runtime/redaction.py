@@ -70,14 +70,13 @@ def encoded_forms(secret: str) -> set[str]:
     return found
 
 
-def _runs_pattern(spellings: Iterable[str]) -> re.Pattern[str] | None:
-    """Every MIN_RUN-character window of the spellings, case-insensitively: a lookahead so that
-    overlapping windows are all found (a run of n characters is n - MIN_RUN + 1 windows)."""
-    grams = {s[i : i + MIN_RUN].lower() for s in spellings for i in range(len(s) - MIN_RUN + 1)}
-    if not grams:
-        return None
-    alternatives = "|".join(re.escape(g) for g in sorted(grams, key=len, reverse=True))
-    return re.compile(f"(?=({alternatives}))", re.IGNORECASE)
+# Lower-cases ASCII only: the text keeps its length, so positions found in it are the original's.
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def _runs_of(spellings: Iterable[str]) -> frozenset[str]:
+    """Every MIN_RUN-character window of the spellings, ASCII-lower-cased."""
+    return frozenset(s.translate(_ASCII_LOWER)[i : i + MIN_RUN] for s in spellings for i in range(len(s) - MIN_RUN + 1))
 
 
 class Redactor:
@@ -93,19 +92,22 @@ class Redactor:
         # Longest first: a form containing another is masked whole.
         self._forms = sorted(spellings, key=len, reverse=True)
         self._whole = re.compile("|".join(re.escape(f) for f in self._forms), re.IGNORECASE) if self._forms else None
-        self._runs = _runs_pattern(run_spellings)
+        self._runs = _runs_of(run_spellings)
 
     def __call__(self, text: str) -> str:
         if self._whole is not None:
             text = self._whole.sub(MASK, text)
-        if self._runs is None:
+        if not self._runs:
+            return text
+        # A set lookup per position (one pass, ~0.2 s per MB): a regex of the windows tries each of
+        # them at every position and took 7 s for a 900 KB answer.
+        low, runs = text.translate(_ASCII_LOWER), self._runs
+        starts = [i for i in range(len(low) - MIN_RUN + 1) if low[i : i + MIN_RUN] in runs]
+        if not starts:
             return text
         masked = bytearray(len(text))
-        for match in self._runs.finditer(text):
-            start = match.start()
+        for start in starts:
             masked[start : start + MIN_RUN] = b"\1" * MIN_RUN
-        if not any(masked):
-            return text
         out: list[str] = []
         i = 0
         while i < len(text):
