@@ -7,6 +7,7 @@ closes the signal."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import uuid
 from pathlib import Path
@@ -26,7 +27,7 @@ from tests.helpers.positions import (
     view,
 )
 from tests.helpers.processes import as_json, command_env, signal_monitor, temporal_cli
-from tests.helpers.support import eventually, signal_status
+from tests.helpers.support import eventually, running_intake, signal_status
 from workflows.common import names
 from workflows.position.models import PositionResult
 from workflows.position.workflow import PositionManagerWorkflow
@@ -45,7 +46,7 @@ async def _managed(handle, decisions: int):
 
 
 async def test_a_terminated_position_is_reported_shown_unmanaged_and_closed_by_close(
-    client: Client, database_url, db, temporal_address
+    client: Client, database_url, db, temporal_address, caplog
 ):
     env = command_env(temporal_address)
     row = await entered_signal(db, stop_loss=90.0, take_profits=[150.0])
@@ -58,13 +59,20 @@ async def test_a_terminated_position_is_reported_shown_unmanaged_and_closed_by_c
         await temporal_cli(env, "workflow", "terminate", "--workflow-id", wid, "--reason", "hostile test")
         assert await signal_status(db, row.signal_id) == "in_position"
 
+        # The intake's own sweep reports it (once), naming the way out.
+        caplog.set_level(logging.WARNING, logger="signal_monitor.reconcile")
+        async with running_intake(client, m.settings, sweep_every=0.5):
+
+            async def reported() -> None:
+                said = [r.getMessage() for r in caplog.records if "nobody checks its stop" in r.getMessage()]
+                assert len(said) == 1 and wid in said[0] and "terminated" in said[0], said
+
+            await eventually(reported, timeout=30)
+            await asyncio.sleep(1.5)  # more sweeps: still said once
+            await reported()
+        # A reconciler that already said it says nothing more; a fresh one (another intake) says it once.
         reconciler = PositionReconciler(m.task_queue)
-
-        async def reported() -> None:
-            reconciler.since = None  # each look from the start: visibility lags behind the terminate
-            assert await reconciler.sweep(client, db) == [wid]
-
-        await eventually(reported, timeout=30)
+        assert await reconciler.sweep(client, db) == [wid] and await reconciler.sweep(client, db) == []
         listing = await signal_monitor(env, "positions", "--symbol", row.symbol, "--limit", "500")
         (line,) = [ln for ln in listing.stdout.splitlines() if ln.startswith(wid)]
         assert " unmanaged " in line and "Terminated" in line, line
