@@ -53,3 +53,8 @@ CANONICAL_SIGNAL_ID_PATCH = "canonical-signal-id"
 # as it is, a closed one closes the signal with no order and no call. The marker is only written
 # where a row exists at the start.
 POSITION_REAL_STATE_PATCH = "position-start-reads-the-real-state"
+# A live position (id `live-...`) reconciles with its exchange at every managed close: an
+# exchange-side fill of its resting stop closes it from the real fills, a cancelled stop is put back,
+# a balance lower than the position ends it; the candle's stop rule is then the exchange's, not the
+# paper one. Paper positions never reach the check, so their histories carry no marker.
+LIVE_RECONCILE_PATCH = "live-position-reconcile"
