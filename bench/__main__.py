@@ -17,7 +17,7 @@ from bench import data
 from bench.report import Report, machine_facts
 from bench.stack import Section, binary, new_queue, stack, start_floor_worker, start_monitor_worker, workers
 
-MEASUREMENTS = ("overhead", "history", "burst", "positions", "burst10k", "memory", "llm", "bridges")
+MEASUREMENTS = ("overhead", "history", "burst", "positions", "same_work", "burst10k", "memory", "llm", "bridges")
 # `--quick` keeps within about 90 s: the bridges measurement alone takes ~70 s (real replica
 # subprocesses, ~10 candles of 6 s), so a quick run leaves it out unless `--only bridges` asks.
 # The 10,000-monitor burst (~5 min) is full-run only as well.
@@ -63,6 +63,14 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--big-burst", type=int, help="monitors for the big burst (default 10000; full run or --only burst10k)"
     )
+    p.add_argument(
+        "--same-work-sizes",
+        type=int,
+        nargs="+",
+        metavar="N",
+        help="burst sizes against the same-work floor (default 100 1000, quick 100 300)",
+    )
+    p.add_argument("--same-work-rounds", type=int, help="interleaved rounds per size (default 3)")
     p.add_argument("--bridge-streams", type=int, help="streams for the bridges measurement (default 2000, quick 100)")
     p.add_argument(
         "--bridge-monitors", type=int, help="monitors for the bridges measurement (default 10000, quick 500)"
@@ -79,7 +87,7 @@ def temporal_version() -> str:
 
 
 async def main(args: argparse.Namespace) -> int:
-    from bench import bridge_share, burst, burst_big, history_cost, llm_pressure, memory, overhead, positions
+    from bench import bridge_share, burst, burst_big, history_cost, llm_pressure, memory, overhead, positions, same_work
 
     quick = args.quick
     wanted = set(args.only or (QUICK_DEFAULT if quick else MEASUREMENTS))
@@ -116,6 +124,15 @@ async def main(args: argparse.Namespace) -> int:
                 )
                 await measure("burst", lambda: burst.run(sec, quick))
                 await measure("positions", lambda: positions.run(sec, quick))
+                await measure(
+                    "same_work",
+                    lambda: same_work.run(
+                        sec,
+                        quick,
+                        tuple(args.same_work_sizes) if args.same_work_sizes else None,
+                        args.same_work_rounds or same_work.ROUNDS,
+                    ),
+                )
                 await measure("burst10k", lambda: burst_big.run(sec, args.big_burst or burst_big.DEFAULT_SIZE))
             counts = tuple(sorted(args.idle_monitors or ((300,) if quick else (1000, 10000))))
             await measure("memory", lambda: memory.run(st, rep, conn, trader, counts))
