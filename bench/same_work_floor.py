@@ -27,11 +27,17 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from temporalio import activity, workflow
+from temporalio.common import SearchAttributeKey
 
 ANALYSIS_WORKFLOW = "SameWorkAnalysisWorkflow"
 POSITION_WORKFLOW = "SameWorkPositionWorkflow"
 ANALYSE_ACTIVITY = "same_work_analyse"
 MANAGE_ACTIVITY = "same_work_manage"
+# The `local` variant's two halves: the call (a regular activity) and the row (a local activity).
+ASK_ACTIVITY = "same_work_ask"
+STORE_ACTIVITY = "same_work_store"
+LLM_QUEUE_SUFFIX = "-llm"
+REANALYSES = SearchAttributeKey.for_int("Reanalyses")
 
 
 @dataclass
@@ -44,12 +50,26 @@ class Owner:
     symbol: str
     strategy: dict[str, Any]
     position_id: str = ""
+    # What of the product's shape to add, for the profile (issue 27), each a word: `queue` (the call
+    # on `<queue>-llm`, as the llm-proxy caps need: no eager dispatch), `upsert` (an int search
+    # attribute set per candle, as the monitor's `Reanalyses`), `local` (the row written by a
+    # local activity after the call, as the monitor's record). Empty: the careful minimum.
+    variant: str = ""
 
 
 @dataclass
 class CandleWork:
     owner: Owner
     kline: dict[str, Any]
+    kind: str = ""  # ANALYSE_ACTIVITY or MANAGE_ACTIVITY: which call and row
+
+
+@dataclass
+class StoreWork:
+    owner: Owner
+    kline: dict[str, Any]
+    answer: dict[str, Any]
+    kind: str  # ANALYSE_ACTIVITY or MANAGE_ACTIVITY: which row
 
 
 class _Candles:
@@ -62,12 +82,30 @@ class _Candles:
         self._queue: list[dict[str, Any]] = []
 
     async def _loop(self, owner: Owner) -> None:
+        words = owner.variant.split()
+        queue = workflow.info().task_queue + LLM_QUEUE_SUFFIX if "queue" in words else None
+        done = 0
         while True:
             await workflow.wait_condition(lambda: bool(self._queue))
             k = self._queue.pop(0)
-            await workflow.execute_activity(
-                self.activity_name, CandleWork(owner, k), start_to_close_timeout=timedelta(seconds=60)
-            )
+            timeout = timedelta(seconds=60)
+            if "local" in words:
+                answer = await workflow.execute_activity(
+                    ASK_ACTIVITY,
+                    CandleWork(owner, k, self.activity_name),
+                    task_queue=queue,
+                    start_to_close_timeout=timeout,
+                )
+                await workflow.execute_local_activity(
+                    STORE_ACTIVITY, StoreWork(owner, k, answer, self.activity_name), start_to_close_timeout=timeout
+                )
+            else:
+                await workflow.execute_activity(
+                    self.activity_name, CandleWork(owner, k), task_queue=queue, start_to_close_timeout=timeout
+                )
+            done += 1
+            if "upsert" in words:
+                workflow.upsert_search_attributes([REANALYSES.value_set(done)])
 
     def _take(self, payload: Any) -> None:
         t = payload.get("t") if isinstance(payload, dict) else None
@@ -131,21 +169,20 @@ class Activities:
         response.raise_for_status()
         return response.json()["data"]
 
-    @activity.defn(name=ANALYSE_ACTIVITY)
-    async def analyse(self, work: CandleWork) -> None:
-        o, k = work.owner, work.kline
-        data = await self._ask(
-            {
-                "operation": "analyze-signal",
-                "params": {
-                    "signalId": o.signal_id,
-                    "symbol": o.symbol,
-                    "strategy": o.strategy,
-                    "price": float(k["c"]),
-                    "candle": _candle(k),
-                },
-            }
-        )
+    async def _ask_analysis(self, o: Owner, k: dict[str, Any]) -> dict[str, Any]:
+        params = {"signalId": o.signal_id, "symbol": o.symbol, "strategy": o.strategy, "price": float(k["c"])}
+        return await self._ask({"operation": "analyze-signal", "params": {**params, "candle": _candle(k)}})
+
+    async def _ask_management(self, o: Owner, k: dict[str, Any]) -> dict[str, Any]:
+        params = {
+            "positionId": o.position_id,
+            "signalId": o.signal_id,
+            "symbol": o.symbol,
+            "marketPrice": float(k["c"]),
+        }
+        return await self._ask({"operation": "manage-position", "params": {**params, "candle": _candle(k)}})
+
+    async def _store_analysis(self, o: Owner, k: dict[str, Any], data: dict[str, Any]) -> None:
         await self._pool.execute(
             """INSERT INTO signal_analyses (signal_id, trader_id, user_id, decision, confidence, reasoning,
                    key_levels, trade_plan, technical_indicators, raw_ai_response, candle_open_time)
@@ -164,21 +201,7 @@ class Activities:
             _open_time(k),
         )
 
-    @activity.defn(name=MANAGE_ACTIVITY)
-    async def manage(self, work: CandleWork) -> None:
-        o, k = work.owner, work.kline
-        data = await self._ask(
-            {
-                "operation": "manage-position",
-                "params": {
-                    "positionId": o.position_id,
-                    "signalId": o.signal_id,
-                    "symbol": o.symbol,
-                    "marketPrice": float(k["c"]),
-                    "candle": _candle(k),
-                },
-            }
-        )
+    async def _store_management(self, o: Owner, k: dict[str, Any], data: dict[str, Any]) -> None:
         await self._pool.execute(
             """INSERT INTO position_management_decisions (position_id, signal_id, trader_id, user_id, action,
                    confidence, reasoning, action_details, market_price, risk_assessment, candle_open_time)
@@ -197,6 +220,27 @@ class Activities:
             _open_time(k),
         )
 
+    @activity.defn(name=ANALYSE_ACTIVITY)
+    async def analyse(self, work: CandleWork) -> None:
+        await self._store_analysis(work.owner, work.kline, await self._ask_analysis(work.owner, work.kline))
+
+    @activity.defn(name=MANAGE_ACTIVITY)
+    async def manage(self, work: CandleWork) -> None:
+        await self._store_management(work.owner, work.kline, await self._ask_management(work.owner, work.kline))
+
+    @activity.defn(name=ASK_ACTIVITY)
+    async def ask(self, work: CandleWork) -> dict[str, Any]:
+        if work.kind == MANAGE_ACTIVITY:
+            return await self._ask_management(work.owner, work.kline)
+        return await self._ask_analysis(work.owner, work.kline)
+
+    @activity.defn(name=STORE_ACTIVITY)
+    async def store(self, work: StoreWork) -> None:
+        if work.kind == MANAGE_ACTIVITY:
+            await self._store_management(work.owner, work.kline, work.answer)
+        else:
+            await self._store_analysis(work.owner, work.kline, work.answer)
+
 
 async def _main() -> None:
     import httpx
@@ -211,15 +255,23 @@ async def _main() -> None:
     pool = await create_pool(os.environ["DATABASE_URL"], 10)
     async with httpx.AsyncClient(timeout=30) as http:
         acts = Activities(http, pool, os.environ["LLM_PROXY_URL"], os.environ["LLM_PROXY_KEY"])
+        queue = os.environ["BENCH_SAME_WORK_TASK_QUEUE"]
         worker = Worker(
             client,
-            task_queue=os.environ["BENCH_SAME_WORK_TASK_QUEUE"],
+            task_queue=queue,
             workflows=[SameWorkAnalysisWorkflow, SameWorkPositionWorkflow],
-            activities=[acts.analyse, acts.manage],
+            activities=[acts.analyse, acts.manage, acts.ask, acts.store],
             max_cached_workflows=int(os.environ.get("SIGNAL_MONITOR_MAX_CACHED_WORKFLOWS", "1000")),
             graceful_shutdown_timeout=timedelta(seconds=2),
         )
-        async with worker:
+        # Only the `queue` variant's calls come here.
+        llm = Worker(
+            client,
+            task_queue=queue + LLM_QUEUE_SUFFIX,
+            activities=[acts.analyse, acts.manage, acts.ask],
+            graceful_shutdown_timeout=timedelta(seconds=2),
+        )
+        async with worker, llm:
             sys.stdout.write("ready\n")
             sys.stdout.flush()
             await stop.wait()
