@@ -1,0 +1,53 @@
+"""The README's first command: `signal-monitor dev` brings up the whole stack from nothing (its
+own Temporal dev server and UI, embedded PostgreSQL, worker, intake, bridge on the local Binance
+replay, the llm-proxy stand-in), monitors a demo signal to a decision and stops cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import urllib.request
+
+from fakes import free_port
+from tests.helpers.processes import dev_env, dev_stack
+
+
+async def test_dev_runs_a_demo_signal_to_a_decision_and_the_ui_link_works(tmp_path):
+    temporal_port, ui_port = free_port(), free_port()
+    env = dev_env(SIGNAL_MONITOR_DEV_STATE=str(tmp_path / "state"))
+    lines: list[str] = []
+    ui_status = None
+    async with dev_stack(
+        env, tmp_path, "--until-decided", "--speed", "60", temporal_port=temporal_port, ui_port=ui_port
+    ) as proc:
+        assert proc.stdout is not None  # stdout=PIPE
+        async with asyncio.timeout(150):
+            while line := (await proc.stdout.readline()).decode():
+                lines.append(line)
+                link = re.search(r"Temporal UI: (http://\S+)", line)
+                if link:
+                    url = link.group(1)
+                    ui_status = await asyncio.to_thread(_http_status, url)
+            code = await proc.wait()
+    output = "".join(lines)
+    assert code == 0, output
+    assert ui_status == 200, output
+    assert re.search(
+        rf"Temporal UI: http://localhost:{ui_port}/namespaces/default/workflows/signal-[0-9a-f-]{{36}}", output
+    )
+    assert "monitor started by the intake" in output
+    # A candle by both ends, with the close the analysis read.
+    assert re.search(r"analysis #1 on candle \d{4}-\d\d-\d\d \d\d:\d\d–\d\d:\d\d UTC \(close [0-9.]+\)", output), output
+    assert "stale" not in output or "stale (closed no later than" in output, output
+    assert "monitor ended: signal is in_position" in output, output
+    assert "position opened (paper): long" in output, output
+    assert re.search(
+        r"position closed \(\w+: .*\): exit fill at [0-9.]+, realized P&L [-+]?[0-9.]+ after fees [0-9.]+", output
+    ), output
+    assert "decisions are a fixed script, not a model" in output and "E-" not in output, output
+    for part in ("bridge", "intake", "worker", "temporal", "PostgreSQL"):
+        assert f"stopped {part}" in output, output
+
+
+def _http_status(url: str) -> int:
+    return urllib.request.urlopen(url, timeout=10).status
