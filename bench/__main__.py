@@ -20,8 +20,9 @@ from bench.stack import Section, binary, new_queue, stack, start_floor_worker, s
 MEASUREMENTS = ("overhead", "history", "burst", "positions", "same_work", "burst10k", "memory", "llm", "bridges")
 # `--quick` keeps within about 90 s: the bridges measurement alone takes ~70 s (real replica
 # subprocesses, ~10 candles of 6 s), so a quick run leaves it out unless `--only bridges` asks.
-# The 10,000-monitor burst (~5 min) is full-run only as well.
-QUICK_DEFAULT = tuple(m for m in MEASUREMENTS if m not in ("bridges", "burst10k"))
+# The 10,000-monitor burst (~5 min) is full-run only as well, and so is the same-work comparison
+# (interleaved rounds at two sizes, monitors then positions: ~5 min quick, ~10 min full).
+QUICK_DEFAULT = tuple(m for m in MEASUREMENTS if m not in ("bridges", "burst10k", "same_work"))
 BRIDGE_GOALS = (
     "bridge_signals_per_close_1_replica",
     "bridge_signals_per_close_3_replicas",
@@ -141,6 +142,9 @@ async def main(args: argparse.Namespace) -> int:
                 # Every goal line still appears: these say how to take them.
                 for name in BRIDGE_GOALS:
                     rep.not_run(name, "python -m bench --quick --only bridges (about 70 s)")
+            if "same_work" not in wanted and not args.only:
+                for name in same_work.goal_names(quick):
+                    rep.not_run(name, "python -m bench --quick --only same_work (about 5 minutes)")
             await measure(
                 "bridges", lambda: bridge_share.run(st, rep, quick, args.bridge_streams, args.bridge_monitors)
             )

@@ -236,9 +236,20 @@ async def position_managers(sec: Section, same: WorkerProcess, meter: CpuMeter, 
     return _summary(rep, f"positions burst {n}", mon, flo)
 
 
+def default_sizes(quick: bool) -> tuple[int, ...]:
+    return (100, 300) if quick else (100, 1000)
+
+
+def goal_names(quick: bool, sizes: tuple[int, ...] | None = None) -> list[str]:
+    sizes = sizes or default_sizes(quick)
+    return [f"same_work_burst_{n}_stored_ratio" for n in sizes] + [
+        f"same_work_positions_burst_{n}_stored_ratio" for n in sizes
+    ]
+
+
 async def run(sec: Section, quick: bool, sizes: tuple[int, ...] | None = None, rounds: int = ROUNDS) -> None:
     rep = sec.rep
-    sizes = sizes or ((100, 300) if quick else (100, 1000))
+    sizes = sizes or default_sizes(quick)
     rep.say(
         f"\n== 10. against the same-work floor: one close to {' and '.join(map(str, sizes))} idle monitors, "
         "then open positions (issue 27) =="
