@@ -12,6 +12,7 @@ task had time to finish. The goal line is the median of the rounds' stored ratio
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import statistics
 import time
@@ -31,7 +32,15 @@ from bench.same_work_floor import (
     POSITION_WORKFLOW,
     Owner,
 )
-from bench.stack import Section, Stack, WorkerProcess, new_queue, start_same_work_worker, workers
+from bench.stack import (
+    Section,
+    Stack,
+    WorkerProcess,
+    new_queue,
+    start_monitor_worker,
+    start_same_work_worker,
+    workers,
+)
 from fakes.llm_proxy import ManageAnswer
 
 ROUNDS = 3
@@ -258,7 +267,12 @@ async def run(sec: Section, quick: bool, sizes: tuple[int, ...] | None = None, r
     before = sec.st.proxy.manage_default
     sec.st.proxy.manage_default = lambda params: ManageAnswer.hold()  # every position stays open
     try:
-        async with workers(start_same_work_worker(sec.st, new_queue("same"))) as (same,):
+        # A fresh worker of each kind: both caches start empty and hold the same workflows (the
+        # section's worker would still hold the earlier sections' monitors).
+        async with workers(
+            start_monitor_worker(sec.st, new_queue("mon-same")), start_same_work_worker(sec.st, new_queue("same"))
+        ) as (monitor, same):
+            sec = dataclasses.replace(sec, monitor=monitor)
             for n in sizes:
                 rep.goal(f"same_work_burst_{n}_stored_ratio", await monitors(sec, same, meter, n, rounds), 1.3)
             for n in sizes:
