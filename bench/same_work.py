@@ -44,7 +44,7 @@ from bench.stack import (
 from fakes.llm_proxy import ManageAnswer
 
 ROUNDS = 3
-SETTLE = 0.5  # seconds after the last row for the workflow task that follows it
+SETTLE = 0.5  # seconds after the last row for the workflow task that follows it (CPU sample)
 ROLES = ("server", "worker", "postgres", "bench")
 
 
@@ -119,6 +119,9 @@ async def _burst(
     await wait_rows(kind, k, timeout)
     await asyncio.sleep(SETTLE)
     after = meter.sample(kind.worker)
+    # The row is committed before the workflow task that records it completes (the monitor's
+    # local activity): on a busy machine that task can still be pending here.
+    await data.wait_idle(st.client, kind.workflow_ids, timeout, f"{kind.label} burst of {n} settling")
     timings = await history.timings_of(st.client, kind.workflow_ids, kind.start_activity, kind.end_activity)
     times = burst.collect(n, timings, t0, 0.0, 0)
     kind.stored.append(times.all_stored)
