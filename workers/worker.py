@@ -11,23 +11,29 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from typing import Any
 
 from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities import platform_schema
 from activities.database import create_pool
+from activities.execution import ExecutionBackends
+from activities.live.accounts import Credentials, KeysFileError, load_keys_file
+from activities.live.backend import LiveExecution, LiveSettings
 from activities.llm_pacing import LlmCallPacer
 from activities.llm_proxy import LlmProxy, new_http_client
 from activities.paper_execution import PaperExecution
 from activities.position_advisor import PositionAdvisor
 from activities.position_starter import PositionStarter
 from activities.positions_db import PositionStore
+from activities.shadow_db import ShadowPositionStarter, ShadowSignalStore
 from activities.signals_db import SignalStore
 from runtime import metrics
-from runtime.config import Settings
+from runtime.config import ConfigError, Settings
 from runtime.lifecycle import stop_on_signals
 from runtime.temporal_client import connect_client, describe_target
+from workers.activity_metrics import OperatorMetrics
 from workers.monitor_gauge import publish_running_monitors
 from workers.search_attributes import ensure_search_attributes
 from workflows.common.names import llm_task_queue_for
@@ -46,6 +52,7 @@ async def run_worker(
 ) -> None:
     database_url = settings.require_database()
     proxy_url, proxy_key = settings.require_llm_proxy()
+    live_keys(settings)  # a keys file others can read is refused before anything starts
     if client is None:
         metrics.init_runtime(settings.metrics_address)  # before connecting: the runtime serves it
         log.info("connecting to Temporal at %s", describe_target())
@@ -53,14 +60,21 @@ async def run_worker(
     await ensure_search_attributes(client)
     stop = stop or stop_on_signals()
     pool = await create_pool(database_url, settings.db_pool_size)
+    live: LiveExecution | None = None
     http = new_http_client(settings.llm_timeout_seconds, settings.llm_max_concurrent)
     try:
         schema = await platform_schema.inspect(pool)
         choice = platform_schema.choose_initial_analysis(settings.initial_analysis, schema)
         log.info("beside the platform: %s", platform_schema.describe(schema, choice))
-        store = SignalStore(
+        shadow = settings.shadow_mode
+        if shadow:
+            log.warning(
+                "shadow mode (SIGNAL_MONITOR_SHADOW=on): analyses go to shadow_analyses; nothing is written to "
+                "signals or signal_analyses, no position is started, nothing is placed; analysis #0 is the monitor's"
+            )
+        store = (ShadowSignalStore if shadow else SignalStore)(
             pool,
-            initial_analysis=choice.mode,
+            initial_analysis="monitor" if shadow else choice.mode,
             platform_grace_seconds=settings.platform_grace_seconds,
             analysis_retry_initial_seconds=settings.analysis_retry_initial_seconds,
             # auto: only the signals trigger 028 actually posts for (profile tier exactly 'elite').
@@ -76,7 +90,11 @@ async def run_worker(
         paper = PaperExecution(
             pool, PaperRules(fee_pct=settings.paper_fee_pct, slippage_pct=settings.paper_slippage_pct)
         )
-        starter = PositionStarter(client)
+        starter: PositionStarter | ShadowPositionStarter = (
+            ShadowPositionStarter() if shadow else PositionStarter(client)
+        )
+        live = live_backend(settings, pool)
+        execution = ExecutionBackends(pool, paper, live)
         main = Worker(
             client,
             task_queue=settings.task_queue,
@@ -90,14 +108,16 @@ async def run_worker(
                 positions.load_position,
                 positions.record_position_decision,
                 positions.close_signal,
-                paper.open_position,
-                paper.modify_position,
-                paper.reduce_position,
-                paper.close_position,
+                execution.open_position,
+                execution.modify_position,
+                execution.reduce_position,
+                execution.close_position,
+                execution.reconcile_position,
             ],
             max_cached_workflows=settings.max_cached_workflows,
             sticky_queue_schedule_to_start_timeout=timedelta(seconds=settings.sticky_schedule_to_start_seconds),
             graceful_shutdown_timeout=timedelta(seconds=20),
+            interceptors=[OperatorMetrics()],
         )
         llm = Worker(
             client,
@@ -107,6 +127,7 @@ async def run_worker(
             max_activities_per_second=settings.llm_max_per_second,
             max_task_queue_activities_per_second=settings.llm_queue_max_per_second,
             graceful_shutdown_timeout=timedelta(seconds=20),
+            interceptors=[OperatorMetrics()],
         )
         async with main, llm:
             log.info(
@@ -127,9 +148,40 @@ async def run_worker(
                 await asyncio.gather(gauge, return_exceptions=True)
             log.info("stopping: draining in-flight tasks")
     finally:
+        if live is not None:
+            await live.aclose()
         await http.aclose()
         await pool.close()
     log.info("worker stopped")
+
+
+def live_keys(settings: Settings) -> dict[str, Credentials] | None:
+    """The exchange credentials when live trading is on (None when off)."""
+    if not settings.live_trading:
+        return None
+    if settings.exchange_keys_file is None:
+        raise ConfigError("SIGNAL_MONITOR_LIVE_TRADING=on needs SIGNAL_MONITOR_EXCHANGE_KEYS_FILE")
+    try:
+        return load_keys_file(settings.exchange_keys_file)
+    except KeysFileError as err:
+        raise ConfigError(str(err)) from None
+
+
+def live_backend(settings: Settings, pool: Any) -> LiveExecution | None:
+    keys = live_keys(settings)
+    if keys is None:
+        log.info("live trading is off: every position is paper")
+        return None
+    log.info("live trading is ON for %d exchange account(s)", len(keys))
+    return LiveExecution(
+        pool,
+        keys,
+        LiveSettings(
+            exchange_url=settings.exchange_url,
+            recv_window_ms=settings.exchange_recv_window_ms,
+            timeout_seconds=settings.exchange_timeout_seconds,
+        ),
+    )
 
 
 @contextlib.asynccontextmanager
