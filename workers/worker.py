@@ -30,6 +30,7 @@ from activities.paper_execution import PaperExecution
 from activities.position_advisor import PositionAdvisor
 from activities.position_starter import PositionStarter
 from activities.positions_db import PositionStore
+from activities.raw_answers import RawAnswers
 from activities.shadow_db import ShadowPositionStarter, ShadowSignalStore
 from activities.signals_db import SignalStore
 from model_backend.client import ModelClient
@@ -96,7 +97,7 @@ async def run_worker(
         if settings.llm_queue_max_per_second:
             pacer = LlmCallPacer(pool, llm_queue, settings.llm_queue_max_per_second)
         if decision_activities is None:
-            decision_activities = decision_backend_activities(settings, http, pacer)
+            decision_activities = decision_backend_activities(settings, http, pacer, RawAnswers(pool))
         positions = PositionStore(pool)
         paper = PaperExecution(
             pool, PaperRules(fee_pct=settings.paper_fee_pct, slippage_pct=settings.paper_slippage_pct)
@@ -168,7 +169,7 @@ async def run_worker(
 
 
 def decision_backend_activities(
-    settings: Settings, http: httpx.AsyncClient, pacer: LlmCallPacer | None
+    settings: Settings, http: httpx.AsyncClient, pacer: LlmCallPacer | None, raw_answers: RawAnswers | None = None
 ) -> list[Callable[..., Any]]:
     """`analyze_signal` and `manage_position`: llm-proxy's or the `model` backend's (the same
     activity names, inputs and results: the workflows do not know which). Both share the
@@ -182,8 +183,8 @@ def decision_backend_activities(
         decisions = ModelDecisions(client, candles, model, settings.monitoring_model, settings.model_candles)
         return [decisions.analyze_signal, decisions.manage_position]
     proxy_url, proxy_key = settings.require_llm_proxy()
-    proxy = LlmProxy(http, proxy_url, proxy_key, pacer)
-    advisor = PositionAdvisor(http, proxy_url, proxy_key, pacer)
+    proxy = LlmProxy(http, proxy_url, proxy_key, pacer, raw_answers=raw_answers)
+    advisor = PositionAdvisor(http, proxy_url, proxy_key, pacer, raw_answers=raw_answers)
     return [proxy.analyze_signal, advisor.manage_position]
 
 
