@@ -420,7 +420,8 @@ class LiveExecution:
     ) -> str | None:  # fmt: skip
         """Put the stop-loss on the exchange (a stop-limit sell of what the position holds), with
         `target` as one OCO when given; `replace`: the client id of a resting plain stop to
-        cancel-replace. Returns the resting (stop leg's) id."""
+        cancel-replace. Returns the resting (stop leg's) id. A stop the exchange says would trigger
+        immediately is an emergency exit: sold at market at once (`_emergency_exit`)."""
         pos = await self._pool.fetchrow("SELECT contracts, status FROM positions WHERE id = $1", position_id)
         if pos is None or pos["status"] != "open":
             return None
@@ -492,6 +493,8 @@ class LiveExecution:
         if refused is not None:
             await self._reject(cid, refused)
             log.warning("position %s: stop %s not placed: %s", position_id, stop_price, refused)
+            if "would trigger" in refused.lower():
+                await self._emergency_exit(venue, account_id, user_id, signal_id, position_id, key, stop_price, rules)
             return None
         async with self._pool.acquire() as conn, conn.transaction():
             await self._complete(conn, cid, order, aggregate([]), rules, {"stop_price": str(stop_price)})
@@ -542,6 +545,9 @@ class LiveExecution:
             if "immediately match" in reason.lower():
                 return "target_reached"
             log.warning("position %s: OCO not placed: %s", position_id, reason)
+            if "would trigger" in reason.lower():
+                await self._emergency_exit(venue, account_id, user_id, signal_id, position_id, key,
+                                           stop.stop_price or ZERO, rules)  # fmt: skip
             return None
         async with self._pool.acquire() as conn, conn.transaction():
             await self._complete(conn, stop.client_id, stop_leg, aggregate([]), rules,
@@ -554,6 +560,37 @@ class LiveExecution:
                 stop.client_id,
             )
         return stop.client_id
+
+    async def _emergency_exit(
+        self, venue: Venue, account_id: str, user_id: str, signal_id: str, position_id: str, key: str,
+        stop_price: Decimal, rules: SymbolRules,
+    ) -> None:  # fmt: skip
+        """The stop cannot rest because the market is already through it: sell everything at market
+        now (as Freqtrade's emergency exit does), once: its client id is derived from the stop
+        revision's key. The workflow books it at its next reconcile (the position row is closed
+        with the reason, the sell's row marked as the closing one)."""
+        pos = await self._pool.fetchrow("SELECT * FROM positions WHERE id = $1", position_id)
+        if pos is None or pos["status"] != "open":
+            return
+        ekey = f"{key}:emergency"
+        spec = OrderSpec(client_order_id(ekey), rules.symbol, "SELL", "MARKET", rules.floor_qty(pos["contracts"]))
+        reason = f"emergency exit: the stop {stop_price:f} would trigger immediately (sold at market)"
+
+        async def record(sent_at: float) -> None:
+            async with self._pool.acquire() as conn:
+                await self._pending(conn, spec.client_id, user_id, signal_id, account_id, spec, "stop_loss", ekey,
+                                    position_id, sent_at, {"emergency": True})  # fmt: skip
+
+        try:
+            order, ex = await self._place(venue, spec, record, "emergency exit")
+        except ApplicationError as err:
+            if err.type != EXCHANGE_REFUSED:
+                raise
+            # Refused (e.g. the coins are gone): the candle's stop rule and the reconcile decide.
+            log.warning("position %s: emergency exit refused: %s", position_id, err.message)
+            return
+        await self._book_exit(pos, spec.client_id, order, ex, rules, "stop_loss", True, reason, inserted=True)
+        log.warning("position %s: %s, %s at %s", position_id, reason, ex.executed, ex.average_price)
 
     async def _set_resting(self, position_id: str, cid: str | None) -> None:
         await self._pool.execute(
@@ -891,6 +928,16 @@ class LiveExecution:
                 venue, account_id, str(pos["user_id"]), str(pos["signal_id"]), input.position_id,
                 protective_key(input.key, "back"), pos["stop_loss"], rules, target=_target_of(pos),
             )  # fmt: skip
+            if placed is None:
+                # The stop could not rest because the market is through it: the emergency exit
+                # just made is this close's exit.
+                closing = await self._pool.fetchrow(
+                    "SELECT * FROM orders WHERE metadata ->> 'position_id' = $1 "
+                    "AND metadata ->> 'closed_position' = 'true' AND filled > 0",
+                    input.position_id,
+                )
+                if closing is not None:
+                    return Reconciled(fill=_fill_of(closing, "stop_loss", inserted=True))
             return Reconciled(protected=placed is not None)
         finally:
             await self._release(account_id, venue)

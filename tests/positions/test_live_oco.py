@@ -116,7 +116,7 @@ async def test_a_target_filled_on_the_exchange_is_the_exit(db, live) -> None:
     await agree(db, account, row2)
 
 
-async def test_a_reached_target_rests_the_stop_alone(db, live) -> None:
+async def test_a_reached_target_rests_the_stop_alone_and_an_unrestable_stop_exits_at_once(db, live) -> None:
     account, backend = live
     ex = account.exchange
     ex.trade_at("BTCUSDT", "101")
@@ -126,3 +126,40 @@ async def test_a_reached_target_rests_the_stop_alone(db, live) -> None:
     assert [(o.type, o.status) for o in ex.orders_of(API_KEY) if o.side == "SELL"] == [("STOP_LOSS_LIMIT", "NEW")]
     rows = await agree(db, account, row)
     assert sorted(r["status"] for r in rows.values()) == ["closed", "open", "rejected", "rejected"]
+    # A stop over the market cannot rest: one emergency sell at once, recorded with its reason.
+    row2, request2 = await entry(db, account, stop_loss=D(102))
+    request2 = request2.model_copy(update={"exchange_target": D(110)})
+    for _ in range(2):  # a retried open sells nothing more
+        await attempts(lambda: backend.open(request2, account.account_id))
+    (emergency,) = sells(account)
+    assert (emergency.status, emergency.executed_qty) == ("FILLED", D("4.995"))
+    pos = await db.fetchrow("SELECT * FROM positions WHERE id = $1", f"live-{row2.signal_id}")
+    assert pos["status"] == "closed" and pos["close_reason"].startswith("emergency exit: the stop 102")
+    assert not [o for o in ex.orders_of(API_KEY) if o.type == "LIMIT_MAKER"]
+    await agree(db, account, row2)
+
+
+async def test_a_stop_put_back_under_the_market_is_an_emergency_exit_at_the_reconcile(db, live) -> None:
+    account, backend = live
+    ex = account.exchange
+    row, request = await entry(db, account)
+    await attempts(lambda: backend.open(request, account.account_id))
+    position_id = f"live-{row.signal_id}"
+    stop_cid = await db.fetchval("SELECT protective_order_id FROM positions WHERE id = $1", position_id)
+    # The exchange cancels the stop, and the market falls under it before anyone looks.
+    ex.cancel_by_exchange(stop_cid)
+    ex.trade_at("BTCUSDT", "94")
+    reconcile = ReconcileInput(key=f"{row.signal_id}:1:reconcile", position_id=position_id, signal_id=row.signal_id)
+    found, _ = await attempts(lambda: backend.reconcile(reconcile))
+    assert found.fill is not None and (found.fill.kind, found.fill.price, found.fill.quantity) == (
+        "stop_loss", D(94), D("4.995"))  # fmt: skip
+    again, _ = await attempts(lambda: backend.reconcile(reconcile))
+    assert again.fill is not None and again.fill.order_id == found.fill.order_id and not again.fill.inserted
+    (emergency,) = sells(account)
+    assert emergency.client_order_id == found.fill.order_id
+    pos = await db.fetchrow("SELECT * FROM positions WHERE id = $1", position_id)
+    assert (pos["status"], pos["exit_price"]) == ("closed", D(94))
+    assert pos["close_reason"] == "emergency exit: the stop 95 would trigger immediately (sold at market)"
+    await agree(db, account, row)
+    flag = await db.fetchval("SELECT metadata ->> 'emergency' FROM orders WHERE id = $1", emergency.client_order_id)
+    assert flag == "true"

@@ -162,6 +162,38 @@ async def test_target_filled_while_every_worker_is_down_closes_at_its_real_fill(
                                                   "realized_pnl", "fees_paid", "close_reason")})  # fmt: skip
 
 
+async def test_a_stop_that_cannot_be_put_back_is_an_emergency_exit(client, database_url, db):
+    row = await entered_signal(db, stop_loss=95.0, take_profits=[120.0])
+    async with live_exchange() as account:
+        await make_live(db, row, account)
+        ex = account.exchange
+        async with monitor_stack(client, database_url, **account.settings()) as m:
+            handle = await start_position(client, row, m.task_queue, entry_price=D(100))
+            await eventually(lambda: _open(handle))
+            # The exchange cancels the OCO, then the market falls under the stop: at the next close
+            # the stop cannot rest again ("would trigger immediately"): sold at market at once.
+            (stop,) = [o for o in account.orders() if o.type == "STOP_LOSS_LIMIT"]
+            ex.cancel_by_exchange(stop.client_order_id)
+            ex.trade_at("BTCUSDT", "94")
+            await handle.signal(PositionManagerWorkflow.candle_closed, candle(row, 1, 100, 100, 93.5, 94))
+            result = await result_of(handle)
+        listed = exchange_view(account)
+    assert [(side, kind) for _, side, kind, _, _ in listed] == [
+        ("BUY", "MARKET/FILLED"),
+        ("SELL", "LIMIT_MAKER/CANCELED"),
+        ("SELL", "STOP_LOSS_LIMIT/CANCELED"),
+        ("SELL", "MARKET/FILLED"),  # the emergency exit, once
+    ]
+    assert result.status == "closed" and result.exit_price == D(94)
+    rows = await position_rows(db, row.signal_id)
+    (position,) = rows["positions"]
+    assert position["close_reason"] == "emergency exit: the stop 95 would trigger immediately (sold at market)"
+    # Every order the exchange lists has its row; the OCO put back was refused (2 `rejected` rows).
+    assert {o["id"] for o in rows["orders"] if o["status"] != "rejected"} == {cid for cid, *_ in listed}
+    assert len([o for o in rows["orders"] if o["status"] == "rejected"]) == 2
+    assert [d["action"] for d in rows["decisions"]] == ["close"]
+
+
 async def test_a_cancelled_stop_is_put_back_and_a_hand_sale_ends_the_position(client, database_url, db):
     row = await entered_signal(db, stop_loss=95.0, take_profits=[120.0])
     async with live_exchange() as account:
