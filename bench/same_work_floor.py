@@ -107,7 +107,9 @@ class _Candles:
             if "upsert" in words:
                 workflow.upsert_search_attributes([REANALYSES.value_set(done)])
 
-    def _take(self, payload: Any) -> None:
+    # One handler for both workflows (Temporal takes a signal from a base class; not the run method).
+    @workflow.signal(name="candle_closed")
+    def candle_closed(self, payload: Any) -> None:
         t = payload.get("t") if isinstance(payload, dict) else None
         if not isinstance(t, int) or t in self._seen:
             return
@@ -123,10 +125,6 @@ class SameWorkAnalysisWorkflow(_Candles):
     async def run(self, owner: Owner) -> None:
         await self._loop(owner)
 
-    @workflow.signal(name="candle_closed")
-    def candle_closed(self, payload: Any) -> None:
-        self._take(payload)
-
 
 @workflow.defn(name=POSITION_WORKFLOW)
 class SameWorkPositionWorkflow(_Candles):
@@ -135,10 +133,6 @@ class SameWorkPositionWorkflow(_Candles):
     @workflow.run
     async def run(self, owner: Owner) -> None:
         await self._loop(owner)
-
-    @workflow.signal(name="candle_closed")
-    def candle_closed(self, payload: Any) -> None:
-        self._take(payload)
 
 
 def _candle(k: dict[str, Any]) -> dict[str, Any]:
