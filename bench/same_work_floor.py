@@ -29,6 +29,8 @@ from typing import Any
 from temporalio import activity, workflow
 from temporalio.common import SearchAttributeKey
 
+from bench.closes import new_close_time
+
 ANALYSIS_WORKFLOW = "SameWorkAnalysisWorkflow"
 POSITION_WORKFLOW = "SameWorkPositionWorkflow"
 ANALYSE_ACTIVITY = "same_work_analyse"
@@ -110,11 +112,8 @@ class _Candles:
     # One handler for both workflows (Temporal takes a signal from a base class; not the run method).
     @workflow.signal(name="candle_closed")
     def candle_closed(self, payload: Any) -> None:
-        t = payload.get("t") if isinstance(payload, dict) else None
-        if not isinstance(t, int) or t in self._seen:
-            return
-        self._seen.add(t)
-        self._queue.append(payload)
+        if new_close_time(self._seen, payload) is not None:
+            self._queue.append(payload)
 
 
 @workflow.defn(name=ANALYSIS_WORKFLOW)
