@@ -134,12 +134,18 @@ async def _rounds(
     meter: CpuMeter,
     mon: Kind,
     flo: Kind,
+    name: str,
+    who: str,
     klines: Callable[[int], dict],
     wait_rows: Callable[[Kind, dict, float], Awaitable[object]],
     rounds: int,
     timeout: float,
-) -> None:
+    stored: str,
+) -> float:
+    """The interleaved rounds, then the monitor side's rows counted by `stored` (over its signal
+    ids): each round stores one row per workflow, so any other count is work lost or done twice."""
     st = sec.st
+    sec.rep.say(f"  {name}: {who} vs same-work floor, {rounds} rounds")
     ev_mon = len(await history.events(st.client, mon.workflow_ids[0]))
     ev_flo = len(await history.events(st.client, flo.workflow_ids[0]))
     for r in range(1, rounds + 1):
@@ -156,6 +162,10 @@ async def _rounds(
     per_mon = (len(await history.events(st.client, mon.workflow_ids[0])) - ev_mon) / rounds
     per_flo = (len(await history.events(st.client, flo.workflow_ids[0])) - ev_flo) / rounds
     sec.rep.figure("history events per candle", f"{per_mon:.1f}", detail=f"same-work floor {per_flo:.1f}")
+    rows = await sec.conn.fetchval(stored, [uuid.UUID(s) for s in mon.row_ids])
+    mon.problems += abs(rows - len(mon.row_ids) * rounds)
+    sec.rep.figure(f"{name}: lost or doubled", f"{mon.problems}", detail=f"same-work floor {flo.problems}")
+    return _summary(sec.rep, name, mon, flo)
 
 
 def _summary(rep: Report, title: str, mon: Kind, flo: Kind) -> float:
@@ -178,29 +188,6 @@ def _summary(rep: Report, title: str, mon: Kind, flo: Kind) -> float:
         detail=f"same-work floor {total_f:.1f} (x{ratio(total_m, total_f):.2f})",
     )
     return med
-
-
-async def _measure(
-    sec: Section,
-    meter: CpuMeter,
-    mon: Kind,
-    flo: Kind,
-    name: str,
-    who: str,
-    klines: Callable[[int], dict],
-    wait_rows: Callable[[Kind, dict, float], Awaitable[object]],
-    rounds: int,
-    timeout: float,
-    stored: str,
-) -> float:
-    """The rounds, then the monitor side's rows counted by `stored` (over its signal ids): each
-    round stores one row per workflow, so any other count is work lost or done twice."""
-    sec.rep.say(f"  {name}: {who} vs same-work floor, {rounds} rounds")
-    await _rounds(sec, meter, mon, flo, klines, wait_rows, rounds, timeout)
-    rows = await sec.conn.fetchval(stored, [uuid.UUID(s) for s in mon.row_ids])
-    mon.problems += abs(rows - len(mon.row_ids) * rounds)
-    sec.rep.figure(f"{name}: lost or doubled", f"{mon.problems}", detail=f"same-work floor {flo.problems}")
-    return _summary(sec.rep, name, mon, flo)
 
 
 async def _owners(conn: asyncpg.Connection, trader: str, sids: list[str], symbol: str) -> list[Owner]:
@@ -238,7 +225,7 @@ async def monitors(sec: Section, same: WorkerProcess, meter: CpuMeter, n: int, r
         return data.kline(r, symbol)
 
     stored = "SELECT count(*) FROM signal_analyses WHERE signal_id = ANY($1::uuid[]) AND candle_open_time IS NOT NULL"
-    return await _measure(sec, meter, mon, flo, f"burst {n}", "monitor", klines, wait_rows, rounds, timeout, stored)
+    return await _rounds(sec, meter, mon, flo, f"burst {n}", "monitor", klines, wait_rows, rounds, timeout, stored)
 
 
 async def position_managers(sec: Section, same: WorkerProcess, meter: CpuMeter, n: int, rounds: int) -> float:
@@ -261,7 +248,7 @@ async def position_managers(sec: Section, same: WorkerProcess, meter: CpuMeter, 
 
     stored = "SELECT count(*) FROM position_management_decisions WHERE signal_id = ANY($1::uuid[])"
     name = f"positions burst {n}"
-    return await _measure(sec, meter, mon, flo, name, "position managers", klines, wait_rows, rounds, timeout, stored)
+    return await _rounds(sec, meter, mon, flo, name, "position managers", klines, wait_rows, rounds, timeout, stored)
 
 
 def default_sizes(quick: bool) -> tuple[int, ...]:
