@@ -121,9 +121,7 @@ async def test_stop_filled_while_every_worker_is_down_closes_at_its_real_fill(cl
 
 
 async def test_target_filled_while_every_worker_is_down_closes_at_its_real_fill(client, database_url, db):
-    row = await entered_signal(db, stop_loss=95.0, take_profits=[110.0])
-    async with live_exchange() as account:
-        await make_live(db, row, account)
+    async with _live_signal(db, take_profit=110.0) as (row, account):
         async with monitor_stack(client, database_url, **account.settings()) as m:
             handle = await start_position(client, row, m.task_queue, entry_price=D(100))
             await eventually(lambda: _open(handle))
@@ -168,9 +166,7 @@ async def test_target_filled_while_every_worker_is_down_closes_at_its_real_fill(
 
 
 async def test_a_stop_that_cannot_be_put_back_is_an_emergency_exit(client, database_url, db):
-    row = await entered_signal(db, stop_loss=95.0, take_profits=[120.0])
-    async with live_exchange() as account:
-        await make_live(db, row, account)
+    async with _live_signal(db, take_profit=120.0) as (row, account):
         ex = account.exchange
         async with monitor_stack(client, database_url, **account.settings()) as m:
             handle = await start_position(client, row, m.task_queue, entry_price=D(100))
