@@ -6,7 +6,6 @@ REST backfill brings the close that fell in the gap)."""
 
 from __future__ import annotations
 
-import tempfile
 import time
 import uuid
 
@@ -18,15 +17,15 @@ from tests.helpers.bridge import (
     analysed_candles,
     assert_each_once,
     assert_fake_rules_kept,
-    bridge_env,
     bucket_holders,
+    each_analysed_twice,
     forwarded_times,
     kill,
     replay_start,
     running_bridge,
     shared_config,
     signals_received,
-    start_bridge_process,
+    start_shared_process,
     symbols_spread_over,
 )
 from tests.helpers.monitor import monitor_stack
@@ -95,19 +94,7 @@ async def test_killed_replica_streams_taken_over_no_close_lost(client, database_
     group = f"g-{uuid.uuid4().hex[:8]}"
     # speed 10: a 1m candle every 6 s, longer than a takeover: every close must be analysed.
     async with FakeBinance(start=start, speed=10, auto_series=True) as fake, monitor_stack(client, database_url) as m:
-        env = bridge_env(
-            fake,
-            m.task_queue,
-            temporal_address,
-            SIGNAL_BRIDGE_MODE="shared",
-            DATABASE_URL=database_url,
-            SIGNAL_BRIDGE_GROUP=group,
-            SIGNAL_BRIDGE_BUCKETS=16,
-            SIGNAL_BRIDGE_OWNERSHIP_CHECK_SECONDS=1,
-        )
-        with tempfile.NamedTemporaryFile(prefix="bridge-", suffix=".log", delete=False) as fh:
-            log_path = fh.name
-        victim = start_bridge_process(env, log_path)
+        victim, log_path = start_shared_process(fake, m.task_queue, temporal_address, database_url, group, 1)
         try:
             await eventually(lambda: _holds_all(db, group), timeout=30, interval=0.2)
             cfg = shared_config(fake, m.task_queue, database_url, group, ownership_check_seconds=1.0)
@@ -119,12 +106,7 @@ async def test_killed_replica_streams_taken_over_no_close_lost(client, database_
                     m.proxy.script(row.signal_id, *[Answer.wait(55) for _ in range(100)])
                 handles = [await m.start(row.signal_id) for row in rows]
 
-                async def two_analysed_each():
-                    assert victim.poll() is None, open(log_path).read()[-3000:]
-                    for row in rows:
-                        assert len(await analysed_candles(db, row.signal_id)) >= 2
-
-                await eventually(two_analysed_each, timeout=90, interval=0.3)
+                await eventually(lambda: each_analysed_twice(db, rows, victim, log_path), timeout=90, interval=0.3)
                 first = {row.symbol: min(await analysed_candles(db, row.signal_id)) for row in rows}
                 kill(victim)
                 killed_at = time.monotonic()

@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -81,6 +82,25 @@ def start_bridge_process(env: dict[str, str], log_path: str) -> subprocess.Popen
     )
 
 
+def start_shared_process(
+    fake: FakeBinance, task_queue: str, temporal_address: str, database_url: str, group: str, check_seconds: float
+) -> tuple[subprocess.Popen, str]:
+    """A shared-mode replica (16 buckets) as a `signal-monitor bridge` subprocess, and its log file."""
+    env = bridge_env(
+        fake,
+        task_queue,
+        temporal_address,
+        SIGNAL_BRIDGE_MODE="shared",
+        DATABASE_URL=database_url,
+        SIGNAL_BRIDGE_GROUP=group,
+        SIGNAL_BRIDGE_BUCKETS=16,
+        SIGNAL_BRIDGE_OWNERSHIP_CHECK_SECONDS=check_seconds,
+    )
+    with tempfile.NamedTemporaryFile(prefix="bridge-", suffix=".log", delete=False) as fh:
+        log_path = fh.name
+    return start_bridge_process(env, log_path), log_path
+
+
 def kill(proc: subprocess.Popen) -> None:
     if proc.poll() is None:
         proc.send_signal(signal.SIGKILL)
@@ -91,6 +111,13 @@ async def analysed_candles(db, signal_id: str) -> list[int]:
     """Open times (ms) of the candles the monitor analysed, in analysis order."""
     rows = await analyses(db, signal_id)
     return [int(r["candle_open_time"].timestamp() * 1000) for r in rows if r["candle_open_time"] is not None]
+
+
+async def each_analysed_twice(db, rows, proc: subprocess.Popen, log_path: str) -> None:
+    """Every row's monitor has analysed at least two closes, and the replica process still runs."""
+    assert proc.poll() is None, open(log_path).read()[-3000:]
+    for row in rows:
+        assert len(await analysed_candles(db, row.signal_id)) >= 2
 
 
 def assert_each_once(times: list[int]) -> None:

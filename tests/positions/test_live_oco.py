@@ -11,10 +11,9 @@ from decimal import Decimal as D
 import asyncpg
 import pytest
 
-from activities.live.accounts import load_keys_file
-from activities.live.backend import LiveExecution, LiveSettings
+from activities.live.backend import LiveExecution
 from activities.live.client_ids import client_order_id, protective_key
-from tests.helpers.live import API_KEY, LiveAccount, live_exchange
+from tests.helpers.live import API_KEY, LiveAccount, live_backend
 from tests.positions.test_live_faults import agree, attempts, entry, exit_request
 from workflows.position.models import ModifyInput, ReconcileInput
 
@@ -24,14 +23,8 @@ async def live(db, database_url) -> AsyncIterator[tuple[LiveAccount, LiveExecuti
     from activities.database import create_pool
 
     pool: asyncpg.Pool = await create_pool(database_url, 4)
-    async with live_exchange() as account:
-        backend = LiveExecution(
-            pool,
-            load_keys_file(account.keys_file),
-            LiveSettings(exchange_url=account.exchange.base_url, recv_window_ms=2000, timeout_seconds=1.5),
-        )
-        yield account, backend
-        await backend.aclose()
+    async with live_backend(pool) as live:
+        yield live
     await pool.close()
 
 
