@@ -7,6 +7,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal as D
 
+from tests.helpers.books import long_book
 from workflows.common.candles import INTERVAL_MS, Kline
 from workflows.position import steps
 from workflows.position.actions import ValidatedAction
@@ -61,12 +62,7 @@ def open_state(**kw) -> PositionState:
         context=ctx(),
         status=PositionStatus.OPEN,
         position_id="p1",
-        entry_price=D(100),
-        initial_quantity=D(10),
-        quantity=D(10),
-        stop_loss=D(95),
-        take_profits=[D(105), D(110)],
-        best_price=D(100),
+        **long_book(),
         last_price=D(101),
         realized_pnl=D("-0.5"),
         fees_paid=D("0.5"),
