@@ -12,7 +12,6 @@ import uuid
 import pytest
 
 from fakes.binance import FakeBinance
-from fakes.llm_proxy import Answer
 from tests.helpers.bridge import (
     analysed_candles,
     assert_each_once,
@@ -27,9 +26,10 @@ from tests.helpers.bridge import (
     signals_received,
     start_shared_process,
     symbols_spread_over,
+    waiting_monitors,
 )
 from tests.helpers.monitor import monitor_stack
-from tests.helpers.support import eventually, insert_signal
+from tests.helpers.support import eventually
 from workflows.monitor.workflow import SignalMonitorWorkflow
 
 IV = 60_000
@@ -56,11 +56,7 @@ async def test_three_replicas_divide_the_streams_each_close_sent_once(client, da
             holders = await balanced(db, group, 3)
             symbols = symbols_spread_over(holders, per_holder=2)
             # One stream with two monitors: one close, two signals, one each.
-            rows = [await insert_signal(db, symbol=s, interval="1m", max_reanalyses=100) for s in symbols]
-            rows.append(await insert_signal(db, symbol=symbols[0], interval="1m", max_reanalyses=100))
-            for row in rows:
-                m.proxy.script(row.signal_id, *[Answer.wait(55) for _ in range(100)])
-            handles = [await m.start(row.signal_id) for row in rows]
+            rows, handles = await waiting_monitors(db, m, [*symbols, symbols[0]], 100)
 
             async def three_closes_analysed_each():
                 for row in rows:
@@ -101,10 +97,7 @@ async def test_killed_replica_streams_taken_over_no_close_lost(client, database_
             async with running_bridge(client, cfg) as survivor:
                 holders = await balanced(db, group, 2)
                 symbols = symbols_spread_over(holders, per_holder=2)
-                rows = [await insert_signal(db, symbol=s, interval="1m", max_reanalyses=100) for s in symbols]
-                for row in rows:
-                    m.proxy.script(row.signal_id, *[Answer.wait(55) for _ in range(100)])
-                handles = [await m.start(row.signal_id) for row in rows]
+                rows, handles = await waiting_monitors(db, m, symbols, 100)
 
                 await eventually(lambda: each_analysed_twice(db, rows, victim, log_path), timeout=90, interval=0.3)
                 first = {row.symbol: min(await analysed_candles(db, row.signal_id)) for row in rows}

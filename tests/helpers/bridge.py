@@ -20,11 +20,13 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from fakes.binance import FakeBinance
+from fakes.llm_proxy import Answer
 from fakes.temporal import closes_signalled
 from runtime.config import RUNNING_MONITORS_QUERY, BridgeSettings
 from signal_bridge.service import run_bridge
 from signal_bridge.stats import BridgeStats
-from tests.helpers.support import analyses, running_service
+from tests.helpers.monitor import Monitor
+from tests.helpers.support import SignalRow, analyses, insert_signal, running_service
 
 
 def bridge_config(fake: FakeBinance, task_queue: str, **overrides: object) -> BridgeSettings:
@@ -118,6 +120,15 @@ async def each_analysed_twice(db, rows, proc: subprocess.Popen, log_path: str) -
     assert proc.poll() is None, open(log_path).read()[-3000:]
     for row in rows:
         assert len(await analysed_candles(db, row.signal_id)) >= 2
+
+
+async def waiting_monitors(db, m: Monitor, symbols: list[str], closes: int) -> tuple[list[SignalRow], list]:
+    """A 1m signal per symbol (a symbol twice: two signals), each monitor started with a wait
+    scripted for each of its `closes` analyses; the rows and the handles, in that order."""
+    rows = [await insert_signal(db, symbol=s, interval="1m", max_reanalyses=closes) for s in symbols]
+    for row in rows:
+        m.proxy.script(row.signal_id, *[Answer.wait(55) for _ in range(closes)])
+    return rows, [await m.start(row.signal_id) for row in rows]
 
 
 def assert_each_once(times: list[int]) -> None:

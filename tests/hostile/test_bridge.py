@@ -13,7 +13,6 @@ import uuid
 import pytest
 
 from fakes.binance import FakeBinance
-from fakes.llm_proxy import Answer
 from signal_bridge.ownership import STALE_STEPS
 from tests.helpers.bridge import (
     analysed_candles,
@@ -26,9 +25,10 @@ from tests.helpers.bridge import (
     shared_config,
     start_shared_process,
     symbols_spread_over,
+    waiting_monitors,
 )
 from tests.helpers.monitor import monitor_stack
-from tests.helpers.support import eventually, insert_signal
+from tests.helpers.support import eventually
 
 CHECK_S = 0.5
 STALE_S = STALE_STEPS * CHECK_S
@@ -69,10 +69,7 @@ async def test_a_sigstopped_replica_is_fenced_and_its_streams_lose_no_close(clie
                 from signal_bridge.buckets import bucket_of
 
                 frozen_streams = [s for s in symbols if bucket_of((s, "1m"), 16) in holders[victim_pid]]
-                rows = [await insert_signal(db, symbol=s, interval="1m", max_reanalyses=500) for s in symbols]
-                for row in rows:
-                    m.proxy.script(row.signal_id, *[Answer.wait(55) for _ in range(500)])
-                handles = [await m.start(row.signal_id) for row in rows]
+                rows, handles = await waiting_monitors(db, m, symbols, 500)
 
                 await eventually(lambda: each_analysed_twice(db, rows, victim, log_path), timeout=90, interval=0.3)
                 victim.send_signal(signal.SIGSTOP)
