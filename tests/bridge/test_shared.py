@@ -18,6 +18,7 @@ from tests.helpers.bridge import (
     assert_fake_rules_kept,
     bucket_holders,
     each_analysed_twice,
+    forwarded_since,
     forwarded_times,
     kill,
     replay_start,
@@ -110,11 +111,7 @@ async def test_killed_replica_streams_taken_over_no_close_lost(client, database_
                 await eventually(took_over, timeout=30, interval=0.1)
                 takeover_s = survivor.ownership_changed_at - killed_at
 
-                async def three_more_each():
-                    for s in symbols:
-                        assert len([t for t in forwarded_times(survivor, s, "1m") if t > first[s]]) >= 4
-
-                await eventually(three_more_each, timeout=60, interval=0.3)
+                await eventually(lambda: forwarded_since(survivor, first, 4), timeout=60, interval=0.3)
                 last = {s: max(forwarded_times(survivor, s, "1m")) for s in symbols}
                 analysed = {}
 

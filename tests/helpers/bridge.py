@@ -147,6 +147,12 @@ def forwarded_times(stats: BridgeStats, symbol: str, interval: str) -> list[int]
     return [t for s, i, t, _ in stats.recent_forwards if (s, i) == (symbol, interval)]
 
 
+async def forwarded_since(stats: BridgeStats, since: dict[str, int], at_least: int) -> None:
+    """Each stream in `since` (symbol -> open time, 1m) had `at_least` closes forwarded after it."""
+    for s, t0 in since.items():
+        assert len([t for t in forwarded_times(stats, s, "1m") if t > t0]) >= at_least
+
+
 def unique_symbol(prefix: str = "T") -> str:
     """A symbol no other test uses, so streams are not shared between tests."""
     return f"{prefix}{uuid.uuid4().hex[:8].upper()}USDT"
