@@ -115,10 +115,9 @@ def _loaded_contexts(path: Path) -> list[dict]:
     found = []
     for e in json.loads(path.read_text())["events"]:
         done = e.get("activityTaskCompletedEventAttributes")
-        for payload in (done or {}).get("result", {}).get("payloads", []):
-            if "data" not in payload:
-                continue  # a null result
-            value = json.loads(base64.b64decode(payload["data"]))
+        result = (done or {}).get("result", {})
+        if "data" in (result.get("payloads") or [{}])[0]:  # not a null result
+            value = payload(result)
             if isinstance(value, dict) and "max_reanalyses" in value and "signal_time" in value:
                 found.append(value)
     return found

@@ -103,10 +103,9 @@ def _has_setting(path: Path) -> bool:
     """Whether a loaded PositionContext in the history sets management_min_move_pct."""
     for e in json.loads(path.read_text())["events"]:
         done = e.get("activityTaskCompletedEventAttributes")
-        for payload in (done or {}).get("result", {}).get("payloads", []):
-            if "data" not in payload:
-                continue  # a null result
-            value = json.loads(base64.b64decode(payload["data"]))
+        result = (done or {}).get("result", {})
+        if "data" in (result.get("payloads") or [{}])[0]:  # not a null result
+            value = payload(result)
             if isinstance(value, dict) and value.get("management_min_move_pct"):
                 return True
     return False
