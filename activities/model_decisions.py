@@ -254,16 +254,21 @@ def _raw(text: str | None) -> str | None:
     return text[:RAW_ANSWER_CHARS] if text is not None else None
 
 
-def analysis_from(decided: Decided, computed: dict[str, Any]) -> Analysis:
-    call, checked = decided.call, decided.checked
-    common = {
+def _answer_fields(decided: Decided) -> dict[str, Any]:
+    """The fields an analysis and a management answer both take from the model call."""
+    call = decided.call
+    return {
         "raw_ai_response": _raw(decided.text),
         "latency_ms": call["latency_ms"],
         "tokens_used": (call["tokens_in"] or 0) + (call["tokens_out"] or 0) or None,
         "model_name": call["model_served"] or call["model_requested"],
-        "technical_indicators": computed or None,
         "model_call": ModelCall(**call),
     }
+
+
+def analysis_from(decided: Decided, computed: dict[str, Any]) -> Analysis:
+    call, checked = decided.call, decided.checked
+    common = {**_answer_fields(decided), "technical_indicators": computed or None}
     if not checked.usable or not isinstance(checked, CheckedAnalysis):
         return Analysis(
             decision="wait",
@@ -284,13 +289,7 @@ def analysis_from(decided: Decided, computed: dict[str, Any]) -> Analysis:
 
 def management_from(decided: Decided) -> ManagementAnswer:
     call, checked = decided.call, decided.checked
-    common = {
-        "raw_ai_response": _raw(decided.text),
-        "latency_ms": call["latency_ms"],
-        "tokens_used": (call["tokens_in"] or 0) + (call["tokens_out"] or 0) or None,
-        "model_name": call["model_served"] or call["model_requested"],
-        "model_call": ModelCall(**call),
-    }
+    common = _answer_fields(decided)
     if not checked.usable or not isinstance(checked, CheckedManagement):
         return ManagementAnswer(
             action="hold", confidence=0.0, reasoning=f"abstained: {call['abstain_reason']}", **common

@@ -8,33 +8,29 @@
 --                                    table), `cache` (the backtest's answer cache: no call); NULL unknown
 --   model_latency_ms / model_attempts  the calls of the decision (2 after the one re-ask)
 --   abstained / abstain_reason       the answer was unusable twice: recorded as wait / hold
-ALTER TABLE signal_analyses ADD COLUMN IF NOT EXISTS model_requested text;
-ALTER TABLE signal_analyses ADD COLUMN IF NOT EXISTS model_served text;
-ALTER TABLE signal_analyses ADD COLUMN IF NOT EXISTS prompt_version text;
-ALTER TABLE signal_analyses ADD COLUMN IF NOT EXISTS prompt_sha256 text;
-ALTER TABLE signal_analyses ADD COLUMN IF NOT EXISTS tokens_in integer;
-ALTER TABLE signal_analyses ADD COLUMN IF NOT EXISTS tokens_out integer;
-ALTER TABLE signal_analyses ADD COLUMN IF NOT EXISTS tokens_cached integer;
-ALTER TABLE signal_analyses ADD COLUMN IF NOT EXISTS cost_usd numeric(14, 8);
-ALTER TABLE signal_analyses ADD COLUMN IF NOT EXISTS cost_source text;
-ALTER TABLE signal_analyses ADD COLUMN IF NOT EXISTS model_latency_ms integer;
-ALTER TABLE signal_analyses ADD COLUMN IF NOT EXISTS model_attempts integer;
-ALTER TABLE signal_analyses ADD COLUMN IF NOT EXISTS abstained boolean;
-ALTER TABLE signal_analyses ADD COLUMN IF NOT EXISTS abstain_reason text;
-
-ALTER TABLE position_management_decisions ADD COLUMN IF NOT EXISTS model_requested text;
-ALTER TABLE position_management_decisions ADD COLUMN IF NOT EXISTS model_served text;
-ALTER TABLE position_management_decisions ADD COLUMN IF NOT EXISTS prompt_version text;
-ALTER TABLE position_management_decisions ADD COLUMN IF NOT EXISTS prompt_sha256 text;
-ALTER TABLE position_management_decisions ADD COLUMN IF NOT EXISTS tokens_in integer;
-ALTER TABLE position_management_decisions ADD COLUMN IF NOT EXISTS tokens_out integer;
-ALTER TABLE position_management_decisions ADD COLUMN IF NOT EXISTS tokens_cached integer;
-ALTER TABLE position_management_decisions ADD COLUMN IF NOT EXISTS cost_usd numeric(14, 8);
-ALTER TABLE position_management_decisions ADD COLUMN IF NOT EXISTS cost_source text;
-ALTER TABLE position_management_decisions ADD COLUMN IF NOT EXISTS model_latency_ms integer;
-ALTER TABLE position_management_decisions ADD COLUMN IF NOT EXISTS model_attempts integer;
-ALTER TABLE position_management_decisions ADD COLUMN IF NOT EXISTS abstained boolean;
-ALTER TABLE position_management_decisions ADD COLUMN IF NOT EXISTS abstain_reason text;
+-- The same columns on both decision tables, from one list.
+DO $$
+DECLARE
+    decision_table text;
+BEGIN
+    FOREACH decision_table IN ARRAY ARRAY['signal_analyses', 'position_management_decisions'] LOOP
+        EXECUTE format('ALTER TABLE %I ', decision_table) || array_to_string(ARRAY[
+            'ADD COLUMN IF NOT EXISTS model_requested text',
+            'ADD COLUMN IF NOT EXISTS model_served text',
+            'ADD COLUMN IF NOT EXISTS prompt_version text',
+            'ADD COLUMN IF NOT EXISTS prompt_sha256 text',
+            'ADD COLUMN IF NOT EXISTS tokens_in integer',
+            'ADD COLUMN IF NOT EXISTS tokens_out integer',
+            'ADD COLUMN IF NOT EXISTS tokens_cached integer',
+            'ADD COLUMN IF NOT EXISTS cost_usd numeric(14, 8)',
+            'ADD COLUMN IF NOT EXISTS cost_source text',
+            'ADD COLUMN IF NOT EXISTS model_latency_ms integer',
+            'ADD COLUMN IF NOT EXISTS model_attempts integer',
+            'ADD COLUMN IF NOT EXISTS abstained boolean',
+            'ADD COLUMN IF NOT EXISTS abstain_reason text'
+        ], ', ');
+    END LOOP;
+END $$;
 
 -- Cost controls (NULL = off): a close whose price moved less than this percent since the last
 -- analysed close (the last managed close, for positions) is not sent to the model.
