@@ -26,6 +26,7 @@ with workflow.unsafe.imports_passed_through():
     import workflows.common.parsing as parsing
     import workflows.common.price_gate as price_gate
     import workflows.common.search_attributes as sa
+    import workflows.common.start_input as start_input
     import workflows.monitor.candle_gate as candle_gate
     import workflows.monitor.inputs as inputs
     import workflows.monitor.outcomes as outcomes
@@ -37,7 +38,6 @@ with workflow.unsafe.imports_passed_through():
     from workflows.common.ended import Ended
     from workflows.common.patches import (
         CANCEL_DURING_ACTIVITY_PATCH,
-        CANONICAL_SIGNAL_ID_PATCH,
         CONTINUE_AS_NEW_FIRST_PATCH,
         FUTURE_CANDLES_PATCH,
         LOCAL_RECORD_PATCH,
@@ -71,15 +71,9 @@ with workflow.unsafe.imports_passed_through():
 class SignalMonitorWorkflow:
     @workflow.init
     def __init__(self, *args: object) -> None:
-        # The raw input is validated here, not by the data converter: an input the monitor cannot
-        # use must fail the workflow (in `run`), never its task over and over.
-        self._refused: ApplicationError | None = None
-        try:
-            started = inputs.parse_start(
-                args, workflow.info().workflow_id, lambda: workflow.patched(CANONICAL_SIGNAL_ID_PATCH)
-            )
-        except ApplicationError as err:
-            self._refused, started = err, SignalMonitorInput(signal_id="-")
+        # An input the monitor cannot use fails the workflow in `run` (`-`: that run touches nothing).
+        parsed, self._refused = start_input.started_or_refused(inputs.parse_start, args)
+        started = parsed or SignalMonitorInput(signal_id="-")
         self._signal_id = started.signal_id
         self._s = started.carried or MonitorState(runs=0)
         self._s.runs += 1

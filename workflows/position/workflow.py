@@ -27,6 +27,7 @@ with workflow.unsafe.imports_passed_through():
     import workflows.common.parsing as parsing
     import workflows.common.price_gate as price_gate
     import workflows.common.search_attributes as sa
+    import workflows.common.start_input as start_input
     import workflows.position.candle_gate as candle_gate
     import workflows.position.inputs as inputs
     import workflows.position.steps as steps
@@ -37,7 +38,6 @@ with workflow.unsafe.imports_passed_through():
     from workflows.common.display import candle_span, plain
     from workflows.common.ended import Ended
     from workflows.common.patches import (
-        CANONICAL_SIGNAL_ID_PATCH,
         LIVE_RECONCILE_PATCH,
         POSITION_DUST_REMAINDER_PATCH,
         POSITION_FUTURE_CANDLES_PATCH,
@@ -68,15 +68,8 @@ with workflow.unsafe.imports_passed_through():
 class PositionManagerWorkflow:
     @workflow.init
     def __init__(self, *args: object) -> None:
-        # The raw input is validated here, not by the data converter: an input the position cannot
-        # use must fail the workflow (in `run`), never its task over and over.
-        self._refused: ApplicationError | None = None
-        try:
-            started = inputs.parse_start(
-                args, workflow.info().workflow_id, lambda: workflow.patched(CANONICAL_SIGNAL_ID_PATCH)
-            )
-        except ApplicationError as err:
-            self._refused, started = err, None
+        # An input the position cannot use fails the workflow in `run`.
+        started, self._refused = start_input.started_or_refused(inputs.parse_start, args)
         self._input = started
         self._s = inputs.initial_state(started)
         self._early: list[Kline] = []
