@@ -7,7 +7,7 @@ import uuid
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -17,6 +17,10 @@ from workflows.common.models import ProxyAnswer
 from workflows.position.actions import ManageAction
 from workflows.position.paper import Side
 from workflows.position.risk import ExitKind, RiskSettings
+
+ExchangeTarget = Annotated[
+    Decimal | None, Field(description="the target that closes all that is left: a live account rests it (OCO)")
+]
 
 
 class PositionStatus(StrEnum):
@@ -155,9 +159,7 @@ class OpenPositionInput(BaseModel):
     stake: Decimal
     stop_loss: Decimal | None
     take_profits: list[Decimal]
-    exchange_target: Decimal | None = Field(
-        default=None, description="the target that closes all that is left: a live account rests it (OCO)"
-    )
+    exchange_target: ExchangeTarget = None
 
 
 class OpenedPosition(BaseModel):
@@ -189,9 +191,7 @@ class ModifyInput(BaseModel):
     position_id: str
     stop_loss: Decimal | None
     take_profits: list[Decimal]
-    exchange_target: Decimal | None = Field(
-        default=None, description="the target that closes all that is left: a live account rests it (OCO)"
-    )
+    exchange_target: ExchangeTarget = None
 
 
 class PreviousManagement(BaseModel):

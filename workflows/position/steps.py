@@ -143,13 +143,7 @@ def adopted(s: PositionState, ctx: PositionContext, existing: ExistingPosition, 
 
 def already_closed_signal(ctx: PositionContext, existing: ExistingPosition) -> CloseSignalInput:
     """A start over a position whose row is already closed: the signal closes with that P&L."""
-    return CloseSignalInput(
-        signal_id=ctx.signal_id,
-        trader_id=ctx.trader_id,
-        reason=f"position closed: {existing.close_reason or 'closed'}: found closed by a new run"[:SIGNAL_REASON_MAX],
-        realized_pnl=existing.realized_pnl,
-        max_consecutive_losses=ctx.max_consecutive_losses,
-    )
+    return _signal_closed(ctx, f"{existing.close_reason or 'closed'}: found closed by a new run", existing.realized_pnl)
 
 
 def unopened_signal(ctx: PositionContext, reason: str) -> CloseSignalInput:
@@ -462,11 +456,15 @@ def closing(s: PositionState, code: str, now: datetime) -> None:
 
 def closed_signal(ctx: PositionContext, s: PositionState, code: str, reason: str) -> CloseSignalInput:
     """The signal becomes `closed` with the position's P&L (the trader's loss streak counted)."""
+    return _signal_closed(ctx, f"{code}: {reason}", s.realized_pnl)
+
+
+def _signal_closed(ctx: PositionContext, why: str, realized_pnl: Decimal) -> CloseSignalInput:
     return CloseSignalInput(
         signal_id=ctx.signal_id,
         trader_id=ctx.trader_id,
-        reason=f"position closed: {code}: {reason}"[:SIGNAL_REASON_MAX],
-        realized_pnl=s.realized_pnl,
+        reason=f"position closed: {why}"[:SIGNAL_REASON_MAX],
+        realized_pnl=realized_pnl,
         max_consecutive_losses=ctx.max_consecutive_losses,
     )
 
