@@ -149,19 +149,27 @@ def check_levels(levels: dict[str, Any], last_close: float, atr: float | None) -
     return errors
 
 
+def _decoded(text: str | None, schema: dict[str, Any]) -> tuple[dict[str, Any] | None, list[str]]:
+    """The answer as one JSON object of the schema's shape, else None and why (at most 8 reasons)."""
+    value, error = decode(text)
+    if value is None:
+        return None, [error or "unusable"]
+    errors: list[str] = []
+    _shape(value, schema, "answer", errors)
+    if errors:
+        return None, errors[:8]
+    return value, []
+
+
 @dataclass
 class CheckedAnalysis(Checked):
     decision: ProxyDecision = "wait"
 
 
 def parse_analysis(text: str | None, last_close: float, atr: float | None) -> CheckedAnalysis:
-    value, error = decode(text)
+    value, errors = _decoded(text, ANALYSIS_SCHEMA)
     if value is None:
-        return CheckedAnalysis(errors=[error or "unusable"])
-    errors: list[str] = []
-    _shape(value, ANALYSIS_SCHEMA, "answer", errors)
-    if errors:
-        return CheckedAnalysis(errors=errors[:8])
+        return CheckedAnalysis(errors=errors)
     decision = normalise_proxy_decision(value["decision"])
     if decision is None:
         return CheckedAnalysis(errors=[f"unknown decision {value['decision']!r}"])
@@ -180,13 +188,9 @@ class CheckedManagement(Checked):
 
 
 def parse_management(text: str | None, side: str, market: Decimal, open_quantity: Decimal) -> CheckedManagement:
-    value, error = decode(text)
+    value, errors = _decoded(text, MANAGEMENT_SCHEMA)
     if value is None:
-        return CheckedManagement(errors=[error or "unusable"])
-    errors: list[str] = []
-    _shape(value, MANAGEMENT_SCHEMA, "answer", errors)
-    if errors:
-        return CheckedManagement(errors=errors[:8])
+        return CheckedManagement(errors=errors)
     if not value["reasoning"].strip():
         return CheckedManagement(errors=["reasoning is empty"])
     action: ManageAction = value["action"]
