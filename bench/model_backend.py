@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import timedelta
-from decimal import Decimal
 
 from bench.report import Report, percentile
 
@@ -54,25 +52,14 @@ def cpu(rep: Report) -> None:
 
 async def latency_bound(rep: Report, quick: bool) -> None:
     from backtest.concurrent import run_concurrent
-    from backtest.inputs import TraderSettings, every_n, load_candles
     from backtest.model_run import ModelRun
     from backtest.sandbox import sandbox
-    from backtest.spec import BacktestSpec, ProxyTarget
-    from fakes.binance.ohlcv import SAMPLE_FILE
+    from backtest.spec import ProxyTarget
     from fakes.model import STANDIN_MODEL, FakeModel
+    from tests.helpers.backtest import sample_spec
 
     delay, concurrency = (1.0 if quick else 4.0), 4
-    candles = load_candles(SAMPLE_FILE, "1m")
-    settings = TraderSettings(
-        max_reanalyses=3,
-        min_confidence_to_enter=70,
-        max_monitoring_duration=timedelta(minutes=10),
-        paper_stake=Decimal(1000),
-        fee_rate=Decimal("0.001"),
-        slippage=Decimal(0),
-        max_position_duration=timedelta(minutes=10),
-    )
-    spec = BacktestSpec("BTCUSDT", "1m", candles, every_n(candles, 15), settings)
+    spec = sample_spec()
     unused = ProxyTarget("unused", "http://127.0.0.1:9/unused", "unused")
     walls, calls = {}, 0
     async with sandbox() as box:

@@ -24,7 +24,7 @@ from backtest.sandbox import Sandbox, start_time_skipping
 from backtest.spec import BacktestSpec, ProxyTarget
 from fakes.binance.ohlcv import SAMPLE_FILE
 from fakes.model import STANDIN_MODEL, FakeModel
-from tests.test_backtest import CANDLES, SETTINGS, SIGNALS
+from tests.helpers.backtest import CANDLES, SETTINGS, SIGNALS
 
 UNUSED = ProxyTarget("unused", "http://127.0.0.1:9/unused", "unused")
 
