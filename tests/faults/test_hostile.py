@@ -45,6 +45,19 @@ from workflows.monitor.workflow import SignalMonitorWorkflow
 
 # Every monitor this module ran: the last test looks at all of them.
 SEEN: list[str] = []
+
+
+@pytest.fixture
+async def wedge_checked(client):
+    """After the case: none of the monitors it started had a failing workflow task or retried a
+    permanent error. Per case, since the parallel run may place a module's cases on different workers."""
+    before = len(SEEN)
+    yield
+    added = SEEN[before:]
+    assert added, "the case recorded the monitors it started in SEEN"
+    await assert_no_wedged_monitors(client, added)
+
+
 SCRIPT = str(BIN / "signal-monitor")
 SWEEP = 0.5  # the intake's sweep period here: reconciliation is bounded by it (plus visibility lag)
 
@@ -97,6 +110,7 @@ BAD_ROWS: dict[str, tuple[dict[str, Any], str | None, str]] = {
 }
 
 
+@pytest.mark.usefixtures("wedge_checked")
 async def test_bad_signal_and_trader_rows_fail_the_signal_at_once(client, own_db):
     url, db = own_db
     rows: dict[str, SignalRow] = {}
@@ -163,6 +177,7 @@ async def _idle(handle, analysed: int) -> None:
     assert state.counts.analysed == analysed and not state.analysing, state.counts
 
 
+@pytest.mark.usefixtures("wedge_checked")
 async def test_rows_of_monitors_ended_around_their_code_are_corrected(client, own_db):
     url, db = own_db
     names = ("terminated", "timed out", "reset", "failed", "cancelled")
@@ -305,6 +320,7 @@ async def test_the_wedge_check_catches_a_failing_task_and_a_retried_permanent_er
 # --- case 10: a key with a trailing newline ---------------------------------------------------------
 
 
+@pytest.mark.usefixtures("wedge_checked")
 async def test_a_key_with_a_newline_is_refused_and_never_shown(client, own_db, temporal_address, caplog):
     url, db = own_db
     key = "sk-llm-" + uuid.uuid4().hex
@@ -365,6 +381,7 @@ async def _cli(client, *argv: str) -> tuple[int, str, str]:
     return code, out.getvalue(), err.getvalue()
 
 
+@pytest.mark.usefixtures("wedge_checked")
 async def test_cli_pipes_timeouts_unanswered_queries_and_foreign_monitors(client, own_db, temporal_address):
     url, db = own_db
     row = await insert_signal(db, interval="1m", max_reanalyses=10, auto_analyze=False)
@@ -432,14 +449,6 @@ async def test_cli_pipes_timeouts_unanswered_queries_and_foreign_monitors(client
             "CLI: closed pipes, bad timeouts, unanswered query, foreign monitor",
             [Expectation(row.signal_id, set())],
         )
-
-
-# --- after every case ---------------------------------------------------------------------------------
-
-
-async def test_no_monitor_has_a_failing_workflow_task_or_retried_a_permanent_error(client):
-    assert SEEN, "run with the cases above"
-    await assert_no_wedged_monitors(client, SEEN)
 
 
 def test_the_bad_rows_cover_the_issue():
