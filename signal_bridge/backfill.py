@@ -35,6 +35,8 @@ from .stats import BridgeStats
 # More missed closes than this (a long outage) are counted, not sent: a monitor would analyse only
 # the newest anyway, and a position's stop check on an hour-old close changes nothing now.
 MAX_BACKFILL_CLOSES = 100
+# A stream taken over from a replica gets at least this many of its latest closes again (see _one).
+TAKEOVER_CANDLES = 10
 
 T = TypeVar("T")
 
@@ -93,9 +95,12 @@ class Backfiller:
         limit = 2
         window_start = None  # a stream this replica never sent: closes since here (takeover window)
         if last is None and iv and self.cfg.mode == "shared":
-            # Three takeover times back: the freeze began before the fencing, and REST may answer
-            # late. Closes the monitors already had come again as duplicates, which they drop.
-            window_ms = int(3 * (STALE_STEPS + 2) * self.cfg.ownership_check_seconds * 1000)
+            # Three takeover times back, and never fewer than TAKEOVER_CANDLES candles: the freeze
+            # began before the fencing, REST may answer late, and the exchange's clock may run
+            # faster than ours (a replay), so wall seconds alone can miss closes. Closes the monitors
+            # already had come again as duplicates, which they drop.
+            takeover_ms = int(3 * (STALE_STEPS + 2) * self.cfg.ownership_check_seconds * 1000)
+            window_ms = max(takeover_ms, TAKEOVER_CANDLES * iv)
             window_start = server_time - window_ms - iv
             limit = int(min(MAX_BACKFILL_CLOSES + 1, window_ms // iv + 3))
         if last is not None and iv:
