@@ -1,6 +1,6 @@
 """A local stand-in for the platform's llm-proxy ``analyze-signal`` endpoint.
 
-See ``/work/shared/llm-proxy-contract.md`` for the contract it imitates. Three uses:
+See ``docs/contracts/llm-proxy.md`` for the contract it imitates. Three uses:
 
 * **tests**: a scriptable fake with failure modes, recording what the monitor sent::
 
