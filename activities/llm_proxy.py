@@ -22,10 +22,10 @@ from temporalio.exceptions import ApplicationError
 
 from activities import activity_metrics
 from activities.redaction import Redactor
-from workflows import names
-from workflows.decisions import normalise_proxy_decision
-from workflows.models import Analysis, AnalyzeSignalInput
-from workflows.position_models import ManagementAnswer
+from workflows.common import names
+from workflows.monitor.decisions import normalise_proxy_decision
+from workflows.monitor.models import Analysis, AnalyzeSignalInput
+from workflows.position.models import ManagementAnswer
 
 if TYPE_CHECKING:
     from activities.llm_pacing import LlmCallPacer
@@ -34,7 +34,7 @@ TRIGGER_SOURCE = "monitoring-worker"
 MAX_RETRY_AFTER = timedelta(minutes=5)
 _HEARTBEAT_EVERY = 2.0
 
-# Error types (workflows/names.py, where the workflow's RetryPolicy names those no retry helps).
+# Error types (workflows/common/names.py, where the workflow's RetryPolicy names those no retry helps).
 AUTH_ERROR = names.LLM_AUTH_ERROR
 REQUEST_REJECTED = names.LLM_REQUEST_REJECTED
 RATE_LIMITED = names.LLM_RATE_LIMITED

@@ -3,7 +3,7 @@
 Four activities, each idempotent under the key the workflow derives (signal id + candle + action):
 `open_position`, `modify_position` (stop-loss / take-profit), `reduce_position`, `close_position`.
 `PaperExecution` (the default and only backend today) fills against the candle stream with the
-rules of workflows/paper.py and writes the platform's tables: one `orders` row per fill (its id is
+rules of workflows/position/paper.py and writes the platform's tables: one `orders` row per fill (its id is
 `paper-<key>`, so a retried or replayed call finds its own order instead of placing a second) and
 the `positions` row (`paper-<signal id>`), both in one transaction. A live backend (the platform's
 executor, or ccxt) would implement the same four names, taking its fills from the exchange."""
@@ -20,9 +20,9 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.db_errors import permanent_errors
-from workflows import names
-from workflows.paper import PaperRules, fee, gross_pnl, market_fill_price, price, size_for_stake
-from workflows.position_models import Fill, ModifyInput, OpenedPosition, OpenPositionInput, OrderInput
+from workflows.common import names
+from workflows.position.models import Fill, ModifyInput, OpenedPosition, OpenPositionInput, OrderInput
+from workflows.position.paper import PaperRules, fee, gross_pnl, market_fill_price, price, size_for_stake
 
 QUOTES = ("USDT", "USDC", "FDUSD", "BUSD", "TUSD", "BTC", "ETH", "BNB", "EUR", "TRY")
 

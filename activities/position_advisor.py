@@ -12,9 +12,9 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.llm_proxy import BAD_ANSWER, LlmProxy, answer_parts, envelope_data
-from workflows import names
-from workflows.position_actions import MANAGE_ACTIONS
-from workflows.position_models import ManagementAnswer, ManagePositionInput
+from workflows.common import names
+from workflows.position.actions import MANAGE_ACTIONS
+from workflows.position.models import ManagementAnswer, ManagePositionInput
 
 
 def build_manage_body(input: ManagePositionInput) -> dict[str, Any]:

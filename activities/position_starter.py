@@ -9,8 +9,9 @@ from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from workflows import names
-from workflows.position_models import PositionManagerInput, StartedPosition, StartPositionInput
+from workflows.common import names
+from workflows.monitor.models import StartedPosition, StartPositionInput
+from workflows.position.models import PositionManagerInput
 
 
 async def start_position(client: Client, input: StartPositionInput) -> StartedPosition:

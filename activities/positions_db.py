@@ -13,9 +13,8 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.db_errors import permanent_errors
-from workflows import names
-from workflows.paper import price
-from workflows.position_models import (
+from workflows.common import names
+from workflows.position.models import (
     ClosedSignal,
     CloseSignalInput,
     LoadPositionInput,
@@ -23,7 +22,8 @@ from workflows.position_models import (
     RecordDecisionInput,
     RecordedDecision,
 )
-from workflows.position_risk import RiskSettings
+from workflows.position.paper import price
+from workflows.position.risk import RiskSettings
 
 
 def _uuid(value: str) -> uuid.UUID:

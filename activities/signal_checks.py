@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from workflows.outcomes import MAX_REANALYSES_CEILING
+from workflows.monitor.outcomes import MAX_REANALYSES_CEILING
 
 # MAX_REANALYSES_CEILING is the `set_limit` Update's: a limit above it is a typo or an attack, not a plan.
 # A signal is monitored for at most this long (a month of 1m candles is already 43,200 closes).

@@ -17,9 +17,9 @@ from activities import signal_checks as checks
 from activities.db_errors import no_retry_on_permanent_errors
 from activities.exact import positive_decimal, to_decimal
 from activities.platform_schema import InitialAnalysis
-from workflows import names
-from workflows.decisions import normalise_proxy_decision
-from workflows.models import (
+from workflows.common import names
+from workflows.monitor.decisions import normalise_proxy_decision
+from workflows.monitor.models import (
     TERMINAL_SIGNAL_STATUSES,
     Analysis,
     FindPlatformAnalysisInput,

@@ -24,7 +24,7 @@ from backtest.inputs import Candle, SignalSpec, interval_ms
 from backtest.report import iso
 from backtest.spec import BacktestSpec
 from intake.starting import start_monitor
-from workflows.names import CANDLE_CLOSED_SIGNAL, CLOSE_UPDATE, STATE_QUERY, position_workflow_id_for
+from workflows.common.names import CANDLE_CLOSED_SIGNAL, CLOSE_UPDATE, STATE_QUERY, position_workflow_id_for
 
 log = logging.getLogger("signal_monitor.backtest")
 

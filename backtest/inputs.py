@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from workflows.candles import INTERVAL_MS
+from workflows.common.candles import INTERVAL_MS
 
 CSV_HEADER = ("open_time_ms", "open", "high", "low", "close", "volume")
 KLINES_LIMIT = 1000  # Binance's maximum rows per GET /api/v3/klines

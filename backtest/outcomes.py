@@ -15,7 +15,7 @@ from backtest.feed import Feed, Monitor, Position
 from backtest.inputs import interval_ms
 from backtest.report import Decision, SignalOutcome
 from backtest.trades import Side, Trade, would_have_won
-from workflows.names import STATE_QUERY
+from workflows.common.names import STATE_QUERY
 
 # The position manager's close codes in the report's words.
 EXIT_REASONS = {"max_position_duration": "duration", "close_action": "close"}

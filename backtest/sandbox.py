@@ -23,7 +23,7 @@ from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, Telemetr
 from temporalio.testing import WorkflowEnvironment
 
 from migrations.runner import migrate
-from workflows import search_attributes as sa
+from workflows.common import search_attributes as sa
 
 
 class SandboxError(RuntimeError):

@@ -1,5 +1,5 @@
 """A backtest's trade (as the position manager ran it) and the would-have-won test of a signal
-that was not entered, on the paper backend's own fill rules (workflows/paper.py). Pure."""
+that was not entered, on the paper backend's own fill rules (workflows/position/paper.py). Pure."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from typing import Literal
 from pydantic import BaseModel
 
 from backtest.inputs import Candle
-from workflows.paper import Bar, stop_fill_price, target_fill_price
-from workflows.paper import Side as PaperSide
+from workflows.position.paper import Bar, stop_fill_price, target_fill_price
+from workflows.position.paper import Side as PaperSide
 
 Side = Literal["buy", "sell"]
 

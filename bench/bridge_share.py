@@ -42,7 +42,7 @@ from bench.stack import REPO, Stack
 from fakes.binance import FakeBinance
 from fakes.temporal import closes_signalled
 from signal_bridge.ownership import lock_space
-from workflows.search_attributes import SIGNAL_INTERVAL, SIGNAL_SYMBOL
+from workflows.common.search_attributes import SIGNAL_INTERVAL, SIGNAL_SYMBOL
 
 MONITOR_TYPE = "BridgeShareMonitor"
 INTERVAL, IV = "1m", 60_000

@@ -15,8 +15,8 @@ from temporalio.client import Client
 
 from bench.floor import FLOOR_WORKFLOW
 from intake.starting import start_monitor
-from workflows.candles import INTERVAL_MS
-from workflows.names import CANDLE_CLOSED_SIGNAL, workflow_id_for
+from workflows.common.candles import INTERVAL_MS
+from workflows.common.names import CANDLE_CLOSED_SIGNAL, workflow_id_for
 
 INTERVAL = "1m"
 _STEP = INTERVAL_MS[INTERVAL]

@@ -22,7 +22,7 @@ from bench.stack import (
     wait_floor_done,
     workers,
 )
-from workflows.signal_monitor import SignalMonitorWorkflow
+from workflows.monitor.workflow import SignalMonitorWorkflow
 
 SUGGESTED_EVENTS = 4096
 SUGGESTED_BYTES = 4 * 1024 * 1024

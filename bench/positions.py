@@ -23,9 +23,9 @@ from bench.history_cost import settled
 from bench.report import ratio
 from bench.stack import Section, Stack, wait_floor_done
 from fakes.llm_proxy import ManageAnswer
-from workflows import names
-from workflows.position_manager import PositionManagerWorkflow
-from workflows.position_models import PositionManagerInput
+from workflows.common import names
+from workflows.position.models import PositionManagerInput
+from workflows.position.workflow import PositionManagerWorkflow
 
 MANAGE, RECORD = names.MANAGE_POSITION_ACTIVITY, names.RECORD_POSITION_DECISION_ACTIVITY
 # Entered an hour ago, so the closes a position manages are closes of the past (a position, like

@@ -17,8 +17,8 @@ from pydantic import BaseModel, Field
 
 from runtime import platform_rows
 from signal_bridge.rest_klines import Candle, latest_closed
-from workflows.candles import INTERVAL_MS
-from workflows.names import workflow_id_for
+from workflows.common.candles import INTERVAL_MS
+from workflows.common.names import workflow_id_for
 
 SYMBOL_RE = re.compile(r"^[A-Z0-9]{2,20}$")
 DEFAULT_STRATEGY = "Enter on a confirmed breakout with rising volume; stop below the last swing low."

@@ -36,11 +36,11 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from intake.monitor_identity import same_signal, started_for
 from runtime.config import Settings
-from workflows import names
-from workflows import search_attributes as sa
-from workflows.candles import INTERVAL_MS
-from workflows.models import DecisionRecord, MonitorResult, MonitorState
-from workflows.timefmt import utc_text
+from workflows.common import names
+from workflows.common import search_attributes as sa
+from workflows.common.candles import INTERVAL_MS
+from workflows.common.timefmt import utc_text
+from workflows.monitor.models import AnalysisRecord, MonitorResult, MonitorView
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 # What `MonitorStatus` can hold: the monitor's statuses and the platform's end statuses it mirrors.
@@ -277,12 +277,12 @@ async def _status(args: argparse.Namespace, client: Client, out: TextIO) -> None
     handle, desc = await _describe(client, wid)
     attrs = desc.typed_search_attributes
     running = desc.status == WorkflowExecutionStatus.RUNNING
-    state: MonitorState | None = None
+    state: MonitorView | None = None
     result: MonitorResult | None = None
     ended_with = ""
     if running:
         try:
-            state = await handle.query(names.STATE_QUERY, result_type=MonitorState, rpc_timeout=_seconds(args.timeout))
+            state = await handle.query(names.STATE_QUERY, result_type=MonitorView, rpc_timeout=_seconds(args.timeout))
         except (TimeoutError, RPCError, WorkflowQueryFailedError, WorkflowQueryRejectedError) as exc:
             # No worker polling, or a workflow task failing: describe still answers, and is shown.
             ended_with = f"(state query unanswered: {getattr(exc, 'message', None) or str(exc) or 'timeout'})"
@@ -364,7 +364,7 @@ async def _status(args: argparse.Namespace, client: Client, out: TextIO) -> None
     _fail_if_unanswered(running, state, wid, ended_with)
 
 
-def _fail_if_unanswered(running: bool, state: MonitorState | None, wid: str, why: str) -> None:
+def _fail_if_unanswered(running: bool, state: MonitorView | None, wid: str, why: str) -> None:
     # A running monitor that cannot answer is not healthy: scripts must see a non-zero exit.
     if running and state is None:
         raise Refused(f"{wid} is running but did not answer its state query {why}")
@@ -557,7 +557,7 @@ async def _abandon(args: argparse.Namespace, client: Client, out: TextIO) -> Non
 
 
 async def _reanalyze(args: argparse.Namespace, client: Client, out: TextIO) -> None:
-    state: MonitorState = await _update(args, client, names.REANALYZE_UPDATE, None, MonitorState)
+    state: MonitorView = await _update(args, client, names.REANALYZE_UPDATE, None, MonitorView)
     last = state.last_decision
     print(
         f"{workflow_id_of(args.signal)}: reanalysed; status {state.status}; "
@@ -569,7 +569,7 @@ async def _reanalyze(args: argparse.Namespace, client: Client, out: TextIO) -> N
 
 
 async def _set_limit(args: argparse.Namespace, client: Client, out: TextIO) -> None:
-    state: MonitorState = await _update(args, client, names.SET_LIMIT_UPDATE, args.limit, MonitorState)
+    state: MonitorView = await _update(args, client, names.SET_LIMIT_UPDATE, args.limit, MonitorView)
     print(
         f"{workflow_id_of(args.signal)}: reanalysis limit now {state.max_reanalyses} "
         f"({state.reanalyses} done); status {state.status}",
@@ -590,7 +590,7 @@ def _when(value: datetime | None) -> str:
     return utc_text(value, none="-", seconds=True)
 
 
-def _decision_text(d: DecisionRecord) -> str:
+def _decision_text(d: AnalysisRecord) -> str:
     reasoning = d.reasoning.replace("\n", " ")
     if len(reasoning) > 100:
         reasoning = reasoning[:99] + "…"

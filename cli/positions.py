@@ -16,9 +16,9 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowUpdateFai
 from temporalio.exceptions import FailureError
 
 from cli.operator import Refused, UsageError, _status_name, described, listed, print_table, visibility_query
-from workflows import names
-from workflows import search_attributes as sa
-from workflows.position_models import PositionResult, PositionStatus
+from workflows.common import names
+from workflows.common import search_attributes as sa
+from workflows.position.models import PositionResult, PositionStatus
 
 
 def position_workflow_id_of(raw: str) -> str:

@@ -15,8 +15,8 @@ from pydantic import BaseModel, Field
 
 from cli.chart_model import ChartAnalysis, ChartCandle, ChartEvent, ChartLevels, ChartModel
 from signal_bridge.rest_klines import Candle, KlinesError, candles_between
-from workflows.candles import INTERVAL_MS
-from workflows.models import TERMINAL_SIGNAL_STATUSES
+from workflows.common.candles import INTERVAL_MS
+from workflows.monitor.models import TERMINAL_SIGNAL_STATUSES
 
 CANDLES_BEFORE, CANDLES_AFTER, MAX_CANDLES = 5, 2, 1000
 

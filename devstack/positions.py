@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError
 
-from workflows.names import STATE_QUERY, position_workflow_id_for
-from workflows.position_models import PositionResult, PositionView
+from workflows.common.names import STATE_QUERY, position_workflow_id_for
+from workflows.position.models import PositionResult, PositionView
 
 
 async def follow_position(

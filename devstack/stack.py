@@ -37,10 +37,10 @@ from runtime import platform_rows
 from runtime.config import Settings
 from runtime.exits import fail
 from runtime.lifecycle import on_signals
-from workflows import search_attributes as sa
-from workflows.models import MonitorState
-from workflows.names import STATE_QUERY, workflow_id_for
-from workflows.timefmt import utc_text
+from workflows.common import search_attributes as sa
+from workflows.common.names import STATE_QUERY, workflow_id_for
+from workflows.common.timefmt import utc_text
+from workflows.monitor.models import MonitorView
 
 if TYPE_CHECKING:
     from temporalio.common import SearchAttributeKey
@@ -317,9 +317,9 @@ async def _follow(temporal_address: str, signal_id: str, stack: Stack, until_dec
         if not started:
             say("monitor started by the intake; waiting for candle closes")
             started = True
-        state: MonitorState | None
+        state: MonitorView | None
         try:
-            state = await handle.query(STATE_QUERY, result_type=MonitorState)
+            state = await handle.query(STATE_QUERY, result_type=MonitorView)
         except RPCError:
             state = None
         if state is not None:
@@ -364,7 +364,7 @@ async def _wait_forever(stack: Stack) -> None:
 
 
 def _replay_lead_ms(interval: str) -> int:
-    from workflows.candles import INTERVAL_MS
+    from workflows.common.candles import INTERVAL_MS
 
     step = INTERVAL_MS.get(interval) or 60_000
     return min(REPLAY_LEAD_MAX_MS, max(REPLAY_LEAD_MIN_MS, REPLAY_LEAD_CANDLES * step))

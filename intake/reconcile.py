@@ -25,8 +25,8 @@ from temporalio.service import RPCError, RPCStatusCode
 from intake.monitor_ends import SignalEnd, signal_end
 from intake.monitor_identity import same_signal, started_for
 from runtime import metrics
-from workflows.models import TERMINAL_SIGNAL_STATUSES
-from workflows.names import WORKFLOW_TYPE
+from workflows.common.names import WORKFLOW_TYPE
+from workflows.monitor.models import TERMINAL_SIGNAL_STATUSES
 
 log = logging.getLogger("signal_monitor.reconcile")
 

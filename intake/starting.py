@@ -9,9 +9,9 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from workflows.models import SignalMonitorInput
-from workflows.names import workflow_id_for
-from workflows.signal_monitor import SignalMonitorWorkflow
+from workflows.common.names import workflow_id_for
+from workflows.monitor.models import SignalMonitorInput
+from workflows.monitor.workflow import SignalMonitorWorkflow
 
 
 def monitor_summary(symbol: str | None, interval: str | None, trader_name: str | None, trader_id: object) -> str:

@@ -19,9 +19,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from activities.platform_schema import InitialAnalysisSetting
 from activities.redaction import has_unsafe_characters
-from workflows.names import DEFAULT_TASK_QUEUE, POSITION_WORKFLOW_TYPE, WORKFLOW_TYPE
-from workflows.paper import DEFAULT_FEE_PCT, DEFAULT_SLIPPAGE_PCT
-from workflows.policies import ANALYSIS_RETRY
+from workflows.common.names import DEFAULT_TASK_QUEUE, POSITION_WORKFLOW_TYPE, WORKFLOW_TYPE
+from workflows.common.policies import ANALYSIS_RETRY
+from workflows.position.paper import DEFAULT_FEE_PCT, DEFAULT_SLIPPAGE_PCT
 
 INITIAL_ANALYSIS_ENV = "SIGNAL_MONITOR_INITIAL_ANALYSIS"
 PLATFORM_GRACE_ENV = "SIGNAL_MONITOR_PLATFORM_GRACE_SECONDS"

@@ -16,7 +16,7 @@ import httpx
 from pydantic import ValidationError
 
 from runtime.lifecycle import Backoff
-from workflows.candles import INTERVAL_MS, Kline
+from workflows.common.candles import INTERVAL_MS, Kline
 
 from .config import BridgeConfig
 from .events import emit

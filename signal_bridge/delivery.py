@@ -16,7 +16,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from runtime.lifecycle import Backoff
-from workflows.names import CANDLE_CLOSED_SIGNAL
+from workflows.common.names import CANDLE_CLOSED_SIGNAL
 
 from .config import BridgeConfig
 from .events import emit

@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from workflows.candles import INTERVAL_MS, Kline, is_valid_symbol
+from workflows.common.candles import INTERVAL_MS, Kline, is_valid_symbol
 
 StreamKey = tuple[str, str]  # (SYMBOL, interval)
 

@@ -9,8 +9,8 @@ from collections import defaultdict
 
 from temporalio.client import Client
 
-from workflows.candles import is_valid_interval, is_valid_symbol
-from workflows.search_attributes import SIGNAL_INTERVAL, SIGNAL_SYMBOL
+from workflows.common.candles import is_valid_interval, is_valid_symbol
+from workflows.common.search_attributes import SIGNAL_INTERVAL, SIGNAL_SYMBOL
 
 from .config import BridgeConfig
 from .events import emit

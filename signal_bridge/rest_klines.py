@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 from pydantic import BaseModel
 
-from workflows.candles import INTERVAL_MS
+from workflows.common.candles import INTERVAL_MS
 
 DEFAULT_REST_URL = "https://api.binance.com"
 MAX_ROWS = 1000  # Binance's own cap per request

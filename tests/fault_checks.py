@@ -28,8 +28,8 @@ from temporalio.service import RPCError
 
 from tests.processes import as_json
 from tests.support import eventually, implausible_klines
-from workflows.models import TERMINAL_SIGNAL_STATUSES
-from workflows.signal_monitor import SignalMonitorWorkflow
+from workflows.monitor.models import TERMINAL_SIGNAL_STATUSES
+from workflows.monitor.workflow import SignalMonitorWorkflow
 
 # Set to a file: every checked case appends its figures there (bench/faults collects them).
 RECORD_ENV = "SIGNAL_MONITOR_FAULTS_RECORD"

@@ -18,8 +18,8 @@ from fakes.llm_proxy import FakeLlmProxy
 from intake.starting import start_monitor
 from runtime.config import Settings
 from workers.worker import running_worker
-from workflows.models import MonitorResult, MonitorState
-from workflows.signal_monitor import SignalMonitorWorkflow
+from workflows.monitor.models import MonitorResult, MonitorView
+from workflows.monitor.workflow import SignalMonitorWorkflow
 
 TEST_KEY = "sk-test-" + uuid.uuid4().hex
 # Set to a directory to keep the histories of every monitor the tests run (see tests/test_replay.py).
@@ -108,25 +108,25 @@ async def monitor_stack(
             await proxy.stop()
 
 
-async def monitor_state(handle: WorkflowHandle) -> MonitorState:
+async def monitor_state(handle: WorkflowHandle) -> MonitorView:
     return await handle.query(SignalMonitorWorkflow.state)
 
 
-async def analysed(handle: WorkflowHandle, n: int) -> MonitorState:
+async def analysed(handle: WorkflowHandle, n: int) -> MonitorView:
     """`n` analyses done (the first included) and none running."""
     state = await monitor_state(handle)
     assert state.analyses == n and not state.analysing, state
     return state
 
 
-async def idle_monitor(handle: WorkflowHandle, analysed: int) -> MonitorState:
+async def idle_monitor(handle: WorkflowHandle, analysed: int) -> MonitorView:
     """The monitor waits for a candle with `analysed` analyses done: none running, none pending."""
     state = await monitor_state(handle)
     assert state.counts.analysed == analysed and not state.analysing and state.pending_candle is None, state
     return state
 
 
-async def failed_analyses(handle: WorkflowHandle, failed: int) -> MonitorState:
+async def failed_analyses(handle: WorkflowHandle, failed: int) -> MonitorView:
     """`failed` analyses have failed and none is running."""
     state = await monitor_state(handle)
     assert state.counts.failed_analyses == failed and not state.analysing, state.counts

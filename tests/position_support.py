@@ -16,9 +16,9 @@ from temporalio.client import Client, WorkflowHandle
 
 from tests.monitor_harness import RECORD_HISTORIES_ENV
 from tests.support import SignalRow, insert_signal
-from workflows.candles import INTERVAL_MS
-from workflows.position_manager import PositionManagerWorkflow
-from workflows.position_models import PositionManagerInput, PositionResult, PositionView
+from workflows.common.candles import INTERVAL_MS
+from workflows.position.models import PositionManagerInput, PositionResult, PositionView
+from workflows.position.workflow import PositionManagerWorkflow
 
 SIGNAL_AGE = timedelta(hours=1)
 

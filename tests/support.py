@@ -22,7 +22,7 @@ from intake.service import run_intake
 from runtime.config import Settings
 from runtime.platform_rows import insert_signal as insert_platform_signal
 from runtime.platform_rows import insert_trader
-from workflows.candles import INTERVAL_MS
+from workflows.common.candles import INTERVAL_MS
 
 T = TypeVar("T")
 P = ParamSpec("P")

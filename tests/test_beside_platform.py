@@ -35,9 +35,9 @@ from tests.platform_shape import (
 )
 from tests.processes import BIN
 from tests.support import SignalRow, async_update, eventually, kline, running_intake
-from workflows.inputs import AbandonRequest
-from workflows.models import MonitorResult
-from workflows.signal_monitor import SignalMonitorWorkflow
+from workflows.monitor.inputs import AbandonRequest
+from workflows.monitor.models import MonitorResult
+from workflows.monitor.workflow import SignalMonitorWorkflow
 
 GRACE = 5.0  # SIGNAL_MONITOR_PLATFORM_GRACE_SECONDS in these tests
 

@@ -12,7 +12,7 @@ from fakes.llm_proxy import Answer
 from tests import bridge_support as bs
 from tests.monitor_harness import monitor_stack
 from tests.support import eventually, insert_signal
-from workflows.signal_monitor import SignalMonitorWorkflow
+from workflows.monitor.workflow import SignalMonitorWorkflow
 
 log = logging.getLogger("tests.bridge")
 IV = 60_000

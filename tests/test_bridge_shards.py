@@ -18,8 +18,8 @@ from fakes.binance import FakeBinance
 from fakes.binance.market import kline_frame
 from tests.bridge_support import assert_fake_rules_kept, bridge_config, running_bridge
 from tests.support import eventually
-from workflows import search_attributes as sa
-from workflows.names import WORKFLOW_TYPE
+from workflows.common import search_attributes as sa
+from workflows.common.names import WORKFLOW_TYPE
 
 N = 1025
 

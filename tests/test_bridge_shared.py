@@ -31,7 +31,7 @@ from tests.bridge_support import (
 )
 from tests.monitor_harness import monitor_stack
 from tests.support import eventually, insert_signal
-from workflows.signal_monitor import SignalMonitorWorkflow
+from workflows.monitor.workflow import SignalMonitorWorkflow
 
 IV = 60_000
 

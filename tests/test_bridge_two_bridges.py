@@ -8,7 +8,7 @@ from fakes.llm_proxy import Answer
 from tests import bridge_support as bs
 from tests.monitor_harness import monitor_stack
 from tests.support import eventually, insert_signal
-from workflows.signal_monitor import SignalMonitorWorkflow
+from workflows.monitor.workflow import SignalMonitorWorkflow
 
 
 async def test_two_bridges_each_candle_analysed_once(client, database_url, db):

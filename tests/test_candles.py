@@ -8,7 +8,7 @@ import asyncio
 from fakes.llm_proxy import Answer
 from tests.monitor_harness import idle_monitor, monitor_stack, monitor_state
 from tests.support import analyses, eventually, insert_signal, kline
-from workflows.signal_monitor import SignalMonitorWorkflow
+from workflows.monitor.workflow import SignalMonitorWorkflow
 
 
 async def test_duplicates_stale_open_and_foreign_candles_are_counted_not_analysed(client, database_url, db):

@@ -9,8 +9,8 @@ from functools import partial
 from fakes.llm_proxy import Answer
 from tests.monitor_harness import monitor_stack
 from tests.support import analyses, eventually, insert_signal, kline, signal_status
-from workflows.models import MonitorState
-from workflows.signal_monitor import SignalMonitorWorkflow
+from workflows.monitor.models import MonitorView
+from workflows.monitor.workflow import SignalMonitorWorkflow
 
 
 async def test_continue_as_new_keeps_deduplication_and_numbering(client, database_url, db):
@@ -20,7 +20,7 @@ async def test_continue_as_new_keeps_deduplication_and_numbering(client, databas
         handle = await m.start(row.signal_id)
         first_run = handle.result_run_id
 
-        async def analysed(n: int) -> MonitorState:
+        async def analysed(n: int) -> MonitorView:
             s = await handle.query(SignalMonitorWorkflow.state)
             assert s.counts.analysed == n and not s.analysing, s.counts
             return s
@@ -66,10 +66,10 @@ async def test_continue_as_new_is_not_postponed_while_closes_keep_arriving(clien
         m.proxy.script(row.signal_id, *[Answer.delay(1.0, Answer.wait(50 + n)) for n in range(closes + 1)])
         handle = await m.start(row.signal_id)
 
-        async def state() -> MonitorState:
+        async def state() -> MonitorView:
             return await handle.query(SignalMonitorWorkflow.state)
 
-        async def analysed(n: int) -> MonitorState:
+        async def analysed(n: int) -> MonitorView:
             s = await state()
             assert s.counts.analysed == n and not s.analysing and s.pending_candle is None, s.counts
             return s

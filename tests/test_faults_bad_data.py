@@ -14,7 +14,7 @@ from fakes.llm_proxy import Answer
 from tests.fault_checks import Expectation, assert_three_checks
 from tests.monitor_harness import monitor_stack
 from tests.support import eventually, insert_signal, kline, signal_status
-from workflows.signal_monitor import SignalMonitorWorkflow
+from workflows.monitor.workflow import SignalMonitorWorkflow
 
 
 async def _analysed(handle, n: int) -> None:

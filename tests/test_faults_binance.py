@@ -20,7 +20,7 @@ from tests.bridge_support import assert_fake_rules_kept, bridge_config, replay_s
 from tests.fault_checks import Expectation, assert_three_checks, closes_between, kline_floor
 from tests.monitor_harness import monitor_stack
 from tests.support import eventually, insert_signal
-from workflows.signal_monitor import SignalMonitorWorkflow
+from workflows.monitor.workflow import SignalMonitorWorkflow
 
 INTERVAL = "1m"
 

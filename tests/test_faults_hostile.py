@@ -40,8 +40,8 @@ from tests.fault_checks import Expectation, assert_no_wedged_monitors, assert_th
 from tests.monitor_harness import TEST_KEY, failed_analyses, monitor_stack
 from tests.processes import BIN, command_env, run_command, signal_monitor
 from tests.support import SignalRow, eventually, insert_signal, kline, running_intake, signal_status
-from workflows.models import MonitorResult, SignalMonitorInput
-from workflows.signal_monitor import SignalMonitorWorkflow
+from workflows.monitor.models import MonitorResult, SignalMonitorInput
+from workflows.monitor.workflow import SignalMonitorWorkflow
 
 # Every monitor this module ran: the last test looks at all of them.
 SEEN: list[str] = []

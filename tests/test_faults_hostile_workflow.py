@@ -33,9 +33,9 @@ from tests.fault_checks import (
 from tests.monitor_harness import RECORD_HISTORIES_ENV, idle_monitor, monitor_stack, save_histories
 from tests.processes import as_json, command_env, temporal_cli
 from tests.support import analyses, eventually, insert_signal, kline, signal_status
-from workflows import names
-from workflows.candle_gate import MAX_CANDLE_PAYLOAD_BYTES
-from workflows.models import (
+from workflows.common import names
+from workflows.common.candle_gate import MAX_CANDLE_PAYLOAD_BYTES
+from workflows.monitor.models import (
     Analysis,
     AnalyzeSignalInput,
     FinishedSignal,
@@ -46,7 +46,7 @@ from workflows.models import (
     RecordedAnalysis,
     SignalContext,
 )
-from workflows.signal_monitor import SignalMonitorWorkflow
+from workflows.monitor.workflow import SignalMonitorWorkflow
 
 
 async def _events(client: Client, workflow_id: str) -> list[str]:

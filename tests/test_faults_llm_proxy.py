@@ -12,8 +12,8 @@ from fakes.llm_proxy import Answer, FakeLlmProxy, Fault
 from tests.fault_checks import Expectation, assert_three_checks
 from tests.monitor_harness import TEST_KEY, monitor_stack
 from tests.support import eventually, insert_signal, kline
-from workflows.models import MonitorState
-from workflows.signal_monitor import SignalMonitorWorkflow
+from workflows.monitor.models import MonitorView
+from workflows.monitor.workflow import SignalMonitorWorkflow
 
 CLIENT_TIMEOUT = 2.0  # the worker's llm-proxy read timeout, so `timeout` faults are quick
 
@@ -39,7 +39,7 @@ FAULTS = {
 }
 
 
-async def _analysed(handle, n: int) -> MonitorState:
+async def _analysed(handle, n: int) -> MonitorView:
     state = await handle.query(SignalMonitorWorkflow.state)
     assert state.counts.analysed == n and not state.analysing, state
     return state

@@ -15,7 +15,7 @@ from tests.fault_checks import Expectation, assert_three_checks, measure
 from tests.monitor_harness import idle_monitor, monitor_stack, monitor_state
 from tests.processes import as_json, command_env, temporal_cli
 from tests.support import async_update, eventually, insert_signal, kline, signal_status
-from workflows.signal_monitor import SignalMonitorWorkflow
+from workflows.monitor.workflow import SignalMonitorWorkflow
 
 
 async def test_operators_by_hand(client, database_url, db, temporal_address):

@@ -34,7 +34,7 @@ from tests.restarts import (
     worker_env,
 )
 from tests.support import connected, eventually, insert_signal, kline
-from workflows.signal_monitor import SignalMonitorWorkflow
+from workflows.monitor.workflow import SignalMonitorWorkflow
 
 
 async def test_temporal_restarted_on_its_database_while_monitors_wait(database_url, db):

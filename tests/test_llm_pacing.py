@@ -23,7 +23,7 @@ from fakes.llm_proxy import Answer, FakeLlmProxy, always
 from intake.starting import start_monitor
 from tests.monitor_harness import TEST_KEY, make_settings, running_worker
 from tests.support import eventually, insert_signal, kline
-from workflows.signal_monitor import SignalMonitorWorkflow
+from workflows.monitor.workflow import SignalMonitorWorkflow
 
 
 def most_in_any_second(times: list[float]) -> int:

@@ -27,7 +27,7 @@ from tests.support import (
     settled_events,
     signal_status,
 )
-from workflows.signal_monitor import SignalMonitorWorkflow
+from workflows.monitor.workflow import SignalMonitorWorkflow
 
 
 @contextlib.asynccontextmanager

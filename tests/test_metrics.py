@@ -19,7 +19,7 @@ from tests.conftest import create_database, free_port
 from tests.monitor_harness import TEST_KEY
 from tests.processes import project_process
 from tests.support import eventually, insert_signal, kline, signal_status
-from workflows.signal_monitor import SignalMonitorWorkflow
+from workflows.monitor.workflow import SignalMonitorWorkflow
 
 
 async def scrape(address: str) -> str:

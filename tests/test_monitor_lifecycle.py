@@ -12,12 +12,12 @@ from temporalio.client import WorkflowExecutionStatus
 from fakes.llm_proxy import Answer, Fault
 from tests.monitor_harness import analysed, monitor_stack
 from tests.support import analyses, eventually, insert_signal, kline, signal_status
-from workflows import search_attributes as sa
-from workflows.models import MonitorState
-from workflows.signal_monitor import SignalMonitorWorkflow
+from workflows.common import search_attributes as sa
+from workflows.monitor.models import MonitorView
+from workflows.monitor.workflow import SignalMonitorWorkflow
 
 
-async def _state(handle) -> MonitorState:
+async def _state(handle) -> MonitorView:
     return await handle.query(SignalMonitorWorkflow.state)
 
 

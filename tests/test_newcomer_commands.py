@@ -22,7 +22,7 @@ from tests.monitor_harness import monitor_stack
 from tests.processes import command_env, signal_monitor
 from tests.support import eventually, insert_signal, signal_status
 from tests.test_temporal_ui import ARTIFACTS, CHROMIUM_ARGS, UI_TIMEOUT_MS
-from workflows.signal_monitor import SignalMonitorWorkflow
+from workflows.monitor.workflow import SignalMonitorWorkflow
 
 
 @pytest.fixture(scope="session")

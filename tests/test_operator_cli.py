@@ -16,8 +16,8 @@ from cli.operator import run_argv
 from fakes.llm_proxy import Answer, Fault
 from tests.monitor_harness import monitor_stack
 from tests.support import eventually, insert_signal, kline, signal_status
-from workflows.models import MonitorState
-from workflows.signal_monitor import SignalMonitorWorkflow
+from workflows.monitor.models import MonitorView
+from workflows.monitor.workflow import SignalMonitorWorkflow
 
 SCRIPT = str(Path(sys.executable).parent / "signal-monitor")
 
@@ -37,7 +37,7 @@ def field(out: str, name: str) -> str:
     raise AssertionError(f"no {name!r} line in:\n{out}")
 
 
-async def idle_after(handle, analysed: int, failed: int = 0) -> MonitorState:
+async def idle_after(handle, analysed: int, failed: int = 0) -> MonitorView:
     state = await handle.query(SignalMonitorWorkflow.state)
     assert state.counts.analysed == analysed and state.counts.failed_analyses == failed, state
     assert not state.analysing

@@ -11,16 +11,16 @@ from temporalio.client import WorkflowUpdateFailedError
 from fakes.llm_proxy import Answer, Fault
 from tests.monitor_harness import monitor_stack
 from tests.support import analyses, async_update, eventually, insert_signal, kline, signal_status
-from workflows.inputs import AbandonRequest, SetLimitRequest
-from workflows.models import MonitorState
-from workflows.signal_monitor import SignalMonitorWorkflow
+from workflows.monitor.inputs import AbandonRequest, SetLimitRequest
+from workflows.monitor.models import MonitorView
+from workflows.monitor.workflow import SignalMonitorWorkflow
 
 
-async def _state(handle) -> MonitorState:
+async def _state(handle) -> MonitorView:
     return await handle.query(SignalMonitorWorkflow.state)
 
 
-async def _idle_with(handle, analysed: int, failed: int = 0) -> MonitorState:
+async def _idle_with(handle, analysed: int, failed: int = 0) -> MonitorView:
     state = await _state(handle)
     assert state.counts.analysed == analysed and state.counts.failed_analyses == failed, state
     assert not state.analysing
@@ -115,7 +115,7 @@ async def test_reanalyze_retries_a_failed_analysis_and_refuses_when_nothing_is_l
     assert [r["analysis_number"] for r in rows] == [0, 1]
 
 
-async def _dup(handle) -> MonitorState:
+async def _dup(handle) -> MonitorView:
     state = await _state(handle)
     assert state.counts.duplicate == 1
     return state

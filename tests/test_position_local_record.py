@@ -17,8 +17,8 @@ from fakes.llm_proxy import ManageAnswer
 from tests.monitor_harness import monitor_stack
 from tests.position_support import candle, entered_signal, hold_decision_key, position_rows, start_position, view
 from tests.support import eventually, heartbeat_tasks, is_cancelled, local_write_waits, settled_events, signal_status
-from workflows.patches import POSITION_LOCAL_RECORD_PATCH
-from workflows.position_manager import PositionManagerWorkflow
+from workflows.common.patches import POSITION_LOCAL_RECORD_PATCH
+from workflows.position.workflow import PositionManagerWorkflow
 
 SCHEDULED, MARKER = EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED, EventType.EVENT_TYPE_MARKER_RECORDED
 

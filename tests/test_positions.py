@@ -13,10 +13,10 @@ from fakes.llm_proxy import Answer, Fault, ManageAnswer
 from tests.monitor_harness import monitor_stack
 from tests.position_support import candle, entered_signal, position_rows, result_of, start_position, view
 from tests.support import async_update, eventually, insert_signal, signal_status
-from workflows import search_attributes as sa
-from workflows.position_manager import PositionManagerWorkflow
-from workflows.position_models import CloseRequest, StopLossRequest, TakeProfitRequest
-from workflows.signal_monitor import SignalMonitorWorkflow
+from workflows.common import search_attributes as sa
+from workflows.monitor.workflow import SignalMonitorWorkflow
+from workflows.position.inputs import CloseRequest, StopLossRequest, TakeProfitRequest
+from workflows.position.workflow import PositionManagerWorkflow
 
 
 async def _processed(handle, n: int):

@@ -14,7 +14,7 @@ from intake import service as intake
 from tests.monitor_harness import monitor_stack
 from tests.position_support import candle, entered_signal, result_of, start_position, view
 from tests.support import eventually, insert_signal
-from workflows.position_manager import PositionManagerWorkflow
+from workflows.position.workflow import PositionManagerWorkflow
 
 
 async def _cli(client, *argv: str) -> tuple[int, str, str]:

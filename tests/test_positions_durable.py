@@ -16,8 +16,8 @@ from fakes.llm_proxy import ManageAnswer
 from tests.monitor_harness import monitor_stack
 from tests.position_support import candle, entered_signal, position_rows, result_of, start_position, view
 from tests.support import eventually, signal_status
-from workflows.position_manager import PositionManagerWorkflow
-from workflows.position_models import OpenPositionInput, OrderInput
+from workflows.position.models import OpenPositionInput, OrderInput
+from workflows.position.workflow import PositionManagerWorkflow
 
 
 async def test_max_position_duration_closes_at_the_last_price(skipping_env, database_url, db):

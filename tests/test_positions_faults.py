@@ -29,7 +29,7 @@ from tests.position_support import (
 from tests.processes import worker_process
 from tests.restarts import OwnPostgres, OwnTemporal, worker_env
 from tests.support import connected, eventually, local_write_waits
-from workflows.position_manager import PositionManagerWorkflow
+from workflows.position.workflow import PositionManagerWorkflow
 
 
 async def _processed(handle, n):

@@ -19,10 +19,10 @@ from tests.monitor_harness import monitor_stack
 from tests.position_support import candle, entered_signal, position_rows, result_of, start_position, view
 from tests.processes import as_json, command_env, temporal_cli
 from tests.support import eventually, signal_status
-from workflows import names
-from workflows.candle_gate import MAX_CANDLE_PAYLOAD_BYTES
-from workflows.position_manager import PositionManagerWorkflow
-from workflows.position_models import PositionView
+from workflows.common import names
+from workflows.common.candle_gate import MAX_CANDLE_PAYLOAD_BYTES
+from workflows.position.models import PositionView
+from workflows.position.workflow import PositionManagerWorkflow
 
 
 async def _events(client: Client, workflow_id: str) -> list[str]:

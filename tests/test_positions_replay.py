@@ -17,10 +17,10 @@ from temporalio.worker import Replayer
 from temporalio.workflow import NondeterminismError
 
 from tests.test_replay import _future_closes, _patch_markers, _record_kinds
-from workflows.names import POSITION_WORKFLOW_TYPE, RECORD_POSITION_DECISION_ACTIVITY
-from workflows.patches import POSITION_FUTURE_CANDLES_PATCH, POSITION_LOCAL_RECORD_PATCH
-from workflows.position_manager import PositionManagerWorkflow
-from workflows.position_models import PositionResult
+from workflows.common.names import POSITION_WORKFLOW_TYPE, RECORD_POSITION_DECISION_ACTIVITY
+from workflows.common.patches import POSITION_FUTURE_CANDLES_PATCH, POSITION_LOCAL_RECORD_PATCH
+from workflows.position.models import PositionResult
+from workflows.position.workflow import PositionManagerWorkflow
 
 HISTORIES = sorted((Path(__file__).parent / "histories" / "positions").glob("*.json"))
 

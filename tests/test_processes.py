@@ -12,8 +12,8 @@ from fakes.llm_proxy import Answer, FakeLlmProxy
 from tests.monitor_harness import TEST_KEY
 from tests.processes import as_json, command_env, signal_monitor, temporal_cli, worker_process
 from tests.support import SignalRow, analyses, eventually, insert_signal, kline, signal_status
-from workflows.models import MonitorState
-from workflows.signal_monitor import SignalMonitorWorkflow
+from workflows.monitor.models import MonitorView
+from workflows.monitor.workflow import SignalMonitorWorkflow
 
 
 async def _worker_env(temporal_address: str, database_url: str, proxy: FakeLlmProxy) -> dict[str, str]:
@@ -52,7 +52,7 @@ async def test_stock_temporal_cli_start_signal_three_times_then_cancel(client, t
             await _start_by_cli(env, row)
             handle = client.get_workflow_handle_for(SignalMonitorWorkflow.run, row.workflow_id)
 
-            async def state(analysed: int) -> MonitorState:
+            async def state(analysed: int) -> MonitorView:
                 s = await handle.query(SignalMonitorWorkflow.state)
                 assert s.counts.analysed == analysed and not s.analysing, s
                 return s

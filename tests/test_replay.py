@@ -17,11 +17,11 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 from temporalio.workflow import NondeterminismError
 
-from workflows import patches
-from workflows.candles import INTERVAL_MS
-from workflows.models import MonitorResult
-from workflows.names import WORKFLOW_TYPE
-from workflows.signal_monitor import SignalMonitorWorkflow
+from workflows.common import patches
+from workflows.common.candles import INTERVAL_MS
+from workflows.common.names import WORKFLOW_TYPE
+from workflows.monitor.models import MonitorResult
+from workflows.monitor.workflow import SignalMonitorWorkflow
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 

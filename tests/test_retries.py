@@ -21,17 +21,17 @@ from activities.signals_db import SignalStore
 from fakes.llm_proxy import Answer, FakeLlmProxy, Fault
 from tests.monitor_harness import TEST_KEY, monitor_stack
 from tests.support import analyses, eventually, insert_signal, kline
-from workflows.models import MonitorState, RecordAnalysisInput, RecordedAnalysis
-from workflows.names import llm_task_queue_for, position_workflow_id_for
-from workflows.policies import ANALYSIS_RETRY
-from workflows.signal_monitor import SignalMonitorWorkflow
+from workflows.common.names import llm_task_queue_for, position_workflow_id_for
+from workflows.common.policies import ANALYSIS_RETRY
+from workflows.monitor.models import MonitorView, RecordAnalysisInput, RecordedAnalysis
+from workflows.monitor.workflow import SignalMonitorWorkflow
 
 
-async def _state(handle) -> MonitorState:
+async def _state(handle) -> MonitorView:
     return await handle.query(SignalMonitorWorkflow.state)
 
 
-async def _analysed(handle, n: int) -> MonitorState:
+async def _analysed(handle, n: int) -> MonitorView:
     state = await _state(handle)
     assert state.counts.analysed == n and not state.analysing, state
     return state
@@ -93,7 +93,7 @@ async def test_bad_answers_exhaust_retries_and_count_as_one_failed_analysis(clie
     assert len(rows) == 1 and rows[0]["analysis_number"] == 0
 
 
-async def _failed(handle) -> MonitorState:
+async def _failed(handle) -> MonitorView:
     state = await _state(handle)
     assert state.counts.failed_analyses == 1 and not state.analysing, state
     return state

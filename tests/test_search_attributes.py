@@ -12,7 +12,7 @@ from temporalio.client import Client
 
 from tests.support import eventually
 from workers.search_attributes import create_command, ensure_search_attributes
-from workflows import search_attributes as sa
+from workflows.common import search_attributes as sa
 
 
 async def test_a_fresh_namespace_gets_the_search_attributes(client):

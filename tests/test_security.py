@@ -32,8 +32,8 @@ from tests.conftest import create_database, free_port
 from tests.monitor_harness import failed_analyses, monitor_stack
 from tests.processes import command_env, project_process, signal_monitor
 from tests.support import analyses, async_update, eventually, insert_signal, signal_status
-from workflows.models import MonitorState
-from workflows.signal_monitor import SignalMonitorWorkflow
+from workflows.monitor.models import MonitorView
+from workflows.monitor.workflow import SignalMonitorWorkflow
 
 
 async def _role_with_password(admin_url: str, password: str) -> tuple[str, str]:
@@ -182,7 +182,7 @@ async def test_the_llm_proxy_key_goes_only_to_llm_proxy_url(client, database_url
             )
             handle = await m.start(row.signal_id)
 
-            async def analysed() -> MonitorState:
+            async def analysed() -> MonitorView:
                 s = await handle.query(SignalMonitorWorkflow.state)
                 assert s.counts.analysed == 1 and not s.analysing, s.counts
                 return s

@@ -14,7 +14,7 @@ import pytest
 
 from tests.monitor_harness import monitor_stack
 from tests.support import eventually, insert_signal, kline
-from workflows.signal_monitor import SignalMonitorWorkflow
+from workflows.monitor.workflow import SignalMonitorWorkflow
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"

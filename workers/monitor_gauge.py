@@ -15,7 +15,7 @@ import logging
 from temporalio.client import Client
 
 from runtime import metrics
-from workflows.names import WORKFLOW_TYPE
+from workflows.common.names import WORKFLOW_TYPE
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSe
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from workflows import search_attributes as sa
+from workflows.common import search_attributes as sa
 
 log = logging.getLogger(__name__)
 

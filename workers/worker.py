@@ -30,10 +30,10 @@ from runtime.lifecycle import stop_on_signals
 from runtime.temporal_client import connect_client, describe_target
 from workers.monitor_gauge import publish_running_monitors
 from workers.search_attributes import ensure_search_attributes
-from workflows.names import llm_task_queue_for
-from workflows.paper import PaperRules
-from workflows.position_manager import PositionManagerWorkflow
-from workflows.signal_monitor import SignalMonitorWorkflow
+from workflows.common.names import llm_task_queue_for
+from workflows.monitor.workflow import SignalMonitorWorkflow
+from workflows.position.paper import PaperRules
+from workflows.position.workflow import PositionManagerWorkflow
 
 log = logging.getLogger(__name__)
 

@@ -29,7 +29,7 @@ from tests.fault_checks import Figures, assert_three_checks
 from tests.monitor_harness import TEST_KEY
 from tests.processes import worker_process
 from tests.support import eventually, insert_signal, kline
-from workflows.signal_monitor import SignalMonitorWorkflow
+from workflows.monitor.workflow import SignalMonitorWorkflow
 
 MONITORS = 6
 

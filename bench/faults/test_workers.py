@@ -21,7 +21,7 @@ from tests.monitor_harness import TEST_KEY
 from tests.processes import worker_process
 from tests.restarts import activity_attempts, all_settled, expectation, start_settled, worker_env
 from tests.support import eventually, insert_signal, kline
-from workflows.signal_monitor import SignalMonitorWorkflow
+from workflows.monitor.workflow import SignalMonitorWorkflow
 
 MONITORS = 6
 CLOSES = 12  # per monitor

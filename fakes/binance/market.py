@@ -6,7 +6,7 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 
-from workflows.candles import INTERVAL_MS
+from workflows.common.candles import INTERVAL_MS
 
 from .recorded import Snapshot
 

@@ -9,7 +9,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from workflows.candles import INTERVAL_MS
+from workflows.common.candles import INTERVAL_MS
 
 from .market import Candle, kline_frame
 from .recorded import Snapshot, rebased_tracks

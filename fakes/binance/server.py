@@ -34,7 +34,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
 
-from workflows.candles import INTERVAL_MS
+from workflows.common.candles import INTERVAL_MS
 
 from .faults import Faults
 from .levels import PriceLevel, price_level

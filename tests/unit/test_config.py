@@ -173,7 +173,7 @@ def test_every_field_has_the_variable_the_readme_names() -> None:
 def test_the_analysis_retry_setting_changes_only_the_first_interval() -> None:
     from datetime import timedelta
 
-    from workflows.policies import ANALYSIS_RETRY, analysis_retry
+    from workflows.common.policies import ANALYSIS_RETRY, analysis_retry
 
     assert analysis_retry(None) is ANALYSIS_RETRY
     assert Settings.from_env().analysis_retry_initial_seconds == ANALYSIS_RETRY.initial_interval.total_seconds()

@@ -98,6 +98,6 @@ def test_several_problems_are_all_reported():
 
 
 def test_the_ceiling_is_the_one_set_limit_uses():
-    from workflows import inputs
+    from workflows.monitor import inputs
 
     assert checks.MAX_REANALYSES_CEILING == inputs.MAX_REANALYSES_CEILING

@@ -14,11 +14,11 @@ from temporalio import workflow
 
 from bench.floor import BareFloorWorkflow
 from tests.support import async_update
-from workflows import names
-from workflows.models import MonitorResult, MonitorState
-from workflows.position_manager import PositionManagerWorkflow
-from workflows.position_models import PositionResult, PositionView
-from workflows.signal_monitor import SignalMonitorWorkflow
+from workflows.common import names
+from workflows.monitor.models import MonitorResult, MonitorView
+from workflows.monitor.workflow import SignalMonitorWorkflow
+from workflows.position.models import PositionResult, PositionView
+from workflows.position.workflow import PositionManagerWorkflow
 
 SIGNALS: list[tuple[Callable[..., Any], str]] = [
     (SignalMonitorWorkflow.candle_closed, names.CANDLE_CLOSED_SIGNAL),
@@ -26,13 +26,13 @@ SIGNALS: list[tuple[Callable[..., Any], str]] = [
     (BareFloorWorkflow.candle_closed, names.CANDLE_CLOSED_SIGNAL),
 ]
 QUERIES: list[tuple[Callable[..., Any], str, type]] = [
-    (SignalMonitorWorkflow.state, names.STATE_QUERY, MonitorState),
+    (SignalMonitorWorkflow.state, names.STATE_QUERY, MonitorView),
     (PositionManagerWorkflow.state, names.STATE_QUERY, PositionView),
 ]
 UPDATES: list[tuple[Callable[..., Any], str, type]] = [
     (SignalMonitorWorkflow.abandon, names.ABANDON_UPDATE, MonitorResult),
-    (SignalMonitorWorkflow.reanalyze, names.REANALYZE_UPDATE, MonitorState),
-    (SignalMonitorWorkflow.set_limit, names.SET_LIMIT_UPDATE, MonitorState),
+    (SignalMonitorWorkflow.reanalyze, names.REANALYZE_UPDATE, MonitorView),
+    (SignalMonitorWorkflow.set_limit, names.SET_LIMIT_UPDATE, MonitorView),
     (PositionManagerWorkflow.close, names.CLOSE_UPDATE, PositionResult),
     (PositionManagerWorkflow.set_stop_loss, names.SET_STOP_LOSS_UPDATE, PositionView),
     (PositionManagerWorkflow.set_take_profit, names.SET_TAKE_PROFIT_UPDATE, PositionView),

@@ -1,0 +1,24 @@
+"""What both workflows' llm-proxy calls share: the validated part of every answer, and how much of
+past answers is kept in state and sent back with the next request. Like every model here, nothing
+secret belongs in it: it lands in workflow history."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+# Characters of a model's reasoning kept in a workflow's state (and shown by its query).
+REASONING_KEPT = 500
+# Earlier decisions sent back to llm-proxy with each request, newest last.
+PREVIOUS_DECISIONS_SENT = 5
+
+
+class ProxyAnswer(BaseModel):
+    """What every llm-proxy answer carries (an analysis, a position's management): validated
+    confidence and reasoning, and the call's metadata."""
+
+    confidence: float
+    reasoning: str
+    raw_ai_response: str | None = None
+    latency_ms: int
+    tokens_used: int | None = None
+    model_name: str | None = None

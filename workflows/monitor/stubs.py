@@ -1,0 +1,65 @@
+"""The monitor's activities as typed calls by name (the SDK's stub pattern): the workflow never
+imports `activities/` (httpx, asyncpg). Each stub carries its timeouts and retry policy.
+Only callable from workflow code."""
+
+from __future__ import annotations
+
+from temporalio import workflow
+
+from workflows.common import names, policies
+from workflows.common.activity_calls import db_call, llm_call
+from workflows.monitor.models import (
+    Analysis,
+    AnalyzeSignalInput,
+    FindPlatformAnalysisInput,
+    FinishedSignal,
+    FinishSignalInput,
+    LoadSignalInput,
+    RecordAnalysisInput,
+    RecordedAnalysis,
+    SignalContext,
+    StartedPosition,
+    StartPositionInput,
+)
+
+
+async def load_signal(arg: LoadSignalInput) -> SignalContext:
+    return await db_call(names.LOAD_SIGNAL, arg, SignalContext, "load signal and trader")
+
+
+async def record_analysis(arg: RecordAnalysisInput, summary: str) -> RecordedAnalysis:
+    return await db_call(names.RECORD_ANALYSIS, arg, RecordedAnalysis, summary)
+
+
+async def record_analysis_local(arg: RecordAnalysisInput, summary: str) -> RecordedAnalysis:
+    # Same retries as the regular activity, run by the worker holding the workflow task: backoffs
+    # (at most 30 s) stay under the local retry threshold, so a database outage is waited out
+    # inside the task (heartbeated by the SDK) rather than with timers in the history.
+    return await workflow.execute_local_activity(
+        names.RECORD_ANALYSIS,
+        arg,
+        result_type=RecordedAnalysis,
+        start_to_close_timeout=policies.DB_TIMEOUT,
+        retry_policy=policies.DB_RETRY,
+        local_retry_threshold=policies.LOCAL_RETRY_THRESHOLD,
+        summary=summary,
+    )
+
+
+async def finish_signal(arg: FinishSignalInput) -> FinishedSignal:
+    return await db_call(names.FINISH_SIGNAL, arg, FinishedSignal, f"mark signal {arg.status}")
+
+
+async def analyze_signal(arg: AnalyzeSignalInput, summary: str) -> Analysis:
+    retry = policies.analysis_retry(arg.context.analysis_retry_initial_seconds)
+    return await llm_call(names.ANALYZE_SIGNAL, arg, Analysis, summary, retry)
+
+
+async def find_platform_analysis(arg: FindPlatformAnalysisInput) -> Analysis | None:
+    summary = "look for the platform's initial analysis"
+    return await db_call(names.FIND_PLATFORM_ANALYSIS, arg, Analysis | None, summary)  # type: ignore[arg-type]
+
+
+async def start_position_manager(arg: StartPositionInput) -> StartedPosition:
+    summary = f"start {names.position_workflow_id_for(arg.signal_id)}"
+    return await db_call(names.START_POSITION_ACTIVITY, arg, StartedPosition, summary, policies.START_POSITION_RETRY)

@@ -1,0 +1,94 @@
+"""The position manager's activities as typed calls by name (like the monitor's `stubs`): one place with their timeouts and retry policies. A permanent refusal of a database or
+backend activity is raised as the workflow's own ApplicationError, in the activity's words (not
+"Activity task failed"). Only callable from workflow code."""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+from pydantic import BaseModel
+from temporalio import workflow
+from temporalio.exceptions import ActivityError, ApplicationError
+
+from workflows.common import names, policies
+from workflows.common.activity_calls import db_call, llm_call, refusal
+from workflows.position.models import (
+    ClosedSignal,
+    CloseSignalInput,
+    Fill,
+    LoadPositionInput,
+    ManagementAnswer,
+    ManagePositionInput,
+    ModifyInput,
+    OpenedPosition,
+    OpenPositionInput,
+    OrderInput,
+    PositionContext,
+    RecordDecisionInput,
+    RecordedDecision,
+)
+
+Result = TypeVar("Result")
+
+
+async def _db(activity: str, arg: BaseModel, result_type: type[Result], summary: str) -> Result:
+    try:
+        return await db_call(activity, arg, result_type, summary, policies.POSITION_DB_RETRY)
+    except ActivityError as err:
+        if failure := refusal(err, *names.POSITION_DB_NON_RETRYABLE, wording=f"{activity}: {{}}"):
+            raise failure from None
+        raise
+
+
+async def _db_local(activity: str, arg: BaseModel, result_type: type[Result], summary: str) -> Result:
+    # `_db` as a local activity: the same timeouts and retries, run by the worker holding the
+    # workflow task (backoffs under the local retry threshold: no timers in the history). Its
+    # failure reaches the workflow as the ApplicationError itself.
+    try:
+        return await workflow.execute_local_activity(
+            activity,
+            arg,
+            result_type=result_type,
+            start_to_close_timeout=policies.DB_TIMEOUT,
+            retry_policy=policies.POSITION_DB_RETRY,
+            local_retry_threshold=policies.LOCAL_RETRY_THRESHOLD,
+            summary=summary,
+        )
+    except (ActivityError, ApplicationError) as err:
+        if failure := refusal(err, *names.POSITION_DB_NON_RETRYABLE, wording=f"{activity}: {{}}"):
+            raise failure from None
+        raise
+
+
+async def load_position(arg: LoadPositionInput) -> PositionContext:
+    return await _db(names.LOAD_POSITION_ACTIVITY, arg, PositionContext, "load signal")
+
+
+async def open_position(arg: OpenPositionInput, summary: str) -> OpenedPosition:
+    return await _db(names.OPEN_POSITION_ACTIVITY, arg, OpenedPosition, summary)
+
+
+async def fill_order(arg: OrderInput, summary: str) -> Fill:
+    """A close (everything left) or a reduce, by the order's `close` flag."""
+    activity = names.CLOSE_POSITION_ACTIVITY if arg.close else names.REDUCE_POSITION_ACTIVITY
+    return await _db(activity, arg, Fill, summary)
+
+
+async def modify_position(arg: ModifyInput, summary: str) -> bool:
+    return await _db(names.MODIFY_POSITION_ACTIVITY, arg, bool, summary)
+
+
+async def record_decision(arg: RecordDecisionInput, summary: str) -> RecordedDecision:
+    return await _db(names.RECORD_POSITION_DECISION_ACTIVITY, arg, RecordedDecision, summary)
+
+
+async def record_decision_local(arg: RecordDecisionInput, summary: str) -> RecordedDecision:
+    return await _db_local(names.RECORD_POSITION_DECISION_ACTIVITY, arg, RecordedDecision, summary)
+
+
+async def close_signal(arg: CloseSignalInput, summary: str) -> ClosedSignal:
+    return await _db(names.CLOSE_SIGNAL_ACTIVITY, arg, ClosedSignal, summary)
+
+
+async def manage_position(arg: ManagePositionInput, summary: str) -> ManagementAnswer:
+    return await llm_call(names.MANAGE_POSITION_ACTIVITY, arg, ManagementAnswer, summary)
