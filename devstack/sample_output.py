@@ -42,7 +42,7 @@ _STATE_PATH = re.compile(r"(?<![\w.…/])/[^\s'\"`()?=@:]*?/(?=\.dev-state\b)")
 # "2026-12-07 14:16", or a bare "14:16" when "UTC" follows (a time of day the console names).
 _TIME = re.compile(r"\b(?:\d{4}-\d\d-\d\d[ T])?(\d\d):(\d\d)(?::\d\d)?(?=\s*UTC\b|Z\b)")
 _RELATIVE = re.compile(r"<T(?:[+-]\d+m)?>")
-_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")  # a P&L may be negative
 
 
 def readme_form(console: Iterable[str], *, temporal_port: int, ui_port: int, scratch: Path | None = None) -> list[str]:

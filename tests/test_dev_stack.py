@@ -1,6 +1,7 @@
 """The README's first command: `signal-monitor dev` brings up the whole stack from nothing (its
 own Temporal dev server and UI, embedded PostgreSQL, worker, intake, bridge on the local Binance
-replay, the llm-proxy stand-in), monitors a demo signal to a decision and stops cleanly."""
+replay, the llm-proxy stand-in), monitors a demo signal to a decision and stops cleanly, printing
+the console the README's quick start shows (devstack/sample_output.py writes that sample)."""
 
 from __future__ import annotations
 
@@ -8,13 +9,14 @@ import asyncio
 import re
 import urllib.request
 
+from devstack.sample_output import README, drift, read_block, readme_form
 from tests.conftest import free_port
 from tests.processes import dev_env, dev_stack
 
 
 async def test_dev_runs_a_demo_signal_to_a_decision_and_the_ui_link_works(tmp_path):
     temporal_port, ui_port = free_port(), free_port()
-    env = dev_env(SIGNAL_MONITOR_DEV_STATE=str(tmp_path / "state"))
+    env = dev_env()  # state in ./.dev-state of the test's directory, as a newcomer's
     lines: list[str] = []
     ui_status = None
     async with dev_stack(
@@ -44,6 +46,11 @@ async def test_dev_runs_a_demo_signal_to_a_decision_and_the_ui_link_works(tmp_pa
     )
     for part in ("bridge", "intake", "worker", "temporal", "PostgreSQL"):
         assert f"stopped {part}" in output, output
+    # The README's sample: the same lines as this console, times and numbers aside (this run is
+    # at --speed 60 and lands on whichever candle the machine's load allows).
+    printed = readme_form(lines, temporal_port=temporal_port, ui_port=ui_port, scratch=tmp_path.resolve())
+    problems = drift(printed, read_block(README.read_text()))
+    assert not problems, "\n".join(["the README's sample output drifted: `python -m devstack.sample_output`", *problems])
 
 
 def _http_status(url: str) -> int:

@@ -48,16 +48,18 @@ def test_drift_ignores_times_numbers_and_repeats_but_not_words():
         "[dev] analysis #1 on candle <T+1m> UTC: wait (62%) -> continue",
         "[dev] candle_closed signals received 1 (duplicates 0, stale 1, skipped 0)",
         "[dev] position opened (paper): long 0.02317521 BTCUSDT at 43149.553995",
+        "[dev] position closed (close_action): exit 43106.426005, realized P&L -3.42017181",
     ]
     printed = [
         "[dev] analysis #1 on candle <T+2m> UTC: wait (62%) -> continue",
         "[dev] candle_closed signals received 1 (duplicates 0, stale 0, skipped 0)",
         "[dev] candle_closed signals received 2 (duplicates 0, stale 0, skipped 1)",
         "[dev] position opened (paper): long 0.02316541 BTCUSDT at 43167.79311",
+        "[dev] position closed (close_action): exit 43248.42497, realized P&L 0.2890643",
         "[dev] replay clock caught up with the wall clock; it now runs at real time",  # timing alone
     ]
     assert drift(printed, shown) == []
-    reworded = [*printed[:3], "[dev] position opened (paper): long 0.02316541 BTCUSDT at 43167.79311 (fill)"]
+    reworded = [*printed[:3], *printed[4:], "[dev] position opened (paper): long 0.02316541 BTCUSDT at 43167.79311 (fill)"]
     problems = drift(reworded, shown)
     assert len(problems) == 2, problems
     assert problems[0].startswith("printed by the stack, missing from the README's sample: ")
