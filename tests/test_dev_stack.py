@@ -50,7 +50,9 @@ async def test_dev_runs_a_demo_signal_to_a_decision_and_the_ui_link_works(tmp_pa
     # at --speed 60 and lands on whichever candle the machine's load allows).
     printed = readme_form(lines, temporal_port=temporal_port, ui_port=ui_port, scratch=tmp_path.resolve())
     problems = drift(printed, read_block(README.read_text()))
-    assert not problems, "\n".join(["the README's sample output drifted: `python -m devstack.sample_output`", *problems])
+    assert not problems, "\n".join(
+        ["the README's sample output drifted: `python -m devstack.sample_output`", *problems]
+    )
 
 
 def _http_status(url: str) -> int:

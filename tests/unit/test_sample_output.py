@@ -59,7 +59,11 @@ def test_drift_ignores_times_numbers_and_repeats_but_not_words():
         "[dev] replay clock caught up with the wall clock; it now runs at real time",  # timing alone
     ]
     assert drift(printed, shown) == []
-    reworded = [*printed[:3], *printed[4:], "[dev] position opened (paper): long 0.02316541 BTCUSDT at 43167.79311 (fill)"]
+    reworded = [
+        *printed[:3],
+        *printed[4:],
+        "[dev] position opened (paper): long 0.02316541 BTCUSDT at 43167.79311 (fill)",
+    ]
     problems = drift(reworded, shown)
     assert len(problems) == 2, problems
     assert problems[0].startswith("printed by the stack, missing from the README's sample: ")
