@@ -4,16 +4,16 @@
 stack) in a scratch directory and rewrites the block between the README's sample-output markers
 with its console, normalised only where a run differs from the next: uuids, the stack's own ports
 (the Temporal server and UI as their defaults 7233 and 8233, the local stand-ins' as `<port>`), the
-scratch directory (`…`) and the clock. Times become `<T>` (the first time the console names: the
-close of the candle the demo signal is taken from) and `<T+Nm>` relative to it, so the sample keeps
-its order of events without claiming a date. Prices, sizes and counts stay as that run printed them.
-`--check` compares instead of writing (exit 1 when the README has drifted).
+scratch directory (`…`), the venv's scripts (`.venv/bin/`, as from the repository's root) and the
+clock. Times become `<T>` (the first time the console names) and `<T+Nm>` relative to it, so the
+sample keeps its order of events without claiming a date. Prices, sizes and counts stay as that run
+printed them. `--check` compares instead of writing (exit 1 when the README has drifted).
 
 The drift test (tests/test_dev_stack.py) compares a test run's console with the README's block
-through `drift`: both sides loosened further (every time `<T>`, every number `<n>`), since which
-candle the demo lands on, and so its prices and counts, depends on the machine's load. What it
-catches is a line the stack prints that the README does not show, or one the README shows that
-the stack no longer prints."""
+through `drift`: both sides loosened further (every time `<T>`, every number `<n>`, the command
+without its path, the closes-count lines by their start), since which candle the demo lands on,
+and so its prices and counts, depends on the machine's load. What it catches is a line the stack
+prints that the README does not show, or one the README shows that the stack no longer prints."""
 
 from __future__ import annotations
 
@@ -39,14 +39,32 @@ OPTIONAL = (re.compile(r"^\[dev\] replay clock caught up with the wall clock"),)
 _UUID = re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b")
 _LOCAL_PORT = re.compile(r"\b(127\.0\.0\.1|localhost):(\d{2,5})\b")
 _STATE_PATH = re.compile(r"(?<![\w.…/])/[^\s'\"`()?=@:]*?/(?=\.dev-state\b)")
-# "2026-12-07 14:16", or a bare "14:16" when "UTC" follows (a time of day the console names).
-_TIME = re.compile(r"\b(?:\d{4}-\d\d-\d\d[ T])?(\d\d):(\d\d)(?::\d\d)?(?=\s*UTC\b|Z\b)")
+# A time the console names: "2026-12-07 14:16 UTC", "14:16 UTC", or a candle by both its ends,
+# "2026-12-07 14:15–14:16 UTC"; each time in it becomes <T...>.
+_CLOCK = r"(?:\d{4}-\d\d-\d\d[ T])?\d\d:\d\d(?::\d\d)?"
+_TIME_EXPR = re.compile(rf"\b{_CLOCK}(?:\s*[–-]\s*{_CLOCK})?(?=\s*UTC\b|Z\b)")
+_TIME = re.compile(r"(?:\d{4}-\d\d-\d\d[ T])?(\d\d):(\d\d)(?::\d\d)?")
+# How the console tells a user to run a command again: the venv's script by its path, or the bare
+# name with an activated venv. Compared without the path.
+_COMMAND_PATH = re.compile(r"[^\s`'\"(]*/(?=signal-monitor\b)")
+# Lines whose words depend on the run itself (which kinds of closes a monitor happened to set aside):
+# compared by what comes before their first colon.
+VARYING = (re.compile(r"^\[dev\] (closes received|candle_closed signals received)"),)
 _RELATIVE = re.compile(r"<T(?:[+-]\d+m)?>")
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")  # a P&L may be negative
 
 
-def readme_form(console: Iterable[str], *, temporal_port: int, ui_port: int, scratch: Path | None = None) -> list[str]:
-    """The console as the README shows it (see the module's docstring for what is normalised)."""
+def readme_form(
+    console: Iterable[str],
+    *,
+    temporal_port: int,
+    ui_port: int,
+    scratch: Path | None = None,
+    scripts: Path | None = None,
+) -> list[str]:
+    """The console as the README shows it (see the module's docstring for what is normalised).
+    `scripts`: the venv's bin folder the stack ran from, shown as the README's `.venv/bin`."""
+    scripts = scripts if scripts is not None else Path(sys.executable).parent
     lines = [line.rstrip() for line in console if line.strip()]
     base: int | None = None
 
@@ -68,19 +86,24 @@ def readme_form(console: Iterable[str], *, temporal_port: int, ui_port: int, scr
 
     out = []
     for line in lines:
+        line = line.replace(str(scripts) + "/", ".venv/bin/")
         if scratch is not None:
             line = line.replace(str(scratch) + "/", "…/")
         line = _STATE_PATH.sub("…/", line)
         line = _UUID.sub("<uuid>", line)
         line = _LOCAL_PORT.sub(port, line)
-        line = _TIME.sub(relative, line)
+        line = _TIME_EXPR.sub(lambda m: _TIME.sub(relative, m.group(0)), line)
         out.append(line)
     return out
 
 
 def loose(line: str) -> str:
-    """What the drift test compares: the README form with every time and number alike."""
-    return _NUMBER.sub("<n>", _RELATIVE.sub("<T>", line))
+    """What the drift test compares: the README form with every time, number and path to the
+    command alike, and a line whose words vary by run cut at its first colon."""
+    line = _NUMBER.sub("<n>", _RELATIVE.sub("<T>", _COMMAND_PATH.sub("", line)))
+    if any(p.search(line) for p in VARYING):
+        line = line.split(":", 1)[0]
+    return line
 
 
 def drift(printed: Iterable[str], shown: Iterable[str]) -> list[str]:

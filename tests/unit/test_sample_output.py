@@ -36,6 +36,27 @@ def test_the_readme_form_keeps_the_story_and_drops_what_each_run_changes():
     ]
 
 
+def test_candle_spans_and_the_command_to_paste_are_normalised_too():
+    scripts = Path("/srv/checkout/.venv/bin")
+    lines = readme_form(
+        [
+            "[dev] demo signal: BTCUSDT 1m at 43093.7 (the close of candle 2026-12-07 14:14–14:15 UTC)",
+            "[dev] analysis #1 on candle 2026-12-07 23:59–2026-12-08 00:00 UTC (close 43100.5): wait",
+            "[dev] see it as a trader would: `/srv/checkout/.venv/bin/signal-monitor positions`",
+        ],
+        temporal_port=1,
+        ui_port=2,
+        scripts=scripts,
+    )
+    assert lines == [
+        "[dev] demo signal: BTCUSDT 1m at 43093.7 (the close of candle <T>–<T+1m> UTC)",
+        "[dev] analysis #1 on candle <T+585m>–<T+586m> UTC (close 43100.5): wait",
+        "[dev] see it as a trader would: `.venv/bin/signal-monitor positions`",
+    ]
+    # An activated venv prints the bare command: the same line to the drift check.
+    assert drift(["[dev] see it as a trader would: `signal-monitor positions`"], lines[2:]) == []
+
+
 def test_an_absolute_state_path_is_shortened_without_knowing_the_scratch_directory():
     (line,) = readme_form(["[dev] state in /home/a b/.dev-state/temporal.db"], temporal_port=1, ui_port=2)
     assert line == "[dev] state in /home/a b/.dev-state/temporal.db"  # a space ends a path: left as is
@@ -59,6 +80,9 @@ def test_drift_ignores_times_numbers_and_repeats_but_not_words():
         "[dev] replay clock caught up with the wall clock; it now runs at real time",  # timing alone
     ]
     assert drift(printed, shown) == []
+    # Which kinds of closes a monitor set aside depends on the run: those lines count by their start.
+    varying = ["[dev] closes received 2: analysed 2", "[dev] closes received 3: analysed 2, 1 stale (already seen)"]
+    assert drift(varying[:1], varying[1:]) == []
     reworded = [
         *printed[:3],
         *printed[4:],
