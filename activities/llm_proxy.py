@@ -21,7 +21,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities import activity_metrics
-from activities.redaction import Redactor
+from runtime.redaction import Redactor
 from workflows.common import names
 from workflows.monitor.decisions import normalise_proxy_decision
 from workflows.monitor.models import Analysis, AnalyzeSignalInput
@@ -42,7 +42,6 @@ SERVER_ERROR = names.LLM_SERVER_ERROR
 UNAVAILABLE = names.LLM_UNAVAILABLE
 TIMEOUT = names.LLM_TIMEOUT
 BAD_ANSWER = names.LLM_BAD_ANSWER
-NON_RETRYABLE = names.LLM_NON_RETRYABLE
 
 Parsed = TypeVar("Parsed", Analysis, ManagementAnswer)
 

@@ -1,6 +1,6 @@
 """What the platform's database looks like, read once from its catalog at start-up.
 
-The platform's migrations and its production databases differ (domain.md): `user_subscriptions`
+The platform's migrations and its production databases differ (docs/contracts/platform.md): `user_subscriptions`
 holds the tier everywhere, `user_profiles.subscription_tier` exists only in production, and the
 triggers 028 (initial analysis through pg_net) and 032 (status from every analysis row) may be
 present or not. The intake builds its eligibility query from this, and the worker decides from it
@@ -13,9 +13,9 @@ from typing import Literal
 
 import asyncpg
 
-InitialAnalysisSetting = Literal["auto", "platform", "monitor"]
+from runtime.config import InitialAnalysisSetting
+
 InitialAnalysis = Literal["platform", "monitor"]
-INITIAL_ANALYSIS_SETTINGS: tuple[InitialAnalysisSetting, ...] = ("auto", "platform", "monitor")
 
 TRIGGER_028 = "auto_trigger_ai_analysis"  # AFTER INSERT ON signals: posts analyze-signal via pg_net
 TRIGGER_032 = "update_signal_status_on_analysis"  # AFTER INSERT ON signal_analyses: sets the status

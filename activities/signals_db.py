@@ -31,8 +31,6 @@ from workflows.monitor.models import (
     SignalContext,
 )
 
-_TERMINAL = list(TERMINAL_SIGNAL_STATUSES)
-
 # Rows the platform stored itself (llm-proxy's own insert, trigger 028's initial analysis): no
 # analysis number. The monitor takes such a row over rather than storing the analysis twice.
 _PLATFORM_ROW = "analysis_number IS NULL AND monitor_decision IS NULL"

@@ -7,8 +7,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-from backtest.inputs import Candle
 from backtest.report import Report, equity_curve
+from market.candle import Candle
 
 
 def _dt(ms: int) -> datetime:

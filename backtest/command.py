@@ -15,12 +15,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import httpx
-
 from backtest import inputs
 from backtest.compare import compare_json, format_compare
 from backtest.inputs import InputError
 from backtest.report import Report, format_table, to_json
+from market.candle import Candle
+from market.intervals import UnknownInterval, interval_ms
+from market.rest import KlinesError, rest_client
 from runtime.config import Settings
 from runtime.exits import EXIT_OK, EXIT_USAGE, fail
 
@@ -115,7 +116,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     out.add_argument("--verbose", action="store_true", help="the worker's own log lines too")
 
 
-async def _candles(args: argparse.Namespace) -> list[inputs.Candle]:
+async def _candles(args: argparse.Namespace) -> list[Candle]:
+    interval_ms(args.interval)  # an unknown interval is a usage error, before any file or request
     if args.data is not None:
         if args.start or args.end:
             raise UsageError("--data and --start/--end are alternatives")
@@ -125,14 +127,11 @@ async def _candles(args: argparse.Namespace) -> list[inputs.Candle]:
     if args.end <= args.start:
         raise UsageError("--end must be after --start")
     base = Settings.from_env().binance_rest_url
-    try:
-        async with httpx.AsyncClient(base_url=base, timeout=20) as client:
-            return await inputs.fetch_klines(client, args.symbol, args.interval, args.start, args.end)
-    except httpx.HTTPError as exc:
-        raise inputs.FetchError(f"cannot fetch klines from {base}: {type(exc).__name__}: {exc}") from None
+    async with rest_client(base, timeout=20) as client:
+        return await inputs.fetch_klines(client, args.symbol, args.interval, args.start, args.end)
 
 
-def _signals(args: argparse.Namespace, candles: list[inputs.Candle]) -> list[inputs.SignalSpec]:
+def _signals(args: argparse.Namespace, candles: list[Candle]) -> list[inputs.SignalSpec]:
     if (args.signals is None) == (args.every is None):
         raise UsageError("give one of --signals FILE or --every N")
     if args.every is not None:
@@ -212,9 +211,9 @@ def main(args: argparse.Namespace) -> int:
         candles = asyncio.run(_candles(args))
         signals = _signals(args, candles)
         settings = _settings(args)
-    except (UsageError, InputError) as exc:
+    except (UsageError, InputError, UnknownInterval) as exc:
         return fail(exc, EXIT_USAGE)
-    except inputs.FetchError as exc:
+    except KlinesError as exc:
         return fail(exc)
     from backtest.spec import BacktestSpec, expected_analyses, expected_management
 

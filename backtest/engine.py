@@ -21,11 +21,12 @@ import asyncpg
 
 from backtest.feed import Feed
 from backtest.gate import CallGate
-from backtest.inputs import Candle, TraderSettings
+from backtest.inputs import TraderSettings
 from backtest.outcomes import outcome
 from backtest.report import Report, RunInfo, SignalOutcome, build_report
 from backtest.sandbox import Sandbox
 from backtest.spec import BacktestSpec, ProxyTarget
+from market.candle import Candle
 from runtime.config import Settings
 from workers.worker import running_worker
 

@@ -20,10 +20,12 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
 from backtest.gate import CallGate
-from backtest.inputs import Candle, SignalSpec, interval_ms
+from backtest.inputs import SignalSpec
 from backtest.report import iso
 from backtest.spec import BacktestSpec
 from intake.starting import start_monitor
+from market.candle import Candle
+from market.intervals import interval_ms
 from workflows.common.names import CANDLE_CLOSED_SIGNAL, CLOSE_UPDATE, STATE_QUERY, position_workflow_id_for
 
 log = logging.getLogger("signal_monitor.backtest")

@@ -1,6 +1,6 @@
 """What a backtest is given: a candle series, the signals to test and the trader's settings.
 
-Parsing is pure (files in, models out); only `fetch_klines` talks to Binance."""
+Parsing is pure (files in, models out); only `fetch_klines` talks to Binance (market/rest.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import csv
 import io
 import itertools
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -17,54 +17,15 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from workflows.common.candles import INTERVAL_MS
+from market import rest
+from market.candle import Candle
+from market.intervals import interval_ms
 
 CSV_HEADER = ("open_time_ms", "open", "high", "low", "close", "volume")
-KLINES_LIMIT = 1000  # Binance's maximum rows per GET /api/v3/klines
 
 
 class InputError(ValueError):
     """Input the backtest cannot use; the message says which file/row and why."""
-
-
-class FetchError(RuntimeError):
-    """Binance REST could not give the candles asked for."""
-
-
-class Candle(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    t: int = Field(description="open time, ms")
-    T: int = Field(description="close time, ms (next open - 1)")
-    o: Decimal
-    h: Decimal
-    l: Decimal
-    c: Decimal
-    v: Decimal
-
-    def kline(self, symbol: str, interval: str, shift_ms: int = 0) -> dict[str, Any]:
-        """Binance's kline object `k` of this (closed) candle, as the bridge forwards it."""
-        return {
-            "t": self.t + shift_ms,
-            "T": self.T + shift_ms,
-            "s": symbol,
-            "i": interval,
-            "o": str(self.o),
-            "h": str(self.h),
-            "l": str(self.l),
-            "c": str(self.c),
-            "v": str(self.v),
-            "x": True,
-        }
-
-
-def interval_ms(interval: str) -> int:
-    ms = INTERVAL_MS.get(interval)
-    if ms is None:
-        raise InputError(
-            f"interval {interval!r} is not supported (one of {', '.join(k for k, v in INTERVAL_MS.items() if v)})"
-        )
-    return ms
 
 
 def _dec(value: object, where: str) -> Decimal:
@@ -139,46 +100,15 @@ def load_candles(path: Path, interval: str) -> list[Candle]:
     return parse_candles(text, interval, str(path))
 
 
-def candles_csv(candles: Iterable[Candle]) -> str:
-    out = io.StringIO()
-    w = csv.writer(out, lineterminator="\n")
-    w.writerow(CSV_HEADER)
-    for c in candles:
-        w.writerow([c.t, c.o, c.h, c.l, c.c, c.v])
-    return out.getvalue()
-
-
 async def fetch_klines(
     client: httpx.AsyncClient, symbol: str, interval: str, start: datetime, end: datetime
 ) -> list[Candle]:
-    """Closed candles opening in [start, end) from GET /api/v3/klines, 1000 rows a page."""
-    step = interval_ms(interval)
-    cursor, stop = int(start.timestamp() * 1000), int(end.timestamp() * 1000)
+    """Closed candles opening in [start, end) from Binance REST (a `KlinesError` when it cannot)."""
+    stop = int(end.timestamp() * 1000)
+    fetched = await rest.fetch_candles(client, symbol, interval, int(start.timestamp() * 1000), stop - 1)
     now_ms = int(datetime.now(UTC).timestamp() * 1000)
-    rows: list[list[Any]] = []
-    while cursor < stop:
-        resp = await client.get(
-            "/api/v3/klines",
-            params={
-                "symbol": symbol,
-                "interval": interval,
-                "startTime": cursor,
-                "endTime": stop - 1,
-                "limit": KLINES_LIMIT,
-            },
-        )
-        if resp.status_code in (418, 429):
-            raise FetchError(f"Binance REST rate limited the klines fetch (HTTP {resp.status_code}); try later")
-        if resp.status_code != 200:
-            raise FetchError(f"Binance REST klines: HTTP {resp.status_code}: {resp.text[:200]}")
-        page = resp.json()
-        if not page:
-            break
-        rows.extend(r for r in page if int(r[6]) < now_ms)  # never the still-open candle
-        cursor = int(page[-1][0]) + step
-        if len(page) < KLINES_LIMIT:
-            break
-    return check_series([_candle(r, interval, f"klines {symbol} {interval}") for r in rows], interval, "Binance klines")
+    closed = [c for c in fetched if c.T < now_ms]  # never the still-open candle
+    return check_series(closed, interval, "Binance klines")
 
 
 # --- signals ---------------------------------------------------------------------------------

@@ -12,9 +12,9 @@ from typing import Any
 import asyncpg
 
 from backtest.feed import Feed, Monitor, Position
-from backtest.inputs import interval_ms
 from backtest.report import Decision, SignalOutcome
 from backtest.trades import Side, Trade, would_have_won
+from market.intervals import interval_ms
 from workflows.common.names import STATE_QUERY
 
 # The position manager's close codes in the report's words.

@@ -10,7 +10,6 @@ from pydantic import BaseModel, Field
 
 from backtest.trades import Trade
 
-Q2 = Decimal("0.01")
 Q4 = Decimal("0.0001")
 
 

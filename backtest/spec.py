@@ -6,7 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from backtest.inputs import Candle, SignalSpec, TraderSettings
+from backtest.inputs import SignalSpec, TraderSettings
+from market.candle import Candle
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from backtest.inputs import Candle
+from market.candle import Candle
 from workflows.position.paper import Bar, stop_fill_price, target_fill_price
 from workflows.position.paper import Side as PaperSide
 

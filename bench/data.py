@@ -15,13 +15,11 @@ from temporalio.client import Client
 
 from bench.floor import FLOOR_WORKFLOW
 from intake.starting import start_monitor
-from workflows.common.candles import INTERVAL_MS
+from market.intervals import interval_ms
 from workflows.common.names import CANDLE_CLOSED_SIGNAL, workflow_id_for
 
 INTERVAL = "1m"
-_STEP = INTERVAL_MS[INTERVAL]
-assert _STEP is not None, f"{INTERVAL} has a fixed length"
-STEP: int = _STEP
+STEP = interval_ms(INTERVAL)
 # Every signal is raised two days before now, so the n-th close after it (n up to 2,880: the full
 # run's 1,000-close chain and every burst fit) opens in the past: monitors count a close opening
 # later than now + one interval as `future` and never analyse it.

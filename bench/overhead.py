@@ -30,7 +30,7 @@ from bench.floor import NOOP_ACTIVITY, BareFloorWorkflow
 from bench.report import Report, percentile, ratio
 from bench.stack import Section, Stack, WorkerProcess, new_queue, start_floor_worker, wait_floor_done, workers
 from fakes.binance import FakeBinance, stream_name
-from signal_bridge.config import RUNNING_MONITORS_QUERY, BridgeConfig
+from runtime.config import RUNNING_MONITORS_QUERY, BridgeSettings
 from signal_bridge.service import run_bridge
 from signal_bridge.stats import BridgeStats
 
@@ -61,7 +61,7 @@ async def bridge(st: Stack, task_queue: str, symbol: str) -> AsyncIterator[tuple
     """FakeBinance and the real bridge, watching only this queue's monitors. No REST backfill:
     every close the monitor gets is one the bench sent."""
     async with FakeBinance() as fake:
-        cfg = BridgeConfig(
+        cfg = BridgeSettings(
             ws_url=fake.ws_url,
             rest_url=fake.rest_url,
             refresh_seconds=0.5,

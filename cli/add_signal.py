@@ -15,9 +15,10 @@ from typing import TextIO
 import asyncpg
 from pydantic import BaseModel, Field
 
+from market.candle import Candle
+from market.intervals import FIXED_INTERVALS
+from market.rest import latest_closed, rest_client
 from runtime import platform_rows
-from signal_bridge.rest_klines import Candle, latest_closed
-from workflows.common.candles import INTERVAL_MS
 from workflows.common.names import workflow_id_for
 
 SYMBOL_RE = re.compile(r"^[A-Z0-9]{2,20}$")
@@ -54,9 +55,8 @@ def parse_new_signal(
     symbol = symbol.strip().upper()
     if not SYMBOL_RE.match(symbol):
         raise UsageError(f"{symbol!r} is not a Binance symbol (letters and digits, e.g. ETHUSDT)")
-    if INTERVAL_MS.get(interval) is None:
-        known = ", ".join(k for k, v in INTERVAL_MS.items() if v is not None)
-        raise UsageError(f"{interval!r} is not a kline interval the monitor follows ({known})")
+    if interval not in FIXED_INTERVALS:
+        raise UsageError(f"{interval!r} is not a kline interval the monitor follows ({', '.join(FIXED_INTERVALS)})")
     if trader and new_trader:
         raise UsageError("--trader and --new-trader exclude each other")
     if trader:
@@ -135,11 +135,12 @@ async def insert_signal(database_url: str, spec: NewSignal, candle: Candle | Non
         price, at, source = spec.price, datetime.now(UTC), "--price"
         change, volume = None, None
     elif candle is not None:
-        price = candle.close
-        at = datetime.fromtimestamp((candle.close_time + 1) / 1000, tz=UTC)
+        # As floats, written as they print (`_exact`): the row keeps what an operator sees.
+        price = float(candle.c)
+        at = datetime.fromtimestamp((candle.T + 1) / 1000, tz=UTC)
         source = "close of the latest closed candle"
-        change = round((candle.close - candle.open) / candle.open * 100, 4) if candle.open else None
-        volume = candle.volume
+        change = round(float((candle.c - candle.o) / candle.o * 100), 4) if candle.o else None
+        volume = float(candle.v)
     else:
         raise ValueError("a price or a candle is needed")
     conn = await asyncpg.connect(database_url, timeout=10)
@@ -220,7 +221,10 @@ async def wait_for_intake(database_url: str, signal_id: str, timeout: float) -> 
 async def add_signal(
     spec: NewSignal, database_url: str, rest_url: str, ui_url: str, wait: float, out: TextIO
 ) -> AddedSignal:
-    candle = None if spec.price is not None else await latest_closed(rest_url, spec.symbol, spec.interval)
+    candle = None
+    if spec.price is None:
+        async with rest_client(rest_url) as http:
+            candle = await latest_closed(http, spec.symbol, spec.interval)
     added = await insert_signal(database_url, spec, candle)
     who = "new trader" if added.trader_created else "trader"
     print(f"signal {added.signal_id}", file=out)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
+from market.intervals import FIXED_INTERVALS
 from runtime.config import ConfigError, Settings
 from runtime.exits import EXIT_ERROR, EXIT_OK, EXIT_SCHEMA, EXIT_USAGE, fail
 from runtime.logs import setup_logging
@@ -137,7 +138,7 @@ def _cmd_start(args: argparse.Namespace) -> int:
 
 def _cmd_add_signal(args: argparse.Namespace) -> int:
     from cli.add_signal import UsageError, add_signal, parse_new_signal
-    from signal_bridge.rest_klines import KlinesError
+    from market.rest import KlinesError
 
     try:
         spec = parse_new_signal(
@@ -324,7 +325,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--live", action="store_true", help="use the real Binance streams instead of the local replay")
     p.add_argument("--fresh", action="store_true", help="start from empty state (.dev-state)")
     p.add_argument("--symbol", default="BTCUSDT", help="the demo signal's symbol (default BTCUSDT)")
-    p.add_argument("--interval", default="1m", help="the demo signal's candle interval, e.g. 1m, 5m, 15m (default 1m)")
+    p.add_argument(
+        "--interval",
+        default="1m",
+        choices=FIXED_INTERVALS,
+        metavar="INTERVAL",
+        help="the demo signal's candle interval, e.g. 1m, 5m, 15m (default 1m)",
+    )
     p.add_argument(
         "--speed",
         type=float,

@@ -35,26 +35,16 @@ from temporalio.exceptions import ApplicationError, CancelledError, FailureError
 from temporalio.service import RPCError, RPCStatusCode
 
 from intake.monitor_identity import same_signal, started_for
+from market.intervals import INTERVAL_MS
 from runtime.config import Settings
+from runtime.exits import EXIT_ERROR, EXIT_OK, EXIT_USAGE
 from workflows.common import names
 from workflows.common import search_attributes as sa
-from workflows.common.candles import INTERVAL_MS
 from workflows.common.timefmt import utc_text
-from workflows.monitor.models import AnalysisRecord, MonitorResult, MonitorView
+from workflows.monitor.models import AnalysisRecord, MonitorResult, MonitorStatus, MonitorView
 
-EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 # What `MonitorStatus` can hold: the monitor's statuses and the platform's end statuses it mirrors.
-MONITOR_STATUSES = (
-    "new",
-    "analyzing",
-    "monitoring",
-    "in_position",
-    "expired",
-    "cancelled",
-    "failed",
-    "closed",
-    "rejected",
-)
+MONITOR_STATUSES = tuple(status.value for status in MonitorStatus)
 INTERVALS = tuple(k for k in INTERVAL_MS)
 # One operator command: its arguments, the connected client, where it prints.
 Operator = Callable[[argparse.Namespace, Client, TextIO], Awaitable[None]]

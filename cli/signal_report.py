@@ -14,8 +14,9 @@ import asyncpg
 from pydantic import BaseModel, Field
 
 from cli.chart_model import ChartAnalysis, ChartCandle, ChartEvent, ChartLevels, ChartModel
-from signal_bridge.rest_klines import Candle, KlinesError, candles_between
-from workflows.common.candles import INTERVAL_MS
+from market.candle import Candle
+from market.intervals import UnknownInterval, interval_ms
+from market.rest import KlinesError, fetch_candles, rest_client
 from workflows.monitor.models import TERMINAL_SIGNAL_STATUSES
 
 CANDLES_BEFORE, CANDLES_AFTER, MAX_CANDLES = 5, 2, 1000
@@ -81,13 +82,10 @@ def _json(v: Any) -> Any:
     return json.loads(v) if isinstance(v, str) else v
 
 
-def interval_ms(interval: str | None) -> int:
-    return INTERVAL_MS.get(interval or "") or 60_000
-
-
 def window(report: SignalReport, now: datetime | None = None) -> tuple[int, int]:
-    """The monitoring window in ms, padded by a few candles, at most MAX_CANDLES long."""
-    s, step = report.signal, interval_ms(report.signal.interval)
+    """The monitoring window in ms, padded by a few candles, at most MAX_CANDLES long
+    (`UnknownInterval` when the signal's interval has no fixed length)."""
+    s, step = report.signal, interval_ms(report.signal.interval or "")
     now = now or datetime.now(UTC)
     start = s.timestamp or next((a.created_at for a in report.analyses if a.created_at), None) or now
     ends = [a.created_at for a in report.analyses if a.created_at]
@@ -179,14 +177,15 @@ async def add_candles(report: SignalReport, rest_url: str) -> SignalReport:
     if not s.symbol or not s.interval:
         report.candles_source = "unavailable: the signal has no symbol or interval"
         return report
-    start_ms, end_ms = window(report)
     try:
-        report.candles = await candles_between(rest_url, s.symbol, s.interval, start_ms, end_ms)
+        start_ms, end_ms = window(report)
+        async with rest_client(rest_url) as http:
+            report.candles = await fetch_candles(http, s.symbol, s.interval, start_ms, end_ms)
         report.candles_source = f"REST klines from {rest_url}"
-    except KlinesError as exc:
+    except (UnknownInterval, KlinesError) as exc:
         report.candles_source = f"unavailable: {exc}"
         return report
-    closes = {c.open_time: c.close for c in report.candles}
+    closes = {c.t: float(c.c) for c in report.candles}
     for a in report.analyses:
         if a.candle_open_time is not None and a.price is None:
             a.price = closes.get(int(a.candle_open_time.timestamp() * 1000))
@@ -219,7 +218,10 @@ def _num(v: Any) -> float | None:
 
 def chart_model(report: SignalReport) -> ChartModel:
     s = report.signal
-    step = timedelta(milliseconds=interval_ms(s.interval))
+    try:
+        step = timedelta(milliseconds=interval_ms(s.interval or ""))
+    except UnknownInterval:
+        step = timedelta(0)  # no known length: an analysis sits at its candle's open, not its close
     analyses = [
         ChartAnalysis(
             analysis_number=a.analysis_number if a.analysis_number is not None else i,
@@ -258,11 +260,11 @@ def chart_model(report: SignalReport) -> ChartModel:
         interval=s.interval or "?",
         candles=[
             ChartCandle(
-                open_time=datetime.fromtimestamp(c.open_time / 1000, tz=UTC),
-                open=c.open,
-                high=c.high,
-                low=c.low,
-                close=c.close,
+                open_time=datetime.fromtimestamp(c.t / 1000, tz=UTC),
+                open=float(c.o),
+                high=float(c.h),
+                low=float(c.l),
+                close=float(c.c),
             )
             for c in report.candles
         ],
@@ -279,5 +281,5 @@ def _g(value: float | None) -> str:
 
 def _close_at(report: SignalReport, at: datetime) -> float | None:
     ms = int(at.timestamp() * 1000)
-    before = [c for c in report.candles if c.open_time <= ms]
-    return before[-1].close if before else None
+    before = [c for c in report.candles if c.t <= ms]
+    return float(before[-1].c) if before else None

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 import asyncpg
 
 from devstack.state import StackInfo, StackLock, StackRunning, state_dir, without_password
+from fakes import free_port
 from runtime import platform_rows
 from runtime.config import Settings
 from runtime.exits import fail
@@ -75,12 +76,6 @@ def _port_free(port: int, host: str = "127.0.0.1") -> bool:
         except OSError:
             return False
     return True
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 async def _wait_for_port(port: int, timeout: float, what: str, proc: asyncio.subprocess.Process | None = None) -> None:
@@ -364,9 +359,9 @@ async def _wait_forever(stack: Stack) -> None:
 
 
 def _replay_lead_ms(interval: str) -> int:
-    from workflows.common.candles import INTERVAL_MS
+    from market.intervals import interval_ms
 
-    step = INTERVAL_MS.get(interval) or 60_000
+    step = interval_ms(interval)
     return min(REPLAY_LEAD_MAX_MS, max(REPLAY_LEAD_MIN_MS, REPLAY_LEAD_CANDLES * step))
 
 
@@ -468,7 +463,7 @@ async def run_dev(args, lock: StackLock) -> int:
                 from fakes.llm_proxy import FakeLlmProxy
 
                 proxy_key = "dev-" + secrets.token_hex(16)
-                proxy = await fakes.enter_async_context(FakeLlmProxy(api_key=proxy_key, port=_free_port()))
+                proxy = await fakes.enter_async_context(FakeLlmProxy(api_key=proxy_key, port=free_port()))
                 proxy_url = proxy.url
                 say(
                     f"llm-proxy: local deterministic stand-in at {proxy_url} (answers are labelled "
@@ -490,7 +485,7 @@ async def run_dev(args, lock: StackLock) -> int:
                 fake = await fakes.enter_async_context(
                     FakeBinance(
                         "127.0.0.1",
-                        _free_port(),
+                        free_port(),
                         speed=args.speed,
                         auto_series=True,
                         clock=Clock(args.speed, min(start_ms, now_ms), follow_wall_clock=True),
@@ -546,11 +541,12 @@ async def run_dev(args, lock: StackLock) -> int:
                     f"({STATE_DIR / 'stack.json'}), e.g. `signal-monitor add-signal ETHUSDT 1m`"
                 )
 
-                from signal_bridge.rest_klines import KlinesError, latest_closed
+                from market.rest import KlinesError, latest_closed, rest_client
 
                 try:
-                    last = await latest_closed(rest_url, args.symbol, args.interval)
-                    price, at = last.close, datetime.fromtimestamp((last.close_time + 1) / 1000, tz=UTC)
+                    async with rest_client(rest_url) as http:
+                        last = await latest_closed(http, args.symbol, args.interval)
+                    price, at = float(last.c), datetime.fromtimestamp((last.T + 1) / 1000, tz=UTC)
                 except KlinesError as exc:
                     raise DevError(f"Binance: no price for the demo signal: {exc}") from None
                 signal_id, trader_id = await _insert_demo_signal(database_url, args.symbol, args.interval, price, at)

@@ -1,4 +1,4 @@
-"""Who is on the elite tier (domain.md, "Who gets monitored"): an active elite subscription not
+"""Who is on the elite tier (docs/contracts/platform.md): an active elite subscription not
 past its `expires_at`, or an elite `user_profiles.subscription_tier` where that column exists.
 Both case-insensitive (old profile rows are upper case). Pure: the intake's query supplies the values."""
 

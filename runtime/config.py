@@ -17,19 +17,17 @@ from urllib.parse import unquote, urlsplit
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from activities.platform_schema import InitialAnalysisSetting
-from activities.redaction import has_unsafe_characters
+from runtime.redaction import has_unsafe_characters
 from workflows.common.names import DEFAULT_TASK_QUEUE, POSITION_WORKFLOW_TYPE, WORKFLOW_TYPE
 from workflows.common.policies import ANALYSIS_RETRY
 from workflows.position.paper import DEFAULT_FEE_PCT, DEFAULT_SLIPPAGE_PCT
 
-INITIAL_ANALYSIS_ENV = "SIGNAL_MONITOR_INITIAL_ANALYSIS"
-PLATFORM_GRACE_ENV = "SIGNAL_MONITOR_PLATFORM_GRACE_SECONDS"
-SWEEP_SECONDS_ENV = "SIGNAL_MONITOR_INTAKE_SWEEP_SECONDS"
-METRICS_ADDRESS_ENV = "SIGNAL_MONITOR_METRICS_ADDRESS"
-REFRESH_ENV = "SIGNAL_MONITOR_RUNNING_REFRESH_SECONDS"
 DEFAULT_REST_URL = "https://api.binance.com"
 DEFAULT_WS_URL = "wss://stream.binance.com:9443"
+
+# SIGNAL_MONITOR_INITIAL_ANALYSIS: who runs analysis #0 beside the platform's trigger 028 (the
+# worker and the intake decide from it and the platform's schema, activities/platform_schema.py).
+InitialAnalysisSetting = Literal["auto", "platform", "monitor"]
 
 # Settings whose values are secrets: checked at start-up, never printed, redacted from logs.
 SECRET_ENV = ("LLM_PROXY_KEY", "TEMPORAL_API_KEY")

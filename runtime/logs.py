@@ -8,8 +8,8 @@ import logging
 import sys
 from datetime import UTC, datetime
 
-from activities.redaction import Redactor
 from runtime.config import Settings, secret_values
+from runtime.redaction import Redactor
 
 _TEMPORAL_KEYS = ("workflow_id", "run_id", "workflow_type", "activity_type", "activity_id", "attempt", "task_queue")
 

@@ -9,57 +9,33 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, TypeVar
 
 import httpx
 from pydantic import ValidationError
 
+from market import rest
+from market.candle import row_to_k
+from market.intervals import INTERVAL_MS
+from runtime.config import BridgeSettings
 from runtime.lifecycle import Backoff
-from workflows.common.candles import INTERVAL_MS, Kline
+from workflows.common.candles import Kline
 
-from .config import BridgeConfig
 from .events import emit
 from .frames import KlineEvent, StreamKey
 from .router import CloseRouter
 from .stats import BridgeStats
 
-
-class RestError(Exception):
-    pass
-
-
-def row_to_k(symbol: str, interval: str, row: list) -> dict:
-    """A REST row as the `k` object of a closed kline (REST has no f, L)."""
-    return {
-        "t": row[0],
-        "T": row[6],
-        "s": symbol,
-        "i": interval,
-        "o": row[1],
-        "h": row[2],
-        "l": row[3],
-        "c": row[4],
-        "v": row[5],
-        "n": row[8],
-        "x": True,
-        "q": row[7],
-        "V": row[9],
-        "Q": row[10],
-        "B": row[11],
-    }
+T = TypeVar("T")
 
 
 class Backfiller:
     def __init__(
-        self, cfg: BridgeConfig, stats: BridgeStats, router: CloseRouter, http: httpx.AsyncClient | None = None
+        self, cfg: BridgeSettings, stats: BridgeStats, router: CloseRouter, http: httpx.AsyncClient | None = None
     ) -> None:
         self.cfg, self.stats, self.router = cfg, stats, router
-        self.http = http or httpx.AsyncClient(
-            base_url=cfg.rest_url,
-            timeout=cfg.rest_timeout,
-            transport=httpx.AsyncHTTPTransport(retries=0),  # retries are ours, Retry-After aware
-        )
+        self.http = http or rest.rest_client(cfg.rest_url, cfg.rest_timeout)  # retries are ours, Retry-After aware
         self._sem = asyncio.Semaphore(cfg.rest_concurrency)
         self._paused_until = 0.0
         self._tasks: set[asyncio.Task] = set()
@@ -83,10 +59,8 @@ class Backfiller:
     async def backfill(self, keys: set[StreamKey], reason: str) -> int:
         before = {key: self.router.high_water.get(key) for key in keys}
         try:
-            server_time = (await self._get("/api/v3/time", {}))["serverTime"]
-            if not isinstance(server_time, int):
-                raise RestError(f"bad serverTime {server_time!r}")
-        except (RestError, httpx.HTTPError, KeyError, TypeError) as exc:
+            server_time = await self._rest(rest.server_time)
+        except rest.KlinesError as exc:
             self.stats.rest_errors += 1
             emit("bridge.backfill_failed", logging.WARNING, reason=reason, streams=len(keys), error=repr(exc)[:200])
             return 0
@@ -111,9 +85,7 @@ class Backfiller:
         if last is not None and iv:
             limit = int(min(1000, max(2, (server_time - last) // iv + 2)))
         self.stats.backfill_requests += 1
-        rows = await self._get("/api/v3/klines", {"symbol": symbol, "interval": interval, "limit": limit})
-        if not isinstance(rows, list):
-            raise RestError("klines answer is not a list")
+        rows = await self._rest(rest.klines_page, symbol, interval, limit=limit)
         valid: list[list] = []
         for row in rows:
             if not (isinstance(row, list) and len(row) >= 12 and isinstance(row[0], int) and isinstance(row[6], int)):
@@ -169,37 +141,35 @@ class Backfiller:
                 last_t=gaps[-1],
             )
 
-    async def _get(self, path: str, params: dict[str, Any]) -> Any:
+    async def _rest(self, call: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
+        """One market/rest call, within the bridge's REST concurrency and its rate-limit pause:
+        a 418/429 pauses every REST call for its Retry-After and tries again, a 5xx after a short
+        backoff; anything else, or the last attempt's failure, is the caller's `KlinesError`."""
         server_errors = Backoff(1.0, 5.0, jitter=False)
         for attempt in range(1, self.cfg.rest_max_attempts + 1):
             async with self._sem:
                 wait = self._paused_until - time.monotonic()
                 if wait > 0:
                     await asyncio.sleep(wait)
-                resp = await self.http.get(path, params=params)
-            if resp.status_code in (418, 429):
-                retry_after = _retry_after(resp)
+                try:
+                    return await call(self.http, *args, **kwargs)
+                except rest.KlinesError as exc:
+                    failed = exc
+            if failed.status in (418, 429):
+                # Binance always sends Retry-After; when absent, be conservative.
+                retry_after = 60.0 if failed.retry_after is None else failed.retry_after
                 self.stats.rest_rate_limited += 1
                 self._paused_until = max(self._paused_until, time.monotonic() + retry_after)
                 emit(
                     "bridge.rest_rate_limited",
                     logging.WARNING,
-                    status=resp.status_code,
+                    status=failed.status,
                     retry_after_s=retry_after,
                     attempt=attempt,
                 )
                 continue
-            if resp.status_code >= 500:
+            if failed.status is not None and failed.status >= 500:
                 await asyncio.sleep(server_errors.next_delay())
                 continue
-            if resp.status_code != 200:
-                raise RestError(f"{path} {params.get('symbol', '')} {resp.status_code} {resp.text[:120]}")
-            return resp.json()
-        raise RestError(f"{path} failed after {self.cfg.rest_max_attempts} attempts")
-
-
-def _retry_after(resp: httpx.Response) -> float:
-    try:
-        return max(0.0, float(resp.headers.get("Retry-After", "")))
-    except ValueError:
-        return 60.0  # Binance always sends it; when absent, be conservative
+            raise failed
+        raise rest.KlinesError(f"Binance REST failed after {self.cfg.rest_max_attempts} attempts")

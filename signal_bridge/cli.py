@@ -9,10 +9,9 @@ import argparse
 import asyncio
 import sys
 
-from runtime.config import ConfigError, Settings
+from runtime.config import BridgeSettings, ConfigError, Settings
 from runtime.lifecycle import stop_on_signals
 
-from .config import BridgeConfig
 from .events import emit
 from .stats import BridgeStats
 
@@ -24,7 +23,7 @@ ENV_HELP = """environment:
                                   (replicas divide the streams; needs DATABASE_URL)
   DATABASE_URL                    shared mode: PostgreSQL holding the replicas' advisory locks
                                   (a direct or session-mode connection, not a transaction pooler)
-  SIGNAL_BRIDGE_<FIELD>           any other BridgeConfig field, e.g. SIGNAL_BRIDGE_SIGNAL_CONCURRENCY
+  SIGNAL_BRIDGE_<FIELD>           any other BridgeSettings field, e.g. SIGNAL_BRIDGE_SIGNAL_CONCURRENCY
   SIGNAL_MONITOR_METRICS_ADDRESS  serve Prometheus metrics here (e.g. 0.0.0.0:9464)
   TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_PROFILE: where Temporal is"""
 
@@ -48,7 +47,7 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-async def _serve(cfg: BridgeConfig, metrics_address: str | None) -> None:
+async def _serve(cfg: BridgeSettings, metrics_address: str | None) -> None:
     from runtime import metrics
     from runtime.temporal_client import connect_client, describe_target
 

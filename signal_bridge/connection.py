@@ -16,7 +16,8 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
-from .config import BridgeConfig
+from runtime.config import BridgeSettings
+
 from .events import emit
 from .frames import ControlReply, KlineEvent, Malformed, ServerShutdown, parse_frame
 from .pacing import ControlPacer
@@ -34,7 +35,7 @@ class ControlError(Exception):
 
 
 class StreamConnection:
-    def __init__(self, cfg: BridgeConfig, stats: BridgeStats, on_kline: OnKline, name: str) -> None:
+    def __init__(self, cfg: BridgeSettings, stats: BridgeStats, on_kline: OnKline, name: str) -> None:
         self.cfg, self.stats, self.on_kline, self.name = cfg, stats, on_kline, name
         self.active: set[str] = set()  # streams Binance confirmed on this connection
         self.rejected: set[str] = set()  # streams Binance refused (not retried until re-added)

@@ -15,10 +15,10 @@ from datetime import timedelta
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
+from runtime.config import BridgeSettings
 from runtime.lifecycle import Backoff
 from workflows.common.names import CANDLE_CLOSED_SIGNAL
 
-from .config import BridgeConfig
 from .events import emit
 from .frames import StreamKey
 from .stats import BridgeStats
@@ -37,7 +37,7 @@ Slot = tuple[str, StreamKey]  # (workflow id, stream)
 
 
 class Delivery:
-    def __init__(self, client: Client, cfg: BridgeConfig, stats: BridgeStats) -> None:
+    def __init__(self, client: Client, cfg: BridgeSettings, stats: BridgeStats) -> None:
         self.client, self.cfg, self.stats = client, cfg, stats
         self._queue: asyncio.Queue[tuple[str, Close]] = asyncio.Queue()
         self._retry: dict[Slot, Close] = {}

@@ -9,7 +9,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from workflows.common.candles import INTERVAL_MS, Kline, is_valid_symbol
+from market.intervals import is_valid_interval
+from workflows.common.candles import Kline, is_valid_symbol
 
 StreamKey = tuple[str, str]  # (SYMBOL, interval)
 
@@ -94,7 +95,7 @@ def _kline(payload: dict, stream: str | None) -> KlineEvent:
     except ValidationError as exc:
         fields = ",".join(str(e["loc"][0]) for e in exc.errors() if e.get("loc"))
         raise Malformed("kline_bad_fields", fields) from None
-    if not is_valid_symbol(kline.s) or kline.i not in INTERVAL_MS:
+    if not is_valid_symbol(kline.s) or not is_valid_interval(kline.i):
         raise Malformed("kline_bad_stream", f"{kline.s} {kline.i}")
     if kline.T < kline.t:
         raise Malformed("kline_bad_times")

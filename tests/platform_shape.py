@@ -1,4 +1,4 @@
-"""The trading platform's database as its own migrations build it (see /work/shared/domain.md),
+"""The trading platform's database as its own migrations build it (see docs/contracts/platform.md),
 for the tests: Supabase's `auth.uid()`, `user_profiles` (with or without production's
 `subscription_tier`), `user_subscriptions`, `traders`, `signals` (with a status check constraint
 holding a value the monitor does not know), `signal_analyses` with its NOT NULL JSON columns and

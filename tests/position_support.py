@@ -14,9 +14,9 @@ from typing import Any
 import asyncpg
 from temporalio.client import Client, WorkflowHandle
 
+from market.intervals import interval_ms
 from tests.monitor_harness import RECORD_HISTORIES_ENV
 from tests.support import SignalRow, insert_signal
-from workflows.common.candles import INTERVAL_MS
 from workflows.position.models import PositionManagerInput, PositionResult, PositionView
 from workflows.position.workflow import PositionManagerWorkflow
 
@@ -60,7 +60,7 @@ async def entered_signal(
 
 def candle(row: SignalRow, n: int, o: float, h: float, low: float, c: float, **kw: Any) -> dict[str, Any]:
     """The n-th close after the signal's candle (n >= 1), with the given prices."""
-    step = INTERVAL_MS[row.interval] or 60_000
+    step = interval_ms(row.interval)
     t = signal_candle_t(row) + n * step
     k = {"t": t, "T": t + step - 1, "s": row.symbol, "i": row.interval, "o": str(o), "h": str(h), "l": str(low)}
     k.update({"c": str(c), "v": "10", "x": True})
@@ -70,7 +70,7 @@ def candle(row: SignalRow, n: int, o: float, h: float, low: float, c: float, **k
 
 def signal_candle_t(row: SignalRow) -> int:
     """Open time of the candle holding the signal (`candle(row, 0)`)."""
-    step = INTERVAL_MS[row.interval] or 60_000
+    step = interval_ms(row.interval)
     return (int(row.timestamp.timestamp() * 1000) // step) * step
 
 

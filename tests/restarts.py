@@ -19,11 +19,12 @@ import asyncpg
 from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
+from fakes import free_port
 from fakes.llm_proxy import FakeLlmProxy
 from fakes.temporal import start_dev_server
 from intake.starting import start_monitor
 from migrations.runner import migrate
-from tests.conftest import binary, free_port
+from tests.conftest import binary
 from tests.fault_checks import Expectation
 from tests.monitor_harness import TEST_KEY
 from tests.processes import command_env

@@ -19,10 +19,10 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.workflow import UpdateMethodMultiParam
 
 from intake.service import run_intake
+from market.intervals import interval_ms
 from runtime.config import Settings
 from runtime.platform_rows import insert_signal as insert_platform_signal
 from runtime.platform_rows import insert_trader
-from workflows.common.candles import INTERVAL_MS
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -112,7 +112,7 @@ def kline(
     close: str = "43300.50",
 ) -> dict[str, Any]:
     """The n-th candle (1, 2, ...) after the one in progress at the signal's time, as Binance's `k`."""
-    step = INTERVAL_MS[interval or row.interval] or 60_000
+    step = interval_ms(interval or row.interval)
     signal_ms = int(row.timestamp.timestamp() * 1000)
     t = (signal_ms // step) * step + (n - 1) * step
     return {

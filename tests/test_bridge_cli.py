@@ -13,9 +13,9 @@ import uuid
 import httpx
 import pytest
 
+from fakes import free_port
 from fakes.binance import FakeBinance
 from tests.bridge_support import bridge_env, kill, start_bridge_process
-from tests.conftest import free_port
 from tests.support import eventually
 
 

@@ -15,7 +15,7 @@ from temporalio.api.workflowservice.v1 import StartBatchOperationRequest
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
 from fakes.binance import FakeBinance
-from fakes.binance.market import kline_frame
+from fakes.binance.exchange import kline_frame
 from tests.bridge_support import assert_fake_rules_kept, bridge_config, running_bridge
 from tests.support import eventually
 from workflows.common import search_attributes as sa

@@ -10,7 +10,7 @@ import re
 import urllib.request
 
 from devstack.sample_output import README, drift, read_block, readme_form
-from tests.conftest import free_port
+from fakes import free_port
 from tests.processes import dev_env, dev_stack
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.conftest import free_port
+from fakes import free_port
 from tests.processes import BIN, dev_env, dev_stack, stop_dev_stack
 
 

@@ -14,7 +14,7 @@ import websockets
 from websockets.exceptions import ConnectionClosed
 
 from fakes.binance import FakeBinance
-from fakes.binance.market import kline_frame
+from fakes.binance.exchange import kline_frame
 
 
 async def _recv_json(ws, timeout: float = 15.0) -> dict:

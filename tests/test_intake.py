@@ -16,10 +16,11 @@ import asyncpg
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
+from fakes import free_port
 from intake.service import APPLICATION_NAME, CHANNEL
 from intake.starting import start_monitor
 from runtime.config import Settings
-from tests.conftest import binary, free_port
+from tests.conftest import binary
 from tests.monitor_harness import make_settings, monitor_stack
 from tests.support import eventually, insert_signal, running_intake, signal_status
 

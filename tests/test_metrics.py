@@ -14,8 +14,9 @@ import asyncpg
 import httpx
 from temporalio.service import RPCError
 
+from fakes import free_port
 from fakes.llm_proxy import Answer, FakeLlmProxy, Fault
-from tests.conftest import create_database, free_port
+from tests.conftest import create_database
 from tests.monitor_harness import TEST_KEY
 from tests.processes import project_process
 from tests.support import eventually, insert_signal, kline, signal_status

@@ -16,7 +16,7 @@ import pytest
 
 from fakes.binance import Clock, FakeBinance
 from fakes.llm_proxy import Answer
-from signal_bridge.backfill import row_to_k
+from market.candle import row_to_k
 from tests import test_temporal_ui
 from tests.monitor_harness import monitor_stack
 from tests.processes import command_env, signal_monitor

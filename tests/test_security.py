@@ -24,11 +24,12 @@ import pytest
 from aiohttp import web
 from temporalio.client import WorkflowExecutionStatus
 
+from fakes import free_port
 from fakes.binance import FakeBinance
 from fakes.llm_proxy import Answer, FakeLlmProxy, Fault
-from signal_bridge.config import RUNNING_MONITORS_QUERY
+from runtime.config import RUNNING_MONITORS_QUERY
 from tests.bridge_support import replay_start, unique_symbol
-from tests.conftest import create_database, free_port
+from tests.conftest import create_database
 from tests.monitor_harness import failed_analyses, monitor_stack
 from tests.processes import command_env, project_process, signal_monitor
 from tests.support import analyses, async_update, eventually, insert_signal, signal_status

@@ -1,7 +1,7 @@
 """A faithful local fake of Binance's spot kline streams and REST klines, for tests and the
 offline demo. See `server.FakeBinance`; `python -m fakes.binance --help` runs it standalone."""
 
-from .market import Clock, stream_name
+from .exchange import Clock, stream_name
 from .series import SeriesOptions
 from .server import FakeBinance, FakeStats
 

@@ -9,9 +9,9 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from workflows.common.candles import INTERVAL_MS
+from market.intervals import interval_ms
 
-from .market import Candle, kline_frame
+from .exchange import LiveCandle, kline_frame
 from .recorded import Snapshot, rebased_tracks
 
 if TYPE_CHECKING:
@@ -40,10 +40,7 @@ class _Cursor:
     """Where a series stands: its value source, next open time and trade id."""
 
     def __init__(self, fake: FakeBinance, symbol: str, interval: str, opts: SeriesOptions) -> None:
-        iv = INTERVAL_MS[interval]
-        if iv is None:
-            raise ValueError("1M has no fixed length: not supported by the fake's series")
-        self.iv = iv
+        self.iv = iv = interval_ms(interval)  # UnknownInterval (a ValueError) for 1M: no fixed length
         self.tracks = rebased_tracks(opts.start_price or fake.start_price(symbol))
         self.trade_id = 1_000_000
         self.t = fake.clock.now_ms() // iv * iv - opts.history * iv
@@ -51,7 +48,7 @@ class _Cursor:
         # (a bridge restarting now can backfill from it).
         for _ in range(opts.history):
             track = next(self.tracks)
-            fake.market.close(Candle(symbol, interval, self.t, self.t + iv - 1, track[-1], self.trade_id))
+            fake.market.close(LiveCandle(symbol, interval, self.t, self.t + iv - 1, track[-1], self.trade_id))
             self.trade_id += track[-1].n
             self.t += iv
 
@@ -75,7 +72,7 @@ async def run_series(fake: FakeBinance, symbol: str, interval: str, opts: Series
             t += iv
             continue
         updates = _spread(track[:-1] or track[-1:], opts.updates_per_candle)
-        candle = Candle(symbol, interval, t, T, updates[0], trade_id)
+        candle = LiveCandle(symbol, interval, t, T, updates[0], trade_id)
         market.set_open(candle)
         for j, snap in enumerate(updates):
             await clock.sleep_until(t + (j + 1) * iv // (len(updates) + 1))

@@ -34,11 +34,11 @@ from websockets.exceptions import ConnectionClosed
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
 
-from workflows.common.candles import INTERVAL_MS
+from market.intervals import FIXED_INTERVALS, is_valid_interval
 
+from .exchange import Clock, LiveCandle, Market, stream_name
 from .faults import Faults
 from .levels import PriceLevel, price_level
-from .market import Candle, Clock, Market, stream_name, valid_interval
 from .recorded import load_frames, recorded_levels, snapshot_of
 from .series import SeriesOptions, run_series, start_cursor
 
@@ -265,7 +265,7 @@ class FakeBinance:
             except (ValueError, KeyError, TypeError):
                 continue
             if k.get("x") is True:
-                self.market.close(Candle(k["s"], k["i"], k["t"], k["T"], snapshot_of(k), int(k.get("f", -1))))
+                self.market.close(LiveCandle(k["s"], k["i"], k["t"], k["T"], snapshot_of(k), int(k.get("f", -1))))
             for conn in self.subscribers(stream):
                 await self._send(conn, frame.raw if conn.combined else json.dumps(msg["data"]))
                 sent += 1
@@ -355,7 +355,7 @@ class FakeBinance:
         for stream in streams:
             conn.streams.add(stream)
             m = _KLINE_RE.match(stream)
-            if self.auto_series and m and valid_interval(m.group(2)):
+            if self.auto_series and m and m.group(2) in FIXED_INTERVALS:
                 self.start_series(m.group(1).upper(), m.group(2))
         self.stats.max_streams_on_a_connection = max(self.stats.max_streams_on_a_connection, len(conn.streams))
 
@@ -446,9 +446,9 @@ class FakeBinance:
         symbol, interval = query.get("symbol", ""), query.get("interval", "")
         if not symbol:
             return _json_response(400, {"code": -1102, "msg": "Mandatory parameter 'symbol' was not sent."})
-        if interval not in INTERVAL_MS:
+        if not is_valid_interval(interval):
             return _json_response(400, {"code": -1120, "msg": "Invalid interval."})
-        if self.auto_series and valid_interval(interval) and symbol.isalnum() and symbol.isupper():
+        if self.auto_series and interval in FIXED_INTERVALS and symbol.isalnum() and symbol.isupper():
             self.start_series(symbol, interval)
         if not self.market.knows(symbol) and (symbol, interval) not in self.series_tasks:
             return _json_response(400, {"code": -1121, "msg": "Invalid symbol."})

@@ -13,7 +13,7 @@ from backtest import inputs
 from backtest.command import UsageError, parse_duration, parse_proxy
 from backtest.compare import differences, format_compare
 from backtest.gate import tokens_of
-from backtest.inputs import Candle, InputError, parse_candles, parse_signals
+from backtest.inputs import InputError, parse_candles, parse_signals
 from backtest.report import (
     Decision,
     RunInfo,
@@ -27,6 +27,7 @@ from backtest.report import (
 from backtest.spec import BacktestSpec, expected_analyses, expected_management
 from backtest.trades import Trade, would_have_won
 from fakes.binance.ohlcv import SAMPLE_FILE, sample_csv
+from market.candle import Candle
 
 M = 60_000
 
@@ -96,7 +97,7 @@ def test_signals_from_a_file_a_signals_export_and_every_n():
     assert parse_signals(export, "BTCUSDT", "1m", "f") == [inputs.SignalSpec(time_ms=1_704_067_260_000, price=D(7))]
     with pytest.raises(InputError, match="no signals"):
         parse_signals(export, "SOLUSDT", "1m", "f")
-    candles = [c(i, "1", "1", "1", str(i + 1)) for i in range(5)]
+    candles = [c(i, "1", str(i + 1), "1", str(i + 1)) for i in range(5)]  # a real candle: high >= close
     assert [(s.time_ms, s.price) for s in inputs.every_n(candles, 2)] == [(M, D(1)), (3 * M, D(3))]
 
 

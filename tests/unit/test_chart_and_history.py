@@ -8,7 +8,7 @@ from cli.chart_model import ChartAnalysis, ChartCandle, ChartEvent, ChartLevels,
 from cli.chart_render import figure, standalone_html
 from cli.history import excerpt, history_lines, history_text
 from cli.signal_report import AnalysisRow, OrderIntentRow, SignalInfo, SignalReport, chart_model, window
-from signal_bridge.rest_klines import Candle
+from market.candle import Candle
 
 T0 = datetime(2026, 11, 25, 11, 0, tzinfo=UTC)
 
@@ -17,13 +17,13 @@ def _report(status: str = "in_position") -> SignalReport:
     minute = timedelta(minutes=1)
     candles = [
         Candle(
-            open_time=int((T0 + i * minute).timestamp() * 1000),
-            close_time=int((T0 + (i + 1) * minute).timestamp() * 1000) - 1,
-            open=2300 + i,
-            high=2303 + i,
-            low=2298 + i,
-            close=2301 + i,
-            volume=10,
+            t=int((T0 + i * minute).timestamp() * 1000),
+            T=int((T0 + (i + 1) * minute).timestamp() * 1000) - 1,
+            o=2300 + i,
+            h=2303 + i,
+            l=2298 + i,
+            c=2301 + i,
+            v=10,
         )
         for i in range(6)
     ]

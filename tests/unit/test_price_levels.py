@@ -7,8 +7,8 @@ import asyncio
 import time
 from decimal import Decimal
 
+from fakes.binance.exchange import Clock
 from fakes.binance.levels import default_level, price_level, tick_size
-from fakes.binance.market import Clock
 from fakes.binance.recorded import rebased_tracks, recorded_levels
 
 LEVELS = {"BTCUSDT": 43000, "ETHUSDT": 2300, "SOLUSDT": 100, "ADAUSDT": 0.5, "DOGEUSDT": 0.08, "XRPUSDT": 0.6}

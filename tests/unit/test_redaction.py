@@ -1,4 +1,4 @@
-"""Redaction of a key in every form an error or a log line can quote it (activities/redaction)."""
+"""Redaction of a key in every form an error or a log line can quote it (runtime/redaction)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from activities.redaction import MASK, Redactor, has_unsafe_characters
+from runtime.redaction import MASK, Redactor, has_unsafe_characters
 
 KEY = "sk-llm-0123456789abcdef"
 

@@ -14,7 +14,8 @@ from typing import Protocol
 
 from pydantic import ValidationError
 
-from workflows.common.candles import INTERVAL_MS, Kline, interval_length_ms
+from market.intervals import INTERVAL_MS
+from workflows.common.candles import Kline, interval_length_ms
 from workflows.common.timefmt import utc_text
 
 # A real kline object is about 350 bytes of JSON; anything much larger is not one, and keeping it

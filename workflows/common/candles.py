@@ -1,4 +1,5 @@
-"""Binance kline intervals and the `candle_closed` payload (Binance's kline object `k`)."""
+"""The `candle_closed` payload (Binance's kline object `k`) and where a candle of an interval starts
+and ends (the interval table is market/intervals.py, pure like this module)."""
 
 from __future__ import annotations
 
@@ -10,31 +11,8 @@ from typing import Self
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
 
+from market.intervals import INTERVAL_MS
 from workflows.common.timefmt import MAX_MS, datetime_to_ms, ms_to_datetime
-
-# Binance spot kline intervals. `1M` (calendar month) has no fixed length.
-INTERVAL_MS: dict[str, int | None] = {
-    "1s": 1_000,
-    "1m": 60_000,
-    "3m": 180_000,
-    "5m": 300_000,
-    "15m": 900_000,
-    "30m": 1_800_000,
-    "1h": 3_600_000,
-    "2h": 7_200_000,
-    "4h": 14_400_000,
-    "6h": 21_600_000,
-    "8h": 28_800_000,
-    "12h": 43_200_000,
-    "1d": 86_400_000,
-    "3d": 259_200_000,
-    "1w": 604_800_000,
-    "1M": None,
-}
-
-
-def is_valid_interval(interval: str) -> bool:
-    return interval in INTERVAL_MS
 
 
 def interval_length_ms(interval: str, open_ms: int) -> int | None:

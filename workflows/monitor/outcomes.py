@@ -6,7 +6,8 @@ import math
 from datetime import datetime, timedelta
 from typing import Literal, NamedTuple
 
-from workflows.common.candles import is_valid_interval, is_valid_symbol
+from market.intervals import is_valid_interval
+from workflows.common.candles import is_valid_symbol
 from workflows.monitor.models import EndStatus, MonitorDecision, SignalContext
 
 # The statuses `record_analysis` writes.

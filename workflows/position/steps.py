@@ -9,7 +9,8 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from workflows.common.candles import Kline, is_valid_interval, is_valid_symbol
+from market.intervals import is_valid_interval
+from workflows.common.candles import Kline, is_valid_symbol
 from workflows.common.models import PREVIOUS_DECISIONS_SENT, REASONING_KEPT
 from workflows.common.timefmt import utc_text
 from workflows.position.actions import ManageAction, ValidatedAction

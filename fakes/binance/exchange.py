@@ -6,7 +6,7 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 
-from workflows.common.candles import INTERVAL_MS
+from market.candle import k_to_row
 
 from .recorded import Snapshot
 
@@ -50,7 +50,10 @@ class Clock:
 
 
 @dataclass
-class Candle:
+class LiveCandle:
+    """A candle on the fake exchange while it trades and after: its values are the recorded
+    snapshot it has reached. Not a data type of the product's (that is `market.candle.Candle`)."""
+
     symbol: str
     interval: str
     t: int
@@ -83,8 +86,7 @@ class Candle:
         }
 
     def rest_row(self) -> list:
-        s = self.snap
-        return [self.t, s.o, s.h, s.l, s.c, s.v, self.T, s.q, s.n, s.V, s.Q, "0"]
+        return k_to_row(self.k(closed=False))
 
 
 def stream_name(symbol: str, interval: str) -> str:
@@ -105,16 +107,16 @@ class Market:
     gap simply never exist, on REST as on the stream."""
 
     clock: Clock
-    closed: dict[tuple[str, str], list[Candle]] = field(default_factory=dict)
-    open: dict[tuple[str, str], Candle] = field(default_factory=dict)
+    closed: dict[tuple[str, str], list[LiveCandle]] = field(default_factory=dict)
+    open: dict[tuple[str, str], LiveCandle] = field(default_factory=dict)
 
     def knows(self, symbol: str) -> bool:
         return any(sym == symbol for sym, _ in (*self.closed, *self.open))
 
-    def set_open(self, candle: Candle) -> None:
+    def set_open(self, candle: LiveCandle) -> None:
         self.open[(candle.symbol, candle.interval)] = candle
 
-    def close(self, candle: Candle) -> None:
+    def close(self, candle: LiveCandle) -> None:
         key = (candle.symbol, candle.interval)
         history = self.closed.setdefault(key, [])
         if not history or history[-1].t < candle.t:
@@ -135,7 +137,3 @@ class Market:
         # Binance returns the first `limit` rows from startTime, or the last `limit` without it.
         candles = candles[:limit] if start is not None else candles[-limit:]
         return [c.rest_row() for c in candles]
-
-
-def valid_interval(interval: str) -> bool:
-    return interval in INTERVAL_MS and INTERVAL_MS[interval] is not None
