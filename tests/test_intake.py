@@ -20,9 +20,9 @@ from fakes import free_port
 from intake.service import APPLICATION_NAME, CHANNEL
 from intake.starting import start_monitor
 from runtime.config import Settings
-from tests.conftest import binary
-from tests.monitor_harness import make_settings, monitor_stack
-from tests.support import eventually, insert_signal, running_intake, signal_status
+from tests.helpers.monitor import make_settings, monitor_stack
+from tests.helpers.servers import binary
+from tests.helpers.support import eventually, insert_signal, running_intake, signal_status
 
 
 def idle_settings(url: str) -> Settings:

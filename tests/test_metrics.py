@@ -16,10 +16,10 @@ from temporalio.service import RPCError
 
 from fakes import free_port
 from fakes.llm_proxy import Answer, FakeLlmProxy, Fault
-from tests.conftest import create_database
-from tests.monitor_harness import TEST_KEY
-from tests.processes import project_process
-from tests.support import eventually, insert_signal, kline, signal_status
+from tests.helpers.monitor import TEST_KEY
+from tests.helpers.processes import project_process
+from tests.helpers.servers import create_database
+from tests.helpers.support import eventually, insert_signal, kline, signal_status
 from workflows.monitor.workflow import SignalMonitorWorkflow
 
 

@@ -14,8 +14,8 @@ import asyncpg
 import pytest
 
 from migrations.runner import MIGRATIONS_DIR, MigrationError, migrate
-from tests.conftest import create_database
-from tests.processes import BIN
+from tests.helpers.processes import BIN
+from tests.helpers.servers import create_database
 
 FILES = sorted(p.name for p in MIGRATIONS_DIR.glob("[0-9]*.sql"))
 

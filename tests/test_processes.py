@@ -9,9 +9,9 @@ import uuid
 from temporalio.client import WorkflowExecutionStatus
 
 from fakes.llm_proxy import Answer, FakeLlmProxy
-from tests.monitor_harness import TEST_KEY
-from tests.processes import as_json, command_env, signal_monitor, temporal_cli, worker_process
-from tests.support import SignalRow, analyses, eventually, insert_signal, kline, signal_status
+from tests.helpers.monitor import TEST_KEY
+from tests.helpers.processes import as_json, command_env, signal_monitor, temporal_cli, worker_process
+from tests.helpers.support import SignalRow, analyses, eventually, insert_signal, kline, signal_status
 from workflows.monitor.models import MonitorView
 from workflows.monitor.workflow import SignalMonitorWorkflow
 

@@ -28,11 +28,11 @@ from fakes import free_port
 from fakes.binance import FakeBinance
 from fakes.llm_proxy import Answer, FakeLlmProxy, Fault
 from runtime.config import RUNNING_MONITORS_QUERY
-from tests.bridge_support import replay_start, unique_symbol
-from tests.conftest import create_database
-from tests.monitor_harness import failed_analyses, monitor_stack
-from tests.processes import command_env, project_process, signal_monitor
-from tests.support import analyses, async_update, eventually, insert_signal, signal_status
+from tests.helpers.bridge import replay_start, unique_symbol
+from tests.helpers.monitor import failed_analyses, monitor_stack
+from tests.helpers.processes import command_env, project_process, signal_monitor
+from tests.helpers.servers import create_database
+from tests.helpers.support import analyses, async_update, eventually, insert_signal, signal_status
 from workflows.monitor.models import MonitorView
 from workflows.monitor.workflow import SignalMonitorWorkflow
 
@@ -272,7 +272,7 @@ async def test_a_planted_key_with_a_stray_character_reaches_no_history_query_cli
     client, database_url, db, caplog, stray
 ):
     from cli.operator import run_argv
-    from tests.monitor_harness import TEST_KEY
+    from tests.helpers.monitor import TEST_KEY
 
     row = await insert_signal(db, interval="1m", max_reanalyses=10, auto_analyze=False)
     async with monitor_stack(client, database_url, llm_proxy_key=TEST_KEY + stray) as m:

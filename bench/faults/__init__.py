@@ -1,1 +1,1 @@
-"""Long fault cases, run on demand: `python -m bench.faults` (writes bench/FAULTS.md)."""
+"""`python -m bench.faults`: the fault suite (tests/faults/, its long cases too), written to bench/FAULTS.md."""

@@ -1,6 +1,6 @@
-"""`python -m bench.faults`: the whole fault suite -- the fast cases of the normal test command
-(tests/test_faults_*.py) and the long ones here (bench/faults/test_*.py) -- then bench/FAULTS.md,
-one table row per case from the figures of its three checks (tests/fault_checks.py).
+"""`python -m bench.faults`: the whole fault suite (tests/faults/) -- the fast cases of the normal
+test command, then the long ones (marker `long`, left out of the normal run) -- then bench/FAULTS.md,
+one table row per case from the figures of its three checks (tests/helpers/fault_checks.py).
 
 Options: `--only EXPR` (a pytest -k expression), `--fast-only`, `--long-only`, `--output PATH`.
 Exits non-zero when a row fails or a case never reached its checks."""
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import glob
 import json
 import os
 import platform
@@ -22,7 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-RECORD_ENV = "SIGNAL_MONITOR_FAULTS_RECORD"  # tests/fault_checks.py
+RECORD_ENV = "SIGNAL_MONITOR_FAULTS_RECORD"  # tests/helpers/fault_checks.py
+SUITE = "tests/faults"
 HEADER = "| case | closes in | analyses stored | duplicates | lost | stuck | result |"
 
 
@@ -38,6 +38,7 @@ class Outcome:
 class Run:
     name: str
     paths: list[str]
+    markexpr: str
     outcomes: list[Outcome] = field(default_factory=list)
     exit_code: int = 0
     seconds: float = 0.0
@@ -64,6 +65,8 @@ def run_pytest(run: Run, record: Path, only: str | None, log_dir: Path) -> None:
         "-o",
         "junit_family=xunit1",
         f"--junitxml={xml}",
+        "-m",
+        run.markexpr,
         *run.paths,
     ]
     if only:
@@ -132,10 +135,10 @@ def write_report(
         f"`python -m bench.faults{(' ' + ' '.join(argv)) if argv else ''}`, run {started:%Y-%m-%d %H:%M} UTC, "
         f"took {seconds / 60:.1f} min; machine: {machine()}.",
         "",
-        "Fast cases are `tests/test_faults_*.py` (also in the README's test command), long ones "
-        "`bench/faults/test_*.py`; all run on real parts (Temporal dev server, PostgreSQL 18, "
+        "Cases are `tests/faults/`: the fast ones are in the README's test command, the long ones "
+        "(`tests/faults/test_long_*.py`, marker `long`) only here; all run on real parts (Temporal dev server, PostgreSQL 18, "
         "`signal-monitor worker`/`bridge` processes, FakeBinance, fake llm-proxy). Every case ends with "
-        "the three checks of `tests/fault_checks.py`: every close analysed exactly once (closes in vs. "
+        "the three checks of `tests/helpers/fault_checks.py`: every close analysed exactly once (closes in vs. "
         "`signal_analyses`), no workflow stuck, no signal status disagreeing with its workflow. *closes in* "
         "counts the closes each monitor was fed while it listened; a close missing because a newer one was "
         "analysed instead (the product analyses only a stream's newest close after an outage or during an "
@@ -188,24 +191,23 @@ def write_report(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench.faults",
-        description=(
-            "Runs the fault suite (tests/test_faults_*.py and bench/faults/test_*.py) and writes bench/FAULTS.md."
-        ),
+        description=("Runs the fault suite (tests/faults/, the long cases too) and writes bench/FAULTS.md."),
     )
     parser.add_argument("--only", metavar="EXPR", help="only the cases a pytest -k expression selects")
     group = parser.add_mutually_exclusive_group()
-    group.add_argument("--fast-only", action="store_true", help="only tests/test_faults_*.py")
-    group.add_argument("--long-only", action="store_true", help="only bench/faults/test_*.py")
+    group.add_argument(
+        "--fast-only", action="store_true", help="only the fast cases (pytest -m 'not long' tests/faults)"
+    )
+    group.add_argument("--long-only", action="store_true", help="only the long cases (pytest -m long tests/faults)")
     parser.add_argument("--output", type=Path, default=REPO / "bench" / "FAULTS.md", help="default: bench/FAULTS.md")
     args = parser.parse_args(argv)
     argv = list(argv if argv is not None else sys.argv[1:])
 
     runs = []
     if not args.long_only:
-        fast = sorted(os.path.relpath(p, REPO) for p in glob.glob(str(REPO / "tests" / "test_faults_*.py")))
-        runs.append(Run("fast", fast))
+        runs.append(Run("fast", [SUITE], "not long"))
     if not args.fast_only:
-        runs.append(Run("long", ["bench/faults"]))
+        runs.append(Run("long", [SUITE], "long"))
     started, t0 = datetime.datetime.now(datetime.UTC), time.monotonic()
     log_dir = Path(tempfile.mkdtemp(prefix="signal-monitor-faults-"))
     record = log_dir / "figures.jsonl"

@@ -13,7 +13,7 @@ import pytest
 from temporalio import workflow
 
 from bench.floor import BareFloorWorkflow
-from tests.support import async_update
+from tests.helpers.support import async_update
 from workflows.common import names
 from workflows.monitor.models import MonitorResult, MonitorView
 from workflows.monitor.workflow import SignalMonitorWorkflow

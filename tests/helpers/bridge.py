@@ -1,0 +1,234 @@
+"""Helpers for the bridge tests: a bridge running in this process (or as the real CLI in a
+subprocess) against a FakeBinance, watching only the monitors of one test's task queue."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from functools import partial
+
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+
+from fakes.binance import FakeBinance
+from fakes.temporal import closes_signalled
+from runtime.config import RUNNING_MONITORS_QUERY, BridgeSettings
+from signal_bridge.service import run_bridge
+from signal_bridge.stats import BridgeStats
+from tests.helpers.support import analyses, running_service
+
+
+def bridge_config(fake: FakeBinance, task_queue: str, **overrides: object) -> BridgeSettings:
+    """Fast settings for tests; the query is narrowed to this test's task queue so monitors of
+    other tests sharing the session's Temporal server are not watched."""
+    values: dict[str, object] = dict(
+        ws_url=fake.ws_url,
+        rest_url=fake.rest_url,
+        refresh_seconds=0.5,
+        query=f"{RUNNING_MONITORS_QUERY} AND TaskQueue = '{task_queue}'",
+        reconnect_initial=0.2,
+        reconnect_max=2.0,
+        missing_close_grace=2.0,
+        retry_initial=0.2,
+        retry_max=2.0,
+        stats_seconds=5.0,
+    )
+    values.update(overrides)
+    cfg = BridgeSettings(**values)  # type: ignore[arg-type]
+    cfg.check()
+    return cfg
+
+
+@contextlib.asynccontextmanager
+async def running_bridge(client: Client, cfg: BridgeSettings) -> AsyncIterator[BridgeStats]:
+    stats = BridgeStats()
+    run = partial(run_bridge, cfg, client=client, stats=stats)
+    async with running_service("bridge", lambda stop, ready: run(stop=stop, ready=ready), stop_within=30):
+        yield stats
+
+
+def bridge_env(fake: FakeBinance, task_queue: str, temporal_address: str, **knobs: object) -> dict[str, str]:
+    """The environment of `signal-monitor bridge` run as a subprocess."""
+    env = dict(os.environ)
+    env.update(
+        BINANCE_WS_URL=fake.ws_url,
+        BINANCE_REST_URL=fake.rest_url,
+        TEMPORAL_ADDRESS=temporal_address,
+        TEMPORAL_NAMESPACE="default",
+        SIGNAL_BRIDGE_REFRESH_SECONDS="0.5",
+        SIGNAL_BRIDGE_QUERY=f"{RUNNING_MONITORS_QUERY} AND TaskQueue = '{task_queue}'",
+        SIGNAL_BRIDGE_RECONNECT_INITIAL="0.2",
+        SIGNAL_BRIDGE_RECONNECT_MAX="2",
+        SIGNAL_BRIDGE_STATS_SECONDS="1",
+    )
+    env.pop("SIGNAL_MONITOR_METRICS_ADDRESS", None)
+    env.update({k: str(v) for k, v in knobs.items()})
+    return env
+
+
+def start_bridge_process(env: dict[str, str], log_path: str) -> subprocess.Popen:
+    log = open(log_path, "wb")
+    return subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "bridge"], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=os.getcwd()
+    )
+
+
+def kill(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+
+
+async def analysed_candles(db, signal_id: str) -> list[int]:
+    """Open times (ms) of the candles the monitor analysed, in analysis order."""
+    rows = await analyses(db, signal_id)
+    return [int(r["candle_open_time"].timestamp() * 1000) for r in rows if r["candle_open_time"] is not None]
+
+
+def assert_each_once(times: list[int]) -> None:
+    doubled = [t for t, n in Counter(times).items() if n > 1]
+    assert not doubled, f"candles analysed more than once: {doubled}"
+
+
+def assert_fake_rules_kept(fake: FakeBinance) -> None:
+    s = fake.stats
+    assert s.rate_limit_closes == 0, "the bridge broke the 5 messages/s rule"
+    assert s.stream_cap_rejections == 0 and s.max_streams_on_a_connection <= 1024
+    assert s.rest_ban_violations == 0, "the bridge called REST during a Retry-After"
+
+
+def forwarded_times(stats: BridgeStats, symbol: str, interval: str) -> list[int]:
+    return [t for s, i, t, _ in stats.recent_forwards if (s, i) == (symbol, interval)]
+
+
+def unique_symbol(prefix: str = "T") -> str:
+    """A symbol no other test uses, so streams are not shared between tests."""
+    return f"{prefix}{uuid.uuid4().hex[:8].upper()}USDT"
+
+
+def shared_config(
+    fake: FakeBinance, task_queue: str, database_url: str, group: str, **overrides: object
+) -> BridgeSettings:
+    """A replica in shared mode; `group` keeps this test's replicas apart from any other's."""
+    values: dict[str, object] = dict(
+        mode="shared", database_url=database_url, group=group, buckets=16, ownership_check_seconds=0.5
+    )
+    values.update(overrides)
+    return bridge_config(fake, task_queue, **values)
+
+
+async def bucket_holders(db, group: str, buckets: int = 16) -> dict[int, set[int]]:
+    """Who holds which bucket of `group`, straight from PostgreSQL (backend pid -> buckets)."""
+    from signal_bridge.ownership import lock_space
+
+    rows = await db.fetch(
+        """SELECT pid, objid::int8 AS bucket FROM pg_locks
+           WHERE locktype = 'advisory' AND granted AND objsubid = 2 AND classid::int8 = $1
+             AND database = (SELECT oid FROM pg_database WHERE datname = current_database())""",
+        lock_space(group, buckets, "bucket"),
+    )
+    holders: dict[int, set[int]] = {}
+    for r in rows:
+        holders.setdefault(r["pid"], set()).add(r["bucket"])
+    return holders
+
+
+def symbols_spread_over(holders: dict[int, set[int]], per_holder: int, buckets: int = 16) -> list[str]:
+    """Fresh symbols (1m streams) chosen so that every holder owns `per_holder` of them."""
+    from signal_bridge.buckets import bucket_of
+
+    owner = {b: pid for pid, bs in holders.items() for b in bs}
+    wanted = {pid: per_holder for pid in holders}
+    chosen: list[str] = []
+    while any(wanted.values()):
+        symbol = unique_symbol("S")
+        pid = owner.get(bucket_of((symbol, "1m"), buckets))
+        if pid is not None and wanted[pid] > 0:
+            wanted[pid] -= 1
+            chosen.append(symbol)
+    return chosen
+
+
+async def signals_received(client: Client, workflow_id: str) -> Counter:
+    """Open time -> `candle_closed` signals in the workflow's history (every run of it)."""
+    got: Counter = Counter()
+    async for execution in client.list_workflows(f"WorkflowId = '{workflow_id}'"):
+        got += closes_signalled(await client.get_workflow_handle(workflow_id, run_id=execution.run_id).fetch_history())
+    return got
+
+
+# How far in the past a fast fake Binance begins: its closes then run at `speed` toward the wall
+# clock and never past it. At speed 30 an hour takes two minutes, longer than any bridge test.
+REPLAY_LEAD = timedelta(hours=1)
+
+
+def replay_start() -> datetime:
+    """Where a fast fake Binance's clock begins; signals of the test are stamped the same instant."""
+    return datetime.now(UTC) - REPLAY_LEAD
+
+
+class Relay:
+    """A TCP relay to Temporal that can be cut (open connections reset, new ones refused)."""
+
+    def __init__(self, target: str) -> None:
+        host, _, port = target.rpartition(":")
+        self.target = (host or "127.0.0.1", int(port))
+        self.down = False
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> str:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        return f"127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+
+    async def stop(self) -> None:
+        self.cut()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    def cut(self) -> None:
+        self.down = True
+        for w in list(self._writers):
+            w.transport.abort()
+        self._writers.clear()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.down:
+            writer.transport.abort()
+            return
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self.target)
+        except OSError:
+            writer.transport.abort()
+            return
+        self._writers.update((writer, up_writer))
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(Exception):
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            dst.transport.abort()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        self._writers.difference_update((writer, up_writer))
+
+
+@contextlib.asynccontextmanager
+async def relayed_client(client: Client, temporal_address: str) -> AsyncIterator[tuple[Relay, Client]]:
+    """A client for a bridge that reaches Temporal through a `Relay` the test can cut."""
+    relay = Relay(temporal_address)
+    address = await relay.start()
+    try:
+        yield relay, await Client.connect(address, namespace=client.namespace, data_converter=pydantic_data_converter)
+    finally:
+        await relay.stop()

@@ -1,0 +1,123 @@
+"""Replay: the current SignalMonitorWorkflow code must reproduce every history recorded from real
+runs (tests/histories/, exported from the test suite's own runs with
+`SIGNAL_MONITOR_RECORD_HISTORIES=tests/histories pytest ...`). A change to the workflow that running
+executions would replay differently must go behind `workflow.patched(...)` or this test fails."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import pytest
+from temporalio import workflow
+from temporalio.client import WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
+from temporalio.workflow import NondeterminismError
+
+from tests.helpers.replay import HISTORIES_DIR, event_kinds, future_closes, patch_markers, record_kinds
+from workflows.common import patches
+from workflows.common.names import WORKFLOW_TYPE
+from workflows.monitor.models import MonitorResult
+from workflows.monitor.workflow import SignalMonitorWorkflow
+
+HISTORIES = sorted(HISTORIES_DIR.glob("*.json"))
+
+
+def _history(path: Path) -> WorkflowHistory:
+    """The history under its own workflow id (the monitor refuses to run under another than
+    `signal-<its input's signal_id>`), as the server recorded it in the start event."""
+    text = path.read_text()
+    started = json.loads(text)["events"][0]["workflowExecutionStartedEventAttributes"]
+    if "workflowId" not in started:
+        # The time-skipping test server leaves it out: the monitor's id is `signal-<its input's id>`.
+        first = json.loads(base64.b64decode(started["input"]["payloads"][0]["data"]))
+        return WorkflowHistory.from_json(f"signal-{first['signal_id']}", text)
+    return WorkflowHistory.from_json(started["workflowId"], text)
+
+
+def test_histories_cover_every_end_and_message():
+    events = [e for p in HISTORIES for e in json.loads(p.read_text())["events"]]
+    kinds = {e["eventType"].removeprefix("EVENT_TYPE_") for e in events}
+    assert {
+        "WORKFLOW_EXECUTION_CANCELED",
+        "WORKFLOW_EXECUTION_CONTINUED_AS_NEW",
+        "WORKFLOW_EXECUTION_SIGNALED",
+        "WORKFLOW_EXECUTION_UPDATE_COMPLETED",
+        "WORKFLOW_EXECUTION_FAILED",
+    } <= kinds
+    results = [
+        json.loads(base64.b64decode(e["workflowExecutionCompletedEventAttributes"]["result"]["payloads"][0]["data"]))
+        for e in events
+        if "workflowExecutionCompletedEventAttributes" in e
+    ]
+    assert {"in_position", "expired", "failed"} <= {r["status"] for r in results}
+    updates = {
+        e["workflowExecutionUpdateAcceptedEventAttributes"]["acceptedRequest"]["input"]["name"]
+        for e in events
+        if "workflowExecutionUpdateAcceptedEventAttributes" in e
+    }
+    assert {"abandon", "set_limit", "reanalyze"} <= updates
+
+
+def test_every_patch_is_guarded_from_both_sides():
+    """Each patch has a history recorded by the code before it (no marker, the old path: running
+    executions replay that way) and one recorded after it (the marker, the new path)."""
+    markers = {p.name: patch_markers(p) for p in HISTORIES}
+    monitor_patches = (
+        patches.CANCEL_DURING_ACTIVITY_PATCH,
+        patches.CONTINUE_AS_NEW_FIRST_PATCH,
+        patches.FUTURE_CANDLES_PATCH,
+        patches.PLATFORM_INITIAL_ANALYSIS_PATCH,
+        patches.START_POSITION_PATCH,
+        patches.ONE_DEADLINE_TIMER_PATCH,
+        patches.LOCAL_RECORD_PATCH,
+    )
+    for patch in monitor_patches:
+        assert any(patch in found for found in markers.values()), f"no history takes the {patch!r} path"
+    before = {name for name in markers if name.startswith("unpatched_")}
+    assert any("cancel_during_activity" in name and not markers[name] for name in before)
+    assert any("continue_as_new" in name and not markers[name] for name in before)
+    assert any("start_position_on_enter" in name and not markers[name] for name in before)
+    # Recorded by the code before the patch for a signal the platform analyses (initial_analysis
+    # "platform" in its loaded context): such a running monitor keeps analysing #0 itself.
+    assert any("platform_initial_analysis" in name and not markers[name] for name in before)
+    # Before the future-candles patch, closes opening later than now + one interval were taken.
+    assert any(future_closes(p) and patches.FUTURE_CANDLES_PATCH not in markers[p.name] for p in HISTORIES)
+    # Before one-deadline-timer, each candle cancelled the run's timer and started another; after
+    # it, one timer per run, and a history where it fires (the signal expires on it).
+    kinds = {p.name: event_kinds(p) for p in HISTORIES}
+    assert any("TIMER_CANCELED" in kinds[n] and patches.ONE_DEADLINE_TIMER_PATCH not in markers[n] for n in markers)
+    assert any("TIMER_FIRED" in kinds[n] and patches.ONE_DEADLINE_TIMER_PATCH in markers[n] for n in markers)
+    # Before record-analysis-local-activity, record_analysis was a regular activity; after it, a
+    # local activity's marker.
+    assert any(record_kinds(p) == {"activity"} and patches.LOCAL_RECORD_PATCH not in markers[p.name] for p in HISTORIES)
+    assert any(record_kinds(p) == {"local"} and patches.LOCAL_RECORD_PATCH in markers[p.name] for p in HISTORIES)
+
+
+@pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
+async def test_recorded_history_replays(path: Path):
+    replayer = Replayer(workflows=[SignalMonitorWorkflow], data_converter=pydantic_data_converter)
+    await replayer.replay_workflow(_history(path))
+
+
+@workflow.defn(name=WORKFLOW_TYPE, sandboxed=False)
+class UnpatchedChange(SignalMonitorWorkflow):
+    """What a careless edit looks like: one more timer before loading the signal, no patch."""
+
+    @workflow.init
+    def __init__(self, *args: object) -> None:
+        super().__init__(*args)
+
+    @workflow.run
+    async def run(self, *args: object) -> MonitorResult:
+        await workflow.sleep(1)
+        return await super().run(*args)
+
+
+async def test_an_unpatched_change_is_caught():
+    replayer = Replayer(workflows=[UnpatchedChange], data_converter=pydantic_data_converter)
+    path = next(p for p in HISTORIES if p.name.startswith("test_wait_wait_enter"))
+    with pytest.raises(NondeterminismError):
+        await replayer.replay_workflow(_history(path))

@@ -1,0 +1,101 @@
+"""Replay: the current PositionManagerWorkflow must reproduce every position history recorded from
+real test runs (tests/histories/positions/, `SIGNAL_MONITOR_RECORD_HISTORIES=tests/histories pytest
+tests/positions/test_lifecycle.py tests/positions/test_durable.py`; `unpatched_<patch>_*` were recorded
+by the code before that patch, `patched_<patch>_*` after it)."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import pytest
+from temporalio import workflow
+from temporalio.client import WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
+from temporalio.workflow import NondeterminismError
+
+from tests.helpers.replay import HISTORIES_DIR, future_closes, patch_markers, record_kinds
+from workflows.common.names import POSITION_WORKFLOW_TYPE, RECORD_POSITION_DECISION_ACTIVITY
+from workflows.common.patches import POSITION_FUTURE_CANDLES_PATCH, POSITION_LOCAL_RECORD_PATCH
+from workflows.position.models import PositionResult
+from workflows.position.workflow import PositionManagerWorkflow
+
+HISTORIES = sorted((HISTORIES_DIR / "positions").glob("*.json"))
+
+
+def _history(path: Path) -> WorkflowHistory:
+    # The workflow checks its id against its input (position-<signal id>): replay under the real id.
+    text = path.read_text()
+    started = json.loads(text)["events"][0]["workflowExecutionStartedEventAttributes"]
+    signal_id = json.loads(base64.b64decode(started["input"]["payloads"][0]["data"]))["signal_id"]
+    return WorkflowHistory.from_json(f"position-{signal_id}", text)
+
+
+def test_histories_cover_the_ends_and_messages():
+    events = [e for p in HISTORIES for e in json.loads(p.read_text())["events"]]
+    kinds = {e["eventType"].removeprefix("EVENT_TYPE_") for e in events}
+    assert {
+        "WORKFLOW_EXECUTION_CONTINUED_AS_NEW",
+        "WORKFLOW_EXECUTION_SIGNALED",
+        "WORKFLOW_EXECUTION_UPDATE_COMPLETED",
+    } <= kinds
+    reasons = {
+        json.loads(base64.b64decode(e["workflowExecutionCompletedEventAttributes"]["result"]["payloads"][0]["data"]))[
+            "reason"
+        ].split(":")[0]
+        for e in events
+        if "workflowExecutionCompletedEventAttributes" in e
+    }
+    assert {"stop_loss", "take_profit", "trailing_stop", "close_action", "operator"} <= reasons
+
+
+@pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
+async def test_recorded_position_history_replays(path: Path):
+    replayer = Replayer(workflows=[PositionManagerWorkflow], data_converter=pydantic_data_converter)
+    await replayer.replay_workflow(_history(path))
+
+
+def test_the_future_candles_patch_is_guarded_from_both_sides():
+    """Closes from the future taken without the marker (recorded before the patch: the old path
+    running positions replay) and refused with it (the new path)."""
+    with_marker = [p for p in HISTORIES if POSITION_FUTURE_CANDLES_PATCH in patch_markers(p)]
+    assert with_marker, f"no position history takes the {POSITION_FUTURE_CANDLES_PATCH!r} path"
+    assert any(future_closes(p) and p not in with_marker for p in HISTORIES)
+    assert all(future_closes(p) for p in with_marker)
+
+
+def test_the_local_record_patch_is_guarded_from_both_sides():
+    """record_position_decision as a regular activity without the marker (recorded before the
+    patch: running positions replay that way) and as a local activity with it."""
+
+    def kinds(p: Path) -> set[str]:
+        return record_kinds(p, RECORD_POSITION_DECISION_ACTIVITY)
+
+    assert any(kinds(p) == {"activity"} and POSITION_LOCAL_RECORD_PATCH not in patch_markers(p) for p in HISTORIES)
+    assert any(kinds(p) == {"local"} and POSITION_LOCAL_RECORD_PATCH in patch_markers(p) for p in HISTORIES)
+    # Nothing recorded before the patch runs the local activity, nothing after it the regular one.
+    for p in HISTORIES:
+        assert kinds(p) != {"activity", "local"}, p.name
+        if "local" in kinds(p):
+            assert POSITION_LOCAL_RECORD_PATCH in patch_markers(p), p.name
+
+
+@workflow.defn(name=POSITION_WORKFLOW_TYPE, sandboxed=False)
+class UnpatchedChange(PositionManagerWorkflow):
+    @workflow.init
+    def __init__(self, *args: object) -> None:
+        super().__init__(*args)
+
+    @workflow.run
+    async def run(self, *args: object) -> PositionResult:
+        await workflow.sleep(1)
+        return await super().run(*args)
+
+
+async def test_an_unpatched_change_is_caught():
+    replayer = Replayer(workflows=[UnpatchedChange], data_converter=pydantic_data_converter)
+    path = next(p for p in HISTORIES if "partial_take_profit" in p.name)
+    with pytest.raises(NondeterminismError):
+        await replayer.replay_workflow(_history(path))
