@@ -9,7 +9,7 @@ clock. Times become `<T>` (the first time the console names) and `<T+Nm>` relati
 sample keeps its order of events without claiming a date. Prices, sizes and counts stay as that run
 printed them. `--check` compares instead of writing (exit 1 when the README has drifted).
 
-The drift test (tests/test_dev_stack.py) compares a test run's console with the README's block
+The drift test (tests/devstack/test_stack.py) compares a test run's console with the README's block
 through `drift`: both sides loosened further (every time `<T>`, every number `<n>`, the command
 without its path, the closes-count lines by their start), since which candle the demo lands on,
 and so its prices and counts, depends on the machine's load. What it catches is a line the stack

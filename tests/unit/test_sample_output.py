@@ -1,5 +1,5 @@
 """The README's sample output: what a console line becomes in the README, and what the drift check
-tells apart (devstack/sample_output.py; the run itself is tests/test_dev_stack.py)."""
+tells apart (devstack/sample_output.py; the run itself is tests/devstack/test_stack.py)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""The README and docs/ as a reader follows them: every relative link leads to a file of the
-repository, every page in docs/ is reachable from the README's "Where to go next", and nothing
-points at a path on the authors' machines."""
+"""The README and docs/ as a reader follows them: the test command is the one CI runs, every
+relative link leads to a file of the repository, every page in docs/ is reachable from the
+README's "Where to go next", and nothing points at a path on the authors' machines."""
 
 from __future__ import annotations
 
@@ -10,6 +10,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md")), *sorted((ROOT / "bench").glob("*.md"))]
 _LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+def test_the_readme_test_command_is_what_ci_runs():
+    ci = [line for line in (ROOT / ".ci" / "run").read_text().splitlines() if line and not line.startswith("#")]
+    command = ci[-1]
+    commands = re.findall(r"```sh\n(.*?)\n```", (ROOT / "README.md").read_text(), re.S)
+    assert commands[:2] == [
+        "python3 -m venv .venv && .venv/bin/pip install -e '.[dev]' && .venv/bin/signal-monitor dev",
+        command,
+    ], commands[:2]
+    assert command in (ROOT / "docs" / "testing.md").read_text()
 
 
 def _relative_links(page: Path) -> list[str]:
