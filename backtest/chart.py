@@ -83,6 +83,7 @@ def figure(report: Report, candles: list[Candle]):  # -> plotly.graph_objects.Fi
             f"backtest {r.symbol} {r.interval} · proxy {r.proxy} · {totals.trades} trades, "
             f"total {float(totals.total_profit):.2f}, max drawdown {float(totals.max_drawdown):.2f}"
             + (f" · STOPPED: {r.stopped}" if r.stopped else "")
+            + ("<br><sup>decisions scripted by the local llm-proxy stand-in (not a model)</sup>" if r.scripted else "")
         ),
         xaxis_rangeslider_visible=False,
         height=760,

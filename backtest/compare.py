@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from backtest.report import Report, SignalOutcome, _decisions, _num, _pct, _short, dec, iso
+from backtest.report import SCRIPTED, Report, SignalOutcome, _decisions, _num, _pct, _short, dec, iso
 
 
 class Difference(BaseModel):
@@ -17,14 +17,24 @@ class Difference(BaseModel):
     b_end: str
     a_pnl: str | None
     b_pnl: str | None
+    decisions_differ: bool  # the monitor's decisions (and confidences) or where the signal ended
+    trades_differ: bool  # the trade: taken or not, its side, entry, exit, reason or P&L
 
 
 def _pnl(o: SignalOutcome) -> str | None:
     return dec(o.trade.pnl) if o.trade else None
 
 
+def _trade_key(o: SignalOutcome) -> tuple | None:
+    t = o.trade
+    if t is None:
+        return None
+    return (t.side, t.entry_time_ms, t.entry_price, t.exit_time_ms, t.exit_price, t.exit_reason, t.pnl)
+
+
 def differences(a: Report, b: Report) -> list[Difference]:
-    """Signals whose decisions (monitor decision and confidence at each analysis) or end differ."""
+    """Signals whose decisions or whose trades differ, each counted apart: two prompts may decide
+    differently (other confidences, one more wait) and still take the very same trade."""
     by_time = {o.signal_time_ms: o for o in b.signals}
     diffs = []
     for oa in a.signals:
@@ -33,7 +43,9 @@ def differences(a: Report, b: Report) -> list[Difference]:
             continue
         key_a = [(d.proxy_decision, d.decision, d.confidence) for d in oa.decisions]
         key_b = [(d.proxy_decision, d.decision, d.confidence) for d in ob.decisions]
-        if key_a != key_b or oa.status != ob.status:
+        decisions_differ = key_a != key_b or oa.status != ob.status
+        trades_differ = _trade_key(oa) != _trade_key(ob)
+        if decisions_differ or trades_differ:
             diffs.append(
                 Difference(
                     signal_time_ms=oa.signal_time_ms,
@@ -43,6 +55,8 @@ def differences(a: Report, b: Report) -> list[Difference]:
                     b_end=ob.status,
                     a_pnl=_pnl(oa),
                     b_pnl=_pnl(ob),
+                    decisions_differ=decisions_differ,
+                    trades_differ=trades_differ,
                 )
             )
     return diffs
@@ -76,11 +90,25 @@ def format_compare(a: Report, b: Report) -> str:
     for which, r in (("A", a), ("B", b)):
         if r.run.stopped:
             lines.append(f"{which} STOPPED EARLY (partial): {r.run.stopped}")
+    for which, r in (("A", a), ("B", b)):
+        if r.run.scripted:
+            lines.append(f"{which}: {SCRIPTED}")
     diffs = differences(a, b)
-    lines += ["", f"signals whose decisions differ: {len(diffs)} of {len(a.signals)}"]
+    n = len(a.signals)
+    decided = [d for d in diffs if d.decisions_differ]
+    traded = [d for d in diffs if d.trades_differ]
+    same_trade = [d for d in decided if not d.trades_differ]
+    lines += [
+        "",
+        f"signals whose decisions differ: {len(decided)} of {n}"
+        + (f" ({len(same_trade)} of them with the very same trade)" if same_trade else ""),
+        f"signals whose trades differ: {len(traded)} of {n}",
+    ]
     for d in diffs:
+        what = " and ".join(w for w, on in (("decisions", d.decisions_differ), ("trade", d.trades_differ)) if on)
         lines.append(f"  {_short(d.signal_time_ms)}  A: {d.a} -> {d.a_end} {d.a_pnl or ''}".rstrip())
         lines.append(f"  {'':<11}  B: {d.b} -> {d.b_end} {d.b_pnl or ''}".rstrip())
+        lines.append(f"  {'':<11}  differ: {what}")
     return "\n".join(lines)
 
 

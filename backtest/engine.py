@@ -153,6 +153,7 @@ async def run_backtest(
         first_open_ms=spec.candles[0].t,
         last_close_ms=run.horizon_ms,
         proxy=proxy.label,
+        scripted=proxy.local,
         trades_from=TRADES_FROM,
         stake=spec.settings.paper_stake,
         max_calls=spec.max_calls,

@@ -107,6 +107,8 @@ async def outcome(run: Feed, conn: asyncpg.Connection, m: Monitor) -> SignalOutc
     management: dict[str, int] = {}
     if status == "in_position" and m.position is not None:
         trade = _position_trade(m, m.position)
+        if trade is not None:
+            status = "closed"  # as the signal row says once its position closed (the trade shows how)
         rows = await conn.fetch(
             "SELECT action, count(*) AS n FROM position_management_decisions WHERE signal_id = $1 GROUP BY action", sid
         )

@@ -10,6 +10,11 @@ from pydantic import BaseModel, Field
 
 from backtest.trades import Trade
 
+SCRIPTED = (
+    "decisions scripted: the local llm-proxy stand-in answers by a fixed script, not a model (default: each "
+    "signal wait 55, wait 62, enter_trade 78, each position hold, hold, close; 'strict': a fixed rule on the "
+    "candle's move); these figures exercise the pipeline, they say nothing about a strategy"
+)
 Q4 = Decimal("0.0001")
 
 
@@ -29,7 +34,9 @@ class Decision(BaseModel):
 class SignalOutcome(BaseModel):
     signal_time_ms: int
     price: Decimal
-    status: str  # the monitor's end: in_position | expired | failed | cancelled | not_run | cut_by_cap | end_of_data
+    # Where the signal ended, as its row says: closed (entered, the position closed: see `trade`) |
+    # in_position (entered, no closed trade) | expired | failed | cancelled | not_run | cut_by_cap | end_of_data
+    status: str
     reason: str
     decisions: list[Decision] = Field(default_factory=list)
     llm_calls: int = 0
@@ -46,6 +53,7 @@ class RunInfo(BaseModel):
     first_open_ms: int
     last_close_ms: int  # the horizon: the last candle fed (earlier when a run was stopped)
     proxy: str
+    scripted: bool = False  # the local stand-in: its decisions are a fixed script, not a model's
     trades_from: str  # what ran the trades: PositionManagerWorkflow (paper backend)
     stake: Decimal
     max_calls: int | None = None
@@ -269,6 +277,8 @@ def format_table(report: Report) -> str:
     ]
     if r.stopped:
         lines.append(f"STOPPED EARLY (partial report): {r.stopped}")
+    if r.scripted:
+        lines.append(f"NOTE: {SCRIPTED}")
     if r.late_events:
         lines.append(
             f"WARNING: {r.late_events} closes/signals were fed up to {r.max_late_seconds:.0f} s after their time (llm-proxy "

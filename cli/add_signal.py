@@ -15,6 +15,7 @@ from typing import TextIO
 import asyncpg
 from pydantic import BaseModel, Field
 
+from cli.text import candle_ending, command_name
 from market.candle import Candle
 from market.intervals import FIXED_INTERVALS
 from market.rest import latest_closed, rest_client
@@ -227,10 +228,12 @@ async def add_signal(
             candle = await latest_closed(http, spec.symbol, spec.interval)
     added = await insert_signal(database_url, spec, candle)
     who = "new trader" if added.trader_created else "trader"
+    command = command_name()  # what runs here: not on PATH without an activated venv
     print(f"signal {added.signal_id}", file=out)
     print(
         f"  {spec.symbol} {spec.interval} at {added.price:g} ({added.price_source}, {rest_url if candle else 'given'}), "
-        f"time {added.at.strftime('%Y-%m-%d %H:%M:%S UTC')}",
+        f"time {added.at.strftime('%Y-%m-%d %H:%M:%S UTC')}"
+        + (f" (the close of {candle_ending(added.at, spec.interval)})" if candle else ""),
         file=out,
     )
     print(f"  {who} {added.trader_id}" + (" (elite owner, auto-analyse)" if added.trader_created else ""), file=out)
@@ -238,15 +241,13 @@ async def add_signal(
     if wait > 0:
         decided = await wait_for_intake(database_url, added.signal_id, wait)
         if decided is None:
-            print(
-                f"  the intake has not picked it up within {wait:.0f} s (is `signal-monitor intake` running?)", file=out
-            )
+            print(f"  the intake has not picked it up within {wait:.0f} s (is `{command} intake` running?)", file=out)
         elif decided == "started":
             print(f"  monitor started by the intake: workflow {added.workflow_id}", file=out)
         else:
             print(f"  the intake did not start a monitor: {decided}", file=out)
     print(
-        f"  follow it: signal-monitor history {added.signal_id}   (chart: signal-monitor chart {added.signal_id})",
+        f"  follow it: {command} history {added.signal_id}   (chart: {command} chart {added.signal_id})",
         file=out,
     )
     return added

@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
-from cli.signal_report import AnalysisRow, SignalReport
+from cli.signal_report import SCRIPTED_NOTE, AnalysisRow, SignalReport, scripted
+from cli.text import candle_ending, candle_span, plain, signed
 
 EXCERPT = 90
 
@@ -21,7 +22,7 @@ def _t(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
 
 
 def _n(value: float | int | None) -> str:
-    return "-" if value is None else f"{value:g}"
+    return plain(value)
 
 
 def decision_text(a: AnalysisRow) -> str:
@@ -30,13 +31,15 @@ def decision_text(a: AnalysisRow) -> str:
 
 def history_lines(report: SignalReport) -> list[str]:
     """One line per analysis (the table's rows, also used by `status` after the end)."""
-    rows = [("#", "TIME (UTC)", "CANDLE (UTC)", "PRICE", "DECISION", "CONF", "TOKENS", "REASONING")]
+    rows = [("#", "TIME (UTC)", "CANDLE (UTC, opens–closes)", "PRICE", "DECISION", "CONF", "TOKENS", "REASONING")]
     for a in report.analyses:
         rows.append(
             (
                 "-" if a.analysis_number is None else str(a.analysis_number),
                 _t(a.created_at),
-                _t(a.candle_open_time, "%Y-%m-%d %H:%M") if a.candle_open_time else "signal",
+                candle_span(a.candle_open_time, report.signal.interval).removesuffix(" UTC")
+                if a.candle_open_time
+                else "signal's own price",
                 _n(a.price),
                 decision_text(a),
                 f"{a.confidence:g}",
@@ -53,21 +56,50 @@ def history_text(report: SignalReport) -> str:
     head = [
         f"signal {s.signal_id}: {s.symbol} {s.interval}, status {s.status}"
         + (f" ({s.monitor_reason})" if s.monitor_reason else ""),
-        f"  at {_t(s.timestamp)} UTC, price {_n(s.price)}",
+        f"  at {_t(s.timestamp)} UTC, price {_n(s.price)}"
+        + (f" (the close of {candle_ending(s.timestamp, s.interval)})" if s.timestamp else ""),
         f"  trader {s.trader_name or '-'} ({s.trader_id or 'none'}): enters at confidence >= "
         f"{_n(s.min_confidence_to_enter)}, at most {_n(s.max_reanalyses)} reanalyses",
     ]
     if report.order_intent is not None:
         oi = report.order_intent
+        # The intent is the plan at the deciding close; what happened is the position's fills below.
+        done = "filled: see the position below" if report.fills else oi.status
         head.append(
-            f"  order intent: {oi.side} at {_n(oi.entry_price)}, stop-loss {_n(oi.stop_loss)}, "
-            f"take-profit {', '.join(f'{x:g}' for x in oi.take_profits) or '-'} ({oi.status})"
+            f"  order intent (the plan): {oi.side} at {_n(oi.entry_price)}, stop-loss {_n(oi.stop_loss)}, "
+            f"take-profit {', '.join(map(plain, oi.take_profits)) or '-'} ({done})"
         )
+    if scripted(report):
+        head.append(f"  NOTE: {SCRIPTED_NOTE}")
     if not report.analyses:
-        return "\n".join([*head, "no analysis recorded yet"])
+        return "\n".join([*head, "no analysis recorded yet", *position_lines(report)])
     total = sum(a.tokens or 0 for a in report.analyses)
     tail = [f"{len(report.analyses)} analyses, {total} tokens; prices of candles: {report.candles_source}"]
-    return "\n".join([*head, *history_lines(report), *tail])
+    return "\n".join([*head, *history_lines(report), *tail, *position_lines(report)])
+
+
+def position_lines(report: SignalReport) -> list[str]:
+    """The position and each of its fills (the `orders` rows): the prices a trader got."""
+    p = report.position
+    if p is None:
+        return []
+    lines = [f"position {p.position_id} ({p.mode}): {p.side} {plain(p.size)}, {p.status}"]
+    for f in report.fills:
+        on = (
+            f"candle {candle_span(f.candle_open_time, report.signal.interval)}"
+            if f.candle_open_time
+            else f"at {_t(f.created_at)} UTC"
+        )
+        pnl = f", P&L {signed(f.realized_pnl)}" if f.kind != "entry" and f.realized_pnl is not None else ""
+        lines.append(
+            f"  {f.kind:<13} {f.side:<4} {plain(f.quantity)} at {plain(f.price)} ({f.type}), {on}, fee {plain(f.fee)}{pnl}"
+        )
+    if p.status == "closed":
+        lines.append(
+            f"  closed {_t(p.closed_at)} UTC at {plain(p.exit_price)} ({p.close_reason or '-'}): realized P&L "
+            f"{signed(p.realized_pnl)} after fees {plain(p.fees_paid)}"
+        )
+    return lines
 
 
 def history_json(report: SignalReport) -> str:

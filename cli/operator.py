@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import io
 import json
 import math
@@ -34,6 +35,8 @@ from temporalio.common import SearchAttributeKey
 from temporalio.exceptions import ApplicationError, CancelledError, FailureError
 from temporalio.service import RPCError, RPCStatusCode
 
+from cli.lifecycle import SignalFacts, monitor_statuses_for, signal_facts
+from cli.text import candle_span, closes_text, plain, signed
 from intake.monitor_identity import same_signal, started_for
 from market.intervals import INTERVAL_MS
 from runtime.config import Settings
@@ -284,14 +287,18 @@ async def _status(args: argparse.Namespace, client: Client, out: TextIO) -> None
     db_lines: list[str] = []
     db_rows: list[dict] | None = None
     db_note: str | None = None
+    signal_id = wid.removeprefix("signal-")
+    interval = attrs.get(sa.SIGNAL_INTERVAL)
     if not running:
-        db_lines, db_rows, db_note = await _db_history(wid.removeprefix("signal-"))
+        db_lines, db_rows, db_note = await _db_history(signal_id)
+    facts = ((await signal_facts(Settings.from_env().database_url, [signal_id])) or {}).get(signal_id)
     if args.json:
         doc = {
             "workflow_id": wid,
             "run_id": desc.run_id,
             "execution_status": desc.status.name if desc.status else None,
             "search_attributes": _attrs_dict(attrs),
+            "signal": facts.model_dump(mode="json") if facts else None,
             "state": state.model_dump(mode="json") if state else None,
             "result": result.model_dump(mode="json") if result else None,
             "failure": ended_with or None,
@@ -300,10 +307,12 @@ async def _status(args: argparse.Namespace, client: Client, out: TextIO) -> None
         print(json.dumps(doc, indent=2), file=out)
         _fail_if_unanswered(running, state, wid, ended_with)
         return
+    monitor_status = str(attrs.get(sa.MONITOR_STATUS) or (state.status if state else "-"))
     row = [
         ("workflow", f"{wid} (run {desc.run_id})"),
         ("execution", _status_name(desc.status)),
-        ("monitor", str(attrs.get(sa.MONITOR_STATUS) or (state.status if state else "-"))),
+        ("status", lifecycle_text(facts, monitor_status)),
+        ("monitor", monitor_status),
         ("signal", f"{attrs.get(sa.SIGNAL_SYMBOL) or '-'} {attrs.get(sa.SIGNAL_INTERVAL) or '-'}"),
         ("trader", str(attrs.get(sa.TRADER_ID) or "-")),
         ("started", _when(desc.start_time)),
@@ -317,11 +326,11 @@ async def _status(args: argparse.Namespace, client: Client, out: TextIO) -> None
             ("deadline", _when(state.deadline)),
         ]
         if state.pending_candle is not None:
-            row.append(("pending", f"candle {utc_text(state.pending_candle)}"))
+            row.append(("pending", f"candle {candle_span(state.pending_candle, interval)}"))
         if state.analysing:
             row.append(("now", "analysing"))
         if state.last_decision:
-            row.append(("last decision", _decision_text(state.last_decision)))
+            row.append(("last decision", _decision_text(state.last_decision, interval)))
     if result is not None:
         row += [
             ("result", f"{result.status}: {result.reason}"),
@@ -329,9 +338,11 @@ async def _status(args: argparse.Namespace, client: Client, out: TextIO) -> None
             ("candles", _counts_text(result.counts)),
         ]
         if result.last_decision:
-            row.append(("last decision", _decision_text(result.last_decision)))
+            row.append(("last decision", _decision_text(result.last_decision, interval)))
         if result.order_intent_id:
             row.append(("order intent", result.order_intent_id))
+    if facts is not None and facts.position is not None:
+        row.append(("position", position_text(facts)))
     if ended_with:
         row.append(("note" if running else "result", ended_with))
     width = max(len(k) for k, _ in row)
@@ -340,7 +351,7 @@ async def _status(args: argparse.Namespace, client: Client, out: TextIO) -> None
     if state is not None and state.history:
         print("history:", file=out)
         for d in state.history:
-            print(f"  {_decision_text(d)}", file=out)
+            print(f"  {_decision_text(d, interval)}", file=out)
     if db_lines:
         print("history (database):", file=out)
         for line in db_lines:
@@ -350,7 +361,7 @@ async def _status(args: argparse.Namespace, client: Client, out: TextIO) -> None
     if state is not None and state.failures:
         print("failed analyses:", file=out)
         for f in state.failures[-5:]:
-            print(f"  candle {utc_text(f.candle_open_time)}: {f.error}", file=out)
+            print(f"  candle {candle_span(f.candle_open_time, interval)}: {f.error}", file=out)
     _fail_if_unanswered(running, state, wid, ended_with)
 
 
@@ -360,8 +371,14 @@ def _fail_if_unanswered(running: bool, state: MonitorView | None, wid: str, why:
         raise Refused(f"{wid} is running but did not answer its state query {why}")
 
 
-def visibility_query(args: argparse.Namespace, workflow_type: str, status_key: SearchAttributeKey[str]) -> str:
-    """The `list`/`positions` filters as a visibility query (usage errors for values it cannot hold)."""
+def visibility_query(
+    args: argparse.Namespace,
+    workflow_type: str,
+    status_key: SearchAttributeKey[str],
+    statuses: tuple[str, ...] | None = None,
+) -> str:
+    """The `list`/`positions` filters as a visibility query (usage errors for values it cannot hold).
+    `statuses`: the status attribute's values to look for instead of `--status` itself."""
     # A workflow that continued-as-new leaves its earlier runs behind: show each signal once.
     clauses = [f"WorkflowType = '{workflow_type}'", "ExecutionStatus != 'ContinuedAsNew'"]
     for value, key, transform in (
@@ -375,6 +392,10 @@ def visibility_query(args: argparse.Namespace, workflow_type: str, status_key: S
         if not _FILTER_VALUE.match(value):
             raise UsageError(f"{value!r} is not a valid filter value (letters, digits, _ . : - only)")
         clauses.append(f"{key.name} = '{transform(value)}'")
+    if statuses is not None and len(statuses) > 1:
+        clauses[-1] = f"{status_key.name} IN ({', '.join(repr(s) for s in statuses)})"
+    elif statuses is not None:
+        clauses[-1] = f"{status_key.name} = '{statuses[0]}'"
     if args.running:
         clauses.append("ExecutionStatus = 'Running'")
     if args.limit <= 0:
@@ -382,19 +403,66 @@ def visibility_query(args: argparse.Namespace, workflow_type: str, status_key: S
     return " AND ".join(clauses)
 
 
+async def matching(
+    args: argparse.Namespace, client: Client, workflow_type: str, status_key: SearchAttributeKey[str], prefix: str
+) -> tuple[str, list[WorkflowExecution], dict[str, SignalFacts] | None]:
+    """The workflows `list`/`positions` show, their query, and their signals' rows (None without a
+    database). `--status` is the signal's status from its row: a `closed` signal's monitor still
+    says `in_position`, so the query asks for every attribute value behind it and the rows decide."""
+    database_url = Settings.from_env().database_url
+    by_row = args.status is not None and workflow_type == names.WORKFLOW_TYPE and bool(database_url)
+    statuses = monitor_statuses_for(args.status) if by_row else None
+    query = visibility_query(args, workflow_type, status_key, statuses)
+    if not by_row:
+        found = [wf async for wf in client.list_workflows(query, limit=args.limit)]
+        return query, found, await signal_facts(database_url, [wf.id.removeprefix(prefix) for wf in found])
+    found, facts_by_id = [], {}
+    page: list[WorkflowExecution] = []
+
+    async def keep(batch: list[WorkflowExecution]) -> None:
+        facts = await signal_facts(database_url, [wf.id.removeprefix(prefix) for wf in batch]) or {}
+        for wf in batch:
+            f = facts.get(wf.id.removeprefix(prefix))
+            status = f.status if f is not None else wf.typed_search_attributes.get(status_key)
+            if status == args.status and len(found) < args.limit:
+                found.append(wf)
+                if f is not None:
+                    facts_by_id[f.signal_id] = f
+
+    async for wf in client.list_workflows(query, page_size=200):
+        page.append(wf)
+        if len(page) == 200:
+            await keep(page)
+            page = []
+            if len(found) >= args.limit:
+                break
+    await keep(page)
+    return query + f" (then the signal row's status = '{args.status}')", found, facts_by_id
+
+
+def listed_status(facts: dict[str, SignalFacts] | None, signal_id: str, attribute: object) -> str:
+    """The STATUS column: the signal row's status, else the monitor's search attribute."""
+    f = (facts or {}).get(signal_id)
+    return str(f.status if f is not None and f.status else attribute or "-")
+
+
 async def _list(args: argparse.Namespace, client: Client, out: TextIO) -> None:
-    query = visibility_query(args, names.WORKFLOW_TYPE, sa.MONITOR_STATUS)
-    found = [wf async for wf in client.list_workflows(query, limit=args.limit)]
+    query, found, facts = await matching(args, client, names.WORKFLOW_TYPE, sa.MONITOR_STATUS, "signal-")
     decided = await _last_decisions([wf.id.removeprefix("signal-") for wf in found])
     no_decision = ("-", "-", "-")
-    rows = [listed(wf, sa.MONITOR_STATUS, *decided.get(wf.id.removeprefix("signal-"), no_decision)) for wf in found]
+    rows = []
+    for wf in found:
+        sid = wf.id.removeprefix("signal-")
+        row = listed(wf, sa.MONITOR_STATUS, *decided.get(sid, no_decision))
+        rows.append((row[0], row[1], listed_status(facts, sid, row[2]), *row[3:]))
     if not rows:
-        print(f"no monitors match ({query})", file=out)
+        hint = "" if facts is not None else "; without DATABASE_URL the status is the monitor's own (never `closed`)"
+        print(f"no monitors match ({query}){hint}", file=out)
         return
     header = (
         "WORKFLOW ID",
         "EXECUTION",
-        "MONITOR",
+        "STATUS",
         "SYMBOL",
         "INTERVAL",
         "ANALYSES",
@@ -480,7 +548,7 @@ async def _db_history(signal_id: str) -> tuple[list[str], list[dict] | None, str
     import asyncpg
 
     from cli.history import history_lines
-    from cli.signal_report import SignalNotFound, fetch_report
+    from cli.signal_report import SignalNotFound, add_candles, fetch_report
 
     try:
         report = await fetch_report(database_url, signal_id)
@@ -488,6 +556,9 @@ async def _db_history(signal_id: str) -> tuple[list[str], list[dict] | None, str
         return [], None, f"history: {exc}"
     except (OSError, asyncpg.PostgresError) as exc:
         return [], None, f"history: database unreachable ({type(exc).__name__})"
+    with contextlib.suppress(TimeoutError):
+        # The candles' closes, as `history` shows them (the rows keep no price of their own).
+        report = await asyncio.wait_for(add_candles(report, Settings.from_env().binance_rest_url), 15)
     rows = [a.model_dump(mode="json", exclude={"key_levels"}) for a in report.analyses]
     return history_lines(report) if report.analyses else [], rows, None
 
@@ -551,7 +622,7 @@ async def _reanalyze(args: argparse.Namespace, client: Client, out: TextIO) -> N
     last = state.last_decision
     print(
         f"{workflow_id_of(args.signal)}: reanalysed; status {state.status}; "
-        + (f"last decision {_decision_text(last)}" if last else "no decision yet"),
+        + (f"last decision {_decision_text(last, None)}" if last else "no decision yet"),
         file=out,
     )
     if state.failures and state.consecutive_failures:
@@ -580,22 +651,51 @@ def _when(value: datetime | None) -> str:
     return utc_text(value, none="-", seconds=True)
 
 
-def _decision_text(d: AnalysisRecord) -> str:
+def _decision_text(d: AnalysisRecord, interval: str | None) -> str:
     reasoning = d.reasoning.replace("\n", " ")
     if len(reasoning) > 100:
         reasoning = reasoning[:99] + "…"
-    return (
-        f"#{d.analysis_number} {d.decision} ({d.proxy_decision} {d.confidence:.0f}) "
-        f"on candle {utc_text(d.candle_open_time)}: {reasoning}"
+    on = (
+        "the signal's own price"
+        if d.candle_open_time is None
+        else f"candle {candle_span(d.candle_open_time, interval)}"
+    )
+    price = f" at {plain(d.price)}" if d.price else ""
+    return f"#{d.analysis_number} {d.decision} ({d.proxy_decision} {d.confidence:.0f}) on {on}{price}: {reasoning}"
+
+
+def lifecycle_text(facts: SignalFacts | None, monitor_status: str) -> str:
+    """Where the signal is: its row's status (the monitor's attribute when no database answers)."""
+    if facts is None or facts.status is None:
+        return f"{monitor_status} (the monitor's search attribute: no database to read the signal row)"
+    p = facts.position
+    if p is None:
+        return facts.status
+    if p.status == "open":
+        return f"{facts.status} (position open)"
+    return f"{facts.status} (position closed: exit {plain(p.exit_price)}, realized P&L {signed(p.realized_pnl)})"
+
+
+def position_text(facts: SignalFacts) -> str:
+    p = facts.position
+    assert p is not None
+    text = (
+        f"{p.position_id} ({p.mode}) {p.side} {plain(p.size)} at {plain(p.entry_price)} (entry fill), "
+        f"stop {plain(p.stop_loss)}, targets {', '.join(map(plain, p.take_profits)) or 'none'}; "
+    )
+    if p.status == "open":
+        return text + (
+            f"open {plain(p.open_size)}, last price {plain(p.last_price)}, unrealized P&L {signed(p.unrealized_pnl)}, "
+            f"realized so far {signed(p.realized_pnl)} (fees {plain(p.fees_paid)})"
+        )
+    return text + (
+        f"closed {_when(p.closed_at)} at {plain(p.exit_price)} ({p.close_reason or '-'}), "
+        f"realized P&L {signed(p.realized_pnl)} after fees {plain(p.fees_paid)}"
     )
 
 
 def _counts_text(c: Any) -> str:
-    return (
-        f"received {c.received}, analysed {c.analysed}, duplicate {c.duplicate}, stale {c.stale}, "
-        f"skipped {c.skipped}, foreign {c.foreign}, open {c.open}, malformed {c.malformed}, "
-        f"future {c.future}, oversized {c.oversized}, failed analyses {c.failed_analyses}"
-    )
+    return closes_text(c)
 
 
 def _attrs_dict(attrs: Any) -> dict:

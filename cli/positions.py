@@ -15,7 +15,9 @@ import asyncpg
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowUpdateFailedError
 from temporalio.exceptions import FailureError
 
-from cli.operator import Refused, UsageError, _status_name, described, listed, print_table, visibility_query
+from cli.lifecycle import PositionFacts
+from cli.operator import Refused, UsageError, _status_name, described, listed, matching, print_table
+from cli.text import plain, signed
 from workflows.common import names
 from workflows.common import search_attributes as sa
 from workflows.position.models import PositionResult, PositionStatus
@@ -67,14 +69,45 @@ def add_position_commands(
     r.set_defaults(func=trader_entry)
 
 
+def position_columns(p: PositionFacts | None) -> tuple[str, ...]:
+    """SIDE, ENTRY (the entry fill), SIZE, STOP, TARGETS, P&L, EXIT, REASON of one position."""
+    if p is None:
+        return ("-",) * 8
+    if p.status == "open":
+        pnl = f"{signed(p.unrealized_pnl)} unrealized (last {plain(p.last_price)})"
+    else:
+        pnl = f"{signed(p.realized_pnl)} realized"
+    return (
+        p.side,
+        plain(p.entry_price),
+        plain(p.size) if p.open_size in (p.size, 0) else f"{plain(p.open_size)}/{plain(p.size)}",
+        plain(p.stop_loss),
+        ",".join(map(plain, p.take_profits)) or "-",
+        pnl,
+        plain(p.exit_price),
+        p.close_reason or "-",
+    )
+
+
 async def _positions(args: argparse.Namespace, client: Client, out: TextIO) -> None:
-    query = visibility_query(args, names.POSITION_WORKFLOW_TYPE, sa.POSITION_STATUS)
-    rows = [listed(wf, sa.POSITION_STATUS) async for wf in client.list_workflows(query, limit=args.limit)]
+    query, found, facts = await matching(args, client, names.POSITION_WORKFLOW_TYPE, sa.POSITION_STATUS, "position-")
+    rows = []
+    for wf in found:
+        f = (facts or {}).get(wf.id.removeprefix("position-"))
+        position = f.position if f is not None else None
+        row = listed(wf, sa.POSITION_STATUS)
+        status = position.status if position is not None and row[2] in ("-", "opening") else row[2]
+        rows.append((row[0], row[1], status, *row[3:5], *position_columns(position), *row[5:]))
     if not rows:
         print(f"no positions match ({query})", file=out)
         return
-    header = ("WORKFLOW ID", "EXECUTION", "POSITION", "SYMBOL", "INTERVAL", "TRADER", "STARTED")
+    header = (
+        "WORKFLOW ID", "EXECUTION", "POSITION", "SYMBOL", "INTERVAL", "SIDE", "ENTRY", "SIZE", "STOP", "TARGETS",
+        "P&L", "EXIT", "REASON", "TRADER", "STARTED",
+    )  # fmt: skip
     print_table(header, rows, out, "position")
+    if facts is None:
+        print("(set DATABASE_URL, or run next to `signal-monitor dev`, for entry, size, P&L and exit)", file=out)
 
 
 async def _close(args: argparse.Namespace, client: Client, out: TextIO) -> None:
@@ -95,8 +128,8 @@ async def _close(args: argparse.Namespace, client: Client, out: TextIO) -> None:
         cause = exc.cause
         raise Refused(f"close refused: {cause.message if isinstance(cause, FailureError) else cause}") from None
     print(
-        f"{wid}: {result.status}: {result.reason}; exit {result.exit_price}, realized P&L {result.realized_pnl} "
-        f"(fees {result.fees_paid})",
+        f"{wid}: {result.status}: {result.reason}; exit {plain(result.exit_price)}, realized P&L "
+        f"{signed(result.realized_pnl)} (fees {plain(result.fees_paid)})",
         file=out,
     )
 

@@ -8,15 +8,20 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from decimal import Decimal
+from typing import Any, Literal
 
 import asyncpg
 from pydantic import BaseModel, Field
 
 from cli.chart_model import ChartAnalysis, ChartCandle, ChartEvent, ChartLevels, ChartModel
+from cli.text import Amount, candle_span, plain, signed
+from fakes.llm_proxy.names import FAKE_MODEL_NAME as STAND_IN_MODEL
+from fakes.llm_proxy.names import REASONING_PREFIX as STAND_IN_PREFIX
 from market.candle import Candle
 from market.intervals import UnknownInterval, interval_ms
 from market.rest import KlinesError, fetch_candles, rest_client
+from workflows.common.timefmt import datetime_to_ms, ms_to_datetime, utc_text
 from workflows.monitor.models import TERMINAL_SIGNAL_STATUSES
 
 CANDLES_BEFORE, CANDLES_AFTER, MAX_CANDLES = 5, 2, 1000
@@ -66,10 +71,46 @@ class OrderIntentRow(BaseModel):
     created_at: datetime
 
 
+class FillRow(BaseModel):
+    """One `orders` row: a fill of the position (paper or live), as the backend wrote it."""
+
+    order_id: str
+    kind: str  # entry | stop_loss | trailing_stop | max_loss | take_profit | reduce | close
+    side: str  # buy | sell
+    type: str
+    price: Amount
+    quantity: Amount
+    fee: Amount
+    realized_pnl: Amount | None
+    created_at: datetime
+    candle_open_time: datetime | None = Field(
+        description="the candle the fill belongs to (from the order's key); None for a fill at a moment "
+        "(operator, duration): then created_at"
+    )
+
+
+class PositionRow(BaseModel):
+    position_id: str
+    mode: str
+    side: str
+    status: str
+    size: Amount
+    entry_price: Amount
+    exit_price: Amount | None
+    close_reason: str | None
+    realized_pnl: Amount | None
+    fees_paid: Amount | None
+    stop_loss: Amount | None = None
+    take_profits: list[Amount] = Field(default_factory=list)
+    closed_at: datetime | None
+
+
 class SignalReport(BaseModel):
     signal: SignalInfo
     analyses: list[AnalysisRow]
     order_intent: OrderIntentRow | None = None
+    position: PositionRow | None = None
+    fills: list[FillRow] = Field(default_factory=list)
     candles: list[Candle] = Field(default_factory=list)
     candles_source: str = "not fetched"
 
@@ -88,7 +129,7 @@ def window(report: SignalReport, now: datetime | None = None) -> tuple[int, int]
     s, step = report.signal, interval_ms(report.signal.interval or "")
     now = now or datetime.now(UTC)
     start = s.timestamp or next((a.created_at for a in report.analyses if a.created_at), None) or now
-    ends = [a.created_at for a in report.analyses if a.created_at]
+    ends = [a.created_at for a in report.analyses if a.created_at] + [f.created_at for f in report.fills]
     if s.status in TERMINAL_SIGNAL_STATUSES:
         ends += [t for t in (s.closed_at or s.updated_at,) if t]
     else:
@@ -124,6 +165,7 @@ async def fetch_report(database_url: str, signal_id: str) -> SignalReport:
                FROM order_intents WHERE signal_id = $1""",
             sid,
         )
+        position, fills = await _position_rows(conn, sid)
     finally:
         await conn.close()
     info = SignalInfo(
@@ -168,7 +210,68 @@ async def fetch_report(database_url: str, signal_id: str) -> SignalReport:
             status=intent["status"],
             created_at=intent["created_at"],
         )
-    return SignalReport(signal=info, analyses=analyses, order_intent=order_intent)
+    return SignalReport(signal=info, analyses=analyses, order_intent=order_intent, position=position, fills=fills)
+
+
+def fill_candle(key: Any) -> datetime | None:
+    """The candle open time in an order's key (`<signal>:<candle open ms>:<action>`), if it has one."""
+    parts = str(key or "").split(":")
+    if len(parts) >= 3 and parts[1].isdigit():
+        return ms_to_datetime(int(parts[1]))
+    return None
+
+
+async def _position_rows(conn: asyncpg.Connection, sid: uuid.UUID) -> tuple[PositionRow | None, list[FillRow]]:
+    try:
+        p = await conn.fetchrow(
+            """SELECT id, mode, side, status, coalesce(initial_contracts, contracts) AS size, entry_price, exit_price,
+                      close_reason, realized_pnl, fees_paid, closed_at, stop_loss, take_profit
+               FROM positions WHERE signal_id = $1""",
+            sid,
+        )
+        orders = await conn.fetch(
+            """SELECT id, side, type, average_price, price, filled, quantity, fee_cost, metadata, created_at
+               FROM orders WHERE signal_id = $1 AND status = 'closed' ORDER BY created_at, id""",
+            str(sid),
+        )
+    except asyncpg.UndefinedTableError:
+        return None, []  # no position tables (a database before migration 006)
+    position = None
+    if p is not None:
+        position = PositionRow(
+            position_id=p["id"],
+            mode=p["mode"],
+            side=p["side"],
+            status=p["status"],
+            size=p["size"],
+            entry_price=p["entry_price"],
+            exit_price=p["exit_price"],
+            close_reason=p["close_reason"],
+            realized_pnl=p["realized_pnl"],
+            fees_paid=p["fees_paid"],
+            stop_loss=p["stop_loss"],
+            take_profits=[Decimal(str(t)) for t in (_json(p["take_profit"]) or [])],
+            closed_at=p["closed_at"],
+        )
+    fills = []
+    for o in orders:
+        meta = _json(o["metadata"]) or {}
+        pnl = meta.get("realized_pnl")
+        fills.append(
+            FillRow(
+                order_id=o["id"],
+                kind=str(meta.get("kind") or "entry"),
+                side=o["side"],
+                type=o["type"],
+                price=o["average_price"] if o["average_price"] is not None else o["price"],
+                quantity=o["filled"] if o["filled"] is not None else o["quantity"],
+                fee=o["fee_cost"] or Decimal(0),
+                realized_pnl=Decimal(str(pnl)) if pnl is not None else None,
+                created_at=o["created_at"],
+                candle_open_time=fill_candle(meta.get("key")),
+            )
+        )
+    return position, fills
 
 
 async def add_candles(report: SignalReport, rest_url: str) -> SignalReport:
@@ -193,10 +296,21 @@ async def add_candles(report: SignalReport, rest_url: str) -> SignalReport:
 
 
 def _levels(report: SignalReport) -> ChartLevels | None:
-    if report.order_intent is not None and report.order_intent.entry_price is not None:
-        oi = report.order_intent
+    p, oi = report.position, report.order_intent
+    if p is not None:
+        # The real entry (the fill); the stop and targets the position ended with, else the plan's.
         return ChartLevels(
-            source="order intent", entry=oi.entry_price, stop_loss=oi.stop_loss, take_profits=oi.take_profits
+            source="position (entry fill) and its stop / targets",
+            entry=float(p.entry_price),
+            stop_loss=float(p.stop_loss) if p.stop_loss is not None else (oi.stop_loss if oi else None),
+            take_profits=[float(t) for t in p.take_profits] or (oi.take_profits if oi else []),
+        )
+    if oi is not None and oi.entry_price is not None:
+        return ChartLevels(
+            source="order intent (not filled)",
+            entry=oi.entry_price,
+            stop_loss=oi.stop_loss,
+            take_profits=oi.take_profits,
         )
     for a in reversed(report.analyses):
         kl = a.key_levels or {}
@@ -216,37 +330,94 @@ def _num(v: Any) -> float | None:
     return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
 
 
+def scripted(report: SignalReport) -> bool:
+    """Were the decisions the local llm-proxy stand-in's fixed script (not a model)?"""
+    return any(a.model_name == STAND_IN_MODEL or a.reasoning.startswith(STAND_IN_PREFIX) for a in report.analyses)
+
+
+def _candle_x(at: datetime, step_ms: int) -> datetime:
+    """The open time of the chart's candle containing `at` (x of its candlestick)."""
+    if step_ms <= 0:
+        return at
+    ms = datetime_to_ms(at)
+    return ms_to_datetime(ms - ms % step_ms) or at
+
+
+def _fill_events(report: SignalReport, step_ms: int, interval: str | None) -> list[ChartEvent]:
+    events = []
+    for f in report.fills:
+        when = f.candle_open_time or f.created_at
+        x = _candle_x(when, step_ms)
+        on = (
+            f"candle {candle_span(f.candle_open_time, interval)}"
+            if f.candle_open_time
+            else f"{utc_text(f.created_at, seconds=True)} (during candle {candle_span(x, interval)})"
+        )
+        if f.kind == "entry":
+            label = f"entry {f.side} {plain(f.price)}"
+            kind: Literal["entry", "exit", "partial"] = "entry"
+        else:
+            closing = report.position is not None and report.position.status == "closed" and f is report.fills[-1]
+            kind = "exit" if closing else "partial"
+            label = f"{'exit' if closing else 'partial exit'} {plain(f.price)} ({f.kind})"
+        hover = (
+            f"{label}: {f.side} {plain(f.quantity)} at {plain(f.price)}, fee {plain(f.fee)}; {on}; order {f.order_id}"
+        )
+        if f.kind != "entry" and f.realized_pnl is not None:
+            hover += f"; P&L {signed(f.realized_pnl)}"
+        events.append(ChartEvent(kind=kind, at=x, price=float(f.price), label=label, hover=hover))
+    return events
+
+
 def chart_model(report: SignalReport) -> ChartModel:
     s = report.signal
     try:
-        step = timedelta(milliseconds=interval_ms(s.interval or ""))
+        step_ms = interval_ms(s.interval or "")
     except UnknownInterval:
-        step = timedelta(0)  # no known length: an analysis sits at its candle's open, not its close
-    analyses = [
-        ChartAnalysis(
-            analysis_number=a.analysis_number if a.analysis_number is not None else i,
-            at=(a.candle_open_time + step)
-            if a.candle_open_time
-            else (s.timestamp or a.created_at or datetime.now(UTC)),
-            price=a.price,
-            proxy_decision=a.decision,
-            decision=a.monitor_decision,
-            confidence=a.confidence,
+        step_ms = 0  # no fixed length (`1M`): marks keep their own times
+    analyses = []
+    for i, a in enumerate(report.analyses):
+        if a.candle_open_time is not None:
+            at, candle = a.candle_open_time, candle_span(a.candle_open_time, s.interval)
+        else:
+            # #0 reads the signal's own price: the close of the candle ending at the signal's time.
+            signal_at = s.timestamp or a.created_at or datetime.now(UTC)
+            at = _candle_x(signal_at - timedelta(milliseconds=1), step_ms)
+            candle = f"{candle_span(at, s.interval)} (the signal's own price)"
+        analyses.append(
+            ChartAnalysis(
+                analysis_number=a.analysis_number if a.analysis_number is not None else i,
+                at=at,
+                price=a.price,
+                proxy_decision=a.decision,
+                decision=a.monitor_decision,
+                confidence=a.confidence,
+                candle=candle,
+            )
         )
-        for i, a in enumerate(report.analyses)
-    ]
     events: list[ChartEvent] = []
     if s.timestamp is not None:
-        events.append(ChartEvent(kind="signal", at=s.timestamp, price=s.price, label=f"signal {_g(s.price)}"))
-    entering = next((a for a in analyses if a.decision == "enter"), None)
-    if entering is not None:
-        price = report.order_intent.entry_price if report.order_intent else entering.price
-        side = report.order_intent.side if report.order_intent else "buy"
-        events.append(ChartEvent(kind="entry", at=entering.at, price=price, label=f"entry ({side}) {_g(price)}"))
-    if s.status == "closed" and s.closed_at is not None:
-        price = _close_at(report, s.closed_at)
-        events.append(ChartEvent(kind="exit", at=s.closed_at, price=price, label=f"exit {_g(price)}"))
-    elif s.status in ("expired", "cancelled", "failed") and (s.closed_at or s.updated_at):
+        x = _candle_x(s.timestamp - timedelta(milliseconds=1), step_ms)
+        events.append(
+            ChartEvent(
+                kind="signal",
+                at=x,
+                price=s.price,
+                label=f"signal {_g(s.price)}",
+                hover=f"signal at {_g(s.price)}: close of candle {candle_span(x, s.interval)}",
+            )
+        )
+    events += _fill_events(report, step_ms, s.interval)
+    if not report.fills and report.order_intent is not None and s.status == "in_position":
+        events.append(
+            ChartEvent(
+                kind="end",
+                at=report.order_intent.created_at,
+                price=None,
+                label="entered: the position is not filled yet",
+            )
+        )
+    if s.status in ("expired", "cancelled", "failed") and (s.closed_at or s.updated_at):
         reason = (s.monitor_reason or "")[:60]
         events.append(
             ChartEvent(
@@ -254,8 +425,15 @@ def chart_model(report: SignalReport) -> ChartModel:
             )
         )
     last = analyses[-1].label if analyses else "no analysis yet"
+    p = report.position
+    outcome = ""
+    if p is not None and p.status == "closed":
+        outcome = f" · exit {plain(p.exit_price)} ({p.close_reason}), realized P&L {signed(p.realized_pnl)}"
+    elif p is not None:
+        outcome = f" · position open since {plain(p.entry_price)}"
     return ChartModel(
-        title=f"{s.symbol} {s.interval} · signal {s.signal_id[:8]} · {s.status} · {len(analyses)} analyses, last {last}",
+        title=f"{s.symbol} {s.interval} · signal {s.signal_id[:8]} · {s.status}{outcome} · "
+        f"{len(analyses)} analyses, last {last}",
         symbol=s.symbol or "?",
         interval=s.interval or "?",
         candles=[
@@ -272,14 +450,15 @@ def chart_model(report: SignalReport) -> ChartModel:
         analyses=analyses,
         levels=_levels(report),
         events=events,
+        note=SCRIPTED_NOTE if scripted(report) else None,
     )
 
 
+SCRIPTED_NOTE = (
+    "decisions scripted by the local llm-proxy stand-in (a fixed script, not a model): the P&L says nothing "
+    "about a strategy"
+)
+
+
 def _g(value: float | None) -> str:
-    return "" if value is None else f"{value:g}"
-
-
-def _close_at(report: SignalReport, at: datetime) -> float | None:
-    ms = int(at.timestamp() * 1000)
-    before = [c for c in report.candles if c.t <= ms]
-    return float(before[-1].c) if before else None
+    return "" if value is None else plain(value)

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from datetime import UTC, datetime
 
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError
 
+from cli.text import candle_span, plain, signed
 from workflows.common.names import STATE_QUERY, position_workflow_id_for
 from workflows.position.models import PositionResult, PositionView
 
@@ -29,20 +29,23 @@ async def follow_position(
             continue
         if not opened and state.entry_price is not None:
             say(
-                f"position opened (paper): {state.side} {state.quantity} {state.symbol} at {state.entry_price}, "
-                f"stop {state.stop_loss}, targets {', '.join(map(str, state.take_profits)) or 'none'}"
+                f"position opened (paper): {state.side} {plain(state.quantity)} {state.symbol}, entry fill at "
+                f"{plain(state.entry_price)}, stop {plain(state.stop_loss)}, targets "
+                f"{', '.join(map(plain, state.take_profits)) or 'none'}"
             )
             opened = True
         for d in state.last_decisions[max(0, len(state.last_decisions) - (state.decisions - shown)) :]:
-            when = datetime.fromtimestamp(d.candle_open_time / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
-            say(f"managed candle {when}: {d.action}" + (f" ({d.confidence:g}%)" if d.confidence is not None else ""))
+            say(
+                f"managed candle {candle_span(d.candle_open_time, state.interval)}: {d.action}"
+                + (f" ({d.confidence:g}%)" if d.confidence is not None else "")
+            )
         shown = state.decisions
         if desc.status != WorkflowExecutionStatus.RUNNING:
             if desc.status == WorkflowExecutionStatus.COMPLETED:
                 r = await handle.result()
                 say(
-                    f"position closed ({r.reason}): exit {r.exit_price}, realized P&L {r.realized_pnl} "
-                    f"after fees {r.fees_paid}"
+                    f"position closed ({r.reason}): exit fill at {plain(r.exit_price)}, realized P&L "
+                    f"{signed(r.realized_pnl)} after fees {plain(r.fees_paid)}; the signal is now closed"
                 )
             else:
                 say(f"position workflow ended: {desc.status.name if desc.status else 'unknown'}")

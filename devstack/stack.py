@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING
 
 import asyncpg
 
+from cli.text import candle_ending, candle_span, closes_text, command_name
 from devstack.state import StackInfo, StackLock, StackRunning, state_dir, without_password
 from fakes import free_port
 from runtime import platform_rows
@@ -40,7 +41,6 @@ from runtime.exits import fail
 from runtime.lifecycle import on_signals
 from workflows.common import search_attributes as sa
 from workflows.common.names import STATE_QUERY, workflow_id_for
-from workflows.common.timefmt import utc_text
 from workflows.monitor.models import MonitorView
 
 if TYPE_CHECKING:
@@ -287,11 +287,11 @@ async def _insert_demo_signal(
         await conn.close()
 
 
-def _candle_time(ms: int | None) -> str:
-    return "the signal's own price" if ms is None else "candle " + utc_text(ms)
+def _candle_time(ms: int | None, interval: str | None) -> str:
+    return "the signal's own price" if ms is None else "candle " + candle_span(ms, interval)
 
 
-async def _follow(temporal_address: str, signal_id: str, stack: Stack, until_decided: bool) -> None:
+async def _follow(temporal_address: str, signal_id: str, interval: str, stack: Stack, until_decided: bool) -> None:
     """Print the monitor's progress from its `state` query until it ends (or Ctrl-C)."""
     from temporalio.client import WorkflowExecutionStatus
     from temporalio.service import RPCError
@@ -319,17 +319,15 @@ async def _follow(temporal_address: str, signal_id: str, stack: Stack, until_dec
             state = None
         if state is not None:
             for record in state.history[shown:]:
+                price = f" (close {record.price})" if record.candle_open_time is not None and record.price else ""
                 say(
-                    f"analysis #{record.analysis_number} on {_candle_time(record.candle_open_time)}: "
+                    f"analysis #{record.analysis_number} on {_candle_time(record.candle_open_time, interval)}{price}: "
                     f"{record.proxy_decision} ({record.confidence:g}%) -> {record.decision}"
                 )
             shown = len(state.history)
-            counts = (state.counts.received, state.counts.duplicate, state.counts.open, state.counts.foreign)
+            counts = closes_text(state.counts)
             if counts != last_counts and state.counts.received:
-                say(
-                    f"candle_closed signals received {state.counts.received} "
-                    f"(duplicates {state.counts.duplicate}, stale {state.counts.stale}, skipped {state.counts.skipped})"
-                )
+                say(counts)
                 last_counts = counts
         if desc.status != WorkflowExecutionStatus.RUNNING:
             result = await handle.result() if desc.status == WorkflowExecutionStatus.COMPLETED else None
@@ -339,13 +337,17 @@ async def _follow(temporal_address: str, signal_id: str, stack: Stack, until_dec
                     from devstack.positions import follow_position
 
                     await follow_position(client, signal_id, stack.check, say)
+                    say(
+                        f"see it as a trader would: `{command_name()} positions`, `{command_name()} history "
+                        f"{signal_id}`, `{command_name()} chart {signal_id}`"
+                    )
             else:
                 say(f"monitor ended: {desc.status.name if desc.status is not None else 'status unknown'}")
             if until_decided:
                 return
             say(
                 "the stack keeps running (Ctrl-C or kill -TERM to stop); add a signal of your own in another "
-                "terminal: `signal-monitor add-signal ETHUSDT 1m`, then `signal-monitor history <id>`"
+                f"terminal: `{command_name()} add-signal ETHUSDT 1m`, then `{command_name()} history <id>`"
             )
             await _wait_forever(stack)
             return
@@ -419,7 +421,7 @@ async def _follow_others(database_url: str, skip: str) -> None:
             for r in rows:
                 seen = r["created_at"]
                 candle = r["candle_open_time"]
-                on = "the signal's own price" if candle is None else "candle " + candle.strftime("%Y-%m-%d %H:%M UTC")
+                on = "the signal's own price" if candle is None else "candle " + candle_span(candle, r["interval"])
                 say(
                     f"{r['symbol']} {r['interval']} signal {str(r['signal_id'])[:8]}: analysis #{r['analysis_number']} "
                     f"on {on}: {r['decision']} ({float(r['confidence']):g}%) -> {r['monitor_decision']}"
@@ -466,8 +468,9 @@ async def run_dev(args, lock: StackLock) -> int:
                 proxy = await fakes.enter_async_context(FakeLlmProxy(api_key=proxy_key, port=free_port()))
                 proxy_url = proxy.url
                 say(
-                    f"llm-proxy: local deterministic stand-in at {proxy_url} (answers are labelled "
-                    "'[fake llm-proxy]', not a model; set LLM_PROXY_URL and LLM_PROXY_KEY for the real one)"
+                    f"llm-proxy: local stand-in at {proxy_url}: its decisions are a fixed script, not a model "
+                    "(each signal: wait 55, wait 62, enter_trade 78; each position: hold, hold, close; answers "
+                    "labelled '[fake llm-proxy]'); set LLM_PROXY_URL and LLM_PROXY_KEY for the real one"
                 )
             else:
                 say(f"llm-proxy: {proxy_url}")
@@ -538,7 +541,7 @@ async def run_dev(args, lock: StackLock) -> int:
                 )
                 say(
                     f"commands run in this directory reach this stack with no configuration "
-                    f"({STATE_DIR / 'stack.json'}), e.g. `signal-monitor add-signal ETHUSDT 1m`"
+                    f"({STATE_DIR / 'stack.json'}), e.g. `{command_name()} add-signal ETHUSDT 1m`"
                 )
 
                 from market.rest import KlinesError, latest_closed, rest_client
@@ -551,12 +554,12 @@ async def run_dev(args, lock: StackLock) -> int:
                     raise DevError(f"Binance: no price for the demo signal: {exc}") from None
                 signal_id, trader_id = await _insert_demo_signal(database_url, args.symbol, args.interval, price, at)
                 say(
-                    f"demo signal {signal_id}: {args.symbol} {args.interval} at {price:g} (close of the candle ending "
-                    f"{at.strftime('%H:%M UTC')}), trader {trader_id} (elite, auto-analyse)"
+                    f"demo signal {signal_id}: {args.symbol} {args.interval} at {price:g} (the close of "
+                    f"{candle_ending(at, args.interval)}), trader {trader_id} (elite, auto-analyse)"
                 )
                 say(f"Temporal UI: {ui}/namespaces/default/workflows/{workflow_id_for(signal_id)}")
                 background.append(asyncio.create_task(_follow_others(database_url, signal_id)))
-                await _follow(temporal_address, signal_id, stack, args.until_decided)
+                await _follow(temporal_address, signal_id, args.interval, stack, args.until_decided)
             finally:
                 for task in background:
                     task.cancel()

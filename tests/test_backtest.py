@@ -175,7 +175,7 @@ async def test_call_cap_stops_cleanly_with_a_partial_report(box, proxy):
     assert "call cap (6) reached" in out["run"]["stopped"]
     assert "STOPPED EARLY" in format_table(report)
     assert len(proxy.requests) == 6
-    assert [s["status"] for s in out["signals"]] == ["in_position", "in_position", "cut_by_cap", "not_run"]
+    assert [s["status"] for s in out["signals"]] == ["closed", "closed", "cut_by_cap", "not_run"]
     assert [t["pnl"] for t in out["trades"]] == ["1.29553826", "-3.29385599"]
     assert out["totals"]["total_profit"] == "-1.9983"
     assert out["totals"]["llm_calls"] == 6
@@ -190,7 +190,7 @@ async def test_call_cap_closes_an_open_position_at_the_last_close(box, proxy):
     report = await run_backtest(box, spec(max_calls=3), ProxyTarget("scripted", proxy.url, KEY))
     out = to_json(report)
     assert len(proxy.requests) == 3
-    assert [s["status"] for s in out["signals"]] == ["in_position", "not_run", "not_run", "not_run"]
+    assert [s["status"] for s in out["signals"]] == ["closed", "not_run", "not_run", "not_run"]
     assert [(t["exit_time"], t["exit_price"], t["exit_reason"], t["pnl"]) for t in out["trades"]] == [
         ("2024-01-01T00:03:00Z", "43243.09", "stopped", "-0.0217973")
     ]
@@ -207,9 +207,9 @@ async def test_compare_shows_the_decisions_that_differ(box, proxy):
         "w55 w65! A80",
         "expired",
         "w55 E75",
-        "in_position",
+        "closed",
     )
-    assert "signals whose decisions differ: 1 of 4" in text
+    assert "signals whose decisions differ: 1 of 4" in text and "signals whose trades differ: 1 of 4" in text
     assert b.totals.trades == 4 and a.totals.trades == 3
 
 
@@ -232,7 +232,7 @@ async def test_candles_fetched_from_binance_rest_run_the_same_way(box, proxy):
         BacktestSpec("ETHUSDT", "1m", candles, every_n(candles, 10), SETTINGS),
         ProxyTarget("local", proxy.url, KEY),
     )
-    assert [o.status for o in report.signals] == ["in_position"] * 3
+    assert [o.status for o in report.signals] == ["closed"] * 3
     assert [[d.decision for d in o.decisions] for o in report.signals] == [["continue", "continue", "enter"]] * 3
     # Held (manage-position says hold) until max_position_duration, the last one until the data ends.
     assert [t.exit_reason for o in report.signals if (t := o.trade)] == ["duration", "duration", "end_of_data"]

@@ -56,7 +56,7 @@ async def test_status_list_set_limit_abandon(client, database_url, db):
         assert field(out, "monitor") == "monitoring" and field(out, "signal") == "SOLUSDT 1h"
         assert field(out, "trader") == row.trader_id
         assert field(out, "analyses") == "1 (reanalyses 0/5)"
-        assert "#0 continue (wait 55) on candle signal" in out
+        assert "#0 continue (wait 55) on the signal's own price at " in out
         code, out, _ = await cli(client, "status", row.workflow_id, "--json")  # the workflow id works too
         doc = json.loads(out)
         assert code == 0 and doc["state"]["analyses"] == 1 and doc["search_attributes"]["SignalSymbol"] == "SOLUSDT"

@@ -54,12 +54,15 @@ async def test_dev_runs_a_demo_signal_to_a_decision_and_the_ui_link_works(workdi
         rf"Temporal UI: http://localhost:{ui_port}/namespaces/default/workflows/signal-[0-9a-f-]{{36}}", output
     )
     assert "monitor started by the intake" in output
-    assert re.search(r"analysis #1 on candle \d{4}-\d\d-\d\d \d\d:\d\d UTC", output), output
+    # A candle by both ends, with the close the analysis read.
+    assert re.search(r"analysis #1 on candle \d{4}-\d\d-\d\d \d\d:\d\d–\d\d:\d\d UTC \(close [0-9.]+\)", output), output
+    assert "stale" not in output or "stale (closed no later than" in output, output
     assert "monitor ended: signal is in_position" in output, output
     assert "position opened (paper): long" in output, output
-    assert re.search(r"position closed \(\w+: .*\): exit [0-9.]+, realized P&L -?[0-9.]+ after fees [0-9.]+", output), (
-        output
-    )
+    assert re.search(
+        r"position closed \(\w+: .*\): exit fill at [0-9.]+, realized P&L [-+]?[0-9.]+ after fees [0-9.]+", output
+    ), output
+    assert "decisions are a fixed script, not a model" in output and "E-" not in output, output
     for part in ("bridge", "intake", "worker", "temporal", "PostgreSQL"):
         assert f"stopped {part}" in output, output
     # The README's sample: the same lines as this console, times and numbers aside (this run is

@@ -7,6 +7,7 @@ from functools import partial
 
 import pytest
 from temporalio.client import WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
 
 from fakes.llm_proxy import Answer, Fault
 from tests.helpers.monitor import monitor_stack
@@ -42,6 +43,8 @@ async def test_abandon_with_reason_expires_the_signal(client, database_url, db):
                 # By name with raw input, as an operator sends it (no AbandonRequest could hold these).
                 await handle.execute_update("abandon", bad)
             assert "InvalidRequest" in repr(info.value.cause) or "reason" in str(info.value.cause)
+            # A refusal is final: sending the same request again is refused again.
+            assert isinstance(info.value.cause, ApplicationError) and info.value.cause.non_retryable
         assert await _update_events(handle) == 0  # rejected updates leave no trace in history
         request = AbandonRequest(reason="news: exchange halted")
         result = await handle.execute_update(async_update(SignalMonitorWorkflow.abandon), request)

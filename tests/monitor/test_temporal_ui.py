@@ -34,7 +34,9 @@ async def test_history_shows_analysis_summaries_and_search_attributes(
 
     candle = state.history[1].candle_open_time
     assert candle is not None
-    candle_utc = datetime.fromtimestamp(candle / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
+    # The candle by both ends (ADAUSDT 5m here).
+    start, end = (datetime.fromtimestamp(ms / 1000, tz=UTC) for ms in (candle, candle + 300_000))
+    candle_utc = f"{start.strftime('%Y-%m-%d %H:%M')}–{end.strftime('%H:%M')} UTC"
     summaries = ["analysis #0 · candle signal", f"analysis #1 · candle {candle_utc}"]
     ARTIFACTS.mkdir(exist_ok=True)
     url = f"{temporal_ui_url}/namespaces/default/workflows/{row.workflow_id}/{run_id}/history"

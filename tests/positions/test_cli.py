@@ -8,12 +8,16 @@ from decimal import Decimal as D
 
 from activities import platform_schema
 from cli import operator as operator_cli
+from cli.history import history_text
 from cli.main import build_parser
 from cli.positions import resume_trader
+from cli.signal_report import fetch_report
+from fakes.llm_proxy import Answer, ManageAnswer
 from intake import service as intake
 from tests.helpers.monitor import monitor_stack
-from tests.helpers.positions import candle, entered_signal, result_of, start_position, view
+from tests.helpers.positions import candle, entered_signal, position_rows, result_of, start_position, view
 from tests.helpers.support import eventually, insert_signal
+from workflows.monitor.workflow import SignalMonitorWorkflow
 from workflows.position.workflow import PositionManagerWorkflow
 
 
@@ -63,3 +67,94 @@ async def test_trader_resume_lifts_the_pause_for_the_intake(database_url, db):
     assert "resumed (was paused: 3 losses)" in out.getvalue()
     assert await why_not() is None
     assert await db.fetchval("SELECT consecutive_losses FROM traders WHERE id = $1", tid) == 0
+
+
+def _row_of(out: str, wid: str) -> dict[str, str]:
+    """One table row of `list`/`positions`, by its columns (two or more spaces apart)."""
+    import re
+
+    header = out.splitlines()[0]
+    starts = [m.start() for m in re.finditer(r"(?:^|(?<=  ))\S", header)]
+    line = next(ln for ln in out.splitlines() if ln.startswith(wid))
+    cells = [line[a:b].strip() for a, b in zip(starts, [*starts[1:], None], strict=True)]
+    names = [header[a:b].strip() for a, b in zip(starts, [*starts[1:], None], strict=True)]
+    return dict(zip(names, cells, strict=True))
+
+
+async def test_one_lifecycle_in_list_status_positions_and_history(client, database_url, db, monkeypatch):
+    """Entered, managed, stopped out: `list`, `status`, `positions` and `history` all say where the
+    signal is from its row (in_position while open, closed after), with the fills' prices, and
+    `list --status closed` finds it."""
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    row = await insert_signal(db, symbol="DOTUSDT", interval="1m", price=100.0)
+    wid = row.workflow_id
+    async with monitor_stack(client, database_url) as m:
+        m.proxy.script(row.signal_id, Answer.wait(55), Answer.enter(85, entry=100.0, stop_loss=95.0, take_profit=[110]))
+        m.proxy.script_position(row.signal_id, ManageAnswer.hold())
+        monitor = await m.start(row.signal_id)
+
+        async def analysed():
+            state = await monitor.query(SignalMonitorWorkflow.state)
+            assert state.analyses == 1 and not state.analysing
+
+        await eventually(analysed)
+        await monitor.signal(SignalMonitorWorkflow.candle_closed, candle(row, 1, 99, 101, 98, 100))
+        assert (await result_of(monitor)).status == "in_position"
+        handle = client.get_workflow_handle_for(PositionManagerWorkflow.run, f"position-{row.signal_id}")
+        await handle.signal(PositionManagerWorkflow.candle_closed, candle(row, 2, 100, 102, 99, 101))
+
+        async def held():
+            state = await view(handle)
+            assert state.decisions == 1 and state.queued == 0, state
+
+        await eventually(held)
+        code, out, err = await _cli(client, "positions", "--trader", row.trader_id)
+        assert code == 0, err
+        open_row = _row_of(out, f"position-{row.signal_id}")
+        # Filled at 100.05 (the close 100 and 0.05 % slippage), 9.99500249 bought with the 1000 stake;
+        # unrealized from the last close 101: (101 - 100.05) x 9.99500249.
+        assert (open_row["POSITION"], open_row["SIDE"], open_row["ENTRY"], open_row["SIZE"]) == (
+            "open",
+            "long",
+            "100.05",
+            "9.99500249",
+        )
+        assert open_row["STOP"] == "95" and open_row["TARGETS"] == "110" and open_row["EXIT"] == "-"
+        assert open_row["P&L"] == "+9.49525237 unrealized (last 101)", open_row
+        code, out, _ = await _cli(client, "list", "--trader", row.trader_id, "--status", "in_position")
+        assert _row_of(out, wid)["STATUS"] == "in_position"
+        code, out, _ = await _cli(client, "status", row.signal_id)
+        assert "in_position (position open)" in out and "entry fill" in out, out
+
+        await handle.signal(PositionManagerWorkflow.candle_closed, candle(row, 3, 101, 101, 94, 94.5))
+        result = await result_of(handle)
+    assert result.status == "closed" and result.exit_price == 95
+    rows = await position_rows(db, row.signal_id)
+    entry, stop = rows["orders"]
+    pnl = rows["positions"][0]["realized_pnl"]
+
+    code, out, err = await _cli(client, "list", "--trader", row.trader_id, "--status", "closed")
+    assert code == 0, err
+    listed = _row_of(out, wid)
+    assert listed["STATUS"] == "closed" and listed["EXECUTION"] == "Completed" and "1 monitor(s)" in out
+    code, out, _ = await _cli(client, "list", "--trader", row.trader_id, "--status", "in_position")
+    assert "no monitors match" in out
+    code, out, _ = await _cli(client, "status", row.signal_id)
+    assert code == 0
+    assert f"closed (position closed: exit 95, realized P&L {pnl.normalize()})" in out, out
+    assert f"long 9.99500249 at {entry['average_price'].normalize()} (entry fill)" in out
+    assert "at 95 (stop_loss)" in out and "-0E-8" not in out
+    code, out, _ = await _cli(client, "positions", "--trader", row.trader_id, "--status", "closed")
+    closed = _row_of(out, f"position-{row.signal_id}")
+    assert (closed["POSITION"], closed["ENTRY"], closed["EXIT"], closed["REASON"]) == (
+        "closed",
+        "100.05",
+        "95",
+        "stop_loss",
+    )
+    assert closed["P&L"] == f"{pnl.normalize()} realized" and pnl < 0
+    text = history_text(await fetch_report(database_url, row.signal_id))
+    assert "(pending)" not in text and "filled: see the position below" in text
+    assert f"entry         buy  9.99500249 at {entry['average_price'].normalize()} (market), candle " in text
+    assert f"stop_loss     sell 9.99500249 at {stop['average_price'].normalize()} (stop), candle " in text
+    assert "realized P&L " + str(pnl.normalize()) in text

@@ -8,6 +8,7 @@ from functools import partial
 
 import pytest
 from temporalio.client import WorkflowFailureError, WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
 
 from fakes.llm_proxy import Answer, Fault, ManageAnswer
 from tests.helpers.monitor import monitor_stack
@@ -165,6 +166,7 @@ async def test_operator_close_and_updates(client, database_url, db):
                 async_update(PositionManagerWorkflow.set_stop_loss), StopLossRequest(stop_loss=D(102))
             )
         assert "below the last price 101" in str(refused.value.cause)
+        assert isinstance(refused.value.cause, ApplicationError) and refused.value.cause.non_retryable
         state = await handle.execute_update(
             async_update(PositionManagerWorkflow.set_stop_loss), StopLossRequest(stop_loss=D(98))
         )

@@ -244,17 +244,25 @@ def test_compare_lists_only_the_signals_that_differ():
         ],
     )
     b = build_report(
-        RUN.model_copy(update={"proxy": "q"}),
+        RUN.model_copy(update={"proxy": "q", "scripted": True}),
         [
-            outcome(0, "in_position", "5", decisions=[("enter_trade", 80, "enter")]),
-            outcome(M, "in_position", "7", decisions=[("enter_trade", 90, "enter")]),
+            # Another confidence, the very same trade: the decisions differ, the trades do not.
+            outcome(0, "closed", "5", decisions=[("enter_trade", 85, "enter")]),
+            outcome(M, "closed", "7", decisions=[("enter_trade", 90, "enter")]),
         ],
     )
     d = differences(a, b)
-    assert [(x.signal_time_ms, x.a, x.b, x.a_end, x.b_end, x.b_pnl) for x in d] == [
-        (M, "A70", "E90", "expired", "in_position", "7")
+    assert [
+        (x.signal_time_ms, x.a, x.b, x.a_end, x.b_end, x.b_pnl, x.decisions_differ, x.trades_differ) for x in d
+    ] == [
+        (0, "E80", "E85", "in_position", "closed", "5", True, False),
+        (M, "A70", "E90", "expired", "closed", "7", True, True),
     ]
-    assert "signals whose decisions differ: 1 of 2" in format_compare(a, b)
+    text = format_compare(a, b)
+    assert "signals whose decisions differ: 2 of 2 (1 of them with the very same trade)" in text
+    assert "signals whose trades differ: 1 of 2" in text and "differ: decisions and trade" in text
+    assert "B: decisions scripted: the local llm-proxy stand-in" in text and "A: decisions scripted" not in text
+    assert "NOTE: decisions scripted" in format_table(b) and "NOTE" not in format_table(a)
 
 
 # --- command details ---------------------------------------------------------------------------

@@ -16,7 +16,10 @@ Request = TypeVar("Request", bound=BaseModel)
 
 
 def reject(message: str) -> ApplicationError:
-    return ApplicationError(message, type=names.INVALID_REQUEST)
+    # Non-retryable: the same request is refused again however often it is sent (an operator saw
+    # `retryable: true` on a refusal and could read it as "try again"). A validator's refusal is not
+    # in the history, and a failure's retryable flag is not compared on replay: no patch.
+    return ApplicationError(message, type=names.INVALID_REQUEST, non_retryable=True)
 
 
 def parse(model: type[Request], raw: object) -> Request:

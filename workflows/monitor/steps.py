@@ -11,8 +11,8 @@ from typing import Literal, NamedTuple
 
 from workflows.common import names
 from workflows.common.candles import Kline
+from workflows.common.display import candle_span
 from workflows.common.models import PREVIOUS_DECISIONS_SENT, REASONING_KEPT
-from workflows.common.timefmt import utc_text
 from workflows.monitor import outcomes
 from workflows.monitor.decisions import explain_decision
 from workflows.monitor.models import (
@@ -198,7 +198,7 @@ def reanalyze_refusal(s: MonitorState) -> str | None:
     if s.analysing or s.force_reanalysis:
         return "an analysis is already running"
     if not (s.retry_initial or s.pending is not None or s.retry_candle is not None):
-        latest = utc_text(s.last_taken_t, none="the signal")
+        latest = candle_span(s.last_taken_t, s.context.interval if s.context else None, none="the signal")
         return (
             f"nothing to reanalyse: the latest candle ({latest}) is already analysed and the database "
             "keeps one analysis per candle; the next close will be analysed"

@@ -3,7 +3,8 @@ Current Details (markdown). Pure."""
 
 from __future__ import annotations
 
-from workflows.common.timefmt import utc_text
+from workflows.common.display import candle_span, plain
+from workflows.common.names import position_workflow_id_for
 from workflows.monitor.models import MonitorState, MonitorView, SignalContext
 
 REASONING_EXCERPT = 160
@@ -41,15 +42,20 @@ def excerpt(text: str, limit: int = REASONING_EXCERPT) -> str:
 
 def details_text(state: MonitorState, ctx: SignalContext) -> str:
     last = state.last_decision
-    price = (last.price if last and last.price else None) or (str(ctx.price) if ctx.price is not None else "-")
+    price = (last.price if last and last.price else None) or (plain(ctx.price) if ctx.price is not None else "-")
     lines = [
         f"**{ctx.symbol} {ctx.interval}** · trader {ctx.trader_name or ctx.trader_id}",
         f"status: {state.status} · price {price} · analyses {len(state.history)} · reanalyses "
         f"{state.reanalyses}/{state.max_reanalyses}",
     ]
+    if state.status == "in_position":
+        # This monitor's part is done; the signal's later life (open, closed, exit, P&L) is the
+        # position manager's, whose details say where it is now.
+        lines.append(f"entered: the position is managed by `{position_workflow_id_for(ctx.signal_id)}`")
     if last:
         why = last.mapped or f"{last.proxy_decision} {last.confidence:g} -> {last.decision}"
-        lines.append(f"last: #{last.analysis_number} {why} on candle {utc_text(last.candle_open_time)}")
+        on = candle_span(last.candle_open_time, ctx.interval, none="the signal's own price")
+        lines.append(f"last: #{last.analysis_number} {why} on {'candle ' if last.candle_open_time else ''}{on}")
         if last.reasoning:
             lines.append(f"> {excerpt(last.reasoning)}")
     c = state.counts

@@ -32,6 +32,7 @@ with workflow.unsafe.imports_passed_through():
     import workflows.monitor.stubs as act
     import workflows.monitor.view as view
     from workflows.common.candles import Kline
+    from workflows.common.display import candle_span
     from workflows.common.ended import Ended
     from workflows.common.patches import (
         CANCEL_DURING_ACTIVITY_PATCH,
@@ -42,7 +43,7 @@ with workflow.unsafe.imports_passed_through():
         PLATFORM_INITIAL_ANALYSIS_PATCH,
         START_POSITION_PATCH,
     )
-    from workflows.common.timefmt import datetime_to_ms, utc_text
+    from workflows.common.timefmt import datetime_to_ms
     from workflows.monitor.decisions import monitor_decision
     from workflows.monitor.models import (
         TERMINAL_SIGNAL_STATUSES,
@@ -243,7 +244,7 @@ class SignalMonitorWorkflow:
         self._set_details()
         try:
             request = steps.analysis_request(s, ctx, number, limit, candle)
-            summary = f"analysis #{number} · candle {utc_text(candle.t if candle else None)}"
+            summary = f"analysis #{number} · candle {candle_span(candle.t, candle.i) if candle else 'signal'}"
             # `given`: the platform's own initial analysis, taken as this analysis's answer.
             analysis = given if given is not None else await act.analyze_signal(request, summary)
         except ActivityError as err:
@@ -268,7 +269,8 @@ class SignalMonitorWorkflow:
         self, number: int, candle: Kline | None, analysis: Analysis, decision: MonitorDecision, outcome: AnalysisOutcome
     ) -> RecordedAnalysis:
         request = steps.record_request(self._loaded()[0], number, candle, analysis, decision, outcome)
-        summary = f"record analysis #{number} · candle {utc_text(candle.t if candle else None)} · {decision}"
+        on = candle_span(candle.t, candle.i) if candle else "signal"
+        summary = f"record analysis #{number} · candle {on} · {decision}"
         try:
             if workflow.patched(LOCAL_RECORD_PATCH):
                 return await act.record_analysis_local(request, summary)

@@ -11,8 +11,8 @@ from typing import Any
 
 from market.intervals import is_valid_interval
 from workflows.common.candles import Kline, is_valid_symbol
+from workflows.common.display import candle_span, plain
 from workflows.common.models import PREVIOUS_DECISIONS_SENT, REASONING_KEPT
-from workflows.common.timefmt import utc_text
 from workflows.position.actions import ManageAction, ValidatedAction
 from workflows.position.inputs import StopLossRequest, TakeProfitRequest
 from workflows.position.models import (
@@ -163,7 +163,7 @@ def risk_end(outcome: RiskOutcome, k: Kline) -> tuple[ExitKind, str] | None:
     if not (outcome.closes_position and outcome.exits):
         return None
     last = outcome.exits[-1]
-    return last.kind, f"{last.kind} reached at {last.price} on candle {utc_text(k.t)}"
+    return last.kind, f"{last.kind} reached at {plain(last.price)} on candle {candle_span(k.t, k.i)}"
 
 
 # --- orders and levels -------------------------------------------------------------------------
@@ -358,7 +358,7 @@ def record_request(ctx: PositionContext, s: PositionState, d: Decision) -> Recor
 
 
 def record_summary(d: Decision) -> str:
-    return f"record decision · candle {utc_text(d.k.t)} · {d.action}"
+    return f"record decision · candle {candle_span(d.k.t, d.k.i)} · {d.action}"
 
 
 def recorded(s: PositionState, d: Decision, now: datetime) -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from workflows.common.timefmt import utc_text
-from workflows.position.models import PositionState, PositionView
+from workflows.common.display import candle_span, plain
+from workflows.position.models import PositionState, PositionStatus, PositionView
 from workflows.position.paper import gross_pnl
 from workflows.position.steps import open_targets
 
@@ -54,15 +54,27 @@ def details_text(s: PositionState, note: str | None = None) -> str | None:
     ctx = s.context
     if ctx is None:
         return None
-    lines = [
-        f"**{ctx.symbol} {ctx.interval}** · {ctx.side} · trader {ctx.trader_name or ctx.trader_id}",
-        f"status: {s.status} · size {s.quantity}/{s.initial_quantity} · entry {s.entry_price} · last {s.last_price}",
-        f"stop {s.stop_loss} · targets {', '.join(map(str, open_targets(s))) or 'none'}",
-        f"realized P&L {s.realized_pnl} (fees {s.fees_paid}) · decisions {s.counts.processed}",
+    lines = [f"**{ctx.symbol} {ctx.interval}** · {ctx.side} · trader {ctx.trader_name or ctx.trader_id}"]
+    if s.status == PositionStatus.CLOSED:
+        # Where the signal is now: closed, at the exit fill, with what it made.
+        lines.append(
+            f"status: closed · exit fill {plain(s.exit_price)} ({s.close_reason or '-'}) · realized P&L "
+            f"{plain(s.realized_pnl)} after fees {plain(s.fees_paid)}"
+        )
+    else:
+        unrealized = state_view(s).unrealized_pnl
+        lines.append(
+            f"status: {s.status} · unrealized P&L {plain(unrealized)} at the last close {plain(s.last_price)} · "
+            f"realized {plain(s.realized_pnl)} (fees {plain(s.fees_paid)})"
+        )
+    lines += [
+        f"entry fill {plain(s.entry_price)} · size {plain(s.quantity)} open of {plain(s.initial_quantity)}",
+        f"stop {plain(s.stop_loss)} · targets {', '.join(map(plain, open_targets(s))) or 'none'} · decisions "
+        f"{s.counts.processed}",
     ]
     if s.decisions:
         d = s.decisions[-1]
-        lines.append(f"last: {d.action} on candle {utc_text(d.candle_open_time)}")
+        lines.append(f"last: {d.action} on candle {candle_span(d.candle_open_time, ctx.interval)}")
     if note:
         lines.append(note)
     return "\n\n".join(lines)

@@ -32,9 +32,10 @@ with workflow.unsafe.imports_passed_through():
     import workflows.position.view as view
     from workflows.common.activity_calls import failure_text
     from workflows.common.candles import Kline
+    from workflows.common.display import candle_span
     from workflows.common.ended import Ended
     from workflows.common.patches import POSITION_FUTURE_CANDLES_PATCH, POSITION_LOCAL_RECORD_PATCH
-    from workflows.common.timefmt import datetime_to_ms, utc_text
+    from workflows.common.timefmt import datetime_to_ms
     from workflows.monitor.models import MonitorStatus
     from workflows.position.actions import validate_action
     from workflows.position.inputs import CloseRequest, StopLossRequest, TakeProfitRequest
@@ -220,14 +221,14 @@ class PositionManagerWorkflow:
             await self._modify(step)
         await self._record(steps.model_decision(k, answer, action, risk_exits))
         if action.action == "close":
-            await self._finish("close_action", f"closed by the model on candle {utc_text(k.t)}")
+            await self._finish("close_action", f"closed by the model on candle {candle_span(k.t, k.i)}")
         self._publish()
 
     async def _ask(self, k: Kline) -> ManagementAnswer | None:
         ctx, s = self._ctx(), self._s
         try:
             return await act.manage_position(
-                steps.manage_request(ctx, s, k), f"manage-position · candle {utc_text(k.t)}"
+                steps.manage_request(ctx, s, k), f"manage-position · candle {candle_span(k.t, k.i)}"
             )
         except ActivityError as err:
             if is_cancelled_exception(err):

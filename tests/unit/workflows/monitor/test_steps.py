@@ -86,7 +86,7 @@ def test_an_analysis_is_recorded_with_its_price_and_why():
     assert s.reanalyses == 1 and s.last_decision is last
     text = view.details_text(s, ctx())
     assert "price 43300.5" in text and "enter_trade 78 < min 95 -> continue" in text and "> Breakout" in text
-    assert "2025-11-25 11:00 UTC" in text
+    assert "on candle 2025-11-25 11:00–11:01 UTC" in text  # the candle by both ends
 
 
 def test_details_before_any_analysis_show_the_signal_price():
@@ -233,3 +233,10 @@ def test_too_many_failures_in_a_row_end_the_monitor():
         outcomes.MAX_CONSECUTIVE_FAILURES, "LlmProxyServerError: 502"
     )
     assert s.retry_initial and steps.analyses_done(s) == outcomes.MAX_CONSECUTIVE_FAILURES
+
+
+def test_details_of_an_entered_monitor_point_at_its_position():
+    s = loaded()
+    s.status = MonitorStatus.IN_POSITION
+    text = view.details_text(s, ctx())
+    assert "entered: the position is managed by `position-s`" in text

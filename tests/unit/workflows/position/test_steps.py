@@ -158,7 +158,10 @@ def test_risk_checks_move_the_book_on_and_name_the_exit_that_closed_it():
     bar = Bar(open=D(99), high=D(101), low=D(94), close=D(96))
     assert steps.risk_checked(s, closed, bar) == ["stop_loss"]
     assert (s.targets_hit, s.best_price, s.last_price) == (0, D(101), D(96))
-    assert steps.risk_end(closed, k(T0)) == ("stop_loss", "stop_loss reached at 95 on candle 2025-11-25 12:00 UTC")
+    assert steps.risk_end(closed, k(T0)) == (
+        "stop_loss",
+        "stop_loss reached at 95 on candle 2025-11-25 12:00–12:01 UTC",
+    )
     partial = RiskOutcome(
         exits=[Exit(kind="take_profit", price=D(105), quantity=D(5), target_index=0)],
         closes_position=False,
@@ -313,7 +316,7 @@ def test_a_held_action_is_recorded_with_what_was_asked_and_why():
     }
     assert (row.confidence, row.analysis_latency_ms, row.model_name, row.market_price) == (70.0, 12, "m", D(102))
     assert row.candle_open_time == k().open_time() and row.timestamp == k().close_time()
-    assert steps.record_summary(d) == "record decision · candle 2025-11-25 12:01 UTC · hold"
+    assert steps.record_summary(d) == "record decision · candle 2025-11-25 12:01–12:02 UTC · hold"
     taken = steps.model_decision(k(), answer(reasoning="fine"), ValidatedAction(action="hold", requested="hold"), [])
     assert taken.reasoning == "fine"
     plain = steps.record_request(ctx(), s, steps.Decision(k(), "hold", "superseded"))

@@ -70,14 +70,20 @@ def test_the_details_say_size_levels_pnl_and_the_last_decision():
     assert text is not None
     assert text.split("\n\n") == [
         "**BTCUSDT 5m** · short · trader Alice",
-        "status: open · size 4/10 · entry 100 · last 97",
-        "stop 105 · targets 90",
-        "realized P&L 29.4 (fees 0.6) · decisions 0",
-        "last: hold on candle 2025-11-25 12:05 UTC",
+        # A short of 4 still open from 100, the last close 97: (100 - 97) x 4.
+        "status: open · unrealized P&L 12 at the last close 97 · realized 29.4 (fees 0.6)",
+        "entry fill 100 · size 4 open of 10",
+        "stop 105 · targets 90 · decisions 0",
+        "last: hold on candle 2025-11-25 12:05–12:10 UTC",
         "cancelled by operator",
     ]
     bare = details_text(state(take_profits=[D(95)], stop_loss=None))
-    assert bare is not None and "stop None · targets none" in bare and "last:" not in bare
+    assert bare is not None and "stop - · targets none" in bare and "last:" not in bare
+    closed = state(status=PositionStatus.CLOSED, quantity=D(0), exit_price=D("96.50000000"))
+    closed.close_reason, closed.realized_pnl = "take_profit", D("-0E-8")
+    text = details_text(closed)
+    assert text is not None
+    assert "status: closed · exit fill 96.5 (take_profit) · realized P&L 0 after fees 0.6" in text
 
 
 def test_position_search_attributes_are_upserted_only_when_changed():
