@@ -47,9 +47,9 @@ _TIME = re.compile(r"(?:\d{4}-\d\d-\d\d[ T])?(\d\d):(\d\d)(?::\d\d)?")
 # How the console tells a user to run a command again: the venv's script by its path, or the bare
 # name with an activated venv. Compared without the path.
 _COMMAND_PATH = re.compile(r"[^\s`'\"(]*/(?=signal-monitor\b)")
-# Lines whose words depend on the run itself (which kinds of closes a monitor happened to set aside):
-# compared by what comes before their first colon.
-VARYING = (re.compile(r"^\[dev\] (closes received|candle_closed signals received)"),)
+# Lines whose words depend on the run itself (which kinds of closes a monitor happened to set
+# aside, each with its own explanation): compared by the part each of these matches.
+VARYING = (re.compile(r"^\[dev\] (?:candle )?closes received <n>"),)
 _RELATIVE = re.compile(r"<T(?:[+-]\d+m)?>")
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")  # a P&L may be negative
 
@@ -99,10 +99,11 @@ def readme_form(
 
 def loose(line: str) -> str:
     """What the drift test compares: the README form with every time, number and path to the
-    command alike, and a line whose words vary by run cut at its first colon."""
+    command alike, and a line whose words vary by run (VARYING) by its start."""
     line = _NUMBER.sub("<n>", _RELATIVE.sub("<T>", _COMMAND_PATH.sub("", line)))
-    if any(p.search(line) for p in VARYING):
-        line = line.split(":", 1)[0]
+    for pattern in VARYING:
+        if match := pattern.match(line):
+            return match.group(0)
     return line
 
 
