@@ -24,7 +24,17 @@ _TABLES = ("signals", "traders", "user_profiles", "user_subscriptions", "signal_
 
 # What the intake cannot work without, and who creates it.
 _REQUIRED = {
-    "signals": ("id", "trader_id", "status", "timestamp", "symbol", "interval", "monitor_reason", "monitor_intake"),
+    "signals": (
+        "id",
+        "trader_id",
+        "status",
+        "timestamp",
+        "symbol",
+        "interval",
+        "monitor_reason",
+        "monitor_intake",
+        "monitor_leave_reason",
+    ),
     "traders": ("id", "user_id", "name", "filter", "auto_analyze_signals", "max_monitoring_duration"),
     "user_subscriptions": ("user_id", "tier", "status", "expires_at"),
     "signal_analyses": ("signal_id", "decision", "analysis_number"),
@@ -32,6 +42,7 @@ _REQUIRED = {
 _OURS = {
     ("signals", "monitor_reason"),
     ("signals", "monitor_intake"),
+    ("signals", "monitor_leave_reason"),
     ("traders", "max_monitoring_duration"),
     ("signal_analyses", "analysis_number"),
 }

@@ -113,11 +113,7 @@ class SignalStore:
             else "true"
         )
         async with self._pool.acquire() as conn, conn.transaction():
-            # From now on the monitor alone sets this signal's status (migration 005's guard).
-            await conn.execute(
-                "UPDATE signals SET monitor_started_at = now() WHERE id = $1 AND monitor_started_at IS NULL",
-                signal_id,
-            )
+            await self._take_signal(conn, signal_id)
             # Times come as epoch seconds and JSON only below its bound, so no value a row can hold
             # ('infinity', a 9000-year interval, a 3 MB strategy) fails decoding or the activity's
             # result: every such row gets a reason from activities/signal_checks, never a retry.
@@ -196,6 +192,14 @@ class SignalStore:
             where = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5])
             raise _invalid(signal_id, where) from None
         return context
+
+    @staticmethod
+    async def _take_signal(conn: asyncpg.Connection, signal_id: uuid.UUID) -> None:
+        # From now on the monitor alone sets this signal's status (migration 005's guard).
+        await conn.execute(
+            "UPDATE signals SET monitor_started_at = now() WHERE id = $1 AND monitor_started_at IS NULL",
+            signal_id,
+        )
 
     @activity.defn(name=names.FIND_PLATFORM_ANALYSIS)
     @no_retry_on_permanent_errors
@@ -418,7 +422,8 @@ class SignalStore:
         signal_id = _uuid(input.signal_id, "signal id")
         async with self._pool.acquire() as conn, conn.transaction():
             locked = await conn.fetchrow(
-                f"SELECT s.status, {EXPIRED_BY_032} AS expired_by_032 FROM signals s WHERE s.id = $1 FOR UPDATE",
+                f"""SELECT s.status, {EXPIRED_BY_032} AS expired_by_032, s.monitor_leave_reason
+                    FROM signals s WHERE s.id = $1 FOR UPDATE""",
                 signal_id,
             )
             if locked is None:
@@ -426,5 +431,9 @@ class SignalStore:
                 return FinishedSignal(signal_status=None)
             if locked["status"] in TERMINAL_SIGNAL_STATUSES and not locked["expired_by_032"]:
                 return FinishedSignal(signal_status=locked["status"])
-            await self._set_status(conn, signal_id, input.status, input.reason)
+            reason = input.reason
+            if input.status == "cancelled" and locked["monitor_leave_reason"]:
+                # The intake cancelled it because the signal is no longer wanted: say why.
+                reason = locked["monitor_leave_reason"]
+            await self._set_status(conn, signal_id, input.status, reason)
             return FinishedSignal(signal_status=input.status)

@@ -251,6 +251,20 @@ def _cmd_trader(args: argparse.Namespace) -> int:
     return run_resume(args.process_settings.require_database(), args.trader_id, sys.stdout, sys.stderr)
 
 
+def _cmd_rollout(args: argparse.Namespace) -> int:
+    from cli.rollout import main as rollout_main
+
+    settings: Settings = args.process_settings
+    return rollout_main(args, settings.require_database(), settings.rollout_seed, sys.stdout, sys.stderr)
+
+
+def _cmd_shadow(args: argparse.Namespace) -> int:
+    from cli.shadow import main as shadow_main
+
+    settings: Settings = args.process_settings
+    return shadow_main(args, settings.require_database(), settings.binance_rest_url, sys.stdout)
+
+
 def _cmd_bridge(args: argparse.Namespace) -> int:
     from signal_bridge.cli import main as bridge_main
 
@@ -312,6 +326,12 @@ def build_parser() -> argparse.ArgumentParser:
     from cli.positions import add_position_commands
 
     add_position_commands(sub, _cmd_operator, _cmd_trader)
+    from cli.rollout import add_rollout_commands
+
+    add_rollout_commands(sub, _cmd_rollout)
+    from cli.shadow import add_shadow_commands
+
+    add_shadow_commands(sub, _cmd_shadow)
     # Listed here for --help; main() hands everything after `bridge` to the bridge's own parser.
     p = sub.add_parser("bridge", help="forward Binance candle closes to the monitors", add_help=False)
     p.add_argument("rest", nargs=argparse.REMAINDER)

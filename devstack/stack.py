@@ -78,6 +78,22 @@ def _port_free(port: int, host: str = "127.0.0.1") -> bool:
     return True
 
 
+def metrics_addresses(worker: str | None) -> dict[str, str]:
+    """The metrics address of the worker, the intake and the bridge: the worker keeps
+    SIGNAL_MONITOR_METRICS_ADDRESS when it is set; every other gets a free local port."""
+    return {
+        "worker": (worker or "").strip() or f"127.0.0.1:{free_port()}",
+        "intake": f"127.0.0.1:{free_port()}",
+        "bridge": f"127.0.0.1:{free_port()}",
+    }
+
+
+def _shown(address: str) -> str:
+    """Where a browser reaches an address bound to every interface."""
+    host, _, port = address.rpartition(":")
+    return f"127.0.0.1:{port}" if host in ("0.0.0.0", "", "[::]") else address
+
+
 async def _wait_for_port(port: int, timeout: float, what: str, proc: asyncio.subprocess.Process | None = None) -> None:
     deadline = time.monotonic() + timeout
     while True:
@@ -521,11 +537,18 @@ async def run_dev(args, lock: StackLock) -> int:
                     SIGNAL_BRIDGE_REFRESH_SECONDS=base_env.get("SIGNAL_BRIDGE_REFRESH_SECONDS", "1"),
                     SIGNAL_MONITOR_INTAKE_SWEEP_SECONDS=base_env.get("SIGNAL_MONITOR_INTAKE_SWEEP_SECONDS", "10"),
                 )
-                env.pop("SIGNAL_MONITOR_METRICS_ADDRESS", None)  # one port cannot serve three processes
+                # One Prometheus endpoint per process: SIGNAL_MONITOR_METRICS_ADDRESS (if set) is the
+                # worker's, the intake and the bridge get free ports beside it.
+                addresses = metrics_addresses(base_env.get("SIGNAL_MONITOR_METRICS_ADDRESS"))
                 monitor = str(BIN / "signal-monitor")
                 for name in ("worker", "intake", "bridge"):
-                    await stack.spawn(name, [monitor, name], env)
+                    await stack.spawn(name, [monitor, name], dict(env, SIGNAL_MONITOR_METRICS_ADDRESS=addresses[name]))
                 say(f"worker, intake and bridge running (logs in {STATE_DIR / 'logs'})")
+                say(
+                    "metrics (Prometheus): "
+                    + ", ".join(f"{name} http://{_shown(a)}/metrics" for name, a in addresses.items())
+                    + " (alert rules: deploy/prometheus/alerts.yml)"
+                )
                 lock.publish(
                     StackInfo(
                         pid=os.getpid(),

@@ -42,7 +42,11 @@ _CLOSED = {
     WorkflowExecutionStatus.CANCELED,
 }
 _PENDING = """SELECT id FROM signals WHERE id = ANY($1::uuid[]) AND status <> ALL($2::text[])"""
-_MARK = """UPDATE signals SET status = $2, monitor_reason = $3, updated_at = now()
+# A cancel the intake sent because the signal left (docs/rollout.md) keeps its reason even when
+# the monitor's own clean-up never ran.
+_MARK = """UPDATE signals SET status = $2, updated_at = now(),
+               monitor_reason = CASE WHEN $2 = 'cancelled' AND monitor_leave_reason IS NOT NULL
+                                     THEN monitor_leave_reason ELSE $3 END
            WHERE id = $1 AND status <> ALL($4::text[])"""
 # Bad data in a row must not stop the intake: logged, and looked at again next time.
 _ROW_ERRORS = (asyncpg.IntegrityConstraintViolationError, asyncpg.DataError, asyncpg.InsufficientPrivilegeError)

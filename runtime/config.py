@@ -18,6 +18,7 @@ from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from runtime.redaction import has_unsafe_characters
+from runtime.rollout import Rollout, RolloutError, parse_seed
 from workflows.common.names import DEFAULT_TASK_QUEUE, POSITION_WORKFLOW_TYPE, WORKFLOW_TYPE
 from workflows.common.policies import ANALYSIS_RETRY
 from workflows.position.paper import DEFAULT_FEE_PCT, DEFAULT_SLIPPAGE_PCT
@@ -157,6 +158,13 @@ class Settings(BaseSettings):
     # workflow's default; the retry tests set a short one so six attempts take seconds, not 62 s.
     analysis_retry_initial_seconds: float = Field(ANALYSIS_RETRY.initial_interval.total_seconds(), gt=0, le=60)
     intake_sweep_seconds: float = Field(30.0, gt=0)
+    # The rollout written when `monitor_rollout` holds no row yet (docs/rollout.md): `all` keeps
+    # monitoring every eligible signal; `off`, `traders`, `users`, `percent:N` start narrower.
+    # Once the row exists the database is the only word (`signal-monitor rollout set`).
+    rollout: str = "all"
+    # Shadow mode: monitors analyse into shadow_analyses only (nothing in signals or
+    # signal_analyses, no position, no order).
+    shadow: Literal["on", "off"] = "off"
     running_refresh_seconds: float = Field(15.0, gt=0)
     metrics_address: str | None = None
     log_format: Literal["text", "json"] | None = None
@@ -167,7 +175,24 @@ class Settings(BaseSettings):
     temporal_ui_url: str | None = Field(None, validation_alias="TEMPORAL_UI_URL")
     bridge: BridgeSettings = Field(default_factory=BridgeSettings)
 
-    @field_validator("initial_analysis", "log_format", mode="before")
+    @field_validator("rollout")
+    @classmethod
+    def _rollout_seed(cls, value: str) -> str:
+        try:
+            parse_seed(value)
+        except RolloutError as exc:
+            raise ValueError(str(exc)) from None
+        return value.strip().lower()
+
+    @property
+    def rollout_seed(self) -> Rollout:
+        return parse_seed(self.rollout)
+
+    @property
+    def shadow_mode(self) -> bool:
+        return self.shadow == "on"
+
+    @field_validator("initial_analysis", "log_format", "shadow", mode="before")
     @classmethod
     def _lower_words(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value

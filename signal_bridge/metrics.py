@@ -28,6 +28,7 @@ COUNTERS = {
     "reconnects": ("reconnects", "WebSocket connections lost unexpectedly"),
     "rotations": ("rotations", "make-before-break connection replacements"),
     "exchange_gaps": ("exchange_gaps", "candles missing on the exchange itself"),
+    "missing_closes": ("missing_closes_detected", "closes the stream did not deliver (then asked from REST)"),
     "rest_rate_limited": ("rest_rate_limited", "REST answers 429/418 (Retry-After obeyed)"),
 }
 GAUGES = {
@@ -36,6 +37,7 @@ GAUGES = {
     "connections": ("connections_open", "open WebSocket connections"),
     "buckets_owned": ("buckets_owned", "shared mode: stream buckets this replica sends"),
     "replicas": ("bridge_replicas", "shared mode: live bridge replicas seen"),
+    "streams_overdue": ("streams_overdue", "streams sent here with no close for two intervals and a minute"),
 }
 
 

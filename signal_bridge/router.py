@@ -37,6 +37,7 @@ class CloseRouter:
         self.missing_close_grace = missing_close_grace
         self.request_backfill: RequestBackfill | None = None
         self._suspect: dict[StreamKey, int] = {}  # stream -> open time whose close is awaited
+        self._sent_since: dict[StreamKey, int] = {}  # stream -> when this replica started sending it (ms)
 
     def on_kline(self, ev: KlineEvent, received_at: float | None = None, source: str = "ws") -> bool:
         """Returns True when the close was forwarded (new), False otherwise."""
@@ -68,6 +69,26 @@ class CloseRouter:
             monitors=len(monitors),
         )
         return True
+
+    def overdue(self, sent: list[StreamKey], now_ms: int, slack_ms: int) -> int:
+        """How many of the streams sent here are late: no close (live or from REST) for two
+        intervals plus `slack_ms` after the newest one, or after this replica began sending it.
+        What the `CandleClosesNotArriving` alert watches: a stream can stay subscribed and
+        still stop delivering (a silent exchange, a stuck connection)."""
+        wanted = set(sent)
+        for key in [k for k in self._sent_since if k not in wanted]:
+            del self._sent_since[key]
+        late = 0
+        for key in wanted:
+            iv = INTERVAL_MS.get(key[1])
+            if not iv:
+                continue  # 1M: a calendar month, not watched for lateness
+            since = self._sent_since.setdefault(key, now_ms)
+            newest = self.high_water.get(key)
+            due = (newest + 2 * iv) if newest is not None else since + iv
+            if now_ms > due + slack_ms:
+                late += 1
+        return late
 
     def _check_missing(self, ev: KlineEvent) -> None:
         """An update of candle t while the close of t - interval was not seen: after a grace

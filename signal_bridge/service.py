@@ -89,9 +89,10 @@ async def run_bridge(
             if by_stream is not None:
                 if ownership is not None:
                     ownership.changed.clear()
-                subs.update(
-                    stream_name(symbol, interval) for symbol, interval in _sent_here(by_stream, ownership, stats)
-                )
+                sent = _sent_here(by_stream, ownership, stats)
+                subs.update(stream_name(symbol, interval) for symbol, interval in sent)
+                slack_ms = int((60 + cfg.missing_close_grace) * 1000)
+                stats.streams_overdue = router.overdue(sent, int(time.time() * 1000), slack_ms)
                 if ready is not None:
                     ready.set()
             await _wait_next(stop, ownership, next_refresh - time.monotonic())

@@ -37,6 +37,7 @@ class BridgeStats:
     backfill_missed_candles: int = 0  # older missed closes not forwarded (the newest was)
     exchange_gaps: int = 0  # candles REST does not have either
     missing_closes_detected: int = 0
+    streams_overdue: int = 0  # streams sent here whose next close is late (gauge)
     rest_rate_limited: int = 0
     rest_errors: int = 0
     visibility_refreshes: int = 0

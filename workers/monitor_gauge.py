@@ -15,7 +15,7 @@ import logging
 from temporalio.client import Client
 
 from runtime import metrics
-from workflows.common.names import WORKFLOW_TYPE
+from workflows.common.names import POSITION_WORKFLOW_TYPE, WORKFLOW_TYPE
 
 log = logging.getLogger(__name__)
 
@@ -29,10 +29,21 @@ async def publish_running_monitors(client: Client, task_queue: str, every: float
         )
         .with_additional_attributes({"task_queue": task_queue})
     )
-    query = f"WorkflowType = '{WORKFLOW_TYPE}' AND ExecutionStatus = 'Running' AND TaskQueue = '{task_queue}'"
+    positions = (
+        metrics.meter()
+        .create_gauge(
+            metrics.PREFIX + "positions_running",
+            "running position managers on this task queue (from Temporal visibility)",
+        )
+        .with_additional_attributes({"task_queue": task_queue})
+    )
+    running = f"ExecutionStatus = 'Running' AND TaskQueue = '{task_queue}'"
+    query = f"WorkflowType = '{WORKFLOW_TYPE}' AND {running}"
+    position_query = f"WorkflowType = '{POSITION_WORKFLOW_TYPE}' AND {running}"
     while True:
         try:
             gauge.set((await client.count_workflows(query)).count)
+            positions.set((await client.count_workflows(position_query)).count)
         except Exception as exc:  # a visibility hiccup must never stop the worker
             log.warning("could not count running monitors: %s", exc)
         await asyncio.sleep(every)

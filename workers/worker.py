@@ -23,11 +23,13 @@ from activities.paper_execution import PaperExecution
 from activities.position_advisor import PositionAdvisor
 from activities.position_starter import PositionStarter
 from activities.positions_db import PositionStore
+from activities.shadow_db import ShadowPositionStarter, ShadowSignalStore
 from activities.signals_db import SignalStore
 from runtime import metrics
 from runtime.config import Settings
 from runtime.lifecycle import stop_on_signals
 from runtime.temporal_client import connect_client, describe_target
+from workers.activity_metrics import OperatorMetrics
 from workers.monitor_gauge import publish_running_monitors
 from workers.search_attributes import ensure_search_attributes
 from workflows.common.names import llm_task_queue_for
@@ -58,9 +60,15 @@ async def run_worker(
         schema = await platform_schema.inspect(pool)
         choice = platform_schema.choose_initial_analysis(settings.initial_analysis, schema)
         log.info("beside the platform: %s", platform_schema.describe(schema, choice))
-        store = SignalStore(
+        shadow = settings.shadow_mode
+        if shadow:
+            log.warning(
+                "shadow mode (SIGNAL_MONITOR_SHADOW=on): analyses go to shadow_analyses; nothing is written to "
+                "signals or signal_analyses, no position is started, nothing is placed; analysis #0 is the monitor's"
+            )
+        store = (ShadowSignalStore if shadow else SignalStore)(
             pool,
-            initial_analysis=choice.mode,
+            initial_analysis="monitor" if shadow else choice.mode,
             platform_grace_seconds=settings.platform_grace_seconds,
             analysis_retry_initial_seconds=settings.analysis_retry_initial_seconds,
             # auto: only the signals trigger 028 actually posts for (profile tier exactly 'elite').
@@ -76,7 +84,9 @@ async def run_worker(
         paper = PaperExecution(
             pool, PaperRules(fee_pct=settings.paper_fee_pct, slippage_pct=settings.paper_slippage_pct)
         )
-        starter = PositionStarter(client)
+        starter: PositionStarter | ShadowPositionStarter = (
+            ShadowPositionStarter() if shadow else PositionStarter(client)
+        )
         main = Worker(
             client,
             task_queue=settings.task_queue,
@@ -98,6 +108,7 @@ async def run_worker(
             max_cached_workflows=settings.max_cached_workflows,
             sticky_queue_schedule_to_start_timeout=timedelta(seconds=settings.sticky_schedule_to_start_seconds),
             graceful_shutdown_timeout=timedelta(seconds=20),
+            interceptors=[OperatorMetrics()],
         )
         llm = Worker(
             client,
@@ -107,6 +118,7 @@ async def run_worker(
             max_activities_per_second=settings.llm_max_per_second,
             max_task_queue_activities_per_second=settings.llm_queue_max_per_second,
             graceful_shutdown_timeout=timedelta(seconds=20),
+            interceptors=[OperatorMetrics()],
         )
         async with main, llm:
             log.info(

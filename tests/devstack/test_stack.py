@@ -9,6 +9,7 @@ import asyncio
 import re
 import shutil
 import tempfile
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,6 +36,7 @@ async def test_dev_runs_a_demo_signal_to_a_decision_and_the_ui_link_works(workdi
     env = dev_env()
     lines: list[str] = []
     ui_status = None
+    scraped: dict[str, str] = {}
     async with dev_stack(
         env, workdir, "--until-decided", "--speed", "60", temporal_port=temporal_port, ui_port=ui_port
     ) as proc:
@@ -46,6 +48,9 @@ async def test_dev_runs_a_demo_signal_to_a_decision_and_the_ui_link_works(workdi
                 if link:
                     url = link.group(1)
                     ui_status = await asyncio.to_thread(_http_status, url)
+                if "metrics (Prometheus):" in line:
+                    for name, url in re.findall(r"(worker|intake|bridge) (http://\S+/metrics)", line):
+                        scraped[name] = await asyncio.to_thread(_http_text, url, EXPECTED_METRIC[name])
             code = await proc.wait()
     output = "".join(lines)
     assert code == 0, output
@@ -63,6 +68,11 @@ async def test_dev_runs_a_demo_signal_to_a_decision_and_the_ui_link_works(workdi
         r"position closed \(\w+: .*\): exit fill at [0-9.]+, realized P&L [-+]?[0-9.]+ after fees [0-9.]+", output
     ), output
     assert "decisions are a fixed script, not a model" in output and "E-" not in output, output
+    # `dev` prints each process's Prometheus endpoint, and each answers with its metrics.
+    assert sorted(scraped) == ["bridge", "intake", "worker"], output
+    assert "signal_monitor_intake_listening" in scraped["intake"]
+    assert "signal_monitor_bridge_streams_watched" in scraped["bridge"]
+    assert "temporal_" in scraped["worker"]
     for part in ("bridge", "intake", "worker", "temporal", "PostgreSQL"):
         assert f"stopped {part}" in output, output
     # The README's sample: the same lines as this console, times and numbers aside (this run is
@@ -72,6 +82,28 @@ async def test_dev_runs_a_demo_signal_to_a_decision_and_the_ui_link_works(workdi
     assert not problems, "\n".join(
         ["the README's sample output drifted: `python -m devstack.sample_output`", *problems]
     )
+
+
+# A metric each process exports once it is at work (the intake's once it listens).
+EXPECTED_METRIC = {
+    "worker": "temporal_",
+    "intake": "signal_monitor_intake_listening",
+    "bridge": "signal_monitor_bridge_streams_watched",
+}
+
+
+def _http_text(url: str, expected: str) -> str:
+    # The processes have just started: their endpoints and metrics may need a moment.
+    text = ""
+    for _ in range(100):
+        try:
+            text = urllib.request.urlopen(url, timeout=10).read().decode()
+        except OSError:
+            text = ""
+        if expected in text:
+            break
+        time.sleep(0.2)
+    return text
 
 
 def _http_status(url: str) -> int:
