@@ -51,7 +51,7 @@ _COMMAND_PATH = re.compile(r"[^\s`'\"(]*/(?=signal-monitor\b)")
 # aside, each with its own explanation): compared by the part each of these matches.
 VARYING = (re.compile(r"^\[dev\] (?:candle )?closes received <n>"),)
 _RELATIVE = re.compile(r"<T(?:[+-]\d+m)?>")
-_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")  # a P&L may be negative
+_NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?")  # a P&L prints with its sign
 
 
 def readme_form(

@@ -76,7 +76,7 @@ def test_drift_ignores_times_numbers_and_repeats_but_not_words():
         "[dev] candle_closed signals received 1 (duplicates 0, stale 0, skipped 0)",
         "[dev] candle_closed signals received 2 (duplicates 0, stale 0, skipped 1)",
         "[dev] position opened (paper): long 0.02316541 BTCUSDT at 43167.79311",
-        "[dev] position closed (close_action): exit 43248.42497, realized P&L 0.2890643",
+        "[dev] position closed (close_action): exit 43248.42497, realized P&L +0.2890643",
         "[dev] replay clock caught up with the wall clock; it now runs at real time",  # timing alone
     ]
     assert drift(printed, shown) == []
