@@ -245,6 +245,13 @@ def _cmd_operator(args: argparse.Namespace) -> int:
     return asyncio.run(go())
 
 
+def _cmd_trading(args: argparse.Namespace) -> int:
+    from cli.trading import run
+    from runtime.temporal_client import connect_client
+
+    return asyncio.run(run(args, args.process_settings.require_database(), connect_client))
+
+
 def _cmd_trader(args: argparse.Namespace) -> int:
     from cli.positions import run_resume
 
@@ -326,6 +333,9 @@ def build_parser() -> argparse.ArgumentParser:
     from cli.positions import add_position_commands
 
     add_position_commands(sub, _cmd_operator, _cmd_trader)
+    from cli.trading import add_trading_commands
+
+    add_trading_commands(sub, _cmd_trading)
     from cli.rollout import add_rollout_commands
 
     add_rollout_commands(sub, _cmd_rollout)
@@ -344,6 +354,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--until-decided", action="store_true", help="stop everything once the demo signal is decided")
     p.add_argument("--live", action="store_true", help="use the real Binance streams instead of the local replay")
     p.add_argument("--fresh", action="store_true", help="start from empty state (.dev-state)")
+    p.add_argument(
+        "--live-orders",
+        action="store_true",
+        help="the demo trader trades live on a local Binance spot exchange driven by the replay (docs/live-orders.md)",
+    )
     p.add_argument("--symbol", default="BTCUSDT", help="the demo signal's symbol (default BTCUSDT)")
     p.add_argument(
         "--interval",

@@ -29,7 +29,8 @@ async def follow_position(
             continue
         if not opened and state.entry_price is not None:
             say(
-                f"position opened (paper): {state.side} {plain(state.quantity)} {state.symbol}, entry fill at "
+                f"position opened ({'live' if (state.position_id or '').startswith('live-') else 'paper'}): "
+                f"{state.side} {plain(state.quantity)} {state.symbol}, entry fill at "
                 f"{plain(state.entry_price)}, stop {plain(state.stop_loss)}, targets "
                 f"{', '.join(map(plain, state.take_profits)) or 'none'}"
             )

@@ -37,7 +37,7 @@ from devstack.state import StackInfo, StackLock, StackRunning, state_dir, withou
 from fakes import free_port
 from runtime import platform_rows
 from runtime.config import Settings
-from runtime.exits import fail
+from runtime.exits import EXIT_USAGE, fail
 from runtime.lifecycle import on_signals
 from workflows.common import search_attributes as sa
 from workflows.common.names import STATE_QUERY, workflow_id_for
@@ -492,6 +492,11 @@ async def run_dev(args, lock: StackLock) -> int:
                 say(f"llm-proxy: {proxy_url}")
 
             fake = None
+            live_orders = None
+            if args.live and getattr(args, "live_orders", False):
+                raise DevError(
+                    "--live-orders trades on the local exchange, which follows the local replay: not with --live"
+                )
             if args.live:
                 ws_url, rest_url = "wss://stream.binance.com:9443", "https://api.binance.com"
                 say("Binance: the real exchange (--live)")
@@ -521,6 +526,14 @@ async def run_dev(args, lock: StackLock) -> int:
                     f"the wall clock in about {catch_up:.0f}s, then real time (--live for the real exchange)"
                 )
                 background.append(asyncio.create_task(_watch_replay(fake)))
+                if getattr(args, "live_orders", False):
+                    from devstack import live_orders as live_demo
+
+                    live_orders = await live_demo.start(fakes, fake, args.symbol, STATE_DIR, free_port())
+                    say(
+                        f"live orders: local Binance spot exchange at {live_orders.exchange.base_url} (prices from the "
+                        f"replay); keys in {live_orders.keys_file} (owner-only); the demo trader trades on it"
+                    )
 
             try:
                 task_queue = settings.task_queue
@@ -540,6 +553,8 @@ async def run_dev(args, lock: StackLock) -> int:
                 # One Prometheus endpoint per process: SIGNAL_MONITOR_METRICS_ADDRESS (if set) is the
                 # worker's, the intake and the bridge get free ports beside it.
                 addresses = metrics_addresses(base_env.get("SIGNAL_MONITOR_METRICS_ADDRESS"))
+                if live_orders is not None:
+                    env.update(live_orders.env())
                 monitor = str(BIN / "signal-monitor")
                 for name in ("worker", "intake", "bridge"):
                     await stack.spawn(name, [monitor, name], dict(env, SIGNAL_MONITOR_METRICS_ADDRESS=addresses[name]))
@@ -576,6 +591,9 @@ async def run_dev(args, lock: StackLock) -> int:
                 except KlinesError as exc:
                     raise DevError(f"Binance: no price for the demo signal: {exc}") from None
                 signal_id, trader_id = await _insert_demo_signal(database_url, args.symbol, args.interval, price, at)
+                if live_orders is not None:
+                    await live_demo.make_trader_live(database_url, trader_id, live_orders)
+                    say(f"demo trader {trader_id}: auto_execute_trades on, exchange account {live_orders.account_id}")
                 say(
                     f"demo signal {signal_id}: {args.symbol} {args.interval} at {price:g} (the close of "
                     f"{candle_ending(at, args.interval)}), trader {trader_id} (elite, auto-analyse)"
@@ -589,6 +607,8 @@ async def run_dev(args, lock: StackLock) -> int:
                 await asyncio.gather(*background, return_exceptions=True)
                 if fake is not None:
                     _save_replay(fake)
+                if live_orders is not None:
+                    say("orders on the local exchange: " + ("; ".join(live_orders.orders_text()) or "none"))
                 await stack.stop()
     finally:
         await stack.stop()
@@ -622,6 +642,11 @@ async def _run_until_signalled(args, lock: StackLock) -> int:
 
 
 def main(args) -> int:
+    if args.live and getattr(args, "live_orders", False):
+        return fail(
+            DevError("--live-orders trades on the local exchange, which follows the local replay: not with --live"),
+            EXIT_USAGE,
+        )
     # The lock first: a second `dev` (with --fresh or not) refuses before touching anything.
     lock = StackLock(STATE_DIR)
     try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 
@@ -173,7 +174,28 @@ class Settings(BaseSettings):
     binance_rest_url: str = Field(DEFAULT_REST_URL, validation_alias="BINANCE_REST_URL")
     # Where `add-signal` and `dev` point a reader for the Temporal UI (not Temporal itself).
     temporal_ui_url: str | None = Field(None, validation_alias="TEMPORAL_UI_URL")
+    # Live orders (docs/live-orders.md): off unless `on`; a position is live only when its trader
+    # also asks for it (traders.auto_execute_trades) and has an exchange account.
+    live_trading: bool = False
+    # JSON: exchange account id -> {"api_key", "api_secret"}; refused when other users can read it.
+    exchange_keys_file: Path | None = None
+    # Overrides every account's REST base URL (a local exchange in tests and demos).
+    exchange_url: str | None = None
+    # Binance's recvWindow: a request older than this never executes, so an order whose answer was
+    # lost is looked up again after it (shorter: decided sooner; too short: -1021 on a slow link).
+    exchange_recv_window_ms: int = Field(5000, ge=1000, le=60000)
+    exchange_timeout_seconds: float = Field(5.0, gt=0, le=20)
     bridge: BridgeSettings = Field(default_factory=BridgeSettings)
+
+    @field_validator("live_trading", mode="before")
+    @classmethod
+    def _on_off(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("exchange_url", mode="before")
+    @classmethod
+    def _blank_url(cls, value: object) -> object:
+        return (value.strip() or None) if isinstance(value, str) else value
 
     @field_validator("rollout")
     @classmethod

@@ -11,12 +11,16 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from typing import Any
 
 from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities import platform_schema
 from activities.database import create_pool
+from activities.execution import ExecutionBackends
+from activities.live.accounts import Credentials, KeysFileError, load_keys_file
+from activities.live.backend import LiveExecution, LiveSettings
 from activities.llm_pacing import LlmCallPacer
 from activities.llm_proxy import LlmProxy, new_http_client
 from activities.paper_execution import PaperExecution
@@ -26,7 +30,7 @@ from activities.positions_db import PositionStore
 from activities.shadow_db import ShadowPositionStarter, ShadowSignalStore
 from activities.signals_db import SignalStore
 from runtime import metrics
-from runtime.config import Settings
+from runtime.config import ConfigError, Settings
 from runtime.lifecycle import stop_on_signals
 from runtime.temporal_client import connect_client, describe_target
 from workers.activity_metrics import OperatorMetrics
@@ -48,6 +52,7 @@ async def run_worker(
 ) -> None:
     database_url = settings.require_database()
     proxy_url, proxy_key = settings.require_llm_proxy()
+    live_keys(settings)  # a keys file others can read is refused before anything starts
     if client is None:
         metrics.init_runtime(settings.metrics_address)  # before connecting: the runtime serves it
         log.info("connecting to Temporal at %s", describe_target())
@@ -55,6 +60,7 @@ async def run_worker(
     await ensure_search_attributes(client)
     stop = stop or stop_on_signals()
     pool = await create_pool(database_url, settings.db_pool_size)
+    live: LiveExecution | None = None
     http = new_http_client(settings.llm_timeout_seconds, settings.llm_max_concurrent)
     try:
         schema = await platform_schema.inspect(pool)
@@ -87,6 +93,8 @@ async def run_worker(
         starter: PositionStarter | ShadowPositionStarter = (
             ShadowPositionStarter() if shadow else PositionStarter(client)
         )
+        live = live_backend(settings, pool)
+        execution = ExecutionBackends(pool, paper, live)
         main = Worker(
             client,
             task_queue=settings.task_queue,
@@ -100,10 +108,11 @@ async def run_worker(
                 positions.load_position,
                 positions.record_position_decision,
                 positions.close_signal,
-                paper.open_position,
-                paper.modify_position,
-                paper.reduce_position,
-                paper.close_position,
+                execution.open_position,
+                execution.modify_position,
+                execution.reduce_position,
+                execution.close_position,
+                execution.reconcile_position,
             ],
             max_cached_workflows=settings.max_cached_workflows,
             sticky_queue_schedule_to_start_timeout=timedelta(seconds=settings.sticky_schedule_to_start_seconds),
@@ -139,9 +148,40 @@ async def run_worker(
                 await asyncio.gather(gauge, return_exceptions=True)
             log.info("stopping: draining in-flight tasks")
     finally:
+        if live is not None:
+            await live.aclose()
         await http.aclose()
         await pool.close()
     log.info("worker stopped")
+
+
+def live_keys(settings: Settings) -> dict[str, Credentials] | None:
+    """The exchange credentials when live trading is on (None when off)."""
+    if not settings.live_trading:
+        return None
+    if settings.exchange_keys_file is None:
+        raise ConfigError("SIGNAL_MONITOR_LIVE_TRADING=on needs SIGNAL_MONITOR_EXCHANGE_KEYS_FILE")
+    try:
+        return load_keys_file(settings.exchange_keys_file)
+    except KeysFileError as err:
+        raise ConfigError(str(err)) from None
+
+
+def live_backend(settings: Settings, pool: Any) -> LiveExecution | None:
+    keys = live_keys(settings)
+    if keys is None:
+        log.info("live trading is off: every position is paper")
+        return None
+    log.info("live trading is ON for %d exchange account(s)", len(keys))
+    return LiveExecution(
+        pool,
+        keys,
+        LiveSettings(
+            exchange_url=settings.exchange_url,
+            recv_window_ms=settings.exchange_recv_window_ms,
+            timeout_seconds=settings.exchange_timeout_seconds,
+        ),
+    )
 
 
 @contextlib.asynccontextmanager

@@ -22,7 +22,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -150,6 +150,8 @@ class FakeBinance:
         self._server: Any = None
         self._rest_failures: collections.deque[tuple[int, float]] = collections.deque()
         self._rest_banned_until = 0.0
+        # Called with every kline payload sent (the local spot exchange's matcher takes its prices here).
+        self.kline_listeners: list[Callable[[dict], None]] = []
 
     # ---- lifecycle -------------------------------------------------------------------------
     async def start(self) -> FakeBinance:
@@ -229,6 +231,10 @@ class FakeBinance:
         """Send a combined-envelope frame to every subscriber of its stream (raw connections get
         the payload alone)."""
         stream = frame["stream"]
+        k = frame.get("data", {}).get("k") if isinstance(frame.get("data"), dict) else None
+        if k is not None:
+            for listener in self.kline_listeners:
+                listener(k)
         combined_text = raw_text = None
         for conn in self.subscribers(stream):
             if conn.combined:

@@ -1,6 +1,7 @@
 """Replay: the current PositionManagerWorkflow must reproduce every position history recorded from
 real test runs (tests/histories/positions/, `SIGNAL_MONITOR_RECORD_HISTORIES=tests/histories pytest
-tests/positions/test_lifecycle.py tests/positions/test_durable.py`; `unpatched_<patch>_*` were recorded
+tests/positions/test_lifecycle.py tests/positions/test_durable.py tests/positions/test_live_orders.py`;
+`unpatched_<patch>_*` were recorded
 by the code before that patch, `patched_<patch>_*` after it)."""
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from temporalio.workflow import NondeterminismError
 
 from tests.helpers.replay import HISTORIES_DIR, future_closes, patch_markers, record_kinds
 from workflows.common.names import POSITION_WORKFLOW_TYPE, RECORD_POSITION_DECISION_ACTIVITY
-from workflows.common.patches import POSITION_FUTURE_CANDLES_PATCH, POSITION_LOCAL_RECORD_PATCH
+from workflows.common.patches import LIVE_RECONCILE_PATCH, POSITION_FUTURE_CANDLES_PATCH, POSITION_LOCAL_RECORD_PATCH
 from workflows.position.models import PositionResult
 from workflows.position.workflow import PositionManagerWorkflow
 
@@ -80,6 +81,23 @@ def test_the_local_record_patch_is_guarded_from_both_sides():
         assert kinds(p) != {"activity", "local"}, p.name
         if "local" in kinds(p):
             assert POSITION_LOCAL_RECORD_PATCH in patch_markers(p), p.name
+
+
+def _activity_types(path: Path) -> set[str]:
+    return {
+        e["activityTaskScheduledEventAttributes"]["activityType"]["name"]
+        for e in json.loads(path.read_text())["events"]
+        if "activityTaskScheduledEventAttributes" in e
+    }
+
+
+def test_the_live_reconcile_patch_is_guarded_from_both_sides():
+    """Live positions (recorded after the patch) reconcile with the exchange at every close under
+    the marker; paper positions, before and after it, never reach the check: no marker, no call."""
+    live = [p for p in HISTORIES if LIVE_RECONCILE_PATCH in patch_markers(p)]
+    assert len(live) >= 3 and all("reconcile_position" in _activity_types(p) for p in live)
+    paper = [p for p in HISTORIES if p not in live]
+    assert paper and all("reconcile_position" not in _activity_types(p) for p in paper)
 
 
 @workflow.defn(name=POSITION_WORKFLOW_TYPE, sandboxed=False)

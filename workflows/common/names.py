@@ -75,6 +75,8 @@ OPEN_POSITION_ACTIVITY = "open_position"
 MODIFY_POSITION_ACTIVITY = "modify_position"
 REDUCE_POSITION_ACTIVITY = "reduce_position"
 CLOSE_POSITION_ACTIVITY = "close_position"
+# A live position against its exchange (only live positions call it; see docs/live-orders.md).
+RECONCILE_POSITION_ACTIVITY = "reconcile_position"
 START_POSITION_ACTIVITY = "start_position_manager"
 
 # Error types of the execution backend, and the position's own refusals.

@@ -37,3 +37,8 @@ POSITION_FUTURE_CANDLES_PATCH = "position-refuse-candles-from-the-future"
 # history when the write starts, so a failed or retried write never asks llm-proxy again, and the
 # write stays idempotent (keyed on the position and the candle: a retry finds its own row).
 POSITION_LOCAL_RECORD_PATCH = "position-record-decision-local-activity"
+# A live position (id `live-...`) reconciles with its exchange at every managed close: an
+# exchange-side fill of its resting stop closes it from the real fills, a cancelled stop is put back,
+# a balance lower than the position ends it; the candle's stop rule is then the exchange's, not the
+# paper one. Paper positions never reach the check, so their histories carry no marker.
+LIVE_RECONCILE_PATCH = "live-position-reconcile"

@@ -99,6 +99,21 @@ class Fill(BaseModel):
     inserted: bool = Field(description="false when a retry found the order already filled")
 
 
+class ReconcileInput(BaseModel):
+    """A live position against its exchange; `key`: this reconcile's idempotency key (a stop put
+    back is placed under it)."""
+
+    key: str
+    position_id: str
+    signal_id: str
+
+
+class Reconciled(BaseModel):
+    fill: Fill | None = Field(default=None, description="the exit the exchange made (the resting stop filled)")
+    ended: str | None = Field(default=None, description="why the position ended without an exit of ours")
+    protected: bool = Field(default=False, description="a stop-loss rests on the exchange")
+
+
 class OpenPositionInput(BaseModel):
     key: str
     signal_id: str

@@ -32,6 +32,7 @@ from workflows.position.models import (
     PositionState,
     PositionStatus,
     PreviousManagement,
+    ReconcileInput,
     RecordDecisionInput,
 )
 from workflows.position.paper import Bar, Side, gross_pnl, pnl_pct
@@ -129,15 +130,16 @@ def open_targets(s: PositionState) -> list[Decimal]:
     return s.take_profits[s.targets_hit :]
 
 
-def book(s: PositionState, side: Side) -> Book:
-    """What the risk checks need of the position."""
+def book(s: PositionState, side: Side, exchange_stop: bool = False) -> Book:
+    """What the risk checks need of the position. `exchange_stop`: the stop-loss rests on the
+    exchange, which decides it (the candle's stop rule is left out)."""
     entry = s.entry_price or Decimal(0)
     return Book(
         side=side,
         entry_price=entry,
         initial_quantity=s.initial_quantity,
         quantity=s.quantity,
-        stop_loss=s.stop_loss,
+        stop_loss=None if exchange_stop else s.stop_loss,
         take_profits=s.take_profits,
         targets_hit=s.targets_hit,
         best_price=s.best_price or entry,
@@ -149,6 +151,23 @@ def pnl(s: PositionState, side: Side, market: Decimal) -> Decimal:
     if s.entry_price is None:
         return s.realized_pnl
     return s.realized_pnl + gross_pnl(side, s.entry_price, market, s.quantity)
+
+
+def is_live(s: PositionState) -> bool:
+    """Opened by the live backend (its position ids are `live-<signal id>`)."""
+    return (s.position_id or "").startswith("live-")
+
+
+def reconcile_request(s: PositionState, part: str) -> ReconcileInput:
+    return ReconcileInput(key=f"{s.signal_id}:{part}:reconcile", position_id=s.position_id or "", signal_id=s.signal_id)
+
+
+def exchange_exit(ctx: PositionContext, s: PositionState, fill: Fill, key_part: str) -> OrderInput:
+    """The close the exchange made (the order `filled` books): the whole position at its fill."""
+    return order_request(
+        ctx, s, f"{ctx.signal_id}:{key_part}:exchange", fill.kind if fill.kind != "entry" else "close",
+        s.quantity, fill.price, market=False, close=True, reason=fill.kind,
+    )  # fmt: skip
 
 
 def risk_checked(s: PositionState, outcome: RiskOutcome, bar: Bar) -> list[ExitKind]:

@@ -24,6 +24,8 @@ from workflows.position.models import (
     OpenPositionInput,
     OrderInput,
     PositionContext,
+    Reconciled,
+    ReconcileInput,
     RecordDecisionInput,
     RecordedDecision,
 )
@@ -72,6 +74,10 @@ async def fill_order(arg: OrderInput, summary: str) -> Fill:
     """A close (everything left) or a reduce, by the order's `close` flag."""
     activity = names.CLOSE_POSITION_ACTIVITY if arg.close else names.REDUCE_POSITION_ACTIVITY
     return await _db(activity, arg, Fill, summary)
+
+
+async def reconcile_position(arg: ReconcileInput, summary: str) -> Reconciled:
+    return await _db(names.RECONCILE_POSITION_ACTIVITY, arg, Reconciled, summary)
 
 
 async def modify_position(arg: ModifyInput, summary: str) -> bool:

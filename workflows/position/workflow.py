@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from decimal import Decimal
 from typing import NoReturn, cast
 
 from temporalio import workflow
@@ -32,9 +33,13 @@ with workflow.unsafe.imports_passed_through():
     import workflows.position.view as view
     from workflows.common.activity_calls import failure_text
     from workflows.common.candles import Kline
-    from workflows.common.display import candle_span
+    from workflows.common.display import candle_span, plain
     from workflows.common.ended import Ended
-    from workflows.common.patches import POSITION_FUTURE_CANDLES_PATCH, POSITION_LOCAL_RECORD_PATCH
+    from workflows.common.patches import (
+        LIVE_RECONCILE_PATCH,
+        POSITION_FUTURE_CANDLES_PATCH,
+        POSITION_LOCAL_RECORD_PATCH,
+    )
     from workflows.common.timefmt import datetime_to_ms
     from workflows.monitor.models import MonitorStatus
     from workflows.position.actions import validate_action
@@ -109,6 +114,9 @@ class PositionManagerWorkflow:
         try:
             if self._s.context is None:
                 await self._load_and_open(input)
+            elif steps.is_live(self._s) and workflow.patched(LIVE_RECONCILE_PATCH):
+                # A new run of a live position: the exchange may have moved while nobody watched.
+                await self._reconcile(f"run{self._s.counts.fills}-{workflow.info().run_id[:8]}", None)
             self._publish()
             # One durable timer per run for max_position_duration (not one per loop turn:
             # two history events saved for every managed close).
@@ -193,7 +201,10 @@ class PositionManagerWorkflow:
         ctx, s = self._ctx(), self._s
         candle_gate.take(s, k)
         bar = Bar.of(k)
-        outcome = check(steps.book(s, ctx.side), ctx.risk, bar)
+        exchange_stop = False
+        if steps.is_live(s) and workflow.patched(LIVE_RECONCILE_PATCH):
+            exchange_stop = await self._reconcile(str(k.t), k)
+        outcome = check(steps.book(s, ctx.side, exchange_stop), ctx.risk, bar)
         for i, exit in enumerate(outcome.exits):
             closing = outcome.closes_position and i == len(outcome.exits) - 1
             await self._order(steps.exit_order(ctx, s, k, exit, closing))
@@ -223,6 +234,25 @@ class PositionManagerWorkflow:
         if action.action == "close":
             await self._finish("close_action", f"closed by the model on candle {candle_span(k.t, k.i)}")
         self._publish()
+
+    async def _reconcile(self, part: str, k: Kline | None) -> bool:
+        """A live position against its exchange: an exit the exchange made (its resting stop
+        filled while nobody watched) or an end it forced is booked and ends the position. Returns
+        whether the stop rests on the exchange (then it, not the candle, decides the stop)."""
+        ctx, s = self._ctx(), self._s
+        found = await act.reconcile_position(steps.reconcile_request(s, part), "reconcile with the exchange")
+        if found.fill is not None:
+            steps.filled(s, steps.exchange_exit(ctx, s, found.fill, part), found.fill)
+            reason = f"{found.fill.kind} filled on the exchange at {plain(found.fill.price)}"
+        elif found.ended is not None:
+            s.quantity = Decimal(0)
+            reason = found.ended
+        else:
+            return found.protected
+        code = found.fill.kind if found.fill is not None else "exchange"
+        if k is not None:
+            await self._record(steps.Decision(k, "close", reason))
+        await self._finish(code, reason)
 
     async def _ask(self, k: Kline) -> ManagementAnswer | None:
         ctx, s = self._ctx(), self._s

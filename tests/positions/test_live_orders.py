@@ -1,0 +1,155 @@
+"""Live positions on the local spot exchange, through the position workflow, a worker, ccxt and
+PostgreSQL: the orders the exchange lists agree with the `orders` and `positions` rows."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from decimal import Decimal as D
+
+from fakes.llm_proxy import FakeLlmProxy, ManageAnswer
+from tests.helpers.live import API_KEY, exchange_view, live_exchange, make_live
+from tests.helpers.monitor import TEST_KEY, make_settings, monitor_stack
+from tests.helpers.positions import candle, entered_signal, position_rows, result_of, start_position, view
+from tests.helpers.support import async_update, eventually, signal_status
+from workers.worker import running_worker
+from workflows.position.inputs import StopLossRequest
+from workflows.position.workflow import PositionManagerWorkflow
+
+
+async def _open(handle):
+    state = await view(handle)
+    assert state.status == "open", state
+    return state
+
+
+async def test_live_position_life_stop_moved_then_filled_on_the_exchange(client, database_url, db):
+    row = await entered_signal(db, stop_loss=95.0, take_profits=[110.0])
+    async with live_exchange() as account:
+        await make_live(db, row, account)
+        async with monitor_stack(client, database_url, **account.settings()) as m:
+            handle = await start_position(client, row, m.task_queue, entry_price=D(100))
+            opened = await eventually(lambda: _open(handle))
+            # 1000 USDT stake at 100: 10 BTC bought, the 0.1 % fee taken in BTC.
+            assert (opened.entry_price, opened.quantity) == (D(100), D("9.99"))
+            await handle.execute_update(
+                async_update(PositionManagerWorkflow.set_stop_loss), StopLossRequest(stop_loss=D(97))
+            )
+            # The market falls through 97 on the exchange; then the candle reaches the workflow.
+            account.exchange.trade_at("BTCUSDT", "98")
+            account.exchange.trade_at("BTCUSDT", "96.6")
+            await handle.signal(PositionManagerWorkflow.candle_closed, candle(row, 1, 100, 100, 96.6, 96.8))
+            result = await result_of(handle)
+        listed = exchange_view(account)
+    assert result.status == "closed" and result.exit_price == D(97)
+    assert result.reason.startswith("stop_loss") and "filled on the exchange" in result.reason
+    assert [(side, kind) for _, side, kind, _, _ in listed] == [
+        ("BUY", "MARKET/FILLED"),
+        ("SELL", "STOP_LOSS_LIMIT/CANCELED"),
+        ("SELL", "STOP_LOSS_LIMIT/FILLED"),
+    ]
+    rows = await position_rows(db, row.signal_id)
+    by_id = {o["id"]: o for o in rows["orders"]}
+    assert [cid for cid, *_ in listed] == [o["id"] for o in rows["orders"]]
+    assert [(o["status"], o["filled"]) for o in rows["orders"]] == [
+        ("closed", D(10)),
+        ("canceled", D(0)),
+        ("closed", D("9.99")),
+    ]
+    (position,) = rows["positions"]
+    assert position["mode"] == "live" and position["status"] == "closed" and position["contracts"] == 0
+    assert position["exit_price"] == D(97) and position["exchange_account_id"] is not None
+    stop_fill = by_id[listed[2][0]]
+    assert stop_fill["metadata"]["closed_position"] is True
+    # P&L from the real fills: (97 - 100) x 9.99 - 0.01 BTC x 100 - 0.1 % of 969.03 USDT.
+    assert position["realized_pnl"] == D("-29.97") - D("1") - D("0.96903") == result.realized_pnl
+    assert await signal_status(db, row.signal_id) == "closed"
+    for o in rows["orders"]:
+        assert "api" not in str(o["metadata"]).lower()
+    # One live position's life (pytest -s): the exchange's list beside the rows.
+    for cid, side, kind, qty, executed in listed:
+        print("exchange", cid, side, kind, qty, executed)
+    for o in rows["orders"]:
+        meta = o["metadata"]
+        print("orders", o["id"], o["side"], o["type"], o["status"], o["quantity"], o["filled"], o["average_price"],
+              o["fee_cost"], meta["kind"], meta.get("exchange_order_id"))  # fmt: skip
+    print("positions", {k: position[k] for k in ("id", "mode", "status", "contracts", "initial_contracts",
+                                                  "entry_price", "exit_price", "realized_pnl", "fees_paid",
+                                                  "close_reason", "stop_loss")})  # fmt: skip
+
+
+async def test_stop_filled_while_every_worker_is_down_closes_at_its_real_fill(client, database_url, db):
+    row = await entered_signal(db, stop_loss=95.0, take_profits=[120.0])
+    async with live_exchange() as account:
+        await make_live(db, row, account)
+        async with monitor_stack(client, database_url, **account.settings()) as m:
+            handle = await start_position(client, row, m.task_queue, entry_price=D(100))
+            await eventually(lambda: _open(handle))
+            queue = m.task_queue
+        # No worker runs: the market falls through the stop, which fills on the exchange.
+        account.exchange.trade_at("BTCUSDT", "96")
+        account.exchange.trade_at("BTCUSDT", "94.2")
+        (stop,) = [o for o in account.orders() if o.type == "STOP_LOSS_LIMIT"]
+        assert stop.status == "FILLED" and stop.trades[0].price == D(95)
+        async with restarted_worker(client, database_url, queue, account):
+            # The next close (its low at 94.2 as well) reaches the restarted worker.
+            await handle.signal(PositionManagerWorkflow.candle_closed, candle(row, 1, 100, 100, 94.2, 94.5))
+            result = await result_of(handle)
+    assert result.exit_price == D(95) and "filled on the exchange" in result.reason
+    rows = await position_rows(db, row.signal_id)
+    assert [(o["side"], o["type"], o["status"]) for o in rows["orders"]] == [
+        ("buy", "market", "closed"),
+        ("sell", "stop_limit", "closed"),
+    ]
+    (position,) = rows["positions"]
+    assert position["status"] == "closed" and position["exit_price"] == D(95) and position["contracts"] == 0
+    # No market sell: the exchange's stop was the exit.
+    assert [o.type for o in account.orders()] == ["MARKET", "STOP_LOSS_LIMIT"]
+    assert [d["action"] for d in rows["decisions"]] == ["close"]
+
+
+async def test_a_cancelled_stop_is_put_back_and_a_hand_sale_ends_the_position(client, database_url, db):
+    row = await entered_signal(db, stop_loss=95.0, take_profits=[120.0])
+    async with live_exchange() as account:
+        await make_live(db, row, account)
+        ex = account.exchange
+        async with monitor_stack(client, database_url, **account.settings()) as m:
+            m.proxy.script_position(row.signal_id, *([ManageAnswer.hold()] * 3))
+            handle = await start_position(client, row, m.task_queue, entry_price=D(100))
+            await eventually(lambda: _open(handle))
+            (first,) = [o for o in account.orders() if o.type == "STOP_LOSS_LIMIT"]
+            ex.cancel_by_exchange(first.client_order_id)
+            await handle.signal(PositionManagerWorkflow.candle_closed, candle(row, 1, 100, 101, 99, 100))
+            await eventually(lambda: _decisions(handle, 1))
+            stops = [(o.status, o.orig_qty) for o in account.orders() if o.type == "STOP_LOSS_LIMIT"]
+            assert stops == [("CANCELED", D("9.99")), ("NEW", D("9.99"))]
+            # The user sells by hand: cancels the stop and sells most of the coins.
+            (back,) = [o for o in account.orders() if o.status == "NEW"]
+            ex.cancel_by_exchange(back.client_order_id)
+            ex.book.place(ex.book.accounts[API_KEY], symbol="BTCUSDT", side="SELL", type="MARKET",
+                          qty=D(9), price=None, stop_price=None, client_id="by-hand", time_in_force=None,
+                          now_ms=ex.now_ms())  # fmt: skip
+            await handle.signal(PositionManagerWorkflow.candle_closed, candle(row, 2, 100, 101, 99, 100))
+            result = await result_of(handle)
+    assert "balance lower than the position" in result.reason
+    rows = await position_rows(db, row.signal_id)
+    (position,) = rows["positions"]
+    assert position["status"] == "closed" and "sold outside the monitor" in position["close_reason"]
+    put_back = [o for o in rows["orders"] if o["type"] == "stop_limit"]
+    assert [o["status"] for o in put_back] == ["canceled", "canceled"]  # as the exchange lists them
+    assert "by-hand" not in {o["id"] for o in rows["orders"]}
+
+
+@contextlib.asynccontextmanager
+async def restarted_worker(client, database_url, queue: str, account) -> AsyncIterator[None]:
+    """A worker on an existing position's task queue (its earlier worker is gone)."""
+    async with FakeLlmProxy(api_key=TEST_KEY) as proxy:
+        settings = make_settings(database_url, proxy.url, queue, **account.settings())
+        async with running_worker(client, settings):
+            yield
+
+
+async def _decisions(handle, n):
+    state = await view(handle)
+    assert state.decisions >= n and state.queued == 0, state
+    return state
