@@ -166,7 +166,9 @@ async def _idle(handle, analysed: int) -> None:
 async def test_rows_of_monitors_ended_around_their_code_are_corrected(client, own_db):
     url, db = own_db
     names = ("terminated", "timed out", "reset", "failed", "cancelled")
-    rows = {n: await insert_signal(db, interval="1m", max_reanalyses=10, auto_analyze=False) for n in names}
+    # Only the terminated one is the intake's (auto-analysed, `started`); the intake would cancel a
+    # `started` monitor whose trader has auto-analysis off (leaving, docs/rollout.md).
+    rows = {n: await insert_signal(db, interval="1m", max_reanalyses=10, auto_analyze=n == "terminated") for n in names}
     # The intake had started the terminated one (`started`): it must not stay `new`/`monitoring`.
     await db.execute("UPDATE signals SET monitor_intake = 'started' WHERE id = $1::uuid", rows["terminated"].signal_id)
     SEEN.extend(r.workflow_id for r in rows.values())
