@@ -249,10 +249,13 @@ class SignalStore:
         async with self._pool.acquire() as conn, conn.transaction():
             # The row lock orders this against an operator's cancel (finish_signal) so an order
             # intent is never recorded for a signal that has already ended.
+            # The trader's existence is read in the same statement (one round trip fewer per candle).
             locked = await conn.fetchrow(
-                f"""SELECT s.status, s.monitor_reason, {EXPIRED_BY_032} AS expired_by_032
+                f"""SELECT s.status, s.monitor_reason, {EXPIRED_BY_032} AS expired_by_032,
+                           $2::uuid IS NULL OR EXISTS (SELECT 1 FROM traders t WHERE t.id = $2) AS trader_exists
                     FROM signals s WHERE s.id = $1 FOR UPDATE""",
                 signal_id,
+                uuid.UUID(input.trader_id) if input.trader_id else None,
             )
             if locked is None:
                 raise ApplicationError(f"signal {signal_id} not found", type=names.SIGNAL_NOT_FOUND, non_retryable=True)
@@ -260,7 +263,7 @@ class SignalStore:
             ended = status in TERMINAL_SIGNAL_STATUSES and not locked["expired_by_032"]
             analysis_id, inserted, taken_over = await self._store_analysis(conn, signal_id, input)
             intent_id = None
-            if not ended and not await self._trader_exists(conn, input.trader_id):
+            if not ended and not locked["trader_exists"]:
                 # The trader was deleted while its signal was monitored: the analysis happened and
                 # is kept, but nothing is entered on behalf of a trader who is gone.
                 ended_reason = f"trader {input.trader_id} was deleted while the signal was monitored"
@@ -380,12 +383,6 @@ class SignalStore:
             status,
             reason,
         )
-
-    @staticmethod
-    async def _trader_exists(conn: asyncpg.Connection, trader_id: str | None) -> bool:
-        if not trader_id:
-            return True  # nothing to check against (a signal loaded without a trader never gets here)
-        return await conn.fetchval("SELECT EXISTS (SELECT 1 FROM traders WHERE id = $1)", uuid.UUID(trader_id))
 
     @staticmethod
     async def _record_order_intent(

@@ -17,11 +17,12 @@ from bench import data
 from bench.report import Report, machine_facts
 from bench.stack import Section, binary, new_queue, stack, start_floor_worker, start_monitor_worker, workers
 
-MEASUREMENTS = ("overhead", "history", "burst", "positions", "burst10k", "memory", "llm", "bridges")
+MEASUREMENTS = ("overhead", "history", "burst", "positions", "same_work", "burst10k", "memory", "llm", "bridges")
 # `--quick` keeps within about 90 s: the bridges measurement alone takes ~70 s (real replica
 # subprocesses, ~10 candles of 6 s), so a quick run leaves it out unless `--only bridges` asks.
-# The 10,000-monitor burst (~5 min) is full-run only as well.
-QUICK_DEFAULT = tuple(m for m in MEASUREMENTS if m not in ("bridges", "burst10k"))
+# The 10,000-monitor burst (~5 min) is full-run only as well, and so is the same-work comparison
+# (interleaved rounds at two sizes, monitors then positions: ~5 min quick, ~10 min full).
+QUICK_DEFAULT = tuple(m for m in MEASUREMENTS if m not in ("bridges", "burst10k", "same_work"))
 BRIDGE_GOALS = (
     "bridge_signals_per_close_1_replica",
     "bridge_signals_per_close_3_replicas",
@@ -63,6 +64,14 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--big-burst", type=int, help="monitors for the big burst (default 10000; full run or --only burst10k)"
     )
+    p.add_argument(
+        "--same-work-sizes",
+        type=int,
+        nargs="+",
+        metavar="N",
+        help="burst sizes against the same-work floor (default 100 1000, quick 100 300)",
+    )
+    p.add_argument("--same-work-rounds", type=int, help="interleaved rounds per size (default 3)")
     p.add_argument("--bridge-streams", type=int, help="streams for the bridges measurement (default 2000, quick 100)")
     p.add_argument(
         "--bridge-monitors", type=int, help="monitors for the bridges measurement (default 10000, quick 500)"
@@ -79,7 +88,7 @@ def temporal_version() -> str:
 
 
 async def main(args: argparse.Namespace) -> int:
-    from bench import bridge_share, burst, burst_big, history_cost, llm_pressure, memory, overhead, positions
+    from bench import bridge_share, burst, burst_big, history_cost, llm_pressure, memory, overhead, positions, same_work
 
     quick = args.quick
     wanted = set(args.only or (QUICK_DEFAULT if quick else MEASUREMENTS))
@@ -116,6 +125,15 @@ async def main(args: argparse.Namespace) -> int:
                 )
                 await measure("burst", lambda: burst.run(sec, quick))
                 await measure("positions", lambda: positions.run(sec, quick))
+                await measure(
+                    "same_work",
+                    lambda: same_work.run(
+                        sec,
+                        quick,
+                        tuple(args.same_work_sizes) if args.same_work_sizes else None,
+                        args.same_work_rounds or same_work.ROUNDS,
+                    ),
+                )
                 await measure("burst10k", lambda: burst_big.run(sec, args.big_burst or burst_big.DEFAULT_SIZE))
             counts = tuple(sorted(args.idle_monitors or ((300,) if quick else (1000, 10000))))
             await measure("memory", lambda: memory.run(st, rep, conn, trader, counts))
@@ -124,6 +142,9 @@ async def main(args: argparse.Namespace) -> int:
                 # Every goal line still appears: these say how to take them.
                 for name in BRIDGE_GOALS:
                     rep.not_run(name, "python -m bench --quick --only bridges (about 70 s)")
+            if "same_work" not in wanted and not args.only:
+                for name in same_work.goal_names(quick):
+                    rep.not_run(name, "python -m bench --quick --only same_work (about 5 minutes)")
             await measure(
                 "bridges", lambda: bridge_share.run(st, rep, quick, args.bridge_streams, args.bridge_monitors)
             )

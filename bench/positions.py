@@ -96,7 +96,7 @@ async def _wait_count(conn, sql: str, ids: list[str], want: int, timeout: float,
         await asyncio.sleep(0.02)
 
 
-async def _decisions(conn, signal_ids: list[str], k: dict, timeout: float, what: str) -> None:
+async def decisions(conn, signal_ids: list[str], k: dict, timeout: float, what: str) -> None:
     await _wait_count(
         conn,
         "SELECT count(*) FROM position_management_decisions WHERE signal_id = ANY($1::uuid[]) "
@@ -117,7 +117,7 @@ async def _position_burst(
     t0 = time.time()
     await data.send_closes(st.client, wfs, k)
     sent = time.time() - t0
-    await _decisions(conn, signal_ids, k, timeout, f"burst of {n} positions")
+    await decisions(conn, signal_ids, k, timeout, f"burst of {n} positions")
     timings = await history.timings_of(st.client, wfs, MANAGE, RECORD)
     rows = await conn.fetch(
         """SELECT signal_id, count(*) AS c FROM position_management_decisions
@@ -152,7 +152,7 @@ async def run(sec: Section, quick: bool, per_kind: int = 10) -> None:
         for i in range(1, per_kind + 1):
             k = close(i, symbol)
             await client.get_workflow_handle(wf).signal(PositionManagerWorkflow.candle_closed, k)
-            await _decisions(conn, sids, k, 30, f"managed close {i}")
+            await decisions(conn, sids, k, 30, f"managed close {i}")
             await client.get_workflow_handle(fwf).signal(BareFloorWorkflow.candle_closed, k)
             await wait_floor_done([floor], {f"{fwf} {k['t']}"}, 30)
             await asyncio.sleep(0.1)

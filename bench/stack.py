@@ -123,7 +123,7 @@ async def second_server(st: Stack, server_args: tuple[str, ...]) -> AsyncIterato
 
 @dataclass
 class WorkerProcess:
-    kind: str  # "monitor" | "floor"
+    kind: str  # "monitor" | "floor" | "same-work"
     task_queue: str
     proc: asyncio.subprocess.Process
     log_path: Path
@@ -247,6 +247,39 @@ async def start_floor_worker(
     if line.strip() != b"ready":
         raise RuntimeError(f"floor worker did not start: {line!r}\n{log_path.read_text()[-3000:]}")
     wp._reader = asyncio.create_task(_read_done(wp))
+    return wp
+
+
+async def start_same_work_worker(st: Stack, task_queue: str, *, max_cached: int = 1000) -> WorkerProcess:
+    """`python -m bench.same_work_floor`: the same-work floor's worker, on the same PostgreSQL and proxy."""
+    env = dict(
+        os.environ,
+        TEMPORAL_ADDRESS=st.temporal_address,
+        DATABASE_URL=st.database_url,
+        LLM_PROXY_URL=st.proxy.url,
+        LLM_PROXY_KEY=PROXY_KEY,
+        BENCH_SAME_WORK_TASK_QUEUE=task_queue,
+        SIGNAL_MONITOR_MAX_CACHED_WORKFLOWS=str(max_cached),
+        PYTHONPATH=str(REPO),
+    )
+    _bytecode_cache(env)
+    log_path = st.workdir / f"same-work-{task_queue}.log"
+    log = open(log_path, "wb")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bench.same_work_floor",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=log,
+        cwd=str(REPO),
+    )
+    log.close()
+    wp = WorkerProcess("same-work", task_queue, proc, log_path)
+    assert proc.stdout is not None
+    line = await asyncio.wait_for(proc.stdout.readline(), 60)
+    if line.strip() != b"ready":
+        raise RuntimeError(f"same-work worker did not start: {line!r}\n{log_path.read_text()[-3000:]}")
     return wp
 
 
