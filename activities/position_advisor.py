@@ -4,14 +4,15 @@ implementation: `LlmProxy.call`)."""
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from datetime import UTC
 from typing import Any
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.llm_proxy import BAD_ANSWER, LlmProxy, answer_parts, envelope_data
+from activities.answer_hygiene import AnswerHygiene, TooLarge
+from activities.llm_proxy import BAD_ANSWER, LlmProxy, answer_parts, envelope_data, with_notes
+from activities.raw_answers import position_correlation
 from workflows.common import names
 from workflows.position.actions import MANAGE_ACTIONS
 from workflows.position.models import ManagementAnswer, ManagePositionInput
@@ -52,7 +53,9 @@ def build_manage_body(input: ManagePositionInput) -> dict[str, Any]:
     }
 
 
-def parse_manage_answer(body: Any, latency_ms: int) -> ManagementAnswer:
+def parse_manage_answer(body: Any, latency_ms: int, clean: AnswerHygiene | None = None) -> ManagementAnswer:
+    clean = clean if clean is not None else AnswerHygiene()
+
     def bad(why: str) -> ApplicationError:
         return ApplicationError(f"llm-proxy gave a bad manage-position answer: {why}", type=BAD_ANSWER)
 
@@ -60,14 +63,17 @@ def parse_manage_answer(body: Any, latency_ms: int) -> ManagementAnswer:
     action = data.get("action")
     if not isinstance(action, str) or action.strip().lower() not in MANAGE_ACTIONS:
         raise bad(f"unknown action {str(action)[:50]!r}")
-    parts = answer_parts(body, data, bad)
-    details, risk = data.get("actionDetails"), data.get("riskAssessment")
+    parts = answer_parts(body, data, bad, clean)
+    try:
+        details = clean.levels(data.get("actionDetails"), "actionDetails")
+    except TooLarge as exc:
+        raise bad(str(exc)) from None
     return ManagementAnswer(
         action=action.strip().lower(),  # checked against MANAGE_ACTIONS above
-        action_details=details if isinstance(details, dict) else None,
-        risk_assessment=risk if isinstance(risk, dict) else None,
+        action_details=details,
+        risk_assessment=clean.obj(data.get("riskAssessment"), "riskAssessment"),
         latency_ms=latency_ms,
-        **asdict(parts),
+        **with_notes(parts, clean),
     )
 
 
@@ -77,7 +83,7 @@ class PositionAdvisor(LlmProxy):
 
     @activity.defn(name=names.MANAGE_POSITION_ACTIVITY)
     async def manage_position(self, input: ManagePositionInput) -> ManagementAnswer:
-        correlation = f"{input.context.signal_id}:position:{input.candle.t}"
+        correlation = position_correlation(input.context.signal_id, input.candle.t)
         answer = await self.ask(build_manage_body(input), correlation, parse_manage_answer)
         activity.logger.info(
             "position of signal %s candle %s: %s %.0f (%d ms)",

@@ -12,11 +12,14 @@ import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.answer_hygiene import MAX_LEVELS, storable_int, storable_json, storable_text
 from activities.db_errors import permanent_errors
+from activities.raw_answers import position_correlation, take_parked
 from workflows.common import names
 from workflows.position.models import (
     ClosedSignal,
     CloseSignalInput,
+    ExistingPosition,
     LoadPositionInput,
     PositionContext,
     RecordDecisionInput,
@@ -84,6 +87,16 @@ class PositionStore:
         found = row["found_trader_id"] is not None
         signal_interval = (row["signal_interval"] or "").strip()
         take_profits = row["take_profits"] if isinstance(row["take_profits"], list) else []
+        if len(take_profits) > MAX_LEVELS:
+            # An intent written before answers were bounded (or by someone else): the position's
+            # state and every activity input carry the targets, so they stay within Temporal's limits.
+            activity.logger.warning(
+                "signal %s: order intent has %d take-profits; the first %d are kept",
+                signal_id,
+                len(take_profits),
+                MAX_LEVELS,
+            )
+            take_profits = take_profits[:MAX_LEVELS]
         decided = row["candle_open_time"]
         context = PositionContext(
             signal_id=str(row["id"]),
@@ -102,6 +115,7 @@ class PositionStore:
             reference_price=_decimal(row["entry_price"]) or _decimal(row["price_at_signal"]),
             decided_candle_t=int(decided.timestamp() * 1000) if decided else None,
         )
+        context.existing = await self._existing(signal_id)
         if found:
             trailing = bool(row["use_trailing_stop"]) and row["trailing_stop_distance"] is not None
             context.risk = RiskSettings(
@@ -115,40 +129,50 @@ class PositionStore:
             context.max_consecutive_losses = row["max_consecutive_losses"]
         return context
 
+    async def _existing(self, signal_id: uuid.UUID) -> ExistingPosition | None:
+        """The signal's position row (the newest, if there were several), with the open time of its
+        last managed close; None when nothing was opened for it."""
+        with permanent_errors("load position"):
+            row = await self._pool.fetchrow(
+                """
+                SELECT p.id, p.status, p.side, p.contracts, coalesce(p.initial_contracts, p.contracts) AS initial,
+                       p.entry_price, p.mark_price, p.stop_loss, p.take_profit, coalesce(p.realized_pnl, 0) AS pnl,
+                       coalesce(p.fees_paid, 0) AS fees, p.exit_price, p.close_reason, p.created_at,
+                       (SELECT max(candle_open_time) FROM position_management_decisions d
+                         WHERE d.position_id = p.id) AS last_managed
+                FROM positions p WHERE p.signal_id = $1 ORDER BY p.created_at DESC LIMIT 1
+                """,
+                signal_id,
+            )
+        if row is None or row["side"] not in ("long", "short"):
+            return None
+        targets = (row["take_profit"] if isinstance(row["take_profit"], list) else [])[:MAX_LEVELS]
+        last = row["last_managed"]
+        return ExistingPosition(
+            position_id=row["id"],
+            status=row["status"],
+            side=row["side"],
+            quantity=row["contracts"],
+            initial_quantity=row["initial"],
+            entry_price=row["entry_price"],
+            mark_price=row["mark_price"],
+            stop_loss=_decimal(row["stop_loss"]),
+            take_profits=[d for d in (_decimal(v) for v in targets) if d is not None],
+            realized_pnl=row["pnl"],
+            fees_paid=row["fees"],
+            exit_price=row["exit_price"],
+            close_reason=row["close_reason"],
+            opened_at=row["created_at"],
+            last_managed_t=int(last.timestamp() * 1000) if last else None,
+        )
+
     @activity.defn(name=names.RECORD_POSITION_DECISION_ACTIVITY)
     async def record_position_decision(self, input: RecordDecisionInput) -> RecordedDecision:
+        correlation = position_correlation(input.signal_id, int(input.candle_open_time.timestamp() * 1000))
         with permanent_errors("record position decision"):
-            decision_id = await self._pool.fetchval(
-                """
-                INSERT INTO position_management_decisions (
-                    position_id, signal_id, trader_id, user_id, "timestamp", current_pnl, current_pnl_pct,
-                    position_size, action, confidence, reasoning, action_details, market_price,
-                    risk_assessment, raw_ai_response, analysis_latency_ms, tokens_used, model_name,
-                    candle_open_time)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
-                ON CONFLICT (position_id, candle_open_time) DO NOTHING
-                RETURNING id
-                """,
-                input.position_id,
-                uuid.UUID(input.signal_id),
-                uuid.UUID(input.trader_id) if input.trader_id else None,
-                uuid.UUID(input.user_id) if input.user_id else None,
-                input.timestamp,
-                input.current_pnl,
-                input.current_pnl_pct,
-                input.position_size,
-                input.action,
-                round(input.confidence, 2) if input.confidence is not None else None,
-                input.reasoning,
-                input.action_details,
-                input.market_price,
-                input.risk_assessment,
-                input.raw_ai_response,
-                input.analysis_latency_ms,
-                input.tokens_used,
-                input.model_name,
-                input.candle_open_time,
-            )
+            async with self._pool.acquire() as conn, conn.transaction():
+                whole_raw = await take_parked(conn, correlation)
+                decision_id = await self._insert_decision(conn, input, whole_raw)
             if decision_id is not None:
                 return RecordedDecision(decision_id=str(decision_id), inserted=True)
             existing = await self._pool.fetchval(
@@ -157,6 +181,40 @@ class PositionStore:
                 input.candle_open_time,
             )
         return RecordedDecision(decision_id=str(existing), inserted=False)
+
+    @staticmethod
+    async def _insert_decision(conn: asyncpg.Connection, input: RecordDecisionInput, whole_raw: str | None) -> Any:
+        return await conn.fetchval(
+            """
+            INSERT INTO position_management_decisions (
+                position_id, signal_id, trader_id, user_id, "timestamp", current_pnl, current_pnl_pct,
+                position_size, action, confidence, reasoning, action_details, market_price,
+                risk_assessment, raw_ai_response, analysis_latency_ms, tokens_used, model_name,
+                candle_open_time)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
+            ON CONFLICT (position_id, candle_open_time) DO NOTHING
+            RETURNING id
+            """,
+            input.position_id,
+            uuid.UUID(input.signal_id),
+            uuid.UUID(input.trader_id) if input.trader_id else None,
+            uuid.UUID(input.user_id) if input.user_id else None,
+            input.timestamp,
+            input.current_pnl,
+            input.current_pnl_pct,
+            input.position_size,
+            input.action,
+            round(input.confidence, 2) if input.confidence is not None else None,
+            storable_text(input.reasoning),
+            storable_json(input.action_details),
+            input.market_price,
+            storable_json(input.risk_assessment),
+            storable_text(whole_raw or input.raw_ai_response),
+            storable_int(input.analysis_latency_ms),
+            storable_int(input.tokens_used),
+            storable_text(input.model_name),
+            input.candle_open_time,
+        )
 
     @activity.defn(name=names.CLOSE_SIGNAL_ACTIVITY)
     async def close_signal(self, input: CloseSignalInput) -> ClosedSignal:

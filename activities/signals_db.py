@@ -14,9 +14,12 @@ from temporalio.exceptions import ApplicationError
 
 from activities import activity_metrics
 from activities import signal_checks as checks
+from activities.answer_hygiene import storable_int, storable_json, storable_text
 from activities.db_errors import no_retry_on_permanent_errors
 from activities.exact import positive_decimal, to_decimal
 from activities.platform_schema import InitialAnalysis
+from activities.raw_answers import analysis_correlation, take_parked
+from activities.trade_levels import incoherent_entry, order_side
 from workflows.common import names
 from workflows.monitor.decisions import normalise_proxy_decision
 from workflows.monitor.models import (
@@ -64,21 +67,6 @@ def _invalid(signal_id: uuid.UUID, why: str) -> ApplicationError:
     return ApplicationError(
         f"signal {signal_id} cannot be monitored: {why}"[:1000], type=names.INVALID_SIGNAL_DATA, non_retryable=True
     )
-
-
-def order_side(key_levels: dict[str, Any] | None) -> str:
-    """The model states levels, not a side: a stop below the entry is a long (buy)."""
-    levels = key_levels or {}
-    for name in ("side", "direction"):
-        raw = str(levels.get(name) or "").lower()
-        if raw in ("buy", "long"):
-            return "buy"
-        if raw in ("sell", "short"):
-            return "sell"
-    entry, stop = to_decimal(levels.get("entry")), to_decimal(levels.get("stopLoss"))
-    if entry is not None and stop is not None and entry > 0 and stop > entry:
-        return "sell"
-    return "buy"
 
 
 class SignalStore:
@@ -210,7 +198,8 @@ class SignalStore:
         signal_id = _uuid(input.signal_id, "signal id")
         row = await self._pool.fetchrow(
             f"""SELECT id, decision, confidence, reasoning, key_levels, trade_plan, technical_indicators,
-                       raw_ai_response, analysis_latency_ms, gemini_tokens_used, model_name
+                       raw_ai_response, analysis_latency_ms, gemini_tokens_used, model_name,
+                       (SELECT price_at_signal FROM signals WHERE id = $1) AS price_at_signal
                 FROM signal_analyses WHERE signal_id = $1 AND {_PLATFORM_ROW}
                 ORDER BY created_at, id LIMIT 1""",
             signal_id,
@@ -222,6 +211,11 @@ class SignalStore:
         reasoning = (row["reasoning"] or "").strip()
         if decision is None or confidence is None or not 0 <= confidence <= 100 or not reasoning:
             activity.logger.warning("signal %s: the platform's analysis %s is unusable; ignored", signal_id, row["id"])
+            return None
+        if decision == "enter_trade" and (why := incoherent_entry(row["key_levels"], row["price_at_signal"])):
+            activity.logger.warning(
+                "signal %s: the platform's analysis %s is no trade (%s); ignored", signal_id, row["id"], why
+            )
             return None
 
         def obj(value: Any) -> dict[str, Any] | None:
@@ -329,7 +323,7 @@ class SignalStore:
                 signal_id,
                 a.decision,
                 confidence,
-                a.reasoning,
+                storable_text(a.reasoning),
             )
         if platform_row is not None:
             # An UPDATE: trigger 032 fires on INSERT only, so taking the row over changes no status.
@@ -344,6 +338,7 @@ class SignalStore:
                 input.monitor_decision,
             )
             return platform_row, True, True
+        whole_raw = await take_parked(conn, analysis_correlation(str(signal_id), input.analysis_number))
         analysis_id = await conn.fetchval(
             """
             INSERT INTO signal_analyses (
@@ -358,14 +353,14 @@ class SignalStore:
             uuid.UUID(input.user_id) if input.user_id else None,
             a.decision,
             confidence,
-            a.reasoning,
-            _json_object(a.key_levels),
-            _json_object(a.trade_plan),
-            a.technical_indicators,
-            a.raw_ai_response,
-            a.latency_ms,
-            a.tokens_used,
-            a.model_name,
+            storable_text(a.reasoning),
+            storable_json(_json_object(a.key_levels)),
+            storable_json(_json_object(a.trade_plan)),
+            storable_json(a.technical_indicators),
+            storable_text(whole_raw or a.raw_ai_response),
+            storable_int(a.latency_ms),
+            storable_int(a.tokens_used),
+            storable_text(a.model_name),
             candle,
             input.analysis_number,
             input.monitor_decision,

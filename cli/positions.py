@@ -12,7 +12,16 @@ from collections.abc import Callable
 from typing import TextIO
 
 import asyncpg
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowUpdateFailedError
+from temporalio.client import (
+    Client,
+    WorkflowExecution,
+    WorkflowExecutionDescription,
+    WorkflowExecutionStatus,
+    WorkflowHandle,
+    WorkflowQueryFailedError,
+    WorkflowUpdateFailedError,
+)
+from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import FailureError
 
 from cli.lifecycle import PositionFacts
@@ -20,7 +29,7 @@ from cli.operator import Refused, UsageError, _status_name, described, listed, m
 from cli.text import plain, signed
 from workflows.common import names
 from workflows.common import search_attributes as sa
-from workflows.position.models import PositionResult, PositionStatus
+from workflows.position.models import PositionManagerInput, PositionResult, PositionStatus, PositionView
 
 
 def position_workflow_id_of(raw: str) -> str:
@@ -97,6 +106,7 @@ async def _positions(args: argparse.Namespace, client: Client, out: TextIO) -> N
         position = f.position if f is not None else None
         row = listed(wf, sa.POSITION_STATUS)
         status = position.status if position is not None and row[2] in ("-", "opening") else row[2]
+        status = _unmanaged(wf, status)
         rows.append((row[0], row[1], status, *row[3:5], *position_columns(position), *row[5:]))
     if not rows:
         print(f"no positions match ({query})", file=out)
@@ -110,13 +120,24 @@ async def _positions(args: argparse.Namespace, client: Client, out: TextIO) -> N
         print("(set DATABASE_URL, or run next to `signal-monitor dev`, for entry, size, P&L and exit)", file=out)
 
 
+UNMANAGED = "unmanaged"
+
+
+def _unmanaged(wf: WorkflowExecution, status: object) -> object:
+    """A position still open (or opening) whose workflow ended around its code is managed by
+    nobody: no stop is checked. Shown as `unmanaged` (`close` takes it over and closes it)."""
+    if wf.status != WorkflowExecutionStatus.RUNNING and status in (PositionStatus.OPEN, PositionStatus.OPENING):
+        return UNMANAGED
+    return status
+
+
 async def _close(args: argparse.Namespace, client: Client, out: TextIO) -> None:
     wid = position_workflow_id_of(args.target)
     if not args.reason.strip():
         raise UsageError("--reason must not be empty")
     handle, desc = await described(client, wid, PositionResult, "position")
     if desc.status != WorkflowExecutionStatus.RUNNING:
-        raise Refused(f"{wid} has already ended ({_status_name(desc.status)})")
+        handle = await _take_over(client, wid, desc)
     try:
         result = await asyncio.wait_for(
             handle.execute_update(names.CLOSE_UPDATE, {"reason": args.reason}, result_type=PositionResult),
@@ -132,6 +153,49 @@ async def _close(args: argparse.Namespace, client: Client, out: TextIO) -> None:
         f"{signed(result.realized_pnl)} (fees {plain(result.fees_paid)})",
         file=out,
     )
+
+
+async def _take_over(client: Client, wid: str, desc: WorkflowExecutionDescription) -> WorkflowHandle:
+    """A position whose workflow ended around its code (terminated, failed, timed out, cancelled)
+    may still be open in the database, managed by nobody: a new run takes the open row over (never
+    opens one) so that the close goes through the one way positions close. One that ended through
+    its own code is closed already: refused."""
+    position_status = desc.typed_search_attributes.get(sa.POSITION_STATUS)
+    if desc.status in (WorkflowExecutionStatus.COMPLETED, WorkflowExecutionStatus.CONTINUED_AS_NEW) or (
+        position_status not in (None, PositionStatus.OPEN.value, PositionStatus.OPENING.value)
+    ):
+        raise Refused(f"{wid} has already ended ({_status_name(desc.status)})")
+    signal_id = wid.removeprefix("position-")
+    handle = await client.start_workflow(
+        names.POSITION_WORKFLOW_TYPE,
+        PositionManagerInput(signal_id=signal_id, take_over_only=True),
+        id=wid,
+        task_queue=desc.task_queue,
+        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+        result_type=PositionResult,
+    )
+    view = await _taken_over(handle)
+    if view is None:
+        result = await handle.result()
+        raise Refused(f"{wid} ({_status_name(desc.status)}): {result.reason}")
+    return handle
+
+
+async def _taken_over(handle: WorkflowHandle, timeout: float = 30.0) -> PositionView | None:
+    """The new run's state once it holds the position, None once it ended without one."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while asyncio.get_running_loop().time() < deadline:
+        desc = await handle.describe()
+        if desc.status != WorkflowExecutionStatus.RUNNING:
+            return None
+        try:
+            state = await handle.query(names.STATE_QUERY, result_type=PositionView)
+        except WorkflowQueryFailedError:
+            state = None
+        if state is not None and state.status == PositionStatus.OPEN:
+            return state
+        await asyncio.sleep(0.2)
+    raise Refused(f"{handle.id}: the new run did not take the position over within {timeout:.0f} s")
 
 
 async def resume_trader(database_url: str, trader_id: str, out: TextIO) -> None:

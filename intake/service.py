@@ -32,6 +32,7 @@ from activities import platform_schema
 from activities.platform_schema import PlatformSchema, SchemaError
 from activities.signals_db import EXPIRED_BY_032
 from intake.eligibility import Subscription, tier_problem
+from intake.position_reconcile import PositionReconciler
 from intake.reconcile import Reconciler
 from intake.starting import monitor_summary, start_monitor
 from runtime import metrics, rollout_store
@@ -295,6 +296,7 @@ class _Intake:
         self.metrics = _Metrics()
         self.queries: Queries | None = None
         self.reconciler = Reconciler(settings.task_queue)
+        self.positions = PositionReconciler(settings.task_queue)
         self.rollout: Rollout | None = None
 
     async def run(self, stop: asyncio.Event, ready: asyncio.Event | None) -> None:
@@ -434,6 +436,8 @@ class _Intake:
         # Rows whose monitor Temporal ended around its code (terminate, failure, timeout...).
         if self.client is not None and not self.settings.shadow_mode:  # shadow mode writes no signal row
             await self.reconciler.sweep(self.client, conn)
+            # Open positions whose workflow ended around its code: reported (see position_reconcile).
+            await self.positions.sweep(self.client, conn)
 
     async def _examine_id(self, conn: asyncpg.Connection, payload: str) -> None:
         try:

@@ -98,7 +98,8 @@ class BridgeSettings(BaseSettings):
     # replicas divide the streams through PostgreSQL advisory locks (see signal_bridge/ownership.py).
     mode: BridgeMode = "redundant"
     buckets: int = Field(64, ge=1, le=4096)  # streams hash into this many; every replica of a group must agree
-    # Rebalancing step; a dead replica's streams move within ~2 steps.
+    # Rebalancing step; a dead replica's streams move within ~2 steps, a frozen one's within ~8
+    # (signal_bridge/ownership.py: fenced after STALE_STEPS steps without a heartbeat).
     ownership_check_seconds: float = Field(2.0, gt=0)
     group: str = "default"  # replicas sharing streams (separate deployments on one database differ)
     # From DATABASE_URL (shared mode only); never printed or logged.

@@ -1,8 +1,12 @@
-"""REST backfill (`GET /api/v3/klines`, httpx): after a (re)connect, a restart or a close that
-never came, forward the newest closed candle each stream may have missed. The still-open last
-row (T >= Binance's server time) is never forwarded; older missed closes are counted, and
-candles REST does not have either (an exchange outage) are logged as gaps, never invented.
-429/418 `Retry-After` pauses every REST call of the bridge."""
+"""REST backfill (`GET /api/v3/klines`, httpx): after a (re)connect, a restart, a takeover or a
+close that never came, forward every closed candle each stream missed, oldest first, at most
+`MAX_BACKFILL_CLOSES` (a position checks its stop on each close, not only on the newest; a monitor
+analyses the newest and records the others as skipped). A stream this replica has not sent yet
+(new, or taken over from a replica that died or froze) gets the closes of the takeover window
+(three times `STALE_STEPS` plus two ownership steps, shared mode) or the newest one: closes its monitors
+already had are dropped by them as duplicates. The still-open last row (T >= Binance's server
+time) is never forwarded; candles REST does not have either (an exchange outage) are logged as
+gaps, never invented. 429/418 `Retry-After` pauses every REST call of the bridge."""
 
 from __future__ import annotations
 
@@ -24,8 +28,13 @@ from workflows.common.candles import Kline
 
 from .events import emit
 from .frames import KlineEvent, StreamKey
+from .ownership import STALE_STEPS
 from .router import CloseRouter
 from .stats import BridgeStats
+
+# More missed closes than this (a long outage) are counted, not sent: a monitor would analyse only
+# the newest anyway, and a position's stop check on an hour-old close changes nothing now.
+MAX_BACKFILL_CLOSES = 100
 
 T = TypeVar("T")
 
@@ -82,6 +91,13 @@ class Backfiller:
         iv = INTERVAL_MS.get(interval)
         last = self.router.high_water.get(key)
         limit = 2
+        window_start = None  # a stream this replica never sent: closes since here (takeover window)
+        if last is None and iv and self.cfg.mode == "shared":
+            # Three takeover times back: the freeze began before the fencing, and REST may answer
+            # late. Closes the monitors already had come again as duplicates, which they drop.
+            window_ms = int(3 * (STALE_STEPS + 2) * self.cfg.ownership_check_seconds * 1000)
+            window_start = server_time - window_ms - iv
+            limit = int(min(MAX_BACKFILL_CLOSES + 1, window_ms // iv + 3))
         if last is not None and iv:
             limit = int(min(1000, max(2, (server_time - last) // iv + 2)))
         self.stats.backfill_requests += 1
@@ -108,15 +124,26 @@ class Backfiller:
                         1 for r in closed if before < r[0] < last and (symbol, interval, r[0]) not in self.router.seen
                     )
                 return False
-            # Only the newest missed close matters to a monitor; older ones are counted.
-            self.stats.backfill_missed_candles += sum(1 for r in closed if last < r[0] < newest[0])
-        k = row_to_k(symbol, interval, newest)
-        try:
-            Kline.model_validate(k)
-        except ValidationError:
-            self.stats.malformed("rest_row")
-            return False
-        return self.router.on_kline(KlineEvent(key, k, True, None), time.monotonic(), source="rest")
+            missed = sorted((r for r in closed if r[0] > last), key=lambda r: r[0])
+        elif window_start is not None:
+            missed = sorted((r for r in closed if r[6] >= window_start), key=lambda r: r[0]) or [newest]
+        else:
+            missed = [newest]
+        if len(missed) > MAX_BACKFILL_CLOSES:
+            self.stats.backfill_missed_candles += len(missed) - MAX_BACKFILL_CLOSES
+            missed = missed[-MAX_BACKFILL_CLOSES:]
+        forwarded = False
+        for row in missed:  # oldest first: each close in order, as the WebSocket would have sent them
+            k = row_to_k(symbol, interval, row)
+            try:
+                Kline.model_validate(k)
+            except ValidationError:
+                self.stats.malformed("rest_row")
+                continue
+            forwarded = (
+                self.router.on_kline(KlineEvent(key, k, True, None), time.monotonic(), source="rest") or forwarded
+            )
+        return forwarded
 
     def _record_gaps(self, key: StreamKey, last: int, iv: int, rows: list[list]) -> None:
         """Open times after `last` that REST skips although a later candle exists: the exchange

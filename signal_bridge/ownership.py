@@ -11,7 +11,16 @@ Each step (every `ownership_check_seconds`) reads the holders from `pg_locks`, t
 per `buckets.plan`, and publishes the buckets held. Losing the connection keeps the buckets
 held (their streams go on being sent) until the connection is back: another replica may take
 them meanwhile and a close may then reach a monitor twice, which it ignores; dropping them could
-leave a stream with no sender at all."""
+leave a stream with no sender at all.
+
+Connected is not alive: a replica frozen by SIGSTOP (or a stalled host) keeps its idle session and
+its locks, and nobody would take its streams. Each step is also a heartbeat (the session's last
+activity, `pg_stat_activity.state_change`, which the others read): a member whose session has been
+idle for `STALE_STEPS` steps is fenced, its session terminated (`pg_terminate_backend`, allowed
+between sessions of one role), which frees its locks; the others take its buckets at their next
+step. Takeover time: about `STALE_STEPS` + 2 steps (16 s with the default 2 s step).
+A fenced replica that wakes finds its connection gone, reconnects and rejoins; meanwhile it may send
+closes of its old streams again, which monitors ignore as duplicates."""
 
 from __future__ import annotations
 
@@ -33,6 +42,10 @@ from .stats import BridgeStats
 
 # The server drops a vanished client's session (and its locks) after about 10 + 5 x 3 s of
 # silence: within the 30 s takeover budget even when the host disappears without a FIN.
+# Steps without a heartbeat after which a replica is taken for frozen and fenced: long enough for a
+# step that waits on a busy database (its timeout is two steps), short enough for the 30 s budget.
+STALE_STEPS = 6
+
 _KEEPALIVES = {"tcp_keepalives_idle": "10", "tcp_keepalives_interval": "5", "tcp_keepalives_count": "3"}
 
 _HOLDERS = """
@@ -42,6 +55,12 @@ WHERE locktype = 'advisory' AND granted AND objsubid = 2
   AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
   AND classid::int8 = ANY($1::int8[])
 """
+_STALE = """
+SELECT pid FROM pg_stat_activity
+WHERE pid = ANY($1::int4[]) AND pid <> pg_backend_pid() AND state = 'idle'
+  AND state_change < clock_timestamp() - make_interval(secs => $2::float8)
+"""
+_FENCE = "SELECT p FROM unnest($1::int4[]) AS p WHERE pg_terminate_backend(p)"
 _TAKE = "SELECT k FROM unnest($2::int4[]) AS k WHERE pg_try_advisory_lock($1::int4, k)"
 _RELEASE = "SELECT pg_advisory_unlock($1::int4, k) FROM unnest($2::int4[]) AS k"
 
@@ -137,6 +156,10 @@ class BucketOwnership:
         holdings: dict[int, set[int]] = {}
         held_by_dead: set[int] = set()
         members = {r["pid"] for r in rows if r["space"] == self.member_space}
+        fenced = await self._fence(conn, members - {self._pid})
+        if fenced:
+            # Their locks go with their sessions: counted as held this step, free at the next.
+            members -= fenced
         members.add(self._pid)
         for pid in members:
             holdings[pid] = set()
@@ -168,6 +191,26 @@ class BucketOwnership:
                 released=len(p.release),
             )
         self._publish(frozenset(mine))
+
+    async def _fence(self, conn: asyncpg.Connection, others: set[int]) -> set[int]:
+        """Terminates the sessions of members that stopped beating; returns their pids."""
+        if not others:
+            return set()
+        stale_after = STALE_STEPS * self.cfg.ownership_check_seconds
+        stale = [r["pid"] for r in await conn.fetch(_STALE, sorted(others), stale_after)]
+        if not stale:
+            return set()
+        fenced = {r["p"] for r in await conn.fetch(_FENCE, stale)}
+        if fenced:
+            self.stats.replicas_fenced += len(fenced)
+            emit(
+                "bridge.replica_fenced",
+                logging.WARNING,
+                pids=sorted(fenced),
+                idle_over_s=stale_after,
+                note="its session was idle too long (frozen?): terminated, its streams move to the others",
+            )
+        return fenced
 
     def _publish(self, owned: frozenset[int]) -> None:
         if owned != self.owned:

@@ -34,7 +34,8 @@ class BridgeStats:
     delivery_backlog: int = 0  # signals queued or waiting for a retry
     backfill_requests: int = 0
     backfilled: int = 0  # closes forwarded from REST
-    backfill_missed_candles: int = 0  # older missed closes not forwarded (the newest was)
+    replicas_fenced: int = 0  # shared mode: other replicas' sessions terminated for not beating
+    backfill_missed_candles: int = 0  # missed closes not forwarded (over MAX_BACKFILL_CLOSES, or superseded)
     exchange_gaps: int = 0  # candles REST does not have either
     missing_closes_detected: int = 0
     streams_overdue: int = 0  # streams sent here whose next close is late (gauge)

@@ -27,6 +27,7 @@ from activities.paper_execution import PaperExecution
 from activities.position_advisor import PositionAdvisor
 from activities.position_starter import PositionStarter
 from activities.positions_db import PositionStore
+from activities.raw_answers import RawAnswers
 from activities.shadow_db import ShadowPositionStarter, ShadowSignalStore
 from activities.signals_db import SignalStore
 from runtime import metrics
@@ -84,8 +85,9 @@ async def run_worker(
         pacer = None
         if settings.llm_queue_max_per_second:
             pacer = LlmCallPacer(pool, llm_queue, settings.llm_queue_max_per_second)
-        proxy = LlmProxy(http, proxy_url, proxy_key, pacer)
-        advisor = PositionAdvisor(http, proxy_url, proxy_key, pacer)
+        raw_answers = RawAnswers(pool)
+        proxy = LlmProxy(http, proxy_url, proxy_key, pacer, raw_answers=raw_answers)
+        advisor = PositionAdvisor(http, proxy_url, proxy_key, pacer, raw_answers=raw_answers)
         positions = PositionStore(pool)
         paper = PaperExecution(
             pool, PaperRules(fee_pct=settings.paper_fee_pct, slippage_pct=settings.paper_slippage_pct)

@@ -73,6 +73,7 @@ def test_every_patch_is_guarded_from_both_sides():
         patches.START_POSITION_PATCH,
         patches.ONE_DEADLINE_TIMER_PATCH,
         patches.LOCAL_RECORD_PATCH,
+        patches.CANONICAL_SIGNAL_ID_PATCH,
     )
     for patch in monitor_patches:
         assert any(patch in found for found in markers.values()), f"no history takes the {patch!r} path"
@@ -83,6 +84,15 @@ def test_every_patch_is_guarded_from_both_sides():
     # Recorded by the code before the patch for a signal the platform analyses (initial_analysis
     # "platform" in its loaded context): such a running monitor keeps analysing #0 itself.
     assert any("platform_initial_analysis" in name and not markers[name] for name in before)
+    # Before canonical-signal-id, a start under another spelling of the id ran (analysis #0);
+    # after it, such a start fails at once with the marker.
+    assert any(
+        "canonical_signal_id" in name and patches.CANONICAL_SIGNAL_ID_PATCH not in markers[name] for name in before
+    )
+    assert all(
+        patches.CANONICAL_SIGNAL_ID_PATCH not in found or "canonical_signal_id" in name
+        for name, found in markers.items()
+    )
     # Before the future-candles patch, closes opening later than now + one interval were taken.
     assert any(future_closes(p) and patches.FUTURE_CANDLES_PATCH not in markers[p.name] for p in HISTORIES)
     # Before one-deadline-timer, each candle cancelled the run's timer and started another; after

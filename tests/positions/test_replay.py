@@ -19,7 +19,13 @@ from temporalio.workflow import NondeterminismError
 
 from tests.helpers.replay import HISTORIES_DIR, future_closes, patch_markers, record_kinds
 from workflows.common.names import POSITION_WORKFLOW_TYPE, RECORD_POSITION_DECISION_ACTIVITY
-from workflows.common.patches import LIVE_RECONCILE_PATCH, POSITION_FUTURE_CANDLES_PATCH, POSITION_LOCAL_RECORD_PATCH
+from workflows.common.patches import (
+    LIVE_RECONCILE_PATCH,
+    POSITION_DUST_REMAINDER_PATCH,
+    POSITION_FUTURE_CANDLES_PATCH,
+    POSITION_LOCAL_RECORD_PATCH,
+    POSITION_REAL_STATE_PATCH,
+)
 from workflows.position.models import PositionResult
 from workflows.position.workflow import PositionManagerWorkflow
 
@@ -81,6 +87,26 @@ def test_the_local_record_patch_is_guarded_from_both_sides():
         assert kinds(p) != {"activity", "local"}, p.name
         if "local" in kinds(p):
             assert POSITION_LOCAL_RECORD_PATCH in patch_markers(p), p.name
+
+
+def test_the_dust_remainder_patch_is_guarded_from_both_sides():
+    """A reduce leaving dust kept open without the marker (recorded before the patch: a reduce
+    order, then the model's close a candle later) and closed whole with it."""
+    before = [p for p in HISTORIES if p.name.startswith("unpatched_reduce_dust_")]
+    after = [p for p in HISTORIES if p.name.startswith("patched_reduce_dust_")]
+    assert before and after
+    assert all(POSITION_DUST_REMAINDER_PATCH not in patch_markers(p) for p in before)
+    assert all(POSITION_DUST_REMAINDER_PATCH in patch_markers(p) for p in after)
+    assert all(POSITION_DUST_REMAINDER_PATCH not in patch_markers(p) for p in HISTORIES if p not in after)
+
+
+def test_the_real_state_patch_is_guarded_from_both_sides():
+    """A start over an existing position row opened again without the marker (recorded before the
+    patch: the ghost) and took the row as it is with it (taken over, or found closed)."""
+    before = [p for p in HISTORIES if p.name.startswith("unpatched_real_state_")]
+    after = [p for p in HISTORIES if POSITION_REAL_STATE_PATCH in patch_markers(p)]
+    assert before and all(POSITION_REAL_STATE_PATCH not in patch_markers(p) for p in before)
+    assert len(after) >= 2 and all(p.name.startswith("patched_real_state_") for p in after)
 
 
 def _activity_types(path: Path) -> set[str]:

@@ -15,7 +15,7 @@ def envelope(**data: object) -> dict:
 
 
 def test_both_operations_read_the_same_parts():
-    analysis = parse_answer(envelope(decision="Enter"), 12)
+    analysis = parse_answer(envelope(decision="Enter", keyLevels={"entry": 10, "stopLoss": 9}), 12)
     managed = parse_manage_answer(envelope(action="HOLD ", actionDetails={"a": 1}), 34)
     for answer in (analysis, managed):
         assert (answer.confidence, answer.reasoning, answer.tokens_used, answer.model_name) == (

@@ -37,6 +37,22 @@ POSITION_FUTURE_CANDLES_PATCH = "position-refuse-candles-from-the-future"
 # history when the write starts, so a failed or retried write never asks llm-proxy again, and the
 # write stays idempotent (keyed on the position and the candle: a retry finds its own row).
 POSITION_LOCAL_RECORD_PATCH = "position-record-decision-local-activity"
+# Before this patch a model's reduce that left less than the symbol's minimum order value (e.g.
+# `reduceAmount 0.99999999999`: 1e-8 contracts) kept that dust open and managed, one paid
+# manage-position call per candle. Now such a reduce closes the whole position. The marker is only
+# written where such a reduce arrives.
+POSITION_DUST_REMAINDER_PATCH = "position-reduce-dust-closes-the-rest"
+# Both workflows: before this patch a start whose signal id was another spelling of a UUID
+# (upper case, braces, no dashes, `urn:uuid:`) under the matching id (`signal-<UPPER>`) ran beside
+# the canonical `signal-<lowercase>`: a second paid analysis, two workflows writing one row. Now it
+# fails at once (WrongWorkflowId) and writes nothing. The marker is only written for such a start.
+CANONICAL_SIGNAL_ID_PATCH = "canonical-signal-id"
+# Before this patch a position workflow started for a signal whose position row already existed
+# (a run terminated or failed, then a start by hand) opened again: over a closed row it re-opened a
+# ghost and paid a manage call. Now the start reads the row first: an open position is taken over
+# as it is, a closed one closes the signal with no order and no call. The marker is only written
+# where a row exists at the start.
+POSITION_REAL_STATE_PATCH = "position-start-reads-the-real-state"
 # A live position (id `live-...`) reconciles with its exchange at every managed close: an
 # exchange-side fill of its resting stop closes it from the real fills, a cancelled stop is put back,
 # a balance lower than the position ends it; the candle's stop rule is then the exchange's, not the

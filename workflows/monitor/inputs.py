@@ -4,6 +4,7 @@ reanalyze with no input) and refusing everything else with a message that says w
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
@@ -74,11 +75,18 @@ class ReanalyzeRequest(BaseModel):
         return {}
 
 
-def parse_start(args: tuple[object, ...], workflow_id: str) -> SignalMonitorInput:
+def parse_start(
+    args: tuple[object, ...], workflow_id: str, canonical_only: Callable[[], bool] | None = None
+) -> SignalMonitorInput:
     """The start input, validated here rather than by the data converter, so that an input the
     monitor cannot use fails the workflow with this message instead of failing its task forever."""
     return parsing.parse_start_of(
-        SignalMonitorInput, names.WORKFLOW_TYPE, args, workflow_id, lambda s: names.workflow_id_for(s.signal_id)
+        SignalMonitorInput,
+        names.WORKFLOW_TYPE,
+        args,
+        workflow_id,
+        lambda s: names.workflow_id_for(s.signal_id),
+        canonical_only,
     )
 
 

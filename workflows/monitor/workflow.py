@@ -36,6 +36,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.common.ended import Ended
     from workflows.common.patches import (
         CANCEL_DURING_ACTIVITY_PATCH,
+        CANONICAL_SIGNAL_ID_PATCH,
         CONTINUE_AS_NEW_FIRST_PATCH,
         FUTURE_CANDLES_PATCH,
         LOCAL_RECORD_PATCH,
@@ -72,7 +73,9 @@ class SignalMonitorWorkflow:
         # use must fail the workflow (in `run`), never its task over and over.
         self._refused: ApplicationError | None = None
         try:
-            started = inputs.parse_start(args, workflow.info().workflow_id)
+            started = inputs.parse_start(
+                args, workflow.info().workflow_id, lambda: workflow.patched(CANONICAL_SIGNAL_ID_PATCH)
+            )
         except ApplicationError as err:
             self._refused, started = err, SignalMonitorInput(signal_id="-")
         self._signal_id = started.signal_id

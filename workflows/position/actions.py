@@ -21,6 +21,30 @@ class ValidatedAction(BaseModel):
     new_stop_loss: Decimal | None = None
     new_take_profits: list[Decimal] | None = None
     reduce_quantity: Decimal | None = None
+    # Why the action taken is not the one requested although nothing was held (a reduce that closes all).
+    note: str | None = None
+
+
+# The least a remaining position may be worth (quote currency): Binance's minimum order value on its
+# USDT pairs (MIN_NOTIONAL 5). A remainder worth less could not be sold on its own.
+MIN_REMAINDER_NOTIONAL = Decimal(5)
+
+
+def leaves_dust(action: ValidatedAction, open_quantity: Decimal, market: Decimal) -> bool:
+    """A reduce whose remainder is worth less than the symbol's minimum order."""
+    if action.action != "reduce" or action.reduce_quantity is None:
+        return False
+    return (open_quantity - action.reduce_quantity) * market < MIN_REMAINDER_NOTIONAL
+
+
+def closing_the_rest(action: ValidatedAction, open_quantity: Decimal, market: Decimal) -> ValidatedAction:
+    """The reduce as a close of the whole position, saying why."""
+    rest = open_quantity - (action.reduce_quantity or Decimal(0))
+    note = (
+        f"reduce of {action.reduce_quantity} would leave {rest:f} (worth {rest * market:f} at {market}), below the minimum "
+        f"order value {MIN_REMAINDER_NOTIONAL}: closed whole"
+    )
+    return ValidatedAction(action="close", requested=action.requested, note=note)
 
 
 def _decimal(value: Any) -> Decimal | None:

@@ -4,6 +4,7 @@ refused saying why. Pure (no Temporal beyond its ApplicationError)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -80,7 +81,9 @@ class TakeProfitRequest(BaseModel):
         return value
 
 
-def parse_start(args: tuple[object, ...], workflow_id: str) -> PositionManagerInput:
+def parse_start(
+    args: tuple[object, ...], workflow_id: str, canonical_only: Callable[[], bool] | None = None
+) -> PositionManagerInput:
     """The start input under its one id, `position-<signal id>`; else the error that fails the workflow."""
     return parsing.parse_start_of(
         PositionManagerInput,
@@ -88,6 +91,7 @@ def parse_start(args: tuple[object, ...], workflow_id: str) -> PositionManagerIn
         args,
         workflow_id,
         lambda started: names.position_workflow_id_for(started.signal_id),
+        canonical_only,
     )
 
 

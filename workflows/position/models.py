@@ -41,6 +41,9 @@ class PositionManagerInput(BaseModel):
     entry_price: Decimal | None = Field(default=None, gt=0, allow_inf_nan=False)
     entry_candle_t: int | None = Field(default=None, ge=0)
     state: PositionState | None = None
+    # `signal-monitor close` of a position whose workflow ended: take over the open position row,
+    # never open one (nothing open: the run ends without an order).
+    take_over_only: bool = False
 
     @field_validator("signal_id")
     @classmethod
@@ -66,6 +69,28 @@ class LoadPositionInput(BaseModel):
     signal_id: str
 
 
+class ExistingPosition(BaseModel):
+    """The signal's position row as the database has it when a position workflow starts: a run
+    started over a position another run opened (after a terminate, a failure, an operator's close
+    of an unmanaged position) takes it from here instead of opening another."""
+
+    position_id: str
+    status: str
+    side: Side
+    quantity: Decimal
+    initial_quantity: Decimal
+    entry_price: Decimal
+    mark_price: Decimal | None = None
+    stop_loss: Decimal | None = None
+    take_profits: list[Decimal] = Field(default_factory=list)
+    realized_pnl: Decimal = Decimal(0)
+    fees_paid: Decimal = Decimal(0)
+    exit_price: Decimal | None = None
+    close_reason: str | None = None
+    opened_at: datetime | None = None
+    last_managed_t: int | None = Field(default=None, description="open time of the last managed close")
+
+
 class PositionContext(BaseModel):
     """The signal, its order intent and its trader's position settings, loaded once."""
 
@@ -87,6 +112,7 @@ class PositionContext(BaseModel):
     paper_stake: Decimal = Decimal(1000)
     max_position_seconds: float = 7 * 24 * 3600.0
     max_consecutive_losses: int | None = None
+    existing: ExistingPosition | None = None
 
 
 class Fill(BaseModel):

@@ -17,6 +17,7 @@ from workflows.position.actions import ManageAction, ValidatedAction
 from workflows.position.inputs import StopLossRequest, TakeProfitRequest
 from workflows.position.models import (
     CloseSignalInput,
+    ExistingPosition,
     Fill,
     ManagementAnswer,
     ManagementRecord,
@@ -108,6 +109,33 @@ def opened(
     s.after_t = entry_t
     s.counts.fills += 1
     s.status = PositionStatus.OPEN
+
+
+def adopted(s: PositionState, ctx: PositionContext, existing: ExistingPosition, now: datetime) -> None:
+    """A position another run opened and left open: managed from its row (size, levels, P&L so
+    far), from the close after the last one managed, with its duration counted from its opening."""
+    s.position_id = existing.position_id
+    s.entry_price = existing.entry_price
+    s.initial_quantity, s.quantity = existing.initial_quantity, existing.quantity
+    s.fees_paid, s.realized_pnl = existing.fees_paid, existing.realized_pnl
+    mark = existing.mark_price or existing.entry_price
+    s.stop_loss, s.take_profits = usable_levels(existing.side, mark, existing.stop_loss, existing.take_profits)
+    s.best_price = s.last_price = mark
+    s.opened_at = existing.opened_at or now
+    s.deadline = s.opened_at + timedelta(seconds=ctx.max_position_seconds)
+    s.after_t = existing.last_managed_t if existing.last_managed_t is not None else ctx.decided_candle_t
+    s.status = PositionStatus.OPEN
+
+
+def already_closed_signal(ctx: PositionContext, existing: ExistingPosition) -> CloseSignalInput:
+    """A start over a position whose row is already closed: the signal closes with that P&L."""
+    return CloseSignalInput(
+        signal_id=ctx.signal_id,
+        trader_id=ctx.trader_id,
+        reason=f"position closed: {existing.close_reason or 'closed'}: found closed by a new run"[:SIGNAL_REASON_MAX],
+        realized_pnl=existing.realized_pnl,
+        max_consecutive_losses=ctx.max_consecutive_losses,
+    )
 
 
 def unopened_signal(ctx: PositionContext, reason: str) -> CloseSignalInput:
@@ -400,7 +428,8 @@ def recorded(s: PositionState, d: Decision, now: datetime) -> None:
 
 def model_decision(k: Kline, answer: ManagementAnswer, action: ValidatedAction, risk_exits: list[ExitKind]) -> Decision:
     """The model's validated answer as recorded: a held action leads its reasoning with why."""
-    reasoning = answer.reasoning if not action.held_reason else f"{action.held_reason}. Model: {answer.reasoning}"
+    why = action.held_reason or action.note
+    reasoning = answer.reasoning if not why else f"{why}. Model: {answer.reasoning}"
     return Decision(k, action.action, reasoning, answer, risk_exits, action)
 
 

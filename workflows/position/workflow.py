@@ -36,13 +36,16 @@ with workflow.unsafe.imports_passed_through():
     from workflows.common.display import candle_span, plain
     from workflows.common.ended import Ended
     from workflows.common.patches import (
+        CANONICAL_SIGNAL_ID_PATCH,
         LIVE_RECONCILE_PATCH,
+        POSITION_DUST_REMAINDER_PATCH,
         POSITION_FUTURE_CANDLES_PATCH,
         POSITION_LOCAL_RECORD_PATCH,
+        POSITION_REAL_STATE_PATCH,
     )
     from workflows.common.timefmt import datetime_to_ms
     from workflows.monitor.models import MonitorStatus
-    from workflows.position.actions import validate_action
+    from workflows.position.actions import closing_the_rest, leaves_dust, validate_action
     from workflows.position.inputs import CloseRequest, StopLossRequest, TakeProfitRequest
     from workflows.position.models import (
         LoadPositionInput,
@@ -67,7 +70,9 @@ class PositionManagerWorkflow:
         # use must fail the workflow (in `run`), never its task over and over.
         self._refused: ApplicationError | None = None
         try:
-            started = inputs.parse_start(args, workflow.info().workflow_id)
+            started = inputs.parse_start(
+                args, workflow.info().workflow_id, lambda: workflow.patched(CANONICAL_SIGNAL_ID_PATCH)
+            )
         except ApplicationError as err:
             self._refused, started = err, None
         self._input = started
@@ -136,6 +141,37 @@ class PositionManagerWorkflow:
         if ctx.signal_status != MonitorStatus.IN_POSITION:
             s.status = PositionStatus.NOT_OPENED
             raise Ended(steps.result_of(s, f"signal is {ctx.signal_status}, not in_position: nothing to manage"))
+        existing = ctx.existing
+        # Only where a position row exists at the start: histories of first starts carry no marker.
+        if existing is not None and workflow.patched(POSITION_REAL_STATE_PATCH):
+            if existing.status != "open" or existing.quantity <= 0:
+                # Nothing open: no order, no paid call; the signal ends as its position did.
+                closed = await act.close_signal(
+                    steps.already_closed_signal(ctx, existing), "close signal · position found closed"
+                )
+                s.position_id, s.realized_pnl, s.fees_paid = (
+                    existing.position_id,
+                    existing.realized_pnl,
+                    existing.fees_paid,
+                )
+                s.entry_price, s.exit_price, s.initial_quantity = (
+                    existing.entry_price,
+                    existing.exit_price,
+                    existing.initial_quantity,
+                )
+                s.trader_paused = bool(closed.trader_paused)
+                s.status = PositionStatus.CLOSED
+                raise Ended(
+                    steps.result_of(s, f"position {existing.position_id} was already closed: nothing to manage")
+                )
+            steps.adopted(s, ctx, existing, workflow.now())
+            workflow.logger.info(
+                "position %s taken over from the database: %s %s %s", s.position_id, ctx.side, s.quantity, ctx.symbol
+            )
+            return
+        if input.take_over_only:
+            s.status = PositionStatus.NOT_OPENED
+            raise Ended(steps.result_of(s, "no position to take over: nothing was opened for this signal"))
         request = steps.open_request(input, ctx)
         if isinstance(request, str):
             await self._end_unopened(request)
@@ -223,6 +259,9 @@ class PositionManagerWorkflow:
         if answer is None:
             return
         action = validate_action(answer.action, answer.action_details, ctx.side, bar.close, s.quantity)
+        # Only where a dust remainder arises: histories without one carry no marker.
+        if leaves_dust(action, s.quantity, bar.close) and workflow.patched(POSITION_DUST_REMAINDER_PATCH):
+            action = closing_the_rest(action, s.quantity, bar.close)
         if action.held_reason:
             s.counts.held_invalid += 1
         step = steps.action_step(ctx, s, k, action)

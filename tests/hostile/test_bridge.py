@@ -1,0 +1,136 @@
+"""A frozen bridge replica is fenced (issue 26, case 8): two replicas in shared mode, one a real
+`signal-monitor bridge` process, SIGSTOPped. Its idle session would keep its advisory locks for as
+long as it stays frozen; the other replica sees it stopped beating, terminates its session
+(`pg_terminate_backend`), takes its buckets within `STALE_STEPS` plus a couple of ownership steps,
+and delivers every close of the frozen replica's streams since the freeze, not only the newest."""
+
+from __future__ import annotations
+
+import signal
+import tempfile
+import time
+import uuid
+
+import pytest
+
+from fakes.binance import FakeBinance
+from fakes.llm_proxy import Answer
+from signal_bridge.ownership import STALE_STEPS
+from tests.helpers.bridge import (
+    analysed_candles,
+    bridge_env,
+    bucket_holders,
+    forwarded_times,
+    kill,
+    replay_start,
+    running_bridge,
+    shared_config,
+    start_bridge_process,
+    symbols_spread_over,
+)
+from tests.helpers.monitor import monitor_stack
+from tests.helpers.support import eventually, insert_signal
+
+CHECK_S = 0.5
+STALE_S = STALE_STEPS * CHECK_S
+
+pytestmark = pytest.mark.slow  # about 25 s: a freeze, a fencing and a takeover in real time
+
+
+async def test_a_sigstopped_replica_is_fenced_and_its_streams_lose_no_close(client, database_url, db, temporal_address):
+    start = replay_start()
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    # speed 30: a 1m candle every 2 s, so the frozen replica's gap holds several closes.
+    async with FakeBinance(start=start, speed=30, auto_series=True) as fake, monitor_stack(client, database_url) as m:
+        env = bridge_env(
+            fake,
+            m.task_queue,
+            temporal_address,
+            SIGNAL_BRIDGE_MODE="shared",
+            DATABASE_URL=database_url,
+            SIGNAL_BRIDGE_GROUP=group,
+            SIGNAL_BRIDGE_BUCKETS=16,
+            SIGNAL_BRIDGE_OWNERSHIP_CHECK_SECONDS=CHECK_S,
+        )
+        with tempfile.NamedTemporaryFile(prefix="bridge-", suffix=".log", delete=False) as fh:
+            log_path = fh.name
+        victim = start_bridge_process(env, log_path)
+        try:
+
+            async def victim_holds_all() -> int:
+                holders = await bucket_holders(db, group)
+                assert len(holders) == 1 and len(next(iter(holders.values()))) == 16
+                return next(iter(holders))
+
+            victim_pid = await eventually(victim_holds_all, timeout=30, interval=0.2)
+            cfg = shared_config(
+                fake,
+                m.task_queue,
+                database_url,
+                group,
+                ownership_check_seconds=CHECK_S,
+            )
+            async with running_bridge(client, cfg) as survivor:
+
+                async def balanced() -> dict[int, set[int]]:
+                    holders = await bucket_holders(db, group)
+                    assert len(holders) == 2 and all(len(b) == 8 for b in holders.values()), holders
+                    return holders
+
+                holders = await eventually(balanced, timeout=30, interval=0.2)
+                symbols = symbols_spread_over(holders, per_holder=2)
+                from signal_bridge.buckets import bucket_of
+
+                frozen_streams = [s for s in symbols if bucket_of((s, "1m"), 16) in holders[victim_pid]]
+                rows = [await insert_signal(db, symbol=s, interval="1m", max_reanalyses=500) for s in symbols]
+                for row in rows:
+                    m.proxy.script(row.signal_id, *[Answer.wait(55) for _ in range(500)])
+                handles = [await m.start(row.signal_id) for row in rows]
+
+                async def two_analysed_each():
+                    assert victim.poll() is None, open(log_path).read()[-3000:]
+                    for row in rows:
+                        assert len(await analysed_candles(db, row.signal_id)) >= 2
+
+                await eventually(two_analysed_each, timeout=90, interval=0.3)
+                victim.send_signal(signal.SIGSTOP)
+                frozen_at = time.monotonic()
+                before = {r.symbol: max(await analysed_candles(db, r.signal_id)) for r in rows}
+
+                async def fenced_and_taken_over():
+                    assert survivor.buckets_owned == 16 and survivor.replicas_fenced >= 1
+                    holders = await bucket_holders(db, group)
+                    assert victim_pid not in holders
+                    assert not await db.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", victim_pid)
+
+                await eventually(fenced_and_taken_over, timeout=40, interval=0.1)
+                takeover_s = survivor.ownership_changed_at - frozen_at
+
+                async def three_more_each():
+                    for s in frozen_streams:
+                        assert len([t for t in forwarded_times(survivor, s, "1m") if t > before[s]]) >= 6
+
+                await eventually(three_more_each, timeout=60, interval=0.3)
+                delivered = {s: set(forwarded_times(survivor, s, "1m")) for s in frozen_streams}
+                survivor_backfilled = survivor.backfilled
+                # The frozen replica may have sent a close just before the freeze (analysed after it).
+                by_row = {r.symbol: r for r in rows}
+                analysed = {s: set(await analysed_candles(db, by_row[s].signal_id)) for s in frozen_streams}
+            for h in handles:
+                await h.terminate("test over")
+        finally:
+            kill(victim)  # SIGKILL ends a stopped process too
+
+    assert takeover_s < STALE_S + 6 * CHECK_S + 2, takeover_s
+    lost = {}
+    for s in frozen_streams:
+        last = max(delivered[s])
+        market = [c.t for c in fake.market.closed[(s, "1m")] if before[s] < c.t <= last]
+        lost[s] = sorted(set(market) - delivered[s] - analysed[s])
+        assert len(market) >= 6
+    assert not any(lost.values()), f"closes of the frozen replica's streams never delivered: {lost} {before}"
+    closes = sum(len([c for c in fake.market.closed[(s, "1m")] if before[s] < c.t <= max(delivered[s])]) for s in lost)
+    print(
+        f"\nfenced a SIGSTOPped replica: takeover {takeover_s:.2f} s (stale after {STALE_S} s); "
+        f"{closes} closes of its streams since the freeze, {survivor_backfilled} from REST; lost=0"
+    )
