@@ -23,6 +23,15 @@ def test_the_readme_test_command_is_what_ci_runs():
     assert command in (ROOT / "docs" / "testing.md").read_text()
 
 
+def test_every_patch_has_a_row_in_the_patches_table():
+    from workflows.common import patches
+
+    names = [v for k, v in vars(patches).items() if k.endswith("_PATCH") and isinstance(v, str)]
+    table = (ROOT / "docs" / "testing.md").read_text()
+    missing = [name for name in names if f"| `{name}` (" not in table]
+    assert names and not missing, f"docs/testing.md's patches table lacks {missing}"
+
+
 def _relative_links(page: Path) -> list[str]:
     return [t for t in _LINK.findall(page.read_text()) if not re.match(r"[a-z]+:", t) and not t.startswith("#")]
 
