@@ -23,6 +23,8 @@ from typing import Any
 from temporalio import activity, workflow
 from temporalio.worker import Worker
 
+from bench.closes import new_close_time
+
 FLOOR_WORKFLOW = "BareFloorWorkflow"
 NOOP_ACTIVITY = "floor_noop"
 
@@ -49,11 +51,9 @@ class BareFloorWorkflow:
 
     @workflow.signal(name="candle_closed")
     def candle_closed(self, payload: Any) -> None:
-        t = payload.get("t") if isinstance(payload, dict) else None
-        if not isinstance(t, int) or t in self._seen:
-            return
-        self._seen.add(t)
-        self._queue.append(t)
+        t = new_close_time(self._seen, payload)
+        if t is not None:
+            self._queue.append(t)
 
 
 async def _main() -> None:

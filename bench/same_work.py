@@ -134,12 +134,18 @@ async def _rounds(
     meter: CpuMeter,
     mon: Kind,
     flo: Kind,
+    name: str,
+    who: str,
     klines: Callable[[int], dict],
     wait_rows: Callable[[Kind, dict, float], Awaitable[object]],
     rounds: int,
     timeout: float,
-) -> None:
+    stored: str,
+) -> float:
+    """The interleaved rounds, then the monitor side's rows counted by `stored` (over its signal
+    ids): each round stores one row per workflow, so any other count is work lost or done twice."""
     st = sec.st
+    sec.rep.say(f"  {name}: {who} vs same-work floor, {rounds} rounds")
     ev_mon = len(await history.events(st.client, mon.workflow_ids[0]))
     ev_flo = len(await history.events(st.client, flo.workflow_ids[0]))
     for r in range(1, rounds + 1):
@@ -156,6 +162,10 @@ async def _rounds(
     per_mon = (len(await history.events(st.client, mon.workflow_ids[0])) - ev_mon) / rounds
     per_flo = (len(await history.events(st.client, flo.workflow_ids[0])) - ev_flo) / rounds
     sec.rep.figure("history events per candle", f"{per_mon:.1f}", detail=f"same-work floor {per_flo:.1f}")
+    rows = await sec.conn.fetchval(stored, [uuid.UUID(s) for s in mon.row_ids])
+    mon.problems += abs(rows - len(mon.row_ids) * rounds)
+    sec.rep.figure(f"{name}: lost or doubled", f"{mon.problems}", detail=f"same-work floor {flo.problems}")
+    return _summary(sec.rep, name, mon, flo)
 
 
 def _summary(rep: Report, title: str, mon: Kind, flo: Kind) -> float:
@@ -195,7 +205,7 @@ async def _start(st: Stack, workflow: str, owners: list[Owner], queue: str) -> l
 
 
 async def monitors(sec: Section, same: WorkerProcess, meter: CpuMeter, n: int, rounds: int) -> float:
-    st, rep, conn, trader = sec.st, sec.rep, sec.conn, sec.trader
+    st, conn, trader = sec.st, sec.conn, sec.trader
     timeout = 60 + n / 4
     symbol = data.symbol_for(f"s{n}")
     sids = await data.new_signals(conn, trader, n, symbol)
@@ -211,19 +221,15 @@ async def monitors(sec: Section, same: WorkerProcess, meter: CpuMeter, n: int, r
     async def wait_rows(kind: Kind, k: dict, timeout: float) -> None:
         await data.wait_analyses(conn, kind.row_ids, kind.candles, timeout, f"{kind.label} burst of {n}", poll=0.02)
 
-    rep.say(f"  burst {n}: monitor vs same-work floor, {rounds} rounds")
-    await _rounds(sec, meter, mon, flo, lambda r: data.kline(r, symbol), wait_rows, rounds, timeout)
-    rows = await conn.fetchval(
-        "SELECT count(*) FROM signal_analyses WHERE signal_id = ANY($1::uuid[]) AND candle_open_time IS NOT NULL",
-        [uuid.UUID(s) for s in sids],
-    )
-    mon.problems += abs(rows - n * rounds)
-    rep.figure(f"burst {n}: lost or doubled", f"{mon.problems}", detail=f"same-work floor {flo.problems}")
-    return _summary(rep, f"burst {n}", mon, flo)
+    def klines(r: int) -> dict:
+        return data.kline(r, symbol)
+
+    stored = "SELECT count(*) FROM signal_analyses WHERE signal_id = ANY($1::uuid[]) AND candle_open_time IS NOT NULL"
+    return await _rounds(sec, meter, mon, flo, f"burst {n}", "monitor", klines, wait_rows, rounds, timeout, stored)
 
 
 async def position_managers(sec: Section, same: WorkerProcess, meter: CpuMeter, n: int, rounds: int) -> float:
-    st, rep, conn, trader = sec.st, sec.rep, sec.conn, sec.trader
+    st, conn, trader = sec.st, sec.conn, sec.trader
     timeout = 60 + n / 4
     symbol = data.symbol_for(f"q{n}")
     sids = await positions.entered(conn, trader, n, symbol)
@@ -237,15 +243,12 @@ async def position_managers(sec: Section, same: WorkerProcess, meter: CpuMeter, 
     async def wait_rows(kind: Kind, k: dict, timeout: float) -> None:
         await positions.decisions(conn, kind.row_ids, k, timeout, f"{kind.label} burst of {n}")
 
-    rep.say(f"  positions burst {n}: position managers vs same-work floor, {rounds} rounds")
-    await _rounds(sec, meter, mon, flo, lambda r: positions.close(r, symbol), wait_rows, rounds, timeout)
-    rows = await conn.fetchval(
-        "SELECT count(*) FROM position_management_decisions WHERE signal_id = ANY($1::uuid[])",
-        [uuid.UUID(s) for s in sids],
-    )
-    mon.problems += abs(rows - n * rounds)
-    rep.figure(f"positions burst {n}: lost or doubled", f"{mon.problems}", detail=f"same-work floor {flo.problems}")
-    return _summary(rep, f"positions burst {n}", mon, flo)
+    def klines(r: int) -> dict:
+        return positions.close(r, symbol)
+
+    stored = "SELECT count(*) FROM position_management_decisions WHERE signal_id = ANY($1::uuid[])"
+    name = f"positions burst {n}"
+    return await _rounds(sec, meter, mon, flo, name, "position managers", klines, wait_rows, rounds, timeout, stored)
 
 
 def default_sizes(quick: bool) -> tuple[int, ...]:

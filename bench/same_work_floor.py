@@ -29,6 +29,8 @@ from typing import Any
 from temporalio import activity, workflow
 from temporalio.common import SearchAttributeKey
 
+from bench.closes import new_close_time
+
 ANALYSIS_WORKFLOW = "SameWorkAnalysisWorkflow"
 POSITION_WORKFLOW = "SameWorkPositionWorkflow"
 ANALYSE_ACTIVITY = "same_work_analyse"
@@ -107,12 +109,11 @@ class _Candles:
             if "upsert" in words:
                 workflow.upsert_search_attributes([REANALYSES.value_set(done)])
 
-    def _take(self, payload: Any) -> None:
-        t = payload.get("t") if isinstance(payload, dict) else None
-        if not isinstance(t, int) or t in self._seen:
-            return
-        self._seen.add(t)
-        self._queue.append(payload)
+    # One handler for both workflows (Temporal takes a signal from a base class; not the run method).
+    @workflow.signal(name="candle_closed")
+    def candle_closed(self, payload: Any) -> None:
+        if new_close_time(self._seen, payload) is not None:
+            self._queue.append(payload)
 
 
 @workflow.defn(name=ANALYSIS_WORKFLOW)
@@ -123,10 +124,6 @@ class SameWorkAnalysisWorkflow(_Candles):
     async def run(self, owner: Owner) -> None:
         await self._loop(owner)
 
-    @workflow.signal(name="candle_closed")
-    def candle_closed(self, payload: Any) -> None:
-        self._take(payload)
-
 
 @workflow.defn(name=POSITION_WORKFLOW)
 class SameWorkPositionWorkflow(_Candles):
@@ -135,10 +132,6 @@ class SameWorkPositionWorkflow(_Candles):
     @workflow.run
     async def run(self, owner: Owner) -> None:
         await self._loop(owner)
-
-    @workflow.signal(name="candle_closed")
-    def candle_closed(self, payload: Any) -> None:
-        self._take(payload)
 
 
 def _candle(k: dict[str, Any]) -> dict[str, Any]:

@@ -232,20 +232,8 @@ async def start_floor_worker(
         BENCH_FLOOR_TASK_QUEUE=task_queue,
         BENCH_FLOOR_EAGER="1" if eager else "0",
         SIGNAL_MONITOR_MAX_CACHED_WORKFLOWS=str(max_cached),
-        PYTHONPATH=str(REPO),
     )
-    _bytecode_cache(env)
-    log_path = st.workdir / f"floor-{task_queue}.log"
-    log = open(log_path, "wb")
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bench.floor", env=env, stdout=asyncio.subprocess.PIPE, stderr=log, cwd=str(REPO)
-    )
-    log.close()
-    wp = WorkerProcess("floor", task_queue, proc, log_path)
-    assert proc.stdout is not None
-    line = await asyncio.wait_for(proc.stdout.readline(), 60)
-    if line.strip() != b"ready":
-        raise RuntimeError(f"floor worker did not start: {line!r}\n{log_path.read_text()[-3000:]}")
+    wp = await _ready_python_worker(st, "floor", "bench.floor", task_queue, env)
     wp._reader = asyncio.create_task(_read_done(wp))
     return wp
 
@@ -260,26 +248,28 @@ async def start_same_work_worker(st: Stack, task_queue: str, *, max_cached: int 
         LLM_PROXY_KEY=PROXY_KEY,
         BENCH_SAME_WORK_TASK_QUEUE=task_queue,
         SIGNAL_MONITOR_MAX_CACHED_WORKFLOWS=str(max_cached),
-        PYTHONPATH=str(REPO),
     )
+    return await _ready_python_worker(st, "same-work", "bench.same_work_floor", task_queue, env)
+
+
+async def _ready_python_worker(
+    st: Stack, kind: str, module: str, task_queue: str, env: dict[str, str]
+) -> WorkerProcess:
+    """`python -m <module>` from the repo with `env`, its stderr to a log; returned once its first
+    line on stdout says `ready` (the rest of stdout is the caller's to read)."""
+    env["PYTHONPATH"] = str(REPO)
     _bytecode_cache(env)
-    log_path = st.workdir / f"same-work-{task_queue}.log"
+    log_path = st.workdir / f"{kind}-{task_queue}.log"
     log = open(log_path, "wb")
     proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bench.same_work_floor",
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=log,
-        cwd=str(REPO),
+        sys.executable, "-m", module, env=env, stdout=asyncio.subprocess.PIPE, stderr=log, cwd=str(REPO)
     )
     log.close()
-    wp = WorkerProcess("same-work", task_queue, proc, log_path)
+    wp = WorkerProcess(kind, task_queue, proc, log_path)
     assert proc.stdout is not None
     line = await asyncio.wait_for(proc.stdout.readline(), 60)
     if line.strip() != b"ready":
-        raise RuntimeError(f"same-work worker did not start: {line!r}\n{log_path.read_text()[-3000:]}")
+        raise RuntimeError(f"{kind} worker did not start: {line!r}\n{log_path.read_text()[-3000:]}")
     return wp
 
 

@@ -22,6 +22,7 @@ from typing import Any, Literal, TextIO
 
 import asyncpg
 
+from backtest.outcomes import _levels as key_levels_of
 from market.candle import Candle
 from market.rest import KlinesError, fetch_candles, rest_client
 from runtime.exits import EXIT_OK, EXIT_USAGE
@@ -113,20 +114,9 @@ class SignalReport:
 
 
 def levels(key_levels: Any) -> tuple[Literal["long", "short"], Decimal | None, Decimal | None, Decimal | None]:
-    kl = json.loads(key_levels) if isinstance(key_levels, str) else (key_levels or {})
-
-    def num(x: Any) -> Decimal | None:
-        try:
-            d = Decimal(str(x))
-        except ArithmeticError:
-            return None
-        return d if d.is_finite() and d > 0 else None
-
-    tps = kl.get("takeProfit")
-    tp = num(tps[0] if isinstance(tps, list) and tps else tps)
-    entry, sl = num(kl.get("entry")), num(kl.get("stopLoss"))
-    side: Literal["long", "short"] = "short" if entry is not None and sl is not None and sl > entry else "long"
-    return side, entry, sl, tp
+    # The back-test reads a signal's key levels the same way; only its side is named by order side.
+    side, entry, sl, tp = key_levels_of(key_levels)
+    return ("short" if side == "sell" else "long"), entry, sl, tp
 
 
 def entry_outcome(key_levels: Any, candles: Sequence[Candle] | None) -> Outcome:

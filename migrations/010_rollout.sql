@@ -95,28 +95,6 @@ CREATE TABLE IF NOT EXISTS shadow_analyses (
 CREATE UNIQUE INDEX IF NOT EXISTS shadow_analyses_signal_number_key ON shadow_analyses (signal_id, analysis_number);
 CREATE INDEX IF NOT EXISTS shadow_analyses_created_idx ON shadow_analyses (created_at);
 
--- As on the monitor's other tables (005, 007): row-level security on, the worker role sees all.
-ALTER TABLE monitor_rollout ENABLE ROW LEVEL SECURITY;
-ALTER TABLE live_rollout ENABLE ROW LEVEL SECURITY;
-ALTER TABLE shadow_analyses ENABLE ROW LEVEL SECURITY;
-DO $$
-DECLARE
-    monitor_table text;
-BEGIN
-    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'signal_monitor_worker') THEN
-        RETURN;
-    END IF;
-    FOREACH monitor_table IN ARRAY ARRAY['monitor_rollout', 'live_rollout', 'shadow_analyses'] LOOP
-        EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON %I TO signal_monitor_worker', monitor_table);
-        IF NOT EXISTS (SELECT 1 FROM pg_policies WHERE tablename = monitor_table
-                       AND policyname = 'signal-monitor worker') THEN
-            EXECUTE format('CREATE POLICY "signal-monitor worker" ON %I FOR ALL TO signal_monitor_worker '
-                           'USING (true) WITH CHECK (true)', monitor_table);
-        END IF;
-    END LOOP;
-END;
-$$;
-
 -- Shadow mode's own record of the intake's decisions and the shadow monitors' ends (the intake
 -- writes nothing to `signals` in shadow mode).
 CREATE TABLE IF NOT EXISTS shadow_intake (
@@ -128,17 +106,27 @@ CREATE TABLE IF NOT EXISTS shadow_intake (
     ended_at timestamptz
 );
 CREATE INDEX IF NOT EXISTS shadow_intake_started_idx ON shadow_intake (decided_at) WHERE decision = 'started' AND ended_at IS NULL;
+
+-- As on the monitor's other tables (005, 007): row-level security on, the worker role sees all.
+ALTER TABLE monitor_rollout ENABLE ROW LEVEL SECURITY;
+ALTER TABLE live_rollout ENABLE ROW LEVEL SECURITY;
+ALTER TABLE shadow_analyses ENABLE ROW LEVEL SECURITY;
 ALTER TABLE shadow_intake ENABLE ROW LEVEL SECURITY;
 DO $$
+DECLARE
+    monitor_table text;
 BEGIN
-    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'signal_monitor_worker') THEN
-        GRANT SELECT, INSERT, UPDATE, DELETE ON shadow_intake TO signal_monitor_worker;
-        IF NOT EXISTS (SELECT 1 FROM pg_policies WHERE tablename = 'shadow_intake'
-                       AND policyname = 'signal-monitor worker') THEN
-            CREATE POLICY "signal-monitor worker" ON shadow_intake FOR ALL TO signal_monitor_worker
-                USING (true) WITH CHECK (true);
-        END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'signal_monitor_worker') THEN
+        RETURN;
     END IF;
+    FOREACH monitor_table IN ARRAY ARRAY['monitor_rollout', 'live_rollout', 'shadow_analyses', 'shadow_intake'] LOOP
+        EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON %I TO signal_monitor_worker', monitor_table);
+        IF NOT EXISTS (SELECT 1 FROM pg_policies WHERE tablename = monitor_table
+                       AND policyname = 'signal-monitor worker') THEN
+            EXECUTE format('CREATE POLICY "signal-monitor worker" ON %I FOR ALL TO signal_monitor_worker '
+                           'USING (true) WITH CHECK (true)', monitor_table);
+        END IF;
+    END LOOP;
 END;
 $$;
 

@@ -6,115 +6,57 @@ and workflow ids."""
 from __future__ import annotations
 
 import json
-import os
-import re
-import uuid
 
-import asyncpg
-import httpx
 from temporalio.service import RPCError
 
-from fakes import free_port
-from fakes.llm_proxy import Answer, FakeLlmProxy, Fault
+from fakes.llm_proxy import Answer, Fault
+from tests.helpers.metrics import metered_worker_and_intake, scrape, value
 from tests.helpers.monitor import TEST_KEY
-from tests.helpers.processes import project_process
-from tests.helpers.servers import create_database
 from tests.helpers.support import eventually, insert_signal, kline, signal_status
 from workflows.monitor.workflow import SignalMonitorWorkflow
 
 
-async def scrape(address: str) -> str:
-    try:
-        async with httpx.AsyncClient() as http:
-            response = await http.get(f"http://{address}/metrics", timeout=5)
-    except httpx.TransportError as exc:  # not listening yet: `eventually` tries again
-        raise AssertionError(f"{address}: {exc!r}") from None
-    assert response.status_code == 200
-    return response.text
-
-
-def value(text: str, name: str, **labels: str) -> float:
-    """The sum of every sample of `name` whose labels include `labels` (0 when none)."""
-    total = 0.0
-    for line in text.splitlines():
-        match = re.match(r"^([a-zA-Z_:][\w:]*)(\{(.*)\})? ([-+\w.]+)$", line)
-        if not match or match.group(1) != name:
-            continue
-        have = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', match.group(3) or ""))
-        if all(have.get(k) == v for k, v in labels.items()):
-            total += float(match.group(4))
-    return total
-
-
 async def test_worker_and_intake_metrics_endpoints(client, postgres_server, temporal_address):
-    url = await create_database(postgres_server)
-    db = await asyncpg.connect(url)
-    queue = f"tq-metrics-{uuid.uuid4().hex[:8]}"
-    worker_metrics, intake_metrics = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
-    proxy = await FakeLlmProxy(api_key=TEST_KEY).start()
-    base = {
-        **os.environ,
-        "DATABASE_URL": url,
-        "TEMPORAL_ADDRESS": temporal_address,
-        "TEMPORAL_NAMESPACE": "default",
-        "SIGNAL_MONITOR_TASK_QUEUE": queue,
-        "SIGNAL_MONITOR_LOG_FORMAT": "json",
-    }
-    worker_env = {
-        **base,
-        "LLM_PROXY_URL": proxy.url,
-        "LLM_PROXY_KEY": TEST_KEY,
-        "SIGNAL_MONITOR_METRICS_ADDRESS": worker_metrics,
-        "SIGNAL_MONITOR_RUNNING_REFRESH_SECONDS": "0.5",
-    }
     # No periodic sweep racing the notifications: every signal here is counted as source="notify".
-    intake_env = {
-        **base,
-        "SIGNAL_MONITOR_METRICS_ADDRESS": intake_metrics,
-        "SIGNAL_MONITOR_INTAKE_SWEEP_SECONDS": "3600",
-    }
-    try:
-        async with (
-            project_process(["worker"], worker_env, stop_cleanly=True) as worker,
-            project_process(["intake"], intake_env, stop_cleanly=True) as intake,
-        ):
-            # Inserted once both are up; the intake starts it, the worker analyses it.
-            await eventually(lambda: scrape(intake_metrics), timeout=60, interval=0.3)
-            await eventually(lambda: scrape(worker_metrics), timeout=60, interval=0.3)
-            row = await insert_signal(db, symbol="BNBUSDT", interval="1m")
-            await insert_signal(db, tier="pro")  # left alone
-            proxy.script(row.signal_id, Fault.status(500), Answer.wait(50), Answer.enter(90))
-            handle = client.get_workflow_handle_for(SignalMonitorWorkflow.run, row.workflow_id)
+    async with metered_worker_and_intake(
+        postgres_server,
+        temporal_address,
+        common={"SIGNAL_MONITOR_LOG_FORMAT": "json"},
+        intake={"SIGNAL_MONITOR_INTAKE_SWEEP_SECONDS": "3600"},
+    ) as stack:
+        db, proxy = stack.db, stack.proxy
+        # Inserted once both are up (their endpoints answer); the intake starts it, the worker analyses it.
+        row = await insert_signal(db, symbol="BNBUSDT", interval="1m")
+        await insert_signal(db, tier="pro")  # left alone
+        proxy.script(row.signal_id, Fault.status(500), Answer.wait(50), Answer.enter(90))
+        handle = client.get_workflow_handle_for(SignalMonitorWorkflow.run, row.workflow_id)
 
-            async def analysed(n: int):
-                try:
-                    state = await handle.query(SignalMonitorWorkflow.state)
-                except RPCError as exc:  # not started by the intake yet
-                    raise AssertionError(exc.message) from None
-                assert state.counts.analysed == n and not state.analysing, state
+        async def analysed(n: int):
+            try:
+                state = await handle.query(SignalMonitorWorkflow.state)
+            except RPCError as exc:  # not started by the intake yet
+                raise AssertionError(exc.message) from None
+            assert state.counts.analysed == n and not state.analysing, state
 
-            await eventually(lambda: analysed(1), timeout=60)
+        await eventually(lambda: analysed(1), timeout=60)
 
-            async def running_gauge(expected: float):
-                text = await scrape(worker_metrics)
-                assert value(text, "signal_monitor_monitors_running", task_queue=queue) == expected
-                return text
+        async def running_gauge(expected: float):
+            text = await scrape(stack.worker_metrics)
+            assert value(text, "signal_monitor_monitors_running", task_queue=stack.queue) == expected
+            return text
 
-            await eventually(lambda: running_gauge(1), timeout=30)
-            await handle.signal(SignalMonitorWorkflow.candle_closed, kline(row, 1))
-            await eventually(lambda: _status_is(db, row.signal_id, "in_position"), timeout=30)
-            worker_text = await eventually(lambda: running_gauge(0), timeout=30)
+        await eventually(lambda: running_gauge(1), timeout=30)
+        await handle.signal(SignalMonitorWorkflow.candle_closed, kline(row, 1))
+        await eventually(lambda: _status_is(db, row.signal_id, "in_position"), timeout=30)
+        worker_text = await eventually(lambda: running_gauge(0), timeout=30)
 
-            async def intake_counted():
-                text = await scrape(intake_metrics)
-                assert value(text, "signal_monitor_intake_monitors_started", source="notify") == 1
-                assert value(text, "signal_monitor_intake_signals_ineligible", reason="tier") == 1
-                return text
+        async def intake_counted():
+            text = await scrape(stack.intake_metrics)
+            assert value(text, "signal_monitor_intake_monitors_started", source="notify") == 1
+            assert value(text, "signal_monitor_intake_signals_ineligible", reason="tier") == 1
+            return text
 
-            intake_text = await eventually(intake_counted, timeout=30)
-    finally:
-        await proxy.stop()
-        await db.close()
+        intake_text = await eventually(intake_counted, timeout=30)
 
     # The SDK's own runtime metrics, from the same endpoint.
     for name in ("temporal_workflow_completed", "temporal_activity_execution_latency_count"):
@@ -136,13 +78,13 @@ async def test_worker_and_intake_metrics_endpoints(client, postgres_server, temp
 
     for text in (worker_text, intake_text):
         assert TEST_KEY not in text and "sk-test" not in text
-        assert url not in text and "Bearer" not in text
+        assert stack.url not in text and "Bearer" not in text
 
     # Structured logs: the intake's line for the start names the signal and its workflow.
-    lines = [json.loads(line) for line in intake.output().splitlines() if line.startswith("{")]
+    lines = [json.loads(line) for line in stack.intake.output().splitlines() if line.startswith("{")]
     started = [entry for entry in lines if entry.get("signal_id") == row.signal_id and "started" in entry["msg"]]
     assert started and started[0]["workflow_id"] == row.workflow_id, lines
-    assert TEST_KEY not in worker.output()
+    assert TEST_KEY not in stack.worker.output()
 
 
 async def _status_is(db, signal_id: str, expected: str):

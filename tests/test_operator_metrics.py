@@ -6,23 +6,17 @@ bridge's declared metrics) export, so a renamed metric cannot leave an alert sil
 
 from __future__ import annotations
 
-import os
 import re
-import uuid
 from pathlib import Path
 
 import asyncpg
 
-from fakes import free_port
-from fakes.llm_proxy import Answer, FakeLlmProxy, Fault, ManageAnswer
+from fakes.llm_proxy import Answer, Fault, ManageAnswer
 from signal_bridge.metrics import COUNTERS, GAUGES
 from signal_bridge.metrics import PREFIX as BRIDGE_PREFIX
-from tests.helpers.monitor import TEST_KEY
+from tests.helpers.metrics import metered_worker_and_intake, scrape, value
 from tests.helpers.positions import candle
-from tests.helpers.processes import project_process
-from tests.helpers.servers import create_database
 from tests.helpers.support import eventually, insert_signal, signal_status
-from tests.test_metrics import scrape, value
 from workflows.monitor.workflow import SignalMonitorWorkflow
 from workflows.position.workflow import PositionManagerWorkflow
 
@@ -30,76 +24,50 @@ ALERTS = Path(__file__).resolve().parent.parent / "deploy" / "prometheus" / "ale
 
 
 async def test_operator_metrics_from_worker_and_intake(client, postgres_server, temporal_address):
-    url = await create_database(postgres_server)
-    db = await asyncpg.connect(url)
-    queue = f"tq-opmetrics-{uuid.uuid4().hex[:8]}"
-    worker_metrics, intake_metrics = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
-    proxy = await FakeLlmProxy(api_key=TEST_KEY).start()
-    base = {
-        **os.environ,
-        "DATABASE_URL": url,
-        "TEMPORAL_ADDRESS": temporal_address,
-        "TEMPORAL_NAMESPACE": "default",
-        "SIGNAL_MONITOR_TASK_QUEUE": queue,
-        "SIGNAL_MONITOR_ANALYSIS_RETRY_INITIAL_SECONDS": "0.2",
-    }
-    worker_env = {
-        **base,
-        "LLM_PROXY_URL": proxy.url,
-        "LLM_PROXY_KEY": TEST_KEY,
-        "SIGNAL_MONITOR_METRICS_ADDRESS": worker_metrics,
-        "SIGNAL_MONITOR_RUNNING_REFRESH_SECONDS": "0.5",
-    }
-    intake_env = {**base, "SIGNAL_MONITOR_METRICS_ADDRESS": intake_metrics, "SIGNAL_MONITOR_INTAKE_SWEEP_SECONDS": "1"}
-    try:
-        async with (
-            project_process(["worker"], worker_env, stop_cleanly=True),
-            project_process(["intake"], intake_env, stop_cleanly=True),
-        ):
-            await eventually(lambda: scrape(intake_metrics), timeout=60, interval=0.3)
-            await eventually(lambda: scrape(worker_metrics), timeout=60, interval=0.3)
-            row = await insert_signal(db, symbol="SOLUSDT", interval="1m", price=100.0)
-            await insert_signal(db, tier="pro")  # left alone: intake_decisions{reason="tier"}
-            proxy.script(
-                row.signal_id, Fault.status(503), Answer.wait(50), Answer.enter(90, entry=100.0, stop_loss=95.0)
-            )
-            proxy.script_position(row.signal_id, ManageAnswer.hold())
-            monitor = client.get_workflow_handle_for(SignalMonitorWorkflow.run, row.workflow_id)
-            await eventually(lambda: _status_is(db, row.signal_id, "monitoring"), timeout=60)
-            await monitor.signal(SignalMonitorWorkflow.candle_closed, candle(row, 1, 99, 101, 98, 100))
-            await eventually(lambda: _status_is(db, row.signal_id, "in_position"), timeout=30)
-            position = client.get_workflow_handle_for(PositionManagerWorkflow.run, f"position-{row.signal_id}")
+    async with metered_worker_and_intake(
+        postgres_server,
+        temporal_address,
+        common={"SIGNAL_MONITOR_ANALYSIS_RETRY_INITIAL_SECONDS": "0.2"},
+        intake={"SIGNAL_MONITOR_INTAKE_SWEEP_SECONDS": "1"},
+    ) as stack:
+        db, proxy = stack.db, stack.proxy
+        row = await insert_signal(db, symbol="SOLUSDT", interval="1m", price=100.0)
+        await insert_signal(db, tier="pro")  # left alone: intake_decisions{reason="tier"}
+        proxy.script(row.signal_id, Fault.status(503), Answer.wait(50), Answer.enter(90, entry=100.0, stop_loss=95.0))
+        proxy.script_position(row.signal_id, ManageAnswer.hold())
+        monitor = client.get_workflow_handle_for(SignalMonitorWorkflow.run, row.workflow_id)
+        await eventually(lambda: _status_is(db, row.signal_id, "monitoring"), timeout=60)
+        await monitor.signal(SignalMonitorWorkflow.candle_closed, candle(row, 1, 99, 101, 98, 100))
+        await eventually(lambda: _status_is(db, row.signal_id, "in_position"), timeout=30)
+        position = client.get_workflow_handle_for(PositionManagerWorkflow.run, f"position-{row.signal_id}")
 
-            async def positions_running():
-                text = await scrape(worker_metrics)
-                assert value(text, "signal_monitor_positions_running", task_queue=queue) == 1
-                assert value(text, "signal_monitor_monitors_running", task_queue=queue) == 0
+        async def positions_running():
+            text = await scrape(stack.worker_metrics)
+            assert value(text, "signal_monitor_positions_running", task_queue=stack.queue) == 1
+            assert value(text, "signal_monitor_monitors_running", task_queue=stack.queue) == 0
 
-            await eventually(positions_running, timeout=30)
-            await position.signal(PositionManagerWorkflow.candle_closed, candle(row, 2, 100, 101, 99, 100.5))
+        await eventually(positions_running, timeout=30)
+        await position.signal(PositionManagerWorkflow.candle_closed, candle(row, 2, 100, 101, 99, 100.5))
 
-            async def managed():
-                text = await scrape(worker_metrics)
-                assert value(text, "signal_monitor_decisions", kind="management", decision="hold") == 1
-                return text
+        async def managed():
+            text = await scrape(stack.worker_metrics)
+            assert value(text, "signal_monitor_decisions", kind="management", decision="hold") == 1
+            return text
 
-            worker_text = await eventually(managed, timeout=30)
+        worker_text = await eventually(managed, timeout=30)
 
-            async def intake_counted():
-                text = await scrape(intake_metrics)
-                assert value(text, "signal_monitor_intake_decisions", reason="started") == 1
-                assert value(text, "signal_monitor_intake_decisions", reason="tier") == 1
-                return text
+        async def intake_counted():
+            text = await scrape(stack.intake_metrics)
+            assert value(text, "signal_monitor_intake_decisions", reason="started") == 1
+            assert value(text, "signal_monitor_intake_decisions", reason="tier") == 1
+            return text
 
-            intake_text = await eventually(intake_counted, timeout=30)
-            stored_tokens = await db.fetchval(
-                """SELECT (SELECT sum(gemini_tokens_used) FROM signal_analyses WHERE signal_id = $1::uuid)
-                        + (SELECT sum(tokens_used) FROM position_management_decisions WHERE signal_id = $1::uuid)""",
-                row.signal_id,
-            )
-    finally:
-        await proxy.stop()
-        await db.close()
+        intake_text = await eventually(intake_counted, timeout=30)
+        stored_tokens = await db.fetchval(
+            """SELECT (SELECT sum(gemini_tokens_used) FROM signal_analyses WHERE signal_id = $1::uuid)
+                    + (SELECT sum(tokens_used) FROM position_management_decisions WHERE signal_id = $1::uuid)""",
+            row.signal_id,
+        )
 
     backend = {"backend": "llm-proxy"}
     assert value(worker_text, "signal_monitor_decisions", kind="analysis", decision="continue", **backend) == 1

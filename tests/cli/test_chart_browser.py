@@ -9,7 +9,8 @@ from pathlib import Path
 
 from cli.chart_render import standalone_html
 from cli.signal_report import chart_model
-from tests.helpers.browser import ARTIFACTS, CHROMIUM_ARGS, UI_TIMEOUT_MS
+from tests.helpers.browser import ARTIFACTS
+from tests.helpers.browser_page import browser_page
 from tests.unit.test_chart_and_history import _closed
 
 # Each drawn annotation's text box, in page pixels.
@@ -20,23 +21,14 @@ BOXES_JS = """() => Array.from(document.querySelectorAll('g.annotation')).map(g 
 
 
 async def test_a_closed_positions_chart_draws_every_label_apart(tmp_path: Path, chromium: str):
-    from playwright.async_api import async_playwright
-
     model = chart_model(_closed(model_name="fake-llm-proxy"))
     html = tmp_path / "chart.html"
     html.write_text(standalone_html(model))
-    ARTIFACTS.mkdir(exist_ok=True)
-    async with async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-        try:
-            page = await browser.new_page(viewport={"width": 1320, "height": 800})
-            page.set_default_timeout(UI_TIMEOUT_MS)
-            await page.goto(html.as_uri())
-            await page.wait_for_selector("g.annotation text")
-            boxes = await page.evaluate(BOXES_JS)
-            await page.screenshot(path=str(ARTIFACTS / "chart-closed-position.png"), full_page=True)
-        finally:
-            await browser.close()
+    async with browser_page(chromium, 1320, 800) as page:
+        await page.goto(html.as_uri())
+        await page.wait_for_selector("g.annotation text")
+        boxes = await page.evaluate(BOXES_JS)
+        await page.screenshot(path=str(ARTIFACTS / "chart-closed-position.png"), full_page=True)
     texts = {b["text"] for b in boxes}
     assert {"entry buy 2304.15", "exit 2299 (stop_loss)", "#0 wait 55%", "signal 2300.5"} <= texts, texts
     assert "stop-loss 2299" in texts and "take-profit 1 2349.1" in texts

@@ -15,7 +15,8 @@ from functools import partial
 from fakes.binance import Clock, FakeBinance
 from fakes.llm_proxy import Answer
 from market.candle import row_to_k
-from tests.helpers.browser import ARTIFACTS, CHROMIUM_ARGS, UI_TIMEOUT_MS
+from tests.helpers.browser import ARTIFACTS
+from tests.helpers.browser_page import browser_page
 from tests.helpers.monitor import monitor_stack
 from tests.helpers.processes import command_env, signal_monitor
 from tests.helpers.support import eventually, insert_signal, signal_status
@@ -51,7 +52,7 @@ async def _closes_after(fake: FakeBinance, symbol: str, after_ms: int, n: int) -
 async def test_add_signal_history_status_and_chart_in_a_browser(
     client, database_url, db, temporal_address, chromium, tmp_path
 ):
-    from playwright.async_api import async_playwright, expect
+    from playwright.async_api import expect
 
     clock = Clock(60, int(time.time() * 1000) - 30 * 60_000, follow_wall_clock=True)
     async with FakeBinance(auto_series=True, clock=clock) as fake, monitor_stack(client, database_url) as m:
@@ -137,26 +138,17 @@ async def test_add_signal_history_status_and_chart_in_a_browser(
             "SELECT average_price FROM orders WHERE signal_id = $1 AND metadata->>'kind' = 'entry'", signal_id
         )
 
-    ARTIFACTS.mkdir(exist_ok=True)
-    async with async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-        try:
-            page = await browser.new_page(viewport={"width": 1500, "height": 900})
-            page.set_default_timeout(UI_TIMEOUT_MS)
-            # expect() keeps its own 5 s default, not the page's: a busy machine renders slower.
-            expect.set_options(timeout=UI_TIMEOUT_MS)
-            await page.goto(out.as_uri())
-            for text in ("#0 wait 55%", "#1 enter_trade 78%", "#2 enter_trade 97%"):
-                await expect(page.get_by_text(text, exact=True).first).to_be_visible()
-            for prefix in ("entry ", "stop-loss ", "take-profit 1 "):
-                await expect(page.get_by_text(re.compile("^" + re.escape(prefix) + r"[0-9.]+$")).first).to_be_visible()
-            if filled is not None:
-                await expect(page.get_by_text(f"entry buy {filled.normalize()}", exact=True).first).to_be_visible()
-            # Candles drawn: plotly's candlestick boxes are SVG paths in the "trace boxes" layer.
-            assert await page.locator("g.trace.boxes path").count() > 0
-            await page.screenshot(path=str(ARTIFACTS / "signal-chart.png"), full_page=True)
-        finally:
-            await browser.close()
+    async with browser_page(chromium, 1500, 900) as page:
+        await page.goto(out.as_uri())
+        for text in ("#0 wait 55%", "#1 enter_trade 78%", "#2 enter_trade 97%"):
+            await expect(page.get_by_text(text, exact=True).first).to_be_visible()
+        for prefix in ("entry ", "stop-loss ", "take-profit 1 "):
+            await expect(page.get_by_text(re.compile("^" + re.escape(prefix) + r"[0-9.]+$")).first).to_be_visible()
+        if filled is not None:
+            await expect(page.get_by_text(f"entry buy {filled.normalize()}", exact=True).first).to_be_visible()
+        # Candles drawn: plotly's candlestick boxes are SVG paths in the "trace boxes" layer.
+        assert await page.locator("g.trace.boxes path").count() > 0
+        await page.screenshot(path=str(ARTIFACTS / "signal-chart.png"), full_page=True)
 
 
 async def test_start_refuses_a_missing_signal_and_restarts_a_failed_one_with_again(

@@ -15,6 +15,7 @@ import asyncpg
 from temporalio.client import Client, WorkflowHandle
 
 from market.intervals import interval_ms
+from tests.helpers.blocking import in_open_transaction
 from tests.helpers.monitor import RECORD_HISTORIES_ENV
 from tests.helpers.support import SignalRow, insert_signal
 from workflows.position.models import PositionManagerInput, PositionResult, PositionView
@@ -144,12 +145,10 @@ async def hold_decision_key(blocker: asyncpg.Connection, row: SignalRow, k: dict
     """In a transaction of `blocker`'s, insert the decision row the position is about to write for
     close `k`: its insert then waits inside its own transaction on the unique key. Returns the
     transaction (roll it back, or end the connection, to let the write go on)."""
-    tx = blocker.transaction()
-    await tx.start()
-    await blocker.execute(
+    return await in_open_transaction(
+        blocker,
         "INSERT INTO position_management_decisions (position_id, action, candle_open_time) "
         "VALUES ($1, 'hold', to_timestamp($2 / 1000.0))",
         f"paper-{row.signal_id}",
         k["t"],
     )
-    return tx

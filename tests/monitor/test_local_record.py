@@ -9,11 +9,11 @@ import contextlib
 import uuid
 from collections.abc import AsyncIterator
 
-import asyncpg
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHandle
 
 from fakes.llm_proxy import Answer, always
+from tests.helpers.blocking import cancel_while_the_write_waits, in_open_transaction
 from tests.helpers.monitor import analysed, monitor_stack
 from tests.helpers.support import (
     SignalRow,
@@ -21,9 +21,7 @@ from tests.helpers.support import (
     eventually,
     heartbeat_tasks,
     insert_signal,
-    is_cancelled,
     kline,
-    local_write_waits,
     settled_events,
     signal_status,
 )
@@ -43,21 +41,14 @@ async def _waiting_monitor(client, database_url: str, row: SignalRow) -> AsyncIt
 async def test_cancel_while_the_local_record_waits_on_the_database(client, database_url, db):
     row = await insert_signal(db, interval="1m")
     async with _waiting_monitor(client, database_url, row) as handle:
-        blocker = await asyncpg.connect(database_url)
-        try:
-            tx = blocker.transaction()
-            await tx.start()
-            # record_analysis takes the signal's row FOR UPDATE inside its transaction.
-            await blocker.execute("SELECT 1 FROM signals WHERE id = $1 FOR UPDATE", uuid.UUID(row.signal_id))
-            await handle.signal(SignalMonitorWorkflow.candle_closed, kline(row, 1))
-
-            await eventually(lambda: local_write_waits(handle, blocker), timeout=30)
-            await handle.cancel()
-            await tx.rollback()
-        finally:
-            await blocker.close()
-
-        await eventually(lambda: is_cancelled(handle), timeout=60)
+        # record_analysis takes the signal's row FOR UPDATE inside its transaction.
+        lock = "SELECT 1 FROM signals WHERE id = $1 FOR UPDATE"
+        await cancel_while_the_write_waits(
+            handle,
+            database_url,
+            lambda blocker: in_open_transaction(blocker, lock, uuid.UUID(row.signal_id)),
+            lambda: handle.signal(SignalMonitorWorkflow.candle_closed, kline(row, 1)),
+        )
     assert await signal_status(db, row.signal_id) == "cancelled"
     # A cancel reaches the workflow once the write has ended (the write holds the workflow task;
     # new events arrive at its next heartbeat): the write may have finished first, never twice.

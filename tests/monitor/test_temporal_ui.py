@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from tests.helpers.browser import ARTIFACTS, CHROMIUM_ARGS, UI_TIMEOUT_MS
+from tests.helpers.browser import ARTIFACTS
+from tests.helpers.browser_page import browser_page
 from tests.helpers.monitor import monitor_stack
 from tests.helpers.support import eventually, insert_signal, kline
 from workflows.monitor.workflow import SignalMonitorWorkflow
@@ -16,7 +17,7 @@ from workflows.monitor.workflow import SignalMonitorWorkflow
 async def test_history_shows_analysis_summaries_and_search_attributes(
     client, database_url, db, temporal_ui_url, chromium
 ):
-    from playwright.async_api import async_playwright, expect
+    from playwright.async_api import expect
 
     row = await insert_signal(db, symbol="ADAUSDT", interval="5m")
     async with monitor_stack(client, database_url) as m:
@@ -38,36 +39,27 @@ async def test_history_shows_analysis_summaries_and_search_attributes(
     start, end = (datetime.fromtimestamp(ms / 1000, tz=UTC) for ms in (candle, candle + 300_000))
     candle_utc = f"{start.strftime('%Y-%m-%d %H:%M')}–{end.strftime('%H:%M')} UTC"
     summaries = ["analysis #0 · candle signal", f"analysis #1 · candle {candle_utc}"]
-    ARTIFACTS.mkdir(exist_ok=True)
     url = f"{temporal_ui_url}/namespaces/default/workflows/{row.workflow_id}/{run_id}/history"
-    async with async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-        try:
-            page = await browser.new_page(viewport={"width": 1600, "height": 1400})
-            page.set_default_timeout(UI_TIMEOUT_MS)
-            # expect() keeps its own 5 s default, not the page's: a busy machine renders slower.
-            expect.set_options(timeout=UI_TIMEOUT_MS)
-            await page.goto(url)
-            # A single-page app: wait for the rendered history, not for the load event.
-            await expect(page.get_by_text(row.workflow_id, exact=True).first).to_be_visible()
-            for summary in summaries:
-                await expect(page.get_by_text(summary, exact=True).first).to_be_visible()
-            for summary in ("record analysis #0 · candle signal · continue", "load signal and trader"):
-                await expect(page.get_by_text(summary, exact=True).first).to_be_visible()
-            await expect(page.get_by_text("analyze_signal", exact=True).first).to_be_visible()
-            await page.screenshot(path=str(ARTIFACTS / "temporal-ui-history.png"), full_page=True)
+    async with browser_page(chromium, 1600, 1400) as page:
+        await page.goto(url)
+        # A single-page app: wait for the rendered history, not for the load event.
+        await expect(page.get_by_text(row.workflow_id, exact=True).first).to_be_visible()
+        for summary in summaries:
+            await expect(page.get_by_text(summary, exact=True).first).to_be_visible()
+        for summary in ("record analysis #0 · candle signal · continue", "load signal and trader"):
+            await expect(page.get_by_text(summary, exact=True).first).to_be_visible()
+        await expect(page.get_by_text("analyze_signal", exact=True).first).to_be_visible()
+        await page.screenshot(path=str(ARTIFACTS / "temporal-ui-history.png"), full_page=True)
 
-            await page.get_by_role("tab", name="Search Attributes").click()
-            await page.wait_for_url("**/search-attributes")
-            expected = {
-                "SignalSymbol": '"ADAUSDT"',
-                "SignalInterval": '"5m"',
-                "TraderId": f'"{row.trader_id}"',
-                "MonitorStatus": '"monitoring"',
-                "Reanalyses": "1",
-            }
-            for key, value in expected.items():
-                await expect(page.get_by_text(f'"{key}": {value}').first).to_be_visible()
-            await page.screenshot(path=str(ARTIFACTS / "temporal-ui-search-attributes.png"), full_page=True)
-        finally:
-            await browser.close()
+        await page.get_by_role("tab", name="Search Attributes").click()
+        await page.wait_for_url("**/search-attributes")
+        expected = {
+            "SignalSymbol": '"ADAUSDT"',
+            "SignalInterval": '"5m"',
+            "TraderId": f'"{row.trader_id}"',
+            "MonitorStatus": '"monitoring"',
+            "Reanalyses": "1",
+        }
+        for key, value in expected.items():
+            await expect(page.get_by_text(f'"{key}": {value}').first).to_be_visible()
+        await page.screenshot(path=str(ARTIFACTS / "temporal-ui-search-attributes.png"), full_page=True)

@@ -16,6 +16,7 @@ import asyncpg
 import pytest
 
 from fakes.llm_proxy import FakeLlmProxy, ManageAnswer
+from tests.helpers.blocking import in_open_transaction
 from tests.helpers.monitor import TEST_KEY, monitor_stack
 from tests.helpers.positions import (
     candle,
@@ -128,9 +129,8 @@ async def test_worker_killed_during_an_order_places_it_exactly_once(client, temp
             async with worker_process(env) as first:
                 handle = await start_position(client, row, queue, entry_price=D(100))
                 await eventually(lambda: _processed(handle, 0), timeout=30)
-                tx = blocker.transaction()
-                await tx.start()
-                await blocker.execute(
+                tx = await in_open_transaction(
+                    blocker,
                     "INSERT INTO orders (id, signal_id, user_id, symbol, side, type, status, quantity) "
                     "VALUES ($1, $2, $3, 'BTCUSDT', 'sell', 'market', 'pending', 0)",
                     f"paper-{row.signal_id}:{k['t']}:close",

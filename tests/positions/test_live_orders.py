@@ -8,13 +8,22 @@ from collections.abc import AsyncIterator
 from decimal import Decimal as D
 
 from fakes.llm_proxy import FakeLlmProxy, ManageAnswer
-from tests.helpers.live import API_KEY, exchange_view, live_exchange, make_live
+from tests.helpers.live import API_KEY, LiveAccount, exchange_view, live_exchange, make_live
 from tests.helpers.monitor import TEST_KEY, make_settings, monitor_stack
 from tests.helpers.positions import candle, entered_signal, position_rows, result_of, start_position, view
-from tests.helpers.support import async_update, eventually, signal_status
+from tests.helpers.support import SignalRow, async_update, eventually, signal_status
 from workers.worker import running_worker
 from workflows.position.inputs import StopLossRequest
 from workflows.position.workflow import PositionManagerWorkflow
+
+
+@contextlib.asynccontextmanager
+async def _live_signal(db, take_profit: float) -> AsyncIterator[tuple[SignalRow, LiveAccount]]:
+    """An entered long (stop 95, one target) whose trader trades live on a fresh exchange account."""
+    row = await entered_signal(db, stop_loss=95.0, take_profits=[take_profit])
+    async with live_exchange() as account:
+        await make_live(db, row, account)
+        yield row, account
 
 
 async def _open(handle):
@@ -24,9 +33,7 @@ async def _open(handle):
 
 
 async def test_live_position_life_stop_moved_then_filled_on_the_exchange(client, database_url, db):
-    row = await entered_signal(db, stop_loss=95.0, take_profits=[110.0])
-    async with live_exchange() as account:
-        await make_live(db, row, account)
+    async with _live_signal(db, take_profit=110.0) as (row, account):
         async with monitor_stack(client, database_url, **account.settings()) as m:
             handle = await start_position(client, row, m.task_queue, entry_price=D(100))
             opened = await eventually(lambda: _open(handle))
@@ -79,9 +86,7 @@ async def test_live_position_life_stop_moved_then_filled_on_the_exchange(client,
 
 
 async def test_stop_filled_while_every_worker_is_down_closes_at_its_real_fill(client, database_url, db):
-    row = await entered_signal(db, stop_loss=95.0, take_profits=[120.0])
-    async with live_exchange() as account:
-        await make_live(db, row, account)
+    async with _live_signal(db, take_profit=120.0) as (row, account):
         async with monitor_stack(client, database_url, **account.settings()) as m:
             handle = await start_position(client, row, m.task_queue, entry_price=D(100))
             await eventually(lambda: _open(handle))
@@ -109,9 +114,7 @@ async def test_stop_filled_while_every_worker_is_down_closes_at_its_real_fill(cl
 
 
 async def test_a_cancelled_stop_is_put_back_and_a_hand_sale_ends_the_position(client, database_url, db):
-    row = await entered_signal(db, stop_loss=95.0, take_profits=[120.0])
-    async with live_exchange() as account:
-        await make_live(db, row, account)
+    async with _live_signal(db, take_profit=120.0) as (row, account):
         ex = account.exchange
         async with monitor_stack(client, database_url, **account.settings()) as m:
             m.proxy.script_position(row.signal_id, *([ManageAnswer.hold()] * 3))

@@ -10,17 +10,15 @@ from __future__ import annotations
 import json
 from decimal import Decimal as D
 
-import asyncpg
 from temporalio.api.enums.v1 import EventType
 
 from fakes.llm_proxy import ManageAnswer
+from tests.helpers.blocking import cancel_while_the_write_waits
 from tests.helpers.monitor import monitor_stack
 from tests.helpers.positions import candle, entered_signal, hold_decision_key, position_rows, start_position, view
 from tests.helpers.support import (
     eventually,
     heartbeat_tasks,
-    is_cancelled,
-    local_write_waits,
     settled_events,
     signal_status,
 )
@@ -75,17 +73,13 @@ async def test_cancel_while_the_local_record_waits_on_the_database(client, datab
         m.proxy.manage_default = lambda params: ManageAnswer.hold()
         handle = await start_position(client, row, m.task_queue, entry_price=D(100))
         await eventually(lambda: _processed(handle, 0))
-        blocker = await asyncpg.connect(database_url)
-        try:
-            k = candle(row, 1, 100, 101, 99, 100)
-            tx = await hold_decision_key(blocker, row, k)
-            await handle.signal(PositionManagerWorkflow.candle_closed, k)
-            await eventually(lambda: local_write_waits(handle, blocker), timeout=30)
-            await handle.cancel()
-            await tx.rollback()
-        finally:
-            await blocker.close()
-        await eventually(lambda: is_cancelled(handle), timeout=60)
+        k = candle(row, 1, 100, 101, 99, 100)
+        await cancel_while_the_write_waits(
+            handle,
+            database_url,
+            lambda blocker: hold_decision_key(blocker, row, k),
+            lambda: handle.signal(PositionManagerWorkflow.candle_closed, k),
+        )
     # Left as it is: open, the entry its only order, the signal still in_position.
     rows = await position_rows(db, row.signal_id)
     assert rows["positions"][0]["status"] == "open" and len(rows["orders"]) == 1
