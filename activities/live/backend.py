@@ -10,6 +10,7 @@ hit while nobody watched) is taken from the exchange's fills."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
 import time
@@ -26,10 +27,11 @@ from temporalio.exceptions import ApplicationError
 from activities.live.accounts import Credentials
 from activities.live.client import base_url, new_client
 from activities.live.client_ids import client_order_id, protective_key
+from activities.live.errors import Classified
 from activities.live.fills import Execution, aggregate
 from activities.live.filters import SymbolRules
 from activities.live.limits import RiskLimits, refusal
-from activities.live.venue import OrderSpec, Venue, VenueError
+from activities.live.venue import OcoSpec, OrderSpec, Venue, VenueError
 from workflows.common import names
 from workflows.position.models import (
     Fill,
@@ -325,13 +327,20 @@ class LiveExecution:
                         uuid.UUID(input.signal_id),
                         input.stop_loss,
                         [str(t) for t in input.take_profits],
-                        {"entry_order": cid, "key": input.key, "base": rules.base, "quote": rules.quote},
+                        {
+                            "entry_order": cid,
+                            "key": input.key,
+                            "base": rules.base,
+                            "quote": rules.quote,
+                            "exchange_target": _text(input.exchange_target),
+                        },
                     )
                 )
                 opened = await conn.fetchval("SELECT created_at FROM positions WHERE id = $1", position_id)
             if input.stop_loss is not None:
                 await self._protect(venue, account_id, input.user_id, input.signal_id, position_id,
-                                    protective_key(input.key, "0"), input.stop_loss, rules)  # fmt: skip
+                                    protective_key(input.key, "0"), input.stop_loss, rules,
+                                    target=input.exchange_target)  # fmt: skip
             log.info("live position %s opened: %s %s at %s (order %s)", position_id, held, input.symbol,
                      ex.average_price, cid)  # fmt: skip
             fill = Fill(
@@ -407,10 +416,12 @@ class LiveExecution:
     # ---- the resting stop --------------------------------------------------------------------
     async def _protect(
         self, venue: Venue, account_id: str, user_id: str, signal_id: str, position_id: str, key: str,
-        stop: Decimal, rules: SymbolRules, replace: str | None = None,
+        stop: Decimal, rules: SymbolRules, replace: str | None = None, target: Decimal | None = None,
     ) -> str | None:  # fmt: skip
-        """Put the stop-loss on the exchange (a stop-limit sell of what the position holds);
-        `replace`: the client id of the resting one to cancel-replace. Returns the resting id."""
+        """Put the stop-loss on the exchange (a stop-limit sell of what the position holds), with
+        `target` as one OCO when given; `replace`: the client id of a resting plain stop to
+        cancel-replace. Returns the resting (stop leg's) id. A stop the exchange says would trigger
+        immediately is an emergency exit: sold at market at once (`_emergency_exit`)."""
         pos = await self._pool.fetchrow("SELECT contracts, status FROM positions WHERE id = $1", position_id)
         if pos is None or pos["status"] != "open":
             return None
@@ -421,12 +432,25 @@ class LiveExecution:
         if rules.refusal(qty, limit) is not None:
             log.warning("position %s: %s too small to protect on the exchange", position_id, qty)
             return None
+        if target is not None and replace is None:
+            alone = client_order_id(f"{key}:alone")
+            alone_row = await self._pool.fetchval("SELECT status FROM orders WHERE id = $1", alone)
+            if alone_row is None or alone_row == "rejected":
+                placed = await self._protect_oco(venue, account_id, user_id, signal_id, position_id, key, spec,
+                                                 target, rules)  # fmt: skip
+                if placed != "target_reached":
+                    return placed
+            # The target is already at or under the market: the stop rests alone, under its own id
+            # (the candle's target rule sells at the close).
+            cid = alone
+            spec = OrderSpec(cid, rules.symbol, "SELL", "STOP_LOSS_LIMIT", qty, price=limit, stop_price=stop_price)
 
         async def record(sent_at: float) -> None:
             async with self._pool.acquire() as conn:
                 await self._pending(conn, cid, user_id, signal_id, account_id, spec, "stop_loss", key,
                                     position_id, sent_at, {"protective": True})  # fmt: skip
 
+        refused: str | None = None
         try:
             if replace is not None and await venue.lookup(rules.symbol, cid) is None:
                 await record(time.time())
@@ -438,8 +462,13 @@ class LiveExecution:
                     if err.classified.code == -2021:
                         # Cancelled, but the new stop was refused (e.g. it would trigger at once).
                         await self._complete_raw(venue, rules, replace, await venue.lookup(rules.symbol, replace))
-                        await self._reject(cid, f"cancel-replace: new stop refused: {err.classified.reason}")
-                        return None
+                        raise VenueError(
+                            Classified(
+                                "would_trigger" if "would trigger" in err.classified.reason.lower() else "refused",
+                                -2021,
+                                f"cancel-replace: new stop refused: {err.classified.reason}",
+                            )
+                        ) from None
                     if err.classified.code != -2022:
                         raise
                     old = await venue.lookup(rules.symbol, replace)
@@ -456,14 +485,16 @@ class LiveExecution:
         except VenueError as err:
             if err.kind not in ("would_trigger", "refused"):
                 self._raise(err, "protect position")
-            await self._reject(cid, err.classified.reason)
-            log.warning("position %s: stop %s not placed: %s", position_id, stop_price, err.classified.reason)
-            return None
+            refused = err.classified.reason
         except ApplicationError as err:
             if err.type != EXCHANGE_REFUSED:
                 raise
-            await self._reject(cid, err.message)
-            log.warning("position %s: stop %s not placed: %s", position_id, stop_price, err.message)
+            refused = err.message
+        if refused is not None:
+            await self._reject(cid, refused)
+            log.warning("position %s: stop %s not placed: %s", position_id, stop_price, refused)
+            if "would trigger" in refused.lower():
+                await self._emergency_exit(venue, account_id, user_id, signal_id, position_id, key, stop_price, rules)
             return None
         async with self._pool.acquire() as conn, conn.transaction():
             await self._complete(conn, cid, order, aggregate([]), rules, {"stop_price": str(stop_price)})
@@ -471,6 +502,106 @@ class LiveExecution:
                 "UPDATE positions SET protective_order_id = $2, updated_at = now() WHERE id = $1", position_id, cid
             )
         return cid
+
+    async def _protect_oco(
+        self, venue: Venue, account_id: str, user_id: str, signal_id: str, position_id: str, key: str,
+        stop: OrderSpec, target: Decimal, rules: SymbolRules,
+    ) -> str | None:  # fmt: skip
+        """Stop and target as one OCO (every leg's client id derived from this revision's key).
+        Returns the stop leg's id, None when nothing rests, or "target_reached" when the exchange
+        refused the target leg because the market is already there."""
+        target_price = rules.round_price(target, up=True)
+        oco = OcoSpec(
+            stop=stop,
+            target=OrderSpec(
+                client_order_id(f"{key}:tp"), rules.symbol, "SELL", "LIMIT_MAKER", stop.quantity, price=target_price
+            ),
+            list_client_id=client_order_id(f"{key}:list"),
+        )
+        if rules.refusal(stop.quantity, target_price) is not None:
+            return "target_reached"
+        legs = {"oco_list": oco.list_client_id, "oco_stop": stop.client_id, "oco_target": oco.target.client_id}
+
+        async def record(sent_at: float) -> None:
+            async with self._pool.acquire() as conn, conn.transaction():
+                await self._pending(conn, stop.client_id, user_id, signal_id, account_id, stop, "stop_loss", key,
+                                    position_id, sent_at, {"protective": True, **legs})  # fmt: skip
+                await self._pending(conn, oco.target.client_id, user_id, signal_id, account_id, oco.target,
+                                    "take_profit", f"{key}:tp", position_id, sent_at,
+                                    {"protective": True, **legs})  # fmt: skip
+
+        row = await self._pool.fetchrow("SELECT status, metadata FROM orders WHERE id = $1", stop.client_id)
+        try:
+            if row is not None and row["status"] == "pending":
+                sent_at = float((row["metadata"] or {}).get("sent_at") or 0)
+                await asyncio.sleep(max(0.0, venue.window_passed_at(sent_at) - time.time()))
+            stop_leg, target_leg = await venue.place_oco_once(oco, record, never_sent=row is None)
+        except VenueError as err:
+            if err.kind not in ("would_trigger", "refused"):
+                self._raise(err, "protect position")
+            reason = err.classified.reason
+            for cid in (stop.client_id, oco.target.client_id):
+                await self._reject(cid, f"OCO refused: {reason}")
+            if "immediately match" in reason.lower():
+                return "target_reached"
+            log.warning("position %s: OCO not placed: %s", position_id, reason)
+            if "would trigger" in reason.lower():
+                await self._emergency_exit(venue, account_id, user_id, signal_id, position_id, key,
+                                           stop.stop_price or ZERO, rules)  # fmt: skip
+            return None
+        async with self._pool.acquire() as conn, conn.transaction():
+            await self._complete(conn, stop.client_id, stop_leg, aggregate([]), rules,
+                                 {"stop_price": str(stop.stop_price)})  # fmt: skip
+            await self._complete(conn, oco.target.client_id, target_leg, aggregate([]), rules,
+                                 {"target_price": str(target_price)})  # fmt: skip
+            await conn.execute(
+                "UPDATE positions SET protective_order_id = $2, updated_at = now() WHERE id = $1",
+                position_id,
+                stop.client_id,
+            )
+        return stop.client_id
+
+    async def _emergency_exit(
+        self, venue: Venue, account_id: str, user_id: str, signal_id: str, position_id: str, key: str,
+        stop_price: Decimal, rules: SymbolRules,
+    ) -> None:  # fmt: skip
+        """The stop cannot rest because the market is already through it: sell everything at market
+        now (as Freqtrade's emergency exit does), once: its client id is derived from the stop
+        revision's key. The workflow books it at its next reconcile (the position row is closed
+        with the reason, the sell's row marked as the closing one)."""
+        pos = await self._pool.fetchrow("SELECT * FROM positions WHERE id = $1", position_id)
+        if pos is None or pos["status"] != "open":
+            return
+        ekey = f"{key}:emergency"
+        spec = OrderSpec(client_order_id(ekey), rules.symbol, "SELL", "MARKET", rules.floor_qty(pos["contracts"]))
+        reason = f"emergency exit: the stop {stop_price:f} would trigger immediately (sold at market)"
+
+        async def record(sent_at: float) -> None:
+            async with self._pool.acquire() as conn:
+                await self._pending(conn, spec.client_id, user_id, signal_id, account_id, spec, "stop_loss", ekey,
+                                    position_id, sent_at, {"emergency": True})  # fmt: skip
+
+        try:
+            order, ex = await self._place(venue, spec, record, "emergency exit")
+        except ApplicationError as err:
+            if err.type != EXCHANGE_REFUSED:
+                raise
+            # Refused (e.g. the coins are gone): the candle's stop rule and the reconcile decide.
+            log.warning("position %s: emergency exit refused: %s", position_id, err.message)
+            return
+        await self._book_exit(pos, spec.client_id, order, ex, rules, "stop_loss", True, reason, inserted=True)
+        log.warning("position %s: %s, %s at %s", position_id, reason, ex.executed, ex.average_price)
+
+    async def _set_resting(self, position_id: str, cid: str | None) -> None:
+        await self._pool.execute(
+            "UPDATE positions SET protective_order_id = $2, updated_at = now() WHERE id = $1", position_id, cid
+        )
+
+    async def _oco_target_of(self, cid: str) -> str | None:
+        """The target leg's client id when the resting stop `cid` is an OCO's stop leg."""
+        meta = await self._pool.fetchval("SELECT metadata FROM orders WHERE id = $1", cid)
+        target = (meta or {}).get("oco_target") if (meta or {}).get("oco_stop") == cid else None
+        return str(target) if target else None
 
     async def _complete_raw(self, venue: Venue, rules: SymbolRules, cid: str, order: dict | None) -> None:
         if order is not None:
@@ -496,7 +627,23 @@ class LiveExecution:
         try:
             rules = await self._rules(venue, pos["symbol"], "modify position")
             resting = pos["protective_order_id"]
-            if input.stop_loss is not None and (input.stop_loss != pos["stop_loss"] or resting is None):
+            target = input.exchange_target if input.stop_loss is not None else None
+            rested_target = (pos["metadata"] or {}).get("exchange_target")
+            oco = resting is not None and await self._oco_target_of(resting) is not None
+            target_moved = _text(target) != rested_target
+            if oco or target is not None:
+                # An OCO is not replaced in place: cancel the list, then a new one (new client ids).
+                if resting is not None and (input.stop_loss != pos["stop_loss"] or target_moved):
+                    if await self._cancel_resting(venue, rules, resting) is not None:
+                        return True  # a leg filled meanwhile: the next reconcile books that exit
+                    await self._set_resting(input.position_id, None)
+                    resting = None
+                if input.stop_loss is not None and resting is None:
+                    resting = await self._protect(
+                        venue, account_id, str(pos["user_id"]), str(pos["signal_id"]), input.position_id,
+                        protective_key(input.key, "m"), input.stop_loss, rules, target=target,
+                    )  # fmt: skip
+            elif input.stop_loss is not None and (input.stop_loss != pos["stop_loss"] or resting is None):
                 resting = await self._protect(
                     venue, account_id, str(pos["user_id"]), str(pos["signal_id"]), input.position_id,
                     protective_key(input.key, "m"), input.stop_loss, rules, replace=resting,
@@ -504,6 +651,12 @@ class LiveExecution:
             elif input.stop_loss is None and resting is not None:
                 await self._cancel_resting(venue, rules, resting)
                 resting = None
+            await self._pool.execute(
+                "UPDATE positions SET metadata = metadata || jsonb_build_object('exchange_target', $2::text) "
+                "WHERE id = $1",
+                input.position_id,
+                _text(target),
+            )
             await self._pool.execute(
                 """UPDATE positions SET stop_loss = $2, take_profit = $3, protective_order_id = $4, updated_at = now()
                    WHERE id = $1 AND status = 'open'""",
@@ -517,19 +670,26 @@ class LiveExecution:
             await self._release(account_id, venue)
 
     async def _cancel_resting(self, venue: Venue, rules: SymbolRules, cid: str) -> dict | None:
-        """Cancel the resting stop; returns the order when it had filled instead (an exchange-side exit)."""
+        """Cancel what rests (a plain stop, or the whole OCO: cancelling one leg cancels the list);
+        returns the leg that had filled instead (an exchange-side exit), if any."""
+        target = await self._oco_target_of(cid)
         try:
             cancelled = await venue.cancel(rules.symbol, cid)
             order = cancelled if cancelled is not None else await venue.lookup(rules.symbol, cid)
+            other = await venue.lookup(rules.symbol, target) if target is not None else None
         except VenueError as err:
             self._raise(err, "cancel resting order")
             raise
-        if order is None:
-            return None
-        ex = await self._execution(venue, rules.symbol, order)
-        async with self._pool.acquire() as conn:
-            await self._complete(conn, cid, order, ex, rules, {})
-        return order if order.get("status") == "FILLED" else None
+        filled: dict | None = None
+        for leg_cid, leg in ((cid, order), (target, other)):
+            if leg is None or leg_cid is None:
+                continue
+            ex = await self._execution(venue, rules.symbol, leg)
+            async with self._pool.acquire() as conn:
+                await self._complete(conn, leg_cid, leg, ex, rules, {})
+            if leg.get("status") == "FILLED":
+                filled = leg
+        return filled
 
     # ---- reduce / close ---------------------------------------------------------------------------
     async def exit(self, input: OrderInput) -> Fill:
@@ -604,7 +764,8 @@ class LiveExecution:
                                          short_reason or input.close_reason, inserted=True)  # fmt: skip
             if not closing and pos["stop_loss"] is not None:
                 await self._protect(venue, account_id, input.user_id, input.signal_id, input.position_id,
-                                    protective_key(input.key, "after"), pos["stop_loss"], rules)  # fmt: skip
+                                    protective_key(input.key, "after"), pos["stop_loss"], rules,
+                                    target=_target_of(pos))  # fmt: skip
             return fill
         finally:
             await self._release(account_id, venue)
@@ -657,8 +818,17 @@ class LiveExecution:
         ex = await self._execution(venue, rules.symbol, order)
         cid = str(order.get("clientOrderId"))
         kind = _exit_kind(order)
-        return await self._book_exit(pos, cid, order, ex, rules, kind, True, f"{kind} filled on the exchange",
+        fill = await self._book_exit(pos, cid, order, ex, rules, kind, True, f"{kind} filled on the exchange",
                                      inserted=True)  # fmt: skip
+        # An OCO's other leg was expired by the exchange: its row says so too.
+        meta = await self._pool.fetchval("SELECT metadata FROM orders WHERE id = $1", cid) or {}
+        other = meta.get("oco_target") if meta.get("oco_stop") == cid else meta.get("oco_stop")
+        if other and other != cid:
+            try:
+                await self._complete_raw(venue, rules, str(other), await venue.lookup(rules.symbol, str(other)))
+            except VenueError as err:
+                log.warning("position %s: OCO leg %s not read: %s", pos["id"], other, err.classified.reason)
+        return fill
 
     async def _end_without_order(
         self, input: OrderInput, pos: Any, spec: OrderSpec, account_id: str, reason: str
@@ -710,6 +880,22 @@ class LiveExecution:
                 raise
             if resting is not None and resting.get("status") == "FILLED":
                 return Reconciled(fill=await self._exchange_exit(venue, rules, pos, resting))
+            target_cid = await self._oco_target_of(pos["protective_order_id"]) if resting is not None else None
+            if (
+                target_cid is not None
+                and resting is not None
+                and resting.get("status") not in ("NEW", "PARTIALLY_FILLED")
+            ):
+                # The stop leg expired: its OCO's target may have filled (the exchange expires the other leg).
+                try:
+                    target = await venue.lookup(rules.symbol, target_cid)
+                except VenueError as err:
+                    self._raise(err, "reconcile position")
+                    raise
+                if target is not None and target.get("status") == "FILLED":
+                    await self._complete_raw(venue, rules, pos["protective_order_id"], resting)
+                    return Reconciled(fill=await self._exchange_exit(venue, rules, pos, target))
+                await self._complete_raw(venue, rules, target_cid, target)
             try:
                 free, locked = await venue.balance(rules.base)
             except VenueError as err:
@@ -740,11 +926,31 @@ class LiveExecution:
             # Cancelled or expired by the exchange, or never placed: put the stop back.
             placed = await self._protect(
                 venue, account_id, str(pos["user_id"]), str(pos["signal_id"]), input.position_id,
-                protective_key(input.key, "back"), pos["stop_loss"], rules,
+                protective_key(input.key, "back"), pos["stop_loss"], rules, target=_target_of(pos),
             )  # fmt: skip
+            if placed is None:
+                # The stop could not rest because the market is through it: the emergency exit
+                # just made is this close's exit.
+                closing = await self._pool.fetchrow(
+                    "SELECT * FROM orders WHERE metadata ->> 'position_id' = $1 "
+                    "AND metadata ->> 'closed_position' = 'true' AND filled > 0",
+                    input.position_id,
+                )
+                if closing is not None:
+                    return Reconciled(fill=_fill_of(closing, "stop_loss", inserted=True))
             return Reconciled(protected=placed is not None)
         finally:
             await self._release(account_id, venue)
+
+
+def _text(value: Decimal | None) -> str | None:
+    return None if value is None else f"{value:f}"
+
+
+def _target_of(pos: Any) -> Decimal | None:
+    """The target resting beside the stop (as one OCO) for this position, if any."""
+    target = (pos["metadata"] or {}).get("exchange_target")
+    return Decimal(target) if target else None
 
 
 def _kind_of(row: Any) -> str:

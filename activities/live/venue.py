@@ -62,6 +62,35 @@ class OrderSpec:
         return p
 
 
+@dataclass(frozen=True)
+class OcoSpec:
+    """A sell OCO protecting a long: the target above (`LIMIT_MAKER`) and the stop below
+    (`STOP_LOSS_LIMIT`), one quantity; when one leg fills or triggers the exchange expires the other.
+    The stop leg's client id stands for the list (it is looked up, cancelled and recorded by it)."""
+
+    stop: OrderSpec
+    target: OrderSpec
+    list_client_id: str
+
+    def params(self) -> dict[str, str]:
+        assert self.stop.price is not None and self.stop.stop_price is not None and self.target.price is not None
+        return {
+            "symbol": self.stop.symbol,
+            "side": "SELL",
+            "quantity": f"{self.stop.quantity:f}",
+            "listClientOrderId": self.list_client_id,
+            "aboveType": "LIMIT_MAKER",
+            "abovePrice": f"{self.target.price:f}",
+            "aboveClientOrderId": self.target.client_id,
+            "belowType": "STOP_LOSS_LIMIT",
+            "belowStopPrice": f"{self.stop.stop_price:f}",
+            "belowPrice": f"{self.stop.price:f}",
+            "belowTimeInForce": "GTC",
+            "belowClientOrderId": self.stop.client_id,
+            "newOrderRespType": "FULL",
+        }
+
+
 def _text(err: Exception) -> str:
     return str(err)
 
@@ -217,8 +246,45 @@ class Venue:
                 return None
             raise
 
-    async def place_oco(self, params: dict[str, str]) -> dict:
-        return await self.call(self.client.privatePostOrderListOco, params)
+    async def place_oco_once(
+        self, spec: OcoSpec, before_send: Callable[[float], Awaitable[None]], never_sent: bool = False
+    ) -> tuple[dict, dict]:
+        """The OCO whose stop leg has `spec.stop.client_id` (found or placed), as (stop leg, target
+        leg): the same rules as `place_once`, the stop leg's id standing for the list."""
+        if not never_sent:
+            found = await self._oco_legs(spec)
+            if found is not None:
+                return found
+        sent_at = time.time()
+        await before_send(sent_at)
+        try:
+            answer = await self.call(self.client.privatePostOrderListOco, spec.params())
+        except VenueError as err:
+            if err.kind in ("duplicate", "unknown"):
+                since = time.time() - self.recv_window_ms / 1000 if err.kind == "duplicate" else sent_at
+                delay = self.window_passed_at(since) - time.time()
+                if delay > 0:
+                    await self._sleep(delay)
+                found = await self._oco_legs(spec)
+                if found is not None:
+                    return found
+                if err.kind == "unknown":
+                    raise VenueError(
+                        Classified("retry", err.classified.code, f"OCO not placed ({err.classified.reason})")
+                    ) from None
+            raise
+        reports = {str(o.get("clientOrderId")): o for o in answer.get("orderReports", [])}
+        return reports[spec.stop.client_id], reports[spec.target.client_id]
+
+    async def _oco_legs(self, spec: OcoSpec) -> tuple[dict, dict] | None:
+        stop = await self.lookup(spec.stop.symbol, spec.stop.client_id)
+        if stop is None:
+            return None
+        target = await self.lookup(spec.stop.symbol, spec.target.client_id)
+        if target is None:
+            # The legs are placed together: the second is only not readable yet.
+            raise VenueError(Classified("unknown", None, "the OCO's target leg is not readable yet"))
+        return stop, target
 
     async def cancel_replace(self, old_client_id: str, spec: OrderSpec) -> dict:
         params = {**spec.params(), "cancelReplaceMode": "STOP_ON_FAILURE", "cancelOrigClientOrderId": old_client_id}

@@ -151,7 +151,10 @@ class FakeSpotExchange:
     def cancel_by_exchange(self, client_order_id: str, status: str = "CANCELED") -> Order:
         """The exchange itself ends an open order (maintenance, self-trade prevention)."""
         order = next(o for o in reversed(self.book.orders) if o.client_order_id == client_order_id and o.open)
-        self.book.cancel(order, self.now_ms(), status)
+        # An order list ends as a whole (Binance: one leg cancelled cancels the list).
+        for o in [order, *self.book.siblings(order)]:
+            if o.open:
+                self.book.cancel(o, self.now_ms(), status)
         return order
 
     def orders_of(self, api_key: str, symbol: str | None = None) -> list[Order]:

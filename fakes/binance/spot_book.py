@@ -472,6 +472,10 @@ class SpotBook:
                 below = (order.type == "STOP_LOSS_LIMIT") == (order.side == "SELL")
                 if (below and price <= order.stop_price) or (not below and price >= order.stop_price):
                     order.triggered = True
+                    # Binance: an OCO's stop leg triggering expires the other leg at once.
+                    for other in self.siblings(order):
+                        if other.open:
+                            self.cancel(other, now_ms, status="EXPIRED")
                     # Crossed on the way (the last price was on the other side): it fills about
                     # at the stop; a gap fills where the market is, if the limit allows.
                     crossed = previous is not None and (previous > order.stop_price if below else previous < order.stop_price)  # fmt: skip

@@ -145,6 +145,30 @@ async def test_oco_one_leg_fills_the_other_expires(client, exchange) -> None:
     assert (tp["status"], tp["average"], sl["status"]) == ("closed", 110.0, "expired")
 
 
+async def test_oco_stop_trigger_expires_the_target_and_one_leg_cancelled_cancels_the_list(client, exchange) -> None:
+    await client.create_order(SYMBOL, "market", "buy", 2, None, {"clientOrderId": "entry"})
+    for n in (1, 2):
+        await client.privatePostOrderListOco(
+            {"symbol": "BTCUSDT", "side": "SELL", "quantity": "0.99", "aboveType": "LIMIT_MAKER", "abovePrice": "110",
+             "aboveClientOrderId": f"tp{n}", "belowType": "STOP_LOSS_LIMIT", "belowStopPrice": "95",
+             "belowPrice": "90", "belowTimeInForce": "GTC", "belowClientOrderId": f"sl{n}",
+             "listClientOrderId": f"oco{n}"}
+        )  # fmt: skip
+    # Binance: cancelling one leg of an order list cancels the whole list.
+    await client.cancel_order(None, SYMBOL, {"clientOrderId": "tp2"})
+    assert [(await client.fetch_order(None, SYMBOL, {"clientOrderId": c}))["status"] for c in ("tp2", "sl2")] == [
+        "canceled",
+        "canceled",
+    ]
+    # The stop leg triggering fills it (about at the stop when crossed) and expires the target leg.
+    exchange.trade_at("BTCUSDT", 94)
+    tp = await client.fetch_order(None, SYMBOL, {"clientOrderId": "tp1"})
+    sl = await client.fetch_order(None, SYMBOL, {"clientOrderId": "sl1"})
+    assert (tp["status"], sl["status"], sl["average"]) == ("expired", "closed", 95.0)
+    balance = await client.fetch_balance()
+    assert balance["BTC"]["used"] == 0 and balance["BTC"]["total"] == pytest.approx(1.998 - 0.99)
+
+
 async def test_answers_lost_after_the_order_was_accepted(client, exchange) -> None:
     for n, mode in enumerate(("drop", "5xx", "-1007")):
         exchange.faults.lose_answer.append(("/order", mode))

@@ -26,7 +26,7 @@ from tests.helpers.live import API_KEY, LiveAccount, live_exchange, make_live
 from tests.helpers.positions import entered_signal
 from tests.helpers.support import SignalRow
 from workflows.common import names
-from workflows.position.models import ModifyInput, OpenPositionInput, OrderInput
+from workflows.position.models import ModifyInput, OpenPositionInput, OrderInput, ReconcileInput
 
 T = TypeVar("T")
 FAULT_TABLE: list[tuple[str, str]] = []  # (fault, what happened), printed with -s
@@ -241,7 +241,22 @@ async def test_stop_would_trigger_and_stop_filled_during_replace(db, live) -> No
     stop_cid = client_order_id(protective_key(request.key, "0"))
     assert await db.fetchval("SELECT status FROM orders WHERE id = $1", stop_cid) == "rejected"
     assert on_exchange(account, stop_cid) == []
-    note("stop would trigger immediately", "recorded `rejected`, not retried; the position stays open")
+    # Unprotectable: an emergency exit at market at once, exactly once (a retried open sells nothing more).
+    await attempts(lambda: backend.open(request, account.account_id))
+    sells = [o for o in ex.orders_of(API_KEY) if o.side == "SELL" and o.client_order_id != stop_cid]
+    assert [(o.type, o.status, o.executed_qty) for o in sells] == [("MARKET", "FILLED", D("4.995"))]
+    pos = await db.fetchrow("SELECT * FROM positions WHERE id = $1", f"live-{_row.signal_id}")
+    assert (pos["status"], pos["contracts"], pos["exit_price"]) == ("closed", 0, D(100))
+    assert pos["close_reason"] == "emergency exit: the stop 101 would trigger immediately (sold at market)"
+    found = await backend.reconcile(ReconcileInput(key=f"{_row.signal_id}:1:reconcile",
+                                                   position_id=pos["id"], signal_id=_row.signal_id))  # fmt: skip
+    assert found.fill is not None and (found.fill.kind, found.fill.price, found.fill.quantity) == (
+        "stop_loss", D(100), D("4.995"))  # fmt: skip
+    await agree(db, account, _row)
+    note(
+        "stop would trigger immediately",
+        "`rejected` row; emergency exit at market at once (1 sell, a retry sells nothing more), booked at the next reconcile",
+    )
     row2, request2 = await entry(db, account)
     await attempts(lambda: backend.open(request2, account.account_id))
     ex.trade_at("BTCUSDT", "94.9")  # the resting stop (95) fills
@@ -250,7 +265,7 @@ async def test_stop_would_trigger_and_stop_filled_during_replace(db, live) -> No
     await attempts(lambda: backend.modify(modify))
     fill, _ = await attempts(lambda: backend.exit(exit_request(row2, "close", kind="stop_loss")))
     assert fill.price == D(95) and fill.kind == "stop_loss"
-    assert not [o for o in ex.orders_of(API_KEY) if o.type == "MARKET" and o.side == "SELL"]
+    assert [o for o in ex.orders_of(API_KEY) if o.type == "MARKET" and o.side == "SELL"] == sells
     await agree(db, account, row2)
     note("stop filled during a replace", "-2022: nothing new placed; the exit is the stop's real fill")
 

@@ -61,6 +61,11 @@ async def test_worker_killed_between_sending_the_entry_and_recording_it(client, 
         listed = [(o.client_order_id, o.side, o.type, o.status) for o in account.orders()]
         rows = await position_rows(db, row.signal_id)
         await handle.terminate("test over")  # the position stays open; nothing manages it after the test
-    assert [x[1:] for x in listed] == [("BUY", "MARKET", "FILLED"), ("SELL", "STOP_LOSS_LIMIT", "NEW")]
-    assert [(o["id"], o["status"]) for o in rows["orders"]] == [(listed[0][0], "closed"), (listed[1][0], "open")]
+    assert [x[1:] for x in listed] == [
+        ("BUY", "MARKET", "FILLED"),
+        ("SELL", "LIMIT_MAKER", "NEW"),  # the OCO: target and stop
+        ("SELL", "STOP_LOSS_LIMIT", "NEW"),
+    ]
+    status = {o["id"]: o["status"] for o in rows["orders"]}
+    assert [status.get(x[0]) for x in listed] == ["closed", "open", "open"] and len(status) == 3
     assert rows["positions"][0]["contracts"] == D("9.99") and rows["positions"][0]["mode"] == "live"

@@ -78,12 +78,15 @@ async def test_kill_switch_flattens_and_refuses_new_entries(client, database_url
             resumed = await start_position(client, third, m.task_queue, entry_price=D(100))
             await eventually(lambda: _open(resumed))
         kinds = [(o.side, o.type, o.status) for o in account.orders()]
-    # first: entry, its stop (cancelled by the close), the flatten's market sell; third: entry + stop.
+    # first: entry, its OCO (stop + target, cancelled as a list by the close), the flatten's
+    # market sell; third: entry + OCO.
     assert kinds == [
         ("BUY", "MARKET", "FILLED"),
+        ("SELL", "LIMIT_MAKER", "CANCELED"),
         ("SELL", "STOP_LOSS_LIMIT", "CANCELED"),
         ("SELL", "MARKET", "FILLED"),
         ("BUY", "MARKET", "FILLED"),
+        ("SELL", "LIMIT_MAKER", "NEW"),
         ("SELL", "STOP_LOSS_LIMIT", "NEW"),
     ]
     bad = await signal_monitor(env, "trading", "pause", "--user", "not-a-uuid", check=False)

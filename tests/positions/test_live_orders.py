@@ -50,23 +50,29 @@ async def test_live_position_life_stop_moved_then_filled_on_the_exchange(client,
         listed = exchange_view(account)
     assert result.status == "closed" and result.exit_price == D(97)
     assert result.reason.startswith("stop_loss") and "filled on the exchange" in result.reason
+    # The stop rests with the one target as an OCO; moving the stop cancels the list and places
+    # a new one (new client ids); the stop leg's fill expired its target leg.
     assert [(side, kind) for _, side, kind, _, _ in listed] == [
         ("BUY", "MARKET/FILLED"),
+        ("SELL", "LIMIT_MAKER/CANCELED"),
         ("SELL", "STOP_LOSS_LIMIT/CANCELED"),
+        ("SELL", "LIMIT_MAKER/EXPIRED"),
         ("SELL", "STOP_LOSS_LIMIT/FILLED"),
     ]
     rows = await position_rows(db, row.signal_id)
     by_id = {o["id"]: o for o in rows["orders"]}
-    assert [cid for cid, *_ in listed] == [o["id"] for o in rows["orders"]]
-    assert [(o["status"], o["filled"]) for o in rows["orders"]] == [
+    assert sorted(cid for cid, *_ in listed) == sorted(by_id)
+    assert [(by_id[cid]["status"], by_id[cid]["filled"]) for cid, *_ in listed] == [
         ("closed", D(10)),
         ("canceled", D(0)),
+        ("canceled", D(0)),
+        ("expired", D(0)),
         ("closed", D("9.99")),
     ]
     (position,) = rows["positions"]
     assert position["mode"] == "live" and position["status"] == "closed" and position["contracts"] == 0
     assert position["exit_price"] == D(97) and position["exchange_account_id"] is not None
-    stop_fill = by_id[listed[2][0]]
+    stop_fill = by_id[listed[4][0]]
     assert stop_fill["metadata"]["closed_position"] is True
     # P&L from the real fills: (97 - 100) x 9.99 - 0.01 BTC x 100 - 0.1 % of 969.03 USDT.
     assert position["realized_pnl"] == D("-29.97") - D("1") - D("0.96903") == result.realized_pnl
@@ -102,14 +108,90 @@ async def test_stop_filled_while_every_worker_is_down_closes_at_its_real_fill(cl
             result = await result_of(handle)
     assert result.exit_price == D(95) and "filled on the exchange" in result.reason
     rows = await position_rows(db, row.signal_id)
-    assert [(o["side"], o["type"], o["status"]) for o in rows["orders"]] == [
+    assert sorted((o["side"], o["type"], o["status"]) for o in rows["orders"]) == [
         ("buy", "market", "closed"),
+        ("sell", "limit", "expired"),  # the OCO's target leg, expired by the stop leg's fill
         ("sell", "stop_limit", "closed"),
     ]
     (position,) = rows["positions"]
     assert position["status"] == "closed" and position["exit_price"] == D(95) and position["contracts"] == 0
     # No market sell: the exchange's stop was the exit.
-    assert [o.type for o in account.orders()] == ["MARKET", "STOP_LOSS_LIMIT"]
+    assert [o.type for o in account.orders()] == ["MARKET", "LIMIT_MAKER", "STOP_LOSS_LIMIT"]
+    assert [d["action"] for d in rows["decisions"]] == ["close"]
+
+
+async def test_target_filled_while_every_worker_is_down_closes_at_its_real_fill(client, database_url, db):
+    async with _live_signal(db, take_profit=110.0) as (row, account):
+        async with monitor_stack(client, database_url, **account.settings()) as m:
+            handle = await start_position(client, row, m.task_queue, entry_price=D(100))
+            await eventually(lambda: _open(handle))
+            queue = m.task_queue
+        # No worker runs: the market rises through the target, whose OCO leg fills on the exchange.
+        account.exchange.trade_at("BTCUSDT", "106")
+        account.exchange.trade_at("BTCUSDT", "110.7")
+        listed_down = exchange_view(account)
+        async with restarted_worker(client, database_url, queue, account):
+            await handle.signal(PositionManagerWorkflow.candle_closed, candle(row, 1, 100, 110.8, 100, 110.5))
+            result = await result_of(handle)
+        listed = exchange_view(account)
+    assert [(side, kind, executed) for _, side, kind, _, executed in listed_down] == [
+        ("BUY", "MARKET/FILLED", D(10)),
+        ("SELL", "LIMIT_MAKER/FILLED", D("9.99")),
+        ("SELL", "STOP_LOSS_LIMIT/EXPIRED", D(0)),
+    ]
+    assert listed == listed_down  # the restart placed nothing: the target's fill was the exit
+    assert result.status == "closed" and result.exit_price == D(110)
+    assert result.reason == "take_profit: take_profit filled on the exchange at 110"
+    rows = await position_rows(db, row.signal_id)
+    by_id = {o["id"]: o for o in rows["orders"]}
+    assert sorted(by_id) == sorted(cid for cid, *_ in listed)
+    assert [(by_id[cid]["type"], by_id[cid]["status"], by_id[cid]["filled"]) for cid, *_ in listed] == [
+        ("market", "closed", D(10)),
+        ("limit", "closed", D("9.99")),
+        ("stop_limit", "expired", D(0)),
+    ]
+    (position,) = rows["positions"]
+    assert position["status"] == "closed" and position["exit_price"] == D(110) and position["contracts"] == 0
+    # (110 - 100) x 9.99 - 0.01 BTC x 100 (entry fee) - 0.1 % of 1098.9 USDT
+    assert position["realized_pnl"] == D("99.9") - D(1) - D("1.0989") == result.realized_pnl
+    assert [d["action"] for d in rows["decisions"]] == ["close"]
+    assert await signal_status(db, row.signal_id) == "closed"
+    for cid, side, kind, qty, executed in listed:
+        print("exchange", cid, side, kind, qty, executed)
+    for o in rows["orders"]:
+        print("orders", o["id"], o["side"], o["type"], o["status"], o["quantity"], o["filled"], o["average_price"],
+              o["fee_cost"], o["metadata"]["kind"])  # fmt: skip
+    print("positions", {k: position[k] for k in ("id", "status", "contracts", "entry_price", "exit_price",
+                                                  "realized_pnl", "fees_paid", "close_reason")})  # fmt: skip
+
+
+async def test_a_stop_that_cannot_be_put_back_is_an_emergency_exit(client, database_url, db):
+    async with _live_signal(db, take_profit=120.0) as (row, account):
+        ex = account.exchange
+        async with monitor_stack(client, database_url, **account.settings()) as m:
+            handle = await start_position(client, row, m.task_queue, entry_price=D(100))
+            await eventually(lambda: _open(handle))
+            # The exchange cancels the OCO, then the market falls under the stop: at the next close
+            # the stop cannot rest again ("would trigger immediately"): sold at market at once.
+            (stop,) = [o for o in account.orders() if o.type == "STOP_LOSS_LIMIT"]
+            ex.cancel_by_exchange(stop.client_order_id)
+            ex.trade_at("BTCUSDT", "94")
+            await handle.signal(PositionManagerWorkflow.candle_closed, candle(row, 1, 100, 100, 93.5, 94))
+            result = await result_of(handle)
+        listed = exchange_view(account)
+    assert [(side, kind) for _, side, kind, _, _ in listed] == [
+        ("BUY", "MARKET/FILLED"),
+        ("SELL", "LIMIT_MAKER/CANCELED"),
+        ("SELL", "STOP_LOSS_LIMIT/CANCELED"),
+        ("SELL", "MARKET/FILLED"),  # the emergency exit, once
+    ]
+    assert result.status == "closed" and result.exit_price == D(94)
+    rows = await position_rows(db, row.signal_id)
+    (position,) = rows["positions"]
+    assert position["close_reason"] == "emergency exit: the stop 95 would trigger immediately (sold at market)"
+    # Every order the exchange lists has its row; the OCO put back was refused (2 `rejected` rows).
+    assert {o["id"] for o in rows["orders"] if o["status"] != "rejected"} == {cid for cid, *_ in listed}
+    assert len([o for o in rows["orders"] if o["status"] == "rejected"]) == 2
     assert [d["action"] for d in rows["decisions"]] == ["close"]
 
 
@@ -127,7 +209,7 @@ async def test_a_cancelled_stop_is_put_back_and_a_hand_sale_ends_the_position(cl
             stops = [(o.status, o.orig_qty) for o in account.orders() if o.type == "STOP_LOSS_LIMIT"]
             assert stops == [("CANCELED", D("9.99")), ("NEW", D("9.99"))]
             # The user sells by hand: cancels the stop and sells most of the coins.
-            (back,) = [o for o in account.orders() if o.status == "NEW"]
+            (back,) = [o for o in account.orders() if o.status == "NEW" and o.type == "STOP_LOSS_LIMIT"]
             ex.cancel_by_exchange(back.client_order_id)
             ex.book.place(ex.book.accounts[API_KEY], symbol="BTCUSDT", side="SELL", type="MARKET",
                           qty=D(9), price=None, stop_price=None, client_id="by-hand", time_in_force=None,

@@ -124,3 +124,18 @@ def test_keys_file_must_be_private_and_well_formed(tmp_path: Path) -> None:
     path.write_text(f'{{"{account}": {{"api_key": "k"}}}}')
     with pytest.raises(KeysFileError, match="needs api_key and api_secret"):
         load_keys_file(path)
+
+
+def test_the_exchange_target_is_the_one_that_closes_everything() -> None:
+    from workflows.position.models import ModifyInput, PositionContext
+    from workflows.position.risk import RiskSettings
+    from workflows.position.steps import exchange_target, with_exchange_target
+
+    plain = PositionContext(signal_id="s", signal_status=None, symbol="BTCUSDT", interval="1h", trader_found=True)
+    partial = plain.model_copy(update={"risk": RiskSettings(partial_take_profit_levels=[D(50)])})
+    assert exchange_target(plain, []) is None
+    assert exchange_target(plain, [D(110), D(120)]) == D(110)  # no partial levels: the first sells all
+    assert exchange_target(partial, [D(110), D(120)]) is None  # 50 % at 110: an OCO cannot sell half
+    assert exchange_target(partial, [D(120)]) == D(120)  # the last target sells what is left
+    modify = ModifyInput(key="k", position_id="p", stop_loss=D(95), take_profits=[D(130)])
+    assert with_exchange_target(partial, modify).exchange_target == D(130)

@@ -151,6 +151,9 @@ class OpenPositionInput(BaseModel):
     stake: Decimal
     stop_loss: Decimal | None
     take_profits: list[Decimal]
+    exchange_target: Decimal | None = Field(
+        default=None, description="the target that closes all that is left: a live account rests it (OCO)"
+    )
 
 
 class OpenedPosition(BaseModel):
@@ -182,6 +185,9 @@ class ModifyInput(BaseModel):
     position_id: str
     stop_loss: Decimal | None
     take_profits: list[Decimal]
+    exchange_target: Decimal | None = Field(
+        default=None, description="the target that closes all that is left: a live account rests it (OCO)"
+    )
 
 
 class PreviousManagement(BaseModel):

@@ -81,7 +81,21 @@ def open_request(input: PositionManagerInput, ctx: PositionContext) -> OpenPosit
         stake=ctx.paper_stake,
         stop_loss=stop,
         take_profits=targets,
+        exchange_target=exchange_target(ctx, targets),
     )
+
+
+def exchange_target(ctx: PositionContext, targets: list[Decimal]) -> Decimal | None:
+    """The first target when reaching it closes the whole position (one target, or no partial
+    levels): a live account rests it beside the stop as one OCO. With partial levels the targets
+    stay candle-decided (an OCO's two legs sell the same quantity)."""
+    if not targets or (len(targets) > 1 and ctx.risk.partial_take_profit_levels):
+        return None
+    return targets[0]
+
+
+def with_exchange_target(ctx: PositionContext, request: ModifyInput) -> ModifyInput:
+    return request.model_copy(update={"exchange_target": exchange_target(ctx, request.take_profits)})
 
 
 def open_summary(request: OpenPositionInput) -> str:

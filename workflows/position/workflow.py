@@ -316,6 +316,8 @@ class PositionManagerWorkflow:
         steps.filled(self._s, request, fill)
 
     async def _modify(self, request: ModifyInput) -> None:
+        # The resting target is an activity input only: history's commands stay as they were.
+        request = steps.with_exchange_target(self._ctx(), request)
         await act.modify_position(request, steps.modify_summary(request))
         steps.modified(self._s, request)
 
