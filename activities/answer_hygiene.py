@@ -54,12 +54,7 @@ class AnswerHygiene:
     full_raw: str | None = None
 
     def text(self, value: str, what: str, limit: int) -> str:
-        cleaned, replaced = _UNSTORABLE.subn(REPLACEMENT, value)
-        if replaced:
-            self.notes.append(f"{what}: {replaced} character(s) a database cannot hold replaced by U+FFFD")
-        masked = self.redact(cleaned)
-        if masked != cleaned:
-            self.notes.append(f"{what}: a secret masked")
+        masked = self._string(value, what)
         if len(masked) > limit:
             self.notes.append(f"{what}: cut from {len(masked):,} to {limit:,} characters")
             masked = masked[:limit]

@@ -15,7 +15,7 @@ import asyncpg
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from intake.reconcile import _CLOSED, _ENDED_AROUND_THE_CODE, FIRST_LOOK_BACK, MAX_PER_SWEEP, OVERLAP
+from intake.reconcile import _CLOSED, FIRST_LOOK_BACK, MAX_PER_SWEEP, OVERLAP, ended_around_the_code
 from runtime import metrics
 from workflows.common.names import POSITION_WORKFLOW_TYPE
 
@@ -36,11 +36,7 @@ class PositionReconciler:
         )
 
     def query(self, since: datetime) -> str:
-        statuses = " OR ".join(f"ExecutionStatus = '{s}'" for s in _ENDED_AROUND_THE_CODE)
-        return (
-            f"WorkflowType = '{POSITION_WORKFLOW_TYPE}' AND TaskQueue = '{self.task_queue}' AND ({statuses}) "
-            f"AND CloseTime >= '{since.astimezone(UTC).strftime('%Y-%m-%dT%H:%M:%SZ')}'"
-        )
+        return ended_around_the_code(POSITION_WORKFLOW_TYPE, self.task_queue, since)
 
     async def sweep(self, client: Client, conn: asyncpg.Connection) -> list[str]:
         """One look; returns the workflow ids reported this time."""

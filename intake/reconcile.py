@@ -52,6 +52,16 @@ _MARK = """UPDATE signals SET status = $2, updated_at = now(),
 _ROW_ERRORS = (asyncpg.IntegrityConstraintViolationError, asyncpg.DataError, asyncpg.InsufficientPrivilegeError)
 
 
+def ended_around_the_code(workflow_type: str, task_queue: str, since: datetime) -> str:
+    """The visibility query for this queue's workflows of one type that closed since `since`
+    without their own code ending them."""
+    statuses = " OR ".join(f"ExecutionStatus = '{s}'" for s in _ENDED_AROUND_THE_CODE)
+    return (
+        f"WorkflowType = '{workflow_type}' AND TaskQueue = '{task_queue}' AND ({statuses}) "
+        f"AND CloseTime >= '{since.astimezone(UTC).strftime('%Y-%m-%dT%H:%M:%SZ')}'"
+    )
+
+
 class Reconciler:
     def __init__(self, task_queue: str):
         self.task_queue = task_queue
@@ -62,11 +72,7 @@ class Reconciler:
         )
 
     def query(self, since: datetime) -> str:
-        statuses = " OR ".join(f"ExecutionStatus = '{s}'" for s in _ENDED_AROUND_THE_CODE)
-        return (
-            f"WorkflowType = '{WORKFLOW_TYPE}' AND TaskQueue = '{self.task_queue}' AND ({statuses}) "
-            f"AND CloseTime >= '{since.astimezone(UTC).strftime('%Y-%m-%dT%H:%M:%SZ')}'"
-        )
+        return ended_around_the_code(WORKFLOW_TYPE, self.task_queue, since)
 
     async def sweep(self, client: Client, conn: asyncpg.Connection) -> int:
         """One look; returns how many rows were corrected. Temporal errors skip the look (the

@@ -170,8 +170,12 @@ class Venue:
         return SymbolRules.from_exchange_info(found)
 
     async def lookup(self, symbol: str, client_id: str) -> dict | None:
+        return await self._order_call(self.client.privateGetOrder, symbol, client_id)
+
+    async def _order_call(self, fn: Callable[[dict], Awaitable[Any]], symbol: str, client_id: str) -> dict | None:
+        """One request about the order with this client id; None when the exchange does not know it."""
         try:
-            return await self.call(self.client.privateGetOrder, {"symbol": symbol, "origClientOrderId": client_id})
+            return await self.call(fn, {"symbol": symbol, "origClientOrderId": client_id})
         except VenueError as err:
             if err.kind == "not_found":
                 return None
@@ -239,12 +243,7 @@ class Venue:
 
     async def cancel(self, symbol: str, client_id: str) -> dict | None:
         """Cancel an open order; None when it is no longer open (filled, cancelled, expired)."""
-        try:
-            return await self.call(self.client.privateDeleteOrder, {"symbol": symbol, "origClientOrderId": client_id})
-        except VenueError as err:
-            if err.kind == "not_found":
-                return None
-            raise
+        return await self._order_call(self.client.privateDeleteOrder, symbol, client_id)
 
     async def place_oco_once(
         self, spec: OcoSpec, before_send: Callable[[float], Awaitable[None]], never_sent: bool = False

@@ -6,31 +6,31 @@ REST backfill brings the close that fell in the gap)."""
 
 from __future__ import annotations
 
-import tempfile
 import time
 import uuid
 
 import pytest
 
 from fakes.binance import FakeBinance
-from fakes.llm_proxy import Answer
 from tests.helpers.bridge import (
     analysed_candles,
     assert_each_once,
     assert_fake_rules_kept,
-    bridge_env,
     bucket_holders,
+    each_analysed_twice,
+    forwarded_since,
     forwarded_times,
     kill,
     replay_start,
     running_bridge,
     shared_config,
     signals_received,
-    start_bridge_process,
+    start_shared_process,
     symbols_spread_over,
+    waiting_monitors,
 )
 from tests.helpers.monitor import monitor_stack
-from tests.helpers.support import eventually, insert_signal
+from tests.helpers.support import eventually
 from workflows.monitor.workflow import SignalMonitorWorkflow
 
 IV = 60_000
@@ -57,11 +57,7 @@ async def test_three_replicas_divide_the_streams_each_close_sent_once(client, da
             holders = await balanced(db, group, 3)
             symbols = symbols_spread_over(holders, per_holder=2)
             # One stream with two monitors: one close, two signals, one each.
-            rows = [await insert_signal(db, symbol=s, interval="1m", max_reanalyses=100) for s in symbols]
-            rows.append(await insert_signal(db, symbol=symbols[0], interval="1m", max_reanalyses=100))
-            for row in rows:
-                m.proxy.script(row.signal_id, *[Answer.wait(55) for _ in range(100)])
-            handles = [await m.start(row.signal_id) for row in rows]
+            rows, handles = await waiting_monitors(db, m, [*symbols, symbols[0]], 100)
 
             async def three_closes_analysed_each():
                 for row in rows:
@@ -95,36 +91,16 @@ async def test_killed_replica_streams_taken_over_no_close_lost(client, database_
     group = f"g-{uuid.uuid4().hex[:8]}"
     # speed 10: a 1m candle every 6 s, longer than a takeover: every close must be analysed.
     async with FakeBinance(start=start, speed=10, auto_series=True) as fake, monitor_stack(client, database_url) as m:
-        env = bridge_env(
-            fake,
-            m.task_queue,
-            temporal_address,
-            SIGNAL_BRIDGE_MODE="shared",
-            DATABASE_URL=database_url,
-            SIGNAL_BRIDGE_GROUP=group,
-            SIGNAL_BRIDGE_BUCKETS=16,
-            SIGNAL_BRIDGE_OWNERSHIP_CHECK_SECONDS=1,
-        )
-        with tempfile.NamedTemporaryFile(prefix="bridge-", suffix=".log", delete=False) as fh:
-            log_path = fh.name
-        victim = start_bridge_process(env, log_path)
+        victim, log_path = start_shared_process(fake, m.task_queue, temporal_address, database_url, group, 1)
         try:
             await eventually(lambda: _holds_all(db, group), timeout=30, interval=0.2)
             cfg = shared_config(fake, m.task_queue, database_url, group, ownership_check_seconds=1.0)
             async with running_bridge(client, cfg) as survivor:
                 holders = await balanced(db, group, 2)
                 symbols = symbols_spread_over(holders, per_holder=2)
-                rows = [await insert_signal(db, symbol=s, interval="1m", max_reanalyses=100) for s in symbols]
-                for row in rows:
-                    m.proxy.script(row.signal_id, *[Answer.wait(55) for _ in range(100)])
-                handles = [await m.start(row.signal_id) for row in rows]
+                rows, handles = await waiting_monitors(db, m, symbols, 100)
 
-                async def two_analysed_each():
-                    assert victim.poll() is None, open(log_path).read()[-3000:]
-                    for row in rows:
-                        assert len(await analysed_candles(db, row.signal_id)) >= 2
-
-                await eventually(two_analysed_each, timeout=90, interval=0.3)
+                await eventually(lambda: each_analysed_twice(db, rows, victim, log_path), timeout=90, interval=0.3)
                 first = {row.symbol: min(await analysed_candles(db, row.signal_id)) for row in rows}
                 kill(victim)
                 killed_at = time.monotonic()
@@ -135,11 +111,7 @@ async def test_killed_replica_streams_taken_over_no_close_lost(client, database_
                 await eventually(took_over, timeout=30, interval=0.1)
                 takeover_s = survivor.ownership_changed_at - killed_at
 
-                async def three_more_each():
-                    for s in symbols:
-                        assert len([t for t in forwarded_times(survivor, s, "1m") if t > first[s]]) >= 4
-
-                await eventually(three_more_each, timeout=60, interval=0.3)
+                await eventually(lambda: forwarded_since(survivor, first, 4), timeout=60, interval=0.3)
                 last = {s: max(forwarded_times(survivor, s, "1m")) for s in symbols}
                 analysed = {}
 

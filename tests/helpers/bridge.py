@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -19,11 +20,13 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from fakes.binance import FakeBinance
+from fakes.llm_proxy import Answer
 from fakes.temporal import closes_signalled
 from runtime.config import RUNNING_MONITORS_QUERY, BridgeSettings
 from signal_bridge.service import run_bridge
 from signal_bridge.stats import BridgeStats
-from tests.helpers.support import analyses, running_service
+from tests.helpers.monitor import Monitor
+from tests.helpers.support import SignalRow, analyses, insert_signal, running_service
 
 
 def bridge_config(fake: FakeBinance, task_queue: str, **overrides: object) -> BridgeSettings:
@@ -81,6 +84,25 @@ def start_bridge_process(env: dict[str, str], log_path: str) -> subprocess.Popen
     )
 
 
+def start_shared_process(
+    fake: FakeBinance, task_queue: str, temporal_address: str, database_url: str, group: str, check_seconds: float
+) -> tuple[subprocess.Popen, str]:
+    """A shared-mode replica (16 buckets) as a `signal-monitor bridge` subprocess, and its log file."""
+    env = bridge_env(
+        fake,
+        task_queue,
+        temporal_address,
+        SIGNAL_BRIDGE_MODE="shared",
+        DATABASE_URL=database_url,
+        SIGNAL_BRIDGE_GROUP=group,
+        SIGNAL_BRIDGE_BUCKETS=16,
+        SIGNAL_BRIDGE_OWNERSHIP_CHECK_SECONDS=check_seconds,
+    )
+    with tempfile.NamedTemporaryFile(prefix="bridge-", suffix=".log", delete=False) as fh:
+        log_path = fh.name
+    return start_bridge_process(env, log_path), log_path
+
+
 def kill(proc: subprocess.Popen) -> None:
     if proc.poll() is None:
         proc.send_signal(signal.SIGKILL)
@@ -91,6 +113,22 @@ async def analysed_candles(db, signal_id: str) -> list[int]:
     """Open times (ms) of the candles the monitor analysed, in analysis order."""
     rows = await analyses(db, signal_id)
     return [int(r["candle_open_time"].timestamp() * 1000) for r in rows if r["candle_open_time"] is not None]
+
+
+async def each_analysed_twice(db, rows, proc: subprocess.Popen, log_path: str) -> None:
+    """Every row's monitor has analysed at least two closes, and the replica process still runs."""
+    assert proc.poll() is None, open(log_path).read()[-3000:]
+    for row in rows:
+        assert len(await analysed_candles(db, row.signal_id)) >= 2
+
+
+async def waiting_monitors(db, m: Monitor, symbols: list[str], closes: int) -> tuple[list[SignalRow], list]:
+    """A 1m signal per symbol (a symbol twice: two signals), each monitor started with a wait
+    scripted for each of its `closes` analyses; the rows and the handles, in that order."""
+    rows = [await insert_signal(db, symbol=s, interval="1m", max_reanalyses=closes) for s in symbols]
+    for row in rows:
+        m.proxy.script(row.signal_id, *[Answer.wait(55) for _ in range(closes)])
+    return rows, [await m.start(row.signal_id) for row in rows]
 
 
 def assert_each_once(times: list[int]) -> None:
@@ -107,6 +145,12 @@ def assert_fake_rules_kept(fake: FakeBinance) -> None:
 
 def forwarded_times(stats: BridgeStats, symbol: str, interval: str) -> list[int]:
     return [t for s, i, t, _ in stats.recent_forwards if (s, i) == (symbol, interval)]
+
+
+async def forwarded_since(stats: BridgeStats, since: dict[str, int], at_least: int) -> None:
+    """Each stream in `since` (symbol -> open time, 1m) had `at_least` closes forwarded after it."""
+    for s, t0 in since.items():
+        assert len([t for t in forwarded_times(stats, s, "1m") if t > t0]) >= at_least
 
 
 def unique_symbol(prefix: str = "T") -> str:

@@ -14,7 +14,8 @@ from typing import Any
 
 import asyncpg
 
-from activities.live.accounts import write_keys_file
+from activities.live.accounts import load_keys_file, write_keys_file
+from activities.live.backend import LiveExecution, LiveSettings
 from fakes.binance.spot_api import FakeSpotExchange
 from tests.helpers.support import SignalRow
 
@@ -53,6 +54,22 @@ async def live_exchange(balances: dict[str, Any] | None = None, price: str = "10
             keys = Path(tmp) / "keys.json"
             write_keys_file(keys, {account_id: (API_KEY, API_SECRET)})
             yield LiveAccount(exchange, account_id, keys)
+
+
+@contextlib.asynccontextmanager
+async def live_backend(pool: asyncpg.Pool) -> AsyncIterator[tuple[LiveAccount, LiveExecution]]:
+    """A funded account on the local exchange and the live backend on it, with the short answer
+    window and timeout the fault tests lean on."""
+    async with live_exchange() as account:
+        backend = LiveExecution(
+            pool,
+            load_keys_file(account.keys_file),
+            LiveSettings(exchange_url=account.exchange.base_url, recv_window_ms=2000, timeout_seconds=1.5),
+        )
+        try:
+            yield account, backend
+        finally:
+            await backend.aclose()
 
 
 async def make_live(db: asyncpg.Connection, row: SignalRow, account: LiveAccount, auto_execute: bool = True) -> None:

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from workflows.common.candles import INTERVAL_MS
 
@@ -19,8 +21,7 @@ def patch_markers(path: Path) -> set[str]:
     for e in json.loads(path.read_text())["events"]:
         marker = e.get("markerRecordedEventAttributes")
         if marker and marker["markerName"] == "core_patch":
-            data = marker["details"]["patch-data"]["payloads"][0]["data"]
-            found.add(json.loads(base64.b64decode(data))["id"])
+            found.add(payload(marker["details"]["patch-data"])["id"])
     return found
 
 
@@ -37,7 +38,7 @@ def record_kinds(path: Path, activity: str = "record_analysis") -> set[str]:
             found.add("activity")
         marker = e.get("markerRecordedEventAttributes")
         if marker and marker["markerName"] == "core_local_activity":
-            data = json.loads(base64.b64decode(marker["details"]["data"]["payloads"][0]["data"]))
+            data = payload(marker["details"]["data"])
             if data.get("activity_type") == activity:
                 found.add("local")
     return found
@@ -56,3 +57,23 @@ def future_closes(path: Path) -> int:
         now_ms = datetime.fromisoformat(e["eventTime"].replace("Z", "+00:00")).timestamp() * 1000
         found += k["t"] > now_ms + (INTERVAL_MS[k["i"]] or 0)
     return found
+
+
+def payload(payloads: dict) -> Any:
+    """The first payload of a history's `payloads` block, decoded from its JSON."""
+    return json.loads(base64.b64decode(payloads["payloads"][0]["data"]))
+
+
+def started_attributes(text: str) -> dict:
+    """The attributes of a history's start event (its `input`, when it has one, is a payloads block)."""
+    return json.loads(text)["events"][0]["workflowExecutionStartedEventAttributes"]
+
+
+def completed_results(paths: Iterable[Path]) -> list[Any]:
+    """The decoded results of the histories that completed."""
+    return [
+        payload(e["workflowExecutionCompletedEventAttributes"]["result"])
+        for p in paths
+        for e in json.loads(p.read_text())["events"]
+        if "workflowExecutionCompletedEventAttributes" in e
+    ]

@@ -7,29 +7,29 @@ and delivers every close of the frozen replica's streams since the freeze, not o
 from __future__ import annotations
 
 import signal
-import tempfile
 import time
 import uuid
 
 import pytest
 
 from fakes.binance import FakeBinance
-from fakes.llm_proxy import Answer
 from signal_bridge.ownership import STALE_STEPS
 from tests.helpers.bridge import (
     analysed_candles,
-    bridge_env,
     bucket_holders,
+    each_analysed_twice,
+    forwarded_since,
     forwarded_times,
     kill,
     replay_start,
     running_bridge,
     shared_config,
-    start_bridge_process,
+    start_shared_process,
     symbols_spread_over,
+    waiting_monitors,
 )
 from tests.helpers.monitor import monitor_stack
-from tests.helpers.support import eventually, insert_signal
+from tests.helpers.support import eventually
 
 CHECK_S = 0.5
 STALE_S = STALE_STEPS * CHECK_S
@@ -42,19 +42,7 @@ async def test_a_sigstopped_replica_is_fenced_and_its_streams_lose_no_close(clie
     group = f"g-{uuid.uuid4().hex[:8]}"
     # speed 30: a 1m candle every 2 s, so the frozen replica's gap holds several closes.
     async with FakeBinance(start=start, speed=30, auto_series=True) as fake, monitor_stack(client, database_url) as m:
-        env = bridge_env(
-            fake,
-            m.task_queue,
-            temporal_address,
-            SIGNAL_BRIDGE_MODE="shared",
-            DATABASE_URL=database_url,
-            SIGNAL_BRIDGE_GROUP=group,
-            SIGNAL_BRIDGE_BUCKETS=16,
-            SIGNAL_BRIDGE_OWNERSHIP_CHECK_SECONDS=CHECK_S,
-        )
-        with tempfile.NamedTemporaryFile(prefix="bridge-", suffix=".log", delete=False) as fh:
-            log_path = fh.name
-        victim = start_bridge_process(env, log_path)
+        victim, log_path = start_shared_process(fake, m.task_queue, temporal_address, database_url, group, CHECK_S)
         try:
 
             async def victim_holds_all() -> int:
@@ -82,17 +70,9 @@ async def test_a_sigstopped_replica_is_fenced_and_its_streams_lose_no_close(clie
                 from signal_bridge.buckets import bucket_of
 
                 frozen_streams = [s for s in symbols if bucket_of((s, "1m"), 16) in holders[victim_pid]]
-                rows = [await insert_signal(db, symbol=s, interval="1m", max_reanalyses=500) for s in symbols]
-                for row in rows:
-                    m.proxy.script(row.signal_id, *[Answer.wait(55) for _ in range(500)])
-                handles = [await m.start(row.signal_id) for row in rows]
+                rows, handles = await waiting_monitors(db, m, symbols, 500)
 
-                async def two_analysed_each():
-                    assert victim.poll() is None, open(log_path).read()[-3000:]
-                    for row in rows:
-                        assert len(await analysed_candles(db, row.signal_id)) >= 2
-
-                await eventually(two_analysed_each, timeout=90, interval=0.3)
+                await eventually(lambda: each_analysed_twice(db, rows, victim, log_path), timeout=90, interval=0.3)
                 victim.send_signal(signal.SIGSTOP)
                 frozen_at = time.monotonic()
                 before = {r.symbol: max(await analysed_candles(db, r.signal_id)) for r in rows}
@@ -106,11 +86,8 @@ async def test_a_sigstopped_replica_is_fenced_and_its_streams_lose_no_close(clie
                 await eventually(fenced_and_taken_over, timeout=40, interval=0.1)
                 takeover_s = survivor.ownership_changed_at - frozen_at
 
-                async def three_more_each():
-                    for s in frozen_streams:
-                        assert len([t for t in forwarded_times(survivor, s, "1m") if t > before[s]]) >= 6
-
-                await eventually(three_more_each, timeout=60, interval=0.3)
+                since = {s: before[s] for s in frozen_streams}
+                await eventually(lambda: forwarded_since(survivor, since, 6), timeout=60, interval=0.3)
                 delivered = {s: set(forwarded_times(survivor, s, "1m")) for s in frozen_streams}
                 survivor_backfilled = survivor.backfilled
                 # The frozen replica may have sent a close just before the freeze (analysed after it).

@@ -5,7 +5,6 @@ executions would replay differently must go behind `workflow.patched(...)` or th
 
 from __future__ import annotations
 
-import base64
 import json
 from pathlib import Path
 
@@ -16,7 +15,16 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 from temporalio.workflow import NondeterminismError
 
-from tests.helpers.replay import HISTORIES_DIR, event_kinds, future_closes, patch_markers, record_kinds
+from tests.helpers.replay import (
+    HISTORIES_DIR,
+    completed_results,
+    event_kinds,
+    future_closes,
+    patch_markers,
+    payload,
+    record_kinds,
+    started_attributes,
+)
 from workflows.common import patches
 from workflows.common.names import WORKFLOW_TYPE
 from workflows.monitor.models import MonitorResult
@@ -29,11 +37,10 @@ def _history(path: Path) -> WorkflowHistory:
     """The history under its own workflow id (the monitor refuses to run under another than
     `signal-<its input's signal_id>`), as the server recorded it in the start event."""
     text = path.read_text()
-    started = json.loads(text)["events"][0]["workflowExecutionStartedEventAttributes"]
+    started = started_attributes(text)
     if "workflowId" not in started:
         # The time-skipping test server leaves it out: the monitor's id is `signal-<its input's id>`.
-        first = json.loads(base64.b64decode(started["input"]["payloads"][0]["data"]))
-        return WorkflowHistory.from_json(f"signal-{first['signal_id']}", text)
+        return WorkflowHistory.from_json(f"signal-{payload(started['input'])['signal_id']}", text)
     return WorkflowHistory.from_json(started["workflowId"], text)
 
 
@@ -47,11 +54,7 @@ def test_histories_cover_every_end_and_message():
         "WORKFLOW_EXECUTION_UPDATE_COMPLETED",
         "WORKFLOW_EXECUTION_FAILED",
     } <= kinds
-    results = [
-        json.loads(base64.b64decode(e["workflowExecutionCompletedEventAttributes"]["result"]["payloads"][0]["data"]))
-        for e in events
-        if "workflowExecutionCompletedEventAttributes" in e
-    ]
+    results = completed_results(HISTORIES)
     assert {"in_position", "expired", "failed"} <= {r["status"] for r in results}
     updates = {
         e["workflowExecutionUpdateAcceptedEventAttributes"]["acceptedRequest"]["input"]["name"]

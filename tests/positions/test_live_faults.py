@@ -22,7 +22,7 @@ from temporalio.exceptions import ApplicationError
 from activities.live.accounts import load_keys_file
 from activities.live.backend import LiveExecution, LiveSettings
 from activities.live.client_ids import client_order_id, protective_key
-from tests.helpers.live import API_KEY, LiveAccount, live_exchange, make_live
+from tests.helpers.live import API_KEY, LiveAccount, live_backend, make_live
 from tests.helpers.positions import entered_signal
 from tests.helpers.support import SignalRow
 from workflows.common import names
@@ -43,13 +43,8 @@ async def pool(database_url) -> AsyncIterator[asyncpg.Pool]:
 
 @pytest.fixture
 async def live(db, pool) -> AsyncIterator[tuple[LiveAccount, LiveExecution]]:
-    async with live_exchange() as account:
-        backend = LiveExecution(
-            pool,
-            load_keys_file(account.keys_file),
-            LiveSettings(exchange_url=account.exchange.base_url, recv_window_ms=2000, timeout_seconds=1.5),
-        )
-        yield account, backend
+    async with live_backend(pool) as live:
+        yield live
 
 
 async def attempts(call: Callable[[], Awaitable[T]], limit: int = 8) -> tuple[T, int]:

@@ -11,12 +11,12 @@ from decimal import Decimal as D
 import asyncpg
 import pytest
 
-from activities.live.accounts import load_keys_file
-from activities.live.backend import LiveExecution, LiveSettings
+from activities.live.backend import LiveExecution
 from activities.live.client_ids import client_order_id, protective_key
-from tests.helpers.live import API_KEY, LiveAccount, live_exchange
+from tests.helpers.live import API_KEY, LiveAccount, live_backend
+from tests.helpers.support import SignalRow
 from tests.positions.test_live_faults import agree, attempts, entry, exit_request
-from workflows.position.models import ModifyInput, ReconcileInput
+from workflows.position.models import ModifyInput, OpenPositionInput, ReconcileInput
 
 
 @pytest.fixture
@@ -24,15 +24,17 @@ async def live(db, database_url) -> AsyncIterator[tuple[LiveAccount, LiveExecuti
     from activities.database import create_pool
 
     pool: asyncpg.Pool = await create_pool(database_url, 4)
-    async with live_exchange() as account:
-        backend = LiveExecution(
-            pool,
-            load_keys_file(account.keys_file),
-            LiveSettings(exchange_url=account.exchange.base_url, recv_window_ms=2000, timeout_seconds=1.5),
-        )
-        yield account, backend
-        await backend.aclose()
+    async with live_backend(pool) as live:
+        yield live
     await pool.close()
+
+
+async def opened_with_oco(db, account: LiveAccount, backend: LiveExecution) -> tuple[SignalRow, OpenPositionInput]:
+    """An entry whose target (110) rests on the exchange with its stop as one OCO list, opened."""
+    row, request = await entry(db, account)
+    request = request.model_copy(update={"exchange_target": D(110)})
+    await attempts(lambda: backend.open(request, account.account_id))
+    return row, request
 
 
 def legs(account, list_id: int) -> list[tuple[str, str, D]]:
@@ -46,9 +48,7 @@ def sells(account, type: str = "MARKET") -> list:
 async def test_oco_rests_is_replaced_once_through_a_lost_answer_and_a_close_cancels_it(db, live) -> None:
     account, backend = live
     ex = account.exchange
-    row, request = await entry(db, account)
-    request = request.model_copy(update={"exchange_target": D(110)})
-    await attempts(lambda: backend.open(request, account.account_id))
+    row, request = await opened_with_oco(db, account, backend)
     stop_cid = client_order_id(protective_key(request.key, "0"))
     (first,) = [o for o in ex.orders_of(API_KEY) if o.client_order_id == stop_cid]
     assert legs(account, first.order_list_id) == [
@@ -85,9 +85,7 @@ async def test_oco_rests_is_replaced_once_through_a_lost_answer_and_a_close_canc
 async def test_a_target_filled_on_the_exchange_is_the_exit(db, live) -> None:
     account, backend = live
     ex = account.exchange
-    row, request = await entry(db, account)
-    request = request.model_copy(update={"exchange_target": D(110)})
-    await attempts(lambda: backend.open(request, account.account_id))
+    row, _ = await opened_with_oco(db, account, backend)
     ex.trade_at("BTCUSDT", "106")
     ex.trade_at("BTCUSDT", "110.4")  # the target fills at 110; the exchange expires the stop leg
     position_id = f"live-{row.signal_id}"
@@ -107,9 +105,8 @@ async def test_a_target_filled_on_the_exchange_is_the_exit(db, live) -> None:
     rows = await agree(db, account, row)
     assert {r["status"] for r in rows.values()} == {"closed", "expired"}
     # A close request meeting a target that filled: the target is the exit, nothing is sold.
-    row2, request2 = await entry(db, account)
     ex.trade_at("BTCUSDT", "100")
-    await attempts(lambda: backend.open(request2.model_copy(update={"exchange_target": D(110)}), account.account_id))
+    row2, _ = await opened_with_oco(db, account, backend)
     ex.trade_at("BTCUSDT", "111")
     fill, _ = await attempts(lambda: backend.exit(exit_request(row2, "close", kind="take_profit")))
     assert (fill.kind, fill.price) == ("take_profit", D(110)) and sells(account) == []

@@ -32,6 +32,14 @@ async def _open(handle):
     return state
 
 
+async def _opened_then_workers_gone(client, database_url, row, account):
+    """The live position opened by a worker stack that then stops: its handle and task queue."""
+    async with monitor_stack(client, database_url, **account.settings()) as m:
+        handle = await start_position(client, row, m.task_queue, entry_price=D(100))
+        await eventually(lambda: _open(handle))
+    return handle, m.task_queue
+
+
 async def test_live_position_life_stop_moved_then_filled_on_the_exchange(client, database_url, db):
     async with _live_signal(db, take_profit=110.0) as (row, account):
         async with monitor_stack(client, database_url, **account.settings()) as m:
@@ -93,10 +101,7 @@ async def test_live_position_life_stop_moved_then_filled_on_the_exchange(client,
 
 async def test_stop_filled_while_every_worker_is_down_closes_at_its_real_fill(client, database_url, db):
     async with _live_signal(db, take_profit=120.0) as (row, account):
-        async with monitor_stack(client, database_url, **account.settings()) as m:
-            handle = await start_position(client, row, m.task_queue, entry_price=D(100))
-            await eventually(lambda: _open(handle))
-            queue = m.task_queue
+        handle, queue = await _opened_then_workers_gone(client, database_url, row, account)
         # No worker runs: the market falls through the stop, which fills on the exchange.
         account.exchange.trade_at("BTCUSDT", "96")
         account.exchange.trade_at("BTCUSDT", "94.2")
@@ -122,10 +127,7 @@ async def test_stop_filled_while_every_worker_is_down_closes_at_its_real_fill(cl
 
 async def test_target_filled_while_every_worker_is_down_closes_at_its_real_fill(client, database_url, db):
     async with _live_signal(db, take_profit=110.0) as (row, account):
-        async with monitor_stack(client, database_url, **account.settings()) as m:
-            handle = await start_position(client, row, m.task_queue, entry_price=D(100))
-            await eventually(lambda: _open(handle))
-            queue = m.task_queue
+        handle, queue = await _opened_then_workers_gone(client, database_url, row, account)
         # No worker runs: the market rises through the target, whose OCO leg fills on the exchange.
         account.exchange.trade_at("BTCUSDT", "106")
         account.exchange.trade_at("BTCUSDT", "110.7")

@@ -6,7 +6,6 @@ by the code before that patch, `patched_<patch>_*` after it)."""
 
 from __future__ import annotations
 
-import base64
 import json
 from pathlib import Path
 
@@ -17,7 +16,15 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 from temporalio.workflow import NondeterminismError
 
-from tests.helpers.replay import HISTORIES_DIR, future_closes, patch_markers, record_kinds
+from tests.helpers.replay import (
+    HISTORIES_DIR,
+    completed_results,
+    future_closes,
+    patch_markers,
+    payload,
+    record_kinds,
+    started_attributes,
+)
 from workflows.common.names import POSITION_WORKFLOW_TYPE, RECORD_POSITION_DECISION_ACTIVITY
 from workflows.common.patches import (
     LIVE_RECONCILE_PATCH,
@@ -35,8 +42,7 @@ HISTORIES = sorted((HISTORIES_DIR / "positions").glob("*.json"))
 def _history(path: Path) -> WorkflowHistory:
     # The workflow checks its id against its input (position-<signal id>): replay under the real id.
     text = path.read_text()
-    started = json.loads(text)["events"][0]["workflowExecutionStartedEventAttributes"]
-    signal_id = json.loads(base64.b64decode(started["input"]["payloads"][0]["data"]))["signal_id"]
+    signal_id = payload(started_attributes(text)["input"])["signal_id"]
     return WorkflowHistory.from_json(f"position-{signal_id}", text)
 
 
@@ -48,13 +54,7 @@ def test_histories_cover_the_ends_and_messages():
         "WORKFLOW_EXECUTION_SIGNALED",
         "WORKFLOW_EXECUTION_UPDATE_COMPLETED",
     } <= kinds
-    reasons = {
-        json.loads(base64.b64decode(e["workflowExecutionCompletedEventAttributes"]["result"]["payloads"][0]["data"]))[
-            "reason"
-        ].split(":")[0]
-        for e in events
-        if "workflowExecutionCompletedEventAttributes" in e
-    }
+    reasons = {r["reason"].split(":")[0] for r in completed_results(HISTORIES)}
     assert {"stop_loss", "take_profit", "trailing_stop", "close_action", "operator"} <= reasons
 
 

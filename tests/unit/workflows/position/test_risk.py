@@ -1,5 +1,6 @@
 from decimal import Decimal as D
 
+from tests.helpers.books import long_book
 from workflows.position.paper import Bar
 from workflows.position.risk import Book, RiskSettings, check, effective_stop, usable_levels
 
@@ -9,17 +10,7 @@ def bar(o, h, low, c) -> Bar:
 
 
 def book(**kw) -> Book:
-    values = dict(
-        side="long",
-        entry_price=D(100),
-        initial_quantity=D(10),
-        quantity=D(10),
-        stop_loss=D(95),
-        take_profits=[D(105), D(110)],
-        best_price=D(100),
-    )
-    values.update(kw)
-    return Book(**values)
+    return Book(**{"side": "long", **long_book(), **kw})
 
 
 def test_stop_first_when_one_candle_reaches_both():

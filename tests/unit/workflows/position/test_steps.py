@@ -7,6 +7,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal as D
 
+from tests.helpers.books import long_book
 from workflows.common.candles import INTERVAL_MS, Kline
 from workflows.position import steps
 from workflows.position.actions import ValidatedAction
@@ -61,12 +62,7 @@ def open_state(**kw) -> PositionState:
         context=ctx(),
         status=PositionStatus.OPEN,
         position_id="p1",
-        entry_price=D(100),
-        initial_quantity=D(10),
-        quantity=D(10),
-        stop_loss=D(95),
-        take_profits=[D(105), D(110)],
-        best_price=D(100),
+        **long_book(),
         last_price=D(101),
         realized_pnl=D("-0.5"),
         fees_paid=D("0.5"),
@@ -239,12 +235,18 @@ def test_a_close_at_market_by_an_operator_or_the_duration():
     )
 
 
+def _filled_at_market(s: PositionState, key: str, kind, quantity: D, price: D, fee: D, pnl: D, close: bool) -> None:
+    """A market order of `kind` asked for and filled whole at `price`."""
+    request = steps.order_request(
+        ctx(), s, key, kind, quantity, price, market=True, close=close, reason="x" if close else None
+    )
+    fill = Fill(order_id="o", kind=kind, price=price, quantity=quantity, fee=fee, realized_pnl=pnl, inserted=True)
+    steps.filled(s, request, fill)
+
+
 def test_fills_move_quantity_pnl_and_fees():
     s = open_state()
-    reduce = steps.order_request(ctx(), s, "k1", "reduce", D(4), D(102), market=True, close=False)
-    steps.filled(
-        s, reduce, Fill(order_id="o", kind="reduce", price=D(102), quantity=D(4), fee=D("0.4"), realized_pnl=D("7.6"), inserted=True)
-    )  # fmt: skip
+    _filled_at_market(s, "k1", "reduce", D(4), D(102), fee=D("0.4"), pnl=D("7.6"), close=False)
     assert (s.quantity, s.realized_pnl, s.fees_paid, s.counts.fills, s.exit_price) == (
         D(6),
         D("7.1"),
@@ -252,10 +254,7 @@ def test_fills_move_quantity_pnl_and_fees():
         1,
         None,
     )
-    close = steps.order_request(ctx(), s, "k2", "close", s.quantity, D(103), market=True, close=True, reason="x")
-    steps.filled(
-        s, close, Fill(order_id="o", kind="close", price=D(103), quantity=D(6), fee=D("0.6"), realized_pnl=D("17.4"), inserted=True)
-    )  # fmt: skip
+    _filled_at_market(s, "k2", "close", s.quantity, D(103), fee=D("0.6"), pnl=D("17.4"), close=True)
     assert (s.quantity, s.realized_pnl, s.fees_paid, s.counts.fills, s.exit_price) == (
         D(0),
         D("24.5"),
