@@ -33,3 +33,16 @@ def llm_proxy_error(kind: str) -> None:
 
 def tokens_used(tokens: int) -> None:
     activity.metric_meter().create_counter(PREFIX + "llm_tokens_used", "model tokens reported by llm-proxy").add(tokens)
+
+
+def model_call(cost_usd: float | None, abstained: bool, operation: str) -> None:
+    """One decision by the `model` backend: its cost (micro-USD, a counter holds integers) and
+    whether it abstained."""
+    meter = activity.metric_meter()
+    if cost_usd:
+        meter.create_counter(
+            PREFIX + "model_cost_micro_usd", "cost of model decisions in millionths of a US dollar"
+        ).add(round(cost_usd * 1_000_000), {"operation": operation})
+    meter.create_counter(PREFIX + "model_decisions", "model decisions, by operation and abstained").add(
+        1, {"operation": operation, "abstained": "true" if abstained else "false"}
+    )

@@ -189,6 +189,16 @@ def answer_parts(
     )
 
 
+def answer_levels(
+    data: dict[str, Any], field: str, bad: Callable[[str], ApplicationError], clean: AnswerHygiene
+) -> dict[str, Any] | None:
+    """The answer's levels (`keyLevels`, `actionDetails`) cleaned; too many targets is a bad answer."""
+    try:
+        return clean.levels(data.get(field), field)
+    except TooLarge as exc:
+        raise bad(str(exc)) from None
+
+
 def with_notes(parts: AnswerParts, clean: AnswerHygiene) -> dict[str, Any]:
     """The parts as keyword arguments, the reasoning carrying every note of the answer's cleaning."""
     return {**asdict(parts), "reasoning": clean.annotated(parts.reasoning)}
@@ -210,10 +220,7 @@ def parse_answer(
     if decision is None:
         raise bad(f"unknown decision {str(data.get('decision'))[:50]!r}")
     parts = answer_parts(body, data, bad, clean)
-    try:
-        key_levels = clean.levels(data.get("keyLevels"), "keyLevels")
-    except TooLarge as exc:
-        raise bad(str(exc)) from None
+    key_levels = answer_levels(data, "keyLevels", bad, clean)
     # On the levels as sent: 1e309 is an infinity here, not the null it is once cleaned.
     if decision == "enter_trade" and (why := incoherent_entry(data.get("keyLevels"), reference_price)):
         raise bad(f"enter_trade levels are no trade: {why}")

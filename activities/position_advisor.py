@@ -10,8 +10,8 @@ from typing import Any
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.answer_hygiene import AnswerHygiene, TooLarge
-from activities.llm_proxy import BAD_ANSWER, LlmProxy, answer_parts, envelope_data, with_notes
+from activities.answer_hygiene import AnswerHygiene
+from activities.llm_proxy import BAD_ANSWER, LlmProxy, answer_levels, answer_parts, envelope_data, with_notes
 from activities.raw_answers import position_correlation
 from workflows.common import names
 from workflows.position.actions import MANAGE_ACTIONS
@@ -64,10 +64,7 @@ def parse_manage_answer(body: Any, latency_ms: int, clean: AnswerHygiene | None 
     if not isinstance(action, str) or action.strip().lower() not in MANAGE_ACTIONS:
         raise bad(f"unknown action {str(action)[:50]!r}")
     parts = answer_parts(body, data, bad, clean)
-    try:
-        details = clean.levels(data.get("actionDetails"), "actionDetails")
-    except TooLarge as exc:
-        raise bad(str(exc)) from None
+    details = answer_levels(data, "actionDetails", bad, clean)
     return ManagementAnswer(
         action=action.strip().lower(),  # checked against MANAGE_ACTIONS above
         action_details=details,

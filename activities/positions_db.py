@@ -14,6 +14,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.answer_hygiene import MAX_LEVELS, storable_int, storable_json, storable_text
 from activities.db_errors import permanent_errors
+from activities.model_call_rows import write_model_call
 from activities.raw_answers import position_correlation, take_parked
 from workflows.common import names
 from workflows.position.models import (
@@ -73,7 +74,8 @@ class PositionStore:
                        t.management_interval, t.use_trailing_stop, t.trailing_stop_distance,
                        t.partial_take_profit_levels, t.max_loss_per_position, t.max_consecutive_losses,
                        extract(epoch FROM t.max_position_duration)::float8 AS max_position_seconds, t.paper_stake,
-                       s.trader_id, oi.side, oi.entry_price, oi.stop_loss, oi.take_profits, a.candle_open_time
+                       s.trader_id, oi.side, oi.entry_price, oi.stop_loss, oi.take_profits, a.candle_open_time,
+                       (to_jsonb(t) ->> 'management_min_move_pct')::numeric AS management_min_move_pct
                 FROM signals s
                 LEFT JOIN traders t ON t.id = s.trader_id
                 LEFT JOIN order_intents oi ON oi.signal_id = s.id
@@ -127,6 +129,7 @@ class PositionStore:
             context.paper_stake = row["paper_stake"]
             context.max_position_seconds = row["max_position_seconds"]
             context.max_consecutive_losses = row["max_consecutive_losses"]
+            context.management_min_move_pct = row["management_min_move_pct"]
         return context
 
     async def _existing(self, signal_id: uuid.UUID) -> ExistingPosition | None:
@@ -173,6 +176,8 @@ class PositionStore:
             async with self._pool.acquire() as conn, conn.transaction():
                 whole_raw = await take_parked(conn, correlation)
                 decision_id = await self._insert_decision(conn, input, whole_raw)
+                if decision_id is not None:
+                    await write_model_call(conn, "position_management_decisions", decision_id, input.model_call)
             if decision_id is not None:
                 return RecordedDecision(decision_id=str(decision_id), inserted=True)
             existing = await self._pool.fetchval(

@@ -17,6 +17,7 @@ from activities import signal_checks as checks
 from activities.answer_hygiene import storable_int, storable_json, storable_text
 from activities.db_errors import no_retry_on_permanent_errors
 from activities.exact import positive_decimal, to_decimal
+from activities.model_call_rows import write_model_call
 from activities.platform_schema import InitialAnalysis
 from activities.raw_answers import analysis_correlation, take_parked
 from activities.trade_levels import incoherent_entry, order_side
@@ -119,6 +120,8 @@ class SignalStore:
                        octet_length(t.strategy::text) AS strategy_bytes,
                        CASE WHEN octet_length(t.strategy::text) <= $2 THEN t.strategy END AS strategy,
                        t.max_reanalyses, t.min_confidence_to_enter,
+                       -- migration 008's, read so that a database without it loads (the gate is off)
+                       (to_jsonb(t) ->> 'min_price_move_pct')::float8 AS min_price_move_pct,
                        extract(epoch FROM t.max_monitoring_duration)::float8 AS max_monitoring_seconds,
                        {EXPIRED_BY_032} AS expired_by_032,
                        coalesce({platform_fires}, false) AS platform_fires
@@ -175,6 +178,7 @@ class SignalStore:
                 context.max_reanalyses = row["max_reanalyses"]
                 context.min_confidence_to_enter = float(row["min_confidence_to_enter"])
                 context.max_monitoring_seconds = row["max_monitoring_seconds"]
+                context.min_price_move_pct = row["min_price_move_pct"]
         except ValidationError as exc:
             # Whatever the checks above did not foresee is still data no retry can change.
             where = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5])
@@ -365,6 +369,7 @@ class SignalStore:
             input.analysis_number,
             input.monitor_decision,
         )
+        await write_model_call(conn, "signal_analyses", analysis_id, a.model_call)
         return analysis_id, True, False
 
     @staticmethod

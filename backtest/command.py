@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
+import itertools
 import json
 import logging
 import re
@@ -26,7 +28,9 @@ from runtime.config import Settings
 from runtime.exits import EXIT_OK, EXIT_USAGE, fail
 
 if TYPE_CHECKING:
+    from backtest.model_run import ModelRun
     from backtest.spec import BacktestSpec, ProxyTarget
+    from fakes.model import FakeModel
 
 
 class UsageError(ValueError):
@@ -109,7 +113,38 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--proxy", default="local", help="local (deterministic stand-in, default), env (LLM_PROXY_URL), or a URL"
     )
     px.add_argument("--max-calls", type=int, help="hard cap on llm-proxy calls per run (required unless local)")
-    px.add_argument("--compare", nargs=2, metavar=("A", "B"), help="two proxies side by side (see --proxy)")
+    px.add_argument(
+        "--compare",
+        nargs=2,
+        metavar=("A", "B"),
+        help="two proxies side by side (see --proxy); with --decisions model, two model ids on the same endpoint",
+    )
+    md = p.add_argument_group("the model backend (docs/model-backend.md)")
+    md.add_argument(
+        "--decisions",
+        choices=("llm-proxy", "model"),
+        default="llm-proxy",
+        help="model: SIGNAL_MONITOR_MODEL_URL/_MODEL/_KEY decide (--max-calls required), or the local rule "
+        "stand-in when SIGNAL_MONITOR_MODEL_URL is unset",
+    )
+    md.add_argument(
+        "--concurrency",
+        type=int,
+        default=1,
+        help="independent signals in this many time-skipping servers at once (a latency-bound model run)",
+    )
+    md.add_argument(
+        "--masked",
+        action="store_true",
+        help="also run a probe with the symbol, times and price level hidden, reported beside the plain run",
+    )
+    md.add_argument("--no-cache", action="store_true", help="call the model even for answers already cached")
+    md.add_argument("--cache-dir", type=Path, help="the answer cache (default ~/.cache/signal-monitor/model-answers)")
+    md.add_argument(
+        "--model-cutoff",
+        type=_when,
+        help="the model's knowledge cutoff: signals before it are marked memorizable, totals given on those after it",
+    )
     out = p.add_argument_group("output")
     out.add_argument("--json", type=Path, help="write the report as JSON")
     out.add_argument("--chart", type=Path, help="write the price chart, trades and equity curve (HTML)")
@@ -169,28 +204,67 @@ def _target(spec: ProxySpec, local_url: str | None, local_key: str) -> ProxyTarg
 
 
 async def _run(args: argparse.Namespace, spec: BacktestSpec, proxies: list[ProxySpec]) -> list[Report]:
-    from backtest.engine import run_backtest
+    from backtest.concurrent import run_concurrent
     from backtest.policies import local_policy
     from backtest.sandbox import sandbox
     from fakes.llm_proxy import FakeLlmProxy
 
     local = None
+    standin: FakeModel | None = None
     local_key = "bt-local-" + secrets.token_hex(8)
     if any(p.local for p in proxies):
         local = await FakeLlmProxy(api_key=local_key, default=local_policy).start()
     try:
+        model = None
+        runs: list[ModelRun | None] = [None]
+        if args.decisions == "model":
+            model, standin = await _model_run(args)
+            runs = [model]
+            if args.compare:
+                # Two model ids on the same endpoint, side by side (the monitoring model follows each).
+                runs = [dataclasses.replace(model, label=m, model=m, monitoring_model=None) for m in args.compare]
+            elif args.masked:
+                runs.append(dataclasses.replace(model, label=model.label + " (masked)", masked=True))
         targets = [_target(p, local.url if local else None, local_key) for p in proxies]
         reports = []
         async with sandbox(quiet=not args.verbose) as box:
-            for target in targets:
+            for target, model in itertools.product(targets, runs):
                 started = time.monotonic()
-                report = await run_backtest(box, spec, target, progress=lambda m: print(f"[backtest] {m}", flush=True))
-                print(f"[backtest] {target.label}: done in {time.monotonic() - started:.1f} s", flush=True)
+                say = lambda m: print(f"[backtest] {m}", flush=True)  # noqa: E731
+                report = await run_concurrent(
+                    box, spec, target, args.concurrency, progress=say, model=model, quiet=not args.verbose
+                )
+                label = f"model {model.label}" if model is not None else target.label
+                print(f"[backtest] {label}: done in {time.monotonic() - started:.1f} s", flush=True)
                 reports.append(report)
         return reports
     finally:
         if local is not None:
             await local.stop()
+        if standin is not None:
+            await standin.stop()
+
+
+async def _model_run(args: argparse.Namespace) -> tuple[ModelRun, FakeModel | None]:
+    """The settings' model, or the local rule stand-in when SIGNAL_MONITOR_MODEL_URL is unset."""
+    from backtest.model_run import ModelRun, default_cache_dir
+    from fakes.model import STANDIN_MODEL, FakeModel
+
+    settings = Settings.from_env()
+    cache = None if args.no_cache else (args.cache_dir or default_cache_dir())
+    common: dict[str, Any] = dict(
+        structured=settings.model_structured,
+        temperature=settings.model_temperature,
+        max_tokens=settings.model_max_tokens,
+        candle_count=settings.model_candles,
+        cache_dir=cache,
+    )
+    if settings.model_url:
+        url, key, model = settings.require_model()
+        return ModelRun(model, url, key, model, settings.monitoring_model, **common), None
+    standin = await FakeModel().start()
+    label = f"{STANDIN_MODEL} (local rule stand-in: a rule, not a model)"
+    return ModelRun(label, standin.url, None, settings.model or STANDIN_MODEL, standin=True, **common), standin
 
 
 def main(args: argparse.Namespace) -> int:
@@ -203,9 +277,21 @@ def main(args: argparse.Namespace) -> int:
         for name in ("workers.search_attributes", "workers.monitor_gauge"):
             logging.getLogger(name).setLevel(logging.ERROR)
     try:
-        proxies = [parse_proxy(p) for p in (args.compare or [args.proxy])]
-        if any(not p.local for p in proxies) and args.max_calls is None:
+        model_ids = list(args.compare or []) if args.decisions == "model" else []
+        proxies = [parse_proxy(p) for p in ((args.compare if not model_ids else None) or [args.proxy])]
+        if args.decisions == "model":
+            if model_ids and args.masked:
+                raise UsageError("--compare (two models) and --masked are alternatives")
+            if args.masked and args.max_calls is not None:
+                print("[backtest] --masked: two runs, each capped at --max-calls", flush=True)
+            if Settings.from_env().model_url and args.max_calls is None:
+                raise UsageError("--max-calls is required with a real model (it caps what the run may spend)")
+        elif args.masked:
+            raise UsageError("--masked is a probe of the model backend: use it with --decisions model")
+        elif any(not p.local for p in proxies) and args.max_calls is None:
             raise UsageError("--max-calls is required with a real llm-proxy (it caps what the run may spend)")
+        if args.concurrency < 1:
+            raise UsageError("--concurrency must be 1 or more")
         if args.max_calls is not None and args.max_calls < 0:
             raise UsageError("--max-calls must be 0 or more")
         candles = asyncio.run(_candles(args))
@@ -241,6 +327,17 @@ def main(args: argparse.Namespace) -> int:
     else:
         print(format_table(reports[0]))
         payload = to_json(reports[0])
+        cutoff = args.model_cutoff
+        if cutoff is None and args.decisions == "model":
+            from backtest.cutoff import known_cutoff
+
+            cutoff = known_cutoff(Settings.from_env().model)
+        if cutoff is not None:
+            from backtest.cutoff import cutoff_json, format_cutoff
+
+            cutoff_ms = int(cutoff.timestamp() * 1000)
+            print("", format_cutoff(reports[0], cutoff_ms), sep="\n")
+            payload["model_cutoff"] = cutoff_json(reports[0], cutoff_ms)
     if args.json:
         args.json.write_text(json.dumps(payload, indent=2) + "\n")
         print(f"[backtest] JSON report: {args.json}")

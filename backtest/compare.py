@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from backtest.report import SCRIPTED, Report, SignalOutcome, _decisions, _num, _pct, _short, dec, iso
+from backtest.report import Report, SignalOutcome, _decisions, _num, _pct, _short, dec, iso, scripted_note
 
 
 class Difference(BaseModel):
@@ -92,7 +92,7 @@ def format_compare(a: Report, b: Report) -> str:
             lines.append(f"{which} STOPPED EARLY (partial): {r.run.stopped}")
     for which, r in (("A", a), ("B", b)):
         if r.run.scripted:
-            lines.append(f"{which}: {SCRIPTED}")
+            lines.append(f"{which}: {scripted_note(r.run)}")
     diffs = differences(a, b)
     n = len(a.signals)
     decided = [d for d in diffs if d.decisions_differ]

@@ -19,14 +19,18 @@ from typing import Any
 
 import asyncpg
 
+from activities.model_decisions import ModelDecisions
 from backtest.feed import Feed
-from backtest.gate import CallGate
+from backtest.gate import CallCounter, CallGate
 from backtest.inputs import TraderSettings
+from backtest.model_run import ModelCallMeter, ModelRun, SeriesCandles, answer_cache
 from backtest.outcomes import outcome
 from backtest.report import Report, RunInfo, SignalOutcome, build_report
 from backtest.sandbox import Sandbox
 from backtest.spec import BacktestSpec, ProxyTarget
 from market.candle import Candle
+from model_backend.client import ModelClient, new_model_http_client
+from model_backend.masking import Mask
 from runtime.config import Settings
 from workers.worker import running_worker
 
@@ -72,12 +76,19 @@ async def _insert_trader(
 
 
 async def run_backtest(
-    sandbox: Sandbox, spec: BacktestSpec, proxy: ProxyTarget, progress: Callable[[str], None] | None = None
+    sandbox: Sandbox,
+    spec: BacktestSpec,
+    proxy: ProxyTarget,
+    progress: Callable[[str], None] | None = None,
+    model: ModelRun | None = None,
 ) -> Report:
+    """`model`: the `model` backend decides (backtest/model_run.py) instead of llm-proxy behind the gate."""
     say = progress or (lambda _msg: None)
     database_url = await sandbox.new_database()
     gate = await CallGate(proxy.url, proxy.key, spec.max_calls, proxy.headers).start()
     task_queue = f"backtest-{uuid.uuid4().hex[:10]}"
+    meter = ModelCallMeter(spec.max_calls, model.model) if model is not None else None
+    counter: CallCounter = meter if meter is not None else gate
     settings = Settings(
         database_url=database_url,
         llm_proxy_url=gate.url,
@@ -92,11 +103,28 @@ async def run_backtest(
         paper_fee_pct=spec.settings.fee_rate * 100,
         paper_slippage_pct=spec.settings.slippage * 100,
     )
-    run = Feed(sandbox.env, spec, gate, task_queue)
+    run = Feed(sandbox.env, spec, counter, task_queue)
     outcomes: list[SignalOutcome] = []
     conn = await asyncpg.connect(database_url)
+    http = None
+    activities: list[Callable[..., Any]] | None = None
+    if model is not None and meter is not None:
+        http = new_model_http_client(settings.llm_timeout_seconds, settings.llm_max_concurrent)
+        client = ModelClient(http, model.url, model.key, model.structured, model.temperature, model.max_tokens)
+        decisions = ModelDecisions(
+            client,
+            SeriesCandles(spec.candles),
+            model.model,
+            model.monitoring_model,
+            model.candle_count,
+            answer_cache=answer_cache(model),
+            meter=meter,
+            time_shift=lambda: run.shift_ms,
+            mask=Mask.for_series(float(spec.candles[0].c)) if model.masked else None,
+        )
+        activities = [decisions.analyze_signal, decisions.manage_position]
     try:
-        async with running_worker(sandbox.env.client, settings, stop_timeout=60):
+        async with running_worker(sandbox.env.client, settings, stop_timeout=60, decision_activities=activities):
             now = await run._now_ms()
             run.shift_ms = (math.ceil((now - spec.candles[0].t) / WEEK_MS) + 1) * WEEK_MS
             strategy = {**spec.settings.strategy, **proxy.strategy}
@@ -146,14 +174,18 @@ async def run_backtest(
     finally:
         await conn.close()
         await gate.stop()
+        if http is not None:
+            await http.aclose()
+    if meter is not None:
+        say(meter.summary())
     info = RunInfo(
         symbol=spec.symbol,
         interval=spec.interval,
         candles=len(spec.candles),
         first_open_ms=spec.candles[0].t,
         last_close_ms=run.horizon_ms,
-        proxy=proxy.label,
-        scripted=proxy.local,
+        proxy=f"model {model.label}" if model is not None else proxy.label,
+        scripted=proxy.local if model is None else model.standin,
         trades_from=TRADES_FROM,
         stake=spec.settings.paper_stake,
         max_calls=spec.max_calls,

@@ -19,7 +19,7 @@ from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
-from backtest.gate import CallGate
+from backtest.gate import CallCounter
 from backtest.inputs import SignalSpec
 from backtest.report import iso
 from backtest.spec import BacktestSpec
@@ -70,7 +70,7 @@ class Position:
 
 
 class Feed:
-    def __init__(self, env: WorkflowEnvironment, spec: BacktestSpec, gate: CallGate, task_queue: str) -> None:
+    def __init__(self, env: WorkflowEnvironment, spec: BacktestSpec, gate: CallCounter, task_queue: str) -> None:
         self.env = env
         self.client = env.client
         self.spec = spec

@@ -13,7 +13,7 @@ import hmac
 import json
 import secrets
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 from aiohttp import web
@@ -32,6 +32,20 @@ def tokens_of(body: Any) -> int:
         if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
             return value
     return 0
+
+
+class CallCounter(Protocol):
+    """What the feed and the report read of a run's calls (the gate's, or the model meter's)."""
+
+    max_calls: int | None
+    calls: int
+    calls_by_signal: collections.Counter[str]
+    tokens_by_signal: collections.Counter[str]
+
+    @property
+    def cap_reached(self) -> bool: ...
+
+    def room(self) -> int | None: ...
 
 
 class CallGate:

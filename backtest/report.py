@@ -15,7 +15,15 @@ SCRIPTED = (
     "signal wait 55, wait 62, enter_trade 78, each position hold, hold, close; 'strict': a fixed rule on the "
     "candle's move); these figures exercise the pipeline, they say nothing about a strategy"
 )
+RULE_SCRIPTED = (
+    "decisions by the local model stand-in: a documented rule over the prompt's candles (fakes/model/rule.py), "
+    "not a model; these figures exercise the pipeline, they say nothing about a strategy"
+)
 Q4 = Decimal("0.0001")
+
+
+def scripted_note(run: RunInfo) -> str:
+    return RULE_SCRIPTED if run.proxy.startswith("model ") else SCRIPTED
 
 
 class Decision(BaseModel):
@@ -278,7 +286,7 @@ def format_table(report: Report) -> str:
     if r.stopped:
         lines.append(f"STOPPED EARLY (partial report): {r.stopped}")
     if r.scripted:
-        lines.append(f"NOTE: {SCRIPTED}")
+        lines.append(f"NOTE: {scripted_note(r)}")
     if r.late_events:
         lines.append(
             f"WARNING: {r.late_events} closes/signals were fed up to {r.max_late_seconds:.0f} s after their time (llm-proxy "

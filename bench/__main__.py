@@ -17,7 +17,18 @@ from bench import data
 from bench.report import Report, machine_facts
 from bench.stack import Section, binary, new_queue, stack, start_floor_worker, start_monitor_worker, workers
 
-MEASUREMENTS = ("overhead", "history", "burst", "positions", "same_work", "burst10k", "memory", "llm", "bridges")
+MEASUREMENTS = (
+    "overhead",
+    "history",
+    "burst",
+    "positions",
+    "same_work",
+    "burst10k",
+    "memory",
+    "llm",
+    "model",
+    "bridges",
+)
 # `--quick` keeps within about 90 s: the bridges measurement alone takes ~70 s (real replica
 # subprocesses, ~10 candles of 6 s), so a quick run leaves it out unless `--only bridges` asks.
 # The 10,000-monitor burst (~5 min) is full-run only as well, and so is the same-work comparison
@@ -138,6 +149,7 @@ async def main(args: argparse.Namespace) -> int:
             counts = tuple(sorted(args.idle_monitors or ((300,) if quick else (1000, 10000))))
             await measure("memory", lambda: memory.run(st, rep, conn, trader, counts))
             await measure("llm", lambda: llm_pressure.run(st, rep, conn, trader, quick))
+            await measure("model", lambda: _model(rep, quick))
             if "bridges" not in wanted and not args.only:
                 # Every goal line still appears: these say how to take them.
                 for name in BRIDGE_GOALS:
@@ -162,6 +174,13 @@ async def main(args: argparse.Namespace) -> int:
     for line in rep.not_run_lines:
         rep.say(line)
     return 1 if rep.failures else 0
+
+
+async def _model(rep: Report, quick: bool) -> None:
+    from bench import model_backend
+
+    model_backend.cpu(rep)
+    await model_backend.latency_bound(rep, quick)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
-from cli.signal_report import SCRIPTED_NOTE, AnalysisRow, SignalReport, scripted
+from cli.signal_report import AnalysisRow, SignalReport, standin_note
 from cli.text import candle_ending, candle_span, plain, signed
 
 EXCERPT = 90
@@ -25,13 +25,19 @@ def _n(value: float | int | None) -> str:
     return plain(value)
 
 
+def _usd(value: float | None) -> str:
+    return "-" if value is None else f"{value:.6f}".rstrip("0").rstrip(".") if value else "0"
+
+
 def decision_text(a: AnalysisRow) -> str:
     return f"{a.decision} -> {a.monitor_decision}" if a.monitor_decision else a.decision
 
 
 def history_lines(report: SignalReport) -> list[str]:
     """One line per analysis (the table's rows, also used by `status` after the end)."""
-    rows = [("#", "TIME (UTC)", "CANDLE (UTC, opens–closes)", "PRICE", "DECISION", "CONF", "TOKENS", "REASONING")]
+    rows = [
+        ("#", "TIME (UTC)", "CANDLE (UTC, opens–closes)", "PRICE", "DECISION", "CONF", "TOKENS", "COST $", "REASONING")
+    ]
     for a in report.analyses:
         rows.append(
             (
@@ -44,7 +50,8 @@ def history_lines(report: SignalReport) -> list[str]:
                 decision_text(a),
                 f"{a.confidence:g}",
                 "-" if a.tokens is None else str(a.tokens),
-                excerpt(a.reasoning),
+                _usd(a.cost_usd),
+                ("[abstained] " if a.abstained else "") + excerpt(a.reasoning),
             )
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
@@ -69,12 +76,20 @@ def history_text(report: SignalReport) -> str:
             f"  order intent (the plan): {oi.side} at {_n(oi.entry_price)}, stop-loss {_n(oi.stop_loss)}, "
             f"take-profit {', '.join(map(plain, oi.take_profits)) or '-'} ({done})"
         )
-    if scripted(report):
-        head.append(f"  NOTE: {SCRIPTED_NOTE}")
+    if note := standin_note(report):
+        head.append(f"  NOTE: {note}")
     if not report.analyses:
         return "\n".join([*head, "no analysis recorded yet", *position_lines(report)])
     total = sum(a.tokens or 0 for a in report.analyses)
-    tail = [f"{len(report.analyses)} analyses, {total} tokens; prices of candles: {report.candles_source}"]
+    costs = [a.cost_usd for a in report.analyses if a.cost_usd is not None]
+    cost = f", cost ${_usd(sum(costs))}" if costs else ""
+    tail = [f"{len(report.analyses)} analyses, {total} tokens{cost}; prices of candles: {report.candles_source}"]
+    p = report.position_cost
+    if p is not None:
+        spent = f", cost ${_usd(p.cost_usd)}" if p.cost_usd is not None else ""
+        tail.append(
+            f"position: {p.decisions} management decisions ({p.model_decisions} by the model), {p.tokens} tokens{spent}"
+        )
     return "\n".join([*head, *history_lines(report), *tail, *position_lines(report)])
 
 

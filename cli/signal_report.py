@@ -18,6 +18,8 @@ from cli.chart_model import ChartAnalysis, ChartCandle, ChartEvent, ChartLevels,
 from cli.text import Amount, candle_span, plain, signed
 from fakes.llm_proxy.names import FAKE_MODEL_NAME as STAND_IN_MODEL
 from fakes.llm_proxy.names import REASONING_PREFIX as STAND_IN_PREFIX
+from fakes.model.rule import REASONING_PREFIX as RULE_PREFIX
+from fakes.model.server import STANDIN_MODEL as RULE_STANDIN_MODEL
 from market.candle import Candle
 from market.intervals import UnknownInterval, interval_ms
 from market.rest import KlinesError, fetch_candles, rest_client
@@ -60,6 +62,10 @@ class AnalysisRow(BaseModel):
     model_name: str | None
     latency_ms: int | None
     key_levels: dict[str, Any] | None = None
+    # The `model` backend's audit (migration 008); None on llm-proxy's rows.
+    cost_usd: float | None = None
+    prompt_version: str | None = None
+    abstained: bool | None = None
 
 
 class OrderIntentRow(BaseModel):
@@ -69,6 +75,15 @@ class OrderIntentRow(BaseModel):
     take_profits: list[float]
     status: str
     created_at: datetime
+
+
+class PositionCost(BaseModel):
+    """The position's management decisions and what the model calls behind them cost."""
+
+    decisions: int
+    model_decisions: int
+    tokens: int
+    cost_usd: float | None
 
 
 class FillRow(BaseModel):
@@ -108,6 +123,7 @@ class PositionRow(BaseModel):
 class SignalReport(BaseModel):
     signal: SignalInfo
     analyses: list[AnalysisRow]
+    position_cost: PositionCost | None = None
     order_intent: OrderIntentRow | None = None
     position: PositionRow | None = None
     fills: list[FillRow] = Field(default_factory=list)
@@ -155,11 +171,23 @@ async def fetch_report(database_url: str, signal_id: str) -> SignalReport:
             raise SignalNotFound(f"no signal {signal_id} in the database")
         rows = await conn.fetch(
             """SELECT analysis_number, created_at, candle_open_time, decision, confidence, monitor_decision,
-                      reasoning, gemini_tokens_used, model_name, analysis_latency_ms, key_levels
-               FROM signal_analyses WHERE signal_id = $1
+                      reasoning, gemini_tokens_used, model_name, analysis_latency_ms, key_levels,
+                      -- migration 008's columns, read so that a database without them still reports
+                      (to_jsonb(a) ->> 'cost_usd')::numeric AS cost_usd, to_jsonb(a) ->> 'prompt_version' AS prompt_version,
+                      (to_jsonb(a) ->> 'abstained')::boolean AS abstained
+               FROM signal_analyses a WHERE signal_id = $1
                ORDER BY analysis_number NULLS FIRST, created_at""",
             sid,
         )
+        try:
+            cost = await conn.fetchrow(
+                """SELECT count(*) AS decisions, count(to_jsonb(d) ->> 'prompt_version') AS model_decisions,
+                          coalesce(sum(tokens_used), 0) AS tokens, sum((to_jsonb(d) ->> 'cost_usd')::numeric) AS cost_usd
+                   FROM position_management_decisions d WHERE signal_id = $1""",
+                sid,
+            )
+        except asyncpg.UndefinedTableError:
+            cost = None  # no position tables (a database before migration 006)
         intent = await conn.fetchrow(
             """SELECT side, entry_price, stop_loss, take_profits, status, created_at
                FROM order_intents WHERE signal_id = $1""",
@@ -197,9 +225,20 @@ async def fetch_report(database_url: str, signal_id: str) -> SignalReport:
             model_name=r["model_name"],
             latency_ms=r["analysis_latency_ms"],
             key_levels=_json(r["key_levels"]),
+            cost_usd=_float(r["cost_usd"]),
+            prompt_version=r["prompt_version"],
+            abstained=r["abstained"],
         )
         for r in rows
     ]
+    position_cost = None
+    if cost is not None and cost["decisions"]:
+        position_cost = PositionCost(
+            decisions=cost["decisions"],
+            model_decisions=cost["model_decisions"],
+            tokens=int(cost["tokens"]),
+            cost_usd=_float(cost["cost_usd"]),
+        )
     order_intent = None
     if intent is not None:
         order_intent = OrderIntentRow(
@@ -210,7 +249,14 @@ async def fetch_report(database_url: str, signal_id: str) -> SignalReport:
             status=intent["status"],
             created_at=intent["created_at"],
         )
-    return SignalReport(signal=info, analyses=analyses, order_intent=order_intent, position=position, fills=fills)
+    return SignalReport(
+        signal=info,
+        analyses=analyses,
+        order_intent=order_intent,
+        position=position,
+        fills=fills,
+        position_cost=position_cost,
+    )
 
 
 def fill_candle(key: Any) -> datetime | None:
@@ -331,8 +377,12 @@ def _num(v: Any) -> float | None:
 
 
 def scripted(report: SignalReport) -> bool:
-    """Were the decisions the local llm-proxy stand-in's fixed script (not a model)?"""
-    return any(a.model_name == STAND_IN_MODEL or a.reasoning.startswith(STAND_IN_PREFIX) for a in report.analyses)
+    """Were the decisions a local stand-in's (the llm-proxy stand-in's fixed script, or the model
+    stand-in's documented rule over the candles), not a model's?"""
+    return any(
+        a.model_name in (STAND_IN_MODEL, RULE_STANDIN_MODEL) or a.reasoning.startswith((STAND_IN_PREFIX, RULE_PREFIX))
+        for a in report.analyses
+    )
 
 
 def _candle_x(at: datetime, step_ms: int) -> datetime:
@@ -450,7 +500,7 @@ def chart_model(report: SignalReport) -> ChartModel:
         analyses=analyses,
         levels=_levels(report),
         events=events,
-        note=SCRIPTED_NOTE if scripted(report) else None,
+        note=standin_note(report),
     )
 
 
@@ -458,6 +508,17 @@ SCRIPTED_NOTE = (
     "decisions scripted by the local llm-proxy stand-in (a fixed script, not a model): the P&L says nothing "
     "about a strategy"
 )
+RULE_NOTE = (
+    "decisions by the local model stand-in (a documented rule over the candles, not a model): the P&L says "
+    "nothing about a strategy"
+)
+
+
+def standin_note(report: SignalReport) -> str | None:
+    """What to say when a local stand-in decided (None when it was llm-proxy or a model)."""
+    if any(a.model_name == RULE_STANDIN_MODEL or a.reasoning.startswith(RULE_PREFIX) for a in report.analyses):
+        return RULE_NOTE
+    return SCRIPTED_NOTE if scripted(report) else None
 
 
 def _g(value: float | None) -> str:

@@ -78,6 +78,31 @@ def _port_free(port: int, host: str = "127.0.0.1") -> bool:
     return True
 
 
+async def _decision_backend(settings: Settings, fakes: contextlib.AsyncExitStack) -> dict[str, str] | None:
+    """The `model` backend's variables for the worker, or None for llm-proxy. Without LLM_PROXY_URL,
+    SIGNAL_MONITOR_MODEL_URL or SIGNAL_MONITOR_DECISIONS=llm-proxy, the rule stand-in (fakes/model:
+    it reads the candles in the prompt; a rule, not a model) decides."""
+    backend = settings.decisions or ("llm-proxy" if settings.llm_proxy_url else "model")
+    if backend == "llm-proxy":
+        return None
+    if settings.model_url:
+        say(f"decisions: model {settings.model} at {settings.model_url} (SIGNAL_MONITOR_MODEL_URL)")
+        return {"SIGNAL_MONITOR_DECISIONS": "model"}
+    from fakes.model import STANDIN_MODEL, FakeModel
+
+    standin = await fakes.enter_async_context(FakeModel(port=free_port()))
+    say(
+        f"decisions: the `model` backend against a local rule stand-in at {standin.url} (it reads the "
+        "candles in the prompt and decides by a documented rule: a rule, NOT a model; set "
+        "SIGNAL_MONITOR_MODEL_URL and SIGNAL_MONITOR_MODEL for a real one)"
+    )
+    return {
+        "SIGNAL_MONITOR_DECISIONS": "model",
+        "SIGNAL_MONITOR_MODEL_URL": standin.url,
+        "SIGNAL_MONITOR_MODEL": settings.model or STANDIN_MODEL,
+    }
+
+
 def metrics_addresses(worker: str | None) -> dict[str, str]:
     """The metrics address of the worker, the intake and the bridge: the worker keeps
     SIGNAL_MONITOR_METRICS_ADDRESS when it is set; every other gets a free local port."""
@@ -477,7 +502,10 @@ async def run_dev(args, lock: StackLock) -> int:
             say(f"database URL: {shown_url}")
 
             proxy_url, proxy_key = settings.llm_proxy_url, settings.llm_proxy_key
-            if not proxy_url:
+            decision_env = await _decision_backend(settings, fakes)
+            if decision_env is not None:
+                pass  # LLM_PROXY_URL stays as it was (or empty: unset): the worker never calls it
+            elif not proxy_url:
                 from fakes.llm_proxy import FakeLlmProxy
 
                 proxy_key = "dev-" + secrets.token_hex(16)
@@ -541,9 +569,10 @@ async def run_dev(args, lock: StackLock) -> int:
                     base_env,
                     TEMPORAL_ADDRESS=temporal_address,
                     DATABASE_URL=database_url,
-                    LLM_PROXY_URL=proxy_url,
+                    LLM_PROXY_URL=proxy_url or "",
                     LLM_PROXY_KEY=proxy_key or "",
                     SIGNAL_MONITOR_TASK_QUEUE=task_queue,
+                    **(decision_env or {}),
                     BINANCE_WS_URL=ws_url,
                     BINANCE_REST_URL=rest_url,
                     # Quicker than production unless set: a demo should not wait for visibility.

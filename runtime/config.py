@@ -32,14 +32,18 @@ DEFAULT_WS_URL = "wss://stream.binance.com:9443"
 InitialAnalysisSetting = Literal["auto", "platform", "monitor"]
 
 # Settings whose values are secrets: checked at start-up, never printed, redacted from logs.
-SECRET_ENV = ("LLM_PROXY_KEY", "TEMPORAL_API_KEY")
-_SECRET_FIELDS = frozenset({"llm_proxy_key", "database_url"})
+SECRET_ENV = ("LLM_PROXY_KEY", "SIGNAL_MONITOR_MODEL_KEY", "TEMPORAL_API_KEY")
+_SECRET_FIELDS = frozenset({"llm_proxy_key", "model_key", "database_url"})
 
 # Monitors and position managers both take `candle_closed` of their (SignalSymbol, SignalInterval).
 RUNNING_MONITORS_QUERY = (
     f"WorkflowType IN ('{WORKFLOW_TYPE}', '{POSITION_WORKFLOW_TYPE}') AND ExecutionStatus = 'Running'"
 )
 BridgeMode = Literal["redundant", "shared"]
+# Who decides behind `analyze_signal` and `manage_position` (docs/model-backend.md).
+DecisionBackend = Literal["llm-proxy", "model"]
+# How the model is asked for JSON: OpenAI-compatible servers differ (docs/model-backend.md).
+StructuredMode = Literal["json_schema", "json_object_schema", "json_object"]
 MODES: tuple[BridgeMode, ...] = ("redundant", "shared")
 
 
@@ -139,6 +143,18 @@ class Settings(BaseSettings):
     llm_proxy_url: str | None = Field(None, validation_alias="LLM_PROXY_URL")
     # repr=False: the key must never reach a log line, even through a debug print of settings.
     llm_proxy_key: str | None = Field(None, validation_alias="LLM_PROXY_KEY", repr=False)
+    # The decision backend: unset = llm-proxy when LLM_PROXY_URL is set, else model when
+    # SIGNAL_MONITOR_MODEL_URL is (`decision_backend()`).
+    decisions: DecisionBackend | None = None
+    # An OpenAI-compatible chat-completions endpoint (base URL, `/chat/completions` is appended).
+    model_url: str | None = None
+    model_key: str | None = Field(None, repr=False)  # a secret, as LLM_PROXY_KEY
+    model: str | None = None  # model id; required with SIGNAL_MONITOR_DECISIONS=model
+    monitoring_model: str | None = None  # reanalyses #1+ and position management, when set
+    model_structured: StructuredMode = "json_schema"
+    model_temperature: float = Field(0.2, ge=0, le=2)
+    model_max_tokens: int = Field(1200, ge=64, le=32_000)
+    model_candles: int = Field(100, ge=20, le=500)  # candles of the signal's interval in each prompt
     task_queue: str = DEFAULT_TASK_QUEUE
     llm_max_concurrent: int = Field(8, ge=1)
     llm_max_per_second: float | None = Field(None, gt=0)
@@ -215,7 +231,7 @@ class Settings(BaseSettings):
     def shadow_mode(self) -> bool:
         return self.shadow == "on"
 
-    @field_validator("initial_analysis", "log_format", "shadow", mode="before")
+    @field_validator("initial_analysis", "log_format", "shadow", "decisions", "model_structured", mode="before")
     @classmethod
     def _lower_words(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value
@@ -225,7 +241,7 @@ class Settings(BaseSettings):
     def _upper_words(cls, value: object) -> object:
         return value.strip().upper() if isinstance(value, str) else value
 
-    @field_validator("metrics_address", mode="before")
+    @field_validator("metrics_address", "model_url", "model", "monitoring_model", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return (value.strip() or None) if isinstance(value, str) else value
@@ -254,6 +270,26 @@ class Settings(BaseSettings):
         if not self.llm_proxy_key:
             raise ConfigError("LLM_PROXY_KEY is not set")
         return self.llm_proxy_url, self.llm_proxy_key
+
+    def decision_backend(self) -> DecisionBackend:
+        """SIGNAL_MONITOR_DECISIONS, else llm-proxy when LLM_PROXY_URL is set, else model when
+        SIGNAL_MONITOR_MODEL_URL is (llm-proxy when neither: its own error names what is missing)."""
+        if self.decisions is not None:
+            return self.decisions
+        if self.llm_proxy_url:
+            return "llm-proxy"
+        return "model" if self.model_url else "llm-proxy"
+
+    def require_model(self) -> tuple[str, str | None, str]:
+        """(base URL, key or None, model id) for the `model` backend. A key is optional: a local
+        server (Ollama, llama.cpp) takes none."""
+        if not self.model_url:
+            raise ConfigError("SIGNAL_MONITOR_MODEL_URL is not set (SIGNAL_MONITOR_DECISIONS=model)")
+        if not self.model:
+            raise ConfigError("SIGNAL_MONITOR_MODEL is not set (the model id, e.g. google/gemini-2.5-flash)")
+        if not self.model_url.startswith(("http://", "https://")):
+            raise ConfigError(f"SIGNAL_MONITOR_MODEL_URL must start with http:// or https://, got {self.model_url!r}")
+        return self.model_url, self.model_key, self.model
 
 
 def env_name(model: type[BaseSettings], field: str) -> str:

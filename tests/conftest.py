@@ -114,6 +114,12 @@ def pytest_configure(config):
 
 
 def pytest_collection_modifyitems(config, items):
+    # The real-model test is opt-in (`pytest -m real_model`): minutes of CPU, and extra packages.
+    if "real_model" not in (config.option.markexpr or ""):
+        skip = pytest.mark.skip(reason="opt-in: run it with `pytest -m real_model` (see docs/model-backend.md)")
+        for item in items:
+            if "real_model" in item.keywords:
+                item.add_marker(skip)
     # The long fault cases (marker `long`, minutes each) run only when a -m expression names them:
     # `pytest -m long tests/faults`, as `python -m bench.faults` does. A hook rather than
     # `-m "not long"` in addopts, which any other -m (e.g. "not slow") would replace.

@@ -21,27 +21,15 @@ import pytest
 
 from backtest.compare import differences, format_compare
 from backtest.engine import run_backtest
-from backtest.inputs import TraderSettings, every_n, fetch_klines, load_candles
+from backtest.inputs import every_n, fetch_klines
 from backtest.report import format_table, to_json
 from backtest.sandbox import Sandbox, start_time_skipping
 from backtest.spec import BacktestSpec, ProxyTarget, expected_analyses
-from fakes.binance.ohlcv import SAMPLE_FILE
 from fakes.llm_proxy import Answer, FakeLlmProxy, ManageAnswer, Step
+from tests.helpers.backtest import SETTINGS, sample_spec
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "sk-backtest-test"
-
-CANDLES = load_candles(SAMPLE_FILE, "1m")
-SETTINGS = TraderSettings(
-    max_reanalyses=3,
-    min_confidence_to_enter=70,
-    max_monitoring_duration=timedelta(minutes=10),
-    paper_stake=Decimal(1000),
-    fee_rate=Decimal("0.001"),
-    slippage=Decimal(0),
-    max_position_duration=timedelta(minutes=10),
-)
-SIGNALS = every_n(CANDLES, 15)  # closes of candles 0, 15, 30, 45: 00:01, 00:16, 00:31, 00:46
 
 
 def by_signal(scripts: Mapping[str, Sequence[Step]]) -> Callable[[dict[str, Any]], Step]:
@@ -88,10 +76,6 @@ async def proxy():
         yield p
 
 
-def spec(max_calls: int | None = None) -> BacktestSpec:
-    return BacktestSpec("BTCUSDT", "1m", CANDLES, SIGNALS, SETTINGS, max_calls)
-
-
 async def test_scripted_run_makes_the_hand_computed_trades(box, proxy):
     """Hand computation. The position manager's paper rules: stake 1000, no slippage, fee 0.1 % of
     each fill's notional rounded to 8 places, quantity = 1000 / entry rounded down to 8 places,
@@ -115,8 +99,8 @@ async def test_scripted_run_makes_the_hand_computed_trades(box, proxy):
     profit factor 2.77854186 / 3.29385599 = 0.8436; equity 1000 -> 1001.29553826 -> 998.00168227 ->
     999.48468587: max drawdown 3.29385599; holding (3 + 1 + 10 min) / 3 = 280 s; exposure 14 of
     60 minutes = 0.2333; llm calls 4 + 1 + 3 + 11 = 19; tokens 8 analyses x 1100 + 11 x 900 = 18700."""
-    assert expected_analyses(spec()) == 4 * (1 + 3)
-    report = await run_backtest(box, spec(), ProxyTarget("scripted", proxy.url, KEY))
+    assert expected_analyses(sample_spec()) == 4 * (1 + 3)
+    report = await run_backtest(box, sample_spec(), ProxyTarget("scripted", proxy.url, KEY))
     print(format_table(report))
     out = to_json(report)
     assert [
@@ -162,14 +146,14 @@ async def test_scripted_run_makes_the_hand_computed_trades(box, proxy):
     assert out["run"]["trades_from"] == "PositionManagerWorkflow (paper backend)"
 
     # The same inputs give the same report.
-    again = await run_backtest(box, spec(), ProxyTarget("scripted", proxy.url, KEY))
+    again = await run_backtest(box, sample_spec(), ProxyTarget("scripted", proxy.url, KEY))
     assert to_json(again) == out
 
 
 async def test_call_cap_stops_cleanly_with_a_partial_report(box, proxy):
     """Cap 6: S1 (4 calls) and S2 (1) run; S3's first analysis is the 6th call, after which the run
     stops: S3 is cut (its monitor cancelled), S4 never starts, no call past the cap is made."""
-    report = await run_backtest(box, spec(max_calls=6), ProxyTarget("scripted", proxy.url, KEY))
+    report = await run_backtest(box, sample_spec(max_calls=6), ProxyTarget("scripted", proxy.url, KEY))
     print(format_table(report))
     out = to_json(report)
     assert "call cap (6) reached" in out["run"]["stopped"]
@@ -187,7 +171,7 @@ async def test_call_cap_closes_an_open_position_at_the_last_close(box, proxy):
     The position is closed at once by the position manager's `close` Update at the last close fed,
     candle 2's 43243.09 (no slippage), without a call: qty 0.02317087, gross 85.46 x qty =
     1.98018255, fees 0.99999983 + 1.00198002, pnl -0.02179730, exit reason stopped."""
-    report = await run_backtest(box, spec(max_calls=3), ProxyTarget("scripted", proxy.url, KEY))
+    report = await run_backtest(box, sample_spec(max_calls=3), ProxyTarget("scripted", proxy.url, KEY))
     out = to_json(report)
     assert len(proxy.requests) == 3
     assert [s["status"] for s in out["signals"]] == ["closed", "not_run", "not_run", "not_run"]
@@ -197,8 +181,8 @@ async def test_call_cap_closes_an_open_position_at_the_last_close(box, proxy):
 
 
 async def test_compare_shows_the_decisions_that_differ(box, proxy):
-    a = await run_backtest(box, spec(), ProxyTarget("A", proxy.url, KEY))
-    b = await run_backtest(box, spec(), ProxyTarget("B", proxy.url, KEY, strategy={"promptVersion": "B"}))
+    a = await run_backtest(box, sample_spec(), ProxyTarget("A", proxy.url, KEY))
+    b = await run_backtest(box, sample_spec(), ProxyTarget("B", proxy.url, KEY, strategy={"promptVersion": "B"}))
     text = format_compare(a, b)
     print(text)
     diffs = differences(a, b)

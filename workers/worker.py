@@ -9,20 +9,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from typing import Any
 
+import httpx
 from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities import platform_schema
+from activities.candle_source import SingleFlightCache, binance_fetch
 from activities.database import create_pool
 from activities.execution import ExecutionBackends
 from activities.live.accounts import Credentials, KeysFileError, load_keys_file
 from activities.live.backend import LiveExecution, LiveSettings
 from activities.llm_pacing import LlmCallPacer
 from activities.llm_proxy import LlmProxy, new_http_client
+from activities.model_decisions import ModelDecisions
 from activities.paper_execution import PaperExecution
 from activities.position_advisor import PositionAdvisor
 from activities.position_starter import PositionStarter
@@ -30,6 +33,7 @@ from activities.positions_db import PositionStore
 from activities.raw_answers import RawAnswers
 from activities.shadow_db import ShadowPositionStarter, ShadowSignalStore
 from activities.signals_db import SignalStore
+from model_backend.client import ModelClient
 from runtime import metrics
 from runtime.config import ConfigError, Settings
 from runtime.lifecycle import stop_on_signals
@@ -50,9 +54,16 @@ async def run_worker(
     stop: asyncio.Event | None = None,
     client: Client | None = None,
     ready: asyncio.Event | None = None,
+    decision_activities: list[Callable[..., Any]] | None = None,
 ) -> None:
+    """`decision_activities`: `analyze_signal` and `manage_position` built by the caller (the
+    backtest's, on its replayed series); else the settings' backend's."""
     database_url = settings.require_database()
-    proxy_url, proxy_key = settings.require_llm_proxy()
+    backend = settings.decision_backend()
+    if backend == "model":
+        settings.require_model()
+    else:
+        settings.require_llm_proxy()
     live_keys(settings)  # a keys file others can read is refused before anything starts
     if client is None:
         metrics.init_runtime(settings.metrics_address)  # before connecting: the runtime serves it
@@ -85,9 +96,8 @@ async def run_worker(
         pacer = None
         if settings.llm_queue_max_per_second:
             pacer = LlmCallPacer(pool, llm_queue, settings.llm_queue_max_per_second)
-        raw_answers = RawAnswers(pool)
-        proxy = LlmProxy(http, proxy_url, proxy_key, pacer, raw_answers=raw_answers)
-        advisor = PositionAdvisor(http, proxy_url, proxy_key, pacer, raw_answers=raw_answers)
+        if decision_activities is None:
+            decision_activities = decision_backend_activities(settings, http, pacer, RawAnswers(pool))
         positions = PositionStore(pool)
         paper = PaperExecution(
             pool, PaperRules(fee_pct=settings.paper_fee_pct, slippage_pct=settings.paper_slippage_pct)
@@ -124,7 +134,7 @@ async def run_worker(
         llm = Worker(
             client,
             task_queue=llm_queue,
-            activities=[proxy.analyze_signal, advisor.manage_position],
+            activities=decision_activities,
             max_concurrent_activities=settings.llm_max_concurrent,
             max_activities_per_second=settings.llm_max_per_second,
             max_task_queue_activities_per_second=settings.llm_queue_max_per_second,
@@ -133,9 +143,10 @@ async def run_worker(
         )
         async with main, llm:
             log.info(
-                "worker polling %s and %s (llm-proxy: at most %d concurrent calls)",
+                "worker polling %s and %s (decisions: %s, at most %d concurrent calls)",
                 settings.task_queue,
                 llm_task_queue_for(settings.task_queue),
+                describe_backend(settings),
                 settings.llm_max_concurrent,
             )
             gauge = asyncio.create_task(
@@ -155,6 +166,37 @@ async def run_worker(
         await http.aclose()
         await pool.close()
     log.info("worker stopped")
+
+
+def decision_backend_activities(
+    settings: Settings, http: httpx.AsyncClient, pacer: LlmCallPacer | None, raw_answers: RawAnswers | None = None
+) -> list[Callable[..., Any]]:
+    """`analyze_signal` and `manage_position`: llm-proxy's or the `model` backend's (the same
+    activity names, inputs and results: the workflows do not know which). Both share the
+    worker's one httpx client (its pool, its timeout, no transport retries)."""
+    if settings.decision_backend() == "model":
+        url, key, model = settings.require_model()
+        client = ModelClient(
+            http, url, key, settings.model_structured, settings.model_temperature, settings.model_max_tokens
+        )
+        candles = SingleFlightCache(binance_fetch(settings.binance_rest_url))
+        decisions = ModelDecisions(client, candles, model, settings.monitoring_model, settings.model_candles)
+        return [decisions.analyze_signal, decisions.manage_position]
+    proxy_url, proxy_key = settings.require_llm_proxy()
+    proxy = LlmProxy(http, proxy_url, proxy_key, pacer, raw_answers=raw_answers)
+    advisor = PositionAdvisor(http, proxy_url, proxy_key, pacer, raw_answers=raw_answers)
+    return [proxy.analyze_signal, advisor.manage_position]
+
+
+def describe_backend(settings: Settings) -> str:
+    """For the start-up log line: which backend, where, which models (never the key)."""
+    if settings.decision_backend() == "model":
+        monitoring = f", monitoring model {settings.monitoring_model}" if settings.monitoring_model else ""
+        return (
+            f"model {settings.model} at {settings.model_url}{monitoring}, "
+            f"structured {settings.model_structured}, {settings.model_candles} candles"
+        )
+    return f"llm-proxy at {settings.llm_proxy_url}"
 
 
 def live_keys(settings: Settings) -> dict[str, Credentials] | None:
@@ -187,11 +229,18 @@ def live_backend(settings: Settings, pool: Any) -> LiveExecution | None:
 
 
 @contextlib.asynccontextmanager
-async def running_worker(client: Client, settings: Settings, stop_timeout: float = 30) -> AsyncIterator[None]:
+async def running_worker(
+    client: Client,
+    settings: Settings,
+    stop_timeout: float = 30,
+    decision_activities: list[Callable[..., Any]] | None = None,
+) -> AsyncIterator[None]:
     """`run_worker` in this process (the backtest, the tests): entered once it polls, its start-up
     error raised; on exit stopped and waited for (at most `stop_timeout` seconds)."""
     stop, ready = asyncio.Event(), asyncio.Event()
-    task = asyncio.create_task(run_worker(settings, stop=stop, client=client, ready=ready))
+    task = asyncio.create_task(
+        run_worker(settings, stop=stop, client=client, ready=ready, decision_activities=decision_activities)
+    )
     waiter = asyncio.create_task(ready.wait())
     done, _ = await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
     if task in done:

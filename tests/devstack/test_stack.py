@@ -67,7 +67,8 @@ async def test_dev_runs_a_demo_signal_to_a_decision_and_the_ui_link_works(workdi
     assert re.search(
         r"position closed \(\w+: .*\): exit fill at [0-9.]+, realized P&L [-+]?[0-9.]+ after fees [0-9.]+", output
     ), output
-    assert "decisions are a fixed script, not a model" in output and "E-" not in output, output
+    # The default stand-in is the model backend's rule (fakes/model), labelled as no model.
+    assert "decides by a documented rule: a rule, NOT a model" in output and "E-" not in output, output
     # `dev` prints each process's Prometheus endpoint, and each answers with its metrics.
     assert sorted(scraped) == ["bridge", "intake", "worker"], output
     assert "signal_monitor_intake_listening" in scraped["intake"]

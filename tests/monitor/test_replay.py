@@ -76,6 +76,7 @@ def test_every_patch_is_guarded_from_both_sides():
         patches.START_POSITION_PATCH,
         patches.ONE_DEADLINE_TIMER_PATCH,
         patches.LOCAL_RECORD_PATCH,
+        patches.PRICE_MOVE_GATE_PATCH,
         patches.CANONICAL_SIGNAL_ID_PATCH,
     )
     for patch in monitor_patches:
@@ -107,6 +108,31 @@ def test_every_patch_is_guarded_from_both_sides():
     # local activity's marker.
     assert any(record_kinds(p) == {"activity"} and patches.LOCAL_RECORD_PATCH not in markers[p.name] for p in HISTORIES)
     assert any(record_kinds(p) == {"local"} and patches.LOCAL_RECORD_PATCH in markers[p.name] for p in HISTORIES)
+
+
+def _loaded_contexts(path: Path) -> list[dict]:
+    """The SignalContext results of load_signal in the history (as JSON)."""
+    found = []
+    for e in json.loads(path.read_text())["events"]:
+        done = e.get("activityTaskCompletedEventAttributes")
+        result = (done or {}).get("result", {})
+        if "data" in (result.get("payloads") or [{}])[0]:  # not a null result
+            value = payload(result)
+            if isinstance(value, dict) and "max_reanalyses" in value and "signal_time" in value:
+                found.append(value)
+    return found
+
+
+def test_the_price_move_gate_is_guarded_from_both_sides():
+    """Before the gate: contexts without `min_price_move_pct` (recorded before it existed), whose
+    closes were all analysed, replay without the marker; after it: the marker where a close is gated."""
+    markers = {p.name: patch_markers(p) for p in HISTORIES}
+    with_marker = [p for p in HISTORIES if patches.PRICE_MOVE_GATE_PATCH in markers[p.name]]
+    assert with_marker and all(any(c.get("min_price_move_pct") for c in _loaded_contexts(p)) for p in with_marker), (
+        "the gate's marker only where the trader set the gate"
+    )
+    before = [p for p in HISTORIES if p not in with_marker and _loaded_contexts(p)]
+    assert before and all(not c.get("min_price_move_pct") for p in before for c in _loaded_contexts(p))
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])

@@ -31,6 +31,7 @@ from workflows.common.patches import (
     POSITION_DUST_REMAINDER_PATCH,
     POSITION_FUTURE_CANDLES_PATCH,
     POSITION_LOCAL_RECORD_PATCH,
+    POSITION_PRICE_MOVE_GATE_PATCH,
     POSITION_REAL_STATE_PATCH,
 )
 from workflows.position.models import PositionResult
@@ -87,6 +88,27 @@ def test_the_local_record_patch_is_guarded_from_both_sides():
         assert kinds(p) != {"activity", "local"}, p.name
         if "local" in kinds(p):
             assert POSITION_LOCAL_RECORD_PATCH in patch_markers(p), p.name
+
+
+def test_the_price_move_gate_is_guarded_from_both_sides():
+    """Histories recorded before the management gate (no marker: every close went to the model)
+    replay as they were; the gate's marker only in a history whose trader set it."""
+    with_marker = [p for p in HISTORIES if POSITION_PRICE_MOVE_GATE_PATCH in patch_markers(p)]
+    assert with_marker, f"no position history takes the {POSITION_PRICE_MOVE_GATE_PATCH!r} path"
+    assert all(_has_setting(p) for p in with_marker)
+    assert any(not _has_setting(p) for p in HISTORIES if p not in with_marker)
+
+
+def _has_setting(path: Path) -> bool:
+    """Whether a loaded PositionContext in the history sets management_min_move_pct."""
+    for e in json.loads(path.read_text())["events"]:
+        done = e.get("activityTaskCompletedEventAttributes")
+        result = (done or {}).get("result", {})
+        if "data" in (result.get("payloads") or [{}])[0]:  # not a null result
+            value = payload(result)
+            if isinstance(value, dict) and value.get("management_min_move_pct"):
+                return True
+    return False
 
 
 def test_the_dust_remainder_patch_is_guarded_from_both_sides():

@@ -62,6 +62,27 @@ async def db_call(
     )
 
 
+async def db_local_call(
+    activity: str,
+    arg: BaseModel,
+    result_type: type[Result],
+    summary: str,
+    retry: RetryPolicy = policies.DB_RETRY,
+) -> Result:
+    """`db_call` as a local activity: the same timeout and retries, run by the worker holding the
+    workflow task. Backoffs stay under the local retry threshold, so a database outage is waited
+    out inside the task (heartbeated by the SDK) rather than with timers in the history."""
+    return await workflow.execute_local_activity(
+        activity,
+        arg,
+        result_type=result_type,
+        start_to_close_timeout=policies.DB_TIMEOUT,
+        retry_policy=retry,
+        local_retry_threshold=policies.LOCAL_RETRY_THRESHOLD,
+        summary=summary,
+    )
+
+
 async def llm_call(
     activity: str,
     arg: BaseModel,

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
+from workflows.common.model_call import ModelCall
+
 # Characters of a model's reasoning kept in a workflow's state (and shown by its query).
 REASONING_KEPT = 500
 # Earlier decisions sent back to llm-proxy with each request, newest last.
@@ -22,3 +24,6 @@ class ProxyAnswer(BaseModel):
     latency_ms: int
     tokens_used: int | None = None
     model_name: str | None = None
+    # The `model` backend's audit of the call (None from llm-proxy); optional, so histories
+    # recorded before it decode as they were.
+    model_call: ModelCall | None = None

@@ -37,6 +37,12 @@ POSITION_FUTURE_CANDLES_PATCH = "position-refuse-candles-from-the-future"
 # history when the write starts, so a failed or retried write never asks llm-proxy again, and the
 # write stays idempotent (keyed on the position and the candle: a retry finds its own row).
 POSITION_LOCAL_RECORD_PATCH = "position-record-decision-local-activity"
+# The price-move gates (trader settings min_price_move_pct, management_min_move_pct): a close that
+# moved less than the setting since the last close the model was asked about is counted `gated`
+# and not sent to the model (the position's stop and target checks still run). The marker is only
+# written where a close is gated.
+PRICE_MOVE_GATE_PATCH = "price-move-gate"
+POSITION_PRICE_MOVE_GATE_PATCH = "position-price-move-gate"
 # Before this patch a model's reduce that left less than the symbol's minimum order value (e.g.
 # `reduceAmount 0.99999999999`: 1e-8 contracts) kept that dust open and managed, one paid
 # manage-position call per candle. Now such a reduce closes the whole position. The marker is only

@@ -76,6 +76,9 @@ class SignalContext(BaseModel):
     max_reanalyses: int = 5
     min_confidence_to_enter: float = 70.0
     max_monitoring_seconds: float = 24 * 3600.0
+    # The price-move gate (percent; None: off). A close that moved less since the last analysed
+    # close is counted `gated`, not analysed, and uses no reanalysis.
+    min_price_move_pct: float | None = None
     # Who runs analysis #0: the platform (its trigger 028 posts one for this signal, whose row is
     # taken as #0) or the monitor. Defaults keep payloads recorded before these fields valid.
     initial_analysis: Literal["monitor", "platform"] = "monitor"
@@ -187,6 +190,8 @@ class MonitorCounts(BaseModel):
     future: int = 0
     # Payload larger than MAX_CANDLE_PAYLOAD_BYTES: never kept in state.
     oversized: int = 0
+    # Moved less than the trader's min_price_move_pct since the last analysed close: not analysed.
+    gated: int = 0
 
 
 class AnalysisRecord(BaseModel):
@@ -201,6 +206,8 @@ class AnalysisRecord(BaseModel):
     # Why `decision` follows from `proxy_decision` (e.g. "enter_trade 78 < min 95 -> continue").
     mapped: str | None = None
     price: str | None = Field(default=None, description="the candle's close, or the signal's price for #0")
+    # What the `model` backend's call cost (USD), when it says; None from llm-proxy.
+    cost_usd: Decimal | None = None
 
     @computed_field  # type: ignore[prop-decorator]
     @property

@@ -148,6 +148,7 @@ def analysed(
             at=now,
             mapped=explain_decision(analysis.decision, analysis.confidence, ctx.min_confidence_to_enter, decision),
             price=candle.c if candle else (str(ctx.price) if ctx.price is not None else None),
+            cost_usd=analysis.model_call.cost_usd if analysis.model_call else None,
         )
     )
     s.order_intent_id = recorded.order_intent_id or s.order_intent_id

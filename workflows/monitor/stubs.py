@@ -4,10 +4,8 @@ Only callable from workflow code."""
 
 from __future__ import annotations
 
-from temporalio import workflow
-
 from workflows.common import names, policies
-from workflows.common.activity_calls import db_call, llm_call
+from workflows.common.activity_calls import db_call, db_local_call, llm_call
 from workflows.monitor.models import (
     Analysis,
     AnalyzeSignalInput,
@@ -32,18 +30,8 @@ async def record_analysis(arg: RecordAnalysisInput, summary: str) -> RecordedAna
 
 
 async def record_analysis_local(arg: RecordAnalysisInput, summary: str) -> RecordedAnalysis:
-    # Same retries as the regular activity, run by the worker holding the workflow task: backoffs
-    # (at most 30 s) stay under the local retry threshold, so a database outage is waited out
-    # inside the task (heartbeated by the SDK) rather than with timers in the history.
-    return await workflow.execute_local_activity(
-        names.RECORD_ANALYSIS,
-        arg,
-        result_type=RecordedAnalysis,
-        start_to_close_timeout=policies.DB_TIMEOUT,
-        retry_policy=policies.DB_RETRY,
-        local_retry_threshold=policies.LOCAL_RETRY_THRESHOLD,
-        summary=summary,
-    )
+    # Same retries as the regular activity (backoffs of at most 30 s, under the local threshold).
+    return await db_local_call(names.RECORD_ANALYSIS, arg, RecordedAnalysis, summary)
 
 
 async def finish_signal(arg: FinishSignalInput) -> FinishedSignal:

@@ -58,10 +58,13 @@ def details_text(state: MonitorState, ctx: SignalContext) -> str:
         lines.append(f"last: #{last.analysis_number} {why} on {'candle ' if last.candle_open_time else ''}{on}")
         if last.reasoning:
             lines.append(f"> {excerpt(last.reasoning)}")
+    costs = [r.cost_usd for r in state.history if r.cost_usd is not None]
+    if costs:
+        lines.append(f"model cost: ${plain(sum(costs))} over {len(costs)} analyses")
     c = state.counts
     lines.append(
         f"candles: analysed {c.analysed}, duplicate {c.duplicate}, stale {c.stale}, skipped {c.skipped}, "
         f"foreign {c.foreign}, malformed {c.malformed}, future {c.future}, oversized {c.oversized}, "
-        f"failed {c.failed_analyses}"
+        f"failed {c.failed_analyses}" + (f", gated {c.gated}" if c.gated else "")
     )
     return "\n\n".join(lines)

@@ -24,7 +24,9 @@ with workflow.unsafe.imports_passed_through():
     import workflows.common.activity_calls as calls
     import workflows.common.names as names
     import workflows.common.parsing as parsing
+    import workflows.common.price_gate as price_gate
     import workflows.common.search_attributes as sa
+    import workflows.common.start_input as start_input
     import workflows.monitor.candle_gate as candle_gate
     import workflows.monitor.inputs as inputs
     import workflows.monitor.outcomes as outcomes
@@ -36,12 +38,12 @@ with workflow.unsafe.imports_passed_through():
     from workflows.common.ended import Ended
     from workflows.common.patches import (
         CANCEL_DURING_ACTIVITY_PATCH,
-        CANONICAL_SIGNAL_ID_PATCH,
         CONTINUE_AS_NEW_FIRST_PATCH,
         FUTURE_CANDLES_PATCH,
         LOCAL_RECORD_PATCH,
         ONE_DEADLINE_TIMER_PATCH,
         PLATFORM_INITIAL_ANALYSIS_PATCH,
+        PRICE_MOVE_GATE_PATCH,
         START_POSITION_PATCH,
     )
     from workflows.common.timefmt import datetime_to_ms
@@ -69,15 +71,9 @@ with workflow.unsafe.imports_passed_through():
 class SignalMonitorWorkflow:
     @workflow.init
     def __init__(self, *args: object) -> None:
-        # The raw input is validated here, not by the data converter: an input the monitor cannot
-        # use must fail the workflow (in `run`), never its task over and over.
-        self._refused: ApplicationError | None = None
-        try:
-            started = inputs.parse_start(
-                args, workflow.info().workflow_id, lambda: workflow.patched(CANONICAL_SIGNAL_ID_PATCH)
-            )
-        except ApplicationError as err:
-            self._refused, started = err, SignalMonitorInput(signal_id="-")
+        # An input the monitor cannot use fails the workflow in `run` (`-`: that run touches nothing).
+        parsed, self._refused = start_input.started_or_refused(inputs.parse_start, args)
+        started = parsed or SignalMonitorInput(signal_id="-")
         self._signal_id = started.signal_id
         self._s = started.carried or MonitorState(runs=0)
         self._s.runs += 1
@@ -183,10 +179,13 @@ class SignalMonitorWorkflow:
                 )
             except TimeoutError:
                 await self._end(outcomes.deadline_passed(before_start=False))
+        forced = s.force_reanalysis  # an operator's reanalysis is never gated
         step = steps.next_step(s, self._continue_as_new_first)
         if isinstance(step, End):
             await self._end(step)
         if isinstance(step, steps.Analyse):
+            if step.candle is not None and not forced and self._gated(step.candle):
+                return
             await self._analyse(step.candle)
         elif step == "continue" and workflow.info().is_continue_as_new_suggested():
             await workflow.wait_condition(workflow.all_handlers_finished)
@@ -236,6 +235,21 @@ class SignalMonitorWorkflow:
         if found is None:
             workflow.logger.info("signal %s: no platform analysis by the grace; analysing it here", self._signal_id)
         await self._analyse(None, given=found)
+
+    def _gated(self, candle: Kline) -> bool:
+        """The price-move gate: a close that moved less than the trader's min_price_move_pct since
+        the last analysed close is taken (the de-duplication point moves), counted `gated` and not
+        analysed: no call, no reanalysis used. The deadline timer and the limit are untouched."""
+        s, ctx = self._s, self._loaded()[0]
+        reference = s.history[-1].price if s.history else None
+        why = price_gate.gated(ctx.min_price_move_pct, reference, candle.c)
+        if why is None or not workflow.patched(PRICE_MOVE_GATE_PATCH):
+            return False
+        candle_gate.take(s, candle)
+        s.counts.gated += 1
+        workflow.logger.info("signal %s: candle %s %s", self._signal_id, candle_span(candle.t, candle.i), why)
+        self._publish()
+        return True
 
     async def _analyse(self, candle: Kline | None, given: Analysis | None = None) -> None:
         s = self._s

@@ -7,15 +7,20 @@ import uuid
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from workflows.common.candles import Kline
+from workflows.common.model_call import ModelCall
 from workflows.common.models import ProxyAnswer
 from workflows.position.actions import ManageAction
 from workflows.position.paper import Side
 from workflows.position.risk import ExitKind, RiskSettings
+
+ExchangeTarget = Annotated[
+    Decimal | None, Field(description="the target that closes all that is left: a live account rests it (OCO)")
+]
 
 
 class PositionStatus(StrEnum):
@@ -112,6 +117,9 @@ class PositionContext(BaseModel):
     paper_stake: Decimal = Decimal(1000)
     max_position_seconds: float = 7 * 24 * 3600.0
     max_consecutive_losses: int | None = None
+    # The management price-move gate (percent; None: off): the model is not asked about a close
+    # that moved less since the last one it was asked about; stop and target checks still run.
+    management_min_move_pct: Decimal | None = None
     existing: ExistingPosition | None = None
 
 
@@ -151,9 +159,7 @@ class OpenPositionInput(BaseModel):
     stake: Decimal
     stop_loss: Decimal | None
     take_profits: list[Decimal]
-    exchange_target: Decimal | None = Field(
-        default=None, description="the target that closes all that is left: a live account rests it (OCO)"
-    )
+    exchange_target: ExchangeTarget = None
 
 
 class OpenedPosition(BaseModel):
@@ -185,9 +191,7 @@ class ModifyInput(BaseModel):
     position_id: str
     stop_loss: Decimal | None
     take_profits: list[Decimal]
-    exchange_target: Decimal | None = Field(
-        default=None, description="the target that closes all that is left: a live account rests it (OCO)"
-    )
+    exchange_target: ExchangeTarget = None
 
 
 class PreviousManagement(BaseModel):
@@ -238,6 +242,7 @@ class RecordDecisionInput(BaseModel):
     analysis_latency_ms: int | None = None
     tokens_used: int | None = None
     model_name: str | None = None
+    model_call: ModelCall | None = None  # the `model` backend's audit of the call
 
 
 class RecordedDecision(BaseModel):
@@ -287,6 +292,8 @@ class PositionCounts(BaseModel):
     held_invalid: int = 0
     llm_failures: int = 0
     fills: int = 0
+    # Moved less than management_min_move_pct since the last close the model was asked about.
+    gated: int = 0
 
 
 class PositionState(BaseModel):
@@ -314,6 +321,10 @@ class PositionState(BaseModel):
     queue: list[Kline] = Field(default_factory=list)
     decisions: list[ManagementRecord] = Field(default_factory=list)
     counts: PositionCounts = Field(default_factory=PositionCounts)
+    # What the `model` backend's management calls cost so far (USD; llm-proxy's report none).
+    model_cost_usd: Decimal | None = None
+    # The close of the last candle the model was asked about (the gate's reference; else the entry).
+    last_model_price: Decimal | None = None
     operator_changes: int = 0
     runs: int = 1
     close_reason: str | None = None

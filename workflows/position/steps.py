@@ -143,13 +143,7 @@ def adopted(s: PositionState, ctx: PositionContext, existing: ExistingPosition, 
 
 def already_closed_signal(ctx: PositionContext, existing: ExistingPosition) -> CloseSignalInput:
     """A start over a position whose row is already closed: the signal closes with that P&L."""
-    return CloseSignalInput(
-        signal_id=ctx.signal_id,
-        trader_id=ctx.trader_id,
-        reason=f"position closed: {existing.close_reason or 'closed'}: found closed by a new run"[:SIGNAL_REASON_MAX],
-        realized_pnl=existing.realized_pnl,
-        max_consecutive_losses=ctx.max_consecutive_losses,
-    )
+    return _signal_closed(ctx, f"{existing.close_reason or 'closed'}: found closed by a new run", existing.realized_pnl)
 
 
 def unopened_signal(ctx: PositionContext, reason: str) -> CloseSignalInput:
@@ -415,6 +409,7 @@ def record_request(ctx: PositionContext, s: PositionState, d: Decision) -> Recor
         analysis_latency_ms=answer.latency_ms if answer else None,
         tokens_used=answer.tokens_used if answer else None,
         model_name=answer.model_name if answer else None,
+        model_call=answer.model_call if answer else None,
     )
 
 
@@ -438,6 +433,9 @@ def recorded(s: PositionState, d: Decision, now: datetime) -> None:
     )
     del s.decisions[:-DECISIONS_KEPT]
     s.counts.processed += 1
+    call = d.answer.model_call if d.answer else None
+    if call is not None and call.cost_usd is not None:
+        s.model_cost_usd = (s.model_cost_usd or Decimal(0)) + call.cost_usd
 
 
 def model_decision(k: Kline, answer: ManagementAnswer, action: ValidatedAction, risk_exits: list[ExitKind]) -> Decision:
@@ -458,11 +456,15 @@ def closing(s: PositionState, code: str, now: datetime) -> None:
 
 def closed_signal(ctx: PositionContext, s: PositionState, code: str, reason: str) -> CloseSignalInput:
     """The signal becomes `closed` with the position's P&L (the trader's loss streak counted)."""
+    return _signal_closed(ctx, f"{code}: {reason}", s.realized_pnl)
+
+
+def _signal_closed(ctx: PositionContext, why: str, realized_pnl: Decimal) -> CloseSignalInput:
     return CloseSignalInput(
         signal_id=ctx.signal_id,
         trader_id=ctx.trader_id,
-        reason=f"position closed: {code}: {reason}"[:SIGNAL_REASON_MAX],
-        realized_pnl=s.realized_pnl,
+        reason=f"position closed: {why}"[:SIGNAL_REASON_MAX],
+        realized_pnl=realized_pnl,
         max_consecutive_losses=ctx.max_consecutive_losses,
     )
 

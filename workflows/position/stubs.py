@@ -7,11 +7,10 @@ from __future__ import annotations
 from typing import TypeVar
 
 from pydantic import BaseModel
-from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
 from workflows.common import names, policies
-from workflows.common.activity_calls import db_call, llm_call, refusal
+from workflows.common.activity_calls import db_call, db_local_call, llm_call, refusal
 from workflows.position.models import (
     ClosedSignal,
     CloseSignalInput,
@@ -47,15 +46,7 @@ async def _db_local(activity: str, arg: BaseModel, result_type: type[Result], su
     # workflow task (backoffs under the local retry threshold: no timers in the history). Its
     # failure reaches the workflow as the ApplicationError itself.
     try:
-        return await workflow.execute_local_activity(
-            activity,
-            arg,
-            result_type=result_type,
-            start_to_close_timeout=policies.DB_TIMEOUT,
-            retry_policy=policies.POSITION_DB_RETRY,
-            local_retry_threshold=policies.LOCAL_RETRY_THRESHOLD,
-            summary=summary,
-        )
+        return await db_local_call(activity, arg, result_type, summary, policies.POSITION_DB_RETRY)
     except (ActivityError, ApplicationError) as err:
         if failure := refusal(err, *names.POSITION_DB_NON_RETRYABLE, wording=f"{activity}: {{}}"):
             raise failure from None

@@ -70,7 +70,7 @@ def details_text(s: PositionState, note: str | None = None) -> str | None:
     lines += [
         f"entry fill {plain(s.entry_price)} · size {plain(s.quantity)} open of {plain(s.initial_quantity)}",
         f"stop {plain(s.stop_loss)} · targets {', '.join(map(plain, open_targets(s))) or 'none'} · decisions "
-        f"{s.counts.processed}",
+        f"{s.counts.processed}" + (f" · model cost ${plain(s.model_cost_usd)}" if s.model_cost_usd is not None else ""),
     ]
     if s.decisions:
         d = s.decisions[-1]

@@ -25,7 +25,9 @@ with workflow.unsafe.imports_passed_through():
     # taken by name from the sandbox's copy of the package is imported afresh for every workflow).
     import workflows.common.names as names
     import workflows.common.parsing as parsing
+    import workflows.common.price_gate as price_gate
     import workflows.common.search_attributes as sa
+    import workflows.common.start_input as start_input
     import workflows.position.candle_gate as candle_gate
     import workflows.position.inputs as inputs
     import workflows.position.steps as steps
@@ -36,11 +38,11 @@ with workflow.unsafe.imports_passed_through():
     from workflows.common.display import candle_span, plain
     from workflows.common.ended import Ended
     from workflows.common.patches import (
-        CANONICAL_SIGNAL_ID_PATCH,
         LIVE_RECONCILE_PATCH,
         POSITION_DUST_REMAINDER_PATCH,
         POSITION_FUTURE_CANDLES_PATCH,
         POSITION_LOCAL_RECORD_PATCH,
+        POSITION_PRICE_MOVE_GATE_PATCH,
         POSITION_REAL_STATE_PATCH,
     )
     from workflows.common.timefmt import datetime_to_ms
@@ -66,15 +68,8 @@ with workflow.unsafe.imports_passed_through():
 class PositionManagerWorkflow:
     @workflow.init
     def __init__(self, *args: object) -> None:
-        # The raw input is validated here, not by the data converter: an input the position cannot
-        # use must fail the workflow (in `run`), never its task over and over.
-        self._refused: ApplicationError | None = None
-        try:
-            started = inputs.parse_start(
-                args, workflow.info().workflow_id, lambda: workflow.patched(CANONICAL_SIGNAL_ID_PATCH)
-            )
-        except ApplicationError as err:
-            self._refused, started = err, None
+        # An input the position cannot use fails the workflow in `run`.
+        started, self._refused = start_input.started_or_refused(inputs.parse_start, args)
         self._input = started
         self._s = inputs.initial_state(started)
         self._early: list[Kline] = []
@@ -255,9 +250,18 @@ class PositionManagerWorkflow:
                 steps.Decision(k, "hold", "superseded by a newer close: risk checks only", risk_exits=risk_exits)
             )
             return
+        reference = s.last_model_price if s.last_model_price is not None else s.entry_price
+        why = price_gate.gated(ctx.management_min_move_pct, reference, bar.close)
+        if why is not None and workflow.patched(POSITION_PRICE_MOVE_GATE_PATCH):
+            # The stop and target checks above ran; only the model is not asked.
+            s.counts.gated += 1
+            await self._record(steps.Decision(k, "hold", why, risk_exits=risk_exits))
+            self._publish()
+            return
         answer = await self._ask(k)
         if answer is None:
             return
+        s.last_model_price = bar.close
         action = validate_action(answer.action, answer.action_details, ctx.side, bar.close, s.quantity)
         # Only where a dust remainder arises: histories without one carry no marker.
         if leaves_dust(action, s.quantity, bar.close) and workflow.patched(POSITION_DUST_REMAINDER_PATCH):
