@@ -47,9 +47,14 @@ _TIME = re.compile(r"(?:\d{4}-\d\d-\d\d[ T])?(\d\d):(\d\d)(?::\d\d)?")
 # How the console tells a user to run a command again: the venv's script by its path, or the bare
 # name with an activated venv. Compared without the path.
 _COMMAND_PATH = re.compile(r"[^\s`'\"(]*/(?=signal-monitor\b)")
-# Lines whose words depend on the run itself (which kinds of closes a monitor happened to set
-# aside, each with its own explanation): compared by the part each of these matches.
-VARYING = (re.compile(r"^\[dev\] (?:candle )?closes received <n>"),)
+# Lines whose words depend on the run itself, compared by the part each of these matches: which
+# kinds of closes a monitor happened to set aside, and how the demo position ends (the model's
+# `close`, or its stop or target when the candle the demo lands on reaches one first).
+VARYING = (
+    re.compile(r"^\[dev\] (?:candle )?closes received <n>"),
+    re.compile(r"^\[dev\] managed candle [^:]*:"),
+    re.compile(r"^\[dev\] position closed \("),
+)
 _RELATIVE = re.compile(r"<T(?:[+-]\d+m)?>")
 _NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?")  # a P&L prints with its sign
 

@@ -86,6 +86,18 @@ def test_drift_ignores_times_numbers_and_repeats_but_not_words():
         "[dev] candle closes received 3, set aside: 1 stale (closed no later than the signal: already seen, normal)",
     ]
     assert drift(varying[:1], varying[1:]) == []
+    # How the demo position ends depends on the candle it lands on: the model's close or a target.
+    by_model = [
+        "[dev] managed candle <T+3m>–<T+4m> UTC: hold (65%)",
+        "[dev] managed candle <T+5m>–<T+6m> UTC: close (75%)",
+        "[dev] position closed (close_action: closed by the model on candle <T+5m>–<T+6m> UTC): exit fill at 1",
+    ]
+    by_target = [
+        "[dev] managed candle <T+4m>–<T+5m> UTC: close",
+        "[dev] position closed (take_profit: take_profit reached at 2 on candle <T+4m>–<T+5m> UTC): exit fill at 2",
+    ]
+    assert drift(by_target, by_model) == []
+    assert drift(["[dev] position reopened"], by_model)
     reworded = [
         *printed[:3],
         *printed[4:],
