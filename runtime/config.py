@@ -1,8 +1,8 @@
 """Every process's settings, from the environment, in one pydantic-settings model.
 
 `Settings.from_env()` is the only reader of the project's variables (Temporal's own are read by
-`temporalio.envconfig`, see runtime/temporal_client.py). The names and defaults are the README's
-"Configuration" and "Signal bridge" tables. One error policy: a value that does not fit is a
+`temporalio.envconfig`, see runtime/temporal_client.py). The names and defaults are the tables of
+docs/configuration.md and docs/signal-bridge.md. One error policy: a value that does not fit is a
 `ConfigError` naming the variable (a secret's value is never shown), which the command line turns
 into exit code 2 at start-up. The bridge's knobs are the nested section `settings.bridge`, still
 read from `BINANCE_*`, `SIGNAL_BRIDGE_*` and `DATABASE_URL`."""

@@ -232,7 +232,7 @@ def iso_min(ms: int) -> str:
     not shutil.which("temporal-test-server", path=str(Path(sys.executable).parent)), reason="dev extras"
 )
 def test_readme_command_runs_on_the_shipped_data(tmp_path):
-    """The README's command, as a user types it (its own throwaway PostgreSQL and test server)."""
+    """docs/backtest.md's command, as a user types it (its own throwaway PostgreSQL and test server)."""
     cmd = [
         str(Path(sys.executable).parent / "signal-monitor"),
         "backtest",

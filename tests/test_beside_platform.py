@@ -479,6 +479,8 @@ async def test_a_permanently_failing_write_is_not_retried(client, postgres_serve
             assert took < 30
 
 
-def test_readme_has_the_section():
-    text = (Path(__file__).parent.parent / "README.md").read_text()
-    assert "## Beside the platform" in text and "x-trigger-source: monitoring-worker" in text
+def test_the_docs_have_the_section():
+    text = (Path(__file__).parent.parent / "docs" / "beside-the-platform.md").read_text()
+    assert text.startswith("# Beside the platform") and "x-trigger-source: monitoring-worker" in text
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    assert "(docs/beside-the-platform.md)" in readme

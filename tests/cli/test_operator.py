@@ -168,7 +168,7 @@ async def test_not_found_usage_and_the_console_script(client, database_url, db, 
 
 
 async def test_the_same_actions_with_the_stock_temporal_cli(client, database_url, db, temporal_address):
-    """What the README shows for operators without `signal-monitor`: the names are the interface."""
+    """What docs/operating.md shows for operators without `signal-monitor`: the names are the interface."""
     from tests.helpers.servers import binary
 
     row = await insert_signal(db, symbol="DOGEUSDT", max_reanalyses=5)

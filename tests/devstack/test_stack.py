@@ -1,26 +1,44 @@
 """The README's first command: `signal-monitor dev` brings up the whole stack from nothing (its
 own Temporal dev server and UI, embedded PostgreSQL, worker, intake, bridge on the local Binance
-replay, the llm-proxy stand-in), monitors a demo signal to a decision and stops cleanly."""
+replay, the llm-proxy stand-in), monitors a demo signal to a decision and stops cleanly, printing
+the console the README's quick start shows (devstack/sample_output.py writes that sample)."""
 
 from __future__ import annotations
 
 import asyncio
 import re
+import shutil
+import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
 
+import pytest
+
+from devstack.sample_output import README, drift, read_block, readme_form
 from fakes import free_port
 from tests.helpers.processes import dev_env, dev_stack
 
 
-async def test_dev_runs_a_demo_signal_to_a_decision_and_the_ui_link_works(tmp_path):
+@pytest.fixture
+def workdir() -> Iterator[Path]:
+    """A directory of its own, as a newcomer's checkout (the stack's state goes to ./.dev-state).
+    Not under pytest's tmp root: embedded PostgreSQL runs as its own user and must traverse every
+    parent, and another pytest session on the machine resets that root to 0700."""
+    path = Path(tempfile.mkdtemp(prefix="signal-monitor-dev-test-")).resolve()
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+async def test_dev_runs_a_demo_signal_to_a_decision_and_the_ui_link_works(workdir):
     temporal_port, ui_port = free_port(), free_port()
-    env = dev_env(SIGNAL_MONITOR_DEV_STATE=str(tmp_path / "state"))
+    env = dev_env()
     lines: list[str] = []
     ui_status = None
     scraped: dict[str, str] = {}
     async with dev_stack(
-        env, tmp_path, "--until-decided", "--speed", "60", temporal_port=temporal_port, ui_port=ui_port
+        env, workdir, "--until-decided", "--speed", "60", temporal_port=temporal_port, ui_port=ui_port
     ) as proc:
         assert proc.stdout is not None  # stdout=PIPE
         async with asyncio.timeout(150):
@@ -58,6 +76,13 @@ async def test_dev_runs_a_demo_signal_to_a_decision_and_the_ui_link_works(tmp_pa
     assert "temporal_" in scraped["worker"]
     for part in ("bridge", "intake", "worker", "temporal", "PostgreSQL"):
         assert f"stopped {part}" in output, output
+    # The README's sample: the same lines as this console, times and numbers aside (this run is
+    # at --speed 60 and lands on whichever candle the machine's load allows).
+    printed = readme_form(lines, temporal_port=temporal_port, ui_port=ui_port, scratch=workdir)
+    problems = drift(printed, read_block(README.read_text()))
+    assert not problems, "\n".join(
+        ["the README's sample output drifted: `python -m devstack.sample_output`", *problems]
+    )
 
 
 # A metric each process exports once it is at work (the intake's once it listens).

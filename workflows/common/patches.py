@@ -1,4 +1,4 @@
-"""Names of the monitor's `workflow.patched(...)` changes (see README "Changing the workflow");
+"""Names of the monitor's `workflow.patched(...)` changes (see docs/testing.md, "Changing a workflow");
 each has a history recorded before it and one after it in tests/histories/."""
 
 # An operator's cancel that arrives while an activity runs reaches the workflow as that activity's
