@@ -48,6 +48,10 @@ async def setup_rows(conn: asyncpg.Connection, account_id: uuid.UUID, user: uuid
         account_id,
         user,
     )
+    # Every position opens before any closes: the live rollout on, with caps over the whole run.
+    await conn.execute(
+        "INSERT INTO live_rollout (mode, max_order_usd, max_total_usd, updated_by) VALUES ('all', 1e9, 1e9, 'bench')"
+    )
 
 
 async def run(positions: int, latency_ms: float = 0.0) -> list[str]:

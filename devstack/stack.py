@@ -621,8 +621,12 @@ async def run_dev(args, lock: StackLock) -> int:
                     raise DevError(f"Binance: no price for the demo signal: {exc}") from None
                 signal_id, trader_id = await _insert_demo_signal(database_url, args.symbol, args.interval, price, at)
                 if live_orders is not None:
-                    await live_demo.make_trader_live(database_url, trader_id, live_orders)
+                    owner = await live_demo.make_trader_live(database_url, trader_id, live_orders)
                     say(f"demo trader {trader_id}: auto_execute_trades on, exchange account {live_orders.account_id}")
+                    say(
+                        f"live rollout: users step, owner {owner}, caps {live_demo.DEMO_MAX_ORDER_USD} USD per order "
+                        f"and {live_demo.DEMO_MAX_TOTAL_USD} USD open (the demo's stake is 1000 USDT)"
+                    )
                 say(
                     f"demo signal {signal_id}: {args.symbol} {args.interval} at {price:g} (the close of "
                     f"{candle_ending(at, args.interval)}), trader {trader_id} (elite, auto-analyse)"

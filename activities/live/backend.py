@@ -32,6 +32,7 @@ from activities.live.fills import Execution, aggregate
 from activities.live.filters import SymbolRules
 from activities.live.limits import RiskLimits, refusal
 from activities.live.venue import OcoSpec, OrderSpec, Venue, VenueError
+from runtime import live_rollout
 from workflows.common import names
 from workflows.position.models import (
     Fill,
@@ -368,20 +369,32 @@ class LiveExecution:
     async def _check_entry(
         self, input: OpenPositionInput, account_id: str, cid: str, rules: SymbolRules, qty: Decimal, position_id: str
     ) -> None:
-        """Filters and the risk limits, before anything is sent: a refusal is recorded (an
-        `orders` row `rejected` with the reason) and ends the position unopened."""
+        """Filters, the risk limits and the live rollout (docs/rollout.md), before anything is
+        sent: a refusal is recorded (an `orders` row `rejected` with the reason) and ends the
+        position unopened."""
         spec = OrderSpec(cid, input.symbol, "BUY", "MARKET", qty)
         reason = rules.refusal(qty, input.reference_price)
         if reason is None:
             limits = await self.limits(input.user_id, input.trader_id)
             exposure, loss = await self._exposure(input.user_id)
+            notional = qty * input.reference_price
             reason = refusal(
                 limits,
-                notional=qty * input.reference_price,
+                notional=notional,
                 open_exposure=exposure,
                 loss_today=loss,
                 has_stop_loss=input.stop_loss is not None,
             )
+            if reason is None:
+                # Read at each entry, so a change of step or caps applies at once, without a restart.
+                async with self._pool.acquire() as conn:
+                    live = await live_rollout.load(conn)
+                verdict = live_rollout.live_verdict(
+                    live, input.trader_id, input.user_id, order_usd=notional, open_usd=exposure
+                )
+                if not verdict.allowed:
+                    live_rollout.count_refusal(verdict)
+                    reason = verdict.reason
         if reason is not None:
             await self._record_refusal(cid, input.user_id, input.signal_id, account_id, spec, "entry", input.key,
                                        position_id, reason)  # fmt: skip

@@ -1,5 +1,5 @@
 """Helpers for the live-order tests: a local spot exchange with one funded account, the keys
-file, an exchange account row and a trader with every switch on."""
+file, an exchange account row, the live rollout and a trader with every switch on."""
 
 from __future__ import annotations
 
@@ -73,7 +73,9 @@ async def live_backend(pool: asyncpg.Pool) -> AsyncIterator[tuple[LiveAccount, L
 
 
 async def make_live(db: asyncpg.Connection, row: SignalRow, account: LiveAccount, auto_execute: bool = True) -> None:
-    """The trader's two switches: an exchange account (keys NOT in the row) and auto_execute_trades."""
+    """The trader's two switches: an exchange account (keys NOT in the row) and auto_execute_trades;
+    and the live rollout on."""
+    await live_rollout_on(db)
     await db.execute(
         """INSERT INTO exchange_accounts (id, user_id, name, exchange, is_testnet, api_key, api_secret)
            VALUES ($1, $2, 'test', 'binance', false, 'not-used', 'not-used') ON CONFLICT (id) DO NOTHING""",
@@ -85,6 +87,15 @@ async def make_live(db: asyncpg.Connection, row: SignalRow, account: LiveAccount
         uuid.UUID(row.trader_id),
         auto_execute,
         uuid.UUID(account.account_id),
+    )
+
+
+async def live_rollout_on(db: asyncpg.Connection) -> None:
+    """The live rollout (one row, migration 010) at `all` with caps no test entry comes near."""
+    await db.execute(
+        """INSERT INTO live_rollout (mode, max_order_usd, max_total_usd, updated_by)
+           VALUES ('all', 1000000, 1000000, 'tests')
+           ON CONFLICT (id) DO UPDATE SET mode = 'all', max_order_usd = 1000000, max_total_usd = 1000000"""
     )
 
 
