@@ -204,16 +204,6 @@ class Settings(BaseSettings):
     exchange_timeout_seconds: float = Field(5.0, gt=0, le=20)
     bridge: BridgeSettings = Field(default_factory=BridgeSettings)
 
-    @field_validator("live_trading", mode="before")
-    @classmethod
-    def _on_off(cls, value: object) -> object:
-        return value.strip().lower() if isinstance(value, str) else value
-
-    @field_validator("exchange_url", mode="before")
-    @classmethod
-    def _blank_url(cls, value: object) -> object:
-        return (value.strip() or None) if isinstance(value, str) else value
-
     @field_validator("rollout")
     @classmethod
     def _rollout_seed(cls, value: str) -> str:
@@ -231,7 +221,9 @@ class Settings(BaseSettings):
     def shadow_mode(self) -> bool:
         return self.shadow == "on"
 
-    @field_validator("initial_analysis", "log_format", "shadow", "decisions", "model_structured", mode="before")
+    @field_validator(
+        "initial_analysis", "log_format", "shadow", "decisions", "model_structured", "live_trading", mode="before"
+    )
     @classmethod
     def _lower_words(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value
@@ -241,7 +233,7 @@ class Settings(BaseSettings):
     def _upper_words(cls, value: object) -> object:
         return value.strip().upper() if isinstance(value, str) else value
 
-    @field_validator("metrics_address", "model_url", "model", "monitoring_model", mode="before")
+    @field_validator("metrics_address", "model_url", "model", "monitoring_model", "exchange_url", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return (value.strip() or None) if isinstance(value, str) else value
