@@ -416,7 +416,7 @@ class LlmProxy:
         try:
             check_identity(body, reply, lambda why: ApplicationError(f"llm-proxy gave a bad answer: {why}"))
         except ApplicationError as exc:
-            await drop_poisoned_connections(self._client)
+            # No sweep here: _exchange's `finally` already swept the pool after this answer was read.
             raise self._error(str(exc), BAD_ANSWER) from None
         try:
             answer = parse(reply, latency_ms, clean)
