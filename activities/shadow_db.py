@@ -17,6 +17,7 @@ from typing import Any
 import asyncpg
 from temporalio import activity
 
+from activities.answer_hygiene import storable_int, storable_json, storable_text
 from activities.db_errors import no_retry_on_permanent_errors
 from activities.exact import to_decimal
 from activities.signals_db import SignalStore, _json_object, _uuid
@@ -54,7 +55,7 @@ class ShadowSignalStore(SignalStore):
         signal_id = _uuid(input.signal_id, "signal id")
         a = input.analysis
         confidence = to_decimal(round(a.confidence, 2))
-        reasoning = a.reasoning.strip()
+        reasoning = storable_text(a.reasoning.strip())
         async with self._pool.acquire() as conn, conn.transaction():
             platform = await conn.fetchrow(PLATFORM_DECISION, signal_id, a.decision, confidence, reasoning)
             row_id = await conn.fetchval(
@@ -76,13 +77,13 @@ class ShadowSignalStore(SignalStore):
                 confidence,
                 reasoning,
                 # The pool's codecs encode jsonb (activities/database.py): Python values, not text.
-                _json_object(a.key_levels),
-                _json_object(a.trade_plan),
-                a.technical_indicators,
-                a.raw_ai_response,
-                a.latency_ms,
-                a.tokens_used,
-                a.model_name,
+                storable_json(_json_object(a.key_levels)),
+                storable_json(_json_object(a.trade_plan)),
+                storable_json(a.technical_indicators),
+                storable_text(a.raw_ai_response),
+                storable_int(a.latency_ms),
+                storable_int(a.tokens_used),
+                storable_text(a.model_name),
                 platform["id"] if platform else None,
                 platform["decision"] if platform else None,
                 platform["confidence"] if platform else None,
