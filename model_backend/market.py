@@ -15,10 +15,16 @@ from typing import Any
 from talipp.indicators import ATR, EMA, RSI
 from talipp.ohlcv import OHLCV
 
+from market.candle import Candle
 from model_backend.indicators import Bar
 
 # Higher timeframe: this many candles of the signal's interval make one summary bar.
 HTF_FACTOR = 4
+
+
+def bar_row(c: Candle) -> tuple[Bar, int]:
+    """A candle as `closed_by` takes it: its bar and its close time (ms)."""
+    return Bar(c.t, float(c.o), float(c.h), float(c.l), float(c.c), float(c.v)), c.T
 
 
 def closed_by(bars: Sequence[tuple[Bar, int]], cutoff_ms: int, n: int) -> list[Bar]:
