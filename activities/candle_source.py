@@ -16,7 +16,7 @@ from typing import Protocol
 from market.intervals import INTERVAL_MS
 from market.rest import KlinesError, fetch_candles, rest_client
 from model_backend.indicators import Bar
-from model_backend.market import closed_by
+from model_backend.market import bar_row, closed_by
 
 Key = tuple[str, str, int, int]
 
@@ -73,7 +73,7 @@ def binance_fetch(rest_url: str) -> Fetch:
         start = cutoff_ms - (n + 1) * step
         async with rest_client(rest_url) as http:
             rows = await fetch_candles(http, symbol, interval, start, cutoff_ms)
-        return [(Bar(c.t, float(c.o), float(c.h), float(c.l), float(c.c), float(c.v)), c.T) for c in rows]
+        return [bar_row(c) for c in rows]
 
     return fetch
 

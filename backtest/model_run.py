@@ -24,7 +24,7 @@ from market.candle import Candle
 from model_backend.answer_cache import AnswerCache
 from model_backend.client import Completion
 from model_backend.indicators import Bar
-from model_backend.market import closed_by
+from model_backend.market import bar_row, closed_by
 from model_backend.pricing import call_cost
 from workflows.common import names
 
@@ -110,7 +110,7 @@ class SeriesCandles:
     """The replayed series as a candle source, in its own time (the activity unshifts its input)."""
 
     def __init__(self, candles: list[Candle]) -> None:
-        self._rows = [(Bar(c.t, float(c.o), float(c.h), float(c.l), float(c.c), float(c.v)), c.T) for c in candles]
+        self._rows = [bar_row(c) for c in candles]
         self.asked = 0
 
     async def closed_candles(self, symbol: str, interval: str, cutoff_ms: int, n: int) -> list[Bar]:

@@ -34,6 +34,18 @@ def _round(value: float | None, digits: int) -> float | None:
     return None if value is None else round(value, digits)
 
 
+def last_rounded(values: Any, digits: int) -> float | None:
+    """An indicator's value at the last bar, rounded; None while the series is too short."""
+    return _round(_last(values), digits)
+
+
+def volume_vs_avg20(volumes: Sequence[float]) -> float | None:
+    """The last volume against the average of the 20 before it."""
+    window = volumes[-21:-1]
+    average = sum(window) / len(window) if window else 0.0
+    return round(volumes[-1] / average, 2) if average > 0 and volumes else None
+
+
 def snapshot(bars: Sequence[Bar], price_digits: int = 2, swing_lookback: int = 20) -> dict[str, Any]:
     """The indicators at the last bar. A value the series is too short for is None (EMA 200 over
     100 candles, say): the prompt says "n/a", never a made-up number."""
@@ -54,10 +66,7 @@ def snapshot(bars: Sequence[Bar], price_digits: int = 2, swing_lookback: int = 2
     out["bollinger20_2"] = None if bb is None else {
         "lower": round(bb.lb, price_digits), "middle": round(bb.cb, price_digits), "upper": round(bb.ub, price_digits)
     }  # fmt: skip
-    volumes = [b.v for b in bars]
-    window = volumes[-21:-1]
-    average = sum(window) / len(window) if window else 0.0
-    out["volume_vs_avg20"] = round(volumes[-1] / average, 2) if average > 0 and volumes else None
+    out["volume_vs_avg20"] = volume_vs_avg20([b.v for b in bars])
     recent = bars[-swing_lookback:]
     out[f"swing_high{swing_lookback}"] = round(max(b.h for b in recent), price_digits) if recent else None
     out[f"swing_low{swing_lookback}"] = round(min(b.l for b in recent), price_digits) if recent else None

@@ -15,10 +15,16 @@ from typing import Any
 from talipp.indicators import ATR, EMA, RSI
 from talipp.ohlcv import OHLCV
 
-from model_backend.indicators import Bar
+from market.candle import Candle
+from model_backend.indicators import Bar, last_rounded, volume_vs_avg20
 
 # Higher timeframe: this many candles of the signal's interval make one summary bar.
 HTF_FACTOR = 4
+
+
+def bar_row(c: Candle) -> tuple[Bar, int]:
+    """A candle as `closed_by` takes it: its bar and its close time (ms)."""
+    return Bar(c.t, float(c.o), float(c.h), float(c.l), float(c.c), float(c.v)), c.T
 
 
 def closed_by(bars: Sequence[tuple[Bar, int]], cutoff_ms: int, n: int) -> list[Bar]:
@@ -89,9 +95,6 @@ def higher_timeframe(bars: Sequence[Bar], digits: int) -> dict[str, Any]:
     htf = aggregate(bars, HTF_FACTOR)
     if len(htf) < 2:
         return {"bars": len(htf)}
-    volumes = [b.v for b in htf]
-    window = volumes[-21:-1]
-    average = sum(window) / len(window) if window else 0.0
     # 100 candles make 25 summary bars: EMA 8 against EMA 21 fits them (20/50 would not).
     closes = [b.c for b in htf]
     ema_fast, ema_slow = _ema(8, closes, digits), _ema(21, closes, digits)
@@ -104,16 +107,12 @@ def higher_timeframe(bars: Sequence[Bar], digits: int) -> dict[str, Any]:
         "candles_per_bar": HTF_FACTOR,
         "change_pct": round((last - first) / first * 100, 2) if first else None,
         "ema8_vs_ema21": trend,
-        "rsi14": _rounded(RSI(14, input_values=closes), 1),
-        "atr14": _rounded(ATR(14, input_values=[OHLCV(b.o, b.h, b.l, b.c, b.v) for b in htf]), digits + 2),
-        "volume_vs_avg20": round(volumes[-1] / average, 2) if average > 0 else None,
+        "rsi14": last_rounded(RSI(14, input_values=closes), 1),
+        "atr14": last_rounded(ATR(14, input_values=[OHLCV(b.o, b.h, b.l, b.c, b.v) for b in htf]), digits + 2),
+        "volume_vs_avg20": volume_vs_avg20([b.v for b in htf]),
         "last_closes": [round(b.c, digits) for b in htf[-5:]],
     }
 
 
-def _rounded(values: Any, digits: int) -> float | None:
-    return round(values[-1], digits) if len(values) and values[-1] is not None else None
-
-
 def _ema(period: int, closes: list[float], digits: int) -> float | None:
-    return _rounded(EMA(period, input_values=closes), digits)
+    return last_rounded(EMA(period, input_values=closes), digits)
