@@ -222,12 +222,7 @@ class LiveExecution:
     ) -> None:  # fmt: skip
         async with self._pool.acquire() as conn:
             await self._pending(conn, cid, input_user, signal_id, account_id, spec, kind, key, position_id, time.time())
-            await conn.execute(
-                "UPDATE orders SET status = 'rejected', metadata = metadata || $2, updated_at = now() "
-                "WHERE id = $1 AND status = 'pending'",
-                cid,
-                {"refused": reason[:500]},
-            )
+        await self._reject(cid, reason)
 
     # ---- placing, exactly once ------------------------------------------------------------
     async def _place(
