@@ -692,9 +692,7 @@ class LiveExecution:
         for leg_cid, leg in ((cid, order), (target, other)):
             if leg is None or leg_cid is None:
                 continue
-            ex = await self._execution(venue, rules.symbol, leg)
-            async with self._pool.acquire() as conn:
-                await self._complete(conn, leg_cid, leg, ex, rules, {})
+            await self._complete_raw(venue, rules, leg_cid, leg)
             if leg.get("status") == "FILLED":
                 filled = leg
         return filled
