@@ -717,10 +717,7 @@ class LiveExecution:
         # A first sell refused for the balance: the retry goes straight to selling what is held.
         refused = ((rows[cid]["metadata"] or {}).get("refused") or "") if cid in rows else None
         if pos["status"] != "open":
-            closing = await self._pool.fetchrow(
-                "SELECT * FROM orders WHERE metadata ->> 'position_id' = $1 AND metadata ->> 'closed_position' = 'true'",
-                input.position_id,
-            )
+            closing = await self._closing_order(input.position_id)
             if closing is not None:
                 return _fill_of(closing, input.kind, inserted=False)
             raise ApplicationError(
@@ -775,6 +772,14 @@ class LiveExecution:
             return fill
         finally:
             await self._release(account_id, venue)
+
+    async def _closing_order(self, position_id: str, filled_only: bool = False) -> Any:
+        """The `orders` row that closed the position (`metadata.closed_position`), if any."""
+        return await self._pool.fetchrow(
+            "SELECT * FROM orders WHERE metadata ->> 'position_id' = $1 AND metadata ->> 'closed_position' = 'true'"
+            + (" AND filled > 0" if filled_only else ""),
+            position_id,
+        )
 
     def _recorder(self, input: OrderInput, account_id: str, spec: OrderSpec) -> Callable[[float], Awaitable[None]]:
         async def record(sent_at: float) -> None:
@@ -866,10 +871,7 @@ class LiveExecution:
                 f"position {input.position_id} not found", type=names.POSITION_NOT_FOUND, non_retryable=True
             )
         if pos["status"] != "open":
-            closing = await self._pool.fetchrow(
-                "SELECT * FROM orders WHERE metadata ->> 'position_id' = $1 AND metadata ->> 'closed_position' = 'true'",
-                input.position_id,
-            )
+            closing = await self._closing_order(input.position_id)
             if closing is not None and closing["filled"]:
                 return Reconciled(fill=_fill_of(closing, _kind_of(closing), inserted=False))
             return Reconciled(ended=pos["close_reason"] or "closed")
@@ -937,11 +939,7 @@ class LiveExecution:
             if placed is None:
                 # The stop could not rest because the market is through it: the emergency exit
                 # just made is this close's exit.
-                closing = await self._pool.fetchrow(
-                    "SELECT * FROM orders WHERE metadata ->> 'position_id' = $1 "
-                    "AND metadata ->> 'closed_position' = 'true' AND filled > 0",
-                    input.position_id,
-                )
+                closing = await self._closing_order(input.position_id, filled_only=True)
                 if closing is not None:
                     return Reconciled(fill=_fill_of(closing, "stop_loss", inserted=True))
             return Reconciled(protected=placed is not None)
