@@ -10,7 +10,6 @@ hit while nobody watched) is taken from the exchange's fills."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import ssl
 import time
@@ -542,7 +541,7 @@ class LiveExecution:
         try:
             if row is not None and row["status"] == "pending":
                 sent_at = float((row["metadata"] or {}).get("sent_at") or 0)
-                await asyncio.sleep(max(0.0, venue.window_passed_at(sent_at) - time.time()))
+                await venue.wait_window(sent_at)
             stop_leg, target_leg = await venue.place_oco_once(oco, record, never_sent=row is None)
         except VenueError as err:
             if err.kind not in ("would_trigger", "refused"):
