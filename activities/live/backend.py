@@ -10,7 +10,6 @@ hit while nobody watched) is taken from the exchange's fills."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import ssl
 import time
@@ -222,12 +221,7 @@ class LiveExecution:
     ) -> None:  # fmt: skip
         async with self._pool.acquire() as conn:
             await self._pending(conn, cid, input_user, signal_id, account_id, spec, kind, key, position_id, time.time())
-            await conn.execute(
-                "UPDATE orders SET status = 'rejected', metadata = metadata || $2, updated_at = now() "
-                "WHERE id = $1 AND status = 'pending'",
-                cid,
-                {"refused": reason[:500]},
-            )
+        await self._reject(cid, reason)
 
     # ---- placing, exactly once ------------------------------------------------------------
     async def _place(
@@ -547,7 +541,7 @@ class LiveExecution:
         try:
             if row is not None and row["status"] == "pending":
                 sent_at = float((row["metadata"] or {}).get("sent_at") or 0)
-                await asyncio.sleep(max(0.0, venue.window_passed_at(sent_at) - time.time()))
+                await venue.wait_window(sent_at)
             stop_leg, target_leg = await venue.place_oco_once(oco, record, never_sent=row is None)
         except VenueError as err:
             if err.kind not in ("would_trigger", "refused"):
@@ -697,9 +691,7 @@ class LiveExecution:
         for leg_cid, leg in ((cid, order), (target, other)):
             if leg is None or leg_cid is None:
                 continue
-            ex = await self._execution(venue, rules.symbol, leg)
-            async with self._pool.acquire() as conn:
-                await self._complete(conn, leg_cid, leg, ex, rules, {})
+            await self._complete_raw(venue, rules, leg_cid, leg)
             if leg.get("status") == "FILLED":
                 filled = leg
         return filled
@@ -724,10 +716,7 @@ class LiveExecution:
         # A first sell refused for the balance: the retry goes straight to selling what is held.
         refused = ((rows[cid]["metadata"] or {}).get("refused") or "") if cid in rows else None
         if pos["status"] != "open":
-            closing = await self._pool.fetchrow(
-                "SELECT * FROM orders WHERE metadata ->> 'position_id' = $1 AND metadata ->> 'closed_position' = 'true'",
-                input.position_id,
-            )
+            closing = await self._closing_order(input.position_id)
             if closing is not None:
                 return _fill_of(closing, input.kind, inserted=False)
             raise ApplicationError(
@@ -782,6 +771,14 @@ class LiveExecution:
             return fill
         finally:
             await self._release(account_id, venue)
+
+    async def _closing_order(self, position_id: str, filled_only: bool = False) -> Any:
+        """The `orders` row that closed the position (`metadata.closed_position`), if any."""
+        return await self._pool.fetchrow(
+            "SELECT * FROM orders WHERE metadata ->> 'position_id' = $1 AND metadata ->> 'closed_position' = 'true'"
+            + (" AND filled > 0" if filled_only else ""),
+            position_id,
+        )
 
     def _recorder(self, input: OrderInput, account_id: str, spec: OrderSpec) -> Callable[[float], Awaitable[None]]:
         async def record(sent_at: float) -> None:
@@ -873,10 +870,7 @@ class LiveExecution:
                 f"position {input.position_id} not found", type=names.POSITION_NOT_FOUND, non_retryable=True
             )
         if pos["status"] != "open":
-            closing = await self._pool.fetchrow(
-                "SELECT * FROM orders WHERE metadata ->> 'position_id' = $1 AND metadata ->> 'closed_position' = 'true'",
-                input.position_id,
-            )
+            closing = await self._closing_order(input.position_id)
             if closing is not None and closing["filled"]:
                 return Reconciled(fill=_fill_of(closing, _kind_of(closing), inserted=False))
             return Reconciled(ended=pos["close_reason"] or "closed")
@@ -944,11 +938,7 @@ class LiveExecution:
             if placed is None:
                 # The stop could not rest because the market is through it: the emergency exit
                 # just made is this close's exit.
-                closing = await self._pool.fetchrow(
-                    "SELECT * FROM orders WHERE metadata ->> 'position_id' = $1 "
-                    "AND metadata ->> 'closed_position' = 'true' AND filled > 0",
-                    input.position_id,
-                )
+                closing = await self._closing_order(input.position_id, filled_only=True)
                 if closing is not None:
                     return Reconciled(fill=_fill_of(closing, "stop_loss", inserted=True))
             return Reconciled(protected=placed is not None)

@@ -200,12 +200,16 @@ class Venue:
         """Wall time after which a request sent at `sent_at` can no longer execute."""
         return sent_at + self.recv_window_ms / 1000 + MARGIN_SECONDS
 
-    async def settle(self, symbol: str, client_id: str, sent_at: float) -> dict | None:
-        """After an unknown outcome: wait until the request can no longer reach the matching
-        engine, then look: the order, or None (final: it was never placed)."""
+    async def wait_window(self, sent_at: float) -> None:
+        """Until a request sent at `sent_at` can no longer reach the matching engine."""
         delay = self.window_passed_at(sent_at) - time.time()
         if delay > 0:
             await self._sleep(delay)
+
+    async def settle(self, symbol: str, client_id: str, sent_at: float) -> dict | None:
+        """After an unknown outcome: wait until the request can no longer reach the matching
+        engine, then look: the order, or None (final: it was never placed)."""
+        await self.wait_window(sent_at)
         return await self.lookup(symbol, client_id)
 
     async def place_once(
@@ -260,10 +264,7 @@ class Venue:
             answer = await self.call(self.client.privatePostOrderListOco, spec.params())
         except VenueError as err:
             if err.kind in ("duplicate", "unknown"):
-                since = time.time() - self.recv_window_ms / 1000 if err.kind == "duplicate" else sent_at
-                delay = self.window_passed_at(since) - time.time()
-                if delay > 0:
-                    await self._sleep(delay)
+                await self.wait_window(time.time() - self.recv_window_ms / 1000 if err.kind == "duplicate" else sent_at)
                 found = await self._oco_legs(spec)
                 if found is not None:
                     return found
