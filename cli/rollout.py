@@ -23,7 +23,7 @@ from activities import platform_schema
 from intake.service import build_queries, owner_problem
 from runtime import live_rollout, rollout_store
 from runtime.exits import EXIT_OK, EXIT_USAGE
-from runtime.live_rollout import caps_for
+from runtime.live_rollout import default_caps
 from runtime.rollout import MODES, Rollout, RolloutError, allowing, ladder, parse_percent, parse_seed, with_mode
 
 DRY_RUN_WINDOW = timedelta(days=1)
@@ -124,7 +124,7 @@ def ladder_lines(current: Rollout, recent: Recent, live: bool) -> list[str]:
         here = "  <- now" if _label(step) == _label(current) else ""
         caps = ""
         if live:
-            c = caps_for(step)
+            c = default_caps(step)
             caps = f"   caps {c.max_order_usd}/order, {c.max_total_usd} open per user"
         lines.append(f"  {label:<14} {recent.monitored(step):>6}{caps}{here}")
     return lines

@@ -64,10 +64,6 @@ class LiveRollout:
         )
 
 
-def caps_for(rollout: Rollout) -> Caps:
-    return default_caps(rollout)
-
-
 @dataclass(frozen=True)
 class LiveVerdict:
     allowed: bool
