@@ -18,6 +18,13 @@ def analysis_recorded(decision: str, proxy_decision: str) -> None:
     ).add(1, {"decision": decision, "proxy_decision": proxy_decision})
 
 
+def record_latency(elapsed: timedelta, what: str) -> None:
+    """One write of an analysis (`what="analysis"`) or a management decision (`"management"`)."""
+    activity.metric_meter().create_histogram_timedelta(
+        PREFIX + "record_latency", "recording an analysis or management decision", "duration"
+    ).record(elapsed, {"what": what})
+
+
 def llm_proxy_answered(latency: timedelta, outcome: str) -> None:
     """Latency of one llm-proxy attempt that got an answer or timed out; outcome is `ok` or an error kind."""
     activity.metric_meter().create_histogram_timedelta(

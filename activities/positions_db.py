@@ -174,7 +174,7 @@ class PositionStore:
         correlation = position_correlation(input.signal_id, int(input.candle_open_time.timestamp() * 1000))
         with permanent_errors("record position decision"):
             async with self._pool.acquire() as conn, conn.transaction():
-                whole_raw = await take_parked(conn, correlation)
+                whole_raw = await take_parked(conn, correlation, input.raw_ai_response)
                 decision_id = await self._insert_decision(conn, input, whole_raw)
                 if decision_id is not None:
                     await write_model_call(conn, "position_management_decisions", decision_id, input.model_call)

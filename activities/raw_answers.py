@@ -9,6 +9,8 @@ import logging
 
 import asyncpg
 
+from activities.answer_hygiene import MAX_RAW_CHARS
+
 log = logging.getLogger("signal_monitor.raw_answers")
 
 _PARK = """INSERT INTO llm_raw_answers (correlation_id, chars, raw_ai_response) VALUES ($1, $2, $3)
@@ -39,8 +41,12 @@ class RawAnswers:
             )
 
 
-async def take_parked(conn: asyncpg.Connection, correlation_id: str) -> str | None:
-    """Inside the row's transaction: the parked whole answer, removed as it is taken."""
+async def take_parked(conn: asyncpg.Connection, correlation_id: str, kept: str | None) -> str | None:
+    """Inside the row's transaction: the parked whole answer, removed as it is taken. `kept` is the
+    raw answer as history holds it: only one cut to MAX_RAW_CHARS can have a whole one parked, so
+    any other row costs no statement (the savepoint and DELETE are three round trips)."""
+    if kept is None or len(kept) < MAX_RAW_CHARS:
+        return None
     try:
         async with conn.transaction():  # a savepoint: a database without migration 011 is no error
             return await conn.fetchval(TAKE, correlation_id)

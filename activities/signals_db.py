@@ -342,7 +342,9 @@ class SignalStore:
                 input.monitor_decision,
             )
             return platform_row, True, True
-        whole_raw = await take_parked(conn, analysis_correlation(str(signal_id), input.analysis_number))
+        whole_raw = await take_parked(
+            conn, analysis_correlation(str(signal_id), input.analysis_number), a.raw_ai_response
+        )
         analysis_id = await conn.fetchval(
             """
             INSERT INTO signal_analyses (

@@ -32,7 +32,7 @@ from market.candle import Candle
 from model_backend.client import ModelClient, new_model_http_client
 from model_backend.masking import Mask
 from runtime.config import Settings
-from workers.worker import running_worker
+from workers.worker import DecisionActivities, running_worker
 
 WEEK_MS = 7 * 86_400_000
 TRADES_FROM = "PositionManagerWorkflow (paper backend)"
@@ -107,7 +107,7 @@ async def run_backtest(
     outcomes: list[SignalOutcome] = []
     conn = await asyncpg.connect(database_url)
     http = None
-    activities: list[Callable[..., Any]] | None = None
+    activities: DecisionActivities | None = None
     if model is not None and meter is not None:
         http = new_model_http_client(settings.llm_timeout_seconds, settings.llm_max_concurrent)
         client = ModelClient(http, model.url, model.key, model.structured, model.temperature, model.max_tokens)
@@ -122,7 +122,7 @@ async def run_backtest(
             time_shift=lambda: run.shift_ms,
             mask=Mask.for_series(float(spec.candles[0].c)) if model.masked else None,
         )
-        activities = [decisions.analyze_signal, decisions.manage_position]
+        activities = DecisionActivities(decisions.analyze_signal, decisions.manage_position)
     try:
         async with running_worker(sandbox.env.client, settings, stop_timeout=60, decision_activities=activities):
             now = await run._now_ms()

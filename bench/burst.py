@@ -26,8 +26,10 @@ from bench.stack import (
     wait_floor_done,
     workers,
 )
+from workflows.common import names
 
-ANALYSE, RECORD = "analyze_signal", "record_analysis"
+# Since the patch `analysis-activity-records-its-row` one activity asks and writes the row.
+ANALYSE = RECORD = names.ANALYZE_AND_RECORD_SIGNAL
 
 
 @dataclass

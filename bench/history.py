@@ -70,9 +70,8 @@ def size(evs: list[HistoryEvent]) -> int:
 class CandleTiming:
     signaled_at: float  # server time of the WorkflowExecutionSignaled event
     started_at: float  # the per-candle activity (analysis / no-op) started
-    # The candle's last activity completed (monitor: record_analysis; since the
-    # record-analysis-local-activity patch a local activity, whose marker is written by the
-    # workflow task completion that follows it).
+    # The candle's row is written: the activity that writes it completed (the monitor's
+    # analyze_and_record_signal; a local activity's marker where the workflow wrote the row).
     stored_at: float
 
 

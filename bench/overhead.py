@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import asyncpg
 
-from bench import data, history
+from bench import burst, data, history
 from bench.floor import NOOP_ACTIVITY, BareFloorWorkflow
 from bench.report import Report, percentile, ratio
 from bench.stack import Section, Stack, WorkerProcess, new_queue, start_floor_worker, wait_floor_done, workers
@@ -34,7 +34,7 @@ from runtime.config import RUNNING_MONITORS_QUERY, BridgeSettings
 from signal_bridge.service import run_bridge
 from signal_bridge.stats import BridgeStats
 
-ANALYSE, RECORD = "analyze_signal", "record_analysis"
+ANALYSE, RECORD = burst.ANALYSE, burst.RECORD
 IDLE = 0.1
 
 
@@ -187,7 +187,7 @@ async def _report(
             f"{label} close->stored p50/p99",
             f"{percentile(lat.to_stored, 50) * ms:.1f} / {percentile(lat.to_stored, 99) * ms:.1f}",
             "ms",
-            "monitor: record_analysis done; floor: no-op done",
+            "monitor: analysis and its row done; floor: no-op done",
         )
     flo, queued = measured["floor"], measured["queued floor"]
     for name, pick in (("close->start", lambda lat: lat.to_start), ("signal->start", lambda lat: lat.signal_to_start)):

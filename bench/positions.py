@@ -27,7 +27,9 @@ from workflows.common import names
 from workflows.position.models import PositionManagerInput
 from workflows.position.workflow import PositionManagerWorkflow
 
-MANAGE, RECORD = names.MANAGE_POSITION_ACTIVITY, names.RECORD_POSITION_DECISION_ACTIVITY
+# Since the patch `position-manage-activity-records-a-hold` one activity asks and writes a hold's row
+# (the bench's answers are all holds).
+MANAGE = RECORD = names.MANAGE_AND_RECORD_POSITION_ACTIVITY
 # Entered an hour ago, so the closes a position manages are closes of the past (a position, like
 # the monitor, refuses closes from the future).
 STEP = data.STEP or 60_000

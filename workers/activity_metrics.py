@@ -29,13 +29,21 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import ActivityInboundInterceptor, ExecuteActivityInput, Interceptor
 
+from activities import activity_metrics
 from activities.db_errors import is_permanent
 from runtime.metrics import PREFIX
 from runtime.model_prices import estimated_cost_usd
 from workflows.common import names
+from workflows.monitor.models import AnalyzedSignal
+from workflows.position.models import ManagedPosition
 
 DEFAULT_BACKEND = "llm-proxy"
-_MODEL_CALLS = {names.ANALYZE_SIGNAL: "analyze", names.MANAGE_POSITION_ACTIVITY: "manage"}
+_MODEL_CALLS = {
+    names.ANALYZE_SIGNAL: "analyze",
+    names.ANALYZE_AND_RECORD_SIGNAL: "analyze",
+    names.MANAGE_POSITION_ACTIVITY: "manage",
+    names.MANAGE_AND_RECORD_POSITION_ACTIVITY: "manage",
+}
 _RECORDS = {names.RECORD_ANALYSIS: "analysis", names.RECORD_POSITION_DECISION_ACTIVITY: "management"}
 _PLAIN = re.compile(r"^[A-Za-z0-9._/:-]{1,80}$")
 # llm-proxy's error types (activities/llm_proxy.py) as the HTTP class or failure they stand for.
@@ -86,7 +94,7 @@ class _Inbound(ActivityInboundInterceptor):
         name = activity.info().activity_type
         meter = activity.metric_meter()
         arg = input.args[0] if input.args else None
-        candle = getattr(arg, "candle", None) if name == names.ANALYZE_SIGNAL else None
+        candle = getattr(arg, "candle", None) if _MODEL_CALLS.get(name) == "analyze" else None
         if candle is not None:
             closed_at = datetime.fromtimestamp((candle.T + 1) / 1000, UTC)
             meter.create_histogram_timedelta(
@@ -111,18 +119,26 @@ class _Inbound(ActivityInboundInterceptor):
                     PREFIX + "model_call_latency", "one model call (activity attempt)", "duration"
                 ).record(elapsed, {"operation": _MODEL_CALLS[name], "outcome": outcome, "backend": self.backend})
             elif name in _RECORDS:
-                meter.create_histogram_timedelta(
-                    PREFIX + "record_latency", "recording an analysis or management decision", "duration"
-                ).record(elapsed, {"what": _RECORDS[name]})
-        if name in _MODEL_CALLS:
+                activity_metrics.record_latency(elapsed, _RECORDS[name])
+        if isinstance(result, AnalyzedSignal):  # the analysis and its row in one activity
+            self._usage(meter, result.analysis)
+            if result.recorded is not None and result.recorded.inserted:
+                self._decided(meter, "analysis", result.monitor_decision)
+        elif isinstance(result, ManagedPosition):  # a hold and its row in one activity
+            self._usage(meter, result.answer)
+            if result.recorded is not None and result.recorded.inserted:
+                self._decided(meter, "management", "hold")
+        elif name in _MODEL_CALLS:
             self._usage(meter, result)
         elif name in _RECORDS and getattr(result, "inserted", False):
             field = "monitor_decision" if name == names.RECORD_ANALYSIS else "action"
-            decision = getattr(arg, field, "unknown")
-            meter.create_counter(PREFIX + "decisions", "analyses and management decisions recorded").add(
-                1, {"kind": _RECORDS[name], "decision": str(decision), "backend": self.backend}
-            )
+            self._decided(meter, _RECORDS[name], getattr(arg, field, "unknown"))
         return result
+
+    def _decided(self, meter: Any, kind: str, decision: object) -> None:
+        meter.create_counter(PREFIX + "decisions", "analyses and management decisions recorded").add(
+            1, {"kind": kind, "decision": str(decision), "backend": self.backend}
+        )
 
     @staticmethod
     def _usage(meter: Any, result: Any) -> None:

@@ -11,7 +11,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 from temporalio.client import Client
@@ -20,6 +20,7 @@ from temporalio.worker import Worker
 from activities import platform_schema
 from activities.candle_source import SingleFlightCache, binance_fetch
 from activities.database import create_pool
+from activities.decide_and_record import AnalysisRecorder, ManagementRecorder
 from activities.execution import ExecutionBackends
 from activities.live.accounts import Credentials, KeysFileError, load_keys_file
 from activities.live.backend import LiveExecution, LiveSettings
@@ -49,12 +50,19 @@ from workflows.position.workflow import PositionManagerWorkflow
 log = logging.getLogger(__name__)
 
 
+class DecisionActivities(NamedTuple):
+    """The decision backend's two activities (llm-proxy's, the model's, or a backtest's)."""
+
+    analyze_signal: Callable[..., Any]
+    manage_position: Callable[..., Any]
+
+
 async def run_worker(
     settings: Settings,
     stop: asyncio.Event | None = None,
     client: Client | None = None,
     ready: asyncio.Event | None = None,
-    decision_activities: list[Callable[..., Any]] | None = None,
+    decision_activities: DecisionActivities | None = None,
 ) -> None:
     """`decision_activities`: `analyze_signal` and `manage_position` built by the caller (the
     backtest's, on its replayed series); else the settings' backend's."""
@@ -98,13 +106,21 @@ async def run_worker(
             pacer = LlmCallPacer(pool, llm_queue, settings.llm_queue_max_per_second)
         if decision_activities is None:
             decision_activities = decision_backend_activities(settings, http, pacer, RawAnswers(pool))
-        positions = PositionStore(pool)
         paper = PaperExecution(
             pool, PaperRules(fee_pct=settings.paper_fee_pct, slippage_pct=settings.paper_slippage_pct)
         )
         starter: PositionStarter | ShadowPositionStarter = (
             ShadowPositionStarter() if shadow else PositionStarter(client)
         )
+        # A decision and its row in one activity; the decision backend's own activities stay
+        # registered for the runs that started before the patches.
+        positions = PositionStore(pool)
+        recorders: list[Callable[..., Any]] = [
+            AnalysisRecorder(decision_activities.analyze_signal, store.record_analysis).analyze_and_record_signal,
+            ManagementRecorder(
+                decision_activities.manage_position, positions.record_position_decision
+            ).manage_and_record_position,
+        ]
         live = live_backend(settings, pool)
         execution = ExecutionBackends(pool, paper, live)
         main = Worker(
@@ -134,7 +150,7 @@ async def run_worker(
         llm = Worker(
             client,
             task_queue=llm_queue,
-            activities=decision_activities,
+            activities=[*decision_activities, *recorders],
             max_concurrent_activities=settings.llm_max_concurrent,
             max_activities_per_second=settings.llm_max_per_second,
             max_task_queue_activities_per_second=settings.llm_queue_max_per_second,
@@ -170,7 +186,7 @@ async def run_worker(
 
 def decision_backend_activities(
     settings: Settings, http: httpx.AsyncClient, pacer: LlmCallPacer | None, raw_answers: RawAnswers | None = None
-) -> list[Callable[..., Any]]:
+) -> DecisionActivities:
     """`analyze_signal` and `manage_position`: llm-proxy's or the `model` backend's (the same
     activity names, inputs and results: the workflows do not know which). Both share the
     worker's one httpx client (its pool, its timeout, no transport retries)."""
@@ -181,11 +197,11 @@ def decision_backend_activities(
         )
         candles = SingleFlightCache(binance_fetch(settings.binance_rest_url))
         decisions = ModelDecisions(client, candles, model, settings.monitoring_model, settings.model_candles)
-        return [decisions.analyze_signal, decisions.manage_position]
+        return DecisionActivities(decisions.analyze_signal, decisions.manage_position)
     proxy_url, proxy_key = settings.require_llm_proxy()
     proxy = LlmProxy(http, proxy_url, proxy_key, pacer, raw_answers=raw_answers)
     advisor = PositionAdvisor(http, proxy_url, proxy_key, pacer, raw_answers=raw_answers)
-    return [proxy.analyze_signal, advisor.manage_position]
+    return DecisionActivities(proxy.analyze_signal, advisor.manage_position)
 
 
 def describe_backend(settings: Settings) -> str:
@@ -233,7 +249,7 @@ async def running_worker(
     client: Client,
     settings: Settings,
     stop_timeout: float = 30,
-    decision_activities: list[Callable[..., Any]] | None = None,
+    decision_activities: DecisionActivities | None = None,
 ) -> AsyncIterator[None]:
     """`run_worker` in this process (the backtest, the tests): entered once it polls, its start-up
     error raised; on exit stopped and waited for (at most `stop_timeout` seconds)."""

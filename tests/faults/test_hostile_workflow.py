@@ -21,6 +21,7 @@ from temporalio.client import Client, WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
 
+from activities.decide_and_record import AnalysisRecorder
 from activities.signals_db import SignalStore
 from fakes.llm_proxy import Answer
 from tests.helpers.fault_checks import (
@@ -229,7 +230,8 @@ async def _refusing_worker(client: Client, database_url: str) -> AsyncIterator[t
         workflows=[SignalMonitorWorkflow],
         activities=[acts.load_signal, acts.record_analysis, acts.finish_signal],
     )
-    llm = Worker(client, task_queue=names.llm_task_queue_for(queue), activities=[_wait_answer])
+    recorder = AnalysisRecorder(_wait_answer, acts.record_analysis)
+    llm = Worker(client, task_queue=names.llm_task_queue_for(queue), activities=[recorder.analyze_and_record_signal])
     try:
         async with main, llm:
             yield acts, queue
@@ -267,9 +269,10 @@ async def test_unusable_rows_and_permanent_database_errors_end_the_signal_at_onc
     cause = info.value.cause
     assert isinstance(cause, ApplicationError) and cause.type == names.PERMANENT_DATABASE_ERROR
     assert cause.message == "permission denied for table signals"
-    # Non-retryable: each refused call ran once, never an unbounded retry.
+    # Non-retryable: each refused call ran once, never an unbounded retry (the write once in the
+    # analysis activity, which leaves a failed write to the workflow, and once by the workflow).
     assert acts.attempts[("load", bad_row.signal_id)] == 1
-    assert acts.attempts[("record", bad_write.signal_id)] == 1
+    assert acts.attempts[("record", bad_write.signal_id)] == 2
     assert acts.attempts[("finish", unwritable.signal_id)] == 1
     for r, status in ((bad_row, "failed"), (bad_write, "failed")):
         assert await signal_status(db, r.signal_id) == status

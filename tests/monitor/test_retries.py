@@ -15,6 +15,7 @@ from temporalio import activity
 from temporalio.worker import Worker
 
 from activities.database import create_pool
+from activities.decide_and_record import AnalysisRecorder
 from activities.llm_proxy import LlmProxy, new_http_client
 from activities.position_starter import PositionStarter
 from activities.signals_db import SignalStore
@@ -141,7 +142,11 @@ async def test_a_retried_write_does_not_write_twice(client, database_url, db):
                     PositionStarter(client).start_position_manager,
                 ],
             ),
-            Worker(client, task_queue=llm_task_queue_for(task_queue), activities=[llm.analyze_signal]),
+            Worker(
+                client,
+                task_queue=llm_task_queue_for(task_queue),
+                activities=[AnalysisRecorder(llm.analyze_signal, store.record_analysis).analyze_and_record_signal],
+            ),
         ):
             from intake.starting import start_monitor
 
@@ -153,7 +158,9 @@ async def test_a_retried_write_does_not_write_twice(client, database_url, db):
     await http.aclose()
     await pool.close()
     assert result.status == "in_position"
-    assert store.attempts == [1, 2, 1, 2]
+    # Each analysis: the analysis activity's write (left to the workflow once it fails), then the
+    # workflow's local write, failing once after its commit and retried.
+    assert store.attempts == [1, 1, 2, 1, 1, 2]
     rows = await analyses(db, row.signal_id)
     assert [r["analysis_number"] for r in rows] == [0, 1]
     assert await db.fetchval("SELECT count(*) FROM order_intents WHERE signal_id = $1::uuid", row.signal_id) == 1

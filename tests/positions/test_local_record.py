@@ -1,28 +1,33 @@
-"""The position's `record_position_decision` runs as a local activity (patch
-`position-record-decision-local-activity`): one history marker instead of an activity and a
-workflow task. What must still hold around it: a cancel that lands while the write waits on the
-database cancels the position and leaves it as it is (no order, the signal still `in_position`),
-the decision is written at most once, and a managed candle costs the history no more than issue
-16's 12 events."""
+"""Where a managed candle's decision row is written. A `hold` is written by the activity that asked
+(`manage_and_record_position`, patch `position-manage-activity-records-a-hold`): 10 history events,
+no local activity. Any other action places or changes its orders first, and the workflow writes its
+row with the local `record_position_decision` (patch `position-record-decision-local-activity`), as
+it writes a hold whose write was slow or failed in the activity (the answer already in history: the
+model is not asked again). Around both: a cancel that lands while the write waits on the database
+cancels the position and leaves it as it is (no order, the signal still `in_position`), and the
+decision is written at most once."""
 
 from __future__ import annotations
 
 import json
 from decimal import Decimal as D
 
+import asyncpg
 from temporalio.api.enums.v1 import EventType
 
+from bench.history import local_activity_type
 from fakes.llm_proxy import ManageAnswer
 from tests.helpers.blocking import cancel_while_the_write_waits
 from tests.helpers.monitor import monitor_stack
 from tests.helpers.positions import candle, entered_signal, hold_decision_key, position_rows, start_position, view
 from tests.helpers.support import (
     eventually,
-    heartbeat_tasks,
+    local_write_waits,
     settled_events,
     signal_status,
 )
-from workflows.common.patches import POSITION_LOCAL_RECORD_PATCH
+from workflows.common import names
+from workflows.common.patches import POSITION_HOLD_RECORDED_BY_CALL_PATCH
 from workflows.position.workflow import PositionManagerWorkflow
 
 SCHEDULED, MARKER = EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED, EventType.EVENT_TYPE_MARKER_RECORDED
@@ -33,7 +38,15 @@ async def _processed(handle, n: int) -> None:
     assert state.status == "open" and state.decisions == n and state.queued == 0, state
 
 
-async def test_a_managed_candle_costs_eleven_history_events(client, database_url, db):
+def _scheduled(events: list) -> list[str]:
+    return [e.activity_task_scheduled_event_attributes.activity_type.name for e in events if e.event_type == SCHEDULED]
+
+
+def _local_writes(events: list) -> list[str | None]:
+    return [local_activity_type(e) for e in events if local_activity_type(e)]
+
+
+async def test_a_held_candle_is_one_activity_and_ten_history_events(client, database_url, db):
     row = await entered_signal(db)
     async with monitor_stack(client, database_url) as m:
         m.proxy.manage_default = lambda params: ManageAnswer.hold()
@@ -47,24 +60,50 @@ async def test_a_managed_candle_costs_eleven_history_events(client, database_url
         added = events[before:]
         await handle.terminate("test over")
     kinds = [EventType.Name(e.event_type) for e in added]
-    # signal, workflow task (3), manage-position (3), workflow task (3), record marker; a write slow
-    # enough to need workflow task heartbeats (a busy machine) adds 3 events for each
-    assert len(added) == 11 + 3 * heartbeat_tasks(added), kinds
-    scheduled = [
-        e.activity_task_scheduled_event_attributes.activity_type.name for e in added if e.event_type == SCHEDULED
-    ]
-    assert scheduled == ["manage_position"], scheduled
-    assert [e.marker_recorded_event_attributes.marker_name for e in added if e.event_type == MARKER] == [
-        "core_local_activity"
-    ]
+    # signal, workflow task (3), manage-position with its row (3), workflow task (3)
+    assert len(added) == 10 and MARKER not in [e.event_type for e in added], kinds
+    assert _scheduled(added) == [names.MANAGE_AND_RECORD_POSITION_ACTIVITY]
     patches = [
         json.loads(e.marker_recorded_event_attributes.details["patch-data"].payloads[0].data)["id"]
         for e in events
         if e.event_type == MARKER and e.marker_recorded_event_attributes.marker_name == "core_patch"
     ]
-    assert POSITION_LOCAL_RECORD_PATCH in patches, patches
+    assert POSITION_HOLD_RECORDED_BY_CALL_PATCH in patches, patches
     rows = await position_rows(db, row.signal_id)
     assert [d["action"] for d in rows["decisions"]] == ["hold", "hold"]
+
+
+async def test_an_action_is_written_after_its_order_and_a_slow_hold_by_the_workflow(client, database_url, db):
+    row = await entered_signal(db)
+    async with monitor_stack(client, database_url) as m:
+        m.proxy.script_position(row.signal_id, ManageAnswer.adjust_sl(97), ManageAnswer.hold())
+        handle = await start_position(client, row, m.task_queue, entry_price=D(100))
+        before = len(await settled_events(handle))
+        await handle.signal(PositionManagerWorkflow.candle_closed, candle(row, 1, 100, 101, 99, 100))
+        await eventually(lambda: _processed(handle, 1))
+        moved = (await settled_events(handle))[before:]
+        # The hold of candle 2 finds its row's key held past the activity's write bound.
+        k = candle(row, 2, 100, 101, 99, 100)
+        blocker = await asyncpg.connect(database_url)
+        try:
+            tx = await hold_decision_key(blocker, row, k)
+            await handle.signal(PositionManagerWorkflow.candle_closed, k)
+            await eventually(lambda: local_write_waits(handle, blocker), timeout=30)
+            await tx.rollback()
+        finally:
+            await blocker.close()
+        await eventually(lambda: _processed(handle, 2))
+        held = (await settled_events(handle))[before + len(moved) :]
+        await handle.terminate("test over")
+    assert _scheduled(moved) == [
+        names.MANAGE_AND_RECORD_POSITION_ACTIVITY,
+        names.MODIFY_POSITION_ACTIVITY,
+    ] and _local_writes(moved) == [names.RECORD_POSITION_DECISION_ACTIVITY]
+    assert _scheduled(held) == [names.MANAGE_AND_RECORD_POSITION_ACTIVITY]
+    assert _local_writes(held) == [names.RECORD_POSITION_DECISION_ACTIVITY]
+    assert len(m.proxy.requests_for(row.signal_id)) == 2  # each candle asked once
+    rows = await position_rows(db, row.signal_id)
+    assert [d["action"] for d in rows["decisions"]] == ["adjust_sl", "hold"]
 
 
 async def test_cancel_while_the_local_record_waits_on_the_database(client, database_url, db):

@@ -16,6 +16,8 @@ LOAD_SIGNAL = "load_signal"
 RECORD_ANALYSIS = "record_analysis"
 FINISH_SIGNAL = "finish_signal"
 ANALYZE_SIGNAL = "analyze_signal"
+# The analysis and its row in one activity (patch `analysis-activity-records-its-row`).
+ANALYZE_AND_RECORD_SIGNAL = "analyze_and_record_signal"
 FIND_PLATFORM_ANALYSIS = "find_platform_analysis"
 
 # Error types of the database activities (ApplicationError.type).
@@ -71,6 +73,8 @@ LOAD_POSITION_ACTIVITY = "load_position"
 RECORD_POSITION_DECISION_ACTIVITY = "record_position_decision"
 CLOSE_SIGNAL_ACTIVITY = "close_signal"
 MANAGE_POSITION_ACTIVITY = "manage_position"
+# A `hold` and its row in one activity (patch `position-manage-activity-records-a-hold`).
+MANAGE_AND_RECORD_POSITION_ACTIVITY = "manage_and_record_position"
 OPEN_POSITION_ACTIVITY = "open_position"
 MODIFY_POSITION_ACTIVITY = "modify_position"
 REDUCE_POSITION_ACTIVITY = "reduce_position"

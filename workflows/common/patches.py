@@ -28,6 +28,13 @@ ONE_DEADLINE_TIMER_PATCH = "one-deadline-timer"
 # failed or retried write never calls llm-proxy again; the write is idempotent (a retry finds its
 # own row), as it was for the regular activity's retries.
 LOCAL_RECORD_PATCH = "record-analysis-local-activity"
+# Before this patch an analysed candle was two activities: `analyze_signal` on the `-llm` queue,
+# then `record_analysis` as a local activity in the workflow task that received the answer. Now
+# `analyze_and_record_signal` asks and writes the row in one attempt (the same-work floor of issue
+# 27: one activation, one local activity and one marker fewer per candle). A write that fails or
+# is slow is not retried there: the answer comes back without its row and the workflow writes it
+# with the local `record_analysis`, as before, so a failed write never asks llm-proxy again.
+ANALYSIS_RECORDS_ITS_ROW_PATCH = "analysis-activity-records-its-row"
 # The position manager's: closes from the future refused by the monitor's candle gate (before it,
 # a position took such a close, and every real close after it was stale).
 POSITION_FUTURE_CANDLES_PATCH = "position-refuse-candles-from-the-future"
@@ -37,6 +44,12 @@ POSITION_FUTURE_CANDLES_PATCH = "position-refuse-candles-from-the-future"
 # history when the write starts, so a failed or retried write never asks llm-proxy again, and the
 # write stays idempotent (keyed on the position and the candle: a retry finds its own row).
 POSITION_LOCAL_RECORD_PATCH = "position-record-decision-local-activity"
+# Before this patch every managed candle was `manage_position` on the `-llm` queue, then the local
+# `record_position_decision`. Now `manage_and_record_position` writes the row itself when the
+# validated answer is a `hold` (no order, no new level: the row is all that candle changes); any
+# other action, and a write that fails or is slow there, is recorded by the workflow as before,
+# after its orders, the answer already in its history.
+POSITION_HOLD_RECORDED_BY_CALL_PATCH = "position-manage-activity-records-a-hold"
 # The price-move gates (trader settings min_price_move_pct, management_min_move_pct): a close that
 # moved less than the setting since the last close the model was asked about is counted `gated`
 # and not sent to the model (the position's stop and target checks still run). The marker is only

@@ -147,6 +147,15 @@ class RecordedAnalysis(BaseModel):
     )
 
 
+class AnalyzedSignal(BaseModel):
+    """`analyze_and_record_signal`'s result: the answer, and its row when the activity could write
+    it (else the workflow writes it with `record_analysis`, the answer already in its history)."""
+
+    analysis: Analysis
+    monitor_decision: MonitorDecision
+    recorded: RecordedAnalysis | None = None
+
+
 class FinishSignalInput(BaseModel):
     signal_id: str
     status: EndStatus

@@ -14,7 +14,7 @@ from workflows.common.candles import Kline
 from workflows.common.display import candle_span
 from workflows.common.models import PREVIOUS_DECISIONS_SENT, REASONING_KEPT
 from workflows.monitor import outcomes
-from workflows.monitor.decisions import explain_decision
+from workflows.monitor.decisions import explain_decision, monitor_decision
 from workflows.monitor.models import (
     TERMINAL_SIGNAL_STATUSES,
     Analysis,
@@ -249,6 +249,23 @@ def record_request(
         new_status=outcome.new_status,
         reason=outcome.reason,
     )
+
+
+class Answered(NamedTuple):
+    """What an analysis' answer means for the monitor, and the row that records it."""
+
+    decision: MonitorDecision
+    outcome: AnalysisOutcome
+    record: RecordAnalysisInput
+
+
+def answered(request: AnalyzeSignalInput, analysis: Analysis) -> Answered:
+    """From the analysis request alone (its context, number and limit as they were when it was
+    asked), so `analyze_and_record_signal` writes the very row the workflow would."""
+    ctx, number = request.context, request.analysis_number
+    decision = monitor_decision(analysis.decision, analysis.confidence, ctx.min_confidence_to_enter)
+    outcome = outcomes.after_analysis(decision, number, request.max_reanalyses)
+    return Answered(decision, outcome, record_request(ctx, number, request.candle, analysis, decision, outcome))
 
 
 def position_start(signal_id: str, ctx: SignalContext, candle: Kline | None, task_queue: str) -> StartPositionInput:

@@ -8,6 +8,7 @@ from workflows.common import names, policies
 from workflows.common.activity_calls import db_call, db_local_call, llm_call
 from workflows.monitor.models import (
     Analysis,
+    AnalyzedSignal,
     AnalyzeSignalInput,
     FindPlatformAnalysisInput,
     FinishedSignal,
@@ -41,6 +42,11 @@ async def finish_signal(arg: FinishSignalInput) -> FinishedSignal:
 async def analyze_signal(arg: AnalyzeSignalInput, summary: str) -> Analysis:
     retry = policies.analysis_retry(arg.context.analysis_retry_initial_seconds)
     return await llm_call(names.ANALYZE_SIGNAL, arg, Analysis, summary, retry)
+
+
+async def analyze_and_record_signal(arg: AnalyzeSignalInput, summary: str) -> AnalyzedSignal:
+    retry = policies.analysis_retry(arg.context.analysis_retry_initial_seconds)
+    return await llm_call(names.ANALYZE_AND_RECORD_SIGNAL, arg, AnalyzedSignal, summary, retry)
 
 
 async def find_platform_analysis(arg: FindPlatformAnalysisInput) -> Analysis | None:

@@ -37,6 +37,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.common.display import candle_span
     from workflows.common.ended import Ended
     from workflows.common.patches import (
+        ANALYSIS_RECORDS_ITS_ROW_PATCH,
         CANCEL_DURING_ACTIVITY_PATCH,
         CONTINUE_AS_NEW_FIRST_PATCH,
         FUTURE_CANDLES_PATCH,
@@ -47,7 +48,6 @@ with workflow.unsafe.imports_passed_through():
         START_POSITION_PATCH,
     )
     from workflows.common.timefmt import datetime_to_ms
-    from workflows.monitor.decisions import monitor_decision
     from workflows.monitor.models import (
         TERMINAL_SIGNAL_STATUSES,
         Analysis,
@@ -55,16 +55,16 @@ with workflow.unsafe.imports_passed_through():
         FinishedSignal,
         FinishSignalInput,
         LoadSignalInput,
-        MonitorDecision,
         MonitorResult,
         MonitorState,
         MonitorStatus,
         MonitorView,
+        RecordAnalysisInput,
         RecordedAnalysis,
         SignalContext,
         SignalMonitorInput,
     )
-    from workflows.monitor.outcomes import AnalysisOutcome, End
+    from workflows.monitor.outcomes import End
 
 
 @workflow.defn(name=names.WORKFLOW_TYPE)
@@ -259,20 +259,26 @@ class SignalMonitorWorkflow:
             candle_gate.take(s, candle)
         s.analysing, s.status = True, MonitorStatus.ANALYZING
         self._set_details()
+        recorded: RecordedAnalysis | None = None
         try:
             request = steps.analysis_request(s, ctx, number, limit, candle)
             summary = f"analysis #{number} · candle {candle_span(candle.t, candle.i) if candle else 'signal'}"
-            # `given`: the platform's own initial analysis, taken as this analysis's answer.
-            analysis = given if given is not None else await act.analyze_signal(request, summary)
+            if given is not None:  # the platform's own initial analysis, taken as this analysis's answer
+                analysis = given
+            elif workflow.patched(ANALYSIS_RECORDS_ITS_ROW_PATCH):
+                analyzed = await act.analyze_and_record_signal(request, summary)
+                analysis, recorded = analyzed.analysis, analyzed.recorded
+            else:
+                analysis = await act.analyze_signal(request, summary)
         except ActivityError as err:
             s.analysing = False
             if self._cancelled_activity(err):
                 raise
             await self._analysis_failed(candle, err)
             return
-        decision = monitor_decision(analysis.decision, analysis.confidence, ctx.min_confidence_to_enter)
-        outcome = outcomes.after_analysis(decision, number, limit)
-        recorded = await self._record(number, candle, analysis, decision, outcome)
+        decision, outcome, record = steps.answered(request, analysis)
+        if recorded is None:  # not written by the analysis activity: the answer is in history now
+            recorded = await self._record(record, candle)
         steps.analysed(s, ctx, number, candle, analysis, decision, recorded, workflow.now())
         stored = recorded.signal_status
         if decision == "enter" and stored == MonitorStatus.IN_POSITION:
@@ -282,12 +288,9 @@ class SignalMonitorWorkflow:
         s.status = MonitorStatus.MONITORING
         self._publish()
 
-    async def _record(
-        self, number: int, candle: Kline | None, analysis: Analysis, decision: MonitorDecision, outcome: AnalysisOutcome
-    ) -> RecordedAnalysis:
-        request = steps.record_request(self._loaded()[0], number, candle, analysis, decision, outcome)
+    async def _record(self, request: RecordAnalysisInput, candle: Kline | None) -> RecordedAnalysis:
         on = candle_span(candle.t, candle.i) if candle else "signal"
-        summary = f"record analysis #{number} · candle {on} · {decision}"
+        summary = f"record analysis #{request.analysis_number} · candle {on} · {request.monitor_decision}"
         try:
             if workflow.patched(LOCAL_RECORD_PATCH):
                 return await act.record_analysis_local(request, summary)

@@ -250,6 +250,21 @@ class RecordedDecision(BaseModel):
     inserted: bool
 
 
+class ManageAndRecordInput(BaseModel):
+    """`manage_and_record_position`'s input: the manage-position request and what the candle's
+    stop and target checks already took (for the row of a `hold`)."""
+
+    request: ManagePositionInput
+    risk_exits: list[ExitKind] = Field(default_factory=list)
+
+
+class ManagedPosition(BaseModel):
+    """The model's answer, and its row when the activity wrote it (a `hold` it could write)."""
+
+    answer: ManagementAnswer
+    recorded: RecordedDecision | None = None
+
+
 class CloseSignalInput(BaseModel):
     signal_id: str
     trader_id: str | None

@@ -13,12 +13,13 @@ from market.intervals import is_valid_interval
 from workflows.common.candles import Kline, is_valid_symbol
 from workflows.common.display import candle_span, plain
 from workflows.common.models import PREVIOUS_DECISIONS_SENT, REASONING_KEPT
-from workflows.position.actions import ManageAction, ValidatedAction
+from workflows.position.actions import ManageAction, ValidatedAction, validate_action
 from workflows.position.inputs import StopLossRequest, TakeProfitRequest
 from workflows.position.models import (
     CloseSignalInput,
     ExistingPosition,
     Fill,
+    ManageAndRecordInput,
     ManagementAnswer,
     ManagementRecord,
     ManagePositionInput,
@@ -382,24 +383,54 @@ class Decision:
 
 def record_request(ctx: PositionContext, s: PositionState, d: Decision) -> RecordDecisionInput:
     """The `position_management_decisions` row of one candle."""
+    market = Decimal(d.k.c)
+    return _decision_row(
+        ctx,
+        s.position_id or "",
+        s.quantity,
+        pnl(s, ctx.side, market),
+        pnl_pct(ctx.side, s.entry_price or market, market),
+        d,
+    )
+
+
+def hold_row(input: ManageAndRecordInput, answer: ManagementAnswer) -> RecordDecisionInput | None:
+    """The row `record_request` writes for this answer when it is a `hold` (validated as the
+    workflow validates it), from the manage request alone: a hold changes nothing the request did
+    not already describe. None for any other action: its orders come first, then its row."""
+    request = input.request
+    ctx = request.context
+    action = validate_action(
+        answer.action, answer.action_details, ctx.side, request.market_price, request.position_size
+    )
+    if action.action != "hold":
+        return None
+    d = model_decision(request.candle, answer, action, input.risk_exits)
+    return _decision_row(
+        ctx, request.position_id, request.position_size, request.current_pnl, request.current_pnl_pct, d
+    )
+
+
+def _decision_row(
+    ctx: PositionContext, position_id: str, size: Decimal, current_pnl: Decimal, current_pnl_pct: Decimal, d: Decision
+) -> RecordDecisionInput:
     k, answer, validated = d.k, d.answer, d.validated
-    market = Decimal(k.c)
     details: dict[str, Any] = dict(answer.action_details or {}) if answer else {}
     if validated is not None and validated.held_reason:
         details.update(requested=validated.requested, heldReason=validated.held_reason)
     if d.risk_exits:
         details["riskExits"] = list(d.risk_exits)
     return RecordDecisionInput(
-        position_id=s.position_id or "",
+        position_id=position_id,
         signal_id=ctx.signal_id,
         trader_id=ctx.trader_id,
         user_id=ctx.user_id,
         candle_open_time=k.open_time(),
         timestamp=k.close_time(),
-        current_pnl=pnl(s, ctx.side, market),
-        current_pnl_pct=pnl_pct(ctx.side, s.entry_price or market, market),
-        position_size=s.quantity,
-        market_price=market,
+        current_pnl=current_pnl,
+        current_pnl_pct=current_pnl_pct,
+        position_size=size,
+        market_price=Decimal(k.c),
         action=d.action,
         confidence=answer.confidence if answer else None,
         reasoning=d.reasoning,

@@ -16,6 +16,8 @@ from workflows.position.models import (
     CloseSignalInput,
     Fill,
     LoadPositionInput,
+    ManageAndRecordInput,
+    ManagedPosition,
     ManagementAnswer,
     ManagePositionInput,
     ModifyInput,
@@ -89,3 +91,7 @@ async def close_signal(arg: CloseSignalInput, summary: str) -> ClosedSignal:
 
 async def manage_position(arg: ManagePositionInput, summary: str) -> ManagementAnswer:
     return await llm_call(names.MANAGE_POSITION_ACTIVITY, arg, ManagementAnswer, summary)
+
+
+async def manage_and_record_position(arg: ManageAndRecordInput, summary: str) -> ManagedPosition:
+    return await llm_call(names.MANAGE_AND_RECORD_POSITION_ACTIVITY, arg, ManagedPosition, summary)

@@ -41,6 +41,7 @@ with workflow.unsafe.imports_passed_through():
         LIVE_RECONCILE_PATCH,
         POSITION_DUST_REMAINDER_PATCH,
         POSITION_FUTURE_CANDLES_PATCH,
+        POSITION_HOLD_RECORDED_BY_CALL_PATCH,
         POSITION_LOCAL_RECORD_PATCH,
         POSITION_PRICE_MOVE_GATE_PATCH,
         POSITION_REAL_STATE_PATCH,
@@ -51,7 +52,8 @@ with workflow.unsafe.imports_passed_through():
     from workflows.position.inputs import CloseRequest, StopLossRequest, TakeProfitRequest
     from workflows.position.models import (
         LoadPositionInput,
-        ManagementAnswer,
+        ManageAndRecordInput,
+        ManagedPosition,
         ModifyInput,
         OrderInput,
         PositionContext,
@@ -61,7 +63,7 @@ with workflow.unsafe.imports_passed_through():
         PositionView,
     )
     from workflows.position.paper import Bar
-    from workflows.position.risk import check
+    from workflows.position.risk import ExitKind, check
 
 
 @workflow.defn(name=names.POSITION_WORKFLOW_TYPE)
@@ -258,9 +260,10 @@ class PositionManagerWorkflow:
             await self._record(steps.Decision(k, "hold", why, risk_exits=risk_exits))
             self._publish()
             return
-        answer = await self._ask(k)
-        if answer is None:
+        managed = await self._ask(k, risk_exits)
+        if managed is None:
             return
+        answer = managed.answer
         s.last_model_price = bar.close
         action = validate_action(answer.action, answer.action_details, ctx.side, bar.close, s.quantity)
         # Only where a dust remainder arises: histories without one carry no marker.
@@ -273,7 +276,11 @@ class PositionManagerWorkflow:
             await self._order(step)
         elif step is not None:
             await self._modify(step)
-        await self._record(steps.model_decision(k, answer, action, risk_exits))
+        decision = steps.model_decision(k, answer, action, risk_exits)
+        if managed.recorded is None:
+            await self._record(decision)
+        else:  # a hold, written by the activity that asked
+            steps.recorded(s, decision, workflow.now())
         if action.action == "close":
             await self._finish("close_action", f"closed by the model on candle {candle_span(k.t, k.i)}")
         self._publish()
@@ -297,12 +304,15 @@ class PositionManagerWorkflow:
             await self._record(steps.Decision(k, "close", reason))
         await self._finish(code, reason)
 
-    async def _ask(self, k: Kline) -> ManagementAnswer | None:
+    async def _ask(self, k: Kline, risk_exits: list[ExitKind]) -> ManagedPosition | None:
         ctx, s = self._ctx(), self._s
+        request, summary = steps.manage_request(ctx, s, k), f"manage-position · candle {candle_span(k.t, k.i)}"
         try:
-            return await act.manage_position(
-                steps.manage_request(ctx, s, k), f"manage-position · candle {candle_span(k.t, k.i)}"
-            )
+            if workflow.patched(POSITION_HOLD_RECORDED_BY_CALL_PATCH):
+                return await act.manage_and_record_position(
+                    ManageAndRecordInput(request=request, risk_exits=risk_exits), summary
+                )
+            return ManagedPosition(answer=await act.manage_position(request, summary))
         except ActivityError as err:
             if is_cancelled_exception(err):
                 raise

@@ -240,3 +240,21 @@ def test_details_of_an_entered_monitor_point_at_its_position():
     s.status = MonitorStatus.IN_POSITION
     text = view.details_text(s, ctx())
     assert "entered: the position is managed by `position-s`" in text
+
+
+def test_an_answer_means_the_same_decision_and_row_in_the_activity_as_in_the_workflow():
+    """`answered` reads only the request (as it was when asked), so the analysis activity writes the
+    row the workflow would: the trader's minimum confidence, the limit, the candle and the number."""
+    s = loaded()
+    request = steps.analysis_request(s, ctx(), 5, 5, candle())
+    entered = steps.answered(request, answer("enter_trade", 96))
+    assert entered.decision == "enter" and entered.outcome.new_status == "in_position"
+    assert entered.record.candle_open_time == candle().open_time() and entered.record.analysis_number == 5
+    assert entered.record.new_status == "in_position" and entered.record.reason == "entered at analysis #5"
+    short = steps.answered(request, answer("enter_trade", 78))  # below min_confidence_to_enter 95
+    assert short.decision == "continue" and short.outcome.new_status == "expired"  # at the limit (5 of 5)
+    assert short.record.reason == "reanalysis limit reached (5)"
+    early = steps.answered(steps.analysis_request(s, ctx(), 0, 5, None), answer("wait", 50))
+    assert early.decision == "continue" and early.record.new_status == "monitoring"
+    assert early.record.candle_open_time is None
+    assert steps.answered(request, answer("bad_setup", 80)).record.new_status == "expired"

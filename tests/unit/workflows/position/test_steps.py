@@ -10,10 +10,11 @@ from decimal import Decimal as D
 from tests.helpers.books import long_book
 from workflows.common.candles import INTERVAL_MS, Kline
 from workflows.position import steps
-from workflows.position.actions import ValidatedAction
+from workflows.position.actions import ValidatedAction, validate_action
 from workflows.position.inputs import StopLossRequest, TakeProfitRequest
 from workflows.position.models import (
     Fill,
+    ManageAndRecordInput,
     ManagementAnswer,
     ModifyInput,
     OpenedPosition,
@@ -352,3 +353,22 @@ def test_the_end_closes_the_signal_with_the_pnl_and_reports_it():
     )
     bare = steps.result_of(PositionState(signal_id=SIGNAL, status=PositionStatus.NOT_OPENED), "nothing to manage")
     assert bare.side is None and bare.position_id is None and bare.decisions == 0
+
+
+def test_a_hold_row_from_the_manage_request_is_the_row_the_workflow_writes():
+    """`manage_and_record_position` writes a hold's row from the request alone: it must be the row
+    `record_request` builds from the state at that candle (held actions included); any other
+    action has no row there (its orders come first)."""
+    s, market = open_state(), k(c="101.5")
+    request = ManageAndRecordInput(request=steps.manage_request(ctx(), s, market), risk_exits=["take_profit"])
+    for ans in (
+        answer(),
+        answer(action="adjust_sl", action_details={"newStopLoss": 200}, reasoning="tighten"),  # above market: held
+        answer(action="reduce", action_details={"reduceAmount": 0}),  # nothing to reduce: held
+    ):
+        action = validate_action(ans.action, ans.action_details, "long", D("101.5"), s.quantity)
+        assert action.action == "hold"
+        expected = steps.record_request(ctx(), s, steps.model_decision(market, ans, action, ["take_profit"]))
+        assert steps.hold_row(request, ans) == expected
+    assert steps.hold_row(request, answer(action="close")) is None
+    assert steps.hold_row(request, answer(action="adjust_sl", action_details={"newStopLoss": 99})) is None
