@@ -95,8 +95,13 @@ async def result_of(handle: WorkflowHandle, timeout: float = 60.0) -> PositionRe
     try:
         return await asyncio.wait_for(handle.result(), timeout)
     finally:
-        if RECORD_HISTORIES_ENV in os.environ:
-            await save_histories(handle, Path(os.environ[RECORD_HISTORIES_ENV]) / "positions")
+        await keep_histories(handle)
+
+
+async def keep_histories(handle: WorkflowHandle) -> None:
+    """With SIGNAL_MONITOR_RECORD_HISTORIES set, every run's history under <dir>/positions/."""
+    if RECORD_HISTORIES_ENV in os.environ:
+        await save_histories(handle, Path(os.environ[RECORD_HISTORIES_ENV]) / "positions")
 
 
 async def save_histories(handle: WorkflowHandle, directory: Path) -> None:

@@ -26,7 +26,7 @@ from tests.helpers.replay import (
     started_attributes,
 )
 from workflows.common import patches
-from workflows.common.names import WORKFLOW_TYPE
+from workflows.common.names import ANALYZE_AND_RECORD_SIGNAL, ANALYZE_SIGNAL, WORKFLOW_TYPE
 from workflows.monitor.models import MonitorResult
 from workflows.monitor.workflow import SignalMonitorWorkflow
 
@@ -78,6 +78,7 @@ def test_every_patch_is_guarded_from_both_sides():
         patches.LOCAL_RECORD_PATCH,
         patches.PRICE_MOVE_GATE_PATCH,
         patches.CANONICAL_SIGNAL_ID_PATCH,
+        patches.ANALYSIS_RECORDS_ITS_ROW_PATCH,
     )
     for patch in monitor_patches:
         assert any(patch in found for found in markers.values()), f"no history takes the {patch!r} path"
@@ -108,6 +109,19 @@ def test_every_patch_is_guarded_from_both_sides():
     # local activity's marker.
     assert any(record_kinds(p) == {"activity"} and patches.LOCAL_RECORD_PATCH not in markers[p.name] for p in HISTORIES)
     assert any(record_kinds(p) == {"local"} and patches.LOCAL_RECORD_PATCH in markers[p.name] for p in HISTORIES)
+    # Before analysis-activity-records-its-row, analyze_signal then the local record_analysis; after
+    # it, analyze_and_record_signal, and the local write only where that one was given up.
+    both = patches.ANALYSIS_RECORDS_ITS_ROW_PATCH
+
+    def asked(p: Path) -> set[str]:
+        return record_kinds(p, ANALYZE_SIGNAL) | {f"+{k}" for k in record_kinds(p, ANALYZE_AND_RECORD_SIGNAL)}
+
+    assert any(asked(p) == {"activity"} and both not in markers[p.name] for p in HISTORIES)
+    after = [p for p in HISTORIES if both in markers[p.name]]
+    assert any(record_kinds(p) == set() for p in after), "no history where every row is written by the analysis"
+    assert any(record_kinds(p) == {"local"} for p in after), "no history where a row is left to the workflow"
+    for p in HISTORIES:
+        assert asked(p) <= ({"+activity"} if both in markers[p.name] else {"activity"}), p.name
 
 
 def _loaded_contexts(path: Path) -> list[dict]:

@@ -19,7 +19,15 @@ from bench.history import local_activity_type
 from fakes.llm_proxy import ManageAnswer
 from tests.helpers.blocking import cancel_while_the_write_waits
 from tests.helpers.monitor import monitor_stack
-from tests.helpers.positions import candle, entered_signal, hold_decision_key, position_rows, start_position, view
+from tests.helpers.positions import (
+    candle,
+    entered_signal,
+    hold_decision_key,
+    keep_histories,
+    position_rows,
+    start_position,
+    view,
+)
 from tests.helpers.support import (
     eventually,
     local_write_waits,
@@ -58,6 +66,7 @@ async def test_a_held_candle_is_one_activity_and_ten_history_events(client, data
         await eventually(lambda: _processed(handle, 2))
         events = await settled_events(handle)
         added = events[before:]
+        await keep_histories(handle)
         await handle.terminate("test over")
     kinds = [EventType.Name(e.event_type) for e in added]
     # signal, workflow task (3), manage-position with its row (3), workflow task (3)
@@ -94,6 +103,7 @@ async def test_an_action_is_written_after_its_order_and_a_slow_hold_by_the_workf
             await blocker.close()
         await eventually(lambda: _processed(handle, 2))
         held = (await settled_events(handle))[before + len(moved) :]
+        await keep_histories(handle)
         await handle.terminate("test over")
     assert _scheduled(moved) == [
         names.MANAGE_AND_RECORD_POSITION_ACTIVITY,

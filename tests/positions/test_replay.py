@@ -25,11 +25,17 @@ from tests.helpers.replay import (
     record_kinds,
     started_attributes,
 )
-from workflows.common.names import POSITION_WORKFLOW_TYPE, RECORD_POSITION_DECISION_ACTIVITY
+from workflows.common.names import (
+    MANAGE_AND_RECORD_POSITION_ACTIVITY,
+    MANAGE_POSITION_ACTIVITY,
+    POSITION_WORKFLOW_TYPE,
+    RECORD_POSITION_DECISION_ACTIVITY,
+)
 from workflows.common.patches import (
     LIVE_RECONCILE_PATCH,
     POSITION_DUST_REMAINDER_PATCH,
     POSITION_FUTURE_CANDLES_PATCH,
+    POSITION_HOLD_RECORDED_BY_CALL_PATCH,
     POSITION_LOCAL_RECORD_PATCH,
     POSITION_PRICE_MOVE_GATE_PATCH,
     POSITION_REAL_STATE_PATCH,
@@ -88,6 +94,20 @@ def test_the_local_record_patch_is_guarded_from_both_sides():
         assert kinds(p) != {"activity", "local"}, p.name
         if "local" in kinds(p):
             assert POSITION_LOCAL_RECORD_PATCH in patch_markers(p), p.name
+
+
+def test_the_hold_recorded_by_the_call_patch_is_guarded_from_both_sides():
+    """manage_position then the local record_position_decision without the marker (recorded before
+    the patch); manage_and_record_position with it, the workflow's local write left for the actions
+    and for a hold whose write was given up."""
+    after = [p for p in HISTORIES if POSITION_HOLD_RECORDED_BY_CALL_PATCH in patch_markers(p)]
+    before = [p for p in HISTORIES if p not in after]
+    assert any(MANAGE_POSITION_ACTIVITY in _activity_types(p) for p in before)
+    assert all(MANAGE_AND_RECORD_POSITION_ACTIVITY not in _activity_types(p) for p in before)
+    assert after and all(MANAGE_POSITION_ACTIVITY not in _activity_types(p) for p in after)
+    assert all(MANAGE_AND_RECORD_POSITION_ACTIVITY in _activity_types(p) for p in after)
+    assert any(record_kinds(p, RECORD_POSITION_DECISION_ACTIVITY) == {"local"} for p in after)
+    assert any(record_kinds(p, RECORD_POSITION_DECISION_ACTIVITY) == set() for p in after)
 
 
 def test_the_price_move_gate_is_guarded_from_both_sides():
