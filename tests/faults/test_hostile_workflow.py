@@ -175,41 +175,33 @@ class _Refusing:
 
     def __init__(self, store: SignalStore):
         self.store = store
-        self.bad_load: set[str] = set()
-        self.bad_record: set[str] = set()
-        self.bad_finish: set[str] = set()
+        self.refusals: dict[tuple[str, str], tuple[str, str]] = {}
         self.attempts: dict[tuple[str, str], int] = {}
 
-    def _count(self, name: str, signal_id: str) -> None:
-        self.attempts[(name, signal_id)] = self.attempts.get((name, signal_id), 0) + 1
+    def refuse(self, call: str, signal_id: str, message: str, error_type: str) -> None:
+        self.refusals[(call, signal_id)] = (message, error_type)
+
+    def _attempt(self, call: str, signal_id: str) -> None:
+        """Counts the call, and fails it non-retryably where the test chose to refuse it."""
+        key = (call, signal_id)
+        self.attempts[key] = self.attempts.get(key, 0) + 1
+        if key in self.refusals:
+            message, error_type = self.refusals[key]
+            raise ApplicationError(message, type=error_type, non_retryable=True)
 
     @activity.defn(name=names.LOAD_SIGNAL)
     async def load_signal(self, input: LoadSignalInput) -> SignalContext:
-        self._count("load", input.signal_id)
-        if input.signal_id in self.bad_load:
-            raise ApplicationError(
-                f"signal {input.signal_id} has a NULL timestamp", type=names.INVALID_SIGNAL_DATA, non_retryable=True
-            )
+        self._attempt("load", input.signal_id)
         return await self.store.load_signal(input)
 
     @activity.defn(name=names.RECORD_ANALYSIS)
     async def record_analysis(self, input: RecordAnalysisInput) -> RecordedAnalysis:
-        self._count("record", input.signal_id)
-        if input.signal_id in self.bad_record:
-            raise ApplicationError(
-                'value too long for type character varying(10) (column "decision")',
-                type=names.PERMANENT_DATABASE_ERROR,
-                non_retryable=True,
-            )
+        self._attempt("record", input.signal_id)
         return await self.store.record_analysis(input)
 
     @activity.defn(name=names.FINISH_SIGNAL)
     async def finish_signal(self, input: FinishSignalInput) -> FinishedSignal:
-        self._count("finish", input.signal_id)
-        if input.signal_id in self.bad_finish:
-            raise ApplicationError(
-                "permission denied for table signals", type=names.PERMANENT_DATABASE_ERROR, non_retryable=True
-            )
+        self._attempt("finish", input.signal_id)
         return await self.store.finish_signal(input)
 
 
@@ -242,9 +234,18 @@ async def test_unusable_rows_and_permanent_database_errors_end_the_signal_at_onc
     bad_write = await insert_signal(db, interval="1m")
     unwritable = await insert_signal(db, interval="1m", with_trader=False)
     async with _refusing_worker(client, database_url) as (acts, queue):
-        acts.bad_load.add(bad_row.signal_id)
-        acts.bad_record.add(bad_write.signal_id)
-        acts.bad_finish.add(unwritable.signal_id)
+        acts.refuse(
+            "load", bad_row.signal_id, f"signal {bad_row.signal_id} has a NULL timestamp", names.INVALID_SIGNAL_DATA
+        )
+        acts.refuse(
+            "record",
+            bad_write.signal_id,
+            'value too long for type character varying(10) (column "decision")',
+            names.PERMANENT_DATABASE_ERROR,
+        )
+        acts.refuse(
+            "finish", unwritable.signal_id, "permission denied for table signals", names.PERMANENT_DATABASE_ERROR
+        )
         handles = [
             await client.start_workflow(
                 SignalMonitorWorkflow.run,
