@@ -26,15 +26,16 @@ from fakes.llm_proxy import Answer
 from tests.helpers.fault_checks import (
     Expectation,
     assert_hostile_counts,
-    assert_refused_updates,
+    assert_no_task_failed,
     assert_three_checks,
-    send_hostile_closes,
+    event_kinds,
+    send_hostile_input,
+    workflow_cli,
 )
 from tests.helpers.monitor import RECORD_HISTORIES_ENV, idle_monitor, monitor_stack, save_histories
 from tests.helpers.processes import as_json, command_env, temporal_cli
 from tests.helpers.support import analyses, eventually, insert_signal, kline, signal_status
 from workflows.common import names
-from workflows.common.candle_gate import MAX_CANDLE_PAYLOAD_BYTES
 from workflows.monitor.models import (
     Analysis,
     AnalyzeSignalInput,
@@ -49,15 +50,6 @@ from workflows.monitor.models import (
 from workflows.monitor.workflow import SignalMonitorWorkflow
 
 
-async def _events(client: Client, workflow_id: str) -> list[str]:
-    history = await client.get_workflow_handle(workflow_id).fetch_history()
-    return [e.WhichOneof("attributes") or "" for e in history.events]
-
-
-def _no_task_failed(events: list[str]) -> None:
-    assert "workflow_task_failed_event_attributes" not in events, "a workflow task failed"
-
-
 async def test_bad_signals_updates_and_queries_never_wedge_a_monitor(client, database_url, db, temporal_address):
     env = command_env(temporal_address)
     row = await insert_signal(db, interval="1m", max_reanalyses=10)
@@ -66,19 +58,16 @@ async def test_bad_signals_updates_and_queries_never_wedge_a_monitor(client, dat
         handle = await m.start(row.signal_id)
         await eventually(lambda: idle_monitor(handle, 1), timeout=30)
 
-        async def cli(*args: str, check: bool = True):
-            return await temporal_cli(env, "workflow", *args, "--workflow-id", row.workflow_id, check=check)
-
+        cli = workflow_cli(env, row.workflow_id)
         good = kline(row, 1)
-        # 1. no input (the UI's empty "Send Signal"), two inputs, implausible klines; 3. the future
-        malformed = await send_hostile_closes(cli, good)
-        # 11. a valid kline carrying a large extra field: counted, never kept
-        await handle.signal(SignalMonitorWorkflow.candle_closed, {**good, "junk": "x" * (2 * MAX_CANDLE_PAYLOAD_BYTES)})
-
-        # Updates with no input, two inputs or junk are refused and leave nothing in history.
-        # A query with junk arguments still answers.
-        await assert_refused_updates(
+        # 1. no input (the UI's empty "Send Signal"), two inputs, implausible klines; 3. the future;
+        # 11. a valid kline carrying a large extra field: counted, never kept. Updates with no
+        # input, two inputs or junk are refused and leave nothing in history. A query with junk
+        # arguments still answers.
+        malformed = await send_hostile_input(
             cli,
+            lambda k: handle.signal(SignalMonitorWorkflow.candle_closed, k),
+            good,
             [
                 ["--name", "set_limit"],
                 ["--name", "set_limit", "--input", "7", "--input", "8"],
@@ -96,8 +85,8 @@ async def test_bad_signals_updates_and_queries_never_wedge_a_monitor(client, dat
         await handle.signal(SignalMonitorWorkflow.candle_closed, kline(row, 2))
         state = await eventually(lambda: idle_monitor(handle, 3), timeout=30)
         assert state.max_reanalyses == 10
-        events = await _events(client, row.workflow_id)
-        _no_task_failed(events)
+        events = await event_kinds(client, row.workflow_id)
+        assert_no_task_failed(events)
         assert "workflow_execution_update_accepted_event_attributes" not in events
         fig = await assert_three_checks(
             client,
@@ -138,8 +127,8 @@ async def test_a_start_it_cannot_use_fails_the_workflow_at_once(client, database
     cause = info.value.cause
     assert isinstance(cause, ApplicationError) and cause.type == names.INVALID_START, cause
     assert "signal_id" in cause.message
-    events = await _events(client, row.workflow_id)
-    _no_task_failed(events)
+    events = await event_kinds(client, row.workflow_id)
+    assert_no_task_failed(events)
     assert "activity_task_scheduled_event_attributes" not in events
     assert await signal_status(db, row.signal_id) == "new"
 
@@ -160,9 +149,9 @@ async def test_a_workflow_id_not_matching_its_signal_touches_nothing(client, dat
     cause = info.value.cause
     assert isinstance(cause, ApplicationError) and cause.type == names.WRONG_WORKFLOW_ID
     assert b.workflow_id in cause.message
-    events = await _events(client, c.workflow_id)
+    events = await event_kinds(client, c.workflow_id)
     assert "activity_task_scheduled_event_attributes" not in events
-    _no_task_failed(events)
+    assert_no_task_failed(events)
     for r in (b, c):
         assert await signal_status(db, r.signal_id) == "new"
         assert await analyses(db, r.signal_id) == []
@@ -277,4 +266,4 @@ async def test_unusable_rows_and_permanent_database_errors_end_the_signal_at_onc
     reason = await db.fetchval("SELECT monitor_reason FROM signals WHERE id = $1::uuid", bad_row.signal_id)
     assert reason == loaded.reason
     for h in handles:
-        _no_task_failed(await _events(client, h.id))
+        assert_no_task_failed(await event_kinds(client, h.id))
