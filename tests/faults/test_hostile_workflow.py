@@ -28,9 +28,9 @@ from tests.helpers.fault_checks import (
     assert_hostile_counts,
     assert_no_task_failed,
     assert_three_checks,
-    events_of_every_run,
     send_hostile_input,
     workflow_cli,
+    workflow_events,
 )
 from tests.helpers.monitor import RECORD_HISTORIES_ENV, idle_monitor, monitor_stack, save_histories
 from tests.helpers.processes import as_json, command_env, temporal_cli
@@ -85,7 +85,7 @@ async def test_bad_signals_updates_and_queries_never_wedge_a_monitor(client, dat
         await handle.signal(SignalMonitorWorkflow.candle_closed, kline(row, 2))
         state = await eventually(lambda: idle_monitor(handle, 3), timeout=30)
         assert state.max_reanalyses == 10
-        events = await events_of_every_run(client, row.workflow_id)
+        events = await workflow_events(client, row.workflow_id)
         assert_no_task_failed(events)
         assert "workflow_execution_update_accepted_event_attributes" not in events
         fig = await assert_three_checks(
@@ -127,7 +127,7 @@ async def test_a_start_it_cannot_use_fails_the_workflow_at_once(client, database
     cause = info.value.cause
     assert isinstance(cause, ApplicationError) and cause.type == names.INVALID_START, cause
     assert "signal_id" in cause.message
-    events = await events_of_every_run(client, row.workflow_id)
+    events = await workflow_events(client, row.workflow_id)
     assert_no_task_failed(events)
     assert "activity_task_scheduled_event_attributes" not in events
     assert await signal_status(db, row.signal_id) == "new"
@@ -149,7 +149,7 @@ async def test_a_workflow_id_not_matching_its_signal_touches_nothing(client, dat
     cause = info.value.cause
     assert isinstance(cause, ApplicationError) and cause.type == names.WRONG_WORKFLOW_ID
     assert b.workflow_id in cause.message
-    events = await events_of_every_run(client, c.workflow_id)
+    events = await workflow_events(client, c.workflow_id)
     assert "activity_task_scheduled_event_attributes" not in events
     assert_no_task_failed(events)
     for r in (b, c):
@@ -266,4 +266,4 @@ async def test_unusable_rows_and_permanent_database_errors_end_the_signal_at_onc
     reason = await db.fetchval("SELECT monitor_reason FROM signals WHERE id = $1::uuid", bad_row.signal_id)
     assert reason == loaded.reason
     for h in handles:
-        assert_no_task_failed(await events_of_every_run(client, h.id))
+        assert_no_task_failed(await workflow_events(client, h.id))

@@ -334,10 +334,13 @@ def workflow_cli(env: dict[str, str], workflow_id: str) -> Cli:
     return cli
 
 
-async def events_of_every_run(client: Client, workflow_id: str) -> list[str]:
-    """The attribute kind (`workflow_task_failed_event_attributes`...) of every event of every run
-    of the workflow (the test server suggests continue-as-new at 60 events)."""
+async def workflow_events(client: Client, workflow_id: str, *, every_run: bool = False) -> list[str]:
+    """The attribute kind (`workflow_task_failed_event_attributes`...) of every event of the
+    workflow's latest run, or with `every_run` of all its runs (the test server suggests
+    continue-as-new at 60 events)."""
     handle = client.get_workflow_handle(workflow_id)
+    if not every_run:
+        return [e.WhichOneof("attributes") or "" for e in (await handle.fetch_history()).events]
     latest = (await handle.describe()).run_id
     run_ids = [latest] + [r.run_id async for r in client.list_workflows(f"WorkflowId = '{workflow_id}'")]
     found: list[str] = []

@@ -17,9 +17,9 @@ from fakes.llm_proxy import ManageAnswer
 from tests.helpers.fault_checks import (
     assert_hostile_counts,
     assert_no_task_failed,
-    events_of_every_run,
     send_hostile_input,
     workflow_cli,
+    workflow_events,
 )
 from tests.helpers.monitor import monitor_stack
 from tests.helpers.positions import candle, entered_signal, position_rows, result_of, start_position, view
@@ -81,7 +81,7 @@ async def test_bad_signals_updates_and_queries_never_wedge_a_position(client, da
         await cli("update", "execute", "--name", "close", "--input", '"desk closes the book"')
         result = await result_of(handle)
     assert result.status == "closed" and result.reason == "operator: closed by operator: desk closes the book"
-    events = await events_of_every_run(client, workflow_id)
+    events = await workflow_events(client, workflow_id, every_run=True)
     assert_no_task_failed(events)
     assert events.count("workflow_execution_update_accepted_event_attributes") == 2
     rows = await position_rows(db, row.signal_id)
@@ -138,7 +138,7 @@ async def test_a_start_it_cannot_use_fails_the_position_at_once(client, database
     cause = info.value.cause
     assert isinstance(cause, ApplicationError) and cause.type == names.INVALID_START, cause
     assert "signal_id" in cause.message and names.POSITION_WORKFLOW_TYPE in cause.message
-    events = await events_of_every_run(client, workflow_id)
+    events = await workflow_events(client, workflow_id, every_run=True)
     assert_no_task_failed(events)
     assert "activity_task_scheduled_event_attributes" not in events
     assert await signal_status(db, row.signal_id) == "in_position"
@@ -161,7 +161,7 @@ async def test_a_position_id_not_matching_its_signal_touches_nothing(client, dat
     cause = info.value.cause
     assert isinstance(cause, ApplicationError) and cause.type == names.WRONG_WORKFLOW_ID
     assert names.position_workflow_id_for(b.signal_id) in cause.message
-    events = await events_of_every_run(client, workflow_id)
+    events = await workflow_events(client, workflow_id, every_run=True)
     assert "activity_task_scheduled_event_attributes" not in events
     assert_no_task_failed(events)
     for r in (b, c):
