@@ -34,6 +34,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
 
+from fakes.local_server import LocalServer
 from market.intervals import FIXED_INTERVALS, is_valid_interval
 
 from .exchange import Clock, LiveCandle, Market, stream_name
@@ -102,7 +103,7 @@ class _Conn(ServerConnection):
         super().process_event(event)
 
 
-class FakeBinance:
+class FakeBinance(LocalServer):
     """Async context manager: `async with FakeBinance(speed=60) as fake: fake.ws_url ...`"""
 
     def __init__(
@@ -178,12 +179,6 @@ class FakeBinance:
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
-
-    async def __aenter__(self) -> FakeBinance:
-        return await self.start()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
 
     @property
     def ws_url(self) -> str:

@@ -28,6 +28,8 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
+from fakes.local_server import LocalServer
+
 from .spot_book import ExchangeRefusal, FillPlan, Order, SpotBook, SymbolInfo
 
 log = logging.getLogger("fakes.binance.spot")
@@ -60,7 +62,7 @@ class SpotStats:
     refusals: Counter = field(default_factory=Counter)  # "code msg" -> count of error answers
 
 
-class FakeSpotExchange:
+class FakeSpotExchange(LocalServer):
     """`async with FakeSpotExchange() as ex: ex.api_url ...` (the `/api/v3` base for ccxt)."""
 
     def __init__(
@@ -98,12 +100,6 @@ class FakeSpotExchange:
     async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
-
-    async def __aenter__(self) -> FakeSpotExchange:
-        return await self.start()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
 
     @property
     def base_url(self) -> str:

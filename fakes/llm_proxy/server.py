@@ -14,6 +14,8 @@ from typing import Any
 
 from aiohttp import web
 
+from fakes.local_server import LocalServer
+
 from .manage_position import MANAGE_OPERATION, MANAGE_REQUIRED, ManageAnswer, manage_policy
 from .names import DEFAULT_API_KEY, DEFAULT_PATH
 from .own_rows import store_row
@@ -29,7 +31,7 @@ class _Stopping(Exception):
     pass
 
 
-class FakeLlmProxy:
+class FakeLlmProxy(LocalServer):
     """Local aiohttp stand-in for llm-proxy ``analyze-signal``.
 
     ``async with FakeLlmProxy(api_key="k") as proxy: ... proxy.url ...`` or ``await proxy.start()`` /
@@ -134,12 +136,6 @@ class FakeLlmProxy:
         if pool is not None:
             await pool.close()
         log.info("fake llm-proxy stopped (%s)", self.stats())
-
-    async def __aenter__(self) -> FakeLlmProxy:
-        return await self.start()
-
-    async def __aexit__(self, *exc: Any) -> None:
-        await self.stop()
 
     # -- scripting ------------------------------------------------------------------------------
 

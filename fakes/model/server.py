@@ -13,6 +13,8 @@ from typing import Any
 
 from aiohttp import web
 
+from fakes.local_server import LocalServer
+
 from .rule import decide
 
 log = logging.getLogger("fakes.model")
@@ -49,7 +51,7 @@ class Recorded:
         return str(users[0].get("content", "")) if users else ""
 
 
-class FakeModel:
+class FakeModel(LocalServer):
     def __init__(
         self,
         *,
@@ -100,12 +102,6 @@ class FakeModel:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
-
-    async def __aenter__(self) -> FakeModel:
-        return await self.start()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
 
     def _error(self, status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
         body = {"error": {"code": status, "message": message}}

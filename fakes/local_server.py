@@ -1,0 +1,22 @@
+"""What every fake server shares: it listens between `start()` and `stop()`, and `async with fake:`
+does both, so the tests, the benchmarks and the `dev` stack hold every fake the same way."""
+
+from __future__ import annotations
+
+import abc
+from typing import Self
+
+
+class LocalServer(abc.ABC):
+    @abc.abstractmethod
+    async def start(self) -> object: ...
+
+    @abc.abstractmethod
+    async def stop(self) -> None: ...
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
