@@ -8,6 +8,13 @@ from typing import Self
 
 
 class LocalServer(abc.ABC):
+    host: str
+    port: int | None  # after start(), the one it listens on (a requested 0 is then the OS's pick)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
     @abc.abstractmethod
     async def start(self) -> object: ...
 

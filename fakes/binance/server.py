@@ -126,7 +126,8 @@ class FakeBinance(LocalServer):
         start: datetime | None = None,
     ) -> None:
         series = series or SeriesOptions()
-        self.host, self.port = host, port
+        self.host = host
+        self.port: int = port  # the one it listens on once started
         if clock is None and start is not None:
             # A fast replay that begins at `start` and never runs ahead of the wall clock: the real
             # exchange never labels a candle with a time still to come (monitors refuse those).
@@ -186,7 +187,7 @@ class FakeBinance(LocalServer):
 
     @property
     def rest_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return self.base_url  # REST and the streams share the port
 
     def spawn(self, coro: Any) -> asyncio.Task:
         task = asyncio.ensure_future(coro)

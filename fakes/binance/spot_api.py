@@ -102,10 +102,6 @@ class FakeSpotExchange(LocalServer):
             await self._runner.cleanup()
 
     @property
-    def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    @property
     def api_url(self) -> str:
         return f"{self.base_url}/api/v3"
 

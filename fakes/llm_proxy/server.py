@@ -88,15 +88,13 @@ class FakeLlmProxy(LocalServer):
 
     @property
     def url(self) -> str:
-        if self.port is None:
-            raise RuntimeError("FakeLlmProxy is not started")
-        return f"http://{self.host}:{self.port}{self.path}"
+        return f"{self.base_url}{self.path}"
 
     @property
     def base_url(self) -> str:
         if self.port is None:
             raise RuntimeError("FakeLlmProxy is not started")
-        return f"http://{self.host}:{self.port}"
+        return super().base_url
 
     async def start(self) -> FakeLlmProxy:
         if self._runner is not None:

@@ -78,7 +78,7 @@ class FakeModel(LocalServer):
     @property
     def url(self) -> str:
         """The base URL (SIGNAL_MONITOR_MODEL_URL)."""
-        return f"http://{self.host}:{self.port}/v1"
+        return f"{self.base_url}/v1"
 
     def script(self, *faults: str) -> None:
         for fault in faults:
