@@ -4,7 +4,9 @@ does both, so the tests, the benchmarks and the `dev` stack hold every fake the 
 from __future__ import annotations
 
 import abc
-from typing import Self
+from typing import Any, Self
+
+from aiohttp import web
 
 
 class LocalServer(abc.ABC):
@@ -27,3 +29,18 @@ class LocalServer(abc.ABC):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+
+async def serve_app(
+    app: web.Application, host: str, port: int, *, backlog: int = 128, **options: Any
+) -> tuple[web.AppRunner, int]:
+    """Serve `app` on host:port; the runner that stops it (`cleanup()`) and the port it listens on
+    (0 asks for a free one). `options` go to aiohttp's AppRunner."""
+    runner = web.AppRunner(app, access_log=None, **options)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port, backlog=backlog).start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    return runner, runner.addresses[0][1]

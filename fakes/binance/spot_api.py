@@ -28,7 +28,7 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
-from fakes.local_server import LocalServer
+from fakes.local_server import LocalServer, serve_app
 
 from .spot_book import ExchangeRefusal, FillPlan, Order, SpotBook, SymbolInfo
 
@@ -75,7 +75,8 @@ class FakeSpotExchange(LocalServer):
         latency_ms: float = 0.0,
     ) -> None:
         """`latency_ms`: added to every answer (a network round trip to the real exchange)."""
-        self.host, self.port = host, port
+        self.host = host
+        self.port: int = port  # the one it listens on once started
         self.book = SpotBook(symbols)
         self.faults = SpotFaults()
         self.stats = SpotStats()
@@ -90,11 +91,7 @@ class FakeSpotExchange(LocalServer):
     async def start(self) -> FakeSpotExchange:
         app = web.Application()
         app.router.add_route("*", "/api/v3/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._runner, self.port = await serve_app(app, self.host, self.port, handler_cancellation=True)
         return self
 
     async def stop(self) -> None:

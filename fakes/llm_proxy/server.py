@@ -14,7 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
-from fakes.local_server import LocalServer
+from fakes.local_server import LocalServer, serve_app
 
 from .manage_position import MANAGE_OPERATION, MANAGE_REQUIRED, ManageAnswer, manage_policy
 from .names import DEFAULT_API_KEY, DEFAULT_PATH
@@ -103,19 +103,15 @@ class FakeLlmProxy(LocalServer):
         self._new_request = asyncio.Event()
         app = web.Application()
         app.router.add_route("*", self.path, self._handle)
-        runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=self._shutdown_timeout)
-        await runner.setup()
         # after a stop(), start() again binds the same port, so proxy.url stays valid (outage tests)
-        site = web.TCPSite(
-            runner, self.host, self.port if self.port is not None else self._requested_port, backlog=self._backlog
+        self._runner, self.port = await serve_app(
+            app,
+            self.host,
+            self.port if self.port is not None else self._requested_port,
+            backlog=self._backlog,
+            handler_cancellation=True,
+            shutdown_timeout=self._shutdown_timeout,
         )
-        try:
-            await site.start()
-        except BaseException:
-            await runner.cleanup()
-            raise
-        self._runner = runner
-        self.port = runner.addresses[0][1]
         if self._store_rows_dsn and self._store_pool is None:
             import asyncpg
 

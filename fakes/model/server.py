@@ -13,7 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from fakes.local_server import LocalServer
+from fakes.local_server import LocalServer, serve_app
 
 from .rule import decide
 
@@ -89,13 +89,9 @@ class FakeModel(LocalServer):
     async def start(self) -> FakeModel:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._handle)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port or self._requested_port)
-        await site.start()
-        server = site._server
-        sockets = getattr(server, "sockets", None) or []
-        self.port = sockets[0].getsockname()[1] if sockets else self._requested_port
+        self._runner, self.port = await serve_app(
+            app, self.host, self.port or self._requested_port, shutdown_timeout=1.0
+        )
         return self
 
     async def stop(self) -> None:
