@@ -4,9 +4,12 @@ does both, so the tests, the benchmarks and the `dev` stack hold every fake the 
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from typing import Any, Self
 
 from aiohttp import web
+
+from runtime.lifecycle import stop_on_signals
 
 
 class LocalServer(abc.ABC):
@@ -44,3 +47,16 @@ async def serve_app(
         await runner.cleanup()
         raise
     return runner, runner.addresses[0][1]
+
+
+async def serve_until_signalled(fake: LocalServer, started: Callable[[], str], stopped: Callable[[], str]) -> None:
+    """A fake's own command line (`python -m fakes.…`): serve until SIGTERM/SIGINT, printing the line
+    `started` gives once it listens and the one `stopped` gives once it no longer does (also when
+    the wait is cancelled)."""
+    await fake.start()
+    print(started(), flush=True)
+    try:
+        await stop_on_signals().wait()
+    finally:
+        await fake.stop()
+        print(stopped(), flush=True)
