@@ -5,6 +5,7 @@ exactly as for the platform's own signals: this command never starts a workflow 
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import re
 import uuid
@@ -41,45 +42,38 @@ class NewSignal(BaseModel):
     min_confidence: float | None = Field(default=None, ge=0, le=100)
 
 
-def parse_new_signal(
-    symbol: str,
-    interval: str,
-    *,
-    price: float | None = None,
-    trader: str | None = None,
-    new_trader: str | None = None,
-    strategy: str | None = None,
-    max_reanalyses: int | None = None,
-    min_confidence: float | None = None,
-) -> NewSignal:
-    """Everything checkable without a server, as usage errors."""
-    symbol = symbol.strip().upper()
+def parse_new_signal(args: argparse.Namespace) -> NewSignal:
+    """The command's arguments: everything checkable without a server, as usage errors."""
+    symbol = args.symbol.strip().upper()
     if not SYMBOL_RE.match(symbol):
         raise UsageError(f"{symbol!r} is not a Binance symbol (letters and digits, e.g. ETHUSDT)")
-    if interval not in FIXED_INTERVALS:
-        raise UsageError(f"{interval!r} is not a kline interval the monitor follows ({', '.join(FIXED_INTERVALS)})")
-    if trader and new_trader:
+    if args.interval not in FIXED_INTERVALS:
+        raise UsageError(
+            f"{args.interval!r} is not a kline interval the monitor follows ({', '.join(FIXED_INTERVALS)})"
+        )
+    trader = args.trader
+    if trader and args.new_trader:
         raise UsageError("--trader and --new-trader exclude each other")
     if trader:
         try:
             trader = str(uuid.UUID(trader))
         except ValueError:
             raise UsageError(f"--trader {trader!r} is not a trader uuid") from None
-    if price is not None and not price > 0:
+    if args.price is not None and not args.price > 0:
         raise UsageError("--price must be positive")
-    if max_reanalyses is not None and not 0 <= max_reanalyses <= 1000:
+    if args.max_reanalyses is not None and not 0 <= args.max_reanalyses <= 1000:
         raise UsageError("--max-reanalyses must be between 0 and 1000")
-    if min_confidence is not None and not 0 <= min_confidence <= 100:
+    if args.min_confidence is not None and not 0 <= args.min_confidence <= 100:
         raise UsageError("--min-confidence must be between 0 and 100")
     return NewSignal(
         symbol=symbol,
-        interval=interval,
-        price=price,
+        interval=args.interval,
+        price=args.price,
         trader_id=trader,
-        new_trader_name=new_trader,
-        strategy=strategy,
-        max_reanalyses=max_reanalyses,
-        min_confidence=min_confidence,
+        new_trader_name=args.new_trader,
+        strategy=args.strategy,
+        max_reanalyses=args.max_reanalyses,
+        min_confidence=args.min_confidence,
     )
 
 

@@ -141,16 +141,7 @@ def _cmd_add_signal(args: argparse.Namespace) -> int:
     from market.rest import KlinesError
 
     try:
-        spec = parse_new_signal(
-            args.symbol,
-            args.interval,
-            price=args.price,
-            trader=args.trader,
-            new_trader=args.new_trader,
-            strategy=args.strategy,
-            max_reanalyses=args.max_reanalyses,
-            min_confidence=args.min_confidence,
-        )
+        spec = parse_new_signal(args)
     except UsageError as exc:
         return fail(exc, EXIT_USAGE)
     settings: Settings = args.process_settings

@@ -12,7 +12,7 @@ from temporalio.service import RPCError
 from fakes.llm_proxy import Answer, Fault
 from tests.helpers.metrics import metered_worker_and_intake, scrape, value
 from tests.helpers.monitor import TEST_KEY
-from tests.helpers.support import eventually, insert_signal, kline, signal_status
+from tests.helpers.support import eventually, insert_signal, kline, status_is
 from workflows.monitor.workflow import SignalMonitorWorkflow
 
 
@@ -47,7 +47,7 @@ async def test_worker_and_intake_metrics_endpoints(client, postgres_server, temp
 
         await eventually(lambda: running_gauge(1), timeout=30)
         await handle.signal(SignalMonitorWorkflow.candle_closed, kline(row, 1))
-        await eventually(lambda: _status_is(db, row.signal_id, "in_position"), timeout=30)
+        await eventually(lambda: status_is(db, row.signal_id, "in_position"), timeout=30)
         worker_text = await eventually(lambda: running_gauge(0), timeout=30)
 
         async def intake_counted():
@@ -85,7 +85,3 @@ async def test_worker_and_intake_metrics_endpoints(client, postgres_server, temp
     started = [entry for entry in lines if entry.get("signal_id") == row.signal_id and "started" in entry["msg"]]
     assert started and started[0]["workflow_id"] == row.workflow_id, lines
     assert TEST_KEY not in stack.worker.output()
-
-
-async def _status_is(db, signal_id: str, expected: str):
-    assert await signal_status(db, signal_id) == expected

@@ -9,14 +9,12 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import asyncpg
-
 from fakes.llm_proxy import Answer, Fault, ManageAnswer
 from signal_bridge.metrics import COUNTERS, GAUGES
 from signal_bridge.metrics import PREFIX as BRIDGE_PREFIX
 from tests.helpers.metrics import metered_worker_and_intake, scrape, value
 from tests.helpers.positions import candle
-from tests.helpers.support import eventually, insert_signal, signal_status
+from tests.helpers.support import eventually, insert_signal, status_is
 from workflows.monitor.workflow import SignalMonitorWorkflow
 from workflows.position.workflow import PositionManagerWorkflow
 
@@ -36,9 +34,9 @@ async def test_operator_metrics_from_worker_and_intake(client, postgres_server, 
         proxy.script(row.signal_id, Fault.status(503), Answer.wait(50), Answer.enter(90, entry=100.0, stop_loss=95.0))
         proxy.script_position(row.signal_id, ManageAnswer.hold())
         monitor = client.get_workflow_handle_for(SignalMonitorWorkflow.run, row.workflow_id)
-        await eventually(lambda: _status_is(db, row.signal_id, "monitoring"), timeout=60)
+        await eventually(lambda: status_is(db, row.signal_id, "monitoring"), timeout=60)
         await monitor.signal(SignalMonitorWorkflow.candle_closed, candle(row, 1, 99, 101, 98, 100))
-        await eventually(lambda: _status_is(db, row.signal_id, "in_position"), timeout=30)
+        await eventually(lambda: status_is(db, row.signal_id, "in_position"), timeout=30)
         position = client.get_workflow_handle_for(PositionManagerWorkflow.run, f"position-{row.signal_id}")
 
         async def positions_running():
@@ -109,7 +107,3 @@ def _names(text: str) -> set[str]:
 
 def _base(name: str) -> str:
     return re.sub(r"_(bucket|sum|count)$", "", name)
-
-
-async def _status_is(db: asyncpg.Connection, signal_id: str, expected: str) -> None:
-    assert await signal_status(db, signal_id) == expected

@@ -23,7 +23,7 @@ from runtime.platform_rows import insert_signal as insert_platform_signal
 from runtime.platform_rows import insert_trader
 from runtime.rollout import Rollout, user_bucket
 from tests.helpers.monitor import monitor_stack
-from tests.helpers.support import eventually, running_intake, signal_status
+from tests.helpers.support import eventually, running_intake, signal_status, status_is
 
 # Printed with `pytest -s` (the closing note shows the ladder as walked here).
 SHOW = os.environ.get("SIGNAL_MONITOR_SHOW_LADDER") == "1"
@@ -160,12 +160,12 @@ async def test_the_ladder_from_a_test_trader_to_everyone(client, own_db):
             }
         )
         for p in people[:4]:
-            await eventually(partial(_status_is, db, p.signal_id, "monitoring"), timeout=30)
+            await eventually(partial(status_is, db, p.signal_id, "monitoring"), timeout=30)
 
         # Narrowing back to the test trader: the others' monitors end `cancelled`, saying why.
         await rollout(url, "set", "traders")
         for p in people[1:4]:
-            await eventually(partial(_status_is, db, p.signal_id, "cancelled"), timeout=30)
+            await eventually(partial(status_is, db, p.signal_id, "cancelled"), timeout=30)
             reason = await db.fetchval("SELECT monitor_reason FROM signals WHERE id = $1::uuid", p.signal_id)
             assert reason == "no longer eligible: not in rollout (traders)", reason
             # The row is written by the clean-up; the run closes right after it.
@@ -178,10 +178,6 @@ async def _closed_as(client: Client, signal_id: str, status: WorkflowExecutionSt
     assert (await client.get_workflow_handle(f"signal-{signal_id}").describe()).status == status
 
 
-async def _status_is(db: asyncpg.Connection, signal_id: str, status: str) -> None:
-    assert await signal_status(db, signal_id) == status
-
-
 async def test_a_trader_turning_auto_analysis_off_or_an_owner_leaving_elite_stops_its_monitors(client, own_db):
     url, db = own_db
     stays = await new_signal(db, await owner_and_trader(db, "stays", uuid.uuid4()))
@@ -190,7 +186,7 @@ async def test_a_trader_turning_auto_analysis_off_or_an_owner_leaving_elite_stop
     # No periodic sweep: the changes themselves (migration 010's triggers NOTIFY) make the intake look.
     async with monitor_stack(client, url) as m, running_intake(client, m.settings):
         for p in (stays, switched_off, downgraded):
-            await eventually(partial(_status_is, db, p.signal_id, "monitoring"), timeout=30)
+            await eventually(partial(status_is, db, p.signal_id, "monitoring"), timeout=30)
         await db.execute("UPDATE traders SET auto_analyze_signals = false WHERE id = $1::uuid", switched_off.trader_id)
         await db.execute("UPDATE user_profiles SET subscription_tier = 'pro' WHERE id = $1::uuid", downgraded.user_id)
         expected = {
@@ -198,7 +194,7 @@ async def test_a_trader_turning_auto_analysis_off_or_an_owner_leaving_elite_stop
             downgraded.signal_id: "no longer eligible: the trader's owner is on the pro tier, not elite (no subscription)",
         }
         for signal_id, reason in expected.items():
-            await eventually(partial(_status_is, db, signal_id, "cancelled"), timeout=30)
+            await eventually(partial(status_is, db, signal_id, "cancelled"), timeout=30)
             assert await db.fetchval("SELECT monitor_reason FROM signals WHERE id = $1::uuid", signal_id) == reason
         assert await signal_status(db, stays.signal_id) == "monitoring"
         desc = await client.get_workflow_handle(f"signal-{stays.signal_id}").describe()

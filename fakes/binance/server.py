@@ -34,6 +34,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
 
+from fakes.local_server import LocalServer
 from market.intervals import FIXED_INTERVALS, is_valid_interval
 
 from .exchange import Clock, LiveCandle, Market, stream_name
@@ -102,7 +103,7 @@ class _Conn(ServerConnection):
         super().process_event(event)
 
 
-class FakeBinance:
+class FakeBinance(LocalServer):
     """Async context manager: `async with FakeBinance(speed=60) as fake: fake.ws_url ...`"""
 
     def __init__(
@@ -125,7 +126,8 @@ class FakeBinance:
         start: datetime | None = None,
     ) -> None:
         series = series or SeriesOptions()
-        self.host, self.port = host, port
+        self.host = host
+        self.port: int = port  # the one it listens on once started
         if clock is None and start is not None:
             # A fast replay that begins at `start` and never runs ahead of the wall clock: the real
             # exchange never labels a candle with a time still to come (monitors refuse those).
@@ -179,19 +181,13 @@ class FakeBinance:
             self._server.close()
             await self._server.wait_closed()
 
-    async def __aenter__(self) -> FakeBinance:
-        return await self.start()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
-
     @property
     def ws_url(self) -> str:
         return f"ws://{self.host}:{self.port}"
 
     @property
     def rest_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return self.base_url  # REST and the streams share the port
 
     def spawn(self, coro: Any) -> asyncio.Task:
         task = asyncio.ensure_future(coro)

@@ -28,6 +28,8 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
+from fakes.local_server import LocalServer, serve_app
+
 from .spot_book import ExchangeRefusal, FillPlan, Order, SpotBook, SymbolInfo
 
 log = logging.getLogger("fakes.binance.spot")
@@ -60,7 +62,7 @@ class SpotStats:
     refusals: Counter = field(default_factory=Counter)  # "code msg" -> count of error answers
 
 
-class FakeSpotExchange:
+class FakeSpotExchange(LocalServer):
     """`async with FakeSpotExchange() as ex: ex.api_url ...` (the `/api/v3` base for ccxt)."""
 
     def __init__(
@@ -73,7 +75,8 @@ class FakeSpotExchange:
         latency_ms: float = 0.0,
     ) -> None:
         """`latency_ms`: added to every answer (a network round trip to the real exchange)."""
-        self.host, self.port = host, port
+        self.host = host
+        self.port: int = port  # the one it listens on once started
         self.book = SpotBook(symbols)
         self.faults = SpotFaults()
         self.stats = SpotStats()
@@ -88,26 +91,12 @@ class FakeSpotExchange:
     async def start(self) -> FakeSpotExchange:
         app = web.Application()
         app.router.add_route("*", "/api/v3/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._runner, self.port = await serve_app(app, self.host, self.port, handler_cancellation=True)
         return self
 
     async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
-
-    async def __aenter__(self) -> FakeSpotExchange:
-        return await self.start()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
-
-    @property
-    def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
 
     @property
     def api_url(self) -> str:

@@ -10,7 +10,7 @@ import logging
 import os
 import sys
 
-from runtime.lifecycle import stop_on_signals
+from fakes.local_server import serve_until_signalled
 
 from .names import DEFAULT_PATH
 from .server import FakeLlmProxy
@@ -25,14 +25,11 @@ async def _serve(args: argparse.Namespace) -> None:
         answer_delay=args.delay,
         store_rows=args.store_rows,
     )
-    await proxy.start()
-    print(f"fake llm-proxy (deterministic stand-in, NOT a model) listening on {proxy.url}", flush=True)
-    stop = stop_on_signals()
-    try:
-        await stop.wait()
-    finally:
-        await proxy.stop()
-        print(f"fake llm-proxy stopped: {json.dumps(proxy.stats())}", flush=True)
+    await serve_until_signalled(
+        proxy,
+        lambda: f"fake llm-proxy (deterministic stand-in, NOT a model) listening on {proxy.url}",
+        lambda: f"fake llm-proxy stopped: {json.dumps(proxy.stats())}",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,6 +14,8 @@ from typing import Any
 
 from aiohttp import web
 
+from fakes.local_server import LocalServer, serve_app
+
 from .manage_position import MANAGE_OPERATION, MANAGE_REQUIRED, ManageAnswer, manage_policy
 from .names import DEFAULT_API_KEY, DEFAULT_PATH
 from .own_rows import store_row
@@ -29,7 +31,7 @@ class _Stopping(Exception):
     pass
 
 
-class FakeLlmProxy:
+class FakeLlmProxy(LocalServer):
     """Local aiohttp stand-in for llm-proxy ``analyze-signal``.
 
     ``async with FakeLlmProxy(api_key="k") as proxy: ... proxy.url ...`` or ``await proxy.start()`` /
@@ -86,15 +88,13 @@ class FakeLlmProxy:
 
     @property
     def url(self) -> str:
-        if self.port is None:
-            raise RuntimeError("FakeLlmProxy is not started")
-        return f"http://{self.host}:{self.port}{self.path}"
+        return f"{self.base_url}{self.path}"
 
     @property
     def base_url(self) -> str:
         if self.port is None:
             raise RuntimeError("FakeLlmProxy is not started")
-        return f"http://{self.host}:{self.port}"
+        return super().base_url
 
     async def start(self) -> FakeLlmProxy:
         if self._runner is not None:
@@ -103,19 +103,15 @@ class FakeLlmProxy:
         self._new_request = asyncio.Event()
         app = web.Application()
         app.router.add_route("*", self.path, self._handle)
-        runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=self._shutdown_timeout)
-        await runner.setup()
         # after a stop(), start() again binds the same port, so proxy.url stays valid (outage tests)
-        site = web.TCPSite(
-            runner, self.host, self.port if self.port is not None else self._requested_port, backlog=self._backlog
+        self._runner, self.port = await serve_app(
+            app,
+            self.host,
+            self.port if self.port is not None else self._requested_port,
+            backlog=self._backlog,
+            handler_cancellation=True,
+            shutdown_timeout=self._shutdown_timeout,
         )
-        try:
-            await site.start()
-        except BaseException:
-            await runner.cleanup()
-            raise
-        self._runner = runner
-        self.port = runner.addresses[0][1]
         if self._store_rows_dsn and self._store_pool is None:
             import asyncpg
 
@@ -134,12 +130,6 @@ class FakeLlmProxy:
         if pool is not None:
             await pool.close()
         log.info("fake llm-proxy stopped (%s)", self.stats())
-
-    async def __aenter__(self) -> FakeLlmProxy:
-        return await self.start()
-
-    async def __aexit__(self, *exc: Any) -> None:
-        await self.stop()
 
     # -- scripting ------------------------------------------------------------------------------
 

@@ -6,23 +6,18 @@ import argparse
 import asyncio
 import sys
 
-from runtime.lifecycle import stop_on_signals
+from fakes.local_server import serve_until_signalled
 
 from .server import STANDIN_MODEL, FakeModel
 
 
 async def _serve(args: argparse.Namespace) -> None:
     fake = FakeModel(host=args.host, port=args.port, answer_delay=args.delay)
-    await fake.start()
-    print(
-        f"fake model (a rule over the prompt's candles, NOT a model; model id {STANDIN_MODEL}) at {fake.url}",
-        flush=True,
+    await serve_until_signalled(
+        fake,
+        lambda: f"fake model (a rule over the prompt's candles, NOT a model; model id {STANDIN_MODEL}) at {fake.url}",
+        lambda: f"fake model stopped after {fake.answered} answers",
     )
-    try:
-        await stop_on_signals().wait()
-    finally:
-        await fake.stop()
-        print(f"fake model stopped after {fake.answered} answers", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,6 +13,8 @@ from typing import Any
 
 from aiohttp import web
 
+from fakes.local_server import LocalServer, serve_app
+
 from .rule import decide
 
 log = logging.getLogger("fakes.model")
@@ -49,7 +51,7 @@ class Recorded:
         return str(users[0].get("content", "")) if users else ""
 
 
-class FakeModel:
+class FakeModel(LocalServer):
     def __init__(
         self,
         *,
@@ -76,7 +78,7 @@ class FakeModel:
     @property
     def url(self) -> str:
         """The base URL (SIGNAL_MONITOR_MODEL_URL)."""
-        return f"http://{self.host}:{self.port}/v1"
+        return f"{self.base_url}/v1"
 
     def script(self, *faults: str) -> None:
         for fault in faults:
@@ -87,25 +89,15 @@ class FakeModel:
     async def start(self) -> FakeModel:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._handle)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port or self._requested_port)
-        await site.start()
-        server = site._server
-        sockets = getattr(server, "sockets", None) or []
-        self.port = sockets[0].getsockname()[1] if sockets else self._requested_port
+        self._runner, self.port = await serve_app(
+            app, self.host, self.port or self._requested_port, shutdown_timeout=1.0
+        )
         return self
 
     async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
-
-    async def __aenter__(self) -> FakeModel:
-        return await self.start()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
 
     def _error(self, status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
         body = {"error": {"code": status, "message": message}}

@@ -16,8 +16,8 @@ from tests.helpers.bridge import (
     analysed_candles,
     assert_each_once,
     assert_fake_rules_kept,
+    balanced,
     bucket_holders,
-    each_analysed_twice,
     forwarded_since,
     forwarded_times,
     kill,
@@ -25,8 +25,8 @@ from tests.helpers.bridge import (
     running_bridge,
     shared_config,
     signals_received,
-    start_shared_process,
     symbols_spread_over,
+    victim_and_survivor,
     waiting_monitors,
 )
 from tests.helpers.monitor import monitor_stack
@@ -34,16 +34,6 @@ from tests.helpers.support import eventually
 from workflows.monitor.workflow import SignalMonitorWorkflow
 
 IV = 60_000
-
-
-async def balanced(db, group: str, replicas: int) -> dict[int, set[int]]:
-    async def check():
-        holders = await bucket_holders(db, group)
-        assert len(holders) == replicas and sorted(b for bs in holders.values() for b in bs) == list(range(16))
-        assert all(16 // replicas <= len(bs) <= -(-16 // replicas) for bs in holders.values()), holders
-        return holders
-
-    return await eventually(check, timeout=30, interval=0.2)
 
 
 async def test_three_replicas_divide_the_streams_each_close_sent_once(client, database_url, db):
@@ -87,46 +77,34 @@ async def test_three_replicas_divide_the_streams_each_close_sent_once(client, da
 
 @pytest.mark.slow  # ~20-30 s (tests/README: `pytest -m "not slow"` for a quick loop)
 async def test_killed_replica_streams_taken_over_no_close_lost(client, database_url, db, temporal_address):
-    start = replay_start()  # the fake replays from here, never past the wall clock
-    group = f"g-{uuid.uuid4().hex[:8]}"
     # speed 10: a 1m candle every 6 s, longer than a takeover: every close must be analysed.
-    async with FakeBinance(start=start, speed=10, auto_series=True) as fake, monitor_stack(client, database_url) as m:
-        victim, log_path = start_shared_process(fake, m.task_queue, temporal_address, database_url, group, 1)
-        try:
-            await eventually(lambda: _holds_all(db, group), timeout=30, interval=0.2)
-            cfg = shared_config(fake, m.task_queue, database_url, group, ownership_check_seconds=1.0)
-            async with running_bridge(client, cfg) as survivor:
-                holders = await balanced(db, group, 2)
-                symbols = symbols_spread_over(holders, per_holder=2)
-                rows, handles = await waiting_monitors(db, m, symbols, 100)
+    async with victim_and_survivor(
+        client, db, database_url, temporal_address, speed=10, check_seconds=1.0, closes=100
+    ) as t:
+        survivor, symbols, rows = t.survivor, t.symbols, t.rows
+        first = {row.symbol: min(await analysed_candles(db, row.signal_id)) for row in rows}
+        kill(t.victim)
+        killed_at = time.monotonic()
 
-                await eventually(lambda: each_analysed_twice(db, rows, victim, log_path), timeout=90, interval=0.3)
-                first = {row.symbol: min(await analysed_candles(db, row.signal_id)) for row in rows}
-                kill(victim)
-                killed_at = time.monotonic()
+        async def took_over():
+            assert survivor.buckets_owned == 16 and survivor.streams_watched == len(symbols)
 
-                async def took_over():
-                    assert survivor.buckets_owned == 16 and survivor.streams_watched == len(symbols)
+        await eventually(took_over, timeout=30, interval=0.1)
+        takeover_s = survivor.ownership_changed_at - killed_at
 
-                await eventually(took_over, timeout=30, interval=0.1)
-                takeover_s = survivor.ownership_changed_at - killed_at
+        await eventually(lambda: forwarded_since(survivor, first, 4), timeout=60, interval=0.3)
+        last = {s: max(forwarded_times(survivor, s, "1m")) for s in symbols}
+        analysed = {}
 
-                await eventually(lambda: forwarded_since(survivor, first, 4), timeout=60, interval=0.3)
-                last = {s: max(forwarded_times(survivor, s, "1m")) for s in symbols}
-                analysed = {}
+        async def all_analysed():
+            for row in rows:
+                analysed[row.symbol] = await analysed_candles(db, row.signal_id)
+                assert last[row.symbol] in analysed[row.symbol]
 
-                async def all_analysed():
-                    for row in rows:
-                        analysed[row.symbol] = await analysed_candles(db, row.signal_id)
-                        assert last[row.symbol] in analysed[row.symbol]
+        await eventually(all_analysed, timeout=30, interval=0.3)
+        backfilled = survivor.backfilled
 
-                await eventually(all_analysed, timeout=30, interval=0.3)
-                backfilled = survivor.backfilled
-            for h in handles:
-                await h.terminate("test over")
-        finally:
-            kill(victim)
-
+    fake = t.fake
     assert takeover_s < 30, takeover_s
     lost = {}
     for s in symbols:
@@ -137,8 +115,3 @@ async def test_killed_replica_streams_taken_over_no_close_lost(client, database_
     assert backfilled >= 1  # the taken-over streams' gap came from REST
     assert_fake_rules_kept(fake)
     print(f"\nshared takeover: {takeover_s:.2f} s after SIGKILL; backfilled={backfilled}; lost=0")
-
-
-async def _holds_all(db, group: str) -> None:
-    holders = await bucket_holders(db, group)
-    assert len(holders) == 1 and len(next(iter(holders.values()))) == 16

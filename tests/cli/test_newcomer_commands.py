@@ -19,7 +19,7 @@ from tests.helpers.browser import ARTIFACTS
 from tests.helpers.browser_page import browser_page
 from tests.helpers.monitor import monitor_stack
 from tests.helpers.processes import command_env, signal_monitor
-from tests.helpers.support import eventually, insert_signal, signal_status
+from tests.helpers.support import eventually, insert_signal, signal_status, status_is
 from workflows.monitor.workflow import SignalMonitorWorkflow
 
 
@@ -167,7 +167,7 @@ async def test_start_refuses_a_missing_signal_and_restarts_a_failed_one_with_aga
         await db.execute("UPDATE signals SET interval = '7m' WHERE id = $1", uuid.UUID(row.signal_id))
         first = await signal_monitor(env, "start", row.signal_id)
         assert first.stdout.strip() == f"{row.workflow_id}: started"
-        await eventually(lambda: _status_is(db, row.signal_id, "failed"), timeout=30)
+        await eventually(lambda: status_is(db, row.signal_id, "failed"), timeout=30)
         await db.execute("UPDATE signals SET interval = '15m' WHERE id = $1", uuid.UUID(row.signal_id))  # fixed
         again = await signal_monitor(env, "start", row.signal_id)
         assert "already ended" in again.stdout and "start --again" in again.stdout, again.stdout
@@ -190,7 +190,3 @@ async def test_start_refuses_a_missing_signal_and_restarts_a_failed_one_with_aga
 async def _analysed(handle, n: int) -> None:
     state = await handle.query(SignalMonitorWorkflow.state)
     assert state.counts.analysed == n and not state.analysing, state.counts
-
-
-async def _status_is(db, signal_id: str, status: str) -> None:
-    assert await signal_status(db, signal_id) == status

@@ -27,15 +27,16 @@ from fakes.llm_proxy import Answer
 from tests.helpers.fault_checks import (
     Expectation,
     assert_hostile_counts,
-    assert_refused_updates,
+    assert_no_task_failed,
     assert_three_checks,
-    send_hostile_closes,
+    send_hostile_input,
+    workflow_cli,
+    workflow_events,
 )
 from tests.helpers.monitor import RECORD_HISTORIES_ENV, idle_monitor, monitor_stack, save_histories
 from tests.helpers.processes import as_json, command_env, temporal_cli
 from tests.helpers.support import analyses, eventually, insert_signal, kline, signal_status
 from workflows.common import names
-from workflows.common.candle_gate import MAX_CANDLE_PAYLOAD_BYTES
 from workflows.monitor.models import (
     Analysis,
     AnalyzeSignalInput,
@@ -50,15 +51,6 @@ from workflows.monitor.models import (
 from workflows.monitor.workflow import SignalMonitorWorkflow
 
 
-async def _events(client: Client, workflow_id: str) -> list[str]:
-    history = await client.get_workflow_handle(workflow_id).fetch_history()
-    return [e.WhichOneof("attributes") or "" for e in history.events]
-
-
-def _no_task_failed(events: list[str]) -> None:
-    assert "workflow_task_failed_event_attributes" not in events, "a workflow task failed"
-
-
 async def test_bad_signals_updates_and_queries_never_wedge_a_monitor(client, database_url, db, temporal_address):
     env = command_env(temporal_address)
     row = await insert_signal(db, interval="1m", max_reanalyses=10)
@@ -67,19 +59,16 @@ async def test_bad_signals_updates_and_queries_never_wedge_a_monitor(client, dat
         handle = await m.start(row.signal_id)
         await eventually(lambda: idle_monitor(handle, 1), timeout=30)
 
-        async def cli(*args: str, check: bool = True):
-            return await temporal_cli(env, "workflow", *args, "--workflow-id", row.workflow_id, check=check)
-
+        cli = workflow_cli(env, row.workflow_id)
         good = kline(row, 1)
-        # 1. no input (the UI's empty "Send Signal"), two inputs, implausible klines; 3. the future
-        malformed = await send_hostile_closes(cli, good)
-        # 11. a valid kline carrying a large extra field: counted, never kept
-        await handle.signal(SignalMonitorWorkflow.candle_closed, {**good, "junk": "x" * (2 * MAX_CANDLE_PAYLOAD_BYTES)})
-
-        # Updates with no input, two inputs or junk are refused and leave nothing in history.
-        # A query with junk arguments still answers.
-        await assert_refused_updates(
+        # 1. no input (the UI's empty "Send Signal"), two inputs, implausible klines; 3. the future;
+        # 11. a valid kline carrying a large extra field: counted, never kept. Updates with no
+        # input, two inputs or junk are refused and leave nothing in history. A query with junk
+        # arguments still answers.
+        malformed = await send_hostile_input(
             cli,
+            lambda k: handle.signal(SignalMonitorWorkflow.candle_closed, k),
+            good,
             [
                 ["--name", "set_limit"],
                 ["--name", "set_limit", "--input", "7", "--input", "8"],
@@ -97,8 +86,8 @@ async def test_bad_signals_updates_and_queries_never_wedge_a_monitor(client, dat
         await handle.signal(SignalMonitorWorkflow.candle_closed, kline(row, 2))
         state = await eventually(lambda: idle_monitor(handle, 3), timeout=30)
         assert state.max_reanalyses == 10
-        events = await _events(client, row.workflow_id)
-        _no_task_failed(events)
+        events = await workflow_events(client, row.workflow_id)
+        assert_no_task_failed(events)
         assert "workflow_execution_update_accepted_event_attributes" not in events
         fig = await assert_three_checks(
             client,
@@ -139,8 +128,8 @@ async def test_a_start_it_cannot_use_fails_the_workflow_at_once(client, database
     cause = info.value.cause
     assert isinstance(cause, ApplicationError) and cause.type == names.INVALID_START, cause
     assert "signal_id" in cause.message
-    events = await _events(client, row.workflow_id)
-    _no_task_failed(events)
+    events = await workflow_events(client, row.workflow_id)
+    assert_no_task_failed(events)
     assert "activity_task_scheduled_event_attributes" not in events
     assert await signal_status(db, row.signal_id) == "new"
 
@@ -161,9 +150,9 @@ async def test_a_workflow_id_not_matching_its_signal_touches_nothing(client, dat
     cause = info.value.cause
     assert isinstance(cause, ApplicationError) and cause.type == names.WRONG_WORKFLOW_ID
     assert b.workflow_id in cause.message
-    events = await _events(client, c.workflow_id)
+    events = await workflow_events(client, c.workflow_id)
     assert "activity_task_scheduled_event_attributes" not in events
-    _no_task_failed(events)
+    assert_no_task_failed(events)
     for r in (b, c):
         assert await signal_status(db, r.signal_id) == "new"
         assert await analyses(db, r.signal_id) == []
@@ -176,41 +165,33 @@ class _Refusing:
 
     def __init__(self, store: SignalStore):
         self.store = store
-        self.bad_load: set[str] = set()
-        self.bad_record: set[str] = set()
-        self.bad_finish: set[str] = set()
+        self.refusals: dict[tuple[str, str], tuple[str, str]] = {}
         self.attempts: dict[tuple[str, str], int] = {}
 
-    def _count(self, name: str, signal_id: str) -> None:
-        self.attempts[(name, signal_id)] = self.attempts.get((name, signal_id), 0) + 1
+    def refuse(self, call: str, signal_id: str, message: str, error_type: str) -> None:
+        self.refusals[(call, signal_id)] = (message, error_type)
+
+    def _attempt(self, call: str, signal_id: str) -> None:
+        """Counts the call, and fails it non-retryably where the test chose to refuse it."""
+        key = (call, signal_id)
+        self.attempts[key] = self.attempts.get(key, 0) + 1
+        if key in self.refusals:
+            message, error_type = self.refusals[key]
+            raise ApplicationError(message, type=error_type, non_retryable=True)
 
     @activity.defn(name=names.LOAD_SIGNAL)
     async def load_signal(self, input: LoadSignalInput) -> SignalContext:
-        self._count("load", input.signal_id)
-        if input.signal_id in self.bad_load:
-            raise ApplicationError(
-                f"signal {input.signal_id} has a NULL timestamp", type=names.INVALID_SIGNAL_DATA, non_retryable=True
-            )
+        self._attempt("load", input.signal_id)
         return await self.store.load_signal(input)
 
     @activity.defn(name=names.RECORD_ANALYSIS)
     async def record_analysis(self, input: RecordAnalysisInput) -> RecordedAnalysis:
-        self._count("record", input.signal_id)
-        if input.signal_id in self.bad_record:
-            raise ApplicationError(
-                'value too long for type character varying(10) (column "decision")',
-                type=names.PERMANENT_DATABASE_ERROR,
-                non_retryable=True,
-            )
+        self._attempt("record", input.signal_id)
         return await self.store.record_analysis(input)
 
     @activity.defn(name=names.FINISH_SIGNAL)
     async def finish_signal(self, input: FinishSignalInput) -> FinishedSignal:
-        self._count("finish", input.signal_id)
-        if input.signal_id in self.bad_finish:
-            raise ApplicationError(
-                "permission denied for table signals", type=names.PERMANENT_DATABASE_ERROR, non_retryable=True
-            )
+        self._attempt("finish", input.signal_id)
         return await self.store.finish_signal(input)
 
 
@@ -244,9 +225,18 @@ async def test_unusable_rows_and_permanent_database_errors_end_the_signal_at_onc
     bad_write = await insert_signal(db, interval="1m")
     unwritable = await insert_signal(db, interval="1m", with_trader=False)
     async with _refusing_worker(client, database_url) as (acts, queue):
-        acts.bad_load.add(bad_row.signal_id)
-        acts.bad_record.add(bad_write.signal_id)
-        acts.bad_finish.add(unwritable.signal_id)
+        acts.refuse(
+            "load", bad_row.signal_id, f"signal {bad_row.signal_id} has a NULL timestamp", names.INVALID_SIGNAL_DATA
+        )
+        acts.refuse(
+            "record",
+            bad_write.signal_id,
+            'value too long for type character varying(10) (column "decision")',
+            names.PERMANENT_DATABASE_ERROR,
+        )
+        acts.refuse(
+            "finish", unwritable.signal_id, "permission denied for table signals", names.PERMANENT_DATABASE_ERROR
+        )
         handles = [
             await client.start_workflow(
                 SignalMonitorWorkflow.run,
@@ -279,4 +269,4 @@ async def test_unusable_rows_and_permanent_database_errors_end_the_signal_at_onc
     reason = await db.fetchval("SELECT monitor_reason FROM signals WHERE id = $1::uuid", bad_row.signal_id)
     assert reason == loaded.reason
     for h in handles:
-        _no_task_failed(await _events(client, h.id))
+        assert_no_task_failed(await workflow_events(client, h.id))

@@ -13,6 +13,7 @@ import tempfile
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
 
@@ -25,8 +26,8 @@ from fakes.temporal import closes_signalled
 from runtime.config import RUNNING_MONITORS_QUERY, BridgeSettings
 from signal_bridge.service import run_bridge
 from signal_bridge.stats import BridgeStats
-from tests.helpers.monitor import Monitor
-from tests.helpers.support import SignalRow, analyses, insert_signal, running_service
+from tests.helpers.monitor import Monitor, monitor_stack
+from tests.helpers.support import SignalRow, analyses, eventually, insert_signal, running_service
 
 
 def bridge_config(fake: FakeBinance, task_queue: str, **overrides: object) -> BridgeSettings:
@@ -183,6 +184,73 @@ async def bucket_holders(db, group: str, buckets: int = 16) -> dict[int, set[int
     for r in rows:
         holders.setdefault(r["pid"], set()).add(r["bucket"])
     return holders
+
+
+async def balanced(db, group: str, replicas: int) -> dict[int, set[int]]:
+    """Waits until `replicas` replicas hold the 16 buckets of `group` between them, as evenly as
+    they divide; who holds which."""
+
+    async def check():
+        holders = await bucket_holders(db, group)
+        assert len(holders) == replicas and sorted(b for bs in holders.values() for b in bs) == list(range(16))
+        assert all(16 // replicas <= len(bs) <= -(-16 // replicas) for bs in holders.values()), holders
+        return holders
+
+    return await eventually(check, timeout=30, interval=0.2)
+
+
+async def sole_holder(db, group: str) -> int:
+    """The one replica (its backend pid) holding all 16 buckets of `group`."""
+    holders = await bucket_holders(db, group)
+    assert len(holders) == 1 and len(next(iter(holders.values()))) == 16
+    return next(iter(holders))
+
+
+@dataclass
+class Takeover:
+    """Two shared replicas before one of them is disrupted (see `victim_and_survivor`)."""
+
+    fake: FakeBinance
+    group: str
+    victim: subprocess.Popen  # the `signal-monitor bridge` process
+    victim_pid: int  # its PostgreSQL backend, as `bucket_holders` names it
+    survivor: BridgeStats
+    holders: dict[int, set[int]]  # the balance once both ran
+    symbols: list[str]
+    rows: list[SignalRow]
+
+
+@contextlib.asynccontextmanager
+async def victim_and_survivor(
+    client: Client, db, database_url: str, temporal_address: str, *, speed: int, check_seconds: float, closes: int
+) -> AsyncIterator[Takeover]:
+    """A fast fake Binance (`speed`) and one shared group: the victim, a real `signal-monitor bridge`
+    process, holds every bucket first; then the survivor, in this process, shares them half and
+    half (both check their ownership every `check_seconds`). Yielded once a monitor per stream
+    (two streams per replica, a wait scripted for each of `closes` analyses) has analysed two
+    closes. Afterwards the monitors are terminated and the victim is killed, whatever happened."""
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    # The fake replays from `replay_start()`, never past the wall clock.
+    async with (
+        FakeBinance(start=replay_start(), speed=speed, auto_series=True) as fake,
+        monitor_stack(client, database_url) as m,
+    ):
+        victim, log_path = start_shared_process(
+            fake, m.task_queue, temporal_address, database_url, group, check_seconds
+        )
+        try:
+            victim_pid = await eventually(lambda: sole_holder(db, group), timeout=30, interval=0.2)
+            cfg = shared_config(fake, m.task_queue, database_url, group, ownership_check_seconds=check_seconds)
+            async with running_bridge(client, cfg) as survivor:
+                holders = await balanced(db, group, 2)
+                symbols = symbols_spread_over(holders, per_holder=2)
+                rows, handles = await waiting_monitors(db, m, symbols, closes)
+                await eventually(lambda: each_analysed_twice(db, rows, victim, log_path), timeout=90, interval=0.3)
+                yield Takeover(fake, group, victim, victim_pid, survivor, holders, symbols, rows)
+            for h in handles:
+                await h.terminate("test over")
+        finally:
+            kill(victim)  # SIGKILL ends a stopped process too
 
 
 def symbols_spread_over(holders: dict[int, set[int]], per_holder: int, buckets: int = 16) -> list[str]:

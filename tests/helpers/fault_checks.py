@@ -26,8 +26,9 @@ import asyncpg
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
 from temporalio.service import RPCError
 
-from tests.helpers.processes import as_json
+from tests.helpers.processes import as_json, temporal_cli
 from tests.helpers.support import eventually, implausible_klines
+from workflows.common.candle_gate import MAX_CANDLE_PAYLOAD_BYTES
 from workflows.monitor.models import TERMINAL_SIGNAL_STATUSES
 from workflows.monitor.workflow import SignalMonitorWorkflow
 
@@ -324,10 +325,51 @@ MINUTE = 60_000
 Cli = Callable[..., Awaitable[subprocess.CompletedProcess]]  # `temporal workflow ARGS --workflow-id ID`
 
 
+def workflow_cli(env: dict[str, str], workflow_id: str) -> Cli:
+    """The stock `temporal workflow ARGS --workflow-id ID`, as an operator reaches one workflow."""
+
+    async def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+        return await temporal_cli(env, "workflow", *args, "--workflow-id", workflow_id, check=check)
+
+    return cli
+
+
+async def workflow_events(client: Client, workflow_id: str, *, every_run: bool = False) -> list[str]:
+    """The attribute kind (`workflow_task_failed_event_attributes`...) of every event of the
+    workflow's latest run, or with `every_run` of all its runs (the test server suggests
+    continue-as-new at 60 events)."""
+    handle = client.get_workflow_handle(workflow_id)
+    if not every_run:
+        return [e.WhichOneof("attributes") or "" for e in (await handle.fetch_history()).events]
+    latest = (await handle.describe()).run_id
+    run_ids = [latest] + [r.run_id async for r in client.list_workflows(f"WorkflowId = '{workflow_id}'")]
+    found: list[str] = []
+    for run_id in dict.fromkeys(run_ids):
+        history = await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
+        found += [e.WhichOneof("attributes") or "" for e in history.events]
+    return found
+
+
+def assert_no_task_failed(events: list[str]) -> None:
+    assert "workflow_task_failed_event_attributes" not in events, "a workflow task failed"
+
+
+async def send_hostile_input(
+    cli: Cli, send_close: Callable[[dict], Awaitable[None]], good: dict, refused_updates: Iterable[list[str]]
+) -> int:
+    """`send_hostile_closes`, then one valid close carrying a large extra field through the SDK
+    (`send_close`: the workflow's `candle_closed`), then `assert_refused_updates`. Returns the count
+    `assert_hostile_counts` wants."""
+    malformed = await send_hostile_closes(cli, good)
+    await send_close({**good, "junk": "x" * (2 * MAX_CANDLE_PAYLOAD_BYTES)})
+    await assert_refused_updates(cli, refused_updates)
+    return malformed
+
+
 async def send_hostile_closes(cli: Cli, good: dict) -> int:
     """`candle_closed` as an operator's CLI can send it wrong: no input, two inputs, each
     implausible kline, and two one-minute closes from the future (year 2100, a week ahead). Returns how many
-    implausible klines were sent; the caller then sends one oversized close through the SDK."""
+    implausible klines were sent (`send_hostile_input` then sends one oversized close through the SDK)."""
     year_2100 = int(datetime(2100, 1, 1, tzinfo=UTC).timestamp() * 1000)
     week_ahead = (int(datetime.now(UTC).timestamp() * 1000) + int(6.9 * 86_400_000)) // MINUTE * MINUTE
     malformed = implausible_klines(good, MINUTE)

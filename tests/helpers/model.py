@@ -8,9 +8,10 @@ from decimal import Decimal
 from typing import Any
 
 from model_backend.indicators import Bar
+from tests.helpers.contexts import position_context, signal_context
 from workflows.common.candles import Kline
 from workflows.monitor.models import AnalyzeSignalInput, PreviousDecision, SignalContext
-from workflows.position.models import ManagePositionInput, PositionContext, PreviousManagement
+from workflows.position.models import ManagePositionInput, PreviousManagement
 
 STEP = 60_000
 T0 = 1_764_600_000_000 // STEP * STEP  # 2025-12-01, a whole minute
@@ -36,17 +37,14 @@ def kline_of(bar: Bar, symbol: str = "BTCUSDT") -> Kline:
 
 
 def context(signal_bar: Bar) -> SignalContext:
-    return SignalContext(
+    return signal_context(
         signal_id="00000000-0000-0000-0000-000000000001",
         status="monitoring",
-        symbol="BTCUSDT",
-        interval="1m",
         signal_time=datetime.fromtimestamp((signal_bar.t + STEP - 1) / 1000, UTC),
         price=signal_bar.c,
         change_percent=2.5,
         volume=1234.5,
         indicator_data={"rsi": 61},
-        trader_found=True,
         strategy={"instructions": "buy breakouts above the 20-candle high"},
     )
 
@@ -67,14 +65,8 @@ def analysis_input(
 
 def manage_input(bars: list[tuple[Bar, int]], at: int, previous: int = 0, side: Any = "long") -> ManagePositionInput:
     bar = bars[at][0]
-    ctx = PositionContext(
-        signal_id="00000000-0000-0000-0000-000000000002",
-        signal_status="in_position",
-        symbol="BTCUSDT",
-        interval="1m",
-        trader_found=True,
-        side=side,
-        decided_candle_t=bars[at - 5][0].t,
+    ctx = position_context(
+        signal_id="00000000-0000-0000-0000-000000000002", side=side, decided_candle_t=bars[at - 5][0].t
     )
     market = Decimal(f"{bar.c:.6f}")
     return ManagePositionInput(

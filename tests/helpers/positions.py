@@ -59,6 +59,21 @@ async def entered_signal(
     return row
 
 
+async def entered_signal_of(db: asyncpg.Connection, owner: SignalRow, **signal: Any) -> SignalRow:
+    """`entered_signal`, from `owner`'s trader (and its user): another signal of the same trader."""
+    row = await entered_signal(db, **signal)
+    trader, user = uuid.UUID(owner.trader_id), uuid.UUID(owner.user_id)
+    await db.execute("UPDATE signals SET trader_id = $2 WHERE id = $1", uuid.UUID(row.signal_id), trader)
+    await db.execute(
+        "UPDATE order_intents SET trader_id = $2, user_id = $3 WHERE signal_id = $1",
+        uuid.UUID(row.signal_id),
+        trader,
+        user,
+    )
+    row.trader_id, row.user_id = owner.trader_id, owner.user_id
+    return row
+
+
 def candle(row: SignalRow, n: int, o: float, h: float, low: float, c: float, **kw: Any) -> dict[str, Any]:
     """The n-th close after the signal's candle (n >= 1), with the given prices."""
     step = interval_ms(row.interval)

@@ -1,6 +1,6 @@
 """Reading recorded workflow histories (tests/histories/) for the replay tests of both workflows:
 which patch markers a history holds, which event kinds, how it ran an activity, and how many
-closes it was sent that opened in the future."""
+closes it was sent that opened in the future; and replaying one."""
 
 from __future__ import annotations
 
@@ -10,6 +10,10 @@ from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+from temporalio.client import WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
 
 from workflows.common.candles import INTERVAL_MS
 
@@ -77,3 +81,10 @@ def completed_results(paths: Iterable[Path]) -> list[Any]:
         for e in json.loads(p.read_text())["events"]
         if "workflowExecutionCompletedEventAttributes" in e
     ]
+
+
+async def replay(workflow_class: type, history: WorkflowHistory) -> None:
+    """Replays `history` with `workflow_class` and the workers' data converter; raises
+    `NondeterminismError` where the code would issue other commands than the history recorded."""
+    replayer = Replayer(workflows=[workflow_class], data_converter=pydantic_data_converter)
+    await replayer.replay_workflow(history)

@@ -146,6 +146,11 @@ async def signal_status(db: asyncpg.Connection, signal_id: str) -> str | None:
     return await db.fetchval("SELECT status FROM signals WHERE id = $1", uuid.UUID(signal_id))
 
 
+async def status_is(db: asyncpg.Connection, signal_id: str, expected: str) -> None:
+    """For `eventually`: the signal's row is in the `expected` status."""
+    assert await signal_status(db, signal_id) == expected
+
+
 def implausible_klines(good: dict, interval_ms: int = 60_000) -> list[dict]:
     """Variants of a good kline that no exchange could send (issue 11): every receiver of
     `candle_closed` counts each as malformed."""

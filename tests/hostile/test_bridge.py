@@ -8,27 +8,12 @@ from __future__ import annotations
 
 import signal
 import time
-import uuid
 
 import pytest
 
-from fakes.binance import FakeBinance
+from signal_bridge.buckets import bucket_of
 from signal_bridge.ownership import STALE_STEPS
-from tests.helpers.bridge import (
-    analysed_candles,
-    bucket_holders,
-    each_analysed_twice,
-    forwarded_since,
-    forwarded_times,
-    kill,
-    replay_start,
-    running_bridge,
-    shared_config,
-    start_shared_process,
-    symbols_spread_over,
-    waiting_monitors,
-)
-from tests.helpers.monitor import monitor_stack
+from tests.helpers.bridge import analysed_candles, bucket_holders, forwarded_since, forwarded_times, victim_and_survivor
 from tests.helpers.support import eventually
 
 CHECK_S = 0.5
@@ -38,66 +23,34 @@ pytestmark = pytest.mark.slow  # about 25 s: a freeze, a fencing and a takeover 
 
 
 async def test_a_sigstopped_replica_is_fenced_and_its_streams_lose_no_close(client, database_url, db, temporal_address):
-    start = replay_start()
-    group = f"g-{uuid.uuid4().hex[:8]}"
     # speed 30: a 1m candle every 2 s, so the frozen replica's gap holds several closes.
-    async with FakeBinance(start=start, speed=30, auto_series=True) as fake, monitor_stack(client, database_url) as m:
-        victim, log_path = start_shared_process(fake, m.task_queue, temporal_address, database_url, group, CHECK_S)
-        try:
+    async with victim_and_survivor(
+        client, db, database_url, temporal_address, speed=30, check_seconds=CHECK_S, closes=500
+    ) as t:
+        survivor, victim_pid, rows = t.survivor, t.victim_pid, t.rows
+        frozen_streams = [s for s in t.symbols if bucket_of((s, "1m"), 16) in t.holders[victim_pid]]
+        t.victim.send_signal(signal.SIGSTOP)
+        frozen_at = time.monotonic()
+        before = {r.symbol: max(await analysed_candles(db, r.signal_id)) for r in rows}
 
-            async def victim_holds_all() -> int:
-                holders = await bucket_holders(db, group)
-                assert len(holders) == 1 and len(next(iter(holders.values()))) == 16
-                return next(iter(holders))
+        async def fenced_and_taken_over():
+            assert survivor.buckets_owned == 16 and survivor.replicas_fenced >= 1
+            holders = await bucket_holders(db, t.group)
+            assert victim_pid not in holders
+            assert not await db.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", victim_pid)
 
-            victim_pid = await eventually(victim_holds_all, timeout=30, interval=0.2)
-            cfg = shared_config(
-                fake,
-                m.task_queue,
-                database_url,
-                group,
-                ownership_check_seconds=CHECK_S,
-            )
-            async with running_bridge(client, cfg) as survivor:
+        await eventually(fenced_and_taken_over, timeout=40, interval=0.1)
+        takeover_s = survivor.ownership_changed_at - frozen_at
 
-                async def balanced() -> dict[int, set[int]]:
-                    holders = await bucket_holders(db, group)
-                    assert len(holders) == 2 and all(len(b) == 8 for b in holders.values()), holders
-                    return holders
+        since = {s: before[s] for s in frozen_streams}
+        await eventually(lambda: forwarded_since(survivor, since, 6), timeout=60, interval=0.3)
+        delivered = {s: set(forwarded_times(survivor, s, "1m")) for s in frozen_streams}
+        survivor_backfilled = survivor.backfilled
+        # The frozen replica may have sent a close just before the freeze (analysed after it).
+        by_row = {r.symbol: r for r in rows}
+        analysed = {s: set(await analysed_candles(db, by_row[s].signal_id)) for s in frozen_streams}
 
-                holders = await eventually(balanced, timeout=30, interval=0.2)
-                symbols = symbols_spread_over(holders, per_holder=2)
-                from signal_bridge.buckets import bucket_of
-
-                frozen_streams = [s for s in symbols if bucket_of((s, "1m"), 16) in holders[victim_pid]]
-                rows, handles = await waiting_monitors(db, m, symbols, 500)
-
-                await eventually(lambda: each_analysed_twice(db, rows, victim, log_path), timeout=90, interval=0.3)
-                victim.send_signal(signal.SIGSTOP)
-                frozen_at = time.monotonic()
-                before = {r.symbol: max(await analysed_candles(db, r.signal_id)) for r in rows}
-
-                async def fenced_and_taken_over():
-                    assert survivor.buckets_owned == 16 and survivor.replicas_fenced >= 1
-                    holders = await bucket_holders(db, group)
-                    assert victim_pid not in holders
-                    assert not await db.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", victim_pid)
-
-                await eventually(fenced_and_taken_over, timeout=40, interval=0.1)
-                takeover_s = survivor.ownership_changed_at - frozen_at
-
-                since = {s: before[s] for s in frozen_streams}
-                await eventually(lambda: forwarded_since(survivor, since, 6), timeout=60, interval=0.3)
-                delivered = {s: set(forwarded_times(survivor, s, "1m")) for s in frozen_streams}
-                survivor_backfilled = survivor.backfilled
-                # The frozen replica may have sent a close just before the freeze (analysed after it).
-                by_row = {r.symbol: r for r in rows}
-                analysed = {s: set(await analysed_candles(db, by_row[s].signal_id)) for s in frozen_streams}
-            for h in handles:
-                await h.terminate("test over")
-        finally:
-            kill(victim)  # SIGKILL ends a stopped process too
-
+    fake = t.fake
     assert takeover_s < STALE_S + 6 * CHECK_S + 2, takeover_s
     lost = {}
     for s in frozen_streams:

@@ -11,8 +11,6 @@ from pathlib import Path
 import pytest
 from temporalio import workflow
 from temporalio.client import WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.worker import Replayer
 from temporalio.workflow import NondeterminismError
 
 from tests.helpers.replay import (
@@ -23,6 +21,7 @@ from tests.helpers.replay import (
     patch_markers,
     payload,
     record_kinds,
+    replay,
     started_attributes,
 )
 from workflows.common import patches
@@ -151,8 +150,7 @@ def test_the_price_move_gate_is_guarded_from_both_sides():
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
 async def test_recorded_history_replays(path: Path):
-    replayer = Replayer(workflows=[SignalMonitorWorkflow], data_converter=pydantic_data_converter)
-    await replayer.replay_workflow(_history(path))
+    await replay(SignalMonitorWorkflow, _history(path))
 
 
 @workflow.defn(name=WORKFLOW_TYPE, sandboxed=False)
@@ -170,7 +168,6 @@ class UnpatchedChange(SignalMonitorWorkflow):
 
 
 async def test_an_unpatched_change_is_caught():
-    replayer = Replayer(workflows=[UnpatchedChange], data_converter=pydantic_data_converter)
     path = next(p for p in HISTORIES if p.name.startswith("test_wait_wait_enter"))
     with pytest.raises(NondeterminismError):
-        await replayer.replay_workflow(_history(path))
+        await replay(UnpatchedChange, _history(path))

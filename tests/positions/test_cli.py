@@ -69,6 +69,13 @@ async def test_trader_resume_lifts_the_pause_for_the_intake(database_url, db):
     assert await db.fetchval("SELECT consecutive_losses FROM traders WHERE id = $1", tid) == 0
 
 
+async def _listed(client, wid: str, *argv: str) -> dict[str, str]:
+    """The row of `wid` in what `list`/`positions` ARGV prints (the command must succeed)."""
+    code, out, err = await _cli(client, *argv)
+    assert code == 0, err
+    return _row_of(out, wid)
+
+
 def _row_of(out: str, wid: str) -> dict[str, str]:
     """One table row of `list`/`positions`, by its columns (two or more spaces apart)."""
     import re
@@ -108,9 +115,7 @@ async def test_one_lifecycle_in_list_status_positions_and_history(client, databa
             assert state.decisions == 1 and state.queued == 0, state
 
         await eventually(held)
-        code, out, err = await _cli(client, "positions", "--trader", row.trader_id)
-        assert code == 0, err
-        open_row = _row_of(out, f"position-{row.signal_id}")
+        open_row = await _listed(client, f"position-{row.signal_id}", "positions", "--trader", row.trader_id)
         # Filled at 100.05 (the close 100 and 0.05 % slippage), 9.99500249 bought with the 1000 stake;
         # unrealized from the last close 101: (101 - 100.05) x 9.99500249.
         assert (open_row["POSITION"], open_row["SIDE"], open_row["ENTRY"], open_row["SIZE"]) == (
@@ -121,8 +126,8 @@ async def test_one_lifecycle_in_list_status_positions_and_history(client, databa
         )
         assert open_row["STOP"] == "95" and open_row["TARGETS"] == "110" and open_row["EXIT"] == "-"
         assert open_row["P&L"] == "+9.49525237 unrealized (last 101)", open_row
-        code, out, _ = await _cli(client, "list", "--trader", row.trader_id, "--status", "in_position")
-        assert _row_of(out, wid)["STATUS"] == "in_position"
+        in_position = await _listed(client, wid, "list", "--trader", row.trader_id, "--status", "in_position")
+        assert in_position["STATUS"] == "in_position"
         code, out, _ = await _cli(client, "status", row.signal_id)
         assert "in_position (position open)" in out and "entry fill" in out, out
 
@@ -144,8 +149,9 @@ async def test_one_lifecycle_in_list_status_positions_and_history(client, databa
     assert f"closed (position closed: exit 95, realized P&L {pnl.normalize()})" in out, out
     assert f"long 9.99500249 at {entry['average_price'].normalize()} (entry fill)" in out
     assert "at 95 (stop_loss)" in out and "-0E-8" not in out
-    code, out, _ = await _cli(client, "positions", "--trader", row.trader_id, "--status", "closed")
-    closed = _row_of(out, f"position-{row.signal_id}")
+    closed = await _listed(
+        client, f"position-{row.signal_id}", "positions", "--trader", row.trader_id, "--status", "closed"
+    )
     assert (closed["POSITION"], closed["ENTRY"], closed["EXIT"], closed["REASON"]) == (
         "closed",
         "100.05",

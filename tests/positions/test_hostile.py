@@ -10,35 +10,24 @@ import asyncio
 from decimal import Decimal as D
 
 import pytest
-from temporalio.client import Client, WorkflowFailureError
+from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 
 from fakes.llm_proxy import ManageAnswer
-from tests.helpers.fault_checks import assert_hostile_counts, assert_refused_updates, send_hostile_closes
+from tests.helpers.fault_checks import (
+    assert_hostile_counts,
+    assert_no_task_failed,
+    send_hostile_input,
+    workflow_cli,
+    workflow_events,
+)
 from tests.helpers.monitor import monitor_stack
 from tests.helpers.positions import candle, entered_signal, position_rows, result_of, start_position, view
 from tests.helpers.processes import as_json, command_env, temporal_cli
 from tests.helpers.support import eventually, signal_status
 from workflows.common import names
-from workflows.common.candle_gate import MAX_CANDLE_PAYLOAD_BYTES
 from workflows.position.models import PositionView
 from workflows.position.workflow import PositionManagerWorkflow
-
-
-async def _events(client: Client, workflow_id: str) -> list[str]:
-    """Every run's events (the test server suggests continue-as-new at 60 events)."""
-    handle = client.get_workflow_handle(workflow_id)
-    latest = (await handle.describe()).run_id
-    run_ids = [latest] + [r.run_id async for r in client.list_workflows(f"WorkflowId = '{workflow_id}'")]
-    found: list[str] = []
-    for run_id in dict.fromkeys(run_ids):
-        history = await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
-        found += [e.WhichOneof("attributes") or "" for e in history.events]
-    return found
-
-
-def _no_task_failed(events: list[str]) -> None:
-    assert "workflow_task_failed_event_attributes" not in events, "a workflow task failed"
 
 
 async def _idle(handle, decisions: int) -> PositionView:
@@ -56,20 +45,14 @@ async def test_bad_signals_updates_and_queries_never_wedge_a_position(client, da
         handle = await start_position(client, row, m.task_queue, entry_price=D(100))
         await eventually(lambda: _idle(handle, 0), timeout=30)
 
-        async def cli(*args: str, check: bool = True):
-            return await temporal_cli(env, "workflow", *args, "--workflow-id", workflow_id, check=check)
-
+        cli = workflow_cli(env, workflow_id)
         good = candle(row, 1, 100, 101, 99, 100)
-        malformed = await send_hostile_closes(cli, good)
-        await handle.signal(
-            PositionManagerWorkflow.candle_closed, {**good, "junk": "x" * (2 * MAX_CANDLE_PAYLOAD_BYTES)}
-        )
-
         # Updates with no input, two inputs, junk or impossible levels are refused and leave
-        # nothing in history.
-        # A query with junk arguments still answers.
-        await assert_refused_updates(
+        # nothing in history. A query with junk arguments still answers.
+        malformed = await send_hostile_input(
             cli,
+            lambda k: handle.signal(PositionManagerWorkflow.candle_closed, k),
+            good,
             [
                 ["--name", "close"],
                 ["--name", "close", "--input", "42"],
@@ -98,8 +81,8 @@ async def test_bad_signals_updates_and_queries_never_wedge_a_position(client, da
         await cli("update", "execute", "--name", "close", "--input", '"desk closes the book"')
         result = await result_of(handle)
     assert result.status == "closed" and result.reason == "operator: closed by operator: desk closes the book"
-    events = await _events(client, workflow_id)
-    _no_task_failed(events)
+    events = await workflow_events(client, workflow_id, every_run=True)
+    assert_no_task_failed(events)
     assert events.count("workflow_execution_update_accepted_event_attributes") == 2
     rows = await position_rows(db, row.signal_id)
     assert [o["metadata"]["kind"] for o in rows["orders"]] == ["entry", "close"]
@@ -155,8 +138,8 @@ async def test_a_start_it_cannot_use_fails_the_position_at_once(client, database
     cause = info.value.cause
     assert isinstance(cause, ApplicationError) and cause.type == names.INVALID_START, cause
     assert "signal_id" in cause.message and names.POSITION_WORKFLOW_TYPE in cause.message
-    events = await _events(client, workflow_id)
-    _no_task_failed(events)
+    events = await workflow_events(client, workflow_id, every_run=True)
+    assert_no_task_failed(events)
     assert "activity_task_scheduled_event_attributes" not in events
     assert await signal_status(db, row.signal_id) == "in_position"
     assert (await position_rows(db, row.signal_id))["orders"] == []
@@ -178,9 +161,9 @@ async def test_a_position_id_not_matching_its_signal_touches_nothing(client, dat
     cause = info.value.cause
     assert isinstance(cause, ApplicationError) and cause.type == names.WRONG_WORKFLOW_ID
     assert names.position_workflow_id_for(b.signal_id) in cause.message
-    events = await _events(client, workflow_id)
+    events = await workflow_events(client, workflow_id, every_run=True)
     assert "activity_task_scheduled_event_attributes" not in events
-    _no_task_failed(events)
+    assert_no_task_failed(events)
     for r in (b, c):
         assert await signal_status(db, r.signal_id) == "in_position"
         assert (await position_rows(db, r.signal_id))["orders"] == []

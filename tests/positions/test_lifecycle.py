@@ -12,7 +12,15 @@ from temporalio.exceptions import ApplicationError
 
 from fakes.llm_proxy import Answer, Fault, ManageAnswer
 from tests.helpers.monitor import monitor_stack
-from tests.helpers.positions import candle, entered_signal, position_rows, result_of, start_position, view
+from tests.helpers.positions import (
+    candle,
+    entered_signal,
+    entered_signal_of,
+    position_rows,
+    result_of,
+    start_position,
+    view,
+)
 from tests.helpers.support import async_update, eventually, insert_signal, signal_status
 from workflows.common import search_attributes as sa
 from workflows.monitor.workflow import SignalMonitorWorkflow
@@ -189,13 +197,7 @@ async def test_operator_close_and_updates(client, database_url, db):
 
 async def test_consecutive_losses_pause_the_trader(client, database_url, db):
     first = await entered_signal(db, max_consecutive_losses=2)
-    trader = uuid.UUID(first.trader_id)
-    second = await entered_signal(db)
-    await db.execute("UPDATE signals SET trader_id = $2 WHERE id = $1", uuid.UUID(second.signal_id), trader)
-    await db.execute(
-        "UPDATE order_intents SET trader_id = $2 WHERE signal_id = $1", uuid.UUID(second.signal_id), trader
-    )
-    second.trader_id = first.trader_id
+    second = await entered_signal_of(db, first)
     async with monitor_stack(client, database_url) as m:
         for n, row in enumerate((first, second)):
             handle = await start_position(client, row, m.task_queue, entry_price=D(100))
@@ -203,7 +205,9 @@ async def test_consecutive_losses_pause_the_trader(client, database_url, db):
             await handle.signal(PositionManagerWorkflow.candle_closed, candle(row, 1, 99, 99, 90, 91))
             result = await result_of(handle)
             assert result.realized_pnl < 0 and result.trader_paused == (n == 1)
-    paused = await db.fetchrow("SELECT paused, paused_reason, consecutive_losses FROM traders WHERE id = $1", trader)
+    paused = await db.fetchrow(
+        "SELECT paused, paused_reason, consecutive_losses FROM traders WHERE id = $1", uuid.UUID(first.trader_id)
+    )
     assert paused["paused"] and paused["consecutive_losses"] == 2
     assert "2 consecutive positions closed at a loss" in paused["paused_reason"]
 

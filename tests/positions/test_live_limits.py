@@ -11,7 +11,7 @@ from decimal import Decimal as D
 from activities.live.accounts import write_keys_file
 from tests.helpers.live import live_exchange, make_live
 from tests.helpers.monitor import monitor_stack
-from tests.helpers.positions import entered_signal, result_of, start_position, view
+from tests.helpers.positions import entered_signal, entered_signal_of, result_of, start_position, view
 from tests.helpers.processes import command_env, signal_monitor
 from tests.helpers.support import eventually, signal_status
 
@@ -62,19 +62,11 @@ async def test_kill_switch_flattens_and_refuses_new_entries(client, database_url
             result = await result_of(handle)
             assert "incident 42 (flatten)" in result.reason
             # The same user's next entry is refused at once; nothing is sent.
-            second = await entered_signal(db, stop_loss=95.0, take_profits=[120.0])
-            await db.execute("UPDATE signals SET trader_id = $2 WHERE id = $1", uuid.UUID(second.signal_id),
-                             uuid.UUID(first.trader_id))  # fmt: skip
-            await db.execute("UPDATE order_intents SET trader_id = $2, user_id = $3 WHERE signal_id = $1",
-                             uuid.UUID(second.signal_id), uuid.UUID(first.trader_id), uuid.UUID(first.user_id))  # fmt: skip
+            second = await entered_signal_of(db, first, stop_loss=95.0, take_profits=[120.0])
             refused = await result_of(await start_position(client, second, m.task_queue, entry_price=D(100)))
             assert refused.status == "not_opened" and "trading is paused: incident 42" in refused.reason
             await signal_monitor(env, "trading", "resume", "--user", first.user_id)
-            third = await entered_signal(db, stop_loss=95.0, take_profits=[120.0])
-            await db.execute("UPDATE signals SET trader_id = $2 WHERE id = $1", uuid.UUID(third.signal_id),
-                             uuid.UUID(first.trader_id))  # fmt: skip
-            await db.execute("UPDATE order_intents SET trader_id = $2, user_id = $3 WHERE signal_id = $1",
-                             uuid.UUID(third.signal_id), uuid.UUID(first.trader_id), uuid.UUID(first.user_id))  # fmt: skip
+            third = await entered_signal_of(db, first, stop_loss=95.0, take_profits=[120.0])
             resumed = await start_position(client, third, m.task_queue, entry_price=D(100))
             await eventually(lambda: _open(resumed))
         kinds = [(o.side, o.type, o.status) for o in account.orders()]

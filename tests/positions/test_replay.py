@@ -12,8 +12,6 @@ from pathlib import Path
 import pytest
 from temporalio import workflow
 from temporalio.client import WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.worker import Replayer
 from temporalio.workflow import NondeterminismError
 
 from tests.helpers.replay import (
@@ -23,6 +21,7 @@ from tests.helpers.replay import (
     patch_markers,
     payload,
     record_kinds,
+    replay,
     started_attributes,
 )
 from workflows.common.names import (
@@ -67,8 +66,7 @@ def test_histories_cover_the_ends_and_messages():
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
 async def test_recorded_position_history_replays(path: Path):
-    replayer = Replayer(workflows=[PositionManagerWorkflow], data_converter=pydantic_data_converter)
-    await replayer.replay_workflow(_history(path))
+    await replay(PositionManagerWorkflow, _history(path))
 
 
 def test_the_future_candles_patch_is_guarded_from_both_sides():
@@ -181,7 +179,6 @@ class UnpatchedChange(PositionManagerWorkflow):
 
 
 async def test_an_unpatched_change_is_caught():
-    replayer = Replayer(workflows=[UnpatchedChange], data_converter=pydantic_data_converter)
     path = next(p for p in HISTORIES if "partial_take_profit" in p.name)
     with pytest.raises(NondeterminismError):
-        await replayer.replay_workflow(_history(path))
+        await replay(UnpatchedChange, _history(path))

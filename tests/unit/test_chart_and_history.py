@@ -123,32 +123,29 @@ def _closed(model_name: str = "m") -> SignalReport:
         closed_at=T0 + 7 * minute,
     )
     report.fills = [
-        FillRow(
-            order_id="paper-x:open",
-            kind="entry",
-            side="buy",
-            type="market",
-            price=D("2304.15000000"),
-            quantity=D("0.434"),
-            fee=D("1.00"),
-            realized_pnl=D("-1.00"),
-            created_at=T0 + 3 * minute,
-            candle_open_time=fill_candle(f"x:{int((T0 + 2 * minute).timestamp() * 1000)}:open"),
-        ),
-        FillRow(
-            order_id="paper-x:stop",
-            kind="stop_loss",
-            side="sell",
-            type="stop",
-            price=D("2299.00000000"),
-            quantity=D("0.434"),
-            fee=D("1.00"),
-            realized_pnl=D("-3.23"),
-            created_at=T0 + 5 * minute,
-            candle_open_time=fill_candle(f"x:{int((T0 + 4 * minute).timestamp() * 1000)}:stop_loss"),
-        ),
+        _fill("open", "entry", "buy", "market", "2304.15000000", "-1.00", candle=2),
+        _fill("stop", "stop_loss", "sell", "stop", "2299.00000000", "-3.23", candle=4),
     ]
     return report
+
+
+def _fill(order: str, kind: str, side: str, type_: str, price: str, pnl: str, candle: int) -> FillRow:
+    """A fill of 0.434 (fee 1) on the `candle`th minute after T0, read back a minute after it closed;
+    its candle comes from its order's key, as the real rows' do."""
+    opens = T0 + candle * timedelta(minutes=1)
+    key_tail = "open" if kind == "entry" else kind
+    return FillRow(
+        order_id=f"paper-x:{order}",
+        kind=kind,
+        side=side,
+        type=type_,
+        price=D(price),
+        quantity=D("0.434"),
+        fee=D("1.00"),
+        realized_pnl=D(pnl),
+        created_at=opens + timedelta(minutes=1),
+        candle_open_time=fill_candle(f"x:{int(opens.timestamp() * 1000)}:{key_tail}"),
+    )
 
 
 def _no_overlaps(model: ChartModel) -> None:

@@ -1,5 +1,6 @@
 from datetime import UTC, datetime
 
+from tests.helpers.contexts import signal_context
 from workflows.common.candle_gate import RECENT_CANDLES_KEPT, Verdict
 from workflows.common.candles import Kline
 from workflows.monitor import candle_gate
@@ -12,14 +13,7 @@ NOW = OPEN0 + 10 * MIN
 
 
 def ctx() -> SignalContext:
-    return SignalContext(
-        signal_id="s",
-        status="new",
-        symbol="BTCUSDT",
-        interval="1m",
-        signal_time=datetime.fromtimestamp(SIGNAL_MS / 1000, tz=UTC),
-        trader_found=True,
-    )
+    return signal_context(signal_time=datetime.fromtimestamp(SIGNAL_MS / 1000, tz=UTC))
 
 
 def raw(n: int, **over) -> dict:

@@ -1,5 +1,6 @@
 from datetime import UTC, datetime, timedelta
 
+from tests.helpers.contexts import signal_context
 from workflows.common.candles import Kline
 from workflows.monitor import outcomes, steps, view
 from workflows.monitor.models import (
@@ -16,19 +17,9 @@ T0 = 1764068400000
 
 
 def ctx(**kw) -> SignalContext:
-    values: dict = dict(
-        signal_id="s",
-        status="new",
-        symbol="BTCUSDT",
-        interval="1m",
-        signal_time=NOW,
-        price=43250.12,
-        trader_found=True,
-        trader_id="t",
-        min_confidence_to_enter=95,
+    return signal_context(
+        **{"signal_time": NOW, "price": 43250.12, "trader_id": "t", "min_confidence_to_enter": 95, **kw}
     )
-    values.update(kw)
-    return SignalContext(**values)
 
 
 def candle() -> Kline:

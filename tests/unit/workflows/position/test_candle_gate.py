@@ -1,8 +1,9 @@
+from tests.helpers.contexts import position_context
 from workflows.common.candle_gate import RECENT_CANDLES_KEPT, Verdict, count_refused, decode_counted
 from workflows.common.candles import INTERVAL_MS, Kline
 from workflows.position.candle_gate import QUEUE_MAX, classify, file, receive, take
 from workflows.position.candle_gate import verdict as verdict_of
-from workflows.position.models import PositionContext, PositionCounts, PositionState, PositionStatus
+from workflows.position.models import PositionCounts, PositionState, PositionStatus
 
 
 def k(t: int, *, s="BTCUSDT", i="1m", x=True) -> Kline:
@@ -66,10 +67,9 @@ SIGNAL = "00000000-0000-4000-8000-000000000001"
 
 
 def open_position(**kw) -> PositionState:
-    context = PositionContext(
-        signal_id=SIGNAL, signal_status="in_position", symbol="BTCUSDT", interval="1m", trader_found=True
+    values: dict = dict(
+        signal_id=SIGNAL, context=position_context(signal_id=SIGNAL), status=PositionStatus.OPEN, after_t=60_000
     )
-    values: dict = dict(signal_id=SIGNAL, context=context, status=PositionStatus.OPEN, after_t=60_000)
     values.update(kw)
     return PositionState(**values)
 

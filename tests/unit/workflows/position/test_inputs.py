@@ -9,11 +9,11 @@ from decimal import Decimal
 import pytest
 from temporalio.exceptions import ApplicationError
 
+from tests.helpers.contexts import position_context
 from workflows.common import names, parsing
 from workflows.position import inputs
 from workflows.position.inputs import CloseRequest, StopLossRequest, TakeProfitRequest
 from workflows.position.models import (
-    PositionContext,
     PositionManagerInput,
     PositionState,
     PositionStatus,
@@ -105,10 +105,7 @@ def test_a_carried_state_is_one_run_more_and_a_refused_start_gets_a_placeholder(
 
 
 def opened(**kw) -> PositionState:
-    context = PositionContext(
-        signal_id=SIGNAL, signal_status="in_position", symbol="BTCUSDT", interval="1m", trader_found=True
-    )
-    return PositionState(signal_id=SIGNAL, context=context, status=PositionStatus.OPEN, **kw)
+    return PositionState(signal_id=SIGNAL, context=position_context(signal_id=SIGNAL), status=PositionStatus.OPEN, **kw)
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal as D
 
 from tests.helpers.books import long_book
+from tests.helpers.contexts import position_context
 from workflows.common.candles import INTERVAL_MS, Kline
 from workflows.position import steps
 from workflows.position.actions import ValidatedAction, validate_action
@@ -35,10 +36,6 @@ T0 = 1_764_072_000_000  # 2025-11-25 12:00 UTC
 def ctx(**kw) -> PositionContext:
     values: dict = dict(
         signal_id=SIGNAL,
-        signal_status="in_position",
-        symbol="BTCUSDT",
-        interval="1m",
-        trader_found=True,
         trader_id="t1",
         user_id="u1",
         side="long",
@@ -50,7 +47,7 @@ def ctx(**kw) -> PositionContext:
         max_consecutive_losses=3,
     )
     values.update(kw)
-    return PositionContext(**values)
+    return position_context(**values)
 
 
 def k(t: int = T0 + 60_000, c: str = "102") -> Kline:

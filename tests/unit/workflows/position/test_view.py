@@ -8,8 +8,9 @@ from decimal import Decimal as D
 
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
+from tests.helpers.contexts import position_context
 from workflows.common import search_attributes as sa
-from workflows.position.models import ManagementRecord, PositionContext, PositionState, PositionStatus
+from workflows.position.models import ManagementRecord, PositionState, PositionStatus
 from workflows.position.view import details_text, state_view
 
 NOW = datetime(2026, 11, 25, 12, tzinfo=UTC)
@@ -19,16 +20,7 @@ T0 = 1_764_072_000_000  # 2025-11-25 12:00 UTC
 def state(**kw) -> PositionState:
     values: dict = dict(
         signal_id="s1",
-        context=PositionContext(
-            signal_id="s1",
-            signal_status="in_position",
-            symbol="BTCUSDT",
-            interval="5m",
-            trader_found=True,
-            trader_id="t1",
-            trader_name="Alice",
-            side="short",
-        ),
+        context=position_context(signal_id="s1", interval="5m", trader_id="t1", trader_name="Alice", side="short"),
         status=PositionStatus.OPEN,
         position_id="p1",
         entry_price=D(100),
