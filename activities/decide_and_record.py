@@ -71,15 +71,20 @@ async def write_within(
     return written
 
 
-class AnalysisRecorder:
+class DecisionRecorder:
+    """The worker's decision backend (`analyze`, `manage`) and its stores' writes (`record_analysis`,
+    `record_decision`), joined into the two activities."""
+
     def __init__(
         self,
         analyze: Callable[[AnalyzeSignalInput], Awaitable[Analysis]],
-        record: Callable[[RecordAnalysisInput], Awaitable[RecordedAnalysis]],
+        record_analysis: Callable[[RecordAnalysisInput], Awaitable[RecordedAnalysis]],
+        manage: Callable[[ManagePositionInput], Awaitable[ManagementAnswer]],
+        record_decision: Callable[[RecordDecisionInput], Awaitable[RecordedDecision]],
         record_within: float = RECORD_WITHIN,
     ) -> None:
-        self._analyze = analyze
-        self._record = record
+        self._analyze, self._record_analysis = analyze, record_analysis
+        self._manage, self._record_decision = manage, record_decision
         self._record_within = record_within
 
     @activity.defn(name=names.ANALYZE_AND_RECORD_SIGNAL)
@@ -87,23 +92,11 @@ class AnalysisRecorder:
         analysis = await self._analyze(input)
         decision, _, row = monitor_steps.answered(input, analysis)
         whose = f"signal {input.context.signal_id} analysis {input.analysis_number}"
-        recorded = await write_within(self._record, row, self._record_within, "analysis", whose)
+        recorded = await write_within(self._record_analysis, row, self._record_within, "analysis", whose)
         if recorded is not None:
             # The row holds the whole answer; history keeps what the workflow reads.
             analysis = analysis.model_copy(update=dict.fromkeys(ROW_ONLY_ANALYSIS))
         return AnalyzedSignal(analysis=analysis, monitor_decision=decision, recorded=recorded)
-
-
-class ManagementRecorder:
-    def __init__(
-        self,
-        manage: Callable[[ManagePositionInput], Awaitable[ManagementAnswer]],
-        record: Callable[[RecordDecisionInput], Awaitable[RecordedDecision]],
-        record_within: float = RECORD_WITHIN,
-    ) -> None:
-        self._manage = manage
-        self._record = record
-        self._record_within = record_within
 
     @activity.defn(name=names.MANAGE_AND_RECORD_POSITION_ACTIVITY)
     async def manage_and_record_position(self, input: ManageAndRecordInput) -> ManagedPosition:
@@ -112,7 +105,7 @@ class ManagementRecorder:
         if row is None:
             return ManagedPosition(answer=answer)
         whose = f"position {input.request.position_id} candle {input.request.candle.t}"
-        recorded = await write_within(self._record, row, self._record_within, "management", whose)
+        recorded = await write_within(self._record_decision, row, self._record_within, "management", whose)
         if recorded is not None:
             answer = answer.model_copy(update=dict.fromkeys(ROW_ONLY_MANAGEMENT))
         return ManagedPosition(answer=answer, recorded=recorded)

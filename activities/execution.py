@@ -23,15 +23,7 @@ from activities.live.client_ids import client_order_id
 from activities.paper_execution import PaperExecution
 from activities.paper_execution import position_id_for as paper_position_id
 from workflows.common import names
-from workflows.position.models import (
-    Fill,
-    ModifyInput,
-    OpenedPosition,
-    OpenPositionInput,
-    OrderInput,
-    Reconciled,
-    ReconcileInput,
-)
+from workflows.position import models
 
 LIVE_TRADING_OFF = "LiveTradingOff"
 
@@ -42,7 +34,7 @@ class ExecutionBackends:
         self._paper = paper
         self._live = live
 
-    async def live_account_for(self, input: OpenPositionInput) -> str | None:
+    async def live_account_for(self, input: models.OpenPositionInput) -> str | None:
         """The exchange account this entry trades on, or None for paper."""
         with permanent_errors("choose execution backend"):
             if await self._pool.fetchval("SELECT 1 FROM positions WHERE id = $1", paper_position_id(input.signal_id)):
@@ -80,33 +72,33 @@ class ExecutionBackends:
         return mode or "paper"
 
     @activity.defn(name=names.OPEN_POSITION_ACTIVITY)
-    async def open_position(self, input: OpenPositionInput) -> OpenedPosition:
+    async def open_position(self, input: models.OpenPositionInput) -> models.OpenedPosition:
         account = await self.live_account_for(input)
         if account is None:
             return await self._paper.open_position(input)
         return await self._require_live().open(input, account)
 
     @activity.defn(name=names.MODIFY_POSITION_ACTIVITY)
-    async def modify_position(self, input: ModifyInput) -> bool:
+    async def modify_position(self, input: models.ModifyInput) -> bool:
         if await self._mode(input.position_id) == "live":
             return await self._require_live().modify(input)
         return await self._paper.modify_position(input)
 
     @activity.defn(name=names.REDUCE_POSITION_ACTIVITY)
-    async def reduce_position(self, input: OrderInput) -> Fill:
+    async def reduce_position(self, input: models.OrderInput) -> models.Fill:
         if await self._mode(input.position_id) == "live":
             return await self._require_live().exit(input)
         return await self._paper.reduce_position(input)
 
     @activity.defn(name=names.CLOSE_POSITION_ACTIVITY)
-    async def close_position(self, input: OrderInput) -> Fill:
+    async def close_position(self, input: models.OrderInput) -> models.Fill:
         if await self._mode(input.position_id) == "live":
             return await self._require_live().exit(input)
         return await self._paper.close_position(input)
 
     @activity.defn(name=names.RECONCILE_POSITION_ACTIVITY)
-    async def reconcile_position(self, input: ReconcileInput) -> Reconciled:
+    async def reconcile_position(self, input: models.ReconcileInput) -> models.Reconciled:
         """Only live positions call it; a paper one has nothing to reconcile."""
         if await self._mode(input.position_id) == "live":
             return await self._require_live().reconcile(input)
-        return Reconciled()
+        return models.Reconciled()

@@ -266,6 +266,16 @@ def _error_detail(content: bytes) -> str:
     return content[:MAX_ANSWER_BYTES].decode("utf-8", "replace").replace("\n", " ")
 
 
+def model_call_error(redact: Redactor, message: str, type: str, **kwargs: Any) -> ApplicationError:
+    """A failed model call (llm-proxy's or the `model` backend's) as history will show it: counted,
+    its text redacted whole, then cut (a cut first could leave a piece of the key the masks miss)."""
+    activity_metrics.llm_proxy_error(type)
+    redacted = redact(message)
+    if len(redacted) > MAX_ERROR_DETAIL + 200:
+        redacted = redacted[: MAX_ERROR_DETAIL + 200] + "…"
+    return ApplicationError(redacted, type=type, **kwargs)
+
+
 class LlmProxy:
     """Holds the one httpx client of the worker (its key, its connection pool)."""
 
@@ -287,12 +297,7 @@ class LlmProxy:
         self._redact = Redactor([api_key])
 
     def _error(self, message: str, type: str, **kwargs: Any) -> ApplicationError:
-        activity_metrics.llm_proxy_error(type)
-        # Redacted whole, then cut: a cut first could leave a piece of the key the masks miss.
-        redacted = self._redact(message)
-        if len(redacted) > MAX_ERROR_DETAIL + 200:
-            redacted = redacted[: MAX_ERROR_DETAIL + 200] + "…"
-        return ApplicationError(redacted, type=type, **kwargs)
+        return model_call_error(self._redact, message, type, **kwargs)
 
     @activity.defn(name=names.ANALYZE_SIGNAL)
     async def analyze_signal(self, input: AnalyzeSignalInput) -> Analysis:

@@ -254,10 +254,13 @@ def _raw(text: str | None) -> str | None:
     return text[:RAW_ANSWER_CHARS] if text is not None else None
 
 
-def _answer_fields(decided: Decided) -> dict[str, Any]:
-    """The fields an analysis and a management answer both take from the model call."""
-    call = decided.call
+def _answer_fields(decided: Decided, usable: bool) -> dict[str, Any]:
+    """The fields an analysis and a management answer both take from the model call: an unusable
+    answer is an abstention (confidence 0, the reason as its reasoning)."""
+    call, body = decided.call, decided.checked.body
     return {
+        "confidence": float(body["confidence"]) if usable else 0.0,
+        "reasoning": body["reasoning"].strip() if usable else f"abstained: {call['abstain_reason']}",
         "raw_ai_response": _raw(decided.text),
         "latency_ms": call["latency_ms"],
         "tokens_used": (call["tokens_in"] or 0) + (call["tokens_out"] or 0) or None,
@@ -267,38 +270,24 @@ def _answer_fields(decided: Decided) -> dict[str, Any]:
 
 
 def analysis_from(decided: Decided, computed: dict[str, Any]) -> Analysis:
-    call, checked = decided.call, decided.checked
-    common = {**_answer_fields(decided), "technical_indicators": computed or None}
-    if not checked.usable or not isinstance(checked, CheckedAnalysis):
-        return Analysis(
-            decision="wait",
-            confidence=0.0,
-            reasoning=f"abstained: {call['abstain_reason']}",
-            **common,
-        )
+    checked = decided.checked
+    usable = checked.usable and isinstance(checked, CheckedAnalysis)
+    common = {**_answer_fields(decided, usable), "technical_indicators": computed or None}
+    if not usable or not isinstance(checked, CheckedAnalysis):
+        return Analysis(decision="wait", **common)
     body = checked.body
-    return Analysis(
-        decision=checked.decision,
-        confidence=float(body["confidence"]),
-        reasoning=body["reasoning"].strip(),
-        key_levels=body["keyLevels"],
-        trade_plan=body["tradePlan"],
-        **common,
-    )
+    return Analysis(decision=checked.decision, key_levels=body["keyLevels"], trade_plan=body["tradePlan"], **common)
 
 
 def management_from(decided: Decided) -> ManagementAnswer:
-    call, checked = decided.call, decided.checked
-    common = _answer_fields(decided)
-    if not checked.usable or not isinstance(checked, CheckedManagement):
-        return ManagementAnswer(
-            action="hold", confidence=0.0, reasoning=f"abstained: {call['abstain_reason']}", **common
-        )
+    checked = decided.checked
+    usable = checked.usable and isinstance(checked, CheckedManagement)
+    common = _answer_fields(decided, usable)
+    if not usable or not isinstance(checked, CheckedManagement):
+        return ManagementAnswer(action="hold", **common)
     body = checked.body
     return ManagementAnswer(
         action=checked.action,
-        confidence=float(body["confidence"]),
-        reasoning=body["reasoning"].strip(),
         action_details=body["actionDetails"],
         risk_assessment=body["riskAssessment"],
         **common,

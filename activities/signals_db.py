@@ -22,18 +22,8 @@ from activities.platform_schema import InitialAnalysis
 from activities.raw_answers import analysis_correlation, take_parked
 from activities.trade_levels import incoherent_entry, order_side
 from workflows.common import names
+from workflows.monitor import models
 from workflows.monitor.decisions import normalise_proxy_decision
-from workflows.monitor.models import (
-    TERMINAL_SIGNAL_STATUSES,
-    Analysis,
-    FindPlatformAnalysisInput,
-    FinishedSignal,
-    FinishSignalInput,
-    LoadSignalInput,
-    RecordAnalysisInput,
-    RecordedAnalysis,
-    SignalContext,
-)
 
 # Rows the platform stored itself (llm-proxy's own insert, trigger 028's initial analysis): no
 # analysis number. The monitor takes such a row over rather than storing the analysis twice.
@@ -94,7 +84,7 @@ class SignalStore:
 
     @activity.defn(name=names.LOAD_SIGNAL)
     @no_retry_on_permanent_errors
-    async def load_signal(self, input: LoadSignalInput) -> SignalContext:
+    async def load_signal(self, input: models.LoadSignalInput) -> models.SignalContext:
         signal_id = _uuid(input.signal_id, "signal id")
         platform_fires = (
             "(SELECT p.subscription_tier = 'elite' FROM user_profiles p WHERE p.id = t.user_id)"
@@ -154,7 +144,7 @@ class SignalStore:
             raise _invalid(signal_id, "; ".join(found))
         platform = self._initial_analysis == "platform" and row["platform_fires"]
         try:
-            context = SignalContext(
+            context = models.SignalContext(
                 signal_id=str(row["id"]),
                 # 032's expiry is not an end: the monitor takes that analysis as #0 or overrides it.
                 status="monitoring" if row["expired_by_032"] else row["status"],
@@ -195,7 +185,7 @@ class SignalStore:
 
     @activity.defn(name=names.FIND_PLATFORM_ANALYSIS)
     @no_retry_on_permanent_errors
-    async def find_platform_analysis(self, input: FindPlatformAnalysisInput) -> Analysis | None:
+    async def find_platform_analysis(self, input: models.FindPlatformAnalysisInput) -> models.Analysis | None:
         """The platform's own analysis of this signal (trigger 028's, stored by llm-proxy), the
         earliest one nobody has taken yet; None while there is none. A row the monitor could not
         use as an answer (unknown decision, empty reasoning) counts as none."""
@@ -225,7 +215,7 @@ class SignalStore:
         def obj(value: Any) -> dict[str, Any] | None:
             return value if isinstance(value, dict) else None
 
-        return Analysis(
+        return models.Analysis(
             decision=decision,
             confidence=float(confidence),
             reasoning=reasoning,
@@ -241,7 +231,7 @@ class SignalStore:
 
     @activity.defn(name=names.RECORD_ANALYSIS)
     @no_retry_on_permanent_errors
-    async def record_analysis(self, input: RecordAnalysisInput) -> RecordedAnalysis:
+    async def record_analysis(self, input: models.RecordAnalysisInput) -> models.RecordedAnalysis:
         signal_id = _uuid(input.signal_id, "signal id")
         a = input.analysis
         async with self._pool.acquire() as conn, conn.transaction():
@@ -258,7 +248,7 @@ class SignalStore:
             if locked is None:
                 raise ApplicationError(f"signal {signal_id} not found", type=names.SIGNAL_NOT_FOUND, non_retryable=True)
             status, ended_reason = locked["status"], locked["monitor_reason"]
-            ended = status in TERMINAL_SIGNAL_STATUSES and not locked["expired_by_032"]
+            ended = status in models.TERMINAL_SIGNAL_STATUSES and not locked["expired_by_032"]
             analysis_id, inserted, taken_over = await self._store_analysis(conn, signal_id, input)
             intent_id = None
             if not ended and not locked["trader_exists"]:
@@ -276,7 +266,7 @@ class SignalStore:
                 ended_reason = None
             elif status == "in_position":
                 intent_id = await conn.fetchval("SELECT id FROM order_intents WHERE signal_id = $1", signal_id)
-            recorded = RecordedAnalysis(
+            recorded = models.RecordedAnalysis(
                 analysis_id=str(analysis_id),
                 inserted=inserted,
                 taken_over=taken_over,
@@ -290,7 +280,7 @@ class SignalStore:
 
     @staticmethod
     async def _store_analysis(
-        conn: asyncpg.Connection, signal_id: uuid.UUID, input: RecordAnalysisInput
+        conn: asyncpg.Connection, signal_id: uuid.UUID, input: models.RecordAnalysisInput
     ) -> tuple[uuid.UUID, bool, bool]:
         """One row per analysis: (row id, stored by this call, an existing platform row taken over).
         Order matters: a retry finds its own row first; then the platform's row for this answer
@@ -388,7 +378,7 @@ class SignalStore:
 
     @staticmethod
     async def _record_order_intent(
-        conn: asyncpg.Connection, signal_id: uuid.UUID, analysis_id: uuid.UUID, input: RecordAnalysisInput
+        conn: asyncpg.Connection, signal_id: uuid.UUID, analysis_id: uuid.UUID, input: models.RecordAnalysisInput
     ) -> uuid.UUID:
         levels = input.analysis.key_levels or {}
         take_profits = levels.get("takeProfit") or []
@@ -417,7 +407,7 @@ class SignalStore:
 
     @activity.defn(name=names.FINISH_SIGNAL)
     @no_retry_on_permanent_errors
-    async def finish_signal(self, input: FinishSignalInput) -> FinishedSignal:
+    async def finish_signal(self, input: models.FinishSignalInput) -> models.FinishedSignal:
         signal_id = _uuid(input.signal_id, "signal id")
         async with self._pool.acquire() as conn, conn.transaction():
             locked = await conn.fetchrow(
@@ -427,12 +417,12 @@ class SignalStore:
             )
             if locked is None:
                 # Deleted under us: nothing left to mark, and nothing a retry could fix.
-                return FinishedSignal(signal_status=None)
-            if locked["status"] in TERMINAL_SIGNAL_STATUSES and not locked["expired_by_032"]:
-                return FinishedSignal(signal_status=locked["status"])
+                return models.FinishedSignal(signal_status=None)
+            if locked["status"] in models.TERMINAL_SIGNAL_STATUSES and not locked["expired_by_032"]:
+                return models.FinishedSignal(signal_status=locked["status"])
             reason = input.reason
             if input.status == "cancelled" and locked["monitor_leave_reason"]:
                 # The intake cancelled it because the signal is no longer wanted: say why.
                 reason = locked["monitor_leave_reason"]
             await self._set_status(conn, signal_id, input.status, reason)
-            return FinishedSignal(signal_status=input.status)
+            return models.FinishedSignal(signal_status=input.status)

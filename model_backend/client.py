@@ -21,7 +21,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities import activity_metrics
-from activities.llm_proxy import retry_after
+from activities.llm_proxy import model_call_error, retry_after
 from runtime.redaction import Redactor
 from workflows.common import names
 
@@ -87,8 +87,7 @@ class ModelClient:
         self._redact = Redactor([api_key])
 
     def error(self, message: str, type: str, **kwargs: Any) -> ApplicationError:
-        activity_metrics.llm_proxy_error(type)
-        return ApplicationError(self._redact(message), type=type, **kwargs)
+        return model_call_error(self._redact, message, type, **kwargs)
 
     def request_body(
         self, model: str, messages: list[dict[str, str]], schema_name: str, schema: dict[str, Any]

@@ -20,7 +20,7 @@ from temporalio.worker import Worker
 from activities import platform_schema
 from activities.candle_source import SingleFlightCache, binance_fetch
 from activities.database import create_pool
-from activities.decide_and_record import AnalysisRecorder, ManagementRecorder
+from activities.decide_and_record import DecisionRecorder
 from activities.execution import ExecutionBackends
 from activities.live.accounts import Credentials, KeysFileError, load_keys_file
 from activities.live.backend import LiveExecution, LiveSettings
@@ -115,12 +115,12 @@ async def run_worker(
         # A decision and its row in one activity; the decision backend's own activities stay
         # registered for the runs that started before the patches.
         positions = PositionStore(pool)
-        recorders: list[Callable[..., Any]] = [
-            AnalysisRecorder(decision_activities.analyze_signal, store.record_analysis).analyze_and_record_signal,
-            ManagementRecorder(
-                decision_activities.manage_position, positions.record_position_decision
-            ).manage_and_record_position,
-        ]
+        recorder = DecisionRecorder(
+            decision_activities.analyze_signal,
+            store.record_analysis,
+            decision_activities.manage_position,
+            positions.record_position_decision,
+        )
         live = live_backend(settings, pool)
         execution = ExecutionBackends(pool, paper, live)
         main = Worker(
@@ -150,7 +150,7 @@ async def run_worker(
         llm = Worker(
             client,
             task_queue=llm_queue,
-            activities=[*decision_activities, *recorders],
+            activities=[*decision_activities, recorder.analyze_and_record_signal, recorder.manage_and_record_position],
             max_concurrent_activities=settings.llm_max_concurrent,
             max_activities_per_second=settings.llm_max_per_second,
             max_task_queue_activities_per_second=settings.llm_queue_max_per_second,

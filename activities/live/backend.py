@@ -57,11 +57,6 @@ STATUS = {
     "EXPIRED_IN_MATCH": "expired",
 }
 RULES_TTL = 300.0
-# Error types of the live backend (ApplicationError.type).
-EXCHANGE_REFUSED = "ExchangeRefused"
-EXCHANGE_RATE_LIMITED = "ExchangeRateLimited"
-EXCHANGE_UNAVAILABLE = "ExchangeUnavailable"
-EXCHANGE_ACCOUNT_UNUSABLE = "ExchangeAccountUnusable"
 
 
 def position_id_for(signal_id: str) -> str:
@@ -110,14 +105,14 @@ class LiveExecution:
         if row is None or not row["active"] or (row["exchange"] or "").lower() != "binance":
             raise ApplicationError(
                 f"exchange account {account_id} is missing, inactive or not a binance account",
-                type=EXCHANGE_ACCOUNT_UNUSABLE,
+                type=names.EXCHANGE_ACCOUNT_UNUSABLE,
                 non_retryable=True,
             )
         creds = self._keys.get(account_id)
         if creds is None:
             raise ApplicationError(
                 f"exchange account {account_id} has no keys in the worker's keys file",
-                type=EXCHANGE_ACCOUNT_UNUSABLE,
+                type=names.EXCHANGE_ACCOUNT_UNUSABLE,
                 non_retryable=True,
             )
         url = base_url(bool(row["is_testnet"]), self._settings.exchange_url)
@@ -153,12 +148,14 @@ class LiveExecution:
         if c.kind == "rate_limited":
             raise ApplicationError(
                 f"{doing}: rate limited ({c.reason}); retry after {c.retry_after} s",
-                type=EXCHANGE_RATE_LIMITED,
+                type=names.EXCHANGE_RATE_LIMITED,
                 next_retry_delay=_delay(c.retry_after),
             ) from None
         if c.kind in ("refused", "would_trigger"):
-            raise ApplicationError(f"{doing}: exchange refused: {c.reason}", type=EXCHANGE_REFUSED, non_retryable=True)
-        raise ApplicationError(f"{doing}: {c.reason}", type=EXCHANGE_UNAVAILABLE) from None
+            raise ApplicationError(
+                f"{doing}: exchange refused: {c.reason}", type=names.EXCHANGE_REFUSED, non_retryable=True
+            )
+        raise ApplicationError(f"{doing}: {c.reason}", type=names.EXCHANGE_UNAVAILABLE) from None
 
     # ---- rows -----------------------------------------------------------------------------
     async def _pending(
@@ -259,7 +256,7 @@ class LiveExecution:
         try:
             return await self._open(input, account_id)
         except ApplicationError as err:
-            if err.type in (EXCHANGE_REFUSED, EXCHANGE_ACCOUNT_UNUSABLE):
+            if err.type in (names.EXCHANGE_REFUSED, names.EXCHANGE_ACCOUNT_UNUSABLE):
                 raise ApplicationError(err.message, type=names.INVALID_SIGNAL_DATA, non_retryable=True) from None
             raise
 
@@ -494,7 +491,7 @@ class LiveExecution:
                 self._raise(err, "protect position")
             refused = err.classified.reason
         except ApplicationError as err:
-            if err.type != EXCHANGE_REFUSED:
+            if err.type != names.EXCHANGE_REFUSED:
                 raise
             refused = err.message
         if refused is not None:
@@ -591,7 +588,7 @@ class LiveExecution:
         try:
             order, ex = await self._place(venue, spec, record, "emergency exit")
         except ApplicationError as err:
-            if err.type != EXCHANGE_REFUSED:
+            if err.type != names.EXCHANGE_REFUSED:
                 raise
             # Refused (e.g. the coins are gone): the candle's stop rule and the reconcile decide.
             log.warning("position %s: emergency exit refused: %s", position_id, err.message)
@@ -740,11 +737,11 @@ class LiveExecution:
                 return await self._end_without_order(input, pos, spec, account_id, reason)
             try:
                 if refused is not None and "insufficient balance" in refused:
-                    raise ApplicationError(refused, type=EXCHANGE_REFUSED, non_retryable=True)
+                    raise ApplicationError(refused, type=names.EXCHANGE_REFUSED, non_retryable=True)
                 order, ex = await self._place(venue, spec, self._recorder(input, account_id, spec),
                                               f"{input.kind} position")  # fmt: skip
             except ApplicationError as err:
-                if err.type != EXCHANGE_REFUSED or "insufficient balance" not in err.message:
+                if err.type != names.EXCHANGE_REFUSED or "insufficient balance" not in err.message:
                     raise
                 # Less is held than the position says (sold by hand): read the balance only now,
                 # sell what is there under a second id, and end the position saying why.

@@ -21,7 +21,6 @@ from temporalio.client import Client, WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
 
-from activities.decide_and_record import AnalysisRecorder
 from activities.signals_db import SignalStore
 from fakes.llm_proxy import Answer
 from tests.helpers.fault_checks import (
@@ -33,7 +32,7 @@ from tests.helpers.fault_checks import (
     workflow_cli,
     workflow_events,
 )
-from tests.helpers.monitor import RECORD_HISTORIES_ENV, idle_monitor, monitor_stack, save_histories
+from tests.helpers.monitor import RECORD_HISTORIES_ENV, analysis_recorder, idle_monitor, monitor_stack, save_histories
 from tests.helpers.processes import as_json, command_env, temporal_cli
 from tests.helpers.support import analyses, eventually, insert_signal, kline, signal_status
 from workflows.common import names
@@ -211,8 +210,8 @@ async def _refusing_worker(client: Client, database_url: str) -> AsyncIterator[t
         workflows=[SignalMonitorWorkflow],
         activities=[acts.load_signal, acts.record_analysis, acts.finish_signal],
     )
-    recorder = AnalysisRecorder(_wait_answer, acts.record_analysis)
-    llm = Worker(client, task_queue=names.llm_task_queue_for(queue), activities=[recorder.analyze_and_record_signal])
+    recorder = analysis_recorder(_wait_answer, acts.record_analysis)
+    llm = Worker(client, task_queue=names.llm_task_queue_for(queue), activities=[recorder])
     try:
         async with main, llm:
             yield acts, queue

@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,11 +14,19 @@ from typing import Any
 from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.decide_and_record import DecisionRecorder
 from fakes.llm_proxy import FakeLlmProxy
 from intake.starting import start_monitor
 from runtime.config import Settings
 from workers.worker import running_worker
-from workflows.monitor.models import MonitorResult, MonitorView
+from workflows.monitor.models import (
+    Analysis,
+    AnalyzeSignalInput,
+    MonitorResult,
+    MonitorView,
+    RecordAnalysisInput,
+    RecordedAnalysis,
+)
 from workflows.monitor.workflow import SignalMonitorWorkflow
 
 TEST_KEY = "sk-test-" + uuid.uuid4().hex
@@ -131,3 +139,15 @@ async def failed_analyses(handle: WorkflowHandle, failed: int) -> MonitorView:
     state = await monitor_state(handle)
     assert state.counts.failed_analyses == failed and not state.analysing, state.counts
     return state
+
+
+async def _no_position(request: object) -> Any:
+    raise AssertionError("this test runs no position")
+
+
+def analysis_recorder(
+    analyze: Callable[[AnalyzeSignalInput], Awaitable[Analysis]],
+    record: Callable[[RecordAnalysisInput], Awaitable[RecordedAnalysis]],
+) -> Callable[..., Any]:
+    """`analyze_and_record_signal` for a hand-built `-llm` worker of a test that runs monitors only."""
+    return DecisionRecorder(analyze, record, _no_position, _no_position).analyze_and_record_signal

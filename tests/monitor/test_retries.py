@@ -15,12 +15,11 @@ from temporalio import activity
 from temporalio.worker import Worker
 
 from activities.database import create_pool
-from activities.decide_and_record import AnalysisRecorder
 from activities.llm_proxy import LlmProxy, new_http_client
 from activities.position_starter import PositionStarter
 from activities.signals_db import SignalStore
 from fakes.llm_proxy import Answer, FakeLlmProxy, Fault
-from tests.helpers.monitor import TEST_KEY, monitor_stack
+from tests.helpers.monitor import TEST_KEY, analysis_recorder, monitor_stack
 from tests.helpers.support import analyses, eventually, insert_signal, kline
 from workflows.common.names import llm_task_queue_for, position_workflow_id_for
 from workflows.common.policies import ANALYSIS_RETRY
@@ -145,7 +144,7 @@ async def test_a_retried_write_does_not_write_twice(client, database_url, db):
             Worker(
                 client,
                 task_queue=llm_task_queue_for(task_queue),
-                activities=[AnalysisRecorder(llm.analyze_signal, store.record_analysis).analyze_and_record_signal],
+                activities=[analysis_recorder(llm.analyze_signal, store.record_analysis)],
             ),
         ):
             from intake.starting import start_monitor

@@ -4,6 +4,7 @@ workflow's own. Only callable from workflow code (the failure helpers are pure).
 
 from __future__ import annotations
 
+import functools
 from typing import TypeVar
 
 from pydantic import BaseModel
@@ -49,36 +50,23 @@ async def db_call(
     result_type: type[Result],
     summary: str,
     retry: RetryPolicy = policies.DB_RETRY,
+    local: bool = False,
 ) -> Result:
     """A database (or other short, idempotent) activity on the workflow's own task queue, with the
-    database timeout and `retry`."""
-    return await workflow.execute_activity(
+    database timeout and `retry`. `local`: run by the worker holding the workflow task, with the
+    same timeout and retries; backoffs stay under the local retry threshold, so a database outage
+    is waited out inside the task (heartbeated by the SDK) rather than with timers in the history.
+    Its failure then reaches the workflow as the ApplicationError itself."""
+    if local:
+        run = functools.partial(workflow.execute_local_activity, local_retry_threshold=policies.LOCAL_RETRY_THRESHOLD)
+    else:
+        run = functools.partial(workflow.execute_activity)
+    return await run(
         activity,
         arg,
         result_type=result_type,
         start_to_close_timeout=policies.DB_TIMEOUT,
         retry_policy=retry,
-        summary=summary,
-    )
-
-
-async def db_local_call(
-    activity: str,
-    arg: BaseModel,
-    result_type: type[Result],
-    summary: str,
-    retry: RetryPolicy = policies.DB_RETRY,
-) -> Result:
-    """`db_call` as a local activity: the same timeout and retries, run by the worker holding the
-    workflow task. Backoffs stay under the local retry threshold, so a database outage is waited
-    out inside the task (heartbeated by the SDK) rather than with timers in the history."""
-    return await workflow.execute_local_activity(
-        activity,
-        arg,
-        result_type=result_type,
-        start_to_close_timeout=policies.DB_TIMEOUT,
-        retry_policy=retry,
-        local_retry_threshold=policies.LOCAL_RETRY_THRESHOLD,
         summary=summary,
     )
 

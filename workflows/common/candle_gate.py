@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from enum import StrEnum
-from typing import Protocol
 
 from pydantic import ValidationError
 
 from market.intervals import INTERVAL_MS
 from workflows.common.candles import Kline, interval_length_ms
+from workflows.common.models import CandleCounts
 from workflows.common.timefmt import utc_text
 
 # A real kline object is about 350 bytes of JSON; anything much larger is not one, and keeping it
@@ -65,15 +65,7 @@ def decode(args: tuple[object, ...]) -> Kline | tuple[Refused, str]:
         )
 
 
-class ReceiptCounts(Protocol):
-    """The counters every receiver of `candle_closed` keeps (the monitor's and the position's)."""
-
-    received: int
-    oversized: int
-    malformed: int
-
-
-def decode_counted(counts: ReceiptCounts, args: tuple[object, ...]) -> Kline | str:
+def decode_counted(counts: CandleCounts, args: tuple[object, ...]) -> Kline | str:
     """One `candle_closed` signal's inputs, counted: the kline, or why they were refused."""
     counts.received += 1
     decoded = decode(args)
@@ -102,17 +94,7 @@ def from_the_future(k: Kline, interval: str, now_ms: int) -> bool:
     return k.t > now_ms + _interval_ms(interval, now_ms)
 
 
-class RefusalCounts(Protocol):
-    """The counters of closes not taken, kept by every receiver (the monitor's and the position's)."""
-
-    stale: int
-    duplicate: int
-    foreign: int
-    open: int
-    future: int
-
-
-def count_refused(counts: RefusalCounts, verdict: Verdict) -> None:
+def count_refused(counts: CandleCounts, verdict: Verdict) -> None:
     """A close not taken, counted under its verdict (BEHIND is stale too)."""
     if verdict in (Verdict.STALE, Verdict.BEHIND):
         counts.stale += 1

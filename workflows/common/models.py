@@ -27,3 +27,21 @@ class ProxyAnswer(BaseModel):
     # The `model` backend's audit of the call (None from llm-proxy); optional, so histories
     # recorded before it decode as they were.
     model_call: ModelCall | None = None
+
+
+class CandleCounts(BaseModel):
+    """What every receiver of `candle_closed` counts (the monitor's and the position's candle gate,
+    workflows/common/candle_gate.py): the closes received and why one was not taken."""
+
+    received: int = 0
+    duplicate: int = 0
+    stale: int = 0
+    foreign: int = 0
+    open: int = 0
+    malformed: int = 0
+    # Payload larger than MAX_CANDLE_PAYLOAD_BYTES: never kept in state.
+    oversized: int = 0
+    # Opening later than now + one interval: never taken, never moves the de-duplication point.
+    future: int = 0
+    # Moved less than the trader's price-move setting since the last close the model was asked about.
+    gated: int = 0

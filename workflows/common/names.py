@@ -90,3 +90,9 @@ POSITION_DB_NON_RETRYABLE = [*DB_NON_RETRYABLE, POSITION_NOT_FOUND, POSITION_CLO
 POSITION_NOT_OPEN = "PositionNotOpen"
 POSITION_BUSY = "PositionBusy"
 POSITION_STATE_INVALID = "PositionStateInvalid"
+# The live backend's (activities/live/backend.py): the exchange refused the order or the account
+# cannot trade (both non-retryable), or it could not be reached or rate limited the request.
+EXCHANGE_REFUSED = "ExchangeRefused"
+EXCHANGE_RATE_LIMITED = "ExchangeRateLimited"
+EXCHANGE_UNAVAILABLE = "ExchangeUnavailable"
+EXCHANGE_ACCOUNT_UNUSABLE = "ExchangeAccountUnusable"

@@ -12,7 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, StrictStr, computed_field
 
 from workflows.common.candles import Kline
-from workflows.common.models import ProxyAnswer
+from workflows.common.models import CandleCounts, ProxyAnswer
 from workflows.common.timefmt import iso_text
 
 ProxyDecision = Literal["enter_trade", "bad_setup", "wait"]
@@ -185,22 +185,10 @@ class StartedPosition(BaseModel):
 # --- workflow state, results, operator messages ------------------------------------------------
 
 
-class MonitorCounts(BaseModel):
-    received: int = 0
+class MonitorCounts(CandleCounts):
     analysed: int = 0
-    duplicate: int = 0
-    stale: int = 0
     skipped: int = 0
-    foreign: int = 0
-    open: int = 0
-    malformed: int = 0
     failed_analyses: int = 0
-    # Opening later than now + one interval: never analysed, never moves the de-duplication point.
-    future: int = 0
-    # Payload larger than MAX_CANDLE_PAYLOAD_BYTES: never kept in state.
-    oversized: int = 0
-    # Moved less than the trader's min_price_move_pct since the last analysed close: not analysed.
-    gated: int = 0
 
 
 class AnalysisRecord(BaseModel):

@@ -5,7 +5,7 @@ Only callable from workflow code."""
 from __future__ import annotations
 
 from workflows.common import names, policies
-from workflows.common.activity_calls import db_call, db_local_call, llm_call
+from workflows.common.activity_calls import db_call, llm_call
 from workflows.monitor.models import (
     Analysis,
     AnalyzedSignal,
@@ -26,13 +26,9 @@ async def load_signal(arg: LoadSignalInput) -> SignalContext:
     return await db_call(names.LOAD_SIGNAL, arg, SignalContext, "load signal and trader")
 
 
-async def record_analysis(arg: RecordAnalysisInput, summary: str) -> RecordedAnalysis:
-    return await db_call(names.RECORD_ANALYSIS, arg, RecordedAnalysis, summary)
-
-
-async def record_analysis_local(arg: RecordAnalysisInput, summary: str) -> RecordedAnalysis:
-    # Same retries as the regular activity (backoffs of at most 30 s, under the local threshold).
-    return await db_local_call(names.RECORD_ANALYSIS, arg, RecordedAnalysis, summary)
+async def record_analysis(arg: RecordAnalysisInput, summary: str, local: bool) -> RecordedAnalysis:
+    # Local: the same retries as the regular activity (backoffs of at most 30 s, under the local threshold).
+    return await db_call(names.RECORD_ANALYSIS, arg, RecordedAnalysis, summary, local=local)
 
 
 async def finish_signal(arg: FinishSignalInput) -> FinishedSignal:

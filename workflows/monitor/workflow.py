@@ -24,6 +24,7 @@ with workflow.unsafe.imports_passed_through():
     import workflows.common.activity_calls as calls
     import workflows.common.names as names
     import workflows.common.parsing as parsing
+    import workflows.common.patches as patches
     import workflows.common.price_gate as price_gate
     import workflows.common.search_attributes as sa
     import workflows.common.start_input as start_input
@@ -36,17 +37,6 @@ with workflow.unsafe.imports_passed_through():
     from workflows.common.candles import Kline
     from workflows.common.display import candle_span
     from workflows.common.ended import Ended
-    from workflows.common.patches import (
-        ANALYSIS_RECORDS_ITS_ROW_PATCH,
-        CANCEL_DURING_ACTIVITY_PATCH,
-        CONTINUE_AS_NEW_FIRST_PATCH,
-        FUTURE_CANDLES_PATCH,
-        LOCAL_RECORD_PATCH,
-        ONE_DEADLINE_TIMER_PATCH,
-        PLATFORM_INITIAL_ANALYSIS_PATCH,
-        PRICE_MOVE_GATE_PATCH,
-        START_POSITION_PATCH,
-    )
     from workflows.common.timefmt import datetime_to_ms
     from workflows.monitor.models import (
         TERMINAL_SIGNAL_STATUSES,
@@ -77,7 +67,7 @@ class SignalMonitorWorkflow:
         self._signal_id = started.signal_id
         self._s = started.carried or MonitorState(runs=0)
         self._s.runs += 1
-        # One durable max_monitoring_duration timer per run (ONE_DEADLINE_TIMER_PATCH).
+        # One durable max_monitoring_duration timer per run (patches.ONE_DEADLINE_TIMER_PATCH).
         self._deadline_timer: asyncio.Task[None] | None = None
         self._deadline_passed = False
         self._details = ""
@@ -130,7 +120,7 @@ class SignalMonitorWorkflow:
     @staticmethod
     def _cancelled_activity(err: BaseException) -> bool:
         # Only a cancel of this workflow cancels its activities (nothing else requests it).
-        return is_cancelled_exception(err) and workflow.patched(CANCEL_DURING_ACTIVITY_PATCH)
+        return is_cancelled_exception(err) and workflow.patched(patches.CANCEL_DURING_ACTIVITY_PATCH)
 
     def _loaded(self) -> tuple[SignalContext, datetime, int]:
         """The one narrowing of the loaded state: set together by `_load` (or carried together)."""
@@ -161,7 +151,7 @@ class SignalMonitorWorkflow:
     async def _next_step(self) -> None:
         s = self._s
         _, deadline, _ = self._loaded()
-        if workflow.patched(ONE_DEADLINE_TIMER_PATCH):
+        if workflow.patched(patches.ONE_DEADLINE_TIMER_PATCH):
             if self._deadline_timer is None:
                 self._deadline_timer = asyncio.ensure_future(self._deadline(deadline))
             await workflow.wait_condition(
@@ -203,14 +193,14 @@ class SignalMonitorWorkflow:
     @staticmethod
     def _continue_as_new_first() -> bool:
         # The patch marker is only written where it changes the path taken.
-        return workflow.info().is_continue_as_new_suggested() and workflow.patched(CONTINUE_AS_NEW_FIRST_PATCH)
+        return workflow.info().is_continue_as_new_suggested() and workflow.patched(patches.CONTINUE_AS_NEW_FIRST_PATCH)
 
     # --- one analysis ----------------------------------------------------------------------------
 
     async def _initial_analysis(self, ctx: SignalContext) -> None:
         """Analysis #0: the platform's own (trigger 028) where it runs one for this signal, taken
         through the same decide-and-record path as the monitor's; else the monitor's own call."""
-        if ctx.initial_analysis != "platform" or not workflow.patched(PLATFORM_INITIAL_ANALYSIS_PATCH):
+        if ctx.initial_analysis != "platform" or not workflow.patched(patches.PLATFORM_INITIAL_ANALYSIS_PATCH):
             await self._analyse(None)
             return
         s = self._s
@@ -243,7 +233,7 @@ class SignalMonitorWorkflow:
         s, ctx = self._s, self._loaded()[0]
         reference = s.history[-1].price if s.history else None
         why = price_gate.gated(ctx.min_price_move_pct, reference, candle.c)
-        if why is None or not workflow.patched(PRICE_MOVE_GATE_PATCH):
+        if why is None or not workflow.patched(patches.PRICE_MOVE_GATE_PATCH):
             return False
         candle_gate.take(s, candle)
         s.counts.gated += 1
@@ -265,7 +255,7 @@ class SignalMonitorWorkflow:
             summary = f"analysis #{number} · candle {candle_span(candle.t, candle.i) if candle else 'signal'}"
             if given is not None:  # the platform's own initial analysis, taken as this analysis's answer
                 analysis = given
-            elif workflow.patched(ANALYSIS_RECORDS_ITS_ROW_PATCH):
+            elif workflow.patched(patches.ANALYSIS_RECORDS_ITS_ROW_PATCH):
                 analyzed = await act.analyze_and_record_signal(request, summary)
                 analysis, recorded = analyzed.analysis, analyzed.recorded
             else:
@@ -292,9 +282,7 @@ class SignalMonitorWorkflow:
         on = candle_span(candle.t, candle.i) if candle else "signal"
         summary = f"record analysis #{request.analysis_number} · candle {on} · {request.monitor_decision}"
         try:
-            if workflow.patched(LOCAL_RECORD_PATCH):
-                return await act.record_analysis_local(request, summary)
-            return await act.record_analysis(request, summary)
+            return await act.record_analysis(request, summary, local=workflow.patched(patches.LOCAL_RECORD_PATCH))
         except (ActivityError, ApplicationError) as err:
             # The signals row was deleted under the monitor: say so.
             if failure := calls.refusal(err, names.SIGNAL_NOT_FOUND, wording="{}: deleted while it was monitored"):
@@ -308,7 +296,7 @@ class SignalMonitorWorkflow:
         """Start `position-<id>` through an activity (the worker's client): the position outlives
         this monitor, and a repeated start is harmless. A start that keeps failing is logged, not
         fatal: the signal is entered either way and the position can be started by hand."""
-        if not workflow.patched(START_POSITION_PATCH):
+        if not workflow.patched(patches.START_POSITION_PATCH):
             return
         try:
             await act.start_position_manager(
@@ -368,7 +356,7 @@ class SignalMonitorWorkflow:
 
     @staticmethod
     def _refuse_future() -> bool:
-        return workflow.patched(FUTURE_CANDLES_PATCH)
+        return workflow.patched(patches.FUTURE_CANDLES_PATCH)
 
     # --- operators ------------------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from workflows.common.candles import Kline
 from workflows.common.model_call import ModelCall
-from workflows.common.models import ProxyAnswer
+from workflows.common.models import CandleCounts, ProxyAnswer
 from workflows.position.actions import ManageAction
 from workflows.position.paper import Side
 from workflows.position.risk import ExitKind, RiskSettings
@@ -293,22 +293,12 @@ class ManagementRecord(BaseModel):
     at: datetime
 
 
-class PositionCounts(BaseModel):
-    received: int = 0
+class PositionCounts(CandleCounts):
     processed: int = 0
-    duplicate: int = 0
-    stale: int = 0
-    foreign: int = 0
-    open: int = 0
-    malformed: int = 0
-    oversized: int = 0
-    future: int = 0
     superseded: int = 0
     held_invalid: int = 0
     llm_failures: int = 0
     fills: int = 0
-    # Moved less than management_min_move_pct since the last close the model was asked about.
-    gated: int = 0
 
 
 class PositionState(BaseModel):

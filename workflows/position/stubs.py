@@ -10,7 +10,7 @@ from pydantic import BaseModel
 from temporalio.exceptions import ActivityError, ApplicationError
 
 from workflows.common import names, policies
-from workflows.common.activity_calls import db_call, db_local_call, llm_call, refusal
+from workflows.common.activity_calls import db_call, llm_call, refusal
 from workflows.position.models import (
     ClosedSignal,
     CloseSignalInput,
@@ -34,21 +34,10 @@ from workflows.position.models import (
 Result = TypeVar("Result")
 
 
-async def _db(activity: str, arg: BaseModel, result_type: type[Result], summary: str) -> Result:
+async def _db(activity: str, arg: BaseModel, result_type: type[Result], summary: str, local: bool = False) -> Result:
+    # A local activity's failure reaches the workflow as the ApplicationError itself.
     try:
-        return await db_call(activity, arg, result_type, summary, policies.POSITION_DB_RETRY)
-    except ActivityError as err:
-        if failure := refusal(err, *names.POSITION_DB_NON_RETRYABLE, wording=f"{activity}: {{}}"):
-            raise failure from None
-        raise
-
-
-async def _db_local(activity: str, arg: BaseModel, result_type: type[Result], summary: str) -> Result:
-    # `_db` as a local activity: the same timeouts and retries, run by the worker holding the
-    # workflow task (backoffs under the local retry threshold: no timers in the history). Its
-    # failure reaches the workflow as the ApplicationError itself.
-    try:
-        return await db_local_call(activity, arg, result_type, summary, policies.POSITION_DB_RETRY)
+        return await db_call(activity, arg, result_type, summary, policies.POSITION_DB_RETRY, local=local)
     except (ActivityError, ApplicationError) as err:
         if failure := refusal(err, *names.POSITION_DB_NON_RETRYABLE, wording=f"{activity}: {{}}"):
             raise failure from None
@@ -77,12 +66,8 @@ async def modify_position(arg: ModifyInput, summary: str) -> bool:
     return await _db(names.MODIFY_POSITION_ACTIVITY, arg, bool, summary)
 
 
-async def record_decision(arg: RecordDecisionInput, summary: str) -> RecordedDecision:
-    return await _db(names.RECORD_POSITION_DECISION_ACTIVITY, arg, RecordedDecision, summary)
-
-
-async def record_decision_local(arg: RecordDecisionInput, summary: str) -> RecordedDecision:
-    return await _db_local(names.RECORD_POSITION_DECISION_ACTIVITY, arg, RecordedDecision, summary)
+async def record_decision(arg: RecordDecisionInput, summary: str, local: bool) -> RecordedDecision:
+    return await _db(names.RECORD_POSITION_DECISION_ACTIVITY, arg, RecordedDecision, summary, local)
 
 
 async def close_signal(arg: CloseSignalInput, summary: str) -> ClosedSignal:

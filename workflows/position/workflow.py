@@ -25,6 +25,7 @@ with workflow.unsafe.imports_passed_through():
     # taken by name from the sandbox's copy of the package is imported afresh for every workflow).
     import workflows.common.names as names
     import workflows.common.parsing as parsing
+    import workflows.common.patches as patches
     import workflows.common.price_gate as price_gate
     import workflows.common.search_attributes as sa
     import workflows.common.start_input as start_input
@@ -37,15 +38,6 @@ with workflow.unsafe.imports_passed_through():
     from workflows.common.candles import Kline
     from workflows.common.display import candle_span, plain
     from workflows.common.ended import Ended
-    from workflows.common.patches import (
-        LIVE_RECONCILE_PATCH,
-        POSITION_DUST_REMAINDER_PATCH,
-        POSITION_FUTURE_CANDLES_PATCH,
-        POSITION_HOLD_RECORDED_BY_CALL_PATCH,
-        POSITION_LOCAL_RECORD_PATCH,
-        POSITION_PRICE_MOVE_GATE_PATCH,
-        POSITION_REAL_STATE_PATCH,
-    )
     from workflows.common.timefmt import datetime_to_ms
     from workflows.monitor.models import MonitorStatus
     from workflows.position.actions import closing_the_rest, leaves_dust, validate_action
@@ -116,7 +108,7 @@ class PositionManagerWorkflow:
         try:
             if self._s.context is None:
                 await self._load_and_open(input)
-            elif steps.is_live(self._s) and workflow.patched(LIVE_RECONCILE_PATCH):
+            elif steps.is_live(self._s) and workflow.patched(patches.LIVE_RECONCILE_PATCH):
                 # A new run of a live position: the exchange may have moved while nobody watched.
                 await self._reconcile(f"run{self._s.counts.fills}-{workflow.info().run_id[:8]}", None)
             self._publish()
@@ -140,7 +132,7 @@ class PositionManagerWorkflow:
             raise Ended(steps.result_of(s, f"signal is {ctx.signal_status}, not in_position: nothing to manage"))
         existing = ctx.existing
         # Only where a position row exists at the start: histories of first starts carry no marker.
-        if existing is not None and workflow.patched(POSITION_REAL_STATE_PATCH):
+        if existing is not None and workflow.patched(patches.POSITION_REAL_STATE_PATCH):
             if existing.status != "open" or existing.quantity <= 0:
                 # Nothing open: no order, no paid call; the signal ends as its position did.
                 closed = await act.close_signal(
@@ -235,7 +227,7 @@ class PositionManagerWorkflow:
         candle_gate.take(s, k)
         bar = Bar.of(k)
         exchange_stop = False
-        if steps.is_live(s) and workflow.patched(LIVE_RECONCILE_PATCH):
+        if steps.is_live(s) and workflow.patched(patches.LIVE_RECONCILE_PATCH):
             exchange_stop = await self._reconcile(str(k.t), k)
         outcome = check(steps.book(s, ctx.side, exchange_stop), ctx.risk, bar)
         for i, exit in enumerate(outcome.exits):
@@ -254,7 +246,7 @@ class PositionManagerWorkflow:
             return
         reference = s.last_model_price if s.last_model_price is not None else s.entry_price
         why = price_gate.gated(ctx.management_min_move_pct, reference, bar.close)
-        if why is not None and workflow.patched(POSITION_PRICE_MOVE_GATE_PATCH):
+        if why is not None and workflow.patched(patches.POSITION_PRICE_MOVE_GATE_PATCH):
             # The stop and target checks above ran; only the model is not asked.
             s.counts.gated += 1
             await self._record(steps.Decision(k, "hold", why, risk_exits=risk_exits))
@@ -267,7 +259,7 @@ class PositionManagerWorkflow:
         s.last_model_price = bar.close
         action = validate_action(answer.action, answer.action_details, ctx.side, bar.close, s.quantity)
         # Only where a dust remainder arises: histories without one carry no marker.
-        if leaves_dust(action, s.quantity, bar.close) and workflow.patched(POSITION_DUST_REMAINDER_PATCH):
+        if leaves_dust(action, s.quantity, bar.close) and workflow.patched(patches.POSITION_DUST_REMAINDER_PATCH):
             action = closing_the_rest(action, s.quantity, bar.close)
         if action.held_reason:
             s.counts.held_invalid += 1
@@ -308,7 +300,7 @@ class PositionManagerWorkflow:
         ctx, s = self._ctx(), self._s
         request, summary = steps.manage_request(ctx, s, k), f"manage-position · candle {candle_span(k.t, k.i)}"
         try:
-            if workflow.patched(POSITION_HOLD_RECORDED_BY_CALL_PATCH):
+            if workflow.patched(patches.POSITION_HOLD_RECORDED_BY_CALL_PATCH):
                 return await act.manage_and_record_position(
                     ManageAndRecordInput(request=request, risk_exits=risk_exits), summary
                 )
@@ -337,10 +329,8 @@ class PositionManagerWorkflow:
 
     async def _record(self, decision: steps.Decision) -> None:
         request = steps.record_request(self._ctx(), self._s, decision)
-        if workflow.patched(POSITION_LOCAL_RECORD_PATCH):
-            await act.record_decision_local(request, steps.record_summary(decision))
-        else:
-            await act.record_decision(request, steps.record_summary(decision))
+        local = workflow.patched(patches.POSITION_LOCAL_RECORD_PATCH)
+        await act.record_decision(request, steps.record_summary(decision), local)
         # A candle counts as processed once its decision row is written.
         steps.recorded(self._s, decision, workflow.now())
 
@@ -382,7 +372,7 @@ class PositionManagerWorkflow:
     @staticmethod
     def _refuse_future() -> bool:
         # The patch check is asked only where a close from the future arrives.
-        return workflow.patched(POSITION_FUTURE_CANDLES_PATCH)
+        return workflow.patched(patches.POSITION_FUTURE_CANDLES_PATCH)
 
     # --- operators -------------------------------------------------------------------------------
 
