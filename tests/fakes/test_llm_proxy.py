@@ -25,7 +25,7 @@ from fakes.llm_proxy import (
 
 KEY = "test-secret-key-123"
 AUTH = {"Authorization": f"Bearer {KEY}"}
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def body(signal_id: str = "sig-1", **params):
