@@ -84,6 +84,8 @@ async def test_nul_and_out_of_range_tokens_never_end_a_position(client, database
         handle = await start_position(client, row, m.task_queue)
         await eventually(lambda: _open(handle), timeout=60)
         await handle.signal(PositionManagerWorkflow.candle_closed, candle(row, 1, 100, 101, 99, 100))
+        # Each close asked on its own: a close still waiting when the next arrives is superseded.
+        await eventually(lambda: _decided(handle, 1), timeout=60)
         await handle.signal(PositionManagerWorkflow.candle_closed, candle(row, 2, 100, 101, 99, 100))
         result = await result_of(handle, timeout=120)
     assert result.status == "closed", result
@@ -99,6 +101,11 @@ async def _open(handle):
     state = await view(handle)
     assert state.status == "open", state
     return state
+
+
+async def _decided(handle, n: int) -> None:
+    state = await view(handle)
+    assert state.decisions == n, state
 
 
 # Case 3: an answer taken for the wrong signal.
