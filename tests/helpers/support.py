@@ -238,15 +238,17 @@ def heartbeat_tasks(events: list[Any]) -> int:
     return sum(1 for a, b in itertools.pairwise(events) if a.event_type == completed and b.event_type == scheduled)
 
 
-LOCK_WAITERS = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+# Sessions waiting on a lock `blocker`'s transaction holds. Not every lock waiter of the server:
+# parallel tests share one PostgreSQL, and another test's waiter must not count as ours.
+BLOCKED_BY = "SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))"
 
 
 async def local_write_waits(handle: WorkflowHandle[Any, Any], blocker: asyncpg.Connection) -> None:
     """The workflow's local write is waiting on `blocker`'s lock: a local activity shows no pending
-    activity, so what is seen is the llm-proxy step done and a lock waiter in PostgreSQL."""
+    activity, so what is seen is the llm-proxy step done and a write waiting on `blocker`."""
     desc = await handle.describe()
     assert not desc.raw_description.pending_activities
-    assert await blocker.fetchval(LOCK_WAITERS) >= 1
+    assert await blocker.fetchval(BLOCKED_BY, blocker.get_server_pid()) >= 1
 
 
 async def is_cancelled(handle: WorkflowHandle[Any, Any]) -> None:
