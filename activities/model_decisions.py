@@ -270,25 +270,27 @@ def _answer_fields(decided: Decided, usable: bool) -> dict[str, Any]:
 
 
 def analysis_from(decided: Decided, computed: dict[str, Any]) -> Analysis:
-    checked = decided.checked
-    usable = checked.usable and isinstance(checked, CheckedAnalysis)
-    common = {**_answer_fields(decided, usable), "technical_indicators": computed or None}
-    if not usable or not isinstance(checked, CheckedAnalysis):
-        return Analysis(decision="wait", **common)
+    checked, indicators = decided.checked, computed or None
+    if not (checked.usable and isinstance(checked, CheckedAnalysis)):
+        return Analysis(decision="wait", technical_indicators=indicators, **_answer_fields(decided, usable=False))
     body = checked.body
-    return Analysis(decision=checked.decision, key_levels=body["keyLevels"], trade_plan=body["tradePlan"], **common)
+    return Analysis(
+        decision=checked.decision,
+        key_levels=body["keyLevels"],
+        trade_plan=body["tradePlan"],
+        technical_indicators=indicators,
+        **_answer_fields(decided, usable=True),
+    )
 
 
 def management_from(decided: Decided) -> ManagementAnswer:
     checked = decided.checked
-    usable = checked.usable and isinstance(checked, CheckedManagement)
-    common = _answer_fields(decided, usable)
-    if not usable or not isinstance(checked, CheckedManagement):
-        return ManagementAnswer(action="hold", **common)
+    if not (checked.usable and isinstance(checked, CheckedManagement)):
+        return ManagementAnswer(action="hold", **_answer_fields(decided, usable=False))
     body = checked.body
     return ManagementAnswer(
         action=checked.action,
         action_details=body["actionDetails"],
         risk_assessment=body["riskAssessment"],
-        **common,
+        **_answer_fields(decided, usable=True),
     )

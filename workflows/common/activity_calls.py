@@ -57,10 +57,11 @@ async def db_call(
     same timeout and retries; backoffs stay under the local retry threshold, so a database outage
     is waited out inside the task (heartbeated by the SDK) rather than with timers in the history.
     Its failure then reaches the workflow as the ApplicationError itself."""
-    if local:
-        run = functools.partial(workflow.execute_local_activity, local_retry_threshold=policies.LOCAL_RETRY_THRESHOLD)
-    else:
-        run = functools.partial(workflow.execute_activity)
+    run = (
+        functools.partial(workflow.execute_local_activity, local_retry_threshold=policies.LOCAL_RETRY_THRESHOLD)
+        if local
+        else workflow.execute_activity
+    )
     return await run(
         activity,
         arg,
