@@ -251,5 +251,18 @@ async def local_write_waits(handle: WorkflowHandle[Any, Any], blocker: asyncpg.C
     assert await blocker.fetchval(BLOCKED_BY, blocker.get_server_pid()) >= 1
 
 
+async def completed_activities(handle: WorkflowHandle[Any, Any]) -> int:
+    events = (await handle.fetch_history()).events
+    return sum(e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED for e in events)
+
+
+async def left_to_the_workflow(handle: WorkflowHandle[Any, Any], blocker: asyncpg.Connection, before: int) -> None:
+    """The decision activity gave its write up (it has completed: the row it needs is held by
+    `blocker`) and the workflow's own local write now waits on `blocker`. `before`: the activities
+    completed before the close was sent (no pending activity alone does not say the activity ran)."""
+    assert await completed_activities(handle) > before
+    await local_write_waits(handle, blocker)
+
+
 async def is_cancelled(handle: WorkflowHandle[Any, Any]) -> None:
     assert (await handle.describe()).status == WorkflowExecutionStatus.CANCELED

@@ -23,10 +23,11 @@ from tests.helpers.monitor import Monitor, analysed, monitor_stack
 from tests.helpers.support import (
     SignalRow,
     analyses,
+    completed_activities,
     eventually,
     insert_signal,
     kline,
-    local_write_waits,
+    left_to_the_workflow,
     settled_events,
     signal_status,
 )
@@ -90,8 +91,9 @@ async def test_a_slow_write_is_left_to_the_workflow_and_llm_proxy_is_not_asked_a
             tx = await in_open_transaction(
                 blocker, "SELECT 1 FROM signals WHERE id = $1 FOR UPDATE", uuid.UUID(row.signal_id)
             )
+            answered = await completed_activities(handle)
             await handle.signal(SignalMonitorWorkflow.candle_closed, kline(row, 1))
-            await eventually(lambda: local_write_waits(handle, blocker), timeout=30)
+            await eventually(lambda: left_to_the_workflow(handle, blocker, answered), timeout=30)
             await tx.rollback()
         finally:
             await blocker.close()

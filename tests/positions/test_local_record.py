@@ -29,8 +29,9 @@ from tests.helpers.positions import (
     view,
 )
 from tests.helpers.support import (
+    completed_activities,
     eventually,
-    local_write_waits,
+    left_to_the_workflow,
     settled_events,
     signal_status,
 )
@@ -96,8 +97,9 @@ async def test_an_action_is_written_after_its_order_and_a_slow_hold_by_the_workf
         blocker = await asyncpg.connect(database_url)
         try:
             tx = await hold_decision_key(blocker, row, k)
+            answered = await completed_activities(handle)
             await handle.signal(PositionManagerWorkflow.candle_closed, k)
-            await eventually(lambda: local_write_waits(handle, blocker), timeout=30)
+            await eventually(lambda: left_to_the_workflow(handle, blocker, answered), timeout=30)
             await tx.rollback()
         finally:
             await blocker.close()
